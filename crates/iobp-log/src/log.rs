@@ -1,0 +1,528 @@
+//! The [`Log`] handle and the state its parts share.
+//!
+//! Locks, and the only order in which two may be held together (anything else takes one at a
+//! time): `reader → cursor`, `reader → segments`, `checkpoint → cursor`,
+//! `checkpoint → segments`. The append lock is never held with another and never across I/O.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Error, FailCause, Result};
+use crate::format::{self, MAX_RECORD_PAYLOAD};
+use crate::fs::{DirLock, FileSystem, StdFs};
+use crate::reader::{Batch, ReaderIo, Record};
+use crate::recovery::{self, OpenReport};
+use crate::retention::{RetentionReport, StorageBudget};
+use crate::wait::{Commit, Durable, Progress, Ready};
+use crate::writer::{self, AppendState};
+
+/// Tunables of one log. `Default` gives the product defaults.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// A segment is sealed and a new one started once it would exceed this size
+    /// (a single larger record still gets a segment of its own). Default 16 MiB: small enough
+    /// that deleting whole segments frees space promptly on an SD card.
+    pub segment_bytes: u64,
+    /// Largest accepted payload. Default 16 MiB; at most [`MAX_RECORD_PAYLOAD`].
+    pub max_record_bytes: u32,
+    /// Bytes of encoded records that may wait for the writer before appends get
+    /// [`Error::Backlogged`]. Default 4 MiB (the writer's double buffer is at most twice this).
+    pub queue_bytes: usize,
+    /// How often the Done position is checkpointed while it moves. This is the window of Done
+    /// messages that may be delivered again after a crash. Default 100 ms.
+    pub checkpoint_interval: Duration,
+    /// How long Done messages stay available (for the Live View and message browser) while
+    /// storage allows. Default 24 h.
+    pub retention: Duration,
+    /// Optional limit on this log's bytes on disk, in addition to the global budget.
+    pub max_bytes: Option<u64>,
+    /// Global storage accounting shared by all logs. `None`: a private budget of
+    /// [`StorageBudget::DEFAULT_LIMIT_BYTES`].
+    pub budget: Option<StorageBudget>,
+    /// The file system. Default: the operating system's.
+    pub fs: Arc<dyn FileSystem>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: 16 * 1024 * 1024,
+            max_record_bytes: 16 * 1024 * 1024,
+            queue_bytes: 4 * 1024 * 1024,
+            checkpoint_interval: Duration::from_millis(100),
+            retention: Duration::from_secs(24 * 3600),
+            max_bytes: None,
+            budget: None,
+            fs: Arc::new(StdFs),
+        }
+    }
+}
+
+/// A message's delivery state (the SPEC's states, plus the two edges of the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageState {
+    /// Stored durably, waiting for delivery.
+    Pending,
+    /// Handed to the destination, not yet confirmed.
+    InFlight,
+    /// Delivered and confirmed.
+    Done,
+    /// Appended but not yet durable: not accepted yet.
+    Unconfirmed,
+    /// Not in the log (never written, or removed by retention).
+    Absent,
+}
+
+/// A cheap snapshot of a log's counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Oldest retained sequence number (records before it were removed by retention).
+    pub first_seq: u64,
+    /// The sequence number the next append will get.
+    pub next_seq: u64,
+    /// Everything up to this is durable.
+    pub durable_seq: u64,
+    /// Everything up to this is Done.
+    pub done_seq: u64,
+    /// The Done position last written to the checkpoint file.
+    pub checkpoint_seq: u64,
+    /// Durable records waiting for delivery.
+    pub pending: u64,
+    /// Records handed out and not yet confirmed.
+    pub in_flight: u64,
+    /// Done records still retained.
+    pub done: u64,
+    /// Bytes on disk (and queued for the writer).
+    pub bytes: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Append time of the oldest record that is not Done, microseconds since the Unix epoch.
+    pub oldest_pending_us: Option<u64>,
+    /// Damaged stretches found while reading.
+    pub corrupt_events: u64,
+    /// Records lost to damage.
+    pub lost_records: u64,
+    /// Completed fdatasync calls on segment files (group commits).
+    pub syncs: u64,
+    /// Why the log failed, if it did.
+    pub failed: Option<String>,
+}
+
+/// Metadata of one segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentInfo {
+    pub first_seq: u64,
+    /// Bytes written (for sealed segments: the file size).
+    pub bytes: u64,
+    pub created_us: u64,
+}
+
+/// The segment list and the durable end of the active (last) segment.
+#[derive(Debug)]
+pub(crate) struct Segments {
+    pub list: Vec<SegmentInfo>,
+    /// Byte offset in the active segment up to which data is durable.
+    pub durable_end: u64,
+    /// Last sequence number inside that durable range (`first_seq - 1` if none).
+    pub durable_last_seq: u64,
+}
+
+/// Where a handed-out record lives, for rewinding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pos {
+    pub seq: u64,
+    pub segment: u64,
+    pub offset: u64,
+    pub timestamp_us: u64,
+}
+
+/// Delivery cursor: which records are Pending, In-Flight and Done.
+#[derive(Debug)]
+pub(crate) struct CursorState {
+    /// Next record to hand out; records in `(done_seq, read_seq)` are In-Flight unless in
+    /// `done_above`.
+    pub read_seq: u64,
+    /// Every record `<= done_seq` is Done.
+    pub done_seq: u64,
+    /// Records above `done_seq` confirmed individually (or lost to damage).
+    pub done_above: BTreeSet<u64>,
+    /// Positions of handed-out records above `done_seq`, in sequence order.
+    pub inflight: VecDeque<Pos>,
+    /// Bumped whenever `read_seq` moves backwards; the reader then repositions.
+    pub generation: u64,
+    /// Where to reposition to, when known.
+    pub seek_hint: Option<Pos>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CheckpointState {
+    pub written_seq: u64,
+    pub written_at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub corrupt_events: AtomicU64,
+    pub lost_records: AtomicU64,
+    pub syncs: AtomicU64,
+}
+
+/// State shared by handles, the writer thread and the budget.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub fs: Arc<dyn FileSystem>,
+    pub opts: LogOptions,
+    pub budget: StorageBudget,
+    pub progress: Arc<Progress>,
+    pub append: Mutex<AppendState>,
+    pub segments: Mutex<Segments>,
+    pub cursor: Mutex<CursorState>,
+    pub reader: Mutex<ReaderIo>,
+    pub checkpoint: Mutex<CheckpointState>,
+    /// The Done position moved since the last checkpoint.
+    pub checkpoint_dirty: AtomicBool,
+    pub shutdown: AtomicBool,
+    /// Bytes accounted to this log in the budget: files on disk plus queued records.
+    pub bytes: AtomicU64,
+    pub counters: Counters,
+    pub writer_thread: OnceLock<Thread>,
+    pub _lock: Box<dyn DirLock>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its state consistent before any call that could panic, so
+    // a poisoned lock (a panicking thread elsewhere) does not make the state unusable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn now_us() -> u64 {
+    let d = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    pub(crate) fn segment_path(&self, first_seq: u64) -> PathBuf {
+        self.dir.join(format::segment_file_name(first_seq))
+    }
+
+    pub(crate) fn wake_writer(&self) {
+        if let Some(t) = self.writer_thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// Turns a write-path I/O error into the log's failed state.
+    pub(crate) fn fail(&self, op: &'static str, path: &Path, e: &std::io::Error) -> Error {
+        let cause = FailCause { op, path: path.to_path_buf(), kind: e.kind(), message: e.to_string() };
+        self.progress.fail(Arc::new(cause.clone()));
+        Error::Failed(cause)
+    }
+
+    pub(crate) fn check_failed(&self) -> Result<()> {
+        match self.progress.failure() {
+            Some(f) => Err(Error::Failed((*f).clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the Done position as moved; wakes the writer to schedule a checkpoint.
+    pub(crate) fn mark_done_moved(&self) {
+        if !self.checkpoint_dirty.swap(true, Ordering::AcqRel) {
+            self.wake_writer();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes.load(Ordering::Acquire));
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stop_writer(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_writer();
+        if let Some(handle) = lock(&self.writer).take() {
+            // The writer only panics on a bug; its state is in `Shared`, which stays valid.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}
+
+/// One durable FIFO log in its own directory. Cheap to clone; all clones are the same log.
+///
+/// See the crate documentation for the on-disk format and the durability contract.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+    report: Arc<OpenReport>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.inner.shared.dir).finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, running recovery: a torn tail is
+    /// truncated, damaged segments are set aside, and delivery resumes after the last
+    /// checkpointed Done position. What recovery found is in [`Log::open_report`].
+    pub fn open(dir: impl AsRef<Path>, mut opts: LogOptions) -> Result<Log> {
+        opts.max_record_bytes = opts.max_record_bytes.min(MAX_RECORD_PAYLOAD);
+        opts.segment_bytes = opts.segment_bytes.max(format::SEGMENT_HEADER_LEN as u64 + 1);
+        opts.queue_bytes = opts.queue_bytes.max(1);
+        let dir = dir.as_ref().to_path_buf();
+        let budget = opts.budget.clone().unwrap_or_default();
+        let rec = recovery::recover(&*opts.fs, &dir, &opts)?;
+        budget.force_add(rec.bytes);
+        let active_first = rec.active.first_seq;
+        let active_len = rec.active.len;
+        let durable_seq = rec.next_seq - 1;
+        let shared = Arc::new(Shared {
+            progress: Arc::new(Progress::new(durable_seq, opts.queue_bytes)),
+            append: Mutex::new(AppendState::new(
+                rec.next_seq,
+                active_first,
+                active_len,
+                rec.next_seq - active_first,
+            )),
+            segments: Mutex::new(Segments {
+                list: rec.segments,
+                durable_end: active_len,
+                durable_last_seq: durable_seq,
+            }),
+            cursor: Mutex::new(CursorState {
+                read_seq: rec.done_seq + 1,
+                done_seq: rec.done_seq,
+                done_above: BTreeSet::new(),
+                inflight: VecDeque::new(),
+                generation: 0,
+                seek_hint: None,
+            }),
+            reader: Mutex::new(ReaderIo::default()),
+            checkpoint: Mutex::new(CheckpointState {
+                written_seq: rec.done_seq,
+                written_at: Instant::now(),
+            }),
+            checkpoint_dirty: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            bytes: AtomicU64::new(rec.bytes),
+            counters: Counters::default(),
+            writer_thread: OnceLock::new(),
+            _lock: rec.lock,
+            budget: budget.clone(),
+            dir: dir.clone(),
+            fs: opts.fs.clone(),
+            opts,
+        });
+        budget.register(&shared);
+        let name = dir.file_name().map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
+        let handle = writer::spawn(shared.clone(), rec.active, &name)
+            .map_err(|e| Error::io("spawn writer thread for", &dir, e))?;
+        let _ = shared.writer_thread.set(handle.thread().clone());
+        Ok(Log {
+            inner: Arc::new(Inner { shared, writer: Mutex::new(Some(handle)) }),
+            report: Arc::new(rec.report),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared().dir
+    }
+
+    /// The storage budget this log counts against.
+    pub fn budget(&self) -> &StorageBudget {
+        &self.shared().budget
+    }
+
+    /// Queues one record. The record is accepted only when the returned [`Commit`] resolves
+    /// `Ok`. Fails at once with [`Error::Backlogged`] when the queue is full (wait for
+    /// [`Log::ready`]), [`Error::Full`] when storage is exhausted, [`Error::TooLarge`],
+    /// [`Error::Failed`] or [`Error::Closed`].
+    pub fn try_append(&self, payload: &[u8]) -> Result<Commit> {
+        self.try_append_batch(std::slice::from_ref(&payload))
+    }
+
+    /// Queues several records at once, in order, with consecutive sequence numbers; one
+    /// [`Commit`] covers them all. All or nothing: on error none were queued.
+    pub fn try_append_batch<T: AsRef<[u8]>>(&self, payloads: &[T]) -> Result<Commit> {
+        writer::try_append_batch(self.shared(), payloads)
+    }
+
+    /// Appends one record and waits until it is durable; waits for queue room as needed.
+    pub async fn append(&self, payload: &[u8]) -> Result<u64> {
+        let commit = self.append_queued(std::slice::from_ref(&payload)).await?;
+        Ok(*commit.await?.start())
+    }
+
+    /// Queues records, waiting for queue room as needed; the returned [`Commit`] resolves
+    /// when they are durable. Lets a caller pipeline: queue the next batch while the previous
+    /// one is being synced.
+    pub async fn append_queued<T: AsRef<[u8]>>(&self, payloads: &[T]) -> Result<Commit> {
+        loop {
+            match self.try_append_batch(payloads) {
+                Err(Error::Backlogged) => self.ready().await?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Resolves when the append queue has room.
+    pub fn ready(&self) -> Ready {
+        Ready::new(self.shared().progress.clone())
+    }
+
+    /// Hands out up to `max_records` durable Pending records (and roughly `max_bytes` of
+    /// payload, at least one record) and marks them In-Flight. Returns an empty batch when
+    /// nothing is pending; wait with [`Log::readable`].
+    ///
+    /// If damaged records are met, the records before them are returned and the next call
+    /// returns [`Error::Corrupt`] describing them; the call after that continues past them.
+    pub fn read_batch(&self, max_records: usize, max_bytes: usize) -> Result<Batch> {
+        let mut batch = Batch::default();
+        self.read_batch_into(&mut batch, max_records, max_bytes)?;
+        Ok(batch)
+    }
+
+    /// Like [`Log::read_batch`], reusing `batch`'s buffers (it is cleared first).
+    pub fn read_batch_into(&self, batch: &mut Batch, max_records: usize, max_bytes: usize) -> Result<()> {
+        crate::reader::read_batch(self.shared(), batch, max_records, max_bytes)
+    }
+
+    /// Resolves when a record is available to [`Log::read_batch`] (or the log failed/closed).
+    pub fn readable(&self) -> Durable {
+        let read_seq = lock(&self.shared().cursor).read_seq;
+        Durable::new(self.shared().progress.clone(), read_seq)
+    }
+
+    /// Marks every record up to and including `seq` Done. Only In-Flight records can become
+    /// Done; acknowledging an already Done position is a no-op.
+    pub fn ack_through(&self, seq: u64) -> Result<()> {
+        crate::reader::ack_through(self.shared(), seq)
+    }
+
+    /// Marks one In-Flight record Done.
+    pub fn ack(&self, seq: u64) -> Result<()> {
+        crate::reader::ack_one(self.shared(), seq)
+    }
+
+    /// Returns In-Flight records from `seq` on to Pending: they are handed out again, in order,
+    /// before anything newer (records already Done individually are skipped).
+    pub fn requeue_from(&self, seq: u64) -> Result<()> {
+        crate::reader::requeue_from(self.shared(), seq)
+    }
+
+    /// Returns every In-Flight record to Pending.
+    pub fn requeue_all(&self) {
+        let from = lock(&self.shared().cursor).done_seq + 1;
+        // Cannot fail: `from` is just above the Done position.
+        let _ = self.requeue_from(from);
+    }
+
+    /// Writes the Done position durably now (normally done in the background every
+    /// `checkpoint_interval`).
+    pub fn checkpoint(&self) -> Result<()> {
+        crate::retention::write_checkpoint(self.shared())
+    }
+
+    /// Deletes segments whose records are all Done (as of the last checkpoint) and older than
+    /// the retention age at `now`. The active segment is never deleted.
+    pub fn enforce_retention(&self, now: SystemTime) -> Result<RetentionReport> {
+        crate::retention::enforce_age(self.shared(), now)
+    }
+
+    /// Reads up to `max_records` durable records starting at `from_seq`, whatever their state,
+    /// without touching the delivery cursor (the message browser).
+    pub fn read_range(&self, from_seq: u64, max_records: usize, max_bytes: usize) -> Result<Batch> {
+        crate::reader::read_range(self.shared(), from_seq, max_records, max_bytes)
+    }
+
+    /// One durable record by sequence number.
+    pub fn get(&self, seq: u64) -> Result<Option<Record>> {
+        let batch = self.read_range(seq, 1, 1)?;
+        Ok(batch.iter().next().filter(|r| r.seq == seq).map(|r| r.to_owned()))
+    }
+
+    /// The delivery state of `seq`.
+    pub fn state_of(&self, seq: u64) -> MessageState {
+        let s = self.shared();
+        let first = lock(&s.segments).list.first().map_or(u64::MAX, |x| x.first_seq);
+        let durable = s.progress.durable_seq();
+        let next = lock(&s.append).next_seq;
+        let c = lock(&s.cursor);
+        if seq == 0 || seq < first || seq >= next {
+            MessageState::Absent
+        } else if seq <= c.done_seq || c.done_above.contains(&seq) {
+            MessageState::Done
+        } else if seq < c.read_seq {
+            MessageState::InFlight
+        } else if seq <= durable {
+            MessageState::Pending
+        } else {
+            MessageState::Unconfirmed
+        }
+    }
+
+    /// A snapshot of the log's counts.
+    pub fn stats(&self) -> LogStats {
+        crate::reader::stats(self.shared())
+    }
+
+    /// Why the log failed, if it did.
+    pub fn failure(&self) -> Option<FailCause> {
+        self.shared().progress.failure().map(|f| (*f).clone())
+    }
+
+    /// Flushes queued records, writes a final checkpoint and stops the writer. Other clones
+    /// of this handle see [`Error::Closed`] afterwards.
+    pub fn close(self) -> Result<()> {
+        self.inner.stop_writer();
+        self.shared().check_failed()
+    }
+
+    /// Closes the log and removes its directory and every message in it, for good.
+    pub fn delete(self) -> Result<()> {
+        self.inner.stop_writer();
+        let dir = self.shared().dir.clone();
+        let fs = self.shared().fs.clone();
+        let shared = self.shared().clone();
+        drop(self);
+        // Give back the bytes now: the files are going away even if other handles linger.
+        let bytes = shared.bytes.swap(0, Ordering::AcqRel);
+        shared.budget.release(bytes);
+        drop(shared);
+        fs.remove_dir_all(&dir).map_err(|e| Error::io("remove log directory", &dir, e))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
+        }
+        Ok(())
+    }
+}
