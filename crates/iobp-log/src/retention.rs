@@ -268,6 +268,12 @@ fn delete_prefix(
             }
         }
     }
+    if freed > 0 {
+        // Make the removals durable too, so a power cut cannot bring deleted segments back.
+        if let Err(e) = shared.fs.sync_dir(&shared.dir) {
+            first_err.get_or_insert(Error::io("sync directory", &shared.dir, e));
+        }
+    }
     shared.bytes.fetch_sub(freed.min(shared.bytes.load(Ordering::Acquire)), Ordering::AcqRel);
     shared.budget.release(freed);
     match first_err {
