@@ -9,7 +9,7 @@ use clap::Parser;
 #[command(name = "iobufferpro", version, about, long_about = None)]
 struct Cli {}
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let _cli = Cli::parse();
     println!(
         "ioBufferPro {} (log format version {}): the engine arrives with the next milestone; \
@@ -17,5 +17,4 @@ fn main() -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         iobp_log::format::FORMAT_VERSION
     );
-    Ok(())
 }

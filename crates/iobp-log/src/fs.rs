@@ -21,7 +21,7 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current length.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// A held exclusive lock on a log directory; released on drop.
@@ -123,7 +123,7 @@ impl FileHandle for StdFile {
         self.0.set_len(len)
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }

@@ -104,6 +104,7 @@ mod error;
 pub mod format;
 pub mod fs;
 mod log;
+mod ranges;
 mod reader;
 mod recovery;
 mod retention;

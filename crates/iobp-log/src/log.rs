@@ -4,7 +4,7 @@
 //! time): `reader → cursor`, `reader → segments`, `checkpoint → cursor`,
 //! `checkpoint → segments`. The append lock is never held with another and never across I/O.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::{Error, FailCause, Result};
 use crate::format::{self, MAX_RECORD_PAYLOAD};
 use crate::fs::{DirLock, FileSystem, StdFs};
+use crate::ranges::SeqRanges;
 use crate::reader::{Batch, ReaderIo, Record};
 use crate::recovery::{self, OpenReport};
 use crate::retention::{RetentionReport, StorageBudget};
@@ -149,7 +150,7 @@ pub(crate) struct CursorState {
     /// Every record `<= done_seq` is Done.
     pub done_seq: u64,
     /// Records above `done_seq` confirmed individually (or lost to damage).
-    pub done_above: BTreeSet<u64>,
+    pub done_above: SeqRanges,
     /// Positions of handed-out records above `done_seq`, in sequence order.
     pub inflight: VecDeque<Pos>,
     /// Bumped whenever `read_seq` moves backwards; the reader then repositions.
@@ -218,7 +219,8 @@ impl Shared {
 
     /// Turns a write-path I/O error into the log's failed state.
     pub(crate) fn fail(&self, op: &'static str, path: &Path, e: &std::io::Error) -> Error {
-        let cause = FailCause { op, path: path.to_path_buf(), kind: e.kind(), message: e.to_string() };
+        let cause =
+            FailCause { op, path: path.to_path_buf(), kind: e.kind(), message: e.to_string() };
         self.progress.fail(Arc::new(cause.clone()));
         Error::Failed(cause)
     }
@@ -312,7 +314,7 @@ impl Log {
             cursor: Mutex::new(CursorState {
                 read_seq: rec.done_seq + 1,
                 done_seq: rec.done_seq,
-                done_above: BTreeSet::new(),
+                done_above: SeqRanges::default(),
                 inflight: VecDeque::new(),
                 generation: 0,
                 seek_hint: None,
@@ -334,7 +336,8 @@ impl Log {
             opts,
         });
         budget.register(&shared);
-        let name = dir.file_name().map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
+        let name =
+            dir.file_name().map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
         let handle = writer::spawn(shared.clone(), rec.active, &name)
             .map_err(|e| Error::io("spawn writer thread for", &dir, e))?;
         let _ = shared.writer_thread.set(handle.thread().clone());
@@ -413,7 +416,12 @@ impl Log {
     }
 
     /// Like [`Log::read_batch`], reusing `batch`'s buffers (it is cleared first).
-    pub fn read_batch_into(&self, batch: &mut Batch, max_records: usize, max_bytes: usize) -> Result<()> {
+    pub fn read_batch_into(
+        &self,
+        batch: &mut Batch,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<()> {
         crate::reader::read_batch(self.shared(), batch, max_records, max_bytes)
     }
 
@@ -480,7 +488,7 @@ impl Log {
         let c = lock(&s.cursor);
         if seq == 0 || seq < first || seq >= next {
             MessageState::Absent
-        } else if seq <= c.done_seq || c.done_above.contains(&seq) {
+        } else if seq <= c.done_seq || c.done_above.contains(seq) {
             MessageState::Done
         } else if seq < c.read_seq {
             MessageState::InFlight

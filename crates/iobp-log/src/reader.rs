@@ -7,7 +7,7 @@
 //! Damaged records met while reading are skipped, counted in `lost_records`, treated as Done
 //! (so the Done position can move past them) and reported once as [`Error::Corrupt`].
 
-use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -140,7 +140,9 @@ fn place(shared: &Shared, segment: u64) -> Place {
         return Place::Gone;
     };
     match segs.list.get(i + 1) {
-        None => Place::Active { durable_end: segs.durable_end, durable_last_seq: segs.durable_last_seq },
+        None => {
+            Place::Active { durable_end: segs.durable_end, durable_last_seq: segs.durable_last_seq }
+        }
         Some(next) => Place::Sealed { len: segs.list[i].bytes, next_first: next.first_seq },
     }
 }
@@ -163,31 +165,51 @@ fn open_scan(shared: &Shared, seg: SegmentInfo, start: Option<(u64, u64)>) -> Re
 
 /// What one scan step produced.
 enum Step {
-    Record { seq: u64, timestamp_us: u64, offset: u64 },
+    Record {
+        seq: u64,
+        timestamp_us: u64,
+        offset: u64,
+    },
     /// Records `from..to` are lost.
-    Lost { from: u64, to: u64, corruption: Corruption },
+    Lost {
+        from: u64,
+        to: u64,
+        corruption: Corruption,
+    },
     /// Nothing more is durable right now.
     Exhausted,
 }
 
+impl Step {
+    fn lost(from: u64, to: u64, segment: PathBuf, offset: u64, reason: &str) -> Step {
+        let reason = reason.to_string();
+        let corruption =
+            Corruption { segment, offset, first_lost_seq: from, lost: to - from, reason };
+        Step::Lost { from, to, corruption }
+    }
+}
+
 /// Advances a scan by one step, moving to the next segment where the current one ends.
-/// `payload` receives the record's bytes.
+/// Records below `from_seq` are skipped; `payload` receives the record's bytes.
 fn step(shared: &Shared, io: &mut ReaderIo, from_seq: u64, payload: &mut Vec<u8>) -> Result<Step> {
     loop {
-        if io.scan.is_none() {
-            let Some(seg) = segment_for(shared, from_seq) else { return Ok(Step::Exhausted) };
+        let Some(scan) = io.scan.as_mut() else {
+            let Some(seg) = segment_for(shared, from_seq) else {
+                return Ok(Step::Exhausted);
+            };
             io.scan = Some(open_scan(shared, seg, None)?);
-        }
-        let Some(scan) = io.scan.as_mut() else { return Ok(Step::Exhausted) };
+            continue;
+        };
         let here = place(shared, scan.segment);
         match here {
             Place::Gone => {
                 io.scan = None;
                 let first = lock(&shared.segments).list.first().map(|s| s.first_seq);
                 match first {
+                    // The records we were about to read no longer exist.
                     Some(f) if f > from_seq => {
-                        // The records we were about to read no longer exist.
-                        return Ok(lost(shared, from_seq, f, 0, scan_path(shared, f), "segment removed"));
+                        let path = shared.segment_path(f);
+                        return Ok(Step::lost(from_seq, f, path, 0, "segment removed"));
                     }
                     _ => continue,
                 }
@@ -195,76 +217,69 @@ fn step(shared: &Shared, io: &mut ReaderIo, from_seq: u64, payload: &mut Vec<u8>
             Place::Active { durable_end, .. } => scan.scanner.set_limit(durable_end),
             Place::Sealed { len, .. } => scan.scanner.set_limit(len),
         }
-        let item = scan.scanner.next_item().map_err(|e| {
-            Error::io("read segment", shared.segment_path(scan.segment), e)
-        })?;
+        let segment = scan.segment;
+        let path = || shared.segment_path(segment);
+        let item = scan.scanner.next_item().map_err(|e| Error::io("read segment", path(), e))?;
         match item {
-            ScanItem::Record(m) => {
-                if m.seq < from_seq {
-                    continue;
-                }
+            ScanItem::Record(m) if m.seq >= from_seq => {
                 payload.clear();
                 payload.extend_from_slice(scan.scanner.payload());
-                return Ok(Step::Record { seq: m.seq, timestamp_us: m.timestamp_us, offset: m.offset });
+                let (seq, timestamp_us, offset) = (m.seq, m.timestamp_us, m.offset);
+                return Ok(Step::Record { seq, timestamp_us, offset });
             }
+            ScanItem::Record(_) => {}
             ScanItem::Corrupt { offset, problem, expected_seq, resume_seq, .. } => {
                 let from = expected_seq.max(from_seq);
                 if resume_seq > from {
-                    let path = shared.segment_path(scan.segment);
-                    return Ok(lost(shared, from, resume_seq, offset, path, problem.describe()));
+                    return Ok(Step::lost(from, resume_seq, path(), offset, problem.describe()));
                 }
             }
-            ScanItem::End { offset, clean, problem } => match here {
-                Place::Active { durable_end, durable_last_seq } => {
-                    if clean {
-                        return Ok(Step::Exhausted);
+            ScanItem::End { offset, clean, problem } => {
+                let expected = scan.scanner.expected_seq().max(from_seq);
+                let why = match (clean, problem) {
+                    (false, Some(p)) => p.describe(),
+                    (false, None) => "damaged data",
+                    (true, _) => "segment ends early",
+                };
+                match here {
+                    Place::Active { .. } if clean => return Ok(Step::Exhausted),
+                    Place::Active { durable_end, durable_last_seq } => {
+                        // Damage inside the durable part of the active segment: continue after it.
+                        scan.scanner.skip_to(durable_end, durable_last_seq + 1);
+                        if durable_last_seq + 1 > expected {
+                            return Ok(Step::lost(
+                                expected,
+                                durable_last_seq + 1,
+                                path(),
+                                offset,
+                                why,
+                            ));
+                        }
                     }
-                    // Damage inside the durable part of the active segment: skip to its end.
-                    let expected = scan.scanner.expected_seq();
-                    let segment = scan.segment;
-                    let file = shared.fs.open_read(&shared.segment_path(segment));
-                    let file = file.map_err(|e| Error::io("open segment", shared.segment_path(segment), e))?;
-                    let next = durable_last_seq + 1;
-                    scan.scanner = Scanner::new(file, durable_end, next, durable_end, shared.opts.max_record_bytes);
-                    let from = expected.max(from_seq);
-                    if next > from {
-                        let why = problem.map_or("damaged data", |p| p.describe());
-                        return Ok(lost(shared, from, next, offset, shared.segment_path(segment), why));
+                    Place::Sealed { next_first, .. } => {
+                        let next = lock(&shared.segments)
+                            .list
+                            .iter()
+                            .find(|s| s.first_seq == next_first)
+                            .copied();
+                        io.scan = next.map(|n| open_scan(shared, n, None)).transpose()?;
+                        if next_first > expected {
+                            return Ok(Step::lost(expected, next_first, path(), offset, why));
+                        }
                     }
+                    Place::Gone => {}
                 }
-                Place::Sealed { next_first, .. } => {
-                    let expected = scan.scanner.expected_seq().max(from_seq);
-                    let segment = scan.segment;
-                    let next = lock(&shared.segments).list.iter().find(|s| s.first_seq == next_first).copied();
-                    io.scan = match next {
-                        Some(n) => Some(open_scan(shared, n, None)?),
-                        None => None,
-                    };
-                    if next_first > expected {
-                        let why = if clean { "segment ends early" } else { problem.map_or("damaged data", |p| p.describe()) };
-                        return Ok(lost(shared, expected, next_first, offset, shared.segment_path(segment), why));
-                    }
-                }
-                Place::Gone => {}
-            },
+            }
         }
     }
 }
 
-fn scan_path(shared: &Shared, first: u64) -> std::path::PathBuf {
-    shared.segment_path(first)
-}
-
-fn lost(shared: &Shared, from: u64, to: u64, offset: u64, segment: std::path::PathBuf, why: &str) -> Step {
-    let _ = shared;
-    Step::Lost {
-        from,
-        to,
-        corruption: Corruption { segment, offset, first_lost_seq: from, lost: to - from, reason: why.to_string() },
-    }
-}
-
-pub(crate) fn read_batch(shared: &Arc<Shared>, batch: &mut Batch, max_records: usize, max_bytes: usize) -> Result<()> {
+pub(crate) fn read_batch(
+    shared: &Arc<Shared>,
+    batch: &mut Batch,
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<()> {
     batch.clear();
     let mut io = lock(&shared.reader);
     if let Some(c) = io.pending_error.take() {
@@ -282,10 +297,11 @@ pub(crate) fn read_batch(shared: &Arc<Shared>, batch: &mut Batch, max_records: u
     {
         io.generation = generation;
         io.scan = None;
-        if let Some(h) = hint.filter(|h| h.seq == read_seq) {
-            if let Some(seg) = segment_for(shared, h.segment).filter(|s| s.first_seq == h.segment) {
-                io.scan = Some(open_scan(shared, seg, Some((h.offset, h.seq)))?);
-            }
+        // After a requeue, start right at the requeued record instead of scanning for it.
+        if let Some(h) = hint.filter(|h| h.seq == read_seq)
+            && let Some(seg) = segment_for(shared, h.segment).filter(|s| s.first_seq == h.segment)
+        {
+            io.scan = Some(open_scan(shared, seg, Some((h.offset, h.seq)))?);
         }
     }
     let mut positions: Vec<Pos> = Vec::new();
@@ -293,16 +309,15 @@ pub(crate) fn read_batch(shared: &Arc<Shared>, batch: &mut Batch, max_records: u
     let mut next_seq = read_seq;
     let mut corruption = None;
     let mut payload = Vec::new();
-    let skip: BTreeSet<u64> = {
-        let c = lock(&shared.cursor);
-        c.done_above.range(read_seq..).copied().collect()
-    };
-    while batch.len() < max_records.max(1) && (batch.is_empty() || batch.payload_bytes() < max_bytes) {
+    let skip = lock(&shared.cursor).done_above.from(read_seq);
+    while batch.len() < max_records.max(1)
+        && (batch.is_empty() || batch.payload_bytes() < max_bytes)
+    {
         match step(shared, &mut io, next_seq, &mut payload)? {
             Step::Record { seq, timestamp_us, offset } => {
                 let segment = io.scan.as_ref().map_or(0, |s| s.segment);
                 next_seq = seq + 1;
-                if skip.contains(&seq) {
+                if skip.contains(seq) {
                     continue;
                 }
                 positions.push(Pos { seq, segment, offset, timestamp_us });
@@ -330,7 +345,7 @@ pub(crate) fn read_batch(shared: &Arc<Shared>, batch: &mut Batch, max_records: u
         let mut lost_total = 0;
         for (from, to) in lost_seqs {
             lost_total += to - from;
-            c.done_above.extend(from..to);
+            c.done_above.insert_range(from..to);
         }
         if lost_total > 0 {
             shared.counters.lost_records.fetch_add(lost_total, Ordering::Relaxed);
@@ -350,9 +365,8 @@ pub(crate) fn read_batch(shared: &Arc<Shared>, batch: &mut Batch, max_records: u
 
 /// Moves the contiguous Done position over individually confirmed records.
 fn absorb(c: &mut CursorState) {
-    while c.done_above.first() == Some(&(c.done_seq + 1)) {
-        c.done_above.pop_first();
-        c.done_seq += 1;
+    while let Some(end) = c.done_above.take_run_from(c.done_seq + 1) {
+        c.done_seq = end - 1;
     }
     while c.inflight.front().is_some_and(|p| p.seq <= c.done_seq) {
         c.inflight.pop_front();
@@ -371,9 +385,7 @@ pub(crate) fn ack_through(shared: &Shared, seq: u64) -> Result<()> {
         )));
     }
     c.done_seq = seq;
-    while c.done_above.first().is_some_and(|&s| s <= seq) {
-        c.done_above.pop_first();
-    }
+    c.done_above.remove_through(seq);
     absorb(&mut c);
     drop(c);
     shared.mark_done_moved();
@@ -382,7 +394,7 @@ pub(crate) fn ack_through(shared: &Shared, seq: u64) -> Result<()> {
 
 pub(crate) fn ack_one(shared: &Shared, seq: u64) -> Result<()> {
     let mut c = lock(&shared.cursor);
-    if seq <= c.done_seq || c.done_above.contains(&seq) {
+    if seq <= c.done_seq || c.done_above.contains(seq) {
         return Ok(());
     }
     if seq >= c.read_seq {
@@ -416,7 +428,12 @@ pub(crate) fn requeue_from(shared: &Shared, seq: u64) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn read_range(shared: &Arc<Shared>, from_seq: u64, max_records: usize, max_bytes: usize) -> Result<Batch> {
+pub(crate) fn read_range(
+    shared: &Arc<Shared>,
+    from_seq: u64,
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<Batch> {
     let mut batch = Batch::default();
     let first = lock(&shared.segments).list.first().map_or(u64::MAX, |s| s.first_seq);
     let from_seq = from_seq.max(first).max(1);
@@ -426,7 +443,9 @@ pub(crate) fn read_range(shared: &Arc<Shared>, from_seq: u64, max_records: usize
     let mut io = ReaderIo::default();
     let mut payload = Vec::new();
     let mut next = from_seq;
-    while batch.len() < max_records.max(1) && (batch.is_empty() || batch.payload_bytes() < max_bytes) {
+    while batch.len() < max_records.max(1)
+        && (batch.is_empty() || batch.payload_bytes() < max_bytes)
+    {
         match step(shared, &mut io, next, &mut payload)? {
             Step::Record { seq, timestamp_us, .. } => {
                 next = seq + 1;
@@ -450,10 +469,11 @@ pub(crate) fn stats(shared: &Arc<Shared>) -> LogStats {
     let checkpoint_seq = lock(&shared.checkpoint).written_seq;
     let (read_seq, done_seq, above_inflight, above_pending, done_above, oldest_inflight) = {
         let c = lock(&shared.cursor);
-        let inflight_above = c.done_above.range(..c.read_seq).count() as u64;
-        let pending_above = c.done_above.range(c.read_seq..=durable.max(c.read_seq)).count() as u64;
-        let oldest = c.inflight.iter().find(|p| !c.done_above.contains(&p.seq)).map(|p| p.timestamp_us);
-        (c.read_seq, c.done_seq, inflight_above, pending_above, c.done_above.len() as u64, oldest)
+        let inflight_above = c.done_above.count_in(0..c.read_seq);
+        let pending_above = c.done_above.count_in(c.read_seq..durable.max(c.read_seq) + 1);
+        let oldest =
+            c.inflight.iter().find(|p| !c.done_above.contains(p.seq)).map(|p| p.timestamp_us);
+        (c.read_seq, c.done_seq, inflight_above, pending_above, c.done_above.len(), oldest)
     };
     let pending = (durable + 1).saturating_sub(read_seq).saturating_sub(above_pending);
     let in_flight = read_seq.saturating_sub(done_seq + 1).saturating_sub(above_inflight);
@@ -486,15 +506,15 @@ pub(crate) fn stats(shared: &Arc<Shared>) -> LogStats {
 /// Timestamp of record `seq` if the reader is positioned right at it (the usual case); else
 /// a browse read.
 fn peek_timestamp(shared: &Arc<Shared>, seq: u64) -> Option<u64> {
-    if let Ok(io) = shared.reader.try_lock() {
-        if let Some(scan) = io.scan.as_ref().filter(|s| s.scanner.expected_seq() == seq) {
-            let mut hdr = [0u8; RECORD_HEADER_LEN];
-            let pos = scan.scanner.position();
-            if scan.scanner.source().read_at(&mut hdr, pos).ok() == Some(RECORD_HEADER_LEN) {
-                if let Some(h) = RecordHeader::parse(&hdr).filter(|h| h.seq == seq) {
-                    return Some(h.timestamp_us);
-                }
-            }
+    if let Ok(io) = shared.reader.try_lock()
+        && let Some(scan) = io.scan.as_ref().filter(|s| s.scanner.expected_seq() == seq)
+    {
+        let mut hdr = [0u8; RECORD_HEADER_LEN];
+        let pos = scan.scanner.position();
+        if scan.scanner.source().read_at(&mut hdr, pos).ok() == Some(RECORD_HEADER_LEN)
+            && let Some(h) = RecordHeader::parse(&hdr).filter(|h| h.seq == seq)
+        {
+            return Some(h.timestamp_us);
         }
     }
     read_range(shared, seq, 1, 1).ok()?.iter().next().map(|r| r.timestamp_us)

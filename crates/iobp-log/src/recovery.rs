@@ -82,99 +82,25 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
         }
     })?;
     let mut report = OpenReport::default();
-    let mut seg_seqs = Vec::new();
-    let mut highest_seen = 0u64;
-    let mut have_checkpoint = false;
     let mut dir_dirty = false;
-    for name in fs.list_dir(dir).map_err(io_err("list log directory", dir))? {
-        let Some(s) = name.to_str() else {
-            report.foreign_files.push(name);
-            continue;
-        };
-        if let Some(seq) = format::parse_segment_file_name(s) {
-            seg_seqs.push(seq);
-            highest_seen = highest_seen.max(seq);
-        } else if s == CHECKPOINT_FILE {
-            have_checkpoint = true;
-        } else if s == CHECKPOINT_TMP {
-            let p = dir.join(s);
-            fs.remove_file(&p).map_err(io_err("remove stale checkpoint", &p))?;
-            dir_dirty = true;
-        } else if s == crate::LOCK_FILE {
-        } else if let Some(q) = s.strip_suffix(QUARANTINE_SUFFIX) {
-            if let Some(seq) = format::parse_segment_file_name(q) {
-                highest_seen = highest_seen.max(seq);
-            }
-            report.quarantined.push(dir.join(s));
-        } else {
-            report.foreign_files.push(name);
-        }
-    }
-    seg_seqs.sort_unstable();
-
-    // Headers.
-    let mut segments: Vec<SegmentInfo> = Vec::new();
-    let count = seg_seqs.len();
-    for (i, &seq) in seg_seqs.iter().enumerate() {
-        let path = dir.join(format::segment_file_name(seq));
-        let file = fs.open_read(&path).map_err(io_err("open segment", &path))?;
-        let len = file.len().map_err(io_err("stat segment", &path))?;
-        let mut hdr = [0u8; SEGMENT_HEADER_LEN];
-        let n = read_full_at(&*file, &mut hdr, 0).map_err(io_err("read segment header", &path))?;
-        drop(file);
-        let decoded = SegmentHeader::decode(&hdr[..n]);
-        match decoded {
-            Ok(h) if h.first_seq == seq => segments.push(SegmentInfo { first_seq: seq, bytes: len, created_us: h.created_us }),
-            _ if i + 1 == count && len < SEGMENT_HEADER_LEN as u64 => {
-                fs.remove_file(&path).map_err(io_err("remove unfinished segment", &path))?;
-                dir_dirty = true;
-            }
-            other => {
-                let why = match other {
-                    Ok(h) => format!("header says first seq {} but the name says {seq}", h.first_seq),
-                    Err(e) => e.describe(),
-                };
-                let q = dir.join(format!("{}{QUARANTINE_SUFFIX}", format::segment_file_name(seq)));
-                fs.rename(&path, &q).map_err(io_err("quarantine segment", &path))?;
-                dir_dirty = true;
-                report.corruption.push(Corruption {
-                    segment: q.clone(),
-                    offset: 0,
-                    first_lost_seq: seq,
-                    lost: 0,
-                    reason: format!("segment set aside: {why}"),
-                });
-                report.quarantined.push(q);
-            }
-        }
-    }
-
-    // Checkpoint.
+    let listing = list(fs, dir, &mut report, &mut dir_dirty)?;
+    let mut segments = check_headers(fs, dir, &listing.segments, &mut report, &mut dir_dirty)?;
     let mut checkpoint = None;
-    if have_checkpoint {
-        let path = dir.join(CHECKPOINT_FILE);
-        match read_checkpoint(fs, &path) {
+    if listing.have_checkpoint {
+        match read_checkpoint(fs, &dir.join(CHECKPOINT_FILE)) {
             Ok(done) => checkpoint = Some(done),
             Err(why) => report.checkpoint_problem = Some(why),
         }
     }
-
-    // The active (last) segment: scan it and cut off a torn tail.
-    let (active, next_seq) = match segments.last().copied() {
-        Some(last) => recover_tail(fs, dir, last, opts, &mut report)?,
-        None => {
-            // Never reuse sequence numbers a checkpoint or a set-aside segment has seen.
-            let first = checkpoint.map_or(1, |d| d + 1).max(highest_seen).max(1);
-            let path = dir.join(format::segment_file_name(first));
-            let created_us = now_us();
-            let file = fs.create_new(&path).map_err(io_err("create segment", &path))?;
-            let header = SegmentHeader { first_seq: first, created_us }.encode();
-            crate::fs::write_all_at(&*file, &header, 0).map_err(io_err("write segment header", &path))?;
-            file.sync_data().map_err(io_err("sync segment", &path))?;
-            dir_dirty = true;
-            segments.push(SegmentInfo { first_seq: first, bytes: SEGMENT_HEADER_LEN as u64, created_us });
-            (ActiveSegment { first_seq: first, file, len: SEGMENT_HEADER_LEN as u64 }, first)
-        }
+    let (active, next_seq) = if let Some(last) = segments.last().copied() {
+        recover_tail(fs, dir, last, opts, &mut report)?
+    } else {
+        // Never reuse sequence numbers a checkpoint or a set-aside segment has seen.
+        let first = checkpoint.map_or(1, |d| d + 1).max(listing.highest_seen).max(1);
+        let (active, info) = create_first_segment(fs, dir, first)?;
+        segments.push(info);
+        dir_dirty = true;
+        (active, first)
     };
     if let Some(last) = segments.last_mut() {
         last.bytes = active.len;
@@ -190,6 +116,114 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
     report.next_seq = next_seq;
     report.duration = started.elapsed();
     Ok(Recovered { lock, segments, active, next_seq, done_seq, bytes, report })
+}
+
+struct Listing {
+    /// Segment first sequence numbers, ascending.
+    segments: Vec<u64>,
+    /// The highest first sequence number of any segment file, quarantined ones included.
+    highest_seen: u64,
+    have_checkpoint: bool,
+}
+
+/// Sorts the directory's entries into segments, the checkpoint and everything else; removes
+/// a leftover temporary checkpoint.
+fn list(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    report: &mut OpenReport,
+    dirty: &mut bool,
+) -> Result<Listing> {
+    let mut l = Listing { segments: Vec::new(), highest_seen: 0, have_checkpoint: false };
+    for name in fs.list_dir(dir).map_err(io_err("list log directory", dir))? {
+        let Some(s) = name.to_str() else {
+            report.foreign_files.push(name);
+            continue;
+        };
+        if let Some(seq) = format::parse_segment_file_name(s) {
+            l.segments.push(seq);
+            l.highest_seen = l.highest_seen.max(seq);
+        } else if s == CHECKPOINT_FILE {
+            l.have_checkpoint = true;
+        } else if s == CHECKPOINT_TMP {
+            let p = dir.join(s);
+            fs.remove_file(&p).map_err(io_err("remove stale checkpoint", &p))?;
+            *dirty = true;
+        } else if let Some(q) = s.strip_suffix(QUARANTINE_SUFFIX) {
+            if let Some(seq) = format::parse_segment_file_name(q) {
+                l.highest_seen = l.highest_seen.max(seq);
+            }
+            report.quarantined.push(dir.join(s));
+        } else if s != crate::LOCK_FILE {
+            report.foreign_files.push(name);
+        }
+    }
+    l.segments.sort_unstable();
+    Ok(l)
+}
+
+/// Reads every segment header; sets aside segments whose header is damaged.
+fn check_headers(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seqs: &[u64],
+    report: &mut OpenReport,
+    dirty: &mut bool,
+) -> Result<Vec<SegmentInfo>> {
+    let mut segments = Vec::with_capacity(seqs.len());
+    for (i, &seq) in seqs.iter().enumerate() {
+        let path = dir.join(format::segment_file_name(seq));
+        let file = fs.open_read(&path).map_err(io_err("open segment", &path))?;
+        let len = file.size().map_err(io_err("stat segment", &path))?;
+        let mut hdr = [0u8; SEGMENT_HEADER_LEN];
+        let n = read_full_at(&*file, &mut hdr, 0).map_err(io_err("read segment header", &path))?;
+        drop(file);
+        let why = match SegmentHeader::decode(&hdr[..n]) {
+            Ok(h) if h.first_seq == seq => {
+                segments.push(SegmentInfo { first_seq: seq, bytes: len, created_us: h.created_us });
+                continue;
+            }
+            // A creation the crash interrupted: it cannot hold an acknowledged record.
+            _ if i + 1 == seqs.len() && len < SEGMENT_HEADER_LEN as u64 => {
+                fs.remove_file(&path).map_err(io_err("remove unfinished segment", &path))?;
+                *dirty = true;
+                continue;
+            }
+            Ok(h) => format!("header says first seq {} but the name says {seq}", h.first_seq),
+            Err(e) => e.describe(),
+        };
+        let q = dir.join(format!("{}{QUARANTINE_SUFFIX}", format::segment_file_name(seq)));
+        fs.rename(&path, &q).map_err(io_err("quarantine segment", &path))?;
+        *dirty = true;
+        report.corruption.push(Corruption {
+            segment: q.clone(),
+            offset: 0,
+            first_lost_seq: seq,
+            lost: 0,
+            reason: format!("segment set aside: {why}"),
+        });
+        report.quarantined.push(q);
+    }
+    Ok(segments)
+}
+
+/// Creates the first segment of an empty log (the caller syncs the directory).
+fn create_first_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    first: u64,
+) -> Result<(ActiveSegment, SegmentInfo)> {
+    let path = dir.join(format::segment_file_name(first));
+    let created_us = now_us();
+    let file = fs.create_new(&path).map_err(io_err("create segment", &path))?;
+    let header = SegmentHeader { first_seq: first, created_us }.encode();
+    crate::fs::write_all_at(&*file, &header, 0).map_err(io_err("write segment header", &path))?;
+    file.sync_data().map_err(io_err("sync segment", &path))?;
+    let len = SEGMENT_HEADER_LEN as u64;
+    Ok((
+        ActiveSegment { first_seq: first, file, len },
+        SegmentInfo { first_seq: first, bytes: len, created_us },
+    ))
 }
 
 /// Creates `dir` and any missing parents, then syncs the parent of each directory created, so
@@ -216,8 +250,10 @@ fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 fn read_checkpoint(fs: &dyn FileSystem, path: &Path) -> std::result::Result<u64, String> {
     let file = fs.open_read(path).map_err(|e| format!("cannot open checkpoint: {e}"))?;
     let mut buf = [0u8; format::CHECKPOINT_LEN + 1];
-    let n = read_full_at(&*file, &mut buf, 0).map_err(|e| format!("cannot read checkpoint: {e}"))?;
-    format::decode_checkpoint(&buf[..n]).map_err(|e| format!("damaged checkpoint: {}", e.describe()))
+    let n =
+        read_full_at(&*file, &mut buf, 0).map_err(|e| format!("cannot read checkpoint: {e}"))?;
+    format::decode_checkpoint(&buf[..n])
+        .map_err(|e| format!("damaged checkpoint: {}", e.describe()))
 }
 
 fn recover_tail(
@@ -229,8 +265,9 @@ fn recover_tail(
 ) -> Result<(ActiveSegment, u64)> {
     let path = dir.join(format::segment_file_name(seg.first_seq));
     let file = fs.open_rw(&path).map_err(io_err("open segment", &path))?;
-    let len = file.len().map_err(io_err("stat segment", &path))?;
-    let mut scanner = Scanner::new(file, SEGMENT_HEADER_LEN as u64, seg.first_seq, len, opts.max_record_bytes);
+    let len = file.size().map_err(io_err("stat segment", &path))?;
+    let mut scanner =
+        Scanner::new(file, SEGMENT_HEADER_LEN as u64, seg.first_seq, len, opts.max_record_bytes);
     let valid_end = loop {
         match scanner.next_item().map_err(io_err("scan segment", &path))? {
             ScanItem::Record(_) => {}

@@ -128,7 +128,8 @@ impl StorageBudget {
     /// left; returns the bytes freed.
     fn reclaim(&self, need: u64) -> u64 {
         let _one = lock(&self.inner.reclaiming);
-        let logs: Vec<Arc<Shared>> = lock(&self.inner.logs).iter().filter_map(Weak::upgrade).collect();
+        let logs: Vec<Arc<Shared>> =
+            lock(&self.inner.logs).iter().filter_map(Weak::upgrade).collect();
         for l in &logs {
             if lock(&l.cursor).done_seq > lock(&l.checkpoint).written_seq {
                 let _ = write_checkpoint(l);
@@ -184,7 +185,12 @@ pub(crate) fn reserve(shared: &Shared, n: u64) -> Result<()> {
     if !budget.try_reserve(n) {
         budget.reclaim(n);
         if !budget.try_reserve(n) {
-            return Err(Error::Full { scope: "global", needed: n, used: budget.used(), limit: budget.limit() });
+            return Err(Error::Full {
+                scope: "global",
+                needed: n,
+                used: budget.used(),
+                limit: budget.limit(),
+            });
         }
     }
     shared.bytes.fetch_add(n, Ordering::AcqRel);
@@ -220,14 +226,14 @@ fn release_done(shared: &Shared, need: u64) -> u64 {
 }
 
 pub(crate) fn enforce_age(shared: &Shared, now: SystemTime) -> Result<RetentionReport> {
-    let now_us = u64::try_from(
-        now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros(),
-    )
-    .unwrap_or(u64::MAX);
+    let now_us =
+        u64::try_from(now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros())
+            .unwrap_or(u64::MAX);
     let keep_us = u64::try_from(shared.opts.retention.as_micros()).unwrap_or(u64::MAX);
     let before = lock(&shared.segments).list.len();
     // A segment's newest record is no newer than the next segment's creation time.
-    let bytes = delete_prefix(shared, |_, next| now_us.saturating_sub(next.created_us) >= keep_us, None)?;
+    let bytes =
+        delete_prefix(shared, |_, next| now_us.saturating_sub(next.created_us) >= keep_us, None)?;
     let after = lock(&shared.segments).list.len();
     Ok(RetentionReport { segments: before - after, bytes })
 }

@@ -145,6 +145,13 @@ impl<R: ReadAt> Scanner<R> {
         self.limit
     }
 
+    /// Continues the scan at `offset`, expecting `seq` there (skipping damaged bytes).
+    pub fn skip_to(&mut self, offset: u64, seq: u64) {
+        self.pos = offset;
+        self.expected_seq = seq;
+        self.last = None;
+    }
+
     /// Moves the limit (the durable end of an active segment grows).
     pub fn set_limit(&mut self, limit: u64) {
         self.limit = limit;
@@ -164,8 +171,8 @@ impl<R: ReadAt> Scanner<R> {
     pub fn payload(&self) -> &[u8] {
         match self.last {
             Some(m) => {
-                let start = usize::try_from(m.offset - self.window_start).unwrap_or(0)
-                    + RECORD_HEADER_LEN;
+                let start =
+                    usize::try_from(m.offset - self.window_start).unwrap_or(0) + RECORD_HEADER_LEN;
                 &self.window[start..start + m.len as usize]
             }
             None => &[],
@@ -312,7 +319,7 @@ pub fn scan_segment_bytes(bytes: &[u8], max_payload: u32) -> (Vec<RecordMeta>, V
     (records, events)
 }
 
-impl<'a> ReadAt for &'a [u8] {
+impl ReadAt for &[u8] {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         <[u8] as ReadAt>::read_at(self, buf, offset)
     }
@@ -328,7 +335,8 @@ mod tests {
         let mut offsets = Vec::new();
         for seq in range {
             offsets.push(buf.len() as u64);
-            let payload = format!("payload-{seq}").repeat(usize::try_from(seq % 5).unwrap_or(0) + 1);
+            let payload =
+                format!("payload-{seq}").repeat(usize::try_from(seq % 5).unwrap_or(0) + 1);
             encode_record(&mut buf, seq, seq * 10, payload.as_bytes());
         }
         (buf, offsets)
@@ -375,9 +383,7 @@ mod tests {
             let whole = offsets.iter().skip(1).chain(std::iter::once(&total));
             let n = whole.filter(|&&end| end <= cut as u64).count();
             assert_eq!(seqs.len(), n, "cut at {cut}");
-            let Some(ScanItem::End { offset, clean, .. }) = events.last() else {
-                panic!("no end")
-            };
+            let Some(ScanItem::End { offset, clean, .. }) = events.last() else { panic!("no end") };
             assert!(events.len() == 1, "no corruption reported for a torn tail");
             assert_eq!(*clean, offsets.contains(&(cut as u64)) || cut == 0);
             assert!(*offset <= cut as u64);

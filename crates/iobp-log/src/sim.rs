@@ -127,6 +127,7 @@ impl Default for SimFs {
 
 impl SimFs {
     /// An empty file system with only the root directory.
+    #[must_use]
     pub fn new() -> Self {
         let mut st = State::default();
         st.dirs.insert(PathBuf::from("/"), Dir::default());
@@ -159,6 +160,7 @@ impl SimFs {
 
     /// Cuts the power: this file system dies and the returned one holds only what was durable.
     /// `seed` drives the choice of torn prefixes and garbage.
+    #[must_use = "the returned file system holds what survived"]
     pub fn power_cut(&self, torn: TornWrites, seed: u64) -> SimFs {
         let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         st.dead = true;
@@ -169,7 +171,9 @@ impl SimFs {
         // is gone.
         let mut stack = vec![PathBuf::from("/")];
         while let Some(dir) = stack.pop() {
-            let Some(old) = st.dirs.get(&dir) else { continue };
+            let Some(old) = st.dirs.get(&dir) else {
+                continue;
+            };
             let mut d = Dir::default();
             for (name, entry) in &old.durable {
                 d.entries.insert(name.clone(), entry.clone());
@@ -200,16 +204,15 @@ impl SimFs {
     /// Replaces a whole file's contents, durably (for corruption tests).
     pub fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut st = self.lock()?;
-        let ino = match st.lookup_file(path) {
-            Ok(ino) => ino,
-            Err(_) => {
-                let (parent, name) = split(path)?;
-                let ino = st.alloc_ino();
-                let dir = st.dirs.get_mut(&parent).ok_or_else(|| not_found(&parent))?;
-                dir.entries.insert(name.clone(), Entry::File(ino));
-                dir.durable.insert(name, Entry::File(ino));
-                ino
-            }
+        let ino = if let Ok(ino) = st.lookup_file(path) {
+            ino
+        } else {
+            let (parent, name) = split(path)?;
+            let ino = st.alloc_ino();
+            let dir = st.dirs.get_mut(&parent).ok_or_else(|| not_found(&parent))?;
+            dir.entries.insert(name.clone(), Entry::File(ino));
+            dir.durable.insert(name, Entry::File(ino));
+            ino
         };
         let node = st.nodes.entry(ino).or_default();
         node.data = data.to_vec();
@@ -226,7 +229,7 @@ fn survive(node: &Node, torn: TornWrites, rng: &mut XorShift) -> Node {
         let extra = node.data.len() - data.len();
         let keep = usize::try_from(rng.next() % (extra as u64 + 1)).unwrap_or(0);
         data.extend_from_slice(&node.data[node.durable.len()..node.durable.len() + keep]);
-        if torn == TornWrites::Garbage && rng.next() % 2 == 0 {
+        if torn == TornWrites::Garbage && rng.next().is_multiple_of(2) {
             let garbage = usize::try_from(rng.next() % (extra - keep + 1) as u64).unwrap_or(0);
             data.extend((0..garbage).map(|_| rng.next().to_le_bytes()[0]));
         }
@@ -350,7 +353,7 @@ impl FileHandle for SimFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let st = self.fs.lock()?;
         Ok(st.nodes.get(&self.ino).map_or(0, |n| n.data.len() as u64))
     }
@@ -448,7 +451,10 @@ impl FileSystem for SimFs {
         let mut st = self.lock()?;
         let path = normalize(path);
         let (parent, name) = split(&path)?;
-        st.dirs.get_mut(&parent).and_then(|d| d.entries.remove(&name)).ok_or_else(|| not_found(&path))?;
+        st.dirs
+            .get_mut(&parent)
+            .and_then(|d| d.entries.remove(&name))
+            .ok_or_else(|| not_found(&path))?;
         st.dirs.retain(|p, _| !p.starts_with(&path));
         Ok(())
     }

@@ -24,13 +24,12 @@ pub(crate) struct WaitList {
 impl WaitList {
     /// Registers or refreshes the waker of the waiter `id` (allocated on first call).
     fn register(&mut self, seq: u64, id: &mut Option<u64>, waker: &Waker) {
-        let key = match id {
-            Some(i) => (seq, *i),
-            None => {
-                self.next_id += 1;
-                *id = Some(self.next_id);
-                (seq, self.next_id)
-            }
+        let key = if let Some(i) = id {
+            (seq, *i)
+        } else {
+            self.next_id += 1;
+            *id = Some(self.next_id);
+            (seq, self.next_id)
         };
         match self.map.get_mut(&key) {
             Some(w) if w.will_wake(waker) => {}

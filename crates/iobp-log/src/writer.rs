@@ -60,7 +60,12 @@ pub(crate) struct AppendState {
 }
 
 impl AppendState {
-    pub(crate) fn new(next_seq: u64, _active_first: u64, active_bytes: u64, active_records: u64) -> Self {
+    pub(crate) fn new(
+        next_seq: u64,
+        _active_first: u64,
+        active_bytes: u64,
+        active_records: u64,
+    ) -> Self {
         AppendState {
             next_seq,
             buf: Vec::new(),
@@ -72,7 +77,10 @@ impl AppendState {
     }
 }
 
-pub(crate) fn try_append_batch<T: AsRef<[u8]>>(shared: &Arc<Shared>, payloads: &[T]) -> Result<Commit> {
+pub(crate) fn try_append_batch<T: AsRef<[u8]>>(
+    shared: &Arc<Shared>,
+    payloads: &[T],
+) -> Result<Commit> {
     shared.check_failed()?;
     if shared.shutdown.load(Ordering::Acquire) {
         return Err(Error::Closed);
@@ -127,7 +135,11 @@ pub(crate) fn try_append_batch<T: AsRef<[u8]>>(shared: &Arc<Shared>, payloads: &
     Ok(Commit::new(shared.progress.clone(), first, last))
 }
 
-pub(crate) fn spawn(shared: Arc<Shared>, active: ActiveSegment, name: &str) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    active: ActiveSegment,
+    name: &str,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("iobp-log:{name}"))
         .stack_size(256 * 1024)
@@ -230,9 +242,11 @@ impl Writer {
             let path = shared.segment_path(roll.first_seq);
             let file = shared.fs.create_new(&path).map_err(|e| shared.fail("create", &path, &e))?;
             let header = SegmentHeader { first_seq: roll.first_seq, created_us: roll.created_us };
-            write_all_at(&*file, &header.encode(), 0).map_err(|e| shared.fail("write", &path, &e))?;
+            write_all_at(&*file, &header.encode(), 0)
+                .map_err(|e| shared.fail("write", &path, &e))?;
             crate::retention::force_add(&shared, SEGMENT_HEADER_LEN as u64);
-            self.active = ActiveSegment { first_seq: roll.first_seq, file, len: SEGMENT_HEADER_LEN as u64 };
+            self.active =
+                ActiveSegment { first_seq: roll.first_seq, file, len: SEGMENT_HEADER_LEN as u64 };
             created.push(SegmentInfo {
                 first_seq: roll.first_seq,
                 bytes: SEGMENT_HEADER_LEN as u64,
@@ -244,7 +258,10 @@ impl Writer {
         self.active.file.sync_data().map_err(|e| shared.fail("fdatasync", &path, &e))?;
         shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
         if !created.is_empty() {
-            shared.fs.sync_dir(&shared.dir).map_err(|e| shared.fail("sync directory", &shared.dir, &e))?;
+            shared
+                .fs
+                .sync_dir(&shared.dir)
+                .map_err(|e| shared.fail("sync directory", &shared.dir, &e))?;
         }
         {
             let mut segs = lock(&shared.segments);

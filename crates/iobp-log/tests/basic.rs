@@ -148,11 +148,8 @@ fn segments_roll_and_reads_cross_them() {
 #[test]
 fn retention_deletes_only_checkpointed_done_segments_past_their_age() {
     let fs = SimFs::new();
-    let opts = LogOptions {
-        segment_bytes: 200,
-        retention: Duration::from_secs(3600),
-        ..sim_opts(&fs)
-    };
+    let opts =
+        LogOptions { segment_bytes: 200, retention: Duration::from_secs(3600), ..sim_opts(&fs) };
     let log = Log::open("/l", opts).expect("open");
     append_n(&log, 1..=40);
     let segs = log.stats().segments;

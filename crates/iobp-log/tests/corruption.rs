@@ -69,7 +69,10 @@ fn torn_tail_at_every_byte_offset_of_the_last_records() {
         fs2.write_file(&path, &full[..cut]).expect("truncate");
         let log = Log::open("/l", opts(&fs2)).expect("open after truncation");
         let whole = ends.iter().filter(|&&e| e <= cut).count() as u64 - 1;
-        assert_eq!(log.open_report().truncated_bytes, (cut - ends[usize::try_from(whole).unwrap_or(0)]) as u64);
+        assert_eq!(
+            log.open_report().truncated_bytes,
+            (cut - ends[usize::try_from(whole).unwrap_or(0)]) as u64
+        );
         let (records, damage) = read_all(&log);
         assert!(damage.is_empty(), "a torn tail is not corruption: {damage:?}");
         assert_eq!(records.len() as u64, whole, "cut at {cut}");
@@ -101,7 +104,10 @@ fn torn_tail_on_the_real_file_system() {
     let (records, damage) = read_all(&log);
     assert!(damage.is_empty());
     assert_eq!(records.len(), 4);
-    assert_eq!(std::fs::metadata(&path).expect("stat").len(), len - 3 - log.open_report().truncated_bytes);
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        len - 3 - log.open_report().truncated_bytes
+    );
 }
 
 #[test]
@@ -162,7 +168,12 @@ fn damaged_segment_header_quarantines_the_segment() {
     let fs = SimFs::new();
     build(&fs, "/l", 40, 300);
     let names: Vec<_> = iobp_log::fs::FileSystem::list_dir(&fs, Path::new("/l")).expect("ls");
-    let mut segs: Vec<String> = names.iter().filter_map(|n| n.to_str()).filter(|n| n.ends_with(".seg")).map(String::from).collect();
+    let mut segs: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.to_str())
+        .filter(|n| iobp_log::format::parse_segment_file_name(n).is_some())
+        .map(String::from)
+        .collect();
     segs.sort();
     assert!(segs.len() >= 4);
     let victim = Path::new("/l").join(&segs[1]);

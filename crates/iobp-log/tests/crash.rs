@@ -24,6 +24,7 @@ use iobp_log::{Log, LogOptions};
 
 const CHILD_ENV: &str = "IOBP_LOG_CRASH_CHILD_DIR";
 const PRODUCERS: u64 = 4;
+const PRODUCER_SLOTS: usize = 4;
 
 fn child_opts() -> LogOptions {
     LogOptions {
@@ -60,7 +61,7 @@ fn child(dir: &Path) {
         }
     };
     // Each producer continues its counter from where the log says it got to.
-    let mut next_counter = [0u64; PRODUCERS as usize];
+    let mut next_counter = [0u64; PRODUCER_SLOTS];
     for r in log.read_range(1, usize::MAX, usize::MAX).expect("scan").iter() {
         if let Some((p, c)) = parse_payload(r.payload) {
             next_counter[usize::try_from(p).unwrap_or(0)] = c + 1;
@@ -74,7 +75,8 @@ fn child(dir: &Path) {
         threads.push(std::thread::spawn(move || {
             loop {
                 let n = 1 + (counter % 17);
-                let batch: Vec<Vec<u8>> = (counter..counter + n).map(|c| payload(producer, c)).collect();
+                let batch: Vec<Vec<u8>> =
+                    (counter..counter + n).map(|c| payload(producer, c)).collect();
                 let commit = match log.try_append_batch(&batch) {
                     Ok(c) => c,
                     Err(iobp_log::Error::Backlogged) => {
@@ -169,28 +171,44 @@ fn kill_9_at_random_points_loses_nothing() {
         let report = log.open_report().clone();
         assert!(report.corruption.is_empty(), "round {round}: {report:?}");
         let resume = report.resume_seq;
-        assert!(resume > last_checkpoint, "round {round}: resumed at {resume}, but checkpoint {last_checkpoint} was written");
+        assert!(
+            resume > last_checkpoint,
+            "round {round}: resumed at {resume}, but checkpoint {last_checkpoint} was written"
+        );
         if last_delivered > 0 {
             assert!(resume <= last_delivered + 1, "round {round}: resumed past what was delivered");
         }
         let all = log.read_range(1, usize::MAX, usize::MAX).expect("browse");
         let mut expected_seq = 1;
-        let mut per_producer = [None::<u64>; PRODUCERS as usize];
+        let mut per_producer = [None::<u64>; PRODUCER_SLOTS];
         for r in all.iter() {
             assert_eq!(r.seq, expected_seq, "round {round}: sequence gap");
             expected_seq += 1;
             let (p, c) = parse_payload(r.payload).expect("our payload");
-            assert_eq!(r.payload, payload(p, c).as_slice(), "round {round}: damaged record {}", r.seq);
+            assert_eq!(
+                r.payload,
+                payload(p, c).as_slice(),
+                "round {round}: damaged record {}",
+                r.seq
+            );
             let last = &mut per_producer[usize::try_from(p).unwrap_or(0)];
             assert!(last.is_none_or(|l| c == l + 1), "round {round}: producer {p} out of order");
             *last = Some(c);
             if let Some(&want) = confirmed.get(&r.seq) {
-                assert_eq!((p, c), want, "round {round}: record {} is not what was confirmed", r.seq);
+                assert_eq!(
+                    (p, c),
+                    want,
+                    "round {round}: record {} is not what was confirmed",
+                    r.seq
+                );
             }
         }
         let present = expected_seq - 1;
         if let Some((&max_confirmed, _)) = confirmed.last_key_value() {
-            assert!(present >= max_confirmed, "round {round}: confirmed up to {max_confirmed}, only {present} present");
+            assert!(
+                present >= max_confirmed,
+                "round {round}: confirmed up to {max_confirmed}, only {present} present"
+            );
         }
         assert_eq!(log.stats().lost_records, 0);
         total_delivered = total_delivered.max(last_delivered);

@@ -106,7 +106,8 @@ fn pending_commits_fail_when_the_log_fails() {
     let fs = SimFs::new();
     let log = Log::open("/l", opts(&fs)).expect("open");
     fs.set_faults(Faults { fail_sync_after: Some(0), ..Faults::default() });
-    let commits: Vec<_> = (0..20).filter_map(|i| log.try_append(format!("{i}").as_bytes()).ok()).collect();
+    let commits: Vec<_> =
+        (0..20).filter_map(|i| log.try_append(format!("{i}").as_bytes()).ok()).collect();
     assert!(!commits.is_empty());
     for c in commits {
         assert!(matches!(c.wait(), Err(Error::Failed(_))));

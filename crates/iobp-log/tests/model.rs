@@ -24,9 +24,16 @@ enum Op {
     Checkpoint,
     Retention,
     Reopen,
-    PowerCut { torn: TornWrites, seed: u64 },
+    PowerCut {
+        torn: TornWrites,
+        seed: u64,
+    },
     /// Queue records without waiting for them, then cut the power at once.
-    PowerCutDuringAppend { records: Vec<Vec<u8>>, torn: TornWrites, seed: u64 },
+    PowerCutDuringAppend {
+        records: Vec<Vec<u8>>,
+        torn: TornWrites,
+        seed: u64,
+    },
 }
 
 fn payload() -> impl Strategy<Value = Vec<u8>> {
@@ -80,7 +87,11 @@ impl Model {
     }
 
     fn counts(&self) -> (u64, u64) {
-        let pending = self.records.range(self.read_seq..).filter(|(s, _)| !self.done_above.contains(s)).count();
+        let pending = self
+            .records
+            .range(self.read_seq..)
+            .filter(|(s, _)| !self.done_above.contains(s))
+            .count();
         (pending as u64, self.in_flight().len() as u64)
     }
 
@@ -105,6 +116,8 @@ fn options(fs: &SimFs) -> LogOptions {
 
 const DIR: &str = "/data/logs/pair";
 
+// One match arm per operation keeps each model rule next to the call it checks.
+#[allow(clippy::too_many_lines)]
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut fs = SimFs::new();
     let mut log = Log::open(DIR, options(&fs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -128,7 +141,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .take(max)
                     .map(|(s, p)| (*s, p.clone()))
                     .collect();
-                let got: Vec<(u64, Vec<u8>)> = batch.iter().map(|r| (r.seq, r.payload.to_vec())).collect();
+                let got: Vec<(u64, Vec<u8>)> =
+                    batch.iter().map(|r| (r.seq, r.payload.to_vec())).collect();
                 prop_assert_eq!(&got, &expected);
                 // A short batch means the reader also stepped over the individually Done
                 // records after the last one it returned.
@@ -176,7 +190,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let later = SystemTime::now() + Duration::from_secs(7200);
                 log.enforce_retention(later).expect("retention");
                 let first = log.stats().first_seq;
-                prop_assert!(first <= m.checkpointed + 1, "deleted {} > checkpoint {}", first, m.checkpointed);
+                prop_assert!(
+                    first <= m.checkpointed + 1,
+                    "deleted {} > checkpoint {}",
+                    first,
+                    m.checkpointed
+                );
                 m.records.retain(|&s, _| s >= first);
             }
             Op::Reopen => {
@@ -236,7 +255,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     })
     .flatten()
     .collect();
-    let want: Vec<u64> = m.records.range(m.read_seq..).map(|(s, _)| *s).filter(|s| !m.done_above.contains(s)).collect();
+    let want: Vec<u64> = m
+        .records
+        .range(m.read_seq..)
+        .map(|(s, _)| *s)
+        .filter(|s| !m.done_above.contains(s))
+        .collect();
     prop_assert_eq!(rest, want);
     Ok(())
 }

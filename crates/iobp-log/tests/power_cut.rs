@@ -46,7 +46,8 @@ fn every_confirmed_record_survives_power_cuts_under_load() {
             threads.push(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let n = if producer % 2 == 0 { 1 } else { 1 + counter % 9 };
-                    let batch: Vec<Vec<u8>> = (counter..counter + n).map(|c| payload(producer, c)).collect();
+                    let batch: Vec<Vec<u8>> =
+                        (counter..counter + n).map(|c| payload(producer, c)).collect();
                     let commit = match log.try_append_batch(&batch) {
                         Ok(c) => c,
                         Err(Error::Backlogged) => continue,
@@ -93,16 +94,30 @@ fn every_confirmed_record_survives_power_cuts_under_load() {
         drop(log);
 
         let log = Log::open("/data/pair", opts(&fs)).expect("reopen after power cut");
-        assert!(log.open_report().resume_seq > seen_before_cut, "round {round}: checkpoint went backwards");
-        assert!(log.open_report().resume_seq >= resume, "round {round}: delivery position went backwards");
+        assert!(
+            log.open_report().resume_seq > seen_before_cut,
+            "round {round}: checkpoint went backwards"
+        );
+        assert!(
+            log.open_report().resume_seq >= resume,
+            "round {round}: delivery position went backwards"
+        );
         let all = log.read_range(1, usize::MAX, usize::MAX).expect("browse");
-        let present: BTreeMap<u64, Vec<u8>> = all.iter().map(|r| (r.seq, r.payload.to_vec())).collect();
+        let present: BTreeMap<u64, Vec<u8>> =
+            all.iter().map(|r| (r.seq, r.payload.to_vec())).collect();
         let confirmed = confirmed.lock().expect("lock");
         for (seq, p) in confirmed.iter() {
-            assert_eq!(present.get(seq), Some(p), "round {round}: confirmed record {seq} lost or changed");
+            assert_eq!(
+                present.get(seq),
+                Some(p),
+                "round {round}: confirmed record {seq} lost or changed"
+            );
         }
         let seqs: Vec<u64> = present.keys().copied().collect();
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "round {round}: gap in sequence numbers");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "round {round}: gap in sequence numbers"
+        );
         // Producers restart their counters after what survived (unconfirmed tails may be gone).
         for r in all.iter() {
             let s = std::str::from_utf8(r.payload).expect("utf8");
