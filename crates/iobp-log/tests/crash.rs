@@ -48,9 +48,11 @@ fn parse_payload(p: &[u8]) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// The child: runs until killed.
-fn child(dir: &Path) {
+/// The child workload. As the crash child it runs until killed (`run_for == None`); run
+/// directly it stops after `run_for`, closes the log and returns how many appends it confirmed.
+fn child(dir: &Path, run_for: Option<Duration>) -> u64 {
     let log = Log::open(dir, child_opts()).expect("child open");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let say = {
         let out = out.clone();
@@ -69,11 +71,11 @@ fn child(dir: &Path) {
     }
     let mut threads = Vec::new();
     for producer in 0..PRODUCERS {
-        let log = log.clone();
-        let say = say.clone();
+        let (log, say, stop) = (log.clone(), say.clone(), stop.clone());
         let mut counter = next_counter[usize::try_from(producer).unwrap_or(0)];
         threads.push(std::thread::spawn(move || {
-            loop {
+            let mut confirmed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let n = 1 + (counter % 17);
                 let batch: Vec<Vec<u8>> =
                     (counter..counter + n).map(|c| payload(producer, c)).collect();
@@ -88,11 +90,14 @@ fn child(dir: &Path) {
                 let seqs = commit.wait().expect("durable");
                 say(format!("A {} {} {producer} {counter}", seqs.start(), seqs.end()));
                 counter += n;
+                confirmed += n;
             }
+            confirmed
         }));
     }
+    let started = std::time::Instant::now();
     let mut last_ckpt = 0;
-    loop {
+    while run_for.is_none_or(|d| started.elapsed() < d) {
         let b = log.read_batch(500, 1 << 20).expect("read");
         if let Some(last) = b.last_seq() {
             // Announce before acknowledging: a checkpoint can then never exceed what the
@@ -108,14 +113,28 @@ fn child(dir: &Path) {
             say(format!("C {ck}"));
         }
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let confirmed = threads.into_iter().map(|t| t.join().expect("producer")).sum();
+    log.close().expect("close");
+    confirmed
 }
 
 #[test]
 fn child_entry() {
-    // Only does something when the parent test starts this binary as the crash child.
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        child(Path::new(&dir));
+        // Started by `kill_9_at_random_points_loses_nothing`: run until killed.
+        child(Path::new(&dir), None);
+        return;
     }
+    // Run directly: the same workload for a moment, then a clean shutdown keeps everything.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let confirmed = child(tmp.path(), Some(Duration::from_millis(300)));
+    assert!(confirmed > 0);
+    let log = Log::open(tmp.path(), LogOptions::default()).expect("reopen");
+    let s = log.stats();
+    assert!(s.next_seq > confirmed, "{confirmed} confirmed, log ends at {}", s.next_seq);
+    assert_eq!(s.lost_records, 0);
+    assert!(s.done_seq >= s.checkpoint_seq && s.checkpoint_seq > 0, "{s:?}");
 }
 
 struct Xs(u64);
