@@ -1,0 +1,501 @@
+//! Validation. Every problem names the field (a JSON path such as
+//! `channel_pairs[2].source.port`) and the reason; all problems are reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::spec::{
+    AckSpec, BackoffSpec, ChannelPairSpec, ConfigDocument, EndpointSpec, FramingSpec,
+    MAX_MESSAGE_BYTES_LIMIT, Settings,
+};
+
+/// One problem with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: a JSON path (`channel_pairs[0].source.port`), empty for the document itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A configuration was refused; lists every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in document order.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    pub(crate) fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { problems: vec![Problem { path: path.into(), message: message.into() }] }
+    }
+
+    /// Prefixes every path (used when a pair is validated as part of a document).
+    #[must_use]
+    pub fn within(mut self, prefix: &str) -> Self {
+        for p in &mut self.problems {
+            p.path = join(prefix, &p.path);
+        }
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "invalid configuration: {one}"),
+            many => {
+                write!(f, "invalid configuration ({} problems):", many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, _) => path.to_string(),
+        (_, true) => prefix.to_string(),
+        _ if path.starts_with('[') => format!("{prefix}{path}"),
+        _ => format!("{prefix}.{path}"),
+    }
+}
+
+/// Collects problems under a path.
+struct Check {
+    problems: Vec<Problem>,
+}
+
+impl Check {
+    fn new() -> Self {
+        Check { problems: Vec::new() }
+    }
+
+    fn fail(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.to_string(), message: message.into() });
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
+    }
+}
+
+/// Which side of a pair an endpoint is on; some settings only make sense on one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Receives messages into the buffer.
+    Source,
+    /// Delivers messages from the buffer.
+    Destination,
+}
+
+/// Checks an identifier (pair id, channel id).
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if id.starts_with('.') {
+        return Err("must not start with `.`".into());
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+        return Err(format!("contains `{c}`; use only letters, digits, `.`, `_` and `-`"));
+    }
+    Ok(())
+}
+
+fn check_host(c: &mut Check, path: &str, host: &str) {
+    if host.trim().is_empty() {
+        c.fail(path, "must not be empty");
+    } else if host.len() > 253 || host.chars().any(char::is_whitespace) {
+        c.fail(path, "is not a valid host name or IP address");
+    }
+}
+
+fn check_port(c: &mut Check, path: &str, port: u16) {
+    if port == 0 {
+        c.fail(path, "must be between 1 and 65535");
+    }
+}
+
+impl Settings {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut c = Check::new();
+        if self.max_storage_mb == 0 {
+            c.fail("max_storage_mb", "must be at least 1");
+        }
+        if self.retention_hours > 24 * 366 * 10 {
+            c.fail("retention_hours", "must be at most ten years");
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
+            c.fail("log_level", "must be one of error, warn, info, debug, trace");
+        }
+        for (field, addr) in [("ops_listen", &self.ops_listen), ("mgmt_listen", &self.mgmt_listen)]
+        {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                c.fail(field, "must be an address like 0.0.0.0:8080 or [::]:8080");
+            }
+        }
+        if self.ops_listen == self.mgmt_listen {
+            c.fail("mgmt_listen", "must differ from ops_listen");
+        }
+        c.finish()
+    }
+}
+
+impl ChannelPairSpec {
+    /// Checks one pair on its own (paths relative to the pair).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut c = Check::new();
+        if let Err(e) = check_id(&self.id) {
+            c.fail("id", e);
+        }
+        if self.name.len() > 200 {
+            c.fail("name", "must be at most 200 characters");
+        }
+        check_endpoint(&mut c, "source", &self.source, Side::Source);
+        check_endpoint(&mut c, "destination", &self.destination, Side::Destination);
+        for (i, f) in self.failover.iter().enumerate() {
+            check_endpoint(&mut c, &format!("failover[{i}]"), f, Side::Destination);
+        }
+        check_backoff(&mut c, "retry", &self.retry);
+        if self.max_storage_mb == Some(0) {
+            c.fail("max_storage_mb", "must be at least 1");
+        }
+        c.finish()
+    }
+}
+
+fn check_backoff(c: &mut Check, path: &str, b: &BackoffSpec) {
+    if b.initial_ms < 10 {
+        c.fail(&format!("{path}.initial_ms"), "must be at least 10 ms");
+    }
+    if b.max_ms < b.initial_ms {
+        c.fail(&format!("{path}.max_ms"), "must be at least initial_ms");
+    }
+    if b.max_ms > 86_400_000 {
+        c.fail(&format!("{path}.max_ms"), "must be at most one day (86400000 ms)");
+    }
+    if b.jitter_percent > 100 {
+        c.fail(&format!("{path}.jitter_percent"), "must be between 0 and 100");
+    }
+}
+
+fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
+    let p = |f: &str| format!("{path}.{f}");
+    match e {
+        EndpointSpec::TcpServer(s) => {
+            check_host(c, &p("host"), &s.host);
+            check_port(c, &p("port"), s.port);
+            if s.max_connections == 0 || s.max_connections > 65_535 {
+                c.fail(&p("max_connections"), "must be between 1 and 65535");
+            }
+            if side == Side::Destination && s.idle_timeout_s.is_some() {
+                c.fail(&p("idle_timeout_s"), "applies to sources only");
+            }
+            check_tls(c, &p("tls"), &s.tls);
+        }
+        EndpointSpec::TcpClient(s) => {
+            check_host(c, &p("host"), &s.host);
+            check_port(c, &p("port"), s.port);
+            if s.connect_timeout_ms.is_some_and(|t| !(10..=600_000).contains(&t)) {
+                c.fail(&p("connect_timeout_ms"), "must be between 10 and 600000");
+            }
+            check_tls(c, &p("tls"), &s.tls);
+        }
+        EndpointSpec::Udp(s) => {
+            check_host(c, &p("host"), &s.host);
+            check_port(c, &p("port"), s.port);
+        }
+        EndpointSpec::Serial(s) => {
+            if s.port.trim().is_empty() {
+                c.fail(&p("port"), "must name a serial port (COM3, /dev/ttyUSB0)");
+            }
+            if s.baud_rate == 0 || s.baud_rate > 20_000_000 {
+                c.fail(&p("baud_rate"), "must be between 1 and 20000000");
+            }
+            if !(5..=8).contains(&s.data_bits) {
+                c.fail(&p("data_bits"), "must be 5, 6, 7 or 8");
+            }
+            if !(1..=2).contains(&s.stop_bits) {
+                c.fail(&p("stop_bits"), "must be 1 or 2");
+            }
+        }
+        EndpointSpec::Remote(r) => {
+            if let Err(e) = check_id(&r.channel_id) {
+                c.fail(&p("channel_id"), e);
+            }
+            if let Some(url) = &r.url {
+                if let Err(e) = check_url(url) {
+                    c.fail(&p("url"), e);
+                }
+                if r.auth.is_none() {
+                    c.fail(
+                        &p("auth"),
+                        "is required when url is set (a user of the remote instance)",
+                    );
+                }
+            }
+            if let Some(a) = &r.auth
+                && a.username.trim().is_empty()
+            {
+                c.fail(&p("auth.username"), "must not be empty");
+            }
+        }
+    }
+    if let Some(f) = e.framing() {
+        check_framing(c, &p("framing"), f);
+    }
+    check_ack(c, path, e, side);
+}
+
+fn check_tls(c: &mut Check, path: &str, t: &crate::spec::TlsSpec) {
+    for (field, v) in [("cert", &t.cert), ("key", &t.key), ("ca", &t.ca)] {
+        if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            c.fail(&format!("{path}.{field}"), "must not be empty when given");
+        }
+    }
+}
+
+/// Checks a relay URL: `http://host[:port]` or `https://host[:port]`.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, port)| if port.parse::<u16>().is_ok() { h } else { authority });
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err("must contain a host name".into());
+    }
+    Ok(())
+}
+
+fn check_framing(c: &mut Check, path: &str, f: &FramingSpec) {
+    let max = f.max_message_bytes();
+    if max == 0 || max > MAX_MESSAGE_BYTES_LIMIT {
+        c.fail(
+            &format!("{path}.max_message_bytes"),
+            format!("must be between 1 and {MAX_MESSAGE_BYTES_LIMIT}"),
+        );
+    }
+    match f {
+        FramingSpec::Line { delimiter, .. } if delimiter.0.is_empty() => {
+            c.fail(&format!("{path}.delimiter"), "must not be empty");
+        }
+        FramingSpec::LengthPrefixed { length_bytes, .. } if ![1, 2, 4].contains(length_bytes) => {
+            c.fail(&format!("{path}.length_bytes"), "must be 1, 2 or 4");
+        }
+        FramingSpec::Delimited { end, .. } if end.0.is_empty() => {
+            c.fail(&format!("{path}.end"), "must not be empty");
+        }
+        FramingSpec::IdleGap { gap_ms, .. } if !(1..=60_000).contains(gap_ms) => {
+            c.fail(&format!("{path}.gap_ms"), "must be between 1 and 60000");
+        }
+        _ => {}
+    }
+}
+
+fn check_ack(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
+    let ack = e.ack();
+    let p = format!("{path}.ack");
+    match ack {
+        AckSpec::None => {}
+        AckSpec::Mllp { timeout_ms } | AckSpec::Byte { timeout_ms, .. } => {
+            if side == Side::Source && timeout_ms.is_some() {
+                c.fail(&format!("{p}.timeout_ms"), "applies to destinations only");
+            }
+            if timeout_ms.is_some_and(|t| !(1..=3_600_000).contains(&t)) {
+                c.fail(&format!("{p}.timeout_ms"), "must be between 1 and 3600000");
+            }
+        }
+    }
+    if let AckSpec::Byte { ack, nak, .. } = ack
+        && ack == nak
+    {
+        c.fail(&format!("{p}.nak"), "must differ from ack");
+    }
+    if let AckSpec::Mllp { .. } = ack
+        && !matches!(e.framing(), Some(FramingSpec::Mllp { .. }))
+    {
+        c.fail(&p, "mllp acknowledgements need `framing` of type mllp on the same side");
+    }
+}
+
+/// A listening socket a pair (or a portal) would open, for conflict checks.
+#[derive(Debug, Clone)]
+struct Listener {
+    proto: &'static str,
+    host: String,
+    port: u16,
+    owner: String,
+    path: String,
+}
+
+fn listeners_of(pair: &ChannelPairSpec, prefix: &str) -> Vec<Listener> {
+    let mut out = Vec::new();
+    let mut add = |proto, host: &str, port, side: &str| {
+        out.push(Listener {
+            proto,
+            host: host.to_string(),
+            port,
+            owner: format!("channel pair `{}`", pair.id),
+            path: join(prefix, side),
+        });
+    };
+    if let EndpointSpec::TcpServer(s) = &pair.source {
+        add("tcp", &s.host, s.port, "source.port");
+    }
+    if let EndpointSpec::Udp(s) = &pair.source {
+        add("udp", &s.host, s.port, "source.port");
+    }
+    let dests = std::iter::once(("destination".to_string(), &pair.destination))
+        .chain(pair.failover.iter().enumerate().map(|(i, d)| (format!("failover[{i}]"), d)));
+    for (name, d) in dests {
+        if let EndpointSpec::TcpServer(s) = d {
+            add("tcp", &s.host, s.port, &format!("{name}.port"));
+        }
+    }
+    out
+}
+
+fn serial_ports_of(pair: &ChannelPairSpec, prefix: &str) -> Vec<(String, String)> {
+    let dests = std::iter::once(("destination".to_string(), &pair.destination))
+        .chain(pair.failover.iter().enumerate().map(|(i, d)| (format!("failover[{i}]"), d)));
+    std::iter::once(("source".to_string(), &pair.source))
+        .chain(dests)
+        .filter_map(|(side, e)| match e {
+            EndpointSpec::Serial(s) => {
+                Some((s.port.clone(), join(prefix, &format!("{side}.port"))))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn canonical_host(h: &str) -> &str {
+    match h.trim_start_matches('[').trim_end_matches(']') {
+        "0.0.0.0" | "::" | "" | "*" => "*",
+        "localhost" | "127.0.0.1" | "::1" => "loopback",
+        other => other,
+    }
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    let (a, b) = (canonical_host(a), canonical_host(b));
+    a == "*" || b == "*" || a == b
+}
+
+/// Checks that `pairs` (and the portals in `settings`) do not listen on the same port or use
+/// the same serial port, and that ids are unique. `paths` gives each pair's path prefix.
+fn check_conflicts(c: &mut Check, pairs: &[(&ChannelPairSpec, String)], settings: &Settings) {
+    let mut seen_ids: BTreeMap<&str, &str> = BTreeMap::new();
+    for (p, prefix) in pairs {
+        if let Some(first) = seen_ids.insert(&p.id, prefix) {
+            c.fail(&join(prefix, "id"), format!("duplicate id `{}` (also at {first})", p.id));
+        }
+    }
+    let mut all: Vec<Listener> = Vec::new();
+    for (name, addr) in [
+        ("Operations Portal", &settings.ops_listen),
+        ("Management Dashboard", &settings.mgmt_listen),
+    ] {
+        if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
+            all.push(Listener {
+                proto: "tcp",
+                host: sa.ip().to_string(),
+                port: sa.port(),
+                owner: format!("the {name}"),
+                path: String::new(),
+            });
+        }
+    }
+    let mut serial: Vec<(String, String, String)> = Vec::new();
+    for (p, prefix) in pairs {
+        for l in listeners_of(p, prefix) {
+            if let Some(other) = all
+                .iter()
+                .find(|o| o.proto == l.proto && o.port == l.port && overlaps(&o.host, &l.host))
+            {
+                c.fail(
+                    &l.path,
+                    format!(
+                        "{} port {} is already used by {}",
+                        l.proto.to_uppercase(),
+                        l.port,
+                        other.owner
+                    ),
+                );
+            }
+            all.push(l);
+        }
+        for (dev, path) in serial_ports_of(p, prefix) {
+            if let Some((_, _, owner)) = serial.iter().find(|(d, _, _)| *d == dev) {
+                c.fail(&path, format!("serial port {dev} is already used by {owner}"));
+            }
+            serial.push((dev, path, format!("channel pair `{}`", p.id)));
+        }
+    }
+}
+
+impl ConfigDocument {
+    /// Checks the whole document: settings, every pair, unique ids, no two listeners on one
+    /// port. `current` supplies the settings in force when the document has none.
+    pub fn validate(&self, current: &Settings) -> Result<(), ConfigError> {
+        let mut c = Check::new();
+        if let Some(s) = &self.settings
+            && let Err(e) = s.validate()
+        {
+            c.problems.extend(e.within("settings").problems);
+        }
+        let pairs: Vec<(&ChannelPairSpec, String)> = self
+            .channel_pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p, format!("channel_pairs[{i}]")))
+            .collect();
+        for (p, prefix) in &pairs {
+            if let Err(e) = p.validate() {
+                c.problems.extend(e.within(prefix).problems);
+            }
+        }
+        check_conflicts(&mut c, &pairs, self.settings.as_ref().unwrap_or(current));
+        c.finish()
+    }
+}
+
+/// Checks a pair about to be created or replaced among `others` (the pairs already
+/// configured; one with the same id is the one being replaced and is ignored).
+pub fn check_pair_among(
+    pair: &ChannelPairSpec,
+    others: &[ChannelPairSpec],
+    settings: &Settings,
+) -> Result<(), ConfigError> {
+    pair.validate()?;
+    let mut c = Check::new();
+    let mut list: Vec<(&ChannelPairSpec, String)> = others
+        .iter()
+        .filter(|o| o.id != pair.id)
+        .map(|o| (o, format!("(channel pair `{}`)", o.id)))
+        .collect();
+    list.push((pair, String::new()));
+    check_conflicts(&mut c, &list, settings);
+    // Report only the problems of the new pair, not of pairs already in force.
+    c.problems.retain(|p| !p.path.starts_with("(channel pair"));
+    c.finish()
+}

@@ -1,0 +1,167 @@
+//! Invalid configuration is refused with errors that name the field and the reason.
+
+use iobp_config::{
+    AckSpec, ConfigDocument, FramingSpec, Settings, check_pair_among, parse_document, parse_pair,
+};
+
+fn paths(text: &str) -> Vec<String> {
+    parse_document(text)
+        .expect_err("must be refused")
+        .problems
+        .into_iter()
+        .map(|p| p.path)
+        .collect()
+}
+
+fn pair(id: &str, source: &str, destination: &str) -> String {
+    format!(r#"{{"id": "{id}", "source": {source}, "destination": {destination}}}"#)
+}
+
+const TCP_5000: &str = r#"{"type": "tcp_server", "host": "0.0.0.0", "port": 5000}"#;
+const CLIENT: &str = r#"{"type": "tcp_client", "host": "10.0.0.2", "port": 6000}"#;
+
+#[test]
+fn unknown_fields_and_wrong_types_name_the_path() {
+    let e = parse_document(r#"{"channel_pairs": [{"id": "a", "source": {"type": "tcp_server", "host": "h", "prot": 1}, "destination": {"type": "udp", "host": "h", "port": 1}}]}"#)
+        .expect_err("typo");
+    assert_eq!(e.problems[0].path, "channel_pairs[0].source.prot");
+    assert!(e.problems[0].message.contains("prot"), "{e}");
+    let e = parse_document(r#"{"channel_pairs": [{"id": "a", "source": {"type": "tcp_server", "host": "h", "port": 70000}, "destination": {"type": "udp", "host": "h", "port": 1}}]}"#)
+        .expect_err("range");
+    assert_eq!(e.problems[0].path, "channel_pairs[0].source.port");
+    let e = parse_document(r#"{"channel_pairs": [{"id": "a", "source": {"type": "carrier_pigeon"}, "destination": {"type": "udp", "host": "h", "port": 1}}]}"#)
+        .expect_err("type");
+    assert!(e.to_string().contains("carrier_pigeon"), "{e}");
+    let e = parse_document("{ not json").expect_err("syntax");
+    assert!(e.to_string().contains("line 1"), "{e}");
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let doc = format!(
+        r#"{{"settings": {{"max_storage_mb": 0, "ops_listen": "nowhere"}}, "channel_pairs": [{}]}}"#,
+        pair(
+            "bad id!",
+            r#"{"type": "udp", "host": "", "port": 0}"#,
+            r#"{"type": "tcp_client", "host": "h", "port": 1, "framing": {"type": "length_prefixed", "length_bytes": 3}}"#
+        )
+    );
+    let p = paths(&doc);
+    for want in [
+        "settings.max_storage_mb",
+        "settings.ops_listen",
+        "channel_pairs[0].id",
+        "channel_pairs[0].source.host",
+        "channel_pairs[0].source.port",
+        "channel_pairs[0].destination.framing.length_bytes",
+    ] {
+        assert!(p.iter().any(|x| x == want), "missing {want} in {p:?}");
+    }
+}
+
+#[test]
+fn two_pairs_on_one_port_are_refused() {
+    let doc = format!(
+        r#"{{"channel_pairs": [{}, {}]}}"#,
+        pair("a", TCP_5000, CLIENT),
+        pair("b", r#"{"type": "tcp_server", "host": "127.0.0.1", "port": 5000}"#, CLIENT)
+    );
+    let e = parse_document(&doc).expect_err("conflict");
+    assert_eq!(e.problems[0].path, "channel_pairs[1].source.port");
+    assert!(e.problems[0].message.contains("channel pair `a`"), "{e}");
+    // UDP and TCP on the same number do not conflict; different explicit addresses do not.
+    let ok = format!(
+        r#"{{"channel_pairs": [{}, {}, {}]}}"#,
+        pair("a", r#"{"type": "tcp_server", "host": "10.0.0.1", "port": 5000}"#, CLIENT),
+        pair("b", r#"{"type": "tcp_server", "host": "10.0.0.2", "port": 5000}"#, CLIENT),
+        pair("c", r#"{"type": "udp", "host": "0.0.0.0", "port": 5000}"#, CLIENT)
+    );
+    parse_document(&ok).expect("no conflict");
+}
+
+#[test]
+fn portal_ports_and_duplicate_ids_are_refused() {
+    let doc = format!(
+        r#"{{"channel_pairs": [{}, {}]}}"#,
+        pair("a", r#"{"type": "tcp_server", "host": "0.0.0.0", "port": 8080}"#, CLIENT),
+        pair("a", TCP_5000, CLIENT)
+    );
+    let e = parse_document(&doc).expect_err("conflicts");
+    let text = e.to_string();
+    assert!(text.contains("Operations Portal"), "{text}");
+    assert!(text.contains("duplicate id"), "{text}");
+}
+
+#[test]
+fn serial_port_used_twice_is_refused() {
+    let s = r#"{"type": "serial", "port": "/dev/ttyUSB0"}"#;
+    let doc =
+        format!(r#"{{"channel_pairs": [{}, {}]}}"#, pair("a", s, CLIENT), pair("b", CLIENT, s));
+    assert_eq!(paths(&doc), vec!["channel_pairs[1].destination.port"]);
+}
+
+#[test]
+fn ack_rules() {
+    // Shorthand and full forms.
+    let p = parse_pair(&pair("a", r#"{"type": "tcp_server", "host": "h", "port": 1, "framing": {"type": "mllp"}, "ack": "mllp"}"#, CLIENT)).expect("ok");
+    let iobp_config::EndpointSpec::TcpServer(s) = &p.source else { panic!() };
+    assert_eq!(s.ack, AckSpec::Mllp { timeout_ms: None });
+    let p = parse_pair(&pair("a", r#"{"type": "tcp_server", "host": "h", "port": 1, "ack": {"type": "byte", "ack": 6, "nak": 21}}"#, CLIENT)).expect("ok");
+    assert_eq!(p.source.ack().type_name(), "byte");
+    // mllp ack without mllp framing; a timeout on a source; ack equal to nak; unknown ack.
+    for (src, field) in [
+        (r#"{"type": "tcp_server", "host": "h", "port": 1, "ack": "mllp"}"#, "source.ack"),
+        (
+            r#"{"type": "tcp_server", "host": "h", "port": 1, "ack": {"type": "byte", "timeout_ms": 5}}"#,
+            "source.ack.timeout_ms",
+        ),
+        (
+            r#"{"type": "tcp_server", "host": "h", "port": 1, "ack": {"type": "byte", "ack": 1, "nak": 1}}"#,
+            "source.ack.nak",
+        ),
+    ] {
+        let e = parse_pair(&pair("a", src, CLIENT)).expect_err(field);
+        assert_eq!(e.problems[0].path, field, "{e}");
+    }
+    let e = parse_pair(&pair(
+        "a",
+        r#"{"type": "tcp_server", "host": "h", "port": 1, "ack": "sometimes"}"#,
+        CLIENT,
+    ))
+    .expect_err("unknown");
+    assert!(e.to_string().contains("sometimes"), "{e}");
+}
+
+#[test]
+fn framing_bytes_as_string_or_array() {
+    let p = parse_pair(&pair("a", r#"{"type": "tcp_server", "host": "h", "port": 1, "framing": {"type": "delimited", "start": [2, 255], "end": "\r\n"}}"#, CLIENT)).expect("ok");
+    let Some(FramingSpec::Delimited { start, end, .. }) = p.source.framing() else { panic!() };
+    assert_eq!((start.as_bytes(), end.as_bytes()), (&[2u8, 255][..], &b"\r\n"[..]));
+    let json = serde_json::to_string(&p).expect("ser");
+    assert!(json.contains("[2,255]") && json.contains(r#""end":"\r\n""#), "{json}");
+}
+
+#[test]
+fn a_new_pair_is_checked_against_the_running_ones() {
+    let running: ConfigDocument =
+        parse_document(&format!(r#"{{"channel_pairs": [{}]}}"#, pair("a", TCP_5000, CLIENT)))
+            .expect("ok");
+    let clash = parse_pair(&pair("b", TCP_5000, CLIENT)).expect("alone it is fine");
+    let e =
+        check_pair_among(&clash, &running.channel_pairs, &Settings::default()).expect_err("clash");
+    assert_eq!(e.problems[0].path, "source.port");
+    // Replacing pair `a` itself with the same port is fine.
+    let same =
+        parse_pair(&pair("a", TCP_5000, r#"{"type": "udp", "host": "h", "port": 9}"#)).expect("ok");
+    check_pair_among(&same, &running.channel_pairs, &Settings::default()).expect("replace");
+}
+
+#[test]
+fn defaults_are_the_products() {
+    let p = parse_pair(&pair("a", TCP_5000, CLIENT)).expect("ok");
+    assert!(p.enabled && p.failback);
+    assert_eq!((p.retry.initial_ms, p.retry.max_ms), (1000, 60_000));
+    assert_eq!(p.source.framing().map(FramingSpec::max_message_bytes), Some(1024 * 1024));
+    assert_eq!(p.display_name(), "a");
+    assert_eq!(Settings::default().max_storage_mb, 1000);
+}
