@@ -37,9 +37,10 @@ pub struct LogOptions {
     /// messages that may be delivered again after a crash. Default 100 ms.
     pub checkpoint_interval: Duration,
     /// How long Done messages stay available (for the Live View and message browser) while
-    /// storage allows. Default 24 h.
+    /// storage allows. Default 24 h (adjustable later with [`Log::set_retention`]).
     pub retention: Duration,
-    /// Optional limit on this log's bytes on disk, in addition to the global budget.
+    /// Optional limit on this log's bytes on disk, in addition to the global budget
+    /// (adjustable later with [`Log::set_max_bytes`]).
     pub max_bytes: Option<u64>,
     /// Global storage accounting shared by all logs. `None`: a private budget of
     /// [`StorageBudget::DEFAULT_LIMIT_BYTES`].
@@ -190,6 +191,10 @@ pub(crate) struct Shared {
     pub shutdown: AtomicBool,
     /// Bytes accounted to this log in the budget: files on disk plus queued records.
     pub bytes: AtomicU64,
+    /// This log's own limit (`u64::MAX`: none); adjustable while open.
+    pub max_bytes: AtomicU64,
+    /// How long Done records are kept, in microseconds; adjustable while open.
+    pub retention_us: AtomicU64,
     pub counters: Counters,
     pub writer_thread: OnceLock<Thread>,
     pub _lock: Box<dyn DirLock>,
@@ -199,6 +204,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its state consistent before any call that could panic, so
     // a poisoned lock (a panicking thread elsewhere) does not make the state unusable.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn now_us() -> u64 {
@@ -327,6 +336,8 @@ impl Log {
             checkpoint_dirty: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             bytes: AtomicU64::new(rec.bytes),
+            max_bytes: AtomicU64::new(opts.max_bytes.unwrap_or(u64::MAX)),
+            retention_us: AtomicU64::new(duration_us(opts.retention)),
             counters: Counters::default(),
             writer_thread: OnceLock::new(),
             _lock: rec.lock,
@@ -465,6 +476,16 @@ impl Log {
     /// the retention age at `now`. The active segment is never deleted.
     pub fn enforce_retention(&self, now: SystemTime) -> Result<RetentionReport> {
         crate::retention::enforce_age(self.shared(), now)
+    }
+
+    /// Changes this log's own storage limit (`None`: only the global budget applies).
+    pub fn set_max_bytes(&self, max: Option<u64>) {
+        self.shared().max_bytes.store(max.unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Changes how long Done records are kept.
+    pub fn set_retention(&self, retention: Duration) {
+        self.shared().retention_us.store(duration_us(retention), Ordering::Release);
     }
 
     /// Reads up to `max_records` durable records starting at `from_seq`, whatever their state,

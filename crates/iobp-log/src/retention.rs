@@ -151,6 +151,18 @@ impl StorageBudget {
     }
 }
 
+impl StorageBudget {
+    /// Seals the active segment of every log whose records are all Done, so the next
+    /// reclaim can free them.
+    fn seal_fully_done_logs(&self) {
+        let logs: Vec<Arc<Shared>> =
+            lock(&self.inner.logs).iter().filter_map(Weak::upgrade).collect();
+        for l in &logs {
+            seal_if_all_done(l);
+        }
+    }
+}
+
 fn oldest_releasable(shared: &Shared) -> Option<u64> {
     let ckpt = lock(&shared.checkpoint).written_seq;
     let segs = lock(&shared.segments);
@@ -171,12 +183,14 @@ pub struct RetentionReport {
 
 /// Accounts `n` bytes to the log, releasing Done segments if a limit is in the way.
 pub(crate) fn reserve(shared: &Shared, n: u64) -> Result<()> {
-    if let Some(max) = shared.opts.max_bytes {
+    let max = shared.max_bytes.load(Ordering::Acquire);
+    if max != u64::MAX {
         let cur = shared.bytes.load(Ordering::Acquire);
         if cur + n > max {
             release_done(shared, cur + n - max);
             let cur = shared.bytes.load(Ordering::Acquire);
             if cur + n > max {
+                seal_if_all_done(shared);
                 return Err(Error::Full { scope: "log", needed: n, used: cur, limit: max });
             }
         }
@@ -185,6 +199,7 @@ pub(crate) fn reserve(shared: &Shared, n: u64) -> Result<()> {
     if !budget.try_reserve(n) {
         budget.reclaim(n);
         if !budget.try_reserve(n) {
+            budget.seal_fully_done_logs();
             return Err(Error::Full {
                 scope: "global",
                 needed: n,
@@ -195,6 +210,20 @@ pub(crate) fn reserve(shared: &Shared, n: u64) -> Result<()> {
     }
     shared.bytes.fetch_add(n, Ordering::AcqRel);
     Ok(())
+}
+
+/// Storage is full: if every record of the active segment is Done and checkpointed, seal it
+/// (the writer starts an empty segment) so that the next reclaim can delete it. Without this a
+/// small limit could fill up with Done records in the one segment that is never deleted.
+pub(crate) fn seal_if_all_done(shared: &Shared) {
+    let checkpointed = lock(&shared.checkpoint).written_seq;
+    let rolled = {
+        let mut st = lock(&shared.append);
+        st.queue_is_empty() && checkpointed + 1 >= st.next_seq && st.force_roll(now_us())
+    };
+    if rolled {
+        shared.wake_writer();
+    }
 }
 
 /// Gives back a reservation that was not used.
@@ -229,7 +258,7 @@ pub(crate) fn enforce_age(shared: &Shared, now: SystemTime) -> Result<RetentionR
     let now_us =
         u64::try_from(now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros())
             .unwrap_or(u64::MAX);
-    let keep_us = u64::try_from(shared.opts.retention.as_micros()).unwrap_or(u64::MAX);
+    let keep_us = shared.retention_us.load(Ordering::Acquire);
     let before = lock(&shared.segments).list.len();
     // A segment's newest record is no newer than the next segment's creation time.
     let bytes =

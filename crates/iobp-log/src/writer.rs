@@ -60,6 +60,24 @@ pub(crate) struct AppendState {
 }
 
 impl AppendState {
+    /// Starts a new segment at the next append position if the active one holds records:
+    /// the old one is sealed by the writer and becomes deletable once Done.
+    pub(crate) fn force_roll(&mut self, created_us: u64) -> bool {
+        if self.active_records == 0 || self.closed {
+            return false;
+        }
+        let roll = Roll { offset: self.buf.len(), first_seq: self.next_seq, created_us };
+        self.rolls.push(roll);
+        self.active_bytes = SEGMENT_HEADER_LEN as u64;
+        self.active_records = 0;
+        true
+    }
+
+    /// No record is waiting for the writer.
+    pub(crate) fn queue_is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     pub(crate) fn new(
         next_seq: u64,
         _active_first: u64,
@@ -164,7 +182,7 @@ impl Writer {
         loop {
             let job = {
                 let mut st = lock(&self.shared.append);
-                if st.buf.is_empty() {
+                if st.buf.is_empty() && st.rolls.is_empty() {
                     if self.shared.shutdown.load(Ordering::Acquire) {
                         st.closed = true;
                         None

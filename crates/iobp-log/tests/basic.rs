@@ -210,6 +210,39 @@ fn full_storage_is_a_typed_outcome_and_done_data_makes_room() {
 }
 
 #[test]
+fn a_full_log_of_done_records_in_one_segment_frees_itself() {
+    // The active segment is never deleted; when it alone holds the limit's worth of Done
+    // records, a full log must seal it so the space can be reclaimed.
+    let fs = SimFs::new();
+    let opts = LogOptions { max_bytes: Some(4096), segment_bytes: 1 << 20, ..sim_opts(&fs) };
+    let log = Log::open("/l", opts).expect("open");
+    let p = vec![5u8; 100];
+    let mut n = 0;
+    while let Ok(c) = log.try_append(&p) {
+        c.wait().expect("durable");
+        n += 1;
+    }
+    assert_eq!(log.stats().segments, 1);
+    let _ = drain(&log);
+    log.ack_through(n).expect("ack");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match log.try_append(&p) {
+            Ok(c) => {
+                c.wait().expect("durable");
+                break;
+            }
+            Err(Error::Full { .. }) => {
+                assert!(std::time::Instant::now() < deadline, "never freed: {:?}", log.stats());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(log.stats().first_seq > n, "the old segment was deleted: {:?}", log.stats());
+}
+
+#[test]
 fn per_log_limit_applies_alongside_the_global_one() {
     let fs = SimFs::new();
     let opts = LogOptions { max_bytes: Some(2048), segment_bytes: 512, ..sim_opts(&fs) };
