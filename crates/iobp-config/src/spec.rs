@@ -231,6 +231,10 @@ pub struct TcpServerSpec {
     /// Close a connection that sent nothing for this long (source) — unset: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<u64>,
+    /// Destination: a receiver that does not take a batch within this long is treated as
+    /// stuck (the connection is dropped and the messages retried). Default 30000 ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_timeout_ms: Option<u64>,
 }
 
 fn default_max_connections() -> u32 {
@@ -257,6 +261,10 @@ pub struct TcpClientSpec {
     /// Give up a connection attempt after this long. Default 10000 ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
+    /// Destination: a receiver that does not take a batch within this long is treated as
+    /// stuck (the connection is dropped and the messages retried). Default 30000 ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_timeout_ms: Option<u64>,
 }
 
 /// UDP settings (documents: Host, Port). Source: bind address; destination: target.

@@ -206,6 +206,7 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             if side == Side::Destination && s.idle_timeout_s.is_some() {
                 c.fail(&p("idle_timeout_s"), "applies to sources only");
             }
+            check_write_timeout(c, &p("write_timeout_ms"), s.write_timeout_ms, side);
             check_tls(c, &p("tls"), &s.tls);
         }
         EndpointSpec::TcpClient(s) => {
@@ -214,6 +215,7 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             if s.connect_timeout_ms.is_some_and(|t| !(10..=600_000).contains(&t)) {
                 c.fail(&p("connect_timeout_ms"), "must be between 10 and 600000");
             }
+            check_write_timeout(c, &p("write_timeout_ms"), s.write_timeout_ms, side);
             check_tls(c, &p("tls"), &s.tls);
         }
         EndpointSpec::Udp(s) => {
@@ -260,6 +262,14 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
         check_framing(c, &p("framing"), f);
     }
     check_ack(c, path, e, side);
+}
+
+fn check_write_timeout(c: &mut Check, path: &str, t: Option<u64>, side: Side) {
+    match t {
+        Some(_) if side == Side::Source => c.fail(path, "applies to destinations only"),
+        Some(t) if !(10..=3_600_000).contains(&t) => c.fail(path, "must be between 10 and 3600000"),
+        _ => {}
+    }
 }
 
 fn check_tls(c: &mut Check, path: &str, t: &crate::spec::TlsSpec) {
