@@ -1,0 +1,32 @@
+//! Destinations: where messages go. One supervised task per pair delivers in FIFO order,
+//! reconnecting with backoff, and returns in-flight messages to Pending whenever a delivery
+//! attempt ends without confirmation.
+
+pub(crate) mod stream;
+mod tcp;
+mod udp;
+
+use iobp_config::EndpointSpec;
+
+use crate::side::SideCtx;
+use crate::stats::Side;
+
+/// Runs the destination until the pair stops.
+pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
+    match spec {
+        EndpointSpec::TcpClient(s) => tcp::client(ctx, s).await,
+        EndpointSpec::TcpServer(s) => tcp::server(ctx, s).await,
+        EndpointSpec::Udp(s) => udp::destination(ctx, s).await,
+        other => crate::source::unsupported(&ctx, Side::Destination, other.type_name()).await,
+    }
+}
+
+/// After a delivery attempt: everything handed out but not confirmed goes back to Pending,
+/// counted as possible duplicates if it may have reached the receiver.
+pub(crate) fn return_in_flight(ctx: &SideCtx) {
+    let in_flight = ctx.log.stats().in_flight;
+    if in_flight > 0 {
+        ctx.stats.retries.fetch_add(in_flight, std::sync::atomic::Ordering::Relaxed);
+    }
+    ctx.log.requeue_all();
+}

@@ -1,0 +1,330 @@
+//! Delivery over one connected byte stream (a `tcp_client` destination's connection, the
+//! receiver connected to a `tcp_server` destination; later serial ports and TLS streams).
+//!
+//! Reads batches of Pending records from the buffer in FIFO order, frames them with this
+//! side's framing and writes them. A record becomes Done:
+//! - `ack: none` — once written to the connection (one write per batch);
+//! - `ack: mllp` / `byte` — once the receiver confirmed it (stop-and-wait, with a timeout).
+//!   A negative answer returns it to Pending and it is sent again after a backoff; a timeout
+//!   or a garbled answer drops the connection (its state is unknown) and it is sent again on
+//!   the next one.
+//!
+//! While idle it keeps reading the connection, so a receiver that closes its side is noticed
+//! at once — not discovered later by writing messages into a dead connection.
+//!
+//! A message this side's framing cannot carry (it contains the delimiter, or is too long for
+//! the length prefix) is undeliverable: it is reported with a hex preview and its sequence
+//! number, counted, and marked Done so that the queue moves on; it stays in the buffer for the
+//! retention period, visible in the message browser.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use iobp_codec::hl7::{parse_ack, parse_msh};
+use iobp_codec::{Decoded, Deframer, Encoder, Framing};
+use iobp_config::{AckSpec, FramingSpec};
+use iobp_log::Batch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::backoff::Backoff;
+use crate::side::{SideCtx, framing_of, pause};
+use crate::stats::{Rejected, Side, hex_preview};
+
+/// Records per batch read from the buffer.
+pub(crate) const BATCH_RECORDS: usize = 4096;
+/// Payload bytes per batch (at least one record).
+pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
+/// Default: a receiver that takes longer than this to accept a batch is considered stuck.
+pub(crate) const WRITE_TIMEOUT_MS: u64 = 30_000;
+
+/// How delivery on a connection ended (the caller returns in-flight records to Pending).
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The receiver closed the connection.
+    PeerClosed,
+    /// The pair is stopping.
+    Cancelled,
+}
+
+/// Delivers until the connection fails, the peer closes it or the pair stops.
+pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &SideCtx,
+    io: S,
+    peer: &Arc<str>,
+    framing: &FramingSpec,
+    ack: &AckSpec,
+    write_timeout: Option<u64>,
+) -> Result<Ended, String> {
+    let write_timeout = Duration::from_millis(write_timeout.unwrap_or(WRITE_TIMEOUT_MS));
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let encoder = Encoder::new(framing_of(framing));
+    let mut replies = Replies::new(ack);
+    let mut batch = Batch::default();
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut nak_backoff = Backoff::new(ctx.retry);
+    loop {
+        match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
+            Ok(()) => {}
+            Err(iobp_log::Error::Corrupt(c)) => {
+                ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
+                continue;
+            }
+            Err(e) => return Err(format!("reading the buffer: {e}")),
+        }
+        if batch.is_empty() {
+            // Idle: wait for data, while watching the connection.
+            tokio::select! {
+                () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
+                r = ctx.log.readable() => { r.map_err(|e| format!("buffer: {e}"))?; }
+                n = rd.read_buf(&mut replies.buf) => match n {
+                    Ok(0) => return Ok(Ended::PeerClosed),
+                    Ok(_) => replies.unexpected(ctx),
+                    Err(e) => return Err(format!("connection lost: {e}")),
+                },
+            }
+            continue;
+        }
+        if replies.mode_none() && encoder.gap().is_none() {
+            send_batch(ctx, &encoder, &batch, &mut out, &mut wr, peer, write_timeout).await?;
+            continue;
+        }
+        // One record at a time: acknowledged protocols, or idle-gap framing.
+        for r in batch.iter() {
+            out.clear();
+            if let Err(e) = encoder.encode(r.payload, &mut out) {
+                undeliverable(ctx, r.seq, r.payload, &e)?;
+                continue;
+            }
+            write(&mut wr, &out, write_timeout).await?;
+            match replies.wait(ctx, &mut rd, r.payload).await? {
+                Reply::None => {}
+                Reply::Accepted => nak_backoff.reset(),
+                Reply::Rejected(why) => {
+                    ctx.log.requeue_from(r.seq).map_err(|e| e.to_string())?;
+                    ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    ctx.error(
+                        Side::Destination,
+                        format!("receiver refused message {}: {why}; retrying", r.seq),
+                    );
+                    if !pause(&ctx.cancel, nak_backoff.next_delay()).await {
+                        return Ok(Ended::Cancelled);
+                    }
+                    break;
+                }
+            }
+            ctx.log.ack(r.seq).map_err(|e| e.to_string())?;
+            delivered(ctx, 1, r.payload.len() as u64, [(Some(r.seq), r.payload)].into_iter(), peer);
+            if let Some(gap) = encoder.gap() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+    }
+}
+
+/// `ack: none`: frame the whole batch into one buffer, write it, mark it Done.
+async fn send_batch<W: AsyncWrite + Unpin>(
+    ctx: &SideCtx,
+    encoder: &Encoder,
+    batch: &Batch,
+    out: &mut Vec<u8>,
+    wr: &mut W,
+    peer: &Arc<str>,
+    write_timeout: Duration,
+) -> Result<(), String> {
+    out.clear();
+    let mut bytes = 0u64;
+    let mut count = 0u64;
+    for r in batch.iter() {
+        if let Err(e) = encoder.encode(r.payload, out) {
+            undeliverable(ctx, r.seq, r.payload, &e)?;
+            continue;
+        }
+        bytes += r.payload.len() as u64;
+        count += 1;
+    }
+    write(wr, out, write_timeout).await?;
+    if let Some(last) = batch.last_seq() {
+        ctx.log.ack_through(last).map_err(|e| e.to_string())?;
+    }
+    delivered(ctx, count, bytes, batch.iter().map(|r| (Some(r.seq), r.payload)), peer);
+    Ok(())
+}
+
+async fn write<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+    limit: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, async {
+        wr.write_all(buf).await?;
+        wr.flush().await
+    })
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!("receiver did not take data for {} ms", limit.as_millis())),
+    }
+}
+
+pub(crate) fn delivered<'a>(
+    ctx: &SideCtx,
+    count: u64,
+    bytes: u64,
+    items: impl ExactSizeIterator<Item = (Option<u64>, &'a [u8])>,
+    peer: &Arc<str>,
+) {
+    ctx.stats.sent.fetch_add(count, Ordering::Relaxed);
+    ctx.stats.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+    ctx.feed.record(Side::Destination, Some(peer), items);
+}
+
+/// Reports a message this side cannot carry and marks it Done so the queue moves on.
+pub(crate) fn undeliverable(
+    ctx: &SideCtx,
+    seq: u64,
+    payload: &[u8],
+    why: &dyn std::fmt::Display,
+) -> Result<(), String> {
+    ctx.stats.reject(
+        &ctx.pair,
+        Rejected {
+            at: SystemTime::now(),
+            side: Side::Destination,
+            reason: format!("undeliverable with this destination's framing: {why}"),
+            len: payload.len() as u64,
+            preview: hex_preview(payload),
+            seq: Some(seq),
+            peer: None,
+        },
+    );
+    ctx.log.ack(seq).map_err(|e| e.to_string())
+}
+
+/// An answer from the receiver that is neither an acknowledgement nor a refusal.
+struct ReplyError(String);
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+enum Reply {
+    /// No acknowledgement expected.
+    None,
+    Accepted,
+    Rejected(String),
+}
+
+/// Reads the receiver's acknowledgements.
+struct Replies {
+    mode: AckSpec,
+    buf: BytesMut,
+    mllp: Deframer,
+}
+
+impl Replies {
+    fn new(mode: &AckSpec) -> Self {
+        Replies {
+            mode: mode.clone(),
+            buf: BytesMut::with_capacity(4096),
+            mllp: Deframer::new(Framing::mllp(), 1024 * 1024),
+        }
+    }
+
+    fn mode_none(&self) -> bool {
+        matches!(self.mode, AckSpec::None)
+    }
+
+    /// Bytes arrived while nothing was expected: receivers that talk back without an ack mode
+    /// configured are tolerated; the bytes are dropped after a note in the log.
+    fn unexpected(&mut self, ctx: &SideCtx) {
+        tracing::debug!(
+            pair = &*ctx.pair,
+            len = self.buf.len(),
+            "ignoring bytes from the receiver"
+        );
+        self.buf.clear();
+    }
+
+    async fn wait<R: AsyncRead + Unpin>(
+        &mut self,
+        ctx: &SideCtx,
+        rd: &mut R,
+        sent: &[u8],
+    ) -> Result<Reply, String> {
+        let timeout = Duration::from_millis(self.mode.timeout_ms());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(r) =
+                self.parse(sent).map_err(|e| format!("garbled acknowledgement: {e}"))?
+            {
+                return Ok(r);
+            }
+            let n = tokio::select! {
+                () = ctx.cancel.cancelled() => return Err("stopping while waiting for an acknowledgement".into()),
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(format!("no acknowledgement within {} ms", timeout.as_millis()));
+                }
+                n = rd.read_buf(&mut self.buf) => n.map_err(|e| format!("connection lost: {e}"))?,
+            };
+            if n == 0 {
+                return Err("receiver closed the connection before acknowledging".into());
+            }
+        }
+    }
+
+    fn parse(&mut self, sent: &[u8]) -> Result<Option<Reply>, ReplyError> {
+        match &self.mode {
+            AckSpec::None => Ok(Some(Reply::None)),
+            AckSpec::Byte { ack, nak, .. } => {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let b = self.buf[0];
+                let _ = self.buf.split_to(1);
+                if b == *ack {
+                    Ok(Some(Reply::Accepted))
+                } else if b == *nak {
+                    Ok(Some(Reply::Rejected("NAK".into())))
+                } else {
+                    Err(ReplyError(format!(
+                        "expected ACK 0x{ack:02x} or NAK 0x{nak:02x}, got 0x{b:02x}"
+                    )))
+                }
+            }
+            AckSpec::Mllp { .. } => match self.mllp.decode(&mut self.buf) {
+                None => Ok(None),
+                Some(Decoded::Rejected(r)) => {
+                    Err(ReplyError(format!("not an MLLP frame: {}", r.hex_preview())))
+                }
+                Some(Decoded::Frame(f)) => {
+                    let reply = parse_ack(&f).ok_or_else(|| {
+                        ReplyError(format!("no MSA segment in reply: {}", hex_preview(&f)))
+                    })?;
+                    let expected = parse_msh(sent).map(|m| m.control_id).unwrap_or_default();
+                    if !expected.is_empty()
+                        && !reply.control_id.is_empty()
+                        && reply.control_id != expected
+                    {
+                        return Err(ReplyError(format!(
+                            "acknowledgement for message `{}` while waiting for `{expected}`",
+                            reply.control_id
+                        )));
+                    }
+                    if reply.code.is_accept() {
+                        Ok(Some(Reply::Accepted))
+                    } else {
+                        let text = reply.text.unwrap_or_default();
+                        Ok(Some(Reply::Rejected(
+                            format!("{} {text}", reply.code.as_str()).trim().to_string(),
+                        )))
+                    }
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,711 @@
+//! The engine: the set of channel pairs and the operations the portals, the REST API and the
+//! command line call. Every change is validated, then persisted (through the
+//! [`ConfigRepository`]), then applied; a running pair is never replaced by one that failed
+//! validation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use iobp_config::{
+    ChannelPairSpec, ConfigDocument, ConfigError, ConfigRepository, RepositoryError, Settings,
+    check_pair_among,
+};
+use iobp_log::fs::FileSystem;
+use iobp_log::{Log, LogOptions, StorageBudget};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::feed::LiveFeed;
+use crate::side::SideCtx;
+use crate::stats::{Color, PairSnapshot, PairStats, Side};
+
+/// Errors of engine operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The configuration was refused; nothing changed.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// No pair with this id.
+    #[error("no channel pair with id `{0}`")]
+    NotFound(String),
+    /// A pair with this id exists already.
+    #[error("a channel pair with id `{0}` exists already")]
+    AlreadyExists(String),
+    /// The change could not be saved; nothing changed.
+    #[error(transparent)]
+    Persist(#[from] RepositoryError),
+    /// The pair's buffer could not be opened or removed.
+    #[error("buffer of `{id}`: {source}")]
+    Buffer {
+        /// The pair.
+        id: String,
+        /// What went wrong.
+        #[source]
+        source: iobp_log::Error,
+    },
+    /// The engine is shutting down.
+    #[error("ioBufferPro is shutting down")]
+    ShuttingDown,
+}
+
+/// How the engine is set up.
+pub struct EngineOptions {
+    /// The data directory; buffers live in `<data_dir>/logs/<pair id>/`.
+    pub data_dir: PathBuf,
+    /// System settings in force.
+    pub settings: Settings,
+    /// Where changes are persisted.
+    pub repository: Arc<dyn ConfigRepository>,
+    /// File system for the buffers (tests substitute a simulated one).
+    pub log_fs: Option<Arc<dyn FileSystem>>,
+}
+
+/// What starting the engine found: pairs that could not be started are reported, not fatal.
+#[derive(Debug, Default)]
+pub struct StartReport {
+    /// Pairs that were skipped, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Buffers whose recovery found something worth telling an operator.
+    pub recovered: Vec<(String, String)>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Entry {
+    spec: ChannelPairSpec,
+    log: Log,
+    stats: Arc<PairStats>,
+    feed: Arc<LiveFeed>,
+    running: Option<Running>,
+}
+
+struct Inner {
+    logs_dir: PathBuf,
+    repo: Arc<dyn ConfigRepository>,
+    budget: StorageBudget,
+    settings: RwLock<Settings>,
+    pairs: RwLock<BTreeMap<String, Entry>>,
+    /// Serialises configuration changes (create, edit, start, stop, delete).
+    admin: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+    log_fs: Option<Arc<dyn FileSystem>>,
+    maintenance: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The running set of channel pairs. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("logs_dir", &self.inner.logs_dir).finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Engine maps are updated in single assignments; a panic elsewhere leaves them valid.
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl Engine {
+    /// Starts the engine with the stored pairs: opens every buffer and starts the enabled
+    /// pairs. Must be called inside a tokio runtime.
+    pub async fn start(opts: EngineOptions, pairs: Vec<ChannelPairSpec>) -> (Engine, StartReport) {
+        let logs_dir = opts.data_dir.join("logs");
+        remove_deleted_leftovers(&logs_dir);
+        let inner = Arc::new(Inner {
+            logs_dir,
+            repo: opts.repository,
+            budget: StorageBudget::from_mb(opts.settings.max_storage_mb),
+            settings: RwLock::new(opts.settings),
+            pairs: RwLock::new(BTreeMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
+            log_fs: opts.log_fs,
+            maintenance: std::sync::Mutex::new(None),
+        });
+        let engine = Engine { inner };
+        let mut report = StartReport::default();
+        for spec in pairs {
+            let others = engine.list();
+            let settings = engine.settings();
+            if let Err(e) = check_pair_among(&spec, &others, &settings) {
+                report.skipped.push((spec.id.clone(), e.to_string()));
+                continue;
+            }
+            match engine.open_log(&spec).await {
+                Ok(log) => {
+                    let r = log.open_report();
+                    if r.truncated_bytes > 0
+                        || !r.quarantined.is_empty()
+                        || !r.corruption.is_empty()
+                    {
+                        report.recovered.push((spec.id.clone(), format!("{r:?}")));
+                    }
+                    engine.insert(spec, log);
+                }
+                Err(e) => report.skipped.push((spec.id.clone(), e.to_string())),
+            }
+        }
+        let ids: Vec<String> = read(&engine.inner.pairs).keys().cloned().collect();
+        for id in ids {
+            engine.start_runtime(&id);
+        }
+        let handle = tokio::spawn(maintenance(Arc::downgrade(&engine.inner)));
+        *engine.inner.maintenance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(handle);
+        (engine, report)
+    }
+
+    fn log_options(&self, spec: &ChannelPairSpec) -> LogOptions {
+        let settings = self.settings();
+        // Segments small enough that the limit always spans many of them: storage is freed
+        // a segment at a time, and the active segment can never be freed.
+        let limit = spec
+            .max_storage_mb
+            .unwrap_or(u64::MAX)
+            .min(settings.max_storage_mb)
+            .saturating_mul(MIB);
+        let segment_bytes = (limit / 16).clamp(64 * 1024, 16 * MIB);
+        let mut o = LogOptions {
+            segment_bytes,
+            // Framing enforces each pair's max_message_bytes; the buffer takes anything up to
+            // its own hard limit.
+            max_record_bytes: iobp_log::format::MAX_RECORD_PAYLOAD,
+            queue_bytes: 1024 * 1024,
+            retention: Duration::from_secs(settings.retention_hours * 3600),
+            max_bytes: spec.max_storage_mb.map(|mb| mb.saturating_mul(MIB)),
+            budget: Some(self.inner.budget.clone()),
+            ..LogOptions::default()
+        };
+        if let Some(fs) = &self.inner.log_fs {
+            o.fs = fs.clone();
+        }
+        o
+    }
+
+    fn log_dir(&self, id: &str) -> PathBuf {
+        self.inner.logs_dir.join(id)
+    }
+
+    async fn open_log(&self, spec: &ChannelPairSpec) -> Result<Log, EngineError> {
+        let dir = self.log_dir(&spec.id);
+        let opts = self.log_options(spec);
+        let id = spec.id.clone();
+        // Recovery reads from disk; keep it off the async workers.
+        tokio::task::spawn_blocking(move || Log::open(dir, opts))
+            .await
+            .map_err(|e| EngineError::Buffer {
+                id: id.clone(),
+                source: iobp_log::Error::Io {
+                    op: "open",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+            })?
+            .map_err(|source| EngineError::Buffer { id, source })
+    }
+
+    fn insert(&self, spec: ChannelPairSpec, log: Log) {
+        let stats = Arc::new(PairStats::default());
+        stats.mark_stopped();
+        let entry = Entry { spec, log, stats, feed: Arc::new(LiveFeed::default()), running: None };
+        write(&self.inner.pairs).insert(entry.spec.id.clone(), entry);
+    }
+
+    /// Starts the tasks of an enabled pair that is not running.
+    fn start_runtime(&self, id: &str) {
+        let mut pairs = write(&self.inner.pairs);
+        let Some(e) = pairs.get_mut(id) else { return };
+        if e.running.is_some()
+            || !e.spec.enabled
+            || self.inner.shutting_down.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let ctx = SideCtx {
+            pair: Arc::from(id),
+            log: e.log.clone(),
+            stats: e.stats.clone(),
+            feed: e.feed.clone(),
+            cancel: cancel.clone(),
+            retry: e.spec.retry,
+        };
+        let src = supervise(ctx.clone(), Side::Source, e.spec.source.clone());
+        let dst = supervise(ctx, Side::Destination, e.spec.destination.clone());
+        e.running = Some(Running { cancel, tasks: vec![tokio::spawn(src), tokio::spawn(dst)] });
+        tracing::info!(pair = id, "started");
+    }
+
+    /// Stops the tasks of a pair (buffered messages stay; in-flight ones return to Pending).
+    async fn stop_runtime(&self, id: &str) {
+        let running = {
+            let mut pairs = write(&self.inner.pairs);
+            pairs.get_mut(id).and_then(|e| e.running.take())
+        };
+        let Some(r) = running else { return };
+        r.cancel.cancel();
+        for t in r.tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+                tracing::error!(pair = id, "a task did not stop within 10 s; aborting it");
+                abort.abort();
+            }
+        }
+        if let Some(e) = read(&self.inner.pairs).get(id) {
+            e.log.requeue_all();
+            e.stats.mark_stopped();
+        }
+        tracing::info!(pair = id, "stopped");
+    }
+
+    /// The configured pairs, in id order.
+    pub fn list(&self) -> Vec<ChannelPairSpec> {
+        read(&self.inner.pairs).values().map(|e| e.spec.clone()).collect()
+    }
+
+    /// One pair's configuration.
+    pub fn get(&self, id: &str) -> Option<ChannelPairSpec> {
+        read(&self.inner.pairs).get(id).map(|e| e.spec.clone())
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Settings {
+        read(&self.inner.settings).clone()
+    }
+
+    /// The global storage budget.
+    pub fn budget(&self) -> &StorageBudget {
+        &self.inner.budget
+    }
+
+    /// A pair's buffer (for the message browser).
+    pub fn log(&self, id: &str) -> Option<Log> {
+        read(&self.inner.pairs).get(id).map(|e| e.log.clone())
+    }
+
+    /// A pair's live feed.
+    pub fn feed(&self, id: &str) -> Option<Arc<LiveFeed>> {
+        read(&self.inner.pairs).get(id).map(|e| e.feed.clone())
+    }
+
+    /// A pair's counters.
+    pub fn stats(&self, id: &str) -> Option<Arc<PairStats>> {
+        read(&self.inner.pairs).get(id).map(|e| e.stats.clone())
+    }
+
+    fn check_open(&self) -> Result<(), EngineError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            Err(EngineError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates a pair: validated against the others, persisted, its buffer opened, and
+    /// started if enabled.
+    pub async fn create(&self, spec: ChannelPairSpec) -> Result<(), EngineError> {
+        let _admin = self.inner.admin.lock().await;
+        self.check_open()?;
+        if read(&self.inner.pairs).contains_key(&spec.id) {
+            return Err(EngineError::AlreadyExists(spec.id));
+        }
+        check_pair_among(&spec, &self.list(), &self.settings())?;
+        check_framings(&spec)?;
+        let log = self.open_log(&spec).await?;
+        self.inner.repo.save_pair(&spec)?;
+        let id = spec.id.clone();
+        self.insert(spec, log);
+        self.start_runtime(&id);
+        Ok(())
+    }
+
+    /// Replaces a pair's configuration; the pair restarts with it and keeps its buffer.
+    pub async fn update(&self, spec: ChannelPairSpec) -> Result<(), EngineError> {
+        let _admin = self.inner.admin.lock().await;
+        self.check_open()?;
+        if !read(&self.inner.pairs).contains_key(&spec.id) {
+            return Err(EngineError::NotFound(spec.id));
+        }
+        check_pair_among(&spec, &self.list(), &self.settings())?;
+        check_framings(&spec)?;
+        self.inner.repo.save_pair(&spec)?;
+        let id = spec.id.clone();
+        self.stop_runtime(&id).await;
+        if let Some(e) = write(&self.inner.pairs).get_mut(&id) {
+            e.log.set_max_bytes(spec.max_storage_mb.map(|mb| mb.saturating_mul(MIB)));
+            e.spec = spec;
+        }
+        self.start_runtime(&id);
+        Ok(())
+    }
+
+    /// Creates the pair, or replaces it if its id exists.
+    pub async fn upsert(&self, spec: ChannelPairSpec) -> Result<(), EngineError> {
+        if self.get(&spec.id).is_some() { self.update(spec).await } else { self.create(spec).await }
+    }
+
+    /// Starts a stopped pair (and remembers that it should run).
+    pub async fn start_pair(&self, id: &str) -> Result<(), EngineError> {
+        self.set_enabled(id, true).await
+    }
+
+    /// Stops a pair; its buffered messages are kept and delivery resumes on start.
+    pub async fn stop_pair(&self, id: &str) -> Result<(), EngineError> {
+        self.set_enabled(id, false).await
+    }
+
+    async fn set_enabled(&self, id: &str, enabled: bool) -> Result<(), EngineError> {
+        let _admin = self.inner.admin.lock().await;
+        self.check_open()?;
+        let mut spec = self.get(id).ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if spec.enabled != enabled {
+            spec.enabled = enabled;
+            self.inner.repo.save_pair(&spec)?;
+            if let Some(e) = write(&self.inner.pairs).get_mut(id) {
+                e.spec.enabled = enabled;
+            }
+        }
+        if enabled {
+            self.start_runtime(id);
+        } else {
+            self.stop_runtime(id).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes a pair with its configuration and every buffered message, for good.
+    ///
+    /// Crash safety: the buffer directory is first renamed to a `.deleted-…` name (removed
+    /// at the next start if a crash interrupts), then the configuration row is deleted, then
+    /// the directory.
+    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        let _admin = self.inner.admin.lock().await;
+        self.check_open()?;
+        if !read(&self.inner.pairs).contains_key(id) {
+            return Err(EngineError::NotFound(id.to_string()));
+        }
+        self.stop_runtime(id).await;
+        let Some(entry) = write(&self.inner.pairs).remove(id) else {
+            return Err(EngineError::NotFound(id.to_string()));
+        };
+        if self.inner.log_fs.is_some() {
+            // A substituted (simulated) file system: let the buffer remove itself.
+            self.inner.repo.delete_pair(id)?;
+            return entry
+                .log
+                .delete()
+                .map_err(|source| EngineError::Buffer { id: id.to_string(), source });
+        }
+        let dir = self.log_dir(id);
+        let _ = entry.log.close();
+        let trash = self.inner.logs_dir.join(format!(
+            ".deleted-{id}-{}",
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ));
+        let moved = std::fs::rename(&dir, &trash).is_ok();
+        if moved {
+            sync_dir(&self.inner.logs_dir);
+        }
+        self.inner.repo.delete_pair(id)?;
+        let target = if moved { trash } else { dir };
+        if let Err(e) = std::fs::remove_dir_all(&target)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(pair = id, "could not remove {}: {e}", target.display());
+        }
+        tracing::info!(pair = id, "deleted with its buffer");
+        Ok(())
+    }
+
+    /// Applies a configuration document: settings (if any) and every pair, created or
+    /// replaced by id. The whole document is validated first; nothing changes if it fails.
+    pub async fn apply(&self, doc: &ConfigDocument) -> Result<(), EngineError> {
+        doc.validate(&self.settings())?;
+        if let Some(s) = &doc.settings {
+            self.update_settings(s.clone())?;
+        }
+        for spec in &doc.channel_pairs {
+            self.upsert(spec.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies new settings: storage limit and retention take effect at once; listen
+    /// addresses at the next start. The caller persists them.
+    pub fn update_settings(&self, s: Settings) -> Result<(), EngineError> {
+        s.validate()?;
+        self.inner.budget.set_limit(s.max_storage_mb.saturating_mul(MIB));
+        for e in read(&self.inner.pairs).values() {
+            e.log.set_retention(Duration::from_secs(s.retention_hours * 3600));
+        }
+        *write(&self.inner.settings) = s;
+        Ok(())
+    }
+
+    /// A status snapshot of one pair.
+    pub fn snapshot(&self, id: &str) -> Option<PairSnapshot> {
+        let (spec, log, stats, running) = {
+            let pairs = read(&self.inner.pairs);
+            let e = pairs.get(id)?;
+            (e.spec.clone(), e.log.clone(), e.stats.clone(), e.running.is_some())
+        };
+        Some(snapshot_of(&spec, &log, &stats, running, &self.inner.budget))
+    }
+
+    /// Status snapshots of every pair, in id order.
+    pub fn snapshots(&self) -> Vec<PairSnapshot> {
+        let ids: Vec<String> = read(&self.inner.pairs).keys().cloned().collect();
+        ids.iter().filter_map(|id| self.snapshot(id)).collect()
+    }
+
+    /// Stops accepting, lets running appends finish their fdatasync, stops every pair and
+    /// closes every buffer (flushing and checkpointing it).
+    pub async fn shutdown(&self) {
+        let _admin = self.inner.admin.lock().await;
+        if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(m) =
+            self.inner.maintenance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        {
+            m.abort();
+        }
+        let ids: Vec<String> = read(&self.inner.pairs).keys().cloned().collect();
+        // Cancel everything first so all pairs wind down in parallel.
+        for e in read(&self.inner.pairs).values() {
+            if let Some(r) = &e.running {
+                r.cancel.cancel();
+            }
+        }
+        for id in &ids {
+            self.stop_runtime(id).await;
+        }
+        let logs: Vec<Log> = read(&self.inner.pairs).values().map(|e| e.log.clone()).collect();
+        for log in logs {
+            let dir = log.dir().to_path_buf();
+            if let Err(e) = tokio::task::spawn_blocking(move || log.close()).await.unwrap_or(Ok(()))
+            {
+                tracing::error!("closing buffer {}: {e}", dir.display());
+            }
+        }
+        tracing::info!("all channel pairs stopped and buffers closed");
+    }
+
+    /// Reopens a failed buffer and restarts its pair (called by maintenance).
+    async fn recover_failed(&self, id: &str) {
+        let _admin = self.inner.admin.lock().await;
+        let Some(spec) = self.get(id) else { return };
+        tracing::error!(pair = id, "buffer failed; restarting the pair with a recovered buffer");
+        self.stop_runtime(id).await;
+        // The old handle must be gone before the directory can be opened again.
+        let old = read(&self.inner.pairs).get(id).map(|e| e.log.clone());
+        if let Some(old) = old {
+            let _ = old.close();
+        }
+        match self.open_log(&spec).await {
+            Ok(log) => {
+                if let Some(e) = write(&self.inner.pairs).get_mut(id) {
+                    e.log = log;
+                }
+                self.start_runtime(id);
+            }
+            Err(e) => {
+                if let Some(s) = self.stats(id) {
+                    s.error(id, Side::Source, format!("cannot reopen the buffer: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Framing rules only the codec knows (e.g. a start sequence that occurs inside the end
+/// sequence), reported like every other validation problem.
+fn check_framings(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
+    let sides = [("source", &spec.source), ("destination", &spec.destination)]
+        .into_iter()
+        .map(|(n, e)| (n.to_string(), e))
+        .chain(spec.failover.iter().enumerate().map(|(i, e)| (format!("failover[{i}]"), e)));
+    let problems: Vec<iobp_config::Problem> = sides
+        .filter_map(|(name, e)| {
+            let f = e.framing()?;
+            crate::side::framing_of(f).validate().err().map(|err| iobp_config::Problem {
+                path: format!("{name}.framing"),
+                message: err.to_string(),
+            })
+        })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+}
+
+/// Runs one side, restarting it (after a pause) if its task panics, until the pair stops.
+async fn supervise(ctx: SideCtx, side: Side, spec: iobp_config::EndpointSpec) {
+    let mut backoff = crate::backoff::Backoff::new(ctx.retry);
+    loop {
+        let mut task = match side {
+            Side::Source => tokio::spawn(crate::source::run(ctx.clone(), spec.clone())),
+            Side::Destination => tokio::spawn(crate::destination::run(ctx.clone(), spec.clone())),
+        };
+        let result = tokio::select! {
+            r = &mut task => r,
+            () = ctx.cancel.cancelled() => {
+                // Give the side time to finish cleanly (acks of queued batches), then stop it.
+                if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                    task.abort();
+                }
+                return;
+            }
+        };
+        match result {
+            Err(e) if e.is_panic() => {
+                ctx.error(side, format!("{} task crashed; restarting it", side.as_str()));
+                if side == Side::Destination {
+                    ctx.log.requeue_all();
+                }
+                if !crate::side::pause(&ctx.cancel, backoff.next_delay()).await {
+                    return;
+                }
+            }
+            // Finished (the pair is stopping) or cancelled.
+            Ok(()) | Err(_) => return,
+        }
+    }
+}
+
+/// Every second: restart pairs whose buffer failed. Every minute: retention.
+async fn maintenance(engine: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let Some(inner) = engine.upgrade() else { return };
+        let engine = Engine { inner };
+        let logs: Vec<(String, Log)> =
+            read(&engine.inner.pairs).iter().map(|(id, e)| (id.clone(), e.log.clone())).collect();
+        for (id, log) in &logs {
+            if log.failure().is_some() {
+                engine.recover_failed(id).await;
+            }
+        }
+        if n.is_multiple_of(60) {
+            for (id, log) in logs {
+                let r =
+                    tokio::task::spawn_blocking(move || log.enforce_retention(SystemTime::now()))
+                        .await;
+                match r {
+                    Ok(Ok(r)) if r.segments > 0 => {
+                        tracing::debug!(
+                            pair = id,
+                            segments = r.segments,
+                            bytes = r.bytes,
+                            "retention"
+                        );
+                    }
+                    Ok(Err(e)) => tracing::warn!(pair = id, "retention: {e}"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn snapshot_of(
+    spec: &ChannelPairSpec,
+    log: &Log,
+    stats: &PairStats,
+    running: bool,
+    budget: &StorageBudget,
+) -> PairSnapshot {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ls = log.stats();
+    let (source, destination) = stats.side_snapshots();
+    let oldest = ls.oldest_pending_us.map(|us| {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        now.saturating_sub(Duration::from_micros(us))
+    });
+    let pair_limit = spec.max_storage_mb.map(|mb| mb.saturating_mul(MIB));
+    #[allow(clippy::cast_precision_loss)]
+    let near_limit = budget.is_warning()
+        || pair_limit.is_some_and(|l| ls.bytes as f64 >= l as f64 * iobp_log::WARNING_RATIO);
+    let buffer = if ls.failed.is_some() || stats.full.load(Relaxed) {
+        Color::Red
+    } else if near_limit || oldest.is_some_and(|a| a > Duration::from_secs(5)) {
+        Color::Yellow
+    } else if ls.pending + ls.in_flight > 0 {
+        Color::Green
+    } else {
+        Color::White
+    };
+    let channel = if !running {
+        Color::White
+    } else if ls.failed.is_some() || source.color == Color::Red || destination.color == Color::Red {
+        Color::Red
+    } else if source.color == Color::Yellow || destination.color == Color::Yellow {
+        Color::Yellow
+    } else {
+        Color::Green
+    };
+    PairSnapshot {
+        id: spec.id.clone(),
+        name: spec.display_name().to_string(),
+        enabled: spec.enabled,
+        source_type: spec.source.type_name(),
+        destination_type: spec.destination.type_name(),
+        source,
+        destination,
+        buffer,
+        channel,
+        received: stats.received.load(Relaxed),
+        received_bytes: stats.received_bytes.load(Relaxed),
+        sent: stats.sent.load(Relaxed),
+        sent_bytes: stats.sent_bytes.load(Relaxed),
+        pending: ls.pending,
+        in_flight: ls.in_flight,
+        done: ls.done,
+        buffer_bytes: ls.bytes,
+        refused: stats.refused.load(Relaxed),
+        rejected: stats.rejected.load(Relaxed),
+        errors: stats.errors.load(Relaxed),
+        retries: stats.retries.load(Relaxed),
+        connections_refused: stats.connections_refused.load(Relaxed),
+        oldest_pending_age: oldest,
+        last_error: stats.last_error(),
+        buffer_failure: ls.failed,
+    }
+}
+
+/// Removes buffer directories whose deletion a crash interrupted.
+fn remove_deleted_leftovers(logs_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(logs_dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".deleted-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}

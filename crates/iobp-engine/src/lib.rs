@@ -1,0 +1,41 @@
+//! # iobp-engine: channel pairs at work
+//!
+//! The engine runs every channel pair: its source task receives messages, frames them and
+//! stores each batch durably in the pair's own [`iobp_log::Log`]; its destination task reads
+//! the buffer in FIFO order, frames each message with the destination's own framing and
+//! delivers it, marking it Done only when delivery is confirmed.
+//!
+//! Contract:
+//! - **Store, then acknowledge.** A source acknowledges a message (MLLP ACK, ACK byte) and
+//!   counts it as received only after the buffer's commit for it resolved (fdatasync done).
+//! - **FIFO, at-least-once.** Destinations deliver in sequence order; anything not confirmed
+//!   when a connection fails returns to Pending and is delivered again, first. A duplicate is
+//!   possible only for a message in flight at that moment (counted in `retries`).
+//! - **Isolation.** Each pair has its own tasks and its own buffer (with its own writer
+//!   thread); a stalled or failing pair never blocks another.
+//! - **Never silent.** Oversize or malformed frames, undeliverable messages, refused
+//!   datagrams and refused (NAK) messages are counted, logged with a hex preview, and kept for
+//!   operators ([`PairStats::rejections`]).
+//! - **Bounded.** Read buffers, batches, in-flight commits per connection, the live feed and
+//!   the rejection list all have fixed upper bounds.
+//!
+//! Connectors live in [`source`] and [`destination`] modules, one per transport; the engine
+//! API ([`Engine`]) is what the portals, the REST API and the command line call.
+
+#![warn(missing_docs)]
+
+mod backoff;
+mod destination;
+mod engine;
+mod feed;
+mod side;
+mod source;
+mod stats;
+
+pub use crate::backoff::Backoff;
+pub use crate::engine::{Engine, EngineError, EngineOptions, StartReport};
+pub use crate::feed::{FEED_LEN, FeedEntry, LiveFeed, PREVIEW_BYTES};
+pub use crate::stats::{
+    Color, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, Side, SideSnapshot, SideStatus,
+    hex_preview,
+};

@@ -1,0 +1,138 @@
+//! `tcp_server` and `tcp_client` sources.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use iobp_config::{TcpClientSpec, TcpServerSpec};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::stream::{Ended, serve};
+use crate::backoff::Backoff;
+use crate::side::{SideCtx, keepalive, pause};
+use crate::stats::{Color, Side};
+
+/// Listens and serves every connection (up to `max_connections`) concurrently, each with its
+/// own framing state. Connections over the limit are closed at once and counted.
+pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
+    let status = &ctx.stats.source;
+    let mut backoff = Backoff::new(ctx.retry);
+    let addr = format!("{}:{}", spec.host, spec.port);
+    let listener = loop {
+        status.set(Color::Yellow, format!("binding {addr}"));
+        match TcpListener::bind(&addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                let msg = format!("cannot listen on {addr}: {e}");
+                ctx.error(Side::Source, msg.clone());
+                status.set(Color::Red, msg);
+                if !pause(&ctx.cancel, backoff.next_delay()).await {
+                    return;
+                }
+            }
+        }
+    };
+    // Listening is healthy for a source: senders come and go.
+    let waiting = format!("listening on {addr}, no sender connected");
+    status.set(Color::Green, waiting.clone());
+    let limit = Arc::new(tokio::sync::Semaphore::new(spec.max_connections as usize));
+    let spec = Arc::new(spec);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = ctx.cancel.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            a = listener.accept() => a,
+        };
+        let (stream, peer_addr) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and similar: pause instead of spinning.
+                ctx.error(Side::Source, format!("accept on {addr}: {e}"));
+                if !pause(&ctx.cancel, Duration::from_millis(100)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            ctx.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            ctx.error(
+                Side::Source,
+                format!(
+                    "refused connection from {peer_addr}: limit of {} connections reached",
+                    spec.max_connections
+                ),
+            );
+            drop(stream);
+            continue;
+        };
+        keepalive(&stream);
+        let (ctx2, spec2, waiting2) = (ctx.clone(), spec.clone(), waiting.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let peer: Arc<str> = peer_addr.to_string().into();
+            let status = &ctx2.stats.source;
+            status.peer_up(&peer);
+            status.set(Color::Green, format!("{} sender(s) connected", status.connections()));
+            let idle = spec2.idle_timeout_s.map(Duration::from_secs);
+            match serve(&ctx2, stream, &peer, &spec2.framing, &spec2.ack, idle).await {
+                Ok(Ended::IdleTimeout) => {
+                    tracing::info!(pair = &*ctx2.pair, %peer, "closed idle connection");
+                }
+                Ok(_) => {}
+                Err(e) => ctx2.error(Side::Source, format!("connection from {peer}: {e}")),
+            }
+            status.peer_down(&peer);
+            if ctx2.cancel.is_cancelled() {
+                return;
+            }
+            match status.connections() {
+                0 => status.set(Color::Green, waiting2),
+                n => status.set(Color::Green, format!("{n} sender(s) connected")),
+            }
+        });
+    }
+    // Stopping: connections finish their queued batches (bounded wait inside `serve`).
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Connects to a server and reads messages from it; reconnects with backoff.
+pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
+    let status = &ctx.stats.source;
+    let mut backoff = Backoff::new(ctx.retry);
+    let addr = format!("{}:{}", spec.host, spec.port);
+    let timeout = Duration::from_millis(spec.connect_timeout_ms.unwrap_or(10_000));
+    loop {
+        status.set(Color::Yellow, format!("connecting to {addr}"));
+        let connected = tokio::select! {
+            () = ctx.cancel.cancelled() => return,
+            c = tokio::time::timeout(timeout, TcpStream::connect(&addr)) => c,
+        };
+        let why = match connected {
+            Ok(Ok(stream)) => {
+                backoff.reset();
+                keepalive(&stream);
+                let peer: Arc<str> = addr.clone().into();
+                status.peer_up(&peer);
+                status.set(Color::Green, format!("connected to {addr}"));
+                let ended = serve(&ctx, stream, &peer, &spec.framing, &spec.ack, None).await;
+                status.peer_down(&peer);
+                match ended {
+                    Ok(Ended::Cancelled) => return,
+                    Ok(_) => format!("{addr} closed the connection"),
+                    Err(e) => format!("connection to {addr}: {e}"),
+                }
+            }
+            Ok(Err(e)) => format!("cannot connect to {addr}: {e}"),
+            Err(_) => {
+                format!("cannot connect to {addr}: timed out after {} ms", timeout.as_millis())
+            }
+        };
+        ctx.error(Side::Source, why.clone());
+        status.set(Color::Red, why);
+        if !pause(&ctx.cancel, backoff.next_delay()).await {
+            return;
+        }
+    }
+}

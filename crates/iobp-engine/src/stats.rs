@@ -1,0 +1,334 @@
+//! Per-pair counters and status: one struct of atomics that connectors update and that the
+//! portals, the REST API and `/metrics` all read (so they always show the same numbers).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The status colours of the product documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Color {
+    /// Connected and healthy / flowing / running.
+    Green,
+    /// Connecting or reconnecting / backlog / degraded.
+    Yellow,
+    /// Disconnected or error / full / error.
+    Red,
+    /// Stopped or inactive / empty.
+    White,
+}
+
+impl Color {
+    /// Lower-case name, as used by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Green => "green",
+            Color::Yellow => "yellow",
+            Color::Red => "red",
+            Color::White => "white",
+        }
+    }
+
+    fn from_u8(v: u8) -> Color {
+        match v {
+            1 => Color::Green,
+            2 => Color::Yellow,
+            3 => Color::Red,
+            _ => Color::White,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Color::White => 0,
+            Color::Green => 1,
+            Color::Yellow => 2,
+            Color::Red => 3,
+        }
+    }
+}
+
+/// Which side of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The source.
+    Source,
+    /// The destination.
+    Destination,
+}
+
+impl Side {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        }
+    }
+}
+
+/// Most peer addresses remembered per side (a server may have hundreds of clients).
+const MAX_PEERS_SHOWN: usize = 16;
+
+/// Live status of one side.
+#[derive(Debug, Default)]
+pub struct SideStatus {
+    color: AtomicU8,
+    detail: Mutex<String>,
+    peers: Mutex<Vec<String>>,
+    connections: AtomicU64,
+}
+
+impl SideStatus {
+    /// Sets the colour and a one-line description ("listening on 0.0.0.0:5000").
+    pub fn set(&self, color: Color, detail: impl Into<String>) {
+        self.color.store(color.to_u8(), Ordering::Release);
+        *lock(&self.detail) = detail.into();
+    }
+
+    /// The colour.
+    pub fn color(&self) -> Color {
+        Color::from_u8(self.color.load(Ordering::Acquire))
+    }
+
+    /// A peer connected.
+    pub fn peer_up(&self, peer: &str) {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        let mut p = lock(&self.peers);
+        if p.len() < MAX_PEERS_SHOWN {
+            p.push(peer.to_string());
+        }
+    }
+
+    /// A peer went away.
+    pub fn peer_down(&self, peer: &str) {
+        let _ = self
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
+        let mut p = lock(&self.peers);
+        if let Some(i) = p.iter().position(|x| x == peer) {
+            p.remove(i);
+        }
+    }
+
+    /// Connected peers right now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    fn snapshot(&self) -> SideSnapshot {
+        SideSnapshot {
+            color: self.color(),
+            detail: lock(&self.detail).clone(),
+            peers: lock(&self.peers).clone(),
+            connections: self.connections(),
+        }
+    }
+
+    fn clear(&self) {
+        self.connections.store(0, Ordering::Release);
+        lock(&self.peers).clear();
+    }
+}
+
+/// A frame or message that was not passed on: kept (bounded) for operators.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// When.
+    pub at: SystemTime,
+    /// Where.
+    pub side: Side,
+    /// Why (e.g. "oversize", "malformed: bytes outside a frame", "undeliverable: …").
+    pub reason: String,
+    /// Its full size in bytes.
+    pub len: u64,
+    /// Hex preview of its first bytes.
+    pub preview: String,
+    /// Sequence number, for an undeliverable buffered message.
+    pub seq: Option<u64>,
+    /// The peer that sent it.
+    pub peer: Option<String>,
+}
+
+/// How many rejections are kept per pair.
+pub const MAX_REJECTED_KEPT: usize = 64;
+
+/// Counters and status of one pair.
+#[derive(Debug, Default)]
+pub struct PairStats {
+    /// Messages accepted (durably stored).
+    pub received: AtomicU64,
+    /// Payload bytes accepted.
+    pub received_bytes: AtomicU64,
+    /// Messages delivered and confirmed (Done).
+    pub sent: AtomicU64,
+    /// Payload bytes delivered.
+    pub sent_bytes: AtomicU64,
+    /// Messages refused because the buffer was full (answered with a NAK, or UDP datagrams).
+    pub refused: AtomicU64,
+    /// Frames rejected by framing (oversize, malformed) and undeliverable messages.
+    pub rejected: AtomicU64,
+    /// Errors: failed connections, deliveries, acknowledgements.
+    pub errors: AtomicU64,
+    /// Deliveries repeated after a failure (possible duplicates at the receiver).
+    pub retries: AtomicU64,
+    /// Connections refused because of the connection limit.
+    pub connections_refused: AtomicU64,
+    /// The buffer refused data recently (storage full).
+    pub full: AtomicBool,
+    /// Source side status.
+    pub source: SideStatus,
+    /// Destination side status.
+    pub destination: SideStatus,
+    last_error: Mutex<Option<(SystemTime, Side, String)>>,
+    rejected_log: Mutex<VecDeque<Rejected>>,
+}
+
+/// A copy of one side's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideSnapshot {
+    /// Connection colour.
+    pub color: Color,
+    /// What it is doing.
+    pub detail: String,
+    /// Connected peers (at most 16 shown).
+    pub peers: Vec<String>,
+    /// Number of connected peers.
+    pub connections: u64,
+}
+
+impl PairStats {
+    /// The status of one side.
+    pub fn side(&self, side: Side) -> &SideStatus {
+        match side {
+            Side::Source => &self.source,
+            Side::Destination => &self.destination,
+        }
+    }
+
+    /// Records an error: counted, remembered as the last error, logged.
+    pub fn error(&self, pair: &str, side: Side, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!(pair, side = side.as_str(), "{message}");
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = Some((SystemTime::now(), side, message));
+    }
+
+    /// Keeps a rejection for operators (the oldest goes when the list is full) and logs it.
+    pub fn reject(&self, pair: &str, r: Rejected) {
+        tracing::warn!(
+            pair,
+            side = r.side.as_str(),
+            len = r.len,
+            seq = r.seq,
+            peer = r.peer.as_deref(),
+            "rejected: {}; first bytes: {}",
+            r.reason,
+            r.preview
+        );
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        let mut log = lock(&self.rejected_log);
+        if log.len() == MAX_REJECTED_KEPT {
+            log.pop_front();
+        }
+        log.push_back(r);
+    }
+
+    /// The kept rejections, oldest first.
+    pub fn rejections(&self) -> Vec<Rejected> {
+        lock(&self.rejected_log).iter().cloned().collect()
+    }
+
+    /// The last error, with when and where.
+    pub fn last_error(&self) -> Option<(SystemTime, Side, String)> {
+        lock(&self.last_error).clone()
+    }
+
+    /// Both sides stopped.
+    pub fn mark_stopped(&self) {
+        for s in [&self.source, &self.destination] {
+            s.set(Color::White, "stopped");
+            s.clear();
+        }
+    }
+
+    pub(crate) fn side_snapshots(&self) -> (SideSnapshot, SideSnapshot) {
+        (self.source.snapshot(), self.destination.snapshot())
+    }
+}
+
+/// Everything the portals show about one pair.
+#[derive(Debug, Clone)]
+pub struct PairSnapshot {
+    /// Pair id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Configured to run.
+    pub enabled: bool,
+    /// Source type (`tcp_server`, …).
+    pub source_type: &'static str,
+    /// Destination type.
+    pub destination_type: &'static str,
+    /// Source side status.
+    pub source: SideSnapshot,
+    /// Destination side status.
+    pub destination: SideSnapshot,
+    /// Buffer state colour: white empty, green flowing, yellow backlog or above 80 %, red full
+    /// or unable to store.
+    pub buffer: Color,
+    /// Channel colour: green running, yellow degraded, red error, white stopped.
+    pub channel: Color,
+    /// Messages accepted.
+    pub received: u64,
+    /// Bytes accepted.
+    pub received_bytes: u64,
+    /// Messages delivered (Done).
+    pub sent: u64,
+    /// Bytes delivered.
+    pub sent_bytes: u64,
+    /// Stored, waiting for delivery.
+    pub pending: u64,
+    /// Being delivered.
+    pub in_flight: u64,
+    /// Delivered and still retained.
+    pub done: u64,
+    /// Buffer bytes on disk.
+    pub buffer_bytes: u64,
+    /// Refused because the buffer was full.
+    pub refused: u64,
+    /// Rejected by framing or undeliverable.
+    pub rejected: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Repeated deliveries.
+    pub retries: u64,
+    /// Connections refused by the connection limit.
+    pub connections_refused: u64,
+    /// Age of the oldest message not yet delivered.
+    pub oldest_pending_age: Option<Duration>,
+    /// The last error: when, which side, what.
+    pub last_error: Option<(SystemTime, Side, String)>,
+    /// Why the buffer failed, if it did.
+    pub buffer_failure: Option<String>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Status strings and lists stay consistent at every step; a panic elsewhere must not
+    // take the status display down with it.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Hex preview of the first bytes: `"0b 4d 53 48 | .MSH"` style, at most 32 bytes shown.
+pub fn hex_preview(bytes: &[u8]) -> String {
+    const SHOW: usize = 32;
+    let shown = &bytes[..bytes.len().min(SHOW)];
+    let hex: Vec<String> = shown.iter().map(|b| format!("{b:02x}")).collect();
+    let text: String = shown
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+        .collect();
+    let more = if bytes.len() > SHOW { " …" } else { "" };
+    format!("{}{more} | {text}", hex.join(" "))
+}
