@@ -1,0 +1,524 @@
+//! `iobufferpro bench`: measures a real instance (this binary, started as a child process)
+//! with a `tcp_server` → `tcp_client` pair of line messages over loopback. Prints figures;
+//! asserts nothing but exactly-once, in-order delivery of every message it sends.
+//!
+//! Phases: throughput (as fast as the load generator can send), latency at paced rates
+//! (10,000 and 1,000 msg/s; each message carries its send time), backlog drain (destination
+//! down while messages arrive, then up), peak RSS of the instance, and — where `socat` is
+//! installed — the same throughput phase through a plain `socat` relay for comparison.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Messages in the throughput phase.
+    #[arg(long, default_value_t = 2_000_000)]
+    messages: u64,
+    /// Message size in bytes, newline included.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Messages buffered in the backlog phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: u64,
+    /// Seconds per paced latency phase.
+    #[arg(long, default_value_t = 3)]
+    latency_secs: u64,
+    /// Where the instance keeps its data (default: a new directory under the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Skip the socat comparison.
+    #[arg(long)]
+    no_socat: bool,
+}
+
+/// What the receiving application saw.
+#[derive(Default)]
+struct Received {
+    next: u64,
+    count: u64,
+    duplicates: u64,
+    gaps: u64,
+    latencies_ns: Vec<u64>,
+    record_latency: bool,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// Epoch for the send timestamps carried in messages.
+fn now_ns(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Writes message `seq` (12 digits, space, 20-digit send time, space, filler, newline).
+fn put_message(out: &mut Vec<u8>, seq: u64, ts: u64, size: usize) {
+    let start = out.len();
+    out.resize(start + size, b'x');
+    let m = &mut out[start..];
+    put_digits(&mut m[0..12], seq);
+    m[12] = b' ';
+    put_digits(&mut m[13..33], ts);
+    m[33] = b' ';
+    m[size - 1] = b'\n';
+}
+
+fn put_digits(dst: &mut [u8], mut v: u64) {
+    for d in dst.iter_mut().rev() {
+        *d = b'0' + u8::try_from(v % 10).unwrap_or(0);
+        v /= 10;
+    }
+}
+
+fn get_digits(src: &[u8]) -> Option<u64> {
+    src.iter().try_fold(0u64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0')))
+}
+
+/// The receiving application: accepts connections (the instance reconnects after the backlog
+/// phase) and checks every line.
+async fn receiver(listener: TcpListener, got: Shared, epoch: Instant) {
+    // Connections live in this set: aborting the receiver closes them too (the application
+    // going away).
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else { return };
+        let got = got.clone();
+        conns.spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut carry: Vec<u8> = Vec::new();
+            loop {
+                let n = match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let now = now_ns(epoch);
+                carry.extend_from_slice(&buf[..n]);
+                let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut start = 0;
+                while let Some(i) = memchr(b'\n', &carry[start..]) {
+                    let line = &carry[start..start + i];
+                    start += i + 1;
+                    let (Some(seq), Some(ts)) = (
+                        line.get(0..12).and_then(get_digits),
+                        line.get(13..33).and_then(get_digits),
+                    ) else {
+                        g.gaps += 1;
+                        continue;
+                    };
+                    if seq < g.next {
+                        g.duplicates += 1;
+                        continue;
+                    }
+                    if seq > g.next {
+                        g.gaps += seq - g.next;
+                    }
+                    g.next = seq + 1;
+                    g.count += 1;
+                    if g.record_latency {
+                        g.latencies_ns.push(now.saturating_sub(ts));
+                    }
+                }
+                drop(g);
+                carry.drain(..start);
+            }
+        });
+    }
+}
+
+fn memchr(b: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&c| c == b)
+}
+
+async fn wait_count(got: &Shared, n: u64, limit: Duration) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let c = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
+        if c >= n {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > limit {
+            bail!("only {c} of {n} messages arrived within {} s", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Sends `count` messages starting at `first` as fast as possible, in 64 KiB writes.
+async fn blast(
+    conn: &mut TcpStream,
+    first: u64,
+    count: u64,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    let per_write = (64 * 1024 / size).max(1) as u64;
+    let mut buf = Vec::with_capacity(64 * 1024 + size);
+    let mut seq = first;
+    while seq < first + count {
+        buf.clear();
+        let ts = now_ns(epoch);
+        for s in seq..(seq + per_write).min(first + count) {
+            put_message(&mut buf, s, ts, size);
+        }
+        seq = (seq + per_write).min(first + count);
+        conn.write_all(&buf).await.context("sending")?;
+    }
+    Ok(())
+}
+
+/// Sends at `rate` messages per second for `secs`, each stamped with its own send time.
+async fn paced(
+    conn: &mut TcpStream,
+    first: u64,
+    rate: u64,
+    secs: u64,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<u64> {
+    let total = rate * secs;
+    // One tick per millisecond: the timer's resolution.
+    let per_tick = (rate / 1000).max(1);
+    let tick = Duration::from_micros(1_000_000 * per_tick / rate);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut buf = Vec::new();
+    let mut seq = first;
+    while seq < first + total {
+        interval.tick().await;
+        buf.clear();
+        for _ in 0..per_tick {
+            put_message(&mut buf, seq, now_ns(epoch), size);
+            seq += 1;
+        }
+        conn.write_all(&buf).await.context("sending")?;
+    }
+    Ok(total)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let i = (((sorted.len() - 1) as f64) * p).round() as usize;
+    #[allow(clippy::cast_precision_loss)]
+    let v = sorted[i] as f64;
+    v / 1e6
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let t = Instant::now();
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) if t.elapsed() > Duration::from_secs(10) => return Err(e).context("connecting"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// A minimal HTTP GET (the bench has no HTTP client dependency).
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).with_context(|| format!("status response: {text}"))
+}
+
+/// Peak and current resident memory of a process, in KiB (Linux).
+fn rss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+struct Instance {
+    child: Child,
+    ops: SocketAddr,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_instance(
+    data: &std::path::Path,
+    src: u16,
+    dst: u16,
+    size: usize,
+) -> anyhow::Result<Instance> {
+    let ops = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let config = data.join("bench-config.json");
+    std::fs::create_dir_all(data)?;
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"channel_pairs": [{{"id": "bench",
+                "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line", "max_message_bytes": {}}}}},
+                "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}},
+                "retry": {{"initial_ms": 100, "max_ms": 500}}}}]}}"#,
+            size.max(64)
+        ),
+    )?;
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--ops-listen", &ops.to_string(), "--mgmt-listen", &mgmt.to_string()])
+        .env("IOBP_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the instance")?;
+    let stdout = child.stdout.take().context("instance stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if !line.contains("running") {
+        bail!("instance did not start: {line}");
+    }
+    Ok(Instance { child, ops })
+}
+
+fn socat_available() -> bool {
+    Command::new("socat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.size < 40 {
+        bail!("--size must be at least 40 bytes (sequence number and timestamp)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(bench(args))
+}
+
+#[allow(clippy::cast_precision_loss, clippy::too_many_lines)] // figures for display; one linear script
+async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let owned_dir = args.data_dir.is_none();
+    let data = args.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("iobufferpro-bench-{}", std::process::id()))
+    });
+    let _ = std::fs::remove_dir_all(&data);
+    let epoch = Instant::now();
+    let size = args.size;
+    println!(
+        "ioBufferPro {} bench: {}-byte line messages over loopback, tcp_server -> tcp_client, {} cores",
+        env!("CARGO_PKG_VERSION"),
+        size,
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
+
+    let (src, dst) = (free_port()?, free_port()?);
+    let got: Shared = Arc::default();
+    let listener = TcpListener::bind(("127.0.0.1", dst)).await?;
+    let mut recv_task = tokio::spawn(receiver(listener, got.clone(), epoch));
+    let inst = start_instance(&data, src, dst, size)?;
+    let src_addr = SocketAddr::from(([127, 0, 0, 1], src));
+    let mut conn = connect(src_addr).await?;
+
+    // Warm-up.
+    blast(&mut conn, 0, 10_000, size, epoch).await?;
+    wait_count(&got, 10_000, Duration::from_secs(30)).await?;
+    let mut seq = 10_000;
+
+    // Throughput.
+    let n = args.messages;
+    let t = Instant::now();
+    let before = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
+    blast(&mut conn, seq, n, size, epoch).await?;
+    wait_count(&got, before + n, Duration::from_secs(600)).await?;
+    let el = t.elapsed();
+    seq += n;
+    let rate = n as f64 / el.as_secs_f64();
+    println!(
+        "throughput (durable):   {rate:>12.0} msg/s  {:>8.1} MB/s   ({n} messages in {:.2} s)",
+        rate * size as f64 / 1e6,
+        el.as_secs_f64()
+    );
+
+    // Latency at paced rates.
+    for rate in [10_000u64, 1_000] {
+        {
+            let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            g.latencies_ns.clear();
+            g.record_latency = true;
+        }
+        let before = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
+        let sent = paced(&mut conn, seq, rate, args.latency_secs, size, epoch).await?;
+        seq += sent;
+        wait_count(&got, before + sent, Duration::from_secs(60)).await?;
+        let mut lat = {
+            let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            g.record_latency = false;
+            std::mem::take(&mut g.latencies_ns)
+        };
+        lat.sort_unstable();
+        println!(
+            "latency at {rate:>6} msg/s: p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>7.3} ms  ({} messages, send -> receive, durable in between)",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 0.999),
+            percentile(&lat, 1.0),
+            lat.len()
+        );
+    }
+
+    // Backlog: the destination goes away while messages arrive, then comes back.
+    recv_task.abort();
+    let _ = (&mut recv_task).await;
+    let m = args.backlog;
+    let ops = inst.ops;
+    let wait_pending = |want: u64| async move {
+        let t = Instant::now();
+        loop {
+            let s = http_get(ops, "/api/v1/pairs/bench").await?;
+            let pending = s["counts"]["pending"].as_u64().unwrap_or(0)
+                + s["counts"]["in_flight"].as_u64().unwrap_or(0);
+            let received = s["counts"]["received"].as_u64().unwrap_or(0);
+            if pending >= want && s["destination"]["status"] != "green" {
+                return Ok::<u64, anyhow::Error>(received);
+            }
+            if t.elapsed() > Duration::from_secs(300) {
+                bail!("backlog never reached {want}: {s}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // Let the instance notice the receiver is gone before filling the backlog.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blast(&mut conn, seq, m, size, epoch).await?;
+    seq += m;
+    wait_pending(m).await?;
+    let before = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
+    let listener = TcpListener::bind(("127.0.0.1", dst)).await?;
+    let t = Instant::now();
+    let _recv_task = tokio::spawn(receiver(listener, got.clone(), epoch));
+    wait_count(&got, before + m, Duration::from_secs(600)).await?;
+    let el = t.elapsed();
+    println!(
+        "backlog drain:          {:>12.0} msg/s  ({m} buffered messages delivered in {:.2} s after the destination came back; includes reconnect)",
+        m as f64 / el.as_secs_f64(),
+        el.as_secs_f64()
+    );
+
+    let (hwm, rss) = rss_kib(inst.child.id());
+    let (count, next, duplicates, gaps) = {
+        let g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (g.count, g.next, g.duplicates, g.gaps)
+    };
+    println!(
+        "memory of the instance: peak RSS {} , RSS now {}",
+        hwm.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        rss.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0))
+    );
+    println!(
+        "verification: {count} messages received, next expected {next}, {duplicates} duplicates, {gaps} missing or out of order"
+    );
+    let ok = count == seq && next == seq && gaps == 0;
+    drop(conn);
+    drop(inst);
+    if owned_dir {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    if args.no_socat {
+        println!("socat comparison: skipped (--no-socat)");
+    } else if socat_available() {
+        let socat_rate = socat_throughput(n, size).await?;
+        println!(
+            "socat relay (no storage): {socat_rate:>10.0} msg/s  {:>8.1} MB/s   -> ioBufferPro reaches {:.0} % of socat",
+            socat_rate * size as f64 / 1e6,
+            100.0 * rate / socat_rate
+        );
+    } else {
+        println!("socat comparison: skipped (socat is not installed; apt-get install socat)");
+    }
+    if !ok {
+        bail!("delivery was not exactly once and in order");
+    }
+    Ok(())
+}
+
+/// The throughput phase through `socat TCP-LISTEN:a,fork TCP:127.0.0.1:b`.
+#[allow(clippy::cast_precision_loss)]
+async fn socat_throughput(n: u64, size: usize) -> anyhow::Result<f64> {
+    let (a, b) = (free_port()?, free_port()?);
+    let got: Shared = Arc::default();
+    let listener = TcpListener::bind(("127.0.0.1", b)).await?;
+    let epoch = Instant::now();
+    let task = tokio::spawn(receiver(listener, got.clone(), epoch));
+    let mut socat = Command::new("socat")
+        .arg(format!("TCP-LISTEN:{a},bind=127.0.0.1,fork,reuseaddr"))
+        .arg(format!("TCP:127.0.0.1:{b}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting socat")?;
+    let result = async {
+        let mut conn = connect(SocketAddr::from(([127, 0, 0, 1], a))).await?;
+        blast(&mut conn, 0, 10_000, size, epoch).await?;
+        wait_count(&got, 10_000, Duration::from_secs(30)).await?;
+        let t = Instant::now();
+        blast(&mut conn, 10_000, n, size, epoch).await?;
+        wait_count(&got, 10_000 + n, Duration::from_secs(600)).await?;
+        Ok::<f64, anyhow::Error>(n as f64 / t.elapsed().as_secs_f64())
+    }
+    .await;
+    let _ = socat.kill();
+    let _ = socat.wait();
+    task.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_the_requested_size_and_parse_back() {
+        let mut b = Vec::new();
+        put_message(&mut b, 42, 123_456_789, 100);
+        assert_eq!(b.len(), 100);
+        assert_eq!(b[99], b'\n');
+        assert_eq!(get_digits(&b[0..12]), Some(42));
+        assert_eq!(get_digits(&b[13..33]), Some(123_456_789));
+    }
+}

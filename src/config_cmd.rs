@@ -1,0 +1,64 @@
+//! `config check`, `config export`, `config import`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use iobp_config::{ConfigDocument, parse_document};
+use iobp_store::Store;
+
+fn read_document(file: &Path) -> anyhow::Result<ConfigDocument> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    parse_document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+pub fn check(file: &Path) -> anyhow::Result<()> {
+    let doc = read_document(file)?;
+    println!(
+        "{}: valid ({} channel pair(s){})",
+        file.display(),
+        doc.channel_pairs.len(),
+        if doc.settings.is_some() { ", settings" } else { "" }
+    );
+    Ok(())
+}
+
+pub fn export(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = crate::data_dir::resolve(data_dir);
+    if !dir.join(iobp_store::DB_FILE).exists() {
+        bail!("no configuration in {} (nothing was ever stored there)", dir.display());
+    }
+    let store = Store::open(&dir)?;
+    let doc = store.export()?;
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+pub fn import(file: &Path, data_dir: Option<PathBuf>, merge: bool) -> anyhow::Result<()> {
+    let doc = read_document(file)?;
+    let dir = crate::data_dir::resolve(data_dir);
+    // A running instance keeps its configuration in memory and would not see (and could
+    // overwrite) an import; refuse rather than surprise.
+    let _lock = crate::data_dir::lock(&dir)?;
+    let store = Store::open(&dir)?;
+    let current = store.load_settings()?;
+    let merged_pairs = if merge {
+        let mut pairs = store.load_pairs()?.pairs;
+        pairs.retain(|p| !doc.channel_pairs.iter().any(|d| d.id == p.id));
+        pairs.extend(doc.channel_pairs.iter().cloned());
+        pairs
+    } else {
+        doc.channel_pairs.clone()
+    };
+    // Validate the configuration as it will be after the import.
+    let after = ConfigDocument { settings: doc.settings.clone(), channel_pairs: merged_pairs };
+    after.validate(&current).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    store.import(&doc, !merge)?;
+    println!(
+        "imported {} channel pair(s){} into {}",
+        doc.channel_pairs.len(),
+        if doc.settings.is_some() { " and settings" } else { "" },
+        dir.display()
+    );
+    Ok(())
+}

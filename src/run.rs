@@ -1,0 +1,220 @@
+//! `iobufferpro run`: start the engine with the stored configuration (plus `--config`),
+//! serve the two portal ports, and shut down cleanly on SIGINT/SIGTERM: stop accepting, let
+//! running appends finish their fdatasync, checkpoint every buffer, exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use iobp_config::{ConfigDocument, Settings, parse_document};
+use iobp_engine::{Engine, EngineOptions};
+use iobp_store::Store;
+
+use crate::status::{AppState, router};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Data directory (buffers and the configuration database).
+    #[arg(long, env = "IOBP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A configuration document to apply at start: pairs are created or replaced by id,
+    /// settings replaced; the result is stored.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Operations Portal address for this run (default: the stored setting, 0.0.0.0:8080).
+    #[arg(long, env = "IOBP_OPS_LISTEN")]
+    ops_listen: Option<SocketAddr>,
+    /// Management Dashboard address for this run (default: the stored setting, 0.0.0.0:8081).
+    #[arg(long, env = "IOBP_MGMT_LISTEN")]
+    mgmt_listen: Option<SocketAddr>,
+}
+
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    // Two workers: the work per message is small and a Raspberry Pi has few cores; fsyncs run
+    // on each buffer's own writer thread, not here.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("iobp-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run(args))
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let default: LevelFilter = level.parse().unwrap_or(LevelFilter::INFO);
+    // IOBP_LOG overrides, in `target=level,...` form (e.g. `info,iobp_engine=debug`).
+    let filter = std::env::var("IOBP_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
+        .with(filter)
+        .try_init();
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let dir = crate::data_dir::resolve(args.data_dir.clone());
+    let _lock = crate::data_dir::lock(&dir)?;
+    let store = Arc::new(Store::open(&dir)?);
+    let (settings, doc) = load_configuration(&args, &store)?;
+    init_logging(&settings.log_level);
+    let ops: SocketAddr = match args.ops_listen {
+        Some(a) => a,
+        None => settings.ops_listen.parse().context("settings.ops_listen")?,
+    };
+    let mgmt: SocketAddr = match args.mgmt_listen {
+        Some(a) => a,
+        None => settings.mgmt_listen.parse().context("settings.mgmt_listen")?,
+    };
+    let runtime_settings =
+        Settings { ops_listen: ops.to_string(), mgmt_listen: mgmt.to_string(), ..settings };
+    let engine = start_engine(&dir, runtime_settings, &store).await;
+    if let Some(doc) = &doc
+        && let Err(e) = engine.apply(doc).await
+    {
+        engine.shutdown().await;
+        let file = args.config.unwrap_or_default();
+        return Err(anyhow::anyhow!("applying {}: {e}", file.display()));
+    }
+    serve(&engine, ops, mgmt, &dir).await
+}
+
+/// The stored settings, replaced by those of `--config` if it has any (and stored); the
+/// `--config` document itself, validated.
+fn load_configuration(
+    args: &RunArgs,
+    store: &Store,
+) -> anyhow::Result<(Settings, Option<ConfigDocument>)> {
+    let mut settings = store.load_settings()?;
+    let Some(f) = &args.config else { return Ok((settings, None)) };
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+    let doc = parse_document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    doc.validate(&settings).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    if let Some(s) = &doc.settings {
+        store.save_settings(s)?;
+        settings = s.clone();
+    }
+    Ok((settings, Some(doc)))
+}
+
+/// Starts the engine with the stored pairs, reporting (not failing on) pairs it cannot start.
+async fn start_engine(dir: &std::path::Path, settings: Settings, store: &Arc<Store>) -> Engine {
+    let loaded = match store.load_pairs() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot read the stored channel pairs: {e}");
+            iobp_store::LoadedPairs::default()
+        }
+    };
+    for b in &loaded.broken {
+        tracing::error!(
+            pair = b.id,
+            "stored channel pair cannot be read and is not started: {}",
+            b.reason
+        );
+    }
+    let opts = EngineOptions {
+        data_dir: dir.to_path_buf(),
+        settings,
+        repository: store.clone(),
+        log_fs: None,
+    };
+    let (engine, report) = Engine::start(opts, loaded.pairs).await;
+    for (id, why) in &report.skipped {
+        tracing::error!(pair = id, "not started: {why}");
+    }
+    for (id, what) in &report.recovered {
+        tracing::warn!(pair = id, "buffer recovery: {what}");
+    }
+    engine
+}
+
+/// Serves both ports until SIGINT/SIGTERM, then shuts everything down cleanly.
+async fn serve(
+    engine: &Engine,
+    ops: SocketAddr,
+    mgmt: SocketAddr,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState { engine: engine.clone(), ready: ready.clone() };
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the {what}"))
+    };
+    let (ops_l, mgmt_l) =
+        match (bind(ops, "Operations Portal").await, bind(mgmt, "Management Dashboard").await) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                engine.shutdown().await;
+                return Err(e);
+            }
+        };
+    let (ops_addr, mgmt_addr) = (ops_l.local_addr()?, mgmt_l.local_addr()?);
+    let stop = tokio::sync::watch::channel(false).0;
+    let serve_one = |l: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>| {
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    };
+    let ops_task = serve_one(ops_l, stop.subscribe());
+    let mgmt_task = serve_one(mgmt_l, stop.subscribe());
+    ready.store(true, Ordering::Release);
+    println!(
+        "ioBufferPro {} running: data {}, Operations Portal http://{ops_addr}, Management Dashboard http://{mgmt_addr}, {} channel pair(s)",
+        env!("CARGO_PKG_VERSION"),
+        dir.display(),
+        engine.list().len()
+    );
+    tracing::info!(data = %dir.display(), %ops_addr, %mgmt_addr, "ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new messages are accepted");
+    ready.store(false, Ordering::Release);
+    let _ = stop.send(true);
+    engine.shutdown().await;
+    let _ = tokio::join!(ops_task, mgmt_task);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
