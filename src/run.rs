@@ -32,6 +32,7 @@ pub struct RunArgs {
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    raise_fd_limit();
     // Two workers: the work per message is small and a Raspberry Pi has few cores; fsyncs run
     // on each buffer's own writer thread, not here.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -195,6 +196,15 @@ async fn serve(
     let _ = tokio::join!(ops_task, mgmt_task);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Every connection and buffer segment is a file descriptor; the usual soft limit of 1024
+/// would cap a busy instance far below its connection limits. Raise it to the hard limit.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
 }
 
 async fn wait_for_signal() {

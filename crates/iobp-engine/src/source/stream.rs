@@ -80,6 +80,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
+                incomplete(ctx, &buf, "incomplete frame when the pair stopped", peer);
                 // Let batches already queued finish, so their senders get their acks.
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
                     while let Some(w) = waiting.pop_front() {
@@ -107,6 +108,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr).await?;
             }
             () = sleep_until_opt(idle_at) => {
+                incomplete(ctx, &buf, "incomplete frame when the idle connection was closed", peer);
                 return Ok(Ended::IdleTimeout);
             }
             n = rd.read_buf(&mut buf), if can_read => {
@@ -141,6 +143,20 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// Bytes of a frame that will never complete because we close the connection: reported as a
+/// rejection, never dropped silently.
+fn incomplete(ctx: &SideCtx, buf: &BytesMut, why: &'static str, peer: &Arc<str>) {
+    if buf.is_empty() {
+        return;
+    }
+    let r = iobp_codec::Rejection {
+        kind: iobp_codec::RejectKind::Malformed(why),
+        len: buf.len() as u64,
+        preview: buf[..buf.len().min(iobp_codec::PREVIEW_BYTES)].to_vec(),
+    };
+    ctx.rejected_frame(&r, Some(peer));
 }
 
 /// Takes every complete frame out of `buf`; rejected frames are reported.

@@ -1,0 +1,124 @@
+//! The command line: `config check/export/import`, `run` with and without `--config`,
+//! persistence across restarts, SIGTERM, one instance per data directory.
+
+mod util;
+
+use std::io::Write;
+use std::time::Duration;
+
+use util::*;
+
+#[test]
+fn config_check_accepts_valid_documents_and_names_the_field_of_invalid_ones() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let good = tmp.path().join("good.json");
+    std::fs::write(&good, line_pair_doc("a", 5000, 6000, r#""none""#)).expect("write");
+    let (code, out, _) = run_cli(&["config", "check", good.to_str().expect("utf8")]);
+    assert_eq!(code, 0);
+    assert!(out.contains("valid (1 channel pair"), "{out}");
+
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, line_pair_doc("a", 0, 6000, r#""none""#)).expect("write");
+    let (code, _, err) = run_cli(&["config", "check", bad.to_str().expect("utf8")]);
+    assert_ne!(code, 0);
+    assert!(err.contains("channel_pairs[0].source.port"), "{err}");
+
+    let (code, _, err) = run_cli(&["config", "check", "/no/such/file.json"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn run_with_config_persists_and_export_import_round_trip() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let (src, dst) = (free_port(), free_port());
+    let config = tmp.path().join("c.json");
+    std::fs::write(&config, line_pair_doc("kept", src, dst, r#""none""#)).expect("write");
+    let inst = Instance::start(&data, &["--config", config.to_str().expect("utf8")]);
+    assert_eq!(inst.pair("kept")["source"]["type"], "tcp_server");
+    // Messages stored while the destination is down survive a restart without --config.
+    let mut s = connect(src);
+    s.write_all(b"\x0200000000\x03\x0200000001\x03").expect("send");
+    inst.wait_for("kept", 10, "stored", |p| p["counts"]["received"] == 2);
+    assert_eq!(inst.terminate().code(), Some(0), "SIGTERM exits 0");
+
+    // Import is refused while an instance runs on the directory.
+    let inst = Instance::start(&data, &[]);
+    assert_eq!(inst.pairs().as_array().map(Vec::len), Some(1), "the pair was stored");
+    let (code, _, err) = run_cli(&[
+        "config",
+        "import",
+        config.to_str().expect("utf8"),
+        "--data-dir",
+        data.to_str().expect("utf8"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("another ioBufferPro is running"), "{err}");
+    let receiver = Receiver::start(dst);
+    inst.wait_for("kept", 10, "delivered after restart", |p| p["counts"]["sent"] == 2);
+    assert_eq!(receiver.lines(), vec!["00000000", "00000001"]);
+    assert_eq!(inst.terminate().code(), Some(0));
+
+    let (code, out, err) =
+        run_cli(&["config", "export", "--data-dir", data.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    let exported = tmp.path().join("exported.json");
+    std::fs::write(&exported, &out).expect("write");
+    let other = tmp.path().join("other");
+    let (code, _, err) = run_cli(&[
+        "config",
+        "import",
+        exported.to_str().expect("utf8"),
+        "--data-dir",
+        other.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, again, _) = run_cli(&["config", "export", "--data-dir", other.to_str().expect("utf8")]);
+    assert_eq!(again, out, "export -> import -> export is stable");
+}
+
+#[test]
+fn a_second_instance_on_the_same_data_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let _first = Instance::start(tmp.path(), &[]);
+    let (code, _, err) = run_cli(&[
+        "run",
+        "--data-dir",
+        tmp.path().to_str().expect("utf8"),
+        "--ops-listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--mgmt-listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("another ioBufferPro is running"), "{err}");
+}
+
+#[test]
+fn without_a_command_it_runs_and_serves_health_on_both_ports() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (ops, mgmt) = (free_port(), free_port());
+    let mut child = std::process::Command::new(bin())
+        .env("IOBP_DATA_DIR", tmp.path())
+        .env("IOBP_OPS_LISTEN", format!("127.0.0.1:{ops}"))
+        .env("IOBP_MGMT_LISTEN", format!("127.0.0.1:{mgmt}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    while std::net::TcpStream::connect(addr(mgmt)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for port in [ops, mgmt] {
+        assert_eq!(http_get(addr(port), "/healthz"), (200, "ok\n".to_string()));
+        assert_eq!(http_get(addr(port), "/readyz").0, 200);
+    }
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(tmp.path().join(iobp_store::DB_FILE).exists());
+}

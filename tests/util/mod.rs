@@ -1,0 +1,194 @@
+//! Helpers for black-box tests of the `iobufferpro` binary: start it on a temporary data
+//! directory and free ports, read its status over HTTP, stop it with a signal or `kill -9`.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_iobufferpro")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("probe").local_addr().expect("addr").port()
+}
+
+/// A running instance.
+pub struct Instance {
+    pub child: Child,
+    pub ops: SocketAddr,
+    pub mgmt: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl Instance {
+    /// Starts `iobufferpro run` on `data`, with extra arguments; waits until it is ready.
+    pub fn start(data: &Path, extra: &[&str]) -> Instance {
+        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut child = Command::new(bin())
+            .arg("run")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--ops-listen", &ops.to_string(), "--mgmt-listen", &mgmt.to_string()])
+            .args(extra)
+            .env("IOBP_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn iobufferpro");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read banner");
+        assert!(line.contains("running"), "instance did not start: {line:?}");
+        Instance { child, ops, mgmt, data: data.to_path_buf() }
+    }
+
+    /// The JSON status of one pair.
+    pub fn pair(&self, id: &str) -> serde_json::Value {
+        let (code, body) = http_get(self.ops, &format!("/api/v1/pairs/{id}"));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("json")
+    }
+
+    pub fn pairs(&self) -> serde_json::Value {
+        serde_json::from_str(&http_get(self.ops, "/api/v1/pairs").1).expect("json")
+    }
+
+    /// Waits until `f(status)` holds.
+    pub fn wait_for(
+        &self,
+        id: &str,
+        secs: u64,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.pair(id);
+            if f(&s) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (`kill -9`).
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP GET: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (code, body)
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).env("IOBP_LOG", "error").output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A document with one line-framed `tcp_server` -> `tcp_client` pair.
+pub fn line_pair_doc(id: &str, src: u16, dst: u16, ack: &str) -> String {
+    format!(
+        r#"{{"channel_pairs": [{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 300}},
+            "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "stx_etx"}}, "ack": {ack}}},
+            "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}}}}]}}"#
+    )
+}
+
+/// Connects, retrying for a while.
+pub fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot connect to {port}: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A receiving application on `port` that collects lines from every connection it accepts.
+pub struct Receiver {
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    pub fn start(port: u16) -> Receiver {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
+        let (l2, s2) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        let l3 = l2.clone();
+                        std::thread::spawn(move || {
+                            let _ = c.set_nonblocking(false);
+                            for line in BufReader::new(c).lines() {
+                                let Ok(line) = line else { break };
+                                l3.lock().expect("lock").push(line);
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Receiver { lines, stop }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
