@@ -231,18 +231,17 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     }
 }
 
-/// A minimal HTTP GET (the bench has no HTTP client dependency).
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+/// One value from the instance's `/metrics` (the bench has no HTTP client dependency, and
+/// the public metrics need no login).
+async fn metric(addr: SocketAddr, series: &str) -> anyhow::Result<u64> {
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await?;
     let text = String::from_utf8_lossy(&resp);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).with_context(|| format!("status response: {text}"))
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<u64>().ok()))
+        .with_context(|| format!("no {series} in /metrics"))
 }
 
 /// Peak and current resident memory of a process, in KiB (Linux).
@@ -305,8 +304,15 @@ fn start_instance(
         .spawn()
         .context("starting the instance")?;
     let stdout = child.stdout.take().context("instance stdout")?;
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    for _ in 0..5 {
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line.contains("running") || line.is_empty() {
+            break;
+        }
+    }
     if !line.contains("running") {
         bail!("instance did not start: {line}");
     }
@@ -409,15 +415,16 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let wait_pending = |want: u64| async move {
         let t = Instant::now();
         loop {
-            let s = http_get(ops, "/api/v1/pairs/bench").await?;
-            let pending = s["counts"]["pending"].as_u64().unwrap_or(0)
-                + s["counts"]["in_flight"].as_u64().unwrap_or(0);
-            let received = s["counts"]["received"].as_u64().unwrap_or(0);
-            if pending >= want && s["destination"]["status"] != "green" {
-                return Ok::<u64, anyhow::Error>(received);
+            let pending = metric(ops, "iobp_messages_pending{pair=\"bench\"}").await?
+                + metric(ops, "iobp_messages_in_flight{pair=\"bench\"}").await?;
+            let destination =
+                metric(ops, "iobp_status{pair=\"bench\",indicator=\"destination\"}").await?;
+            // 1 is green: the destination must be down while the backlog builds.
+            if pending >= want && destination != 1 {
+                return Ok::<u64, anyhow::Error>(pending);
             }
             if t.elapsed() > Duration::from_secs(300) {
-                bail!("backlog never reached {want}: {s}");
+                bail!("backlog never reached {want}: {pending} pending");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

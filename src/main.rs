@@ -5,7 +5,6 @@ mod bench;
 mod config_cmd;
 mod data_dir;
 mod run;
-mod status;
 
 use std::path::PathBuf;
 

@@ -5,14 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use iobp_config::{ConfigDocument, Settings, parse_document};
 use iobp_engine::{Engine, EngineOptions};
 use iobp_store::Store;
 
-use crate::status::{AppState, router};
+use iobp_web::{LogBuffer, Portal, WebShared, ensure_admin, router};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -45,7 +44,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, buffer: &LogBuffer) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let default: LevelFilter = level.parse().unwrap_or(LevelFilter::INFO);
@@ -61,6 +60,7 @@ fn init_logging(level: &str) {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false),
         )
+        .with(buffer.layer())
         .with(filter)
         .try_init();
 }
@@ -70,7 +70,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _lock = crate::data_dir::lock(&dir)?;
     let store = Arc::new(Store::open(&dir)?);
     let (settings, doc) = load_configuration(&args, &store)?;
-    init_logging(&settings.log_level);
+    let logs = LogBuffer::default();
+    init_logging(&settings.log_level, &logs);
     let ops: SocketAddr = match args.ops_listen {
         Some(a) => a,
         None => settings.ops_listen.parse().context("settings.ops_listen")?,
@@ -89,7 +90,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let file = args.config.unwrap_or_default();
         return Err(anyhow::anyhow!("applying {}: {e}", file.display()));
     }
-    serve(&engine, ops, mgmt, &dir).await
+    let web = WebShared::new(engine.clone(), store.clone(), dir.clone(), logs);
+    match ensure_admin(&store, &web.passwords, &dir).await {
+        Ok(Some(password)) => say(&format!(
+            "First start: log in as `admin` with password `{password}` (also in {}, readable only by this user); you will be asked to change it.",
+            dir.join(iobp_web::auth::INITIAL_PASSWORD_FILE).display()
+        )),
+        Ok(None) => {}
+        Err(e) => tracing::error!("could not create the first admin user: {e:?}"),
+    }
+    serve(&web, ops, mgmt, &dir).await
 }
 
 /// The stored settings, replaced by those of `--config` if it has any (and stored); the
@@ -143,15 +153,14 @@ async fn start_engine(dir: &std::path::Path, settings: Settings, store: &Arc<Sto
     engine
 }
 
-/// Serves both ports until SIGINT/SIGTERM, then shuts everything down cleanly.
+/// Serves both portals until SIGINT/SIGTERM, then shuts everything down cleanly.
 async fn serve(
-    engine: &Engine,
+    web: &Arc<WebShared>,
     ops: SocketAddr,
     mgmt: SocketAddr,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { engine: engine.clone(), ready: ready.clone() };
+    let engine = web.engine.clone();
     let bind = |addr: SocketAddr, what: &'static str| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -167,8 +176,11 @@ async fn serve(
         };
     let (ops_addr, mgmt_addr) = (ops_l.local_addr()?, mgmt_l.local_addr()?);
     let stop = tokio::sync::watch::channel(false).0;
-    let serve_one = |l: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>| {
-        let app = router(state.clone());
+    let serve_one = |l: tokio::net::TcpListener,
+                     portal: Portal,
+                     mut stop: tokio::sync::watch::Receiver<bool>| {
+        let app =
+            router(web.clone(), portal, false).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
             let _ = axum::serve(l, app)
                 .with_graceful_shutdown(async move {
@@ -177,25 +189,59 @@ async fn serve(
                 .await;
         })
     };
-    let ops_task = serve_one(ops_l, stop.subscribe());
-    let mgmt_task = serve_one(mgmt_l, stop.subscribe());
-    ready.store(true, Ordering::Release);
-    println!(
+    let ops_task = serve_one(ops_l, Portal::Ops, stop.subscribe());
+    let mgmt_task = serve_one(mgmt_l, Portal::Mgmt, stop.subscribe());
+    let housekeeping = tokio::spawn(housekeeping(web.clone()));
+    web.set_ready(true);
+    say(&format!(
         "ioBufferPro {} running: data {}, Operations Portal http://{ops_addr}, Management Dashboard http://{mgmt_addr}, {} channel pair(s)",
         env!("CARGO_PKG_VERSION"),
         dir.display(),
         engine.list().len()
-    );
+    ));
     tracing::info!(data = %dir.display(), %ops_addr, %mgmt_addr, "ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new messages are accepted");
-    ready.store(false, Ordering::Release);
+    web.set_ready(false);
+    housekeeping.abort();
     let _ = stop.send(true);
     engine.shutdown().await;
     let _ = tokio::join!(ops_task, mgmt_task);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Prints a line for the operator. Unlike `println!`, a closed stdout (nobody reading) is
+/// ignored instead of crashing the service.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// System readings for the dashboard every 2 s; expired sessions purged every hour.
+async fn housekeeping(web: Arc<WebShared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        web.system.sample(&web.engine);
+        n += 1;
+        if n.is_multiple_of(1800) {
+            let now = i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX);
+            if let Err(e) = web.store.purge_sessions(now) {
+                tracing::warn!("purging expired sessions: {e}");
+            }
+        }
+    }
 }
 
 /// Every connection and buffer segment is a file descriptor; the usual soft limit of 1024

@@ -115,7 +115,11 @@ fn without_a_command_it_runs_and_serves_health_on_both_ports() {
     }
     for port in [ops, mgmt] {
         assert_eq!(http_get(addr(port), "/healthz"), (200, "ok\n".to_string()));
-        assert_eq!(http_get(addr(port), "/readyz").0, 200);
+        // Readiness follows listening by a moment.
+        while http_get(addr(port), "/readyz").0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let status = child.wait().expect("wait");

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,13 +18,18 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("probe").local_addr().expect("addr").port()
 }
 
-/// A running instance.
+/// A running instance, with an admin session on its Operations Portal.
 pub struct Instance {
     pub child: Child,
     pub ops: SocketAddr,
     pub mgmt: SocketAddr,
     pub data: PathBuf,
+    pub cookie: String,
+    pub csrf: String,
 }
+
+/// The password the tests give `admin` after the first login.
+pub const TEST_ADMIN_PASSWORD: &str = "test-admin-password-1";
 
 impl Instance {
     /// Starts `iobufferpro run` on `data`, with extra arguments; waits until it is ready.
@@ -42,21 +48,78 @@ impl Instance {
             .spawn()
             .expect("spawn iobufferpro");
         let stdout = child.stdout.take().expect("stdout");
+        // Read up to the "running" banner (a first start prints the admin password before it).
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read banner");
+        for _ in 0..5 {
+            line.clear();
+            reader.read_line(&mut line).expect("read banner");
+            if line.contains("running") || line.is_empty() {
+                break;
+            }
+        }
         assert!(line.contains("running"), "instance did not start: {line:?}");
-        Instance { child, ops, mgmt, data: data.to_path_buf() }
+        let mut inst = Instance {
+            child,
+            ops,
+            mgmt,
+            data: data.to_path_buf(),
+            cookie: String::new(),
+            csrf: String::new(),
+        };
+        inst.login_admin();
+        inst
     }
 
-    /// The JSON status of one pair.
+    /// Logs in as admin: the first time with the first-start password (then changed, as the
+    /// portal requires), later with the changed one.
+    fn login_admin(&mut self) {
+        let first = self.data.join("initial-admin-password.txt");
+        let password = match std::fs::read_to_string(&first) {
+            Ok(text) => text
+                .lines()
+                .find_map(|l| l.strip_prefix("password: "))
+                .expect("password line")
+                .to_string(),
+            Err(_) => TEST_ADMIN_PASSWORD.to_string(),
+        };
+        let body = format!(r#"{{"username": "admin", "password": "{password}"}}"#);
+        let r = http(self.ops, "POST", "/api/v1/session", Some(&body), None, None);
+        assert_eq!(r.status, 200, "login: {}", r.body);
+        let session = r.json();
+        let mut cookie = r.cookie.expect("session cookie");
+        let mut csrf = session["csrf_token"].as_str().expect("csrf").to_string();
+        if session["must_change_password"] == true {
+            let body = format!(
+                r#"{{"current_password": "{password}", "new_password": "{TEST_ADMIN_PASSWORD}"}}"#
+            );
+            let r = http(
+                self.ops,
+                "POST",
+                "/api/v1/session/password",
+                Some(&body),
+                Some(&cookie),
+                Some(&csrf),
+            );
+            assert_eq!(r.status, 200, "password change: {}", r.body);
+            cookie = r.cookie.clone().expect("new session cookie");
+            csrf = r.json()["csrf_token"].as_str().expect("csrf").to_string();
+            assert!(!first.exists(), "the first-start password file is removed once changed");
+        }
+        self.cookie = cookie;
+        self.csrf = csrf;
+    }
+
+    /// The status of one pair (`status` of the API's pair object).
     pub fn pair(&self, id: &str) -> serde_json::Value {
-        let (code, body) = http_get(self.ops, &format!("/api/v1/pairs/{id}"));
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).expect("json")
+        let r =
+            http(self.ops, "GET", &format!("/api/v1/pairs/{id}"), None, Some(&self.cookie), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["status"].clone()
     }
 
     pub fn pairs(&self) -> serde_json::Value {
-        serde_json::from_str(&http_get(self.ops, "/api/v1/pairs").1).expect("json")
+        http(self.ops, "GET", "/api/v1/pairs", None, Some(&self.cookie), None).json()
     }
 
     /// Waits until `f(status)` holds.
@@ -105,15 +168,62 @@ impl Drop for Instance {
     }
 }
 
-/// A minimal HTTP GET: (status code, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// A response of [`http`].
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    /// `name=value` of a Set-Cookie header, if any.
+    pub cookie: Option<String>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+) -> Response {
     let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("send");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(c) = cookie {
+        let _ = write!(req, "Cookie: {c}\r\n");
+    }
+    if let Some(t) = csrf {
+        let _ = write!(req, "X-CSRF-Token: {t}\r\n");
+    }
+    let body = body.unwrap_or("");
+    let _ = write!(
+        req,
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
-    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (code, body)
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string())
+        })
+        .and_then(|v| v.split(';').next().map(str::to_string))
+        .filter(|c| !c.ends_with('='));
+    Response { status, body: body.to_string(), cookie }
+}
+
+/// GET without a session: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let r = http(addr, "GET", path, None, None, None);
+    (r.status, r.body)
 }
 
 /// Runs the binary to completion: (exit code, stdout, stderr).

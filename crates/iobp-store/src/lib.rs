@@ -12,9 +12,16 @@
 //!   [`Store::load_pairs`] with its id and the reason, never silently dropped or deleted.
 //! - The schema version is the database's `user_version`; [`Store::open`] migrates forward and
 //!   refuses a database written by a newer version.
+//! - Users (with Argon2 password hashes, never passwords), server-side sessions (only a
+//!   hash of each session token is stored) and the audit trail live here too. Deleting a
+//!   user deletes their sessions in the same statement (foreign key cascade).
 //! - Only this crate opens the database file.
 
 #![warn(missing_docs)]
+
+mod accounts;
+
+pub use crate::accounts::{AuditEntry, NewAuditEntry, Role, SessionRecord, UserRecord};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -38,6 +45,34 @@ const MIGRATIONS: &[&str] = &[
         spec TEXT NOT NULL,
         created_at INTEGER NOT NULL DEFAULT (unixepoch()),
         updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    );",
+    // 2: users, sessions, audit trail.
+    "CREATE TABLE users (
+        username TEXT PRIMARY KEY NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer', 'relay')),
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL DEFAULT (unixepoch()),
+        updated_at INTEGER NOT NULL DEFAULT (unixepoch())
+    );
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY NOT NULL,
+        username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE ON UPDATE CASCADE,
+        portal TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions (username);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        username TEXT,
+        address TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
     );",
 ];
 
@@ -75,6 +110,12 @@ pub enum StoreError {
         /// The newest this build knows.
         supported: i64,
     },
+    /// A user name that does not exist.
+    #[error("no user named `{0}`")]
+    NoSuchUser(String),
+    /// A user name that exists already.
+    #[error("a user named `{0}` exists already")]
+    UserExists(String),
     /// Stored settings no longer parse.
     #[error("stored settings are invalid: {0}")]
     BadSettings(String),
@@ -128,13 +169,13 @@ impl Store {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the connection leaves SQLite consistent (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn sql(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn sql(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite { path: self.path.clone(), source }
     }
 

@@ -95,3 +95,58 @@ fn a_newer_schema_is_refused() {
 fn rusqlite_raw(dir: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join(iobp_store::DB_FILE)).expect("raw open")
 }
+
+#[test]
+fn users_sessions_and_audit() {
+    use iobp_store::{NewAuditEntry, Role, SessionRecord};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Store::open(tmp.path()).expect("open");
+    assert_eq!(s.count_users().expect("count"), 0);
+    s.create_user("alice", "$argon2id$x", Role::Operator, true).expect("create");
+    assert!(matches!(
+        s.create_user("alice", "h", Role::Viewer, false),
+        Err(StoreError::UserExists(_))
+    ));
+    let session = |user: &str, n: u8| SessionRecord {
+        token_hash: vec![n; 32],
+        username: user.into(),
+        portal: "ops".into(),
+        csrf_token: "c".into(),
+        created_ms: 1,
+        last_seen_ms: 1,
+        expires_ms: 10,
+    };
+    s.insert_session(&session("alice", 1)).expect("session");
+    assert!(s.get_session(&[1; 32]).expect("get").is_some());
+    // A password change revokes every session of the user.
+    s.set_password("alice", "$argon2id$y", false).expect("password");
+    assert!(s.get_session(&[1; 32]).expect("get").is_none());
+    let u = s.get_user("alice").expect("get").expect("exists");
+    assert_eq!(
+        (u.role, u.must_change_password, u.password_hash.as_str()),
+        (Role::Operator, false, "$argon2id$y")
+    );
+    // So does a role change, and a deletion.
+    s.insert_session(&session("alice", 2)).expect("session");
+    s.set_role("alice", Role::Viewer).expect("role");
+    assert!(s.get_session(&[2; 32]).expect("get").is_none());
+    s.insert_session(&session("alice", 3)).expect("session");
+    s.delete_user("alice").expect("delete");
+    assert!(s.get_session(&[3; 32]).expect("get").is_none());
+    assert!(matches!(s.delete_user("alice"), Err(StoreError::NoSuchUser(_))));
+    // Expired sessions are purged.
+    s.create_user("bob", "h", Role::Admin, false).expect("create");
+    s.insert_session(&session("bob", 4)).expect("session");
+    assert_eq!(s.purge_sessions(11).expect("purge"), 1);
+    // Audit: newest first, paged.
+    for i in 0..5 {
+        s.audit(&NewAuditEntry { action: format!("a{i}"), ..NewAuditEntry::default() }, i)
+            .expect("audit");
+    }
+    let page = s.list_audit(2, None).expect("audit");
+    assert_eq!(page.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["a4", "a3"]);
+    let next = s.list_audit(2, Some(page[1].id)).expect("audit");
+    assert_eq!(next[0].action, "a2");
+    assert!(Role::Admin.includes(Role::Operator) && !Role::Viewer.includes(Role::Operator));
+    assert!(!Role::Relay.includes(Role::Viewer) && !Role::Admin.includes(Role::Relay));
+}

@@ -1,0 +1,169 @@
+//! Server-sent events: everything the portals show live, on one stream per page (browsers
+//! allow only a few connections per origin). Events:
+//! - `pairs` every second: every pair's status (the overview, counters, charts);
+//! - `health` every two seconds, when `health=true`;
+//! - `message` for each message of `pair` as it is received or delivered (at most 100 a
+//!   second per stream; beyond that a `skipped` event says how many were left out).
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use iobp_engine::FeedEntry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiQuery, FeedEntryDto, PairStatusDto, pair_id};
+use crate::WebState;
+use crate::auth::{Auth, Viewer};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Most `message` events per second per stream.
+const MESSAGES_PER_SECOND: u32 = 100;
+
+/// What to stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    /// Also stream this pair's messages (`message` events).
+    pair: Option<String>,
+    /// Also stream the System Health Overview (`health` events).
+    health: Option<bool>,
+}
+
+/// One pair in a `pairs` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairEventDto {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Configured to run.
+    pub enabled: bool,
+    /// Live status.
+    pub status: PairStatusDto,
+}
+
+struct EventState {
+    s: WebState,
+    pairs_tick: tokio::time::Interval,
+    health_tick: Option<tokio::time::Interval>,
+    feed: Option<broadcast::Receiver<FeedEntry>>,
+    window_start: Instant,
+    sent_in_window: u32,
+    skipped: u64,
+}
+
+fn json_event(name: &str, v: &impl Serialize) -> Event {
+    Event::default().event(name).data(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
+}
+
+async fn maybe_tick(t: Option<&mut tokio::time::Interval>) {
+    match t {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn maybe_recv(
+    r: Option<&mut broadcast::Receiver<FeedEntry>>,
+) -> Result<FeedEntry, broadcast::error::RecvError> {
+    match r {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn next_event(st: &mut EventState, e: &FeedEntry) -> Option<Event> {
+    if st.window_start.elapsed() >= Duration::from_secs(1) {
+        st.window_start = Instant::now();
+        st.sent_in_window = 0;
+        if st.skipped > 0 {
+            let n = std::mem::take(&mut st.skipped);
+            return Some(json_event("skipped", &serde_json::json!({ "messages": n })));
+        }
+    }
+    if st.sent_in_window >= MESSAGES_PER_SECOND {
+        st.skipped += 1;
+        return None;
+    }
+    st.sent_in_window += 1;
+    Some(json_event("message", &FeedEntryDto::from(e)))
+}
+
+fn stream_of(st: EventState) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(st, |mut st| async move {
+        loop {
+            tokio::select! {
+                _ = st.pairs_tick.tick() => {
+                    let v: Vec<PairEventDto> = st.s.engine.snapshots().iter().map(|p| PairEventDto {
+                        id: p.id.clone(),
+                        name: p.name.clone(),
+                        enabled: p.enabled,
+                        status: PairStatusDto::from(p),
+                    }).collect();
+                    return Some((Ok(json_event("pairs", &v)), st));
+                }
+                () = maybe_tick(st.health_tick.as_mut()) => {
+                    let h = super::system::health_dto(&st.s);
+                    return Some((Ok(json_event("health", &h)), st));
+                }
+                r = maybe_recv(st.feed.as_mut()) => match r {
+                    Ok(e) => {
+                        if let Some(ev) = next_event(&mut st, &e) {
+                            return Some((Ok(ev), st));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => st.skipped += n,
+                    // The pair was deleted.
+                    Err(broadcast::error::RecvError::Closed) => st.feed = None,
+                },
+            }
+        }
+    })
+}
+
+/// The live event stream (`text/event-stream`).
+#[utoipa::path(get, path = "/api/v1/events", tag = "pairs", params(EventsQuery),
+    responses(
+        (status = 200, description = "Server-sent events: `pairs` (Vec<PairEventDto>), `health` (HealthDto), `message` (FeedEntryDto), `skipped`", content_type = "text/event-stream", body = String),
+        (status = 401, body = ErrorBody),
+    ))]
+pub(crate) async fn events(
+    State(s): State<WebState>,
+    _auth: Auth<Viewer>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let feed = match &q.pair {
+        Some(id) => {
+            let f = s
+                .engine
+                .feed(pair_id(id)?)
+                .ok_or_else(|| ApiError::not_found(format!("no channel pair with id `{id}`")))?;
+            Some(f.subscribe())
+        }
+        None => None,
+    };
+    let mut pairs_tick = tokio::time::interval(Duration::from_secs(1));
+    pairs_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let health_tick = q.health.unwrap_or(false).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs(2));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let st = EventState {
+        s,
+        pairs_tick,
+        health_tick,
+        feed,
+        window_start: Instant::now(),
+        sent_in_window: 0,
+        skipped: 0,
+    };
+    Ok(Sse::new(stream_of(st)).keep_alive(KeepAlive::default()))
+}

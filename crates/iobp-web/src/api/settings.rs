@@ -1,0 +1,84 @@
+//! System settings (Admin changes them; everyone logged in may read them).
+
+use axum::extract::{Request, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::raw_body;
+use crate::WebState;
+use crate::auth::{Admin, Auth, Viewer, now_ms};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Settings that take effect only after a restart.
+const RESTART_FIELDS: &[&str] = &["ops_listen", "mgmt_listen"];
+
+/// The settings in force, and which of them need a restart to change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsDto {
+    /// `max_storage_mb`, `retention_hours`, `log_level`, `ops_listen`, `mgmt_listen`.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Fields that take effect only when ioBufferPro restarts.
+    pub restart_fields: Vec<String>,
+    /// After a change: the fields whose new value waits for a restart.
+    pub restart_required: Vec<String>,
+}
+
+fn dto(s: &iobp_config::Settings, restart_required: Vec<String>) -> ApiResult<SettingsDto> {
+    Ok(SettingsDto {
+        settings: serde_json::to_value(s).map_err(ApiError::internal)?,
+        restart_fields: RESTART_FIELDS.iter().map(|f| (*f).to_string()).collect(),
+        restart_required,
+    })
+}
+
+/// The settings.
+#[utoipa::path(get, path = "/api/v1/settings", tag = "system",
+    responses((status = 200, body = SettingsDto), (status = 401, body = ErrorBody)))]
+pub(crate) async fn get_settings(
+    State(s): State<WebState>,
+    _auth: Auth<Viewer>,
+) -> ApiResult<axum::Json<SettingsDto>> {
+    // The stored settings: what the next start uses (the listen addresses in force may have
+    // been overridden on the command line).
+    let stored = s.store.load_settings()?;
+    Ok(axum::Json(dto(&stored, Vec::new())?))
+}
+
+/// Replaces the settings. Storage limit, retention and log level apply at once; the portal
+/// addresses at the next start.
+#[utoipa::path(put, path = "/api/v1/settings", tag = "system",
+    request_body(content = Object, description = "All settings (missing fields take their defaults)"),
+    responses((status = 200, body = SettingsDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn put_settings(
+    State(s): State<WebState>,
+    auth: Auth<Admin>,
+    req: Request,
+) -> ApiResult<axum::Json<SettingsDto>> {
+    let text = raw_body(req, &s).await?;
+    let new = iobp_config::parse_settings(&text).map_err(|e| ApiError::invalid(&e))?;
+    let old = s.store.load_settings()?;
+    // The portal addresses must not collide with the pairs' listeners either.
+    let doc =
+        iobp_config::ConfigDocument { settings: Some(new.clone()), channel_pairs: s.engine.list() };
+    doc.validate(&new).map_err(|e| ApiError::invalid(&e))?;
+    let mut in_force = new.clone();
+    let current = s.engine.settings();
+    in_force.ops_listen = current.ops_listen;
+    in_force.mgmt_listen = current.mgmt_listen;
+    s.engine.update_settings(in_force)?;
+    s.store.save_settings(&new)?;
+    let restart_required: Vec<String> = [
+        ("ops_listen", old.ops_listen != new.ops_listen),
+        ("mgmt_listen", old.mgmt_listen != new.mgmt_listen),
+    ]
+    .iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(f, _)| (*f).to_string())
+    .collect();
+    s.store.audit(
+        &auth.audit("settings.update", None, Some(text.chars().take(2000).collect())),
+        now_ms(),
+    )?;
+    Ok(axum::Json(dto(&new, restart_required)?))
+}

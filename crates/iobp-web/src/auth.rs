@@ -1,0 +1,631 @@
+//! Users, passwords, sessions, and the checks every API route makes.
+//!
+//! - **Passwords** are Argon2id (crate defaults: m = 19 MiB, t = 2, p = 1), hashed on the
+//!   blocking pool with at most [`HASHING_AT_ONCE`] at a time so a burst of logins cannot
+//!   exhaust memory. Unknown user names cost a hash too, so timing does not reveal them.
+//! - **Sessions** are server-side: a 32-byte random token in an `HttpOnly; SameSite=Strict`
+//!   cookie (a different cookie name per portal, because browsers share cookies between ports
+//!   of one host), only its SHA-256 in the store. Sessions expire after [`IDLE_TIMEOUT`] idle
+//!   and [`MAX_AGE`] in all; a password or role change or a deletion revokes every session of
+//!   the user. Use is recorded lazily (at most once a minute per session) so reads do not
+//!   write to disk.
+//! - **Every state-changing request** (anything but GET/HEAD) must carry the session's CSRF
+//!   token in `X-CSRF-Token`, and its `Origin` (or `Referer`) — when the client sends one, as
+//!   browsers always do — must be exactly this portal's own origin, port included.
+//! - **Failed logins** slow down per user name and per client address: after
+//!   [`FREE_FAILURES`] failures within [`FAILURE_WINDOW`], each further attempt waits twice as
+//!   long as the last (capped at [`MAX_LOCKOUT`]); the client is told when to retry.
+//! - **First start**: when there is no user, `admin` is created with a random password that
+//!   must be changed at first login; see [`ensure_admin`].
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use base64::Engine as _;
+use iobp_store::{NewAuditEntry, Role, SessionRecord, Store};
+use sha2::Digest;
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::{Portal, WebState};
+
+/// Password hashes computed at the same time (each takes 19 MiB).
+pub const HASHING_AT_ONCE: usize = 2;
+/// A session unused this long ends.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+/// A session ends this long after login whatever happens.
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Failures allowed before logins slow down.
+pub const FREE_FAILURES: u32 = 5;
+/// Failures older than this are forgotten.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Longest wait imposed between attempts.
+pub const MAX_LOCKOUT: Duration = Duration::from_secs(300);
+/// Shortest acceptable password.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// File holding the first-start admin password (removed once it is changed).
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password.txt";
+/// The header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub(crate) fn now_ms() -> i64 {
+    let d = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn random_token() -> Result<String, ApiError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    sha2::Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Constant-time comparison of two secrets.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Argon2id hashing with bounded concurrency.
+#[derive(Debug)]
+pub struct Passwords {
+    permits: Semaphore,
+    /// A real hash of a random password, verified against when the user does not exist.
+    decoy: String,
+}
+
+impl Passwords {
+    pub(crate) fn new() -> Self {
+        let decoy = Argon2::default()
+            .hash_password(b"no user has this password: only timing is equalised")
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        Passwords { permits: Semaphore::new(HASHING_AT_ONCE), decoy }
+    }
+
+    /// Hashes a password (PHC string).
+    pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        let pw = password.as_bytes().to_vec();
+        tokio::task::spawn_blocking(move || {
+            Argon2::default().hash_password(&pw).map(|h| h.to_string())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    }
+
+    /// Checks a password against a PHC string (or against the decoy when `phc` is `None`, and
+    /// then always fails).
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let real = phc.is_some();
+        let hash = phc.unwrap_or(&self.decoy).to_string();
+        let pw = password.as_bytes().to_vec();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .is_ok_and(|h| Argon2::default().verify_password(&pw, &h).is_ok())
+        })
+        .await
+        .unwrap_or(false);
+        ok && real
+    }
+}
+
+/// Checks a new password against the policy.
+pub fn check_password(username: &str, password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::bad_request(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::bad_request("the password must have at most 1024 bytes"));
+    }
+    if password.eq_ignore_ascii_case(username) {
+        return Err(ApiError::bad_request("the password must differ from the user name"));
+    }
+    Ok(())
+}
+
+/// Checks a user name: 1–64 of letters, digits, `.`, `_`, `-`, `@`.
+pub fn check_username(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("user names are 1-64 letters, digits, '.', '_', '-' or '@'"))
+    }
+}
+
+/// A session as the API sees it (cached).
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user.
+    pub username: String,
+    /// The user's role when the session was loaded.
+    pub role: Role,
+    /// The user must change the password before anything else.
+    pub must_change_password: bool,
+    /// CSRF token.
+    pub csrf_token: String,
+    /// Which portal.
+    pub portal: Portal,
+    pub(crate) token_hash: Vec<u8>,
+    expires_ms: i64,
+    created_ms: i64,
+    last_written_ms: i64,
+}
+
+/// Sessions, cached in memory in front of the store.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    cache: Mutex<HashMap<Vec<u8>, Session>>,
+}
+
+/// Most sessions kept in the cache (more are read from the store as needed).
+const MAX_CACHED_SESSIONS: usize = 10_000;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Sessions {
+    /// Creates a session for `username`; returns (cookie token, session).
+    pub fn create(
+        &self,
+        store: &Store,
+        username: &str,
+        role: Role,
+        must_change: bool,
+        portal: Portal,
+    ) -> Result<(String, Session), ApiError> {
+        let token = random_token()?;
+        let csrf = random_token()?;
+        let now = now_ms();
+        let rec = SessionRecord {
+            token_hash: token_hash(&token),
+            username: username.to_string(),
+            portal: portal.as_str().to_string(),
+            csrf_token: csrf.clone(),
+            created_ms: now,
+            last_seen_ms: now,
+            expires_ms: now + duration_ms(IDLE_TIMEOUT),
+        };
+        store.insert_session(&rec)?;
+        let s = Session {
+            username: username.to_string(),
+            role,
+            must_change_password: must_change,
+            csrf_token: csrf,
+            portal,
+            token_hash: rec.token_hash.clone(),
+            expires_ms: rec.expires_ms,
+            created_ms: now,
+            last_written_ms: now,
+        };
+        let mut cache = lock(&self.cache);
+        if cache.len() >= MAX_CACHED_SESSIONS {
+            cache.clear();
+        }
+        cache.insert(rec.token_hash, s.clone());
+        Ok((token, s))
+    }
+
+    /// The live session for a cookie token of `portal`, extending it.
+    pub fn lookup(
+        &self,
+        store: &Store,
+        token: &str,
+        portal: Portal,
+    ) -> Result<Option<Session>, ApiError> {
+        let hash = token_hash(token);
+        let now = now_ms();
+        let cached = lock(&self.cache).get(&hash).cloned();
+        let mut s = if let Some(s) = cached {
+            s
+        } else {
+            let Some(rec) = store.get_session(&hash)? else { return Ok(None) };
+            let Some(user) = store.get_user(&rec.username)? else { return Ok(None) };
+            if !same_secret(rec.portal.as_bytes(), portal.as_str().as_bytes()) {
+                return Ok(None);
+            }
+            Session {
+                username: user.username,
+                role: user.role,
+                must_change_password: user.must_change_password,
+                csrf_token: rec.csrf_token,
+                portal,
+                token_hash: hash.clone(),
+                expires_ms: rec.expires_ms,
+                created_ms: rec.created_ms,
+                last_written_ms: rec.last_seen_ms,
+            }
+        };
+        if s.portal != portal {
+            return Ok(None);
+        }
+        if now > s.expires_ms || now > s.created_ms + duration_ms(MAX_AGE) {
+            self.end(store, &hash);
+            return Ok(None);
+        }
+        s.expires_ms = (now + duration_ms(IDLE_TIMEOUT)).min(s.created_ms + duration_ms(MAX_AGE));
+        if now - s.last_written_ms > 60_000 {
+            s.last_written_ms = now;
+            store.touch_session(&hash, now, s.expires_ms)?;
+        }
+        let mut cache = lock(&self.cache);
+        if cache.len() >= MAX_CACHED_SESSIONS {
+            cache.clear();
+        }
+        cache.insert(hash, s.clone());
+        Ok(Some(s))
+    }
+
+    /// Ends one session.
+    pub fn end(&self, store: &Store, token_hash: &[u8]) {
+        lock(&self.cache).remove(token_hash);
+        if let Err(e) = store.delete_session(token_hash) {
+            tracing::warn!("could not delete a session: {e}");
+        }
+    }
+
+    /// Forgets the cached sessions of a user (the store deleted them).
+    pub fn revoke_user(&self, username: &str) {
+        lock(&self.cache).retain(|_, s| s.username != username);
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    blocked_until: Option<Instant>,
+}
+
+/// Slows down repeated failed logins, per user name and per client address.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    map: Mutex<HashMap<String, Failures>>,
+}
+
+/// Most keys tracked; beyond, stale ones are dropped first, then everything.
+const MAX_THROTTLE_KEYS: usize = 10_000;
+
+impl LoginThrottle {
+    fn keys(user: &str, ip: Option<IpAddr>) -> Vec<String> {
+        let mut k = vec![format!("user:{}", user.to_ascii_lowercase())];
+        if let Some(ip) = ip {
+            k.push(format!("ip:{ip}"));
+        }
+        k
+    }
+
+    /// Seconds to wait before another attempt is allowed, if any.
+    pub fn check(&self, user: &str, ip: Option<IpAddr>) -> Option<u64> {
+        let map = lock(&self.map);
+        let now = Instant::now();
+        Self::keys(user, ip)
+            .iter()
+            .filter_map(|k| map.get(k).and_then(|f| f.blocked_until))
+            .filter(|&t| t > now)
+            .map(|t| t.duration_since(now).as_secs().max(1))
+            .max()
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&self, user: &str, ip: Option<IpAddr>) {
+        let mut map = lock(&self.map);
+        let now = Instant::now();
+        if map.len() >= MAX_THROTTLE_KEYS {
+            map.retain(|_, f| now.duration_since(f.last) < FAILURE_WINDOW);
+            if map.len() >= MAX_THROTTLE_KEYS {
+                map.clear();
+            }
+        }
+        for k in Self::keys(user, ip) {
+            let f = map.entry(k).or_insert(Failures { count: 0, last: now, blocked_until: None });
+            if now.duration_since(f.last) > FAILURE_WINDOW {
+                *f = Failures { count: 0, last: now, blocked_until: None };
+            }
+            f.count += 1;
+            f.last = now;
+            if f.count >= FREE_FAILURES {
+                let exp = (f.count - FREE_FAILURES).min(16);
+                let wait = Duration::from_secs(1u64 << exp).min(MAX_LOCKOUT);
+                f.blocked_until = Some(now + wait);
+            }
+        }
+    }
+
+    /// A successful login clears the user name's record (not the address's: one good
+    /// password must not unlock guessing others from the same address).
+    pub fn succeeded(&self, user: &str) {
+        lock(&self.map).remove(&format!("user:{}", user.to_ascii_lowercase()));
+    }
+}
+
+/// The minimum role a route needs.
+pub trait Need {
+    /// The role.
+    const ROLE: Role;
+    /// Whether the route is allowed while the user still has to change the password.
+    const BEFORE_PASSWORD_CHANGE: bool = false;
+}
+
+/// Any logged-in user, even one who still has to change the password.
+#[derive(Debug)]
+pub struct AnyUser;
+impl Need for AnyUser {
+    const ROLE: Role = Role::Viewer;
+    const BEFORE_PASSWORD_CHANGE: bool = true;
+}
+
+/// Viewer or higher.
+#[derive(Debug)]
+pub struct Viewer;
+impl Need for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+
+/// Operator or higher.
+#[derive(Debug)]
+pub struct Operator;
+impl Need for Operator {
+    const ROLE: Role = Role::Operator;
+}
+
+/// Admin only.
+#[derive(Debug)]
+pub struct Admin;
+impl Need for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// An authenticated request whose user has at least role `N::ROLE`. Extracting it performs
+/// every check: session, expiry, password-change requirement, role, and for state changes
+/// CSRF token and origin.
+#[derive(Debug)]
+pub struct Auth<N: Need> {
+    /// The session.
+    pub session: Session,
+    /// The client's address.
+    pub address: Option<SocketAddr>,
+    _need: PhantomData<N>,
+}
+
+impl<N: Need> Auth<N> {
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.session.username
+    }
+
+    /// An audit entry for this user and address.
+    pub fn audit(
+        &self,
+        action: &str,
+        target: Option<&str>,
+        detail: Option<String>,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            username: Some(self.session.username.clone()),
+            address: self.address.map(|a| a.ip().to_string()),
+            action: action.to_string(),
+            target: target.map(str::to_string),
+            detail,
+        }
+    }
+}
+
+/// The value of a cookie.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The origin this portal is reached at, from the request's Host header.
+fn own_origin(headers: &HeaderMap, tls: bool) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    Some(format!("{}://{host}", if tls { "https" } else { "http" }))
+}
+
+/// The origin of a Referer URL (`scheme://host[:port]`).
+fn origin_of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Refuses a state-changing request whose Origin/Referer names another site or port.
+pub(crate) fn check_origin(headers: &HeaderMap, tls: bool) -> Result<(), ApiError> {
+    let claimed =
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string).or_else(
+            || headers.get(header::REFERER).and_then(|v| v.to_str().ok()).and_then(origin_of_url),
+        );
+    match claimed {
+        // Non-browser clients send neither; the CSRF token still protects them.
+        None => Ok(()),
+        Some(o) if Some(&o) == own_origin(headers, tls).as_ref() => Ok(()),
+        Some(o) => Err(ApiError::forbidden(format!("cross-origin request from {o} refused"))),
+    }
+}
+
+impl<N: Need> FromRequestParts<WebState> for Auth<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        let token = cookie(&parts.headers, state.portal.cookie_name())
+            .ok_or_else(ApiError::unauthorized)?;
+        let session = state
+            .sessions
+            .lookup(&state.store, token, state.portal)?
+            .ok_or_else(ApiError::unauthorized)?;
+        if session.must_change_password && !N::BEFORE_PASSWORD_CHANGE {
+            return Err(ApiError::forbidden("the password must be changed first"));
+        }
+        if !session.role.includes(N::ROLE) {
+            return Err(ApiError::forbidden(format!(
+                "this needs the {} role; {} is {}",
+                N::ROLE.as_str(),
+                session.username,
+                session.role.as_str()
+            )));
+        }
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .map(axum::http::HeaderValue::as_bytes)
+                .unwrap_or_default();
+            if !same_secret(sent, session.csrf_token.as_bytes()) {
+                return Err(ApiError::forbidden(format!("missing or wrong {CSRF_HEADER} header")));
+            }
+            check_origin(&parts.headers, state.tls)?;
+        }
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        Ok(Auth { session, address, _need: PhantomData })
+    }
+}
+
+/// On first start (no user at all): creates `admin` with a random password that must be
+/// changed at first login, writes it to [`INITIAL_PASSWORD_FILE`] (readable by the owner
+/// only) and returns it so the caller can print it once.
+pub async fn ensure_admin(
+    store: &Store,
+    passwords: &Passwords,
+    data_dir: &Path,
+) -> Result<Option<String>, ApiError> {
+    if store.count_users()? > 0 {
+        return Ok(None);
+    }
+    let password = random_password()?;
+    let hash = passwords.hash(&password).await?;
+    store.create_user("admin", &hash, Role::Admin, true)?;
+    let file = data_dir.join(INITIAL_PASSWORD_FILE);
+    write_private(&file, format!("user: admin\npassword: {password}\n(change it at first login; this file is removed then)\n").as_bytes())
+        .map_err(|e| ApiError::internal(format!("writing {}: {e}", file.display())))?;
+    store.audit(
+        &NewAuditEntry {
+            action: "user.create".into(),
+            target: Some("admin".into()),
+            detail: Some("first start".into()),
+            ..NewAuditEntry::default()
+        },
+        now_ms(),
+    )?;
+    Ok(Some(password))
+}
+
+/// 20 characters from an alphabet without look-alikes (about 110 bits).
+fn random_password() -> Result<String, ApiError> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut b = [0u8; 20];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    // 256 % 56 != 0, so reject bytes of the incomplete last block to keep it uniform.
+    let mut out = String::new();
+    let mut extra = [0u8; 64];
+    getrandom::fill(&mut extra).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    let limit = 256 - 256 % ALPHABET.len();
+    for x in b.iter().chain(extra.iter()) {
+        if out.len() == 20 {
+            break;
+        }
+        if usize::from(*x) < limit {
+            out.push(char::from(ALPHABET[usize::from(*x) % ALPHABET.len()]));
+        }
+    }
+    if out.len() < 20 {
+        return random_password();
+    }
+    Ok(out)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Removes the first-start password file (after the admin changed the password).
+pub(crate) fn remove_initial_password(data_dir: &Path) {
+    let p: PathBuf = data_dir.join(INITIAL_PASSWORD_FILE);
+    if p.exists() {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_slows_down_after_free_failures_and_forgets_on_success() {
+        let t = LoginThrottle::default();
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        for _ in 0..FREE_FAILURES - 1 {
+            t.failed("bob", Some(ip));
+            assert_eq!(t.check("bob", Some(ip)), None);
+        }
+        t.failed("bob", Some(ip));
+        assert!(t.check("bob", Some(ip)).is_some(), "blocked after the free failures");
+        // The address is blocked for other names too; another address is not.
+        assert!(t.check("carol", Some(ip)).is_some());
+        assert!(t.check("carol", Some("10.0.0.2".parse().expect("ip"))).is_none());
+        t.succeeded("bob");
+        assert!(t.check("bob", None).is_none());
+    }
+
+    #[test]
+    fn random_passwords_are_long_and_different() {
+        let a = random_password().expect("pw");
+        let b = random_password().expect("pw");
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c)));
+    }
+
+    #[test]
+    fn origins() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "box:8080".parse().expect("v"));
+        assert!(check_origin(&h, false).is_ok(), "no origin: token alone");
+        h.insert(header::ORIGIN, "http://box:8080".parse().expect("v"));
+        assert!(check_origin(&h, false).is_ok());
+        h.insert(header::ORIGIN, "http://box:8081".parse().expect("v"));
+        assert!(check_origin(&h, false).is_err(), "the other portal's port is another origin");
+        h.insert(header::ORIGIN, "https://box:8080".parse().expect("v"));
+        assert!(check_origin(&h, false).is_err(), "scheme matters");
+        h.remove(header::ORIGIN);
+        h.insert(header::REFERER, "http://evil:8080/x".parse().expect("v"));
+        assert!(check_origin(&h, false).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! # iobp-web: the two portals and the REST API
+//!
+//! Serves the **Operations Portal** (default port 8080) and the **Management Dashboard**
+//! (default port 8081). Both portals are static pages (embedded in the binary, no CDN) whose
+//! scripts act only through the **REST API** under `/api/v1`, which is served on both ports
+//! with the same handlers and documented by the OpenAPI document at `/api/openapi.json`
+//! (generated from the handlers, so it cannot drift from them).
+//!
+//! Contract:
+//! - Every API route checks, server-side, the caller's session and role (Admin ⊇ Operator ⊇
+//!   Viewer); state changes also need the session's CSRF token and a same-origin request (see
+//!   [`auth`]). Logged-out requests get 401, insufficient roles 403.
+//! - Errors are JSON `{"error": "...", "problems": [{"path", "message"}]}`; validation errors
+//!   name the field. No input makes a handler panic; request bodies are limited to 1 MiB.
+//! - `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` need no login (monitoring).
+//! - The portals show the same numbers as `/metrics`: both read the engine's snapshots.
+//!
+//! The crate knows the engine and the store; neither knows it.
+
+#![warn(missing_docs)]
+
+pub mod api;
+mod assets;
+pub mod auth;
+mod error;
+pub mod logbuf;
+mod metrics;
+pub mod system;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use iobp_engine::Engine;
+use iobp_store::Store;
+
+pub use crate::auth::{Passwords, ensure_admin};
+pub use crate::error::{ApiError, ApiResult, ErrorBody, ProblemDto};
+pub use crate::logbuf::{LogBuffer, LogLayer};
+pub use crate::system::SystemMonitor;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Which portal a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Portal {
+    /// The Operations Portal (8080).
+    Ops,
+    /// The Management Dashboard (8081).
+    Mgmt,
+}
+
+impl Portal {
+    /// `ops` or `mgmt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Portal::Ops => "ops",
+            Portal::Mgmt => "mgmt",
+        }
+    }
+
+    /// The session cookie's name: distinct per portal, because cookies are not isolated by
+    /// port and SameSite treats both ports of a host as the same site.
+    pub fn cookie_name(self) -> &'static str {
+        match self {
+            Portal::Ops => "iobp_ops_session",
+            Portal::Mgmt => "iobp_mgmt_session",
+        }
+    }
+}
+
+/// What both portals share.
+#[derive(Debug)]
+pub struct WebShared {
+    /// The engine.
+    pub engine: Engine,
+    /// The store (users, sessions, audit, settings).
+    pub store: Arc<Store>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Sessions.
+    pub sessions: auth::Sessions,
+    /// Password hashing.
+    pub passwords: Passwords,
+    /// Failed-login throttling.
+    pub throttle: auth::LoginThrottle,
+    /// Recent log lines.
+    pub logs: LogBuffer,
+    /// CPU, memory, disk and throughput.
+    pub system: SystemMonitor,
+    /// Start time.
+    pub started: Instant,
+    /// Ready to serve (false while starting and stopping).
+    pub ready: AtomicBool,
+}
+
+/// The state of one portal's router.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    shared: Arc<WebShared>,
+    /// Which portal.
+    pub portal: Portal,
+    /// Whether this portal is served over HTTPS.
+    pub tls: bool,
+}
+
+impl std::ops::Deref for WebState {
+    type Target = WebShared;
+    fn deref(&self) -> &WebShared {
+        &self.shared
+    }
+}
+
+impl WebShared {
+    /// Everything the portals need.
+    pub fn new(
+        engine: Engine,
+        store: Arc<Store>,
+        data_dir: PathBuf,
+        logs: LogBuffer,
+    ) -> Arc<WebShared> {
+        let system = SystemMonitor::new(&data_dir);
+        Arc::new(WebShared {
+            engine,
+            store,
+            data_dir,
+            sessions: auth::Sessions::default(),
+            passwords: Passwords::new(),
+            throttle: auth::LoginThrottle::default(),
+            logs,
+            system,
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the portals ready (or not, while stopping).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The router of one portal: its pages, the REST API, the OpenAPI document, metrics and
+/// health endpoints.
+pub fn router(shared: Arc<WebShared>, portal: Portal, tls: bool) -> Router {
+    let (api, openapi) = api::router().split_for_parts();
+    let openapi_json = Arc::new(serde_json::to_string_pretty(&openapi).unwrap_or_default());
+    let state = WebState { shared, portal, tls };
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let doc = openapi_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .merge(assets::pages(portal))
+        .fallback(|| async { ApiError::not_found("no such page or API route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// The OpenAPI document (for CI's drift check and the docs).
+pub fn openapi_json() -> String {
+    let (_, openapi) = api::router().split_for_parts();
+    serde_json::to_string_pretty(&openapi).unwrap_or_default()
+}
+
+async fn readyz(State(s): State<WebState>) -> impl IntoResponse {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
+    let h = r.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}

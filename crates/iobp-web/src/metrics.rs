@@ -1,0 +1,128 @@
+//! `/metrics`: Prometheus text exposition of the same snapshots the portals show. Label sets
+//! are bounded: one per pair (and side), never per message or per client.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use iobp_engine::{Color, PairSnapshot};
+
+use crate::WebState;
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn color_value(c: Color) -> u8 {
+    match c {
+        Color::White => 0,
+        Color::Green => 1,
+        Color::Yellow => 2,
+        Color::Red => 3,
+    }
+}
+
+type Getter = fn(&PairSnapshot) -> f64;
+
+#[allow(clippy::cast_precision_loss)] // Prometheus values are floats
+pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
+    let pairs = s.engine.snapshots();
+    let mut out = String::new();
+    let counters: &[(&str, &str, Getter)] = &[
+        ("iobp_messages_received_total", "Messages accepted (durably stored).", |p| {
+            p.received as f64
+        }),
+        ("iobp_received_bytes_total", "Payload bytes accepted.", |p| p.received_bytes as f64),
+        ("iobp_messages_sent_total", "Messages delivered and confirmed.", |p| p.sent as f64),
+        ("iobp_sent_bytes_total", "Payload bytes delivered.", |p| p.sent_bytes as f64),
+        ("iobp_messages_refused_total", "Messages refused because the buffer was full.", |p| {
+            p.refused as f64
+        }),
+        (
+            "iobp_frames_rejected_total",
+            "Frames rejected by framing and undeliverable messages.",
+            |p| p.rejected as f64,
+        ),
+        ("iobp_errors_total", "Connection, delivery and acknowledgement errors.", |p| {
+            p.errors as f64
+        }),
+        ("iobp_retries_total", "Messages delivered again after a failure.", |p| p.retries as f64),
+        ("iobp_connections_refused_total", "Connections refused by the connection limit.", |p| {
+            p.connections_refused as f64
+        }),
+    ];
+    let gauges: &[(&str, &str, Getter)] = &[
+        ("iobp_messages_pending", "Stored messages waiting for delivery.", |p| p.pending as f64),
+        ("iobp_messages_in_flight", "Messages being delivered.", |p| p.in_flight as f64),
+        ("iobp_messages_done", "Delivered messages still retained.", |p| p.done as f64),
+        ("iobp_buffer_bytes", "Bytes of the pair's buffer on disk.", |p| p.buffer_bytes as f64),
+        ("iobp_oldest_pending_age_seconds", "Age of the oldest message not yet delivered.", |p| {
+            p.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64())
+        }),
+        ("iobp_pair_enabled", "1 if the pair is configured to run.", |p| {
+            f64::from(u8::from(p.enabled))
+        }),
+        ("iobp_source_connections", "Peers connected to the source.", |p| {
+            p.source.connections as f64
+        }),
+        ("iobp_destination_connections", "Peers connected to the destination.", |p| {
+            p.destination.connections as f64
+        }),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for p in &pairs {
+            let _ = writeln!(out, "{name}{{pair=\"{}\"}} {}", esc(&p.id), get(p));
+        }
+    }
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in &pairs {
+            let _ = writeln!(out, "{name}{{pair=\"{}\"}} {}", esc(&p.id), get(p));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP iobp_status Status colour: 0 white (stopped/empty), 1 green, 2 yellow, 3 red.\n# TYPE iobp_status gauge"
+    );
+    for p in &pairs {
+        for (what, c) in [
+            ("source", p.source.color),
+            ("destination", p.destination.color),
+            ("buffer", p.buffer),
+            ("channel", p.channel),
+        ] {
+            let _ = writeln!(
+                out,
+                "iobp_status{{pair=\"{}\",indicator=\"{what}\"}} {}",
+                esc(&p.id),
+                color_value(c)
+            );
+        }
+    }
+    let budget = s.engine.budget();
+    let _ = writeln!(
+        out,
+        "# HELP iobp_storage_used_bytes Bytes used by all buffers.\n# TYPE iobp_storage_used_bytes gauge"
+    );
+    let _ = writeln!(out, "iobp_storage_used_bytes {}", budget.used());
+    let _ = writeln!(
+        out,
+        "# HELP iobp_storage_limit_bytes max_storage_mb in bytes.\n# TYPE iobp_storage_limit_bytes gauge"
+    );
+    let _ = writeln!(out, "iobp_storage_limit_bytes {}", budget.limit());
+    let _ = writeln!(
+        out,
+        "# HELP iobp_uptime_seconds Time since start.\n# TYPE iobp_uptime_seconds gauge"
+    );
+    let _ = writeln!(out, "iobp_uptime_seconds {}", s.started.elapsed().as_secs());
+    if let Some(kib) = crate::system::read_status_kib("VmRSS:") {
+        let _ = writeln!(
+            out,
+            "# HELP iobp_resident_memory_bytes Resident memory of the process.\n# TYPE iobp_resident_memory_bytes gauge"
+        );
+        let _ = writeln!(out, "iobp_resident_memory_bytes {}", kib * 1024);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}

@@ -1,0 +1,733 @@
+//! The REST API: every route against every role, CSRF and origin checks, the password-change
+//! requirement, session revocation, login throttling, hostile input, and the OpenAPI document
+//! (compared with the checked-in copy so API drift shows up in review).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use iobp_engine::{Engine, EngineOptions};
+use iobp_store::{Role, Store};
+use iobp_web::{LogBuffer, Portal, WebShared, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    ops: Router,
+    mgmt: Router,
+    web: Arc<WebShared>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Debug)]
+struct Login {
+    cookie: String,
+    csrf: String,
+}
+
+struct Resp {
+    status: StatusCode,
+    body: Value,
+    cookie: Option<String>,
+    headers: axum::http::HeaderMap,
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn setup() -> Api {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let (engine, _) = Engine::start(
+        EngineOptions {
+            data_dir: dir.path().to_path_buf(),
+            settings: iobp_config::Settings::default(),
+            repository: store.clone(),
+            log_fs: None,
+        },
+        Vec::new(),
+    )
+    .await;
+    let web = WebShared::new(engine, store.clone(), dir.path().to_path_buf(), LogBuffer::default());
+    for (name, role) in [
+        ("ada", Role::Admin),
+        ("otto", Role::Operator),
+        ("vic", Role::Viewer),
+        ("rita", Role::Relay),
+    ] {
+        let hash = web.passwords.hash(PASSWORD).await.expect("hash");
+        store.create_user(name, &hash, role, false).expect("user");
+    }
+    web.set_ready(true);
+    Api {
+        ops: router(web.clone(), Portal::Ops, false),
+        mgmt: router(web.clone(), Portal::Mgmt, false),
+        web,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        portal: Portal,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        login: Option<&Login>,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut req =
+            Request::builder().method(method).uri(path).header(header::HOST, "portal.test:8080");
+        if let Some(l) = login {
+            req =
+                req.header(header::COOKIE, l.cookie.clone()).header("x-csrf-token", l.csrf.clone());
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(Body::from(body.unwrap_or("").to_string())).expect("request");
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5555))));
+        let app = match portal {
+            Portal::Ops => self.ops.clone(),
+            Portal::Mgmt => self.mgmt.clone(),
+        };
+        let r = app.oneshot(req).await.expect("response");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let cookie = headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        let bytes = axum::body::to_bytes(r.into_body(), 16 << 20).await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Resp { status, body, cookie, headers }
+    }
+
+    async fn login(&self, portal: Portal, user: &str) -> Login {
+        let r = self
+            .call(
+                portal,
+                Method::POST,
+                "/api/v1/session",
+                Some(&json!({"username": user, "password": PASSWORD}).to_string()),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        Login {
+            cookie: r.cookie.expect("cookie"),
+            csrf: r.body["csrf_token"].as_str().expect("csrf").into(),
+        }
+    }
+}
+
+fn pair_json(id: &str, port: u16) -> String {
+    json!({
+        "id": id,
+        "source": {"type": "tcp_server", "host": "127.0.0.1", "port": port, "framing": {"type": "line"}},
+        "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": 9, "framing": {"type": "line"}}
+    })
+    .to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Every API route, with the least role that may use it (None: no login needed).
+fn routes(
+    existing_pair: &str,
+    new_pair_body: &str,
+) -> Vec<(Method, String, Option<String>, Option<Role>)> {
+    let p = existing_pair;
+    vec![
+        (Method::GET, "/api/v1/session".into(), None, Some(Role::Viewer)),
+        (
+            Method::POST,
+            "/api/v1/session/password".into(),
+            Some(json!({"current_password": "x", "new_password": "y"}).to_string()),
+            Some(Role::Viewer),
+        ),
+        (Method::GET, "/api/v1/pairs".into(), None, Some(Role::Viewer)),
+        (Method::POST, "/api/v1/pairs".into(), Some(new_pair_body.into()), Some(Role::Operator)),
+        (Method::GET, format!("/api/v1/pairs/{p}"), None, Some(Role::Viewer)),
+        (
+            Method::PUT,
+            format!("/api/v1/pairs/{p}"),
+            Some(pair_json(p, free_port())),
+            Some(Role::Operator),
+        ),
+        (Method::POST, format!("/api/v1/pairs/{p}/stop"), None, Some(Role::Operator)),
+        (Method::POST, format!("/api/v1/pairs/{p}/start"), None, Some(Role::Operator)),
+        (Method::GET, format!("/api/v1/pairs/{p}/live?side=destination"), None, Some(Role::Viewer)),
+        (Method::GET, format!("/api/v1/pairs/{p}/rejections"), None, Some(Role::Viewer)),
+        (Method::GET, format!("/api/v1/pairs/{p}/messages?state=all"), None, Some(Role::Viewer)),
+        (Method::GET, format!("/api/v1/pairs/{p}/messages/1"), None, Some(Role::Viewer)),
+        (Method::POST, format!("/api/v1/pairs/{p}/messages/1/resend"), None, Some(Role::Operator)),
+        (Method::GET, "/api/v1/settings".into(), None, Some(Role::Viewer)),
+        (
+            Method::PUT,
+            "/api/v1/settings".into(),
+            Some(json!({"retention_hours": 12}).to_string()),
+            Some(Role::Admin),
+        ),
+        (Method::GET, "/api/v1/users".into(), None, Some(Role::Admin)),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(
+                json!({"username": "newbie", "password": "long enough pw", "role": "viewer"})
+                    .to_string(),
+            ),
+            Some(Role::Admin),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/newbie".into(),
+            Some(json!({"role": "operator"}).to_string()),
+            Some(Role::Admin),
+        ),
+        (Method::DELETE, "/api/v1/users/newbie".into(), None, Some(Role::Admin)),
+        (Method::GET, "/api/v1/health".into(), None, Some(Role::Viewer)),
+        (Method::GET, "/api/v1/logs?level=warn".into(), None, Some(Role::Viewer)),
+        (Method::GET, "/api/v1/audit?limit=5".into(), None, Some(Role::Admin)),
+        (Method::DELETE, format!("/api/v1/pairs/{p}?confirm={p}"), None, Some(Role::Operator)),
+        (Method::DELETE, "/api/v1/session".into(), None, Some(Role::Viewer)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_enforces_its_role() {
+    let api = setup().await;
+    for (role_name, role) in [
+        ("none", None),
+        ("vic", Some(Role::Viewer)),
+        ("otto", Some(Role::Operator)),
+        ("ada", Some(Role::Admin)),
+        ("rita", Some(Role::Relay)),
+    ] {
+        // A fresh pair per role so deletes and edits have something to act on.
+        let pair = format!("p-{role_name}");
+        let admin = api.login(Portal::Ops, "ada").await;
+        let r = api
+            .call(
+                Portal::Ops,
+                Method::POST,
+                "/api/v1/pairs",
+                Some(&pair_json(&pair, free_port())),
+                Some(&admin),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let login = match role {
+            Some(_) => Some(api.login(Portal::Ops, role_name).await),
+            None => None,
+        };
+        let new_pair = pair_json(&format!("n-{role_name}"), free_port());
+        for (method, path, body, need) in routes(&pair, &new_pair) {
+            let r = api
+                .call(Portal::Ops, method.clone(), &path, body.as_deref(), login.as_ref(), &[])
+                .await;
+            let allowed = match (role, need) {
+                (_, None) => true,
+                (None, Some(_)) => false,
+                (Some(have), Some(need)) => have.includes(need),
+            };
+            if role.is_none() && need.is_some() {
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} logged out: {}",
+                    r.body
+                );
+            } else if !allowed {
+                assert_eq!(
+                    r.status,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} as {role_name}: {}",
+                    r.body
+                );
+            } else {
+                assert!(
+                    r.status != StatusCode::UNAUTHORIZED && r.status != StatusCode::FORBIDDEN,
+                    "{method} {path} as {role_name} refused: {} {}",
+                    r.status,
+                    r.body
+                );
+            }
+            assert!(!r.status.is_server_error(), "{method} {path}: {} {}", r.status, r.body);
+            assert!(
+                r.body.is_object() || r.body.is_array() || r.status == StatusCode::NO_CONTENT,
+                "{method} {path}: JSON expected, got {}",
+                r.body
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_table_covers_the_openapi_document() {
+    let doc: Value = serde_json::from_str(&iobp_web::openapi_json()).expect("openapi");
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(m, _)| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let tested: std::collections::BTreeSet<(String, String)> = routes("{id}", "")
+        .into_iter()
+        .map(|(m, p, _, _)| {
+            let p = p
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .replace("/1", "/{seq}")
+                .replace("newbie", "{username}");
+            (m.to_string(), p)
+        })
+        .chain([
+            ("POST".to_string(), "/api/v1/session".to_string()),
+            ("GET".to_string(), "/api/v1/events".to_string()),
+        ])
+        .collect();
+    assert_eq!(
+        documented, tested,
+        "every documented route is tested for its roles, and nothing else exists"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_matches_the_checked_in_copy() {
+    let current = iobp_web::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("IOBP_UPDATE_OPENAPI").is_some() {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &current).expect("write");
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == current,
+        "docs/openapi.json is out of date: run `IOBP_UPDATE_OPENAPI=1 cargo test -p iobp-web --test api openapi` and review the diff"
+    );
+    // And the instance serves it.
+    let api = setup().await;
+    let r = api.call(Portal::Mgmt, Method::GET, "/api/openapi.json", None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["info"]["title"], "ioBufferPro REST API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_need_the_csrf_token_and_a_same_origin() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let body = pair_json("x", free_port());
+    let no_token = Login { csrf: String::new(), ..otto.clone() };
+    let r = api
+        .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&body), Some(&no_token), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body["error"].as_str().is_some_and(|e| e.contains("x-csrf-token")), "{}", r.body);
+    for foreign in ["http://evil.test", "http://portal.test:8081", "https://portal.test:8080"] {
+        let r = api
+            .call(
+                Portal::Ops,
+                Method::POST,
+                "/api/v1/pairs",
+                Some(&body),
+                Some(&otto),
+                &[("origin", foreign)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "origin {foreign}");
+    }
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs",
+            Some(&body),
+            Some(&otto),
+            &[("origin", "http://portal.test:8080")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Login from a foreign page is refused too.
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/session",
+            Some(&json!({"username": "otto", "password": PASSWORD}).to_string()),
+            None,
+            &[("origin", "http://evil.test")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_per_portal_and_revoked_on_change() {
+    let api = setup().await;
+    let vic = api.login(Portal::Ops, "vic").await;
+    // The Operations Portal's session is not valid on the Management Dashboard.
+    let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/session", None, Some(&vic), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(vic.cookie.starts_with("iobp_ops_session="));
+    assert!(api.login(Portal::Mgmt, "vic").await.cookie.starts_with("iobp_mgmt_session="));
+    // A role change by an admin ends vic's sessions.
+    let ada = api.login(Portal::Mgmt, "ada").await;
+    let r = api
+        .call(
+            Portal::Mgmt,
+            Method::PUT,
+            "/api/v1/users/vic",
+            Some(&json!({"role": "operator"}).to_string()),
+            Some(&ada),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs", None, Some(&vic), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "revoked");
+    // Logout ends the session.
+    let otto = api.login(Portal::Ops, "otto").await;
+    let r = api.call(Portal::Ops, Method::DELETE, "/api/v1/session", None, Some(&otto), &[]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/session", None, Some(&otto), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The last admin cannot be removed or demoted; nobody can delete themselves.
+    let r = api
+        .call(
+            Portal::Mgmt,
+            Method::PUT,
+            "/api/v1/users/ada",
+            Some(&json!({"role": "viewer"}).to_string()),
+            Some(&ada),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r =
+        api.call(Portal::Mgmt, Method::DELETE, "/api/v1/users/ada", None, Some(&ada), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_admin_must_change_the_password_first() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let api = setup().await;
+    let store = Store::open(dir.path()).expect("store");
+    let pw = iobp_web::ensure_admin(&store, &api.web.passwords, dir.path())
+        .await
+        .expect("ok")
+        .expect("created");
+    assert!(
+        iobp_web::ensure_admin(&store, &api.web.passwords, dir.path()).await.expect("ok").is_none(),
+        "only once"
+    );
+    let file = dir.path().join(iobp_web::auth::INITIAL_PASSWORD_FILE);
+    let text = std::fs::read_to_string(&file).expect("file");
+    assert!(text.contains(&pw));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777, 0o600);
+    }
+    let user = store.get_user("admin").expect("get").expect("admin");
+    assert!(user.must_change_password && user.role == Role::Admin);
+    assert!(user.password_hash.starts_with("$argon2id$"), "stored as an Argon2id hash");
+    assert!(!user.password_hash.contains(&pw));
+
+    // Through the API: a must-change user can only see the session and change the password.
+    api.web
+        .store
+        .create_user(
+            "fresh",
+            &api.web.passwords.hash(PASSWORD).await.expect("hash"),
+            Role::Operator,
+            true,
+        )
+        .expect("user");
+    let fresh = api.login(Portal::Ops, "fresh").await;
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs", None, Some(&fresh), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/session", None, Some(&fresh), &[]).await;
+    assert_eq!(r.body["must_change_password"], true);
+    let short = json!({"current_password": PASSWORD, "new_password": "short"}).to_string();
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/session/password",
+            Some(&short),
+            Some(&fresh),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let good =
+        json!({"current_password": PASSWORD, "new_password": "a much better password"}).to_string();
+    let r = api
+        .call(Portal::Ops, Method::POST, "/api/v1/session/password", Some(&good), Some(&fresh), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let renewed = Login {
+        cookie: r.cookie.expect("new cookie"),
+        csrf: r.body["csrf_token"].as_str().expect("csrf").into(),
+    };
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs", None, Some(&renewed), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs", None, Some(&fresh), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the old session ended with the change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_slowed_and_audited() {
+    let api = setup().await;
+    let bad = json!({"username": "otto", "password": "wrong"}).to_string();
+    for _ in 0..iobp_web::auth::FREE_FAILURES {
+        let r = api.call(Portal::Ops, Method::POST, "/api/v1/session", Some(&bad), None, &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = api.call(Portal::Ops, Method::POST, "/api/v1/session", Some(&bad), None, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    // Even the right password waits.
+    let good = json!({"username": "otto", "password": PASSWORD}).to_string();
+    let r = api.call(Portal::Ops, Method::POST, "/api/v1/session", Some(&good), None, &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let audit = api.web.store.list_audit(20, None).expect("audit");
+    assert!(audit.iter().filter(|e| e.action == "login.failed").count() >= 5);
+    assert!(
+        audit.iter().all(|e| e.detail.as_deref().is_none_or(|d| !d.contains("wrong"))),
+        "passwords never in the audit trail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_audited_with_who_what_and_when() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs",
+            Some(&pair_json("audited", free_port())),
+            Some(&otto),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let ada = api.login(Portal::Mgmt, "ada").await;
+    let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/audit", None, Some(&ada), &[]).await;
+    let entries = r.body.as_array().expect("array");
+    let e = entries.iter().find(|e| e["action"] == "pair.create").expect("create audited");
+    assert_eq!((e["username"].as_str(), e["target"].as_str()), (Some("otto"), Some("audited")));
+    assert_eq!(e["address"], "10.1.2.3");
+    assert!(e["at_ms"].as_i64().is_some_and(|t| t > 1_700_000_000_000));
+    assert!(entries.iter().any(|e| e["action"] == "login" && e["username"] == "otto"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_clear_4xx_never_a_500() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let big = format!("{{\"id\": \"{}\"}}", "x".repeat(2 << 20));
+    let cases: Vec<(Method, String, Option<String>, u16)> = vec![
+        (Method::POST, "/api/v1/pairs".into(), Some("{not json".into()), 422),
+        (Method::POST, "/api/v1/pairs".into(), Some(big), 413),
+        (Method::POST, "/api/v1/pairs".into(), Some(json!({"id": 5}).to_string()), 422),
+        (Method::POST, "/api/v1/pairs".into(), Some(json!({"id": "a", "source": {"type": "udp", "host": "h", "port": "x"}, "destination": {"type": "udp", "host": "h", "port": 1}}).to_string()), 422),
+        (Method::POST, "/api/v1/pairs".into(), Some(json!({"id": "a", "sauce": 1}).to_string()), 422),
+        (Method::POST, "/api/v1/pairs".into(), Some("\u{0}\u{1}\u{2}".into()), 422),
+        (Method::GET, "/api/v1/pairs/..%2F..%2Fetc".into(), None, 400),
+        (Method::GET, "/api/v1/pairs/.hidden".into(), None, 400),
+        (Method::GET, "/api/v1/pairs/nope/messages/notanumber".into(), None, 400),
+        (Method::GET, "/api/v1/pairs/nope/messages?limit=-1".into(), None, 400),
+        (Method::GET, "/api/v1/pairs/nope/messages?state=weird".into(), None, 400),
+        (Method::GET, "/api/v1/pairs/nope".into(), None, 404),
+        (Method::PUT, "/api/v1/pairs/nope".into(), Some(pair_json("other", 1234)), 422),
+        (Method::DELETE, "/api/v1/pairs/nope".into(), None, 400),
+        (Method::POST, "/api/v1/session".into(), Some(json!({"username": "x"}).to_string()), 400),
+        (Method::POST, "/api/v1/session".into(), Some(json!({"username": "x".repeat(100_000), "password": "y"}).to_string()), 401),
+        (Method::GET, "/api/v1/logs?level=loud".into(), None, 400),
+        (Method::GET, "/api/v1/nothing-here".into(), None, 404),
+    ];
+    for (method, path, body, want) in cases {
+        let r =
+            api.call(Portal::Ops, method.clone(), &path, body.as_deref(), Some(&otto), &[]).await;
+        assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.body);
+        assert!(
+            r.body.get("error").and_then(Value::as_str).is_some_and(|e| !e.is_empty()),
+            "{method} {path}: JSON error expected, got {}",
+            r.body
+        );
+    }
+    // Validation errors name the field.
+    let r = api
+        .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&json!({"id": "a", "source": {"type": "tcp_server", "host": "h", "port": 0}, "destination": {"type": "udp", "host": "h", "port": 1}}).to_string()), Some(&otto), &[])
+        .await;
+    assert_eq!(r.body["problems"][0]["path"], "source.port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_can_be_browsed_inspected_and_resent() {
+    use tokio::io::AsyncWriteExt;
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let port = free_port();
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs",
+            Some(&pair_json("m", port)),
+            Some(&otto),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let mut s = loop {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    s.write_all(b"hello\nbinary \xff\x00 bytes\n").await.expect("send");
+    drop(s);
+    for _ in 0..200 {
+        let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs/m", None, Some(&otto), &[]).await;
+        if r.body["status"]["counts"]["received"] == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = api
+        .call(Portal::Ops, Method::GET, "/api/v1/pairs/m/messages", None, Some(&otto), &[])
+        .await;
+    let msgs = r.body["messages"].as_array().expect("messages");
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        (msgs[0]["text"].as_str(), msgs[0]["state"].as_str()),
+        (Some("hello"), Some("pending"))
+    );
+    assert_eq!(msgs[1]["text"], "binary \\xff\u{0} bytes");
+    let r = api
+        .call(Portal::Ops, Method::GET, "/api/v1/pairs/m/messages/2", None, Some(&otto), &[])
+        .await;
+    assert!(r.body["hex"].as_str().is_some_and(|h| h.contains("ff 00")), "{}", r.body);
+    assert_eq!(r.body["base64"], "YmluYXJ5IP8AIGJ5dGVz");
+    // Not delivered yet: cannot be re-sent.
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs/m/messages/1/resend",
+            None,
+            Some(&otto),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::GET,
+            "/api/v1/pairs/m/messages?state=done",
+            None,
+            Some(&otto),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["messages"].as_array().map(Vec::len), Some(0));
+    let since = json!(0);
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::GET,
+            &format!("/api/v1/pairs/m/messages?since_ms={since}&limit=1"),
+            None,
+            Some(&otto),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["messages"][0]["seq"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_pages_are_served() {
+    let api = setup().await;
+    let admin = api.login(Portal::Ops, "ada").await;
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs",
+            Some(&pair_json("met\"x", free_port())),
+            Some(&admin),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ids cannot contain quotes, so labels stay clean"
+    );
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs",
+            Some(&pair_json("met", free_port())),
+            Some(&admin),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = api.call(Portal::Mgmt, Method::GET, "/metrics", None, None, &[]).await;
+    let text = r.body.as_str().expect("text");
+    assert!(text.contains("iobp_messages_received_total{pair=\"met\"} 0"), "{text}");
+    assert!(text.contains("iobp_status{pair=\"met\",indicator=\"channel\"}"));
+    assert!(text.contains("iobp_storage_limit_bytes 1048576000"));
+    for (portal, path) in [
+        (Portal::Ops, "/"),
+        (Portal::Ops, "/channels"),
+        (Portal::Ops, "/pairs/met"),
+        (Portal::Ops, "/login"),
+        (Portal::Mgmt, "/"),
+        (Portal::Mgmt, "/users"),
+        (Portal::Mgmt, "/settings"),
+        (Portal::Mgmt, "/logs"),
+        (Portal::Mgmt, "/audit"),
+    ] {
+        let r = api.call(portal, Method::GET, path, None, None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.headers.get("content-security-policy").is_some());
+    }
+    let r = api.call(Portal::Ops, Method::GET, "/users", None, None, &[]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "user management is on the Management Dashboard only"
+    );
+    let r = api.call(Portal::Ops, Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    api.web.system.sample(&api.web.engine);
+    let mgmt = api.login(Portal::Mgmt, "vic").await;
+    let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/health", None, Some(&mgmt), &[]).await;
+    assert_eq!(r.body["pairs"]["total"], 1);
+    assert!(r.body["process_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{}", r.body);
+}
