@@ -80,6 +80,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(a) => a,
         None => settings.mgmt_listen.parse().context("settings.mgmt_listen")?,
     };
+    let settings_tls = (settings.tls_cert.clone(), settings.tls_key.clone());
     let runtime_settings =
         Settings { ops_listen: ops.to_string(), mgmt_listen: mgmt.to_string(), ..settings };
     let engine = start_engine(&dir, runtime_settings, &store).await;
@@ -99,7 +100,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(None) => {}
         Err(e) => tracing::error!("could not create the first admin user: {e:?}"),
     }
-    serve(&web, ops, mgmt, &dir).await
+    let tls = match (&settings_tls.0, &settings_tls.1) {
+        (Some(cert), Some(key)) => {
+            match iobp_tls::server_config(std::path::Path::new(cert), std::path::Path::new(key)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    engine.shutdown().await;
+                    return Err(anyhow::anyhow!(
+                        "HTTPS for the portals (settings tls_cert/tls_key): {e}"
+                    ));
+                }
+            }
+        }
+        _ => None,
+    };
+    serve(&web, ops, mgmt, &dir, tls).await
 }
 
 /// The stored settings, replaced by those of `--config` if it has any (and stored); the
@@ -115,6 +130,11 @@ fn load_configuration(
     let doc = parse_document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
     doc.validate(&settings).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
     if let Some(s) = &doc.settings {
+        // Check the portal certificate before storing settings that could not start.
+        if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {
+            iobp_tls::server_config(std::path::Path::new(cert), std::path::Path::new(key))
+                .map_err(|e| anyhow::anyhow!("{}: settings tls_cert/tls_key: {e}", f.display()))?;
+        }
         store.save_settings(s)?;
         settings = s.clone();
     }
@@ -159,6 +179,7 @@ async fn serve(
     ops: SocketAddr,
     mgmt: SocketAddr,
     dir: &std::path::Path,
+    tls: Option<Arc<iobp_tls::rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     let engine = web.engine.clone();
     let bind = |addr: SocketAddr, what: &'static str| async move {
@@ -178,23 +199,35 @@ async fn serve(
     let stop = tokio::sync::watch::channel(false).0;
     let serve_one = |l: tokio::net::TcpListener,
                      portal: Portal,
-                     mut stop: tokio::sync::watch::Receiver<bool>| {
-        let app =
-            router(web.clone(), portal, false).into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
+                     mut stop: tokio::sync::watch::Receiver<bool>|
+     -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let app = router(web.clone(), portal, tls.is_some())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        Ok(match &tls {
+            Some(cfg) => {
+                use axum::serve::ListenerExt;
+                // tap_io keeps the client address available to the handlers (throttling,
+                // audit trail).
+                let l = iobp_web::tls::TlsListener::new(l, cfg.clone())?.tap_io(|_| {});
+                tokio::spawn(async move {
+                    let _ = axum::serve(l, app).with_graceful_shutdown(stopped).await;
                 })
-                .await;
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(l, app).with_graceful_shutdown(stopped).await;
+            }),
         })
     };
-    let ops_task = serve_one(ops_l, Portal::Ops, stop.subscribe());
-    let mgmt_task = serve_one(mgmt_l, Portal::Mgmt, stop.subscribe());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let ops_task = serve_one(ops_l, Portal::Ops, stop.subscribe())?;
+    let mgmt_task = serve_one(mgmt_l, Portal::Mgmt, stop.subscribe())?;
     let housekeeping = tokio::spawn(housekeeping(web.clone()));
     web.set_ready(true);
     say(&format!(
-        "ioBufferPro {} running: data {}, Operations Portal http://{ops_addr}, Management Dashboard http://{mgmt_addr}, {} channel pair(s)",
+        "ioBufferPro {} running: data {}, Operations Portal {scheme}://{ops_addr}, Management Dashboard {scheme}://{mgmt_addr}, {} channel pair(s)",
         env!("CARGO_PKG_VERSION"),
         dir.display(),
         engine.list().len()

@@ -46,6 +46,13 @@ pub struct Settings {
     pub ops_listen: String,
     /// Management Dashboard address (takes effect at restart). Default `0.0.0.0:8081`.
     pub mgmt_listen: String,
+    /// Serve both portals over HTTPS with this certificate chain (PEM; takes effect at
+    /// restart). Needs `tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -56,6 +63,8 @@ impl Default for Settings {
             log_level: "info".into(),
             ops_listen: "0.0.0.0:8080".into(),
             mgmt_listen: "0.0.0.0:8081".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

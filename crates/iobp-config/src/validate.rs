@@ -152,6 +152,16 @@ impl Settings {
         if self.ops_listen == self.mgmt_listen {
             c.fail("mgmt_listen", "must differ from ops_listen");
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => c.fail("tls_key", "is required with tls_cert"),
+            (None, Some(_)) => c.fail("tls_cert", "is required with tls_key"),
+            _ => {}
+        }
+        for (field, v) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                c.fail(field, "must not be empty when given");
+            }
+        }
         c.finish()
     }
 }

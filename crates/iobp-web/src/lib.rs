@@ -26,6 +26,7 @@ mod error;
 pub mod logbuf;
 mod metrics;
 pub mod system;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use crate::auth::{Admin, Auth, Viewer, now_ms};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// Settings that take effect only after a restart.
-const RESTART_FIELDS: &[&str] = &["ops_listen", "mgmt_listen"];
+const RESTART_FIELDS: &[&str] = &["ops_listen", "mgmt_listen", "tls_cert", "tls_key"];
 
 /// The settings in force, and which of them need a restart to change.
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,6 +62,19 @@ pub(crate) async fn put_settings(
     let doc =
         iobp_config::ConfigDocument { settings: Some(new.clone()), channel_pairs: s.engine.list() };
     doc.validate(&new).map_err(|e| ApiError::invalid(&e))?;
+    // A certificate that does not load would lock everyone out at the next start.
+    if let (Some(cert), Some(key)) = (&new.tls_cert, &new.tls_key) {
+        iobp_tls::server_config(std::path::Path::new(cert), std::path::Path::new(key)).map_err(
+            |e| {
+                ApiError::invalid(&iobp_config::ConfigError {
+                    problems: vec![iobp_config::Problem {
+                        path: "tls_cert".into(),
+                        message: e.to_string(),
+                    }],
+                })
+            },
+        )?;
+    }
     let mut in_force = new.clone();
     let current = s.engine.settings();
     in_force.ops_listen = current.ops_listen;
@@ -71,6 +84,8 @@ pub(crate) async fn put_settings(
     let restart_required: Vec<String> = [
         ("ops_listen", old.ops_listen != new.ops_listen),
         ("mgmt_listen", old.mgmt_listen != new.mgmt_listen),
+        ("tls_cert", old.tls_cert != new.tls_cert),
+        ("tls_key", old.tls_key != new.tls_key),
     ]
     .iter()
     .filter(|(_, changed)| *changed)
