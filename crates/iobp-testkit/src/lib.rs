@@ -69,6 +69,9 @@ fn leaf(
 
 impl TestPki {
     /// Generates the PKI into `dir`.
+    ///
+    /// # Panics
+    /// If a key cannot be generated or a file cannot be written (a broken test machine).
     pub fn generate(dir: &Path) -> TestPki {
         let write = |name: &str, pem: &str| {
             let p = dir.join(name);
