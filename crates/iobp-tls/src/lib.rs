@@ -169,7 +169,10 @@ pub fn server_config_reloading(tls: &ServerTls) -> Result<Arc<ServerConfig>, Tls
     Ok(Arc::new(builder.with_cert_resolver(resolver)))
 }
 
-fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+/// What identifies a file's version: modification time and length.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -185,7 +188,7 @@ struct ReloadingCert {
 #[derive(Debug)]
 struct ReloadState {
     current: Arc<CertifiedKey>,
-    stamps: (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>),
+    stamps: (Stamp, Stamp),
     checked: Instant,
 }
 
