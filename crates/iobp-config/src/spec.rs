@@ -299,9 +299,36 @@ pub struct TlsSpec {
     /// Private key file (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Trust this CA (PEM) instead of the system roots.
+    /// Client side: trust this CA (PEM) instead of the system roots. Server side: the CA
+    /// that client certificates must chain to (with `client_auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
+    /// Server side: ask clients for certificates (mutual TLS). Default `none`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub client_auth: ClientAuthMode,
+    /// Client side: accept any server certificate. For lab use only; logged as a warning.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub insecure_skip_verify: bool,
+    /// Client side: the name the server certificate must carry (default: `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Whether a TLS server asks clients for certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// No client certificates.
+    #[default]
+    None,
+    /// A client may present one; if it does, it must be valid.
+    Optional,
+    /// A client must present a valid certificate.
+    Required,
 }
 
 /// Serial port settings (documents: Port, Baud Rate, Data Bits, Parity, Stop Bits, Flow

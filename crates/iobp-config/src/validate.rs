@@ -217,7 +217,7 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
                 c.fail(&p("idle_timeout_s"), "applies to sources only");
             }
             check_write_timeout(c, &p("write_timeout_ms"), s.write_timeout_ms, side);
-            check_tls(c, &p("tls"), &s.tls);
+            check_tls(c, &p("tls"), &s.tls, true);
         }
         EndpointSpec::TcpClient(s) => {
             check_host(c, &p("host"), &s.host);
@@ -226,7 +226,7 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
                 c.fail(&p("connect_timeout_ms"), "must be between 10 and 600000");
             }
             check_write_timeout(c, &p("write_timeout_ms"), s.write_timeout_ms, side);
-            check_tls(c, &p("tls"), &s.tls);
+            check_tls(c, &p("tls"), &s.tls, false);
         }
         EndpointSpec::Udp(s) => {
             check_host(c, &p("host"), &s.host);
@@ -282,10 +282,52 @@ fn check_write_timeout(c: &mut Check, path: &str, t: Option<u64>, side: Side) {
     }
 }
 
-fn check_tls(c: &mut Check, path: &str, t: &crate::spec::TlsSpec) {
-    for (field, v) in [("cert", &t.cert), ("key", &t.key), ("ca", &t.ca)] {
+/// TLS settings: a server needs its certificate and key, client certificates need a CA;
+/// a client's certificate (mutual TLS) needs its key. Whether the files load is checked by the
+/// engine, which has the machine.
+fn check_tls(c: &mut Check, path: &str, t: &crate::spec::TlsSpec, server: bool) {
+    for (field, v) in
+        [("cert", &t.cert), ("key", &t.key), ("ca", &t.ca), ("server_name", &t.server_name)]
+    {
         if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
             c.fail(&format!("{path}.{field}"), "must not be empty when given");
+        }
+    }
+    if !t.enabled {
+        return;
+    }
+    if server {
+        if t.cert.is_none() {
+            c.fail(&format!("{path}.cert"), "a TLS server needs its certificate (PEM file)");
+        }
+        if t.key.is_none() {
+            c.fail(&format!("{path}.key"), "a TLS server needs its private key (PEM file)");
+        }
+        if t.client_auth != crate::spec::ClientAuthMode::None && t.ca.is_none() {
+            c.fail(
+                &format!("{path}.ca"),
+                "client_auth needs the CA that client certificates must chain to",
+            );
+        }
+        if t.insecure_skip_verify {
+            c.fail(
+                &format!("{path}.insecure_skip_verify"),
+                "applies to TLS clients (tcp_client) only",
+            );
+        }
+        if t.server_name.is_some() {
+            c.fail(&format!("{path}.server_name"), "applies to TLS clients (tcp_client) only");
+        }
+    } else {
+        if t.client_auth != crate::spec::ClientAuthMode::None {
+            c.fail(&format!("{path}.client_auth"), "applies to TLS servers (tcp_server) only");
+        }
+        match (&t.cert, &t.key) {
+            (Some(_), None) => c.fail(&format!("{path}.key"), "a client certificate needs its key"),
+            (None, Some(_)) => {
+                c.fail(&format!("{path}.cert"), "a client key needs its certificate");
+            }
+            _ => {}
         }
     }
 }

@@ -328,6 +328,7 @@ impl Engine {
         }
         check_pair_among(&spec, &self.list(), &self.settings())?;
         check_framings(&spec)?;
+        crate::tls::check_pair(&spec)?;
         let log = self.open_log(&spec).await?;
         self.inner.repo.save_pair(&spec)?;
         let id = spec.id.clone();
@@ -345,6 +346,7 @@ impl Engine {
         }
         check_pair_among(&spec, &self.list(), &self.settings())?;
         check_framings(&spec)?;
+        crate::tls::check_pair(&spec)?;
         self.inner.repo.save_pair(&spec)?;
         let id = spec.id.clone();
         self.stop_runtime(&id).await;

@@ -31,6 +31,7 @@ mod feed;
 mod side;
 mod source;
 mod stats;
+mod tls;
 
 pub use crate::backoff::Backoff;
 pub use crate::engine::{Engine, EngineError, EngineOptions, StartReport};

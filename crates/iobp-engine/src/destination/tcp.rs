@@ -23,34 +23,59 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
     let status = &ctx.stats.destination;
     let mut backoff = Backoff::new(ctx.retry);
     let addr = format!("{}:{}", spec.host, spec.port);
+    let tls_note = if spec.tls.enabled { " (TLS)" } else { "" };
     let timeout = Duration::from_millis(spec.connect_timeout_ms.unwrap_or(10_000));
     loop {
-        status.set(Color::Yellow, format!("connecting to {addr}"));
-        let connected = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            c = tokio::time::timeout(timeout, TcpStream::connect(&addr)) => c,
-        };
-        let why = match connected {
-            Ok(Ok(stream)) => {
-                backoff.reset();
-                keepalive(&stream);
-                let peer: Arc<str> = addr.clone().into();
-                status.peer_up(&peer);
-                status.set(Color::Green, format!("connected to {addr}"));
-                let ended =
-                    deliver(&ctx, stream, &peer, &spec.framing, &spec.ack, spec.write_timeout_ms)
-                        .await;
-                return_in_flight(&ctx);
-                status.peer_down(&peer);
-                match ended {
-                    Ok(Ended::Cancelled) => return,
-                    Ok(Ended::PeerClosed) => format!("{addr} closed the connection"),
-                    Err(e) => format!("delivery to {addr}: {e}"),
+        status.set(Color::Yellow, format!("connecting to {addr}{tls_note}"));
+        let why = match crate::tls::connector(&spec.tls, &spec.host) {
+            Err(e) => format!("TLS for {addr}: {e}"),
+            Ok(tls) => {
+                let connected = tokio::select! {
+                    () = ctx.cancel.cancelled() => return,
+                    c = tokio::time::timeout(timeout, TcpStream::connect(&addr)) => c,
+                };
+                match connected {
+                    Ok(Ok(stream)) => {
+                        keepalive(&stream);
+                        let peer: Arc<str> = addr.clone().into();
+                        let (f, a, w) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
+                        let ended = match tls {
+                            Some((c, name)) => match crate::tls::connect(&c, name, stream).await {
+                                Ok(s) => {
+                                    backoff.reset();
+                                    status.peer_up(&peer);
+                                    status.set(
+                                        Color::Green,
+                                        format!("connected to {addr}{tls_note}"),
+                                    );
+                                    let r = deliver(&ctx, s, &peer, f, a, w).await;
+                                    status.peer_down(&peer);
+                                    r
+                                }
+                                Err(e) => Err(e),
+                            },
+                            None => {
+                                backoff.reset();
+                                status.peer_up(&peer);
+                                status.set(Color::Green, format!("connected to {addr}"));
+                                let r = deliver(&ctx, stream, &peer, f, a, w).await;
+                                status.peer_down(&peer);
+                                r
+                            }
+                        };
+                        return_in_flight(&ctx);
+                        match ended {
+                            Ok(Ended::Cancelled) => return,
+                            Ok(Ended::PeerClosed) => format!("{addr} closed the connection"),
+                            Err(e) => format!("delivery to {addr}: {e}"),
+                        }
+                    }
+                    Ok(Err(e)) => format!("cannot connect to {addr}: {e}"),
+                    Err(_) => format!(
+                        "cannot connect to {addr}: timed out after {} ms",
+                        timeout.as_millis()
+                    ),
                 }
-            }
-            Ok(Err(e)) => format!("cannot connect to {addr}: {e}"),
-            Err(_) => {
-                format!("cannot connect to {addr}: timed out after {} ms", timeout.as_millis())
             }
         };
         ctx.error(Side::Destination, why.clone());
@@ -61,16 +86,28 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
     }
 }
 
+/// A connected receiver.
+enum Receiver {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
     let status = &ctx.stats.destination;
     let mut backoff = Backoff::new(ctx.retry);
     let addr = format!("{}:{}", spec.host, spec.port);
-    let listener = loop {
+    let (listener, acceptor) = loop {
         status.set(Color::Yellow, format!("binding {addr}"));
-        match TcpListener::bind(&addr).await {
-            Ok(l) => break l,
-            Err(e) => {
-                let msg = format!("cannot listen on {addr}: {e}");
+        let bound = match crate::tls::acceptor(&spec.tls) {
+            Err(e) => Err(format!("TLS for {addr}: {e}")),
+            Ok(a) => match TcpListener::bind(&addr).await {
+                Ok(l) => Ok((l, a)),
+                Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+            },
+        };
+        match bound {
+            Ok(x) => break x,
+            Err(msg) => {
                 ctx.error(Side::Destination, msg.clone());
                 status.set(Color::Red, msg);
                 if !pause(&ctx.cancel, backoff.next_delay()).await {
@@ -80,7 +117,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
         }
     };
     // Accepting runs beside delivery so that a newer receiver can take over mid-stream.
-    let (tx, mut rx) = mpsc::channel::<(TcpStream, String)>(4);
+    let (tx, mut rx) = mpsc::channel::<(Receiver, String)>(4);
     let accept_cancel = ctx.cancel.clone();
     let accept_ctx = ctx.clone();
     let acceptor = tokio::spawn(async move {
@@ -92,7 +129,19 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
             match r {
                 Ok((s, a)) => {
                     keepalive(&s);
-                    if tx.send((s, a.to_string())).await.is_err() {
+                    let stream = match &acceptor {
+                        None => Receiver::Plain(s),
+                        // Handshakes run here, one at a time: receivers are few, and a slow
+                        // one only delays the next receiver, never delivery to the current.
+                        Some(acc) => match crate::tls::accept(acc, s).await {
+                            Ok(t) => Receiver::Tls(Box::new(t)),
+                            Err(e) => {
+                                accept_ctx.error(Side::Destination, format!("receiver {a}: {e}"));
+                                continue;
+                            }
+                        },
+                    };
+                    if tx.send((stream, a.to_string())).await.is_err() {
                         return;
                     }
                 }
@@ -105,7 +154,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
     });
     let waiting = format!("listening on {addr}, waiting for a receiver");
     status.set(Color::Yellow, waiting.clone());
-    let mut next: Option<(TcpStream, String)> = None;
+    let mut next: Option<(Receiver, String)> = None;
     loop {
         let (stream, peer) = if let Some(c) = next.take() {
             c
@@ -118,8 +167,14 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
         let peer: Arc<str> = peer.into();
         status.peer_up(&peer);
         status.set(Color::Green, format!("receiver {peer} connected"));
+        let (f, a, w) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
         let outcome = tokio::select! {
-            ended = deliver(&ctx, stream, &peer, &spec.framing, &spec.ack, spec.write_timeout_ms) => Some(ended),
+            ended = async {
+                match stream {
+                    Receiver::Plain(s) => deliver(&ctx, s, &peer, f, a, w).await,
+                    Receiver::Tls(s) => deliver(&ctx, *s, &peer, f, a, w).await,
+                }
+            } => Some(ended),
             newer = rx.recv() => { next = newer; None }
         };
         return_in_flight(&ctx);

@@ -1,4 +1,4 @@
-//! `tcp_server` and `tcp_client` sources.
+//! `tcp_server` and `tcp_client` sources, with or without TLS.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,12 +18,19 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
     let status = &ctx.stats.source;
     let mut backoff = Backoff::new(ctx.retry);
     let addr = format!("{}:{}", spec.host, spec.port);
-    let listener = loop {
+    let tls_note = if spec.tls.enabled { " (TLS)" } else { "" };
+    let (listener, acceptor) = loop {
         status.set(Color::Yellow, format!("binding {addr}"));
-        match TcpListener::bind(&addr).await {
-            Ok(l) => break l,
-            Err(e) => {
-                let msg = format!("cannot listen on {addr}: {e}");
+        let bound = match crate::tls::acceptor(&spec.tls) {
+            Err(e) => Err(format!("TLS for {addr}: {e}")),
+            Ok(acceptor) => match TcpListener::bind(&addr).await {
+                Ok(l) => Ok((l, acceptor)),
+                Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+            },
+        };
+        match bound {
+            Ok(x) => break x,
+            Err(msg) => {
                 ctx.error(Side::Source, msg.clone());
                 status.set(Color::Red, msg);
                 if !pause(&ctx.cancel, backoff.next_delay()).await {
@@ -33,7 +40,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
         }
     };
     // Listening is healthy for a source: senders come and go.
-    let waiting = format!("listening on {addr}, no sender connected");
+    let waiting = format!("listening on {addr}{tls_note}, no sender connected");
     status.set(Color::Green, waiting.clone());
     let limit = Arc::new(tokio::sync::Semaphore::new(spec.max_connections as usize));
     let spec = Arc::new(spec);
@@ -68,15 +75,26 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
             continue;
         };
         keepalive(&stream);
-        let (ctx2, spec2, waiting2) = (ctx.clone(), spec.clone(), waiting.clone());
+        let (ctx2, spec2, waiting2, acceptor2) =
+            (ctx.clone(), spec.clone(), waiting.clone(), acceptor.clone());
         tasks.spawn(async move {
             let _permit = permit;
             let peer: Arc<str> = peer_addr.to_string().into();
+            let idle = spec2.idle_timeout_s.map(Duration::from_secs);
             let status = &ctx2.stats.source;
             status.peer_up(&peer);
-            status.set(Color::Green, format!("{} sender(s) connected", status.connections()));
-            let idle = spec2.idle_timeout_s.map(Duration::from_secs);
-            match serve(&ctx2, stream, &peer, &spec2.framing, &spec2.ack, idle).await {
+            status.set(
+                Color::Green,
+                format!("{} sender(s) connected{tls_note}", status.connections()),
+            );
+            let result = match &acceptor2 {
+                Some(a) => match crate::tls::accept(a, stream).await {
+                    Ok(s) => serve(&ctx2, s, &peer, &spec2.framing, &spec2.ack, idle).await,
+                    Err(e) => Err(e),
+                },
+                None => serve(&ctx2, stream, &peer, &spec2.framing, &spec2.ack, idle).await,
+            };
+            match result {
                 Ok(Ended::IdleTimeout) => {
                     tracing::info!(pair = &*ctx2.pair, %peer, "closed idle connection");
                 }
@@ -89,7 +107,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
             }
             match status.connections() {
                 0 => status.set(Color::Green, waiting2),
-                n => status.set(Color::Green, format!("{n} sender(s) connected")),
+                n => status.set(Color::Green, format!("{n} sender(s) connected{tls_note}")),
             }
         });
     }
@@ -102,31 +120,49 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
     let status = &ctx.stats.source;
     let mut backoff = Backoff::new(ctx.retry);
     let addr = format!("{}:{}", spec.host, spec.port);
+    let tls_note = if spec.tls.enabled { " (TLS)" } else { "" };
     let timeout = Duration::from_millis(spec.connect_timeout_ms.unwrap_or(10_000));
     loop {
-        status.set(Color::Yellow, format!("connecting to {addr}"));
-        let connected = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            c = tokio::time::timeout(timeout, TcpStream::connect(&addr)) => c,
-        };
-        let why = match connected {
-            Ok(Ok(stream)) => {
-                backoff.reset();
-                keepalive(&stream);
-                let peer: Arc<str> = addr.clone().into();
-                status.peer_up(&peer);
-                status.set(Color::Green, format!("connected to {addr}"));
-                let ended = serve(&ctx, stream, &peer, &spec.framing, &spec.ack, None).await;
-                status.peer_down(&peer);
-                match ended {
-                    Ok(Ended::Cancelled) => return,
-                    Ok(_) => format!("{addr} closed the connection"),
-                    Err(e) => format!("connection to {addr}: {e}"),
+        status.set(Color::Yellow, format!("connecting to {addr}{tls_note}"));
+        let why = match crate::tls::connector(&spec.tls, &spec.host) {
+            Err(e) => format!("TLS for {addr}: {e}"),
+            Ok(tls) => {
+                let connected = tokio::select! {
+                    () = ctx.cancel.cancelled() => return,
+                    c = tokio::time::timeout(timeout, TcpStream::connect(&addr)) => c,
+                };
+                match connected {
+                    Ok(Ok(stream)) => {
+                        keepalive(&stream);
+                        let peer: Arc<str> = addr.clone().into();
+                        status.peer_up(&peer);
+                        status.set(Color::Green, format!("connected to {addr}{tls_note}"));
+                        let ended = match tls {
+                            Some((c, name)) => match crate::tls::connect(&c, name, stream).await {
+                                Ok(s) => {
+                                    backoff.reset();
+                                    serve(&ctx, s, &peer, &spec.framing, &spec.ack, None).await
+                                }
+                                Err(e) => Err(e),
+                            },
+                            None => {
+                                backoff.reset();
+                                serve(&ctx, stream, &peer, &spec.framing, &spec.ack, None).await
+                            }
+                        };
+                        status.peer_down(&peer);
+                        match ended {
+                            Ok(Ended::Cancelled) => return,
+                            Ok(_) => format!("{addr} closed the connection"),
+                            Err(e) => format!("connection to {addr}: {e}"),
+                        }
+                    }
+                    Ok(Err(e)) => format!("cannot connect to {addr}: {e}"),
+                    Err(_) => format!(
+                        "cannot connect to {addr}: timed out after {} ms",
+                        timeout.as_millis()
+                    ),
                 }
-            }
-            Ok(Err(e)) => format!("cannot connect to {addr}: {e}"),
-            Err(_) => {
-                format!("cannot connect to {addr}: timed out after {} ms", timeout.as_millis())
             }
         };
         ctx.error(Side::Source, why.clone());

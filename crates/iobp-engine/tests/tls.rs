@@ -1,0 +1,168 @@
+//! TLS on TCP sides, with certificates generated per test: TLS in and out end to end, mutual
+//! TLS at a source, a destination that does not trust its receiver, and certificate files
+//! that do not load refused when the pair is created.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use iobp_engine::Color;
+use iobp_testkit::TestPki;
+use iobp_tls::{ClientAuth, ClientTls, ServerTls};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::ServerName;
+
+fn p(path: &std::path::Path) -> String {
+    path.display().to_string()
+}
+
+/// A TLS receiver collecting lines.
+async fn tls_receiver(addr: (&str, u16), pki: &TestPki) -> Received {
+    let cfg = iobp_tls::server_config_reloading(&ServerTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: None,
+        client_auth: ClientAuth::None,
+    })
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let got = Received::default();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(s).await else { continue };
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => g.0.lock().expect("lock").extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+    });
+    got
+}
+
+async fn tls_send(addr: (&str, u16), tls: &ClientTls, data: &[u8]) -> Result<(), String> {
+    let cfg = iobp_tls::client_config(tls).map_err(|e| e.to_string())?;
+    let tcp = connect(addr).await;
+    let mut s = tokio_rustls::TlsConnector::from(cfg)
+        .connect(ServerName::try_from("localhost").map_err(|e| e.to_string())?, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(data).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    // Give the server time to refuse the handshake (TLS 1.3 client auth is checked after
+    // the client thinks it is done), then see whether the connection survived.
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await {
+        Ok(Err(e)) => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+fn pair(id: &str, ip: &str, src: u16, dst: u16, pki: &TestPki, client_auth: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 200}},
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}},
+                        "tls": {{"enabled": true, "cert": "{}", "key": "{}", "ca": "{}", "client_auth": "{client_auth}"}}}},
+            "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}},
+                        "tls": {{"enabled": true, "ca": "{}", "server_name": "localhost"}}}}}}"#,
+        p(&pki.server_cert),
+        p(&pki.server_key),
+        p(&pki.ca),
+        p(&pki.ca)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_in_and_out_end_to_end() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = TestPki::generate(dir.path());
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let got = tls_receiver((&ip, dst), &pki).await;
+    h.add(&pair("t", &ip, src, dst, &pki, "none")).await;
+    let trusting = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
+    let lines: String = (0..500).map(|i| format!("secure {i}\n")).collect();
+    tls_send((&ip, src), &trusting, lines.as_bytes()).await.expect("send over TLS");
+    let out = got.wait_lines(500, 10).await;
+    assert_eq!(out[499], "secure 499");
+    let s = h.snap("t");
+    assert!(s.destination.detail.contains("TLS"), "{s:?}");
+    // A plain-text sender is refused at the handshake and stores nothing.
+    let mut plain = connect((&ip, src)).await;
+    plain.write_all(b"not tls\n").await.expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.snap("t").received, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_required_at_the_source() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = TestPki::generate(dir.path());
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let _got = tls_receiver((&ip, dst), &pki).await;
+    h.add(&pair("m", &ip, src, dst, &pki, "required")).await;
+    let no_cert = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
+    assert!(
+        tls_send((&ip, src), &no_cert, b"anonymous\n").await.is_err(),
+        "refused without a client certificate"
+    );
+    let with_cert = ClientTls {
+        cert: Some(pki.client_cert.clone()),
+        key: Some(pki.client_key.clone()),
+        ..no_cert
+    };
+    tls_send((&ip, src), &with_cert, b"identified\n").await.expect("accepted with one");
+    h.wait_for("m", 10, "stored", |s| s.received == 1).await;
+    assert!(h.snap("m").errors >= 1, "the refused handshake is counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_does_not_trust_its_receiver_keeps_messages() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = TestPki::generate(dir.path());
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    // The receiver presents a certificate of another CA.
+    let other = TestPki {
+        server_cert: pki.other_server_cert.clone(),
+        server_key: pki.other_server_key.clone(),
+        ..pki.clone()
+    };
+    let _got = tls_receiver((&ip, dst), &other).await;
+    h.add(&pair("w", &ip, src, dst, &pki, "none")).await;
+    let trusting = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
+    tls_send((&ip, src), &trusting, b"kept\n").await.expect("send");
+    h.wait_for("w", 10, "refused receiver", |s| {
+        s.received == 1
+            && s.destination.color == Color::Red
+            && s.destination.detail.contains("certificate")
+    })
+    .await;
+    assert_eq!((h.snap("w").sent, h.snap("w").pending + h.snap("w").in_flight), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_that_do_not_load_are_refused_at_create() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = TestPki::generate(dir.path());
+    let h = Harness::new().await;
+    let ip = loopback();
+    let missing = pair("x", &ip, free_port(&ip), free_port(&ip), &pki, "none")
+        .replace(&p(&pki.server_key), "/nonexistent/server.key");
+    let err = h
+        .engine
+        .create(iobp_config::parse_pair(&missing).expect("schema is fine"))
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("source.tls") && text.contains("/nonexistent/server.key"), "{text}");
+}
