@@ -87,7 +87,11 @@ async fn tls_in_and_out_end_to_end() {
     let got = tls_receiver((&ip, dst), &pki).await;
     h.add(&pair("t", &ip, src, dst, &pki, "none")).await;
     let trusting = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
-    let lines: String = (0..500).map(|i| format!("secure {i}\n")).collect();
+    let lines = (0..500).fold(String::new(), |mut acc, i| {
+        use std::fmt::Write as _;
+        let _ = writeln!(acc, "secure {i}");
+        acc
+    });
     tls_send((&ip, src), &trusting, lines.as_bytes()).await.expect("send over TLS");
     let out = got.wait_lines(500, 10).await;
     assert_eq!(out[499], "secure 499");

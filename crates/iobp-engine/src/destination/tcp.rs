@@ -38,9 +38,10 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
                     Ok(Ok(stream)) => {
                         keepalive(&stream);
                         let peer: Arc<str> = addr.clone().into();
-                        let (f, a, w) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
-                        let ended = match tls {
-                            Some((c, name)) => match crate::tls::connect(&c, name, stream).await {
+                        let (framing, ack, write_timeout) =
+                            (&spec.framing, &spec.ack, spec.write_timeout_ms);
+                        let ended = if let Some((c, name)) = tls {
+                            match crate::tls::connect(&c, name, stream).await {
                                 Ok(s) => {
                                     backoff.reset();
                                     status.peer_up(&peer);
@@ -48,20 +49,20 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
                                         Color::Green,
                                         format!("connected to {addr}{tls_note}"),
                                     );
-                                    let r = deliver(&ctx, s, &peer, f, a, w).await;
+                                    let r =
+                                        deliver(&ctx, s, &peer, framing, ack, write_timeout).await;
                                     status.peer_down(&peer);
                                     r
                                 }
                                 Err(e) => Err(e),
-                            },
-                            None => {
-                                backoff.reset();
-                                status.peer_up(&peer);
-                                status.set(Color::Green, format!("connected to {addr}"));
-                                let r = deliver(&ctx, stream, &peer, f, a, w).await;
-                                status.peer_down(&peer);
-                                r
                             }
+                        } else {
+                            backoff.reset();
+                            status.peer_up(&peer);
+                            status.set(Color::Green, format!("connected to {addr}"));
+                            let r = deliver(&ctx, stream, &peer, framing, ack, write_timeout).await;
+                            status.peer_down(&peer);
+                            r
                         };
                         return_in_flight(&ctx);
                         match ended {
@@ -167,12 +168,12 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
         let peer: Arc<str> = peer.into();
         status.peer_up(&peer);
         status.set(Color::Green, format!("receiver {peer} connected"));
-        let (f, a, w) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
+        let (framing, ack, write_timeout) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
         let outcome = tokio::select! {
             ended = async {
                 match stream {
-                    Receiver::Plain(s) => deliver(&ctx, s, &peer, f, a, w).await,
-                    Receiver::Tls(s) => deliver(&ctx, *s, &peer, f, a, w).await,
+                    Receiver::Plain(s) => deliver(&ctx, s, &peer, framing, ack, write_timeout).await,
+                    Receiver::Tls(s) => deliver(&ctx, *s, &peer, framing, ack, write_timeout).await,
                 }
             } => Some(ended),
             newer = rx.recv() => { next = newer; None }

@@ -137,18 +137,17 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
                         let peer: Arc<str> = addr.clone().into();
                         status.peer_up(&peer);
                         status.set(Color::Green, format!("connected to {addr}{tls_note}"));
-                        let ended = match tls {
-                            Some((c, name)) => match crate::tls::connect(&c, name, stream).await {
+                        let ended = if let Some((c, name)) = tls {
+                            match crate::tls::connect(&c, name, stream).await {
                                 Ok(s) => {
                                     backoff.reset();
                                     serve(&ctx, s, &peer, &spec.framing, &spec.ack, None).await
                                 }
                                 Err(e) => Err(e),
-                            },
-                            None => {
-                                backoff.reset();
-                                serve(&ctx, stream, &peer, &spec.framing, &spec.ack, None).await
                             }
+                        } else {
+                            backoff.reset();
+                            serve(&ctx, stream, &peer, &spec.framing, &spec.ack, None).await
                         };
                         status.peer_down(&peer);
                         match ended {
