@@ -359,6 +359,34 @@ pub struct SerialSpec {
     /// Acknowledgements (`byte` ACK/NAK is common on serial instruments).
     #[serde(default)]
     pub ack: AckSpec,
+    /// RS-485 transceiver control (Linux drivers that support it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rs485: Option<Rs485Spec>,
+    /// Destination: a device that does not take a batch within this long is treated as stuck
+    /// (the port is reopened and the messages retried). Default 30000 ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_timeout_ms: Option<u64>,
+}
+
+/// RS-485 half-duplex settings: the driver switches the transceiver to transmit with RTS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rs485Spec {
+    /// RTS level while sending: `true` (default) drives RTS high to transmit.
+    #[serde(default = "yes")]
+    pub rts_on_send: bool,
+    /// Delay between raising RTS and the first bit, in ms (0-1000).
+    #[serde(default)]
+    pub delay_before_send_ms: u32,
+    /// Delay between the last bit and releasing RTS, in ms (0-1000).
+    #[serde(default)]
+    pub delay_after_send_ms: u32,
+    /// Full duplex (RS-422) instead of half duplex.
+    #[serde(default)]
+    pub full_duplex: bool,
+    /// Switch on the bus termination resistor, where the adapter has one.
+    #[serde(default)]
+    pub terminate_bus: bool,
 }
 
 fn default_baud() -> u32 {

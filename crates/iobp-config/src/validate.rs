@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::spec::{
-    AckSpec, BackoffSpec, ChannelPairSpec, ConfigDocument, EndpointSpec, FramingSpec,
+    AckSpec, BackoffSpec, ChannelPairSpec, ConfigDocument, EndpointSpec, FlowControl, FramingSpec,
     MAX_MESSAGE_BYTES_LIMIT, Settings,
 };
 
@@ -245,6 +245,23 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             if !(1..=2).contains(&s.stop_bits) {
                 c.fail(&p("stop_bits"), "must be 1 or 2");
             }
+            if let Some(r) = &s.rs485 {
+                if s.flow_control == FlowControl::RtsCts {
+                    c.fail(
+                        &p("flow_control"),
+                        "RTS/CTS cannot be used with RS-485: RS-485 drives RTS to switch the transceiver",
+                    );
+                }
+                for (f, v) in [
+                    ("delay_before_send_ms", r.delay_before_send_ms),
+                    ("delay_after_send_ms", r.delay_after_send_ms),
+                ] {
+                    if v > 1000 {
+                        c.fail(&p(&format!("rs485.{f}")), "must be between 0 and 1000");
+                    }
+                }
+            }
+            check_write_timeout(c, &p("write_timeout_ms"), s.write_timeout_ms, side);
         }
         EndpointSpec::Remote(r) => {
             if let Err(e) = check_id(&r.channel_id) {

@@ -101,6 +101,35 @@ fn serial_port_used_twice_is_refused() {
 }
 
 #[test]
+fn rs485_settings_are_checked() {
+    let ok = r#"{"type": "serial", "port": "/dev/ttyS1", "rs485": {"delay_before_send_ms": 2}}"#;
+    let p = parse_pair(&pair("a", ok, CLIENT)).expect("rs485 defaults");
+    let iobp_config::EndpointSpec::Serial(s) = &p.source else { panic!() };
+    let r = s.rs485.expect("rs485");
+    assert!(r.rts_on_send && !r.full_duplex && r.delay_before_send_ms == 2);
+    for (src, field) in [
+        (
+            r#"{"type": "serial", "port": "/dev/ttyS1", "rs485": {"delay_after_send_ms": 5000}}"#,
+            "source.rs485.delay_after_send_ms",
+        ),
+        (
+            r#"{"type": "serial", "port": "/dev/ttyS1", "flow_control": "RTS/CTS", "rs485": {}}"#,
+            "source.flow_control",
+        ),
+    ] {
+        let e = parse_pair(&pair("a", src, CLIENT)).expect_err(field);
+        assert_eq!(e.problems[0].path, field, "{e}");
+    }
+    let e = parse_pair(&pair(
+        "a",
+        r#"{"type": "serial", "port": "/dev/ttyS1", "rs485": {"rts_on_sned": true}}"#,
+        CLIENT,
+    ))
+    .expect_err("typo");
+    assert!(e.to_string().contains("rts_on_sned"), "{e}");
+}
+
+#[test]
 fn ack_rules() {
     // Shorthand and full forms.
     let p = parse_pair(&pair("a", r#"{"type": "tcp_server", "host": "h", "port": 1, "framing": {"type": "mllp"}, "ack": "mllp"}"#, CLIENT)).expect("ok");

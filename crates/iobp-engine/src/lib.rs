@@ -28,6 +28,7 @@ mod backoff;
 mod destination;
 mod engine;
 mod feed;
+pub mod serial;
 mod side;
 mod source;
 mod stats;

@@ -2,6 +2,7 @@
 //! reconnecting with backoff, and returns in-flight messages to Pending whenever a delivery
 //! attempt ends without confirmation.
 
+mod serial;
 pub(crate) mod stream;
 mod tcp;
 mod udp;
@@ -17,7 +18,10 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::TcpClient(s) => tcp::client(ctx, s).await,
         EndpointSpec::TcpServer(s) => tcp::server(ctx, s).await,
         EndpointSpec::Udp(s) => udp::destination(ctx, s).await,
-        other => crate::source::unsupported(&ctx, Side::Destination, other.type_name()).await,
+        EndpointSpec::Serial(s) => serial::destination(ctx, s).await,
+        EndpointSpec::Remote(_) => {
+            crate::source::unsupported(&ctx, Side::Destination, "remote").await;
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Sources: where messages come from. Each runs as one supervised task per pair that keeps
 //! going — rebinding, reconnecting with backoff — until the pair stops.
 
+mod serial;
 pub(crate) mod stream;
 mod tcp;
 mod udp;
@@ -16,7 +17,8 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::TcpServer(s) => tcp::server(ctx, s).await,
         EndpointSpec::TcpClient(s) => tcp::client(ctx, s).await,
         EndpointSpec::Udp(s) => udp::source(ctx, s).await,
-        other => unsupported(&ctx, Side::Source, other.type_name()).await,
+        EndpointSpec::Serial(s) => serial::source(ctx, s).await,
+        EndpointSpec::Remote(_) => unsupported(&ctx, Side::Source, "remote").await,
     }
 }
 

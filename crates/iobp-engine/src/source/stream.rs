@@ -1,13 +1,15 @@
-//! One byte-stream connection feeding the buffer (a TCP client of a `tcp_server` source, the
-//! connection of a `tcp_client` source; later serial ports and TLS streams).
+//! One byte-stream connection feeding the buffer (a TCP or TLS client of a `tcp_server` source,
+//! the connection of a `tcp_client` source, an open serial port).
 //!
 //! Per read: deframe, queue the frames into the buffer as one batch, keep reading while up to
 //! [`WINDOW`] batches wait for their fdatasync (pipelining), and acknowledge each batch to the
 //! sender only once its commit resolved — never before the data is durable.
 //!
-//! Full buffer: without acknowledgements the frames are held and the connection is not read
-//! until there is room again (TCP backpressure reaches the sender); with acknowledgements
-//! each frame is answered with a NAK (MLLP `AE`, or the NAK byte) and counted as refused.
+//! Full buffer: with acknowledgements each frame is answered with a NAK (MLLP `AE`, or the
+//! NAK byte) and counted as refused. Without them, [`WhenFull::Hold`] keeps the frames and
+//! stops reading until there is room again (TCP backpressure or serial flow control reaches
+//! the sender); [`WhenFull::Refuse`] counts and alarms them (a serial line without flow
+//! control, which cannot be held back).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,6 +32,17 @@ const WINDOW: usize = 8;
 const READ_CHUNK: usize = 64 * 1024;
 /// How often a held (buffer full) batch is retried.
 const FULL_RETRY: Duration = Duration::from_millis(250);
+
+/// What to do with frames when the buffer is full and the source does not acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Stop reading until there is room: the transport holds the sender back (TCP window,
+    /// serial RTS/CTS or XON/XOFF once the driver's input buffer fills).
+    Hold,
+    /// Keep reading and refuse the frames, counted and alarmed: a serial line without flow
+    /// control cannot be held back, and unread bytes would be lost silently in the driver.
+    Refuse,
+}
 
 /// How the connection ended.
 #[derive(Debug)]
@@ -58,6 +71,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     framing: &FramingSpec,
     ack: &AckSpec,
     idle_timeout: Option<Duration>,
+    when_full: WhenFull,
 ) -> Result<Ended, String> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut deframer = Deframer::new(framing_of(framing), framing.max_message_bytes() as usize);
@@ -99,13 +113,13 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             () = sleep_until_opt(retry_at) => {
                 if let Some(frames) = held.take() {
-                    submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr).await?;
+                    submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr, when_full).await?;
                 }
             }
             () = sleep_until_opt(gap_deadline) => {
                 gap_deadline = None;
                 let frames = drain(ctx, &mut deframer, &mut buf, Some(FlushReason::Idle), peer);
-                submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr).await?;
+                submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr, when_full).await?;
             }
             () = sleep_until_opt(idle_at) => {
                 incomplete(ctx, &buf, "incomplete frame when the idle connection was closed", peer);
@@ -120,7 +134,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(gap) if !buf.is_empty() && !eof => Some(Instant::now() + gap),
                     _ => None,
                 };
-                submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr).await?;
+                submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr, when_full).await?;
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
@@ -191,6 +205,7 @@ async fn submit<W: AsyncWrite + Unpin>(
     held: &mut Option<Vec<Bytes>>,
     acks: &mut AckWriter,
     wr: &mut W,
+    when_full: WhenFull,
 ) -> Result<(), String> {
     if frames.is_empty() {
         return Ok(());
@@ -213,6 +228,18 @@ async fn submit<W: AsyncWrite + Unpin>(
                 acks.nak(f, "buffer full, retry later");
             }
             acks.flush(wr).await
+        }
+        Err(IntakeError::Full(why)) if when_full == WhenFull::Refuse => {
+            ctx.stats.refused.fetch_add(frames.len() as u64, Ordering::Relaxed);
+            ctx.error(
+                Side::Source,
+                format!(
+                    "{why}: refused {} message(s); this source has no flow control to hold \
+                     the sender back",
+                    frames.len()
+                ),
+            );
+            Ok(())
         }
         Err(IntakeError::Full(why)) => {
             if held.is_none() {

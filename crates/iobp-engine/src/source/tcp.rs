@@ -7,7 +7,7 @@ use std::time::Duration;
 use iobp_config::{TcpClientSpec, TcpServerSpec};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::stream::{Ended, serve};
+use super::stream::{Ended, WhenFull, serve};
 use crate::backoff::Backoff;
 use crate::side::{SideCtx, keepalive, pause};
 use crate::stats::{Color, Side};
@@ -75,44 +75,64 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
             continue;
         };
         keepalive(&stream);
-        let (ctx2, spec2, waiting2, acceptor2) =
-            (ctx.clone(), spec.clone(), waiting.clone(), acceptor.clone());
+        let conn = Connection {
+            ctx: ctx.clone(),
+            spec: spec.clone(),
+            acceptor: acceptor.clone(),
+            waiting: waiting.clone(),
+            tls_note,
+        };
         tasks.spawn(async move {
             let _permit = permit;
-            let peer: Arc<str> = peer_addr.to_string().into();
-            let idle = spec2.idle_timeout_s.map(Duration::from_secs);
-            let status = &ctx2.stats.source;
-            status.peer_up(&peer);
-            status.set(
-                Color::Green,
-                format!("{} sender(s) connected{tls_note}", status.connections()),
-            );
-            let result = match &acceptor2 {
-                Some(a) => match crate::tls::accept(a, stream).await {
-                    Ok(s) => serve(&ctx2, s, &peer, &spec2.framing, &spec2.ack, idle).await,
-                    Err(e) => Err(e),
-                },
-                None => serve(&ctx2, stream, &peer, &spec2.framing, &spec2.ack, idle).await,
-            };
-            match result {
-                Ok(Ended::IdleTimeout) => {
-                    tracing::info!(pair = &*ctx2.pair, %peer, "closed idle connection");
-                }
-                Ok(_) => {}
-                Err(e) => ctx2.error(Side::Source, format!("connection from {peer}: {e}")),
-            }
-            status.peer_down(&peer);
-            if ctx2.cancel.is_cancelled() {
-                return;
-            }
-            match status.connections() {
-                0 => status.set(Color::Green, waiting2),
-                n => status.set(Color::Green, format!("{n} sender(s) connected{tls_note}")),
-            }
+            conn.serve(stream, peer_addr).await;
         });
     }
     // Stopping: connections finish their queued batches (bounded wait inside `serve`).
     while tasks.join_next().await.is_some() {}
+}
+
+/// One accepted sender connection of a `tcp_server` source.
+struct Connection {
+    ctx: SideCtx,
+    spec: Arc<TcpServerSpec>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// The status line when no sender is connected.
+    waiting: String,
+    tls_note: &'static str,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, peer_addr: std::net::SocketAddr) {
+        let Connection { ctx, spec, acceptor, waiting, tls_note } = self;
+        let peer: Arc<str> = peer_addr.to_string().into();
+        let idle = spec.idle_timeout_s.map(Duration::from_secs);
+        let status = &ctx.stats.source;
+        status.peer_up(&peer);
+        status.set(Color::Green, format!("{} sender(s) connected{tls_note}", status.connections()));
+        let (framing, ack) = (&spec.framing, &spec.ack);
+        let result = match &acceptor {
+            Some(a) => match crate::tls::accept(a, stream).await {
+                Ok(s) => serve(&ctx, s, &peer, framing, ack, idle, WhenFull::Hold).await,
+                Err(e) => Err(e),
+            },
+            None => serve(&ctx, stream, &peer, framing, ack, idle, WhenFull::Hold).await,
+        };
+        match result {
+            Ok(Ended::IdleTimeout) => {
+                tracing::info!(pair = &*ctx.pair, %peer, "closed idle connection");
+            }
+            Ok(_) => {}
+            Err(e) => ctx.error(Side::Source, format!("connection from {peer}: {e}")),
+        }
+        status.peer_down(&peer);
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+        match status.connections() {
+            0 => status.set(Color::Green, waiting),
+            n => status.set(Color::Green, format!("{n} sender(s) connected{tls_note}")),
+        }
+    }
 }
 
 /// Connects to a server and reads messages from it; reconnects with backoff.
@@ -141,13 +161,31 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
                             match crate::tls::connect(&c, name, stream).await {
                                 Ok(s) => {
                                     backoff.reset();
-                                    serve(&ctx, s, &peer, &spec.framing, &spec.ack, None).await
+                                    serve(
+                                        &ctx,
+                                        s,
+                                        &peer,
+                                        &spec.framing,
+                                        &spec.ack,
+                                        None,
+                                        WhenFull::Hold,
+                                    )
+                                    .await
                                 }
                                 Err(e) => Err(e),
                             }
                         } else {
                             backoff.reset();
-                            serve(&ctx, stream, &peer, &spec.framing, &spec.ack, None).await
+                            serve(
+                                &ctx,
+                                stream,
+                                &peer,
+                                &spec.framing,
+                                &spec.ack,
+                                None,
+                                WhenFull::Hold,
+                            )
+                            .await
                         };
                         status.peer_down(&peer);
                         match ended {

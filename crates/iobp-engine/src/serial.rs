@@ -1,0 +1,374 @@
+//! Serial ports (RS-232/RS-485): opening a port with a side's settings, and telling the
+//! operator exactly what went wrong or what the driver did not apply.
+//!
+//! - Settings map onto the operating system's serial configuration (termios on Unix): any
+//!   baud rate the driver accepts, 5–8 data bits, parity None/Even/Odd (Mark/Space on Linux
+//!   through `CMSPAR`), 1 or 2 stop bits, flow control None, RTS/CTS or XON/XOFF, raw mode.
+//! - After applying them the port is read back: a setting the driver silently ignored (a
+//!   pseudo-terminal drops parity, for example) is reported by name, never hidden.
+//! - A port is used by one side at a time: an advisory lock is held on the device while it is
+//!   open, so a second ioBufferPro or pair gets "in use" instead of a garbled stream.
+//! - RS-485 (Linux): the driver switches the transceiver with RTS; a driver without RS-485
+//!   support is a clear error.
+
+use std::path::Path;
+
+use iobp_config::{FlowControl, Parity, SerialSpec};
+use serial2_tokio::{CharSize, SerialPort, Settings, StopBits};
+
+/// An open port and what the operator should know about it.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub port: SerialPort,
+    /// Held while the port is open (advisory exclusive lock on the device).
+    pub lock: std::fs::File,
+    /// Settings the driver did not apply, in words.
+    pub ignored: Vec<String>,
+}
+
+/// The serial ports of this machine.
+pub fn available_ports() -> Vec<String> {
+    let mut ports: Vec<String> = SerialPort::available_ports()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// `9600 8N1, RTS/CTS` style summary of a side's settings.
+pub(crate) fn describe(spec: &SerialSpec) -> String {
+    let parity = match spec.parity {
+        Parity::None => 'N',
+        Parity::Even => 'E',
+        Parity::Odd => 'O',
+        Parity::Mark => 'M',
+        Parity::Space => 'S',
+    };
+    let flow = match spec.flow_control {
+        FlowControl::None => "",
+        FlowControl::RtsCts => ", RTS/CTS",
+        FlowControl::XonXoff => ", XON/XOFF",
+    };
+    let rs485 = if spec.rs485.is_some() { ", RS-485" } else { "" };
+    format!("{} {}{}{}{flow}{rs485}", spec.baud_rate, spec.data_bits, parity, spec.stop_bits)
+}
+
+/// The settings a side asks for, built on the port's current ones.
+pub(crate) fn desired(spec: &SerialSpec, mut s: Settings) -> Result<Settings, String> {
+    s.set_raw();
+    s.set_baud_rate(spec.baud_rate).map_err(|e| format!("baud rate {}: {e}", spec.baud_rate))?;
+    s.set_char_size(match spec.data_bits {
+        5 => CharSize::Bits5,
+        6 => CharSize::Bits6,
+        7 => CharSize::Bits7,
+        _ => CharSize::Bits8,
+    });
+    s.set_stop_bits(if spec.stop_bits == 2 { StopBits::Two } else { StopBits::One });
+    s.set_flow_control(match spec.flow_control {
+        FlowControl::None => serial2_tokio::FlowControl::None,
+        FlowControl::RtsCts => serial2_tokio::FlowControl::RtsCts,
+        FlowControl::XonXoff => serial2_tokio::FlowControl::XonXoff,
+    });
+    match spec.parity {
+        Parity::None => s.set_parity(serial2_tokio::Parity::None),
+        Parity::Even => s.set_parity(serial2_tokio::Parity::Even),
+        Parity::Odd => s.set_parity(serial2_tokio::Parity::Odd),
+        Parity::Mark | Parity::Space => set_stick_parity(&mut s, spec.parity == Parity::Mark)?,
+    }
+    Ok(s)
+}
+
+/// Mark/Space parity: "stick" parity (`CMSPAR`), Linux only.
+#[cfg(target_os = "linux")]
+#[expect(clippy::unnecessary_wraps, reason = "fails on other operating systems")]
+fn set_stick_parity(s: &mut Settings, mark: bool) -> Result<(), String> {
+    s.set_parity(if mark { serial2_tokio::Parity::Odd } else { serial2_tokio::Parity::Even });
+    s.as_termios_mut().c_cflag |= libc::CMSPAR;
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_stick_parity(_s: &mut Settings, mark: bool) -> Result<(), String> {
+    Err(format!(
+        "{} parity is not supported on this operating system",
+        if mark { "Mark" } else { "Space" }
+    ))
+}
+
+/// Which requested settings differ from what the driver reports.
+pub(crate) fn ignored_settings(spec: &SerialSpec, got: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(b) = got.get_baud_rate()
+        && b != spec.baud_rate
+    {
+        out.push(format!("baud rate {} (the port reports {b})", spec.baud_rate));
+    }
+    if let Ok(c) = got.get_char_size()
+        && c.as_u8() != spec.data_bits
+    {
+        out.push(format!("{} data bits (the port reports {})", spec.data_bits, c.as_u8()));
+    }
+    if let Ok(sb) = got.get_stop_bits()
+        && sb.as_u8() != spec.stop_bits
+    {
+        out.push(format!("{} stop bits (the port reports {})", spec.stop_bits, sb.as_u8()));
+    }
+    let want_parity = match spec.parity {
+        Parity::None => serial2_tokio::Parity::None,
+        Parity::Even | Parity::Space => serial2_tokio::Parity::Even,
+        Parity::Odd | Parity::Mark => serial2_tokio::Parity::Odd,
+    };
+    if let Ok(p) = got.get_parity()
+        && p != want_parity
+    {
+        out.push(format!("parity {:?} (the port reports {})", spec.parity, p.as_str()));
+    }
+    let want_flow = match spec.flow_control {
+        FlowControl::None => serial2_tokio::FlowControl::None,
+        FlowControl::RtsCts => serial2_tokio::FlowControl::RtsCts,
+        FlowControl::XonXoff => serial2_tokio::FlowControl::XonXoff,
+    };
+    if let Ok(f) = got.get_flow_control()
+        && f != want_flow
+    {
+        out.push(format!("flow control {:?} (the port reports {})", spec.flow_control, f.as_str()));
+    }
+    #[cfg(target_os = "linux")]
+    if matches!(spec.parity, Parity::Mark | Parity::Space)
+        && got.as_termios().c_cflag & libc::CMSPAR == 0
+    {
+        out.push(format!("{:?} parity (stick parity is off)", spec.parity));
+    }
+    out
+}
+
+/// Reports settings the driver ignored (logged once per opening); the side shows Yellow
+/// with them. Returns the colour and a note for the status line.
+pub(crate) fn report_ignored(
+    ctx: &crate::side::SideCtx,
+    side: crate::stats::Side,
+    spec: &SerialSpec,
+    ignored: &[String],
+) -> (crate::stats::Color, String) {
+    if ignored.is_empty() {
+        return (crate::stats::Color::Green, String::new());
+    }
+    let list = ignored.join(", ");
+    ctx.error(side, format!("{}: the driver did not apply {list}", spec.port));
+    (crate::stats::Color::Yellow, format!("; the driver did not apply {list}"))
+}
+
+/// Why a port could not be opened, in an operator's words.
+fn open_error(path: &str, e: &std::io::Error) -> String {
+    let why = match (e.kind(), e.raw_os_error()) {
+        (std::io::ErrorKind::NotFound, _) => "no such port (unplugged?)".to_string(),
+        (std::io::ErrorKind::PermissionDenied, _) => "permission denied (the service user needs \
+            access, e.g. the dialout group on Linux; on Windows the port may be in use)"
+            .to_string(),
+        (_, Some(code)) if is_busy(code) => "busy: in use by another program".to_string(),
+        _ => e.to_string(),
+    };
+    format!("cannot open serial port {path}: {why}")
+}
+
+#[cfg(unix)]
+fn is_busy(code: i32) -> bool {
+    code == libc::EBUSY
+}
+
+#[cfg(not(unix))]
+fn is_busy(_code: i32) -> bool {
+    // Windows reports a COM port held by another program as access denied (above).
+    false
+}
+
+/// Opens and configures a port; the lock and the report of ignored settings come with it.
+pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
+    let path = spec.port.as_str();
+    let lock = lock_device(path)?;
+    let mut port =
+        SerialPort::open(path, serial2_tokio::KeepSettings).map_err(|e| open_error(path, &e))?;
+    let current =
+        port.get_configuration().map_err(|e| format!("reading the settings of {path}: {e}"))?;
+    let want = desired(spec, current)?;
+    let ignored = match port.set_configuration(&want) {
+        Ok(()) => Vec::new(),
+        // The driver applied what it could: find out what it did not.
+        Err(e) if e.kind() == std::io::ErrorKind::Other => {
+            let got = port
+                .get_configuration()
+                .map_err(|e| format!("reading the settings of {path}: {e}"))?;
+            let mut ignored = ignored_settings(spec, &got);
+            if ignored.is_empty() {
+                ignored.push(format!("some settings ({e})"));
+            }
+            ignored
+        }
+        Err(e) => return Err(format!("configuring {path}: {e}")),
+    };
+    if let Some(r) = &spec.rs485 {
+        set_rs485(&port, r).map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(Opened { port, lock, ignored })
+}
+
+#[cfg(target_os = "linux")]
+fn set_rs485(port: &SerialPort, r: &iobp_config::Rs485Spec) -> Result<(), String> {
+    use serial2_tokio::rs4xx::{Rs485Config, TransceiverMode};
+    let mut c = Rs485Config::new();
+    c.set_full_duplex(r.full_duplex);
+    c.set_bus_termination(r.terminate_bus);
+    c.set_delay_before_send(std::time::Duration::from_millis(u64::from(r.delay_before_send_ms)));
+    c.set_delay_after_send(std::time::Duration::from_millis(u64::from(r.delay_after_send_ms)));
+    c.set_invert_rts(!r.rts_on_send);
+    port.set_rs4xx_mode(TransceiverMode::Rs485(c)).map_err(|e| match e.raw_os_error() {
+        // ENOTTY / EINVAL: the driver has no RS-485 mode.
+        Some(25 | 22) => "this port's driver does not support RS-485 mode".to_string(),
+        _ => format!("enabling RS-485 mode: {e}"),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_rs485(_port: &SerialPort, _r: &iobp_config::Rs485Spec) -> Result<(), String> {
+    Err("RS-485 mode is only available on Linux".to_string())
+}
+
+/// An advisory exclusive lock on the device, held while it is in use.
+fn lock_device(path: &str) -> Result<std::fs::File, String> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    // Opening a tty must not wait for carrier detect nor make it our controlling terminal.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NONBLOCK | libc::O_NOCTTY);
+    let f = o.open(Path::new(path)).map_err(|e| open_error(path, &e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "cannot open serial port {path}: in use by another ioBufferPro pair or program"
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(open_error(path, &e)),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> SerialSpec {
+        match iobp_config::parse_endpoint(json).expect("spec") {
+            iobp_config::EndpointSpec::Serial(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A real port's settings to build on: those of a fresh pseudo-terminal.
+    fn base() -> Settings {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+        let _guard = rt.enter();
+        let (a, _b) = SerialPort::pair().expect("pty pair");
+        a.get_configuration().expect("settings")
+    }
+
+    fn termios_of(json: &str) -> libc::termios2 {
+        let s = desired(&spec(json), base()).expect("settings");
+        *s.as_termios()
+    }
+
+    #[test]
+    fn data_bits_parity_stop_bits_and_flow_control_map_onto_termios() {
+        let t = termios_of(
+            r#"{"type": "serial", "port": "x", "baud_rate": 19200, "data_bits": 7, "parity": "Even", "stop_bits": 2, "flow_control": "RTS/CTS"}"#,
+        );
+        assert_eq!(t.c_cflag & libc::CSIZE, libc::CS7);
+        assert_ne!(t.c_cflag & libc::PARENB, 0);
+        assert_eq!(t.c_cflag & libc::PARODD, 0);
+        assert_ne!(t.c_cflag & libc::CSTOPB, 0);
+        assert_ne!(t.c_cflag & libc::CRTSCTS, 0);
+        assert_eq!(t.c_iflag & (libc::IXON | libc::IXOFF), 0);
+        assert_eq!((t.c_ispeed, t.c_ospeed), (19200, 19200));
+        // Raw mode: no echo, no line editing, no translation.
+        assert_eq!(t.c_lflag & (libc::ICANON | libc::ECHO | libc::ISIG), 0);
+        assert_eq!(t.c_oflag & libc::OPOST, 0);
+        assert_ne!(t.c_cflag & libc::CREAD, 0);
+
+        let t = termios_of(
+            r#"{"type": "serial", "port": "x", "parity": "Odd", "flow_control": "XON/XOFF"}"#,
+        );
+        assert_eq!(t.c_cflag & libc::CSIZE, libc::CS8);
+        assert_ne!(t.c_cflag & libc::PARODD, 0);
+        assert_eq!(t.c_cflag & libc::CSTOPB, 0);
+        assert_eq!(t.c_cflag & libc::CRTSCTS, 0);
+        assert_ne!(t.c_iflag & libc::IXON, 0);
+        assert_ne!(t.c_iflag & libc::IXOFF, 0);
+
+        let t = termios_of(r#"{"type": "serial", "port": "x", "data_bits": 5}"#);
+        assert_eq!(t.c_cflag & libc::CSIZE, libc::CS5);
+        assert_eq!(t.c_cflag & (libc::PARENB | libc::CRTSCTS), 0);
+    }
+
+    #[test]
+    fn mark_and_space_parity_use_stick_parity() {
+        let t = termios_of(r#"{"type": "serial", "port": "x", "parity": "Mark"}"#);
+        assert_eq!(
+            t.c_cflag & (libc::PARENB | libc::PARODD | libc::CMSPAR),
+            libc::PARENB | libc::PARODD | libc::CMSPAR
+        );
+        let t = termios_of(r#"{"type": "serial", "port": "x", "parity": "Space"}"#);
+        assert_eq!(
+            t.c_cflag & (libc::PARENB | libc::PARODD | libc::CMSPAR),
+            libc::PARENB | libc::CMSPAR
+        );
+    }
+
+    #[test]
+    fn unusual_baud_rates_are_passed_through() {
+        let t = termios_of(r#"{"type": "serial", "port": "x", "baud_rate": 31250}"#);
+        assert_eq!((t.c_ispeed, t.c_ospeed), (31250, 31250));
+        assert_eq!(t.c_cflag & libc::CBAUD, libc::BOTHER, "a non-standard rate uses BOTHER");
+    }
+
+    #[test]
+    fn ignored_settings_are_named() {
+        let s = spec(
+            r#"{"type": "serial", "port": "x", "baud_rate": 9600, "parity": "Even", "flow_control": "RTS/CTS"}"#,
+        );
+        let mut got = desired(&s, base()).expect("settings");
+        got.set_parity(serial2_tokio::Parity::None);
+        got.set_flow_control(serial2_tokio::FlowControl::None);
+        let ignored = ignored_settings(&s, &got);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(
+            ignored[0].contains("parity Even") && ignored[1].contains("flow control RtsCts"),
+            "{ignored:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_port_says_so() {
+        let s = spec(r#"{"type": "serial", "port": "/dev/does-not-exist-iobp"}"#);
+        let e = open(&s).expect_err("missing");
+        assert!(e.contains("/dev/does-not-exist-iobp") && e.contains("no such port"), "{e}");
+    }
+
+    #[test]
+    fn open_errors_name_the_cause() {
+        use std::io::{Error, ErrorKind};
+        let e = open_error("/dev/ttyUSB0", &Error::from(ErrorKind::PermissionDenied));
+        assert!(e.contains("/dev/ttyUSB0") && e.contains("dialout"), "{e}");
+        let e = open_error("/dev/ttyUSB0", &Error::from_raw_os_error(libc::EBUSY));
+        assert!(e.contains("busy"), "{e}");
+        let e = open_error("/dev/ttyUSB0", &Error::from(ErrorKind::NotFound));
+        assert!(e.contains("unplugged"), "{e}");
+    }
+
+    #[test]
+    fn describe_reads_like_an_instrument_manual() {
+        let s = spec(
+            r#"{"type": "serial", "port": "x", "baud_rate": 115200, "parity": "Even", "stop_bits": 2, "flow_control": "RTS/CTS"}"#,
+        );
+        assert_eq!(describe(&s), "115200 8E2, RTS/CTS");
+    }
+}
