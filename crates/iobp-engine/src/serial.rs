@@ -26,15 +26,49 @@ pub(crate) struct Opened {
     pub ignored: Vec<String>,
 }
 
-/// The serial ports of this machine.
-pub fn available_ports() -> Vec<String> {
-    let mut ports: Vec<String> = SerialPort::available_ports()
+/// A serial port of this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The name to configure: a stable `/dev/serial/by-id/...` link where udev made one (it
+    /// survives replugging into another USB socket), else the device (`/dev/ttyUSB0`, `COM3`).
+    pub path: String,
+    /// For a stable link, the device it points at now.
+    pub device: Option<String>,
+}
+
+/// Line speeds offered in forms; any other rate the driver accepts works too.
+pub const COMMON_BAUD_RATES: &[u32] =
+    &[300, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115_200, 230_400, 460_800, 921_600];
+
+/// The serial ports of this machine: stable links first, then devices without one.
+pub fn available_ports() -> Vec<PortInfo> {
+    let mut devices: Vec<String> = SerialPort::available_ports()
         .unwrap_or_default()
         .into_iter()
         .map(|p| p.display().to_string())
         .collect();
-    ports.sort();
-    ports
+    devices.sort();
+    let mut out = Vec::new();
+    for dir in ["/dev/serial/by-id", "/dev/serial/by-path"] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let mut links: Vec<PortInfo> = entries
+            .flatten()
+            .filter_map(|e| {
+                let device = std::fs::canonicalize(e.path()).ok()?.display().to_string();
+                Some(PortInfo { path: e.path().display().to_string(), device: Some(device) })
+            })
+            .collect();
+        links.sort_by(|a, b| a.path.cmp(&b.path));
+        // by-path only for devices that have no by-id name (adapters without a serial number).
+        links.retain(|l| !out.iter().any(|o: &PortInfo| o.device == l.device));
+        out.extend(links);
+    }
+    for d in devices {
+        if !out.iter().any(|o| o.device.as_deref() == Some(d.as_str())) {
+            out.push(PortInfo { path: d, device: None });
+        }
+    }
+    out
 }
 
 /// `9600 8N1, RTS/CTS` style summary of a side's settings.

@@ -197,6 +197,7 @@ fn routes(
         (Method::GET, "/api/v1/health".into(), None, Some(Role::Viewer)),
         (Method::GET, "/api/v1/logs?level=warn".into(), None, Some(Role::Viewer)),
         (Method::GET, "/api/v1/audit?limit=5".into(), None, Some(Role::Admin)),
+        (Method::GET, "/api/v1/serial-ports".into(), None, Some(Role::Viewer)),
         (Method::DELETE, format!("/api/v1/pairs/{p}?confirm={p}"), None, Some(Role::Operator)),
         (Method::DELETE, "/api/v1/session".into(), None, Some(Role::Viewer)),
     ]
@@ -730,4 +731,54 @@ async fn metrics_health_and_pages_are_served() {
     let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/health", None, Some(&mgmt), &[]).await;
     assert_eq!(r.body["pairs"]["total"], 1);
     assert!(r.body["process_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_ports_are_listed_with_the_pairs_that_use_them() {
+    let api = setup().await;
+    let op = api.login(Portal::Ops, "otto").await;
+    let missing = "/dev/serial/by-id/usb-iobp-test-not-plugged-in";
+    let body = json!({
+        "id": "analyzer",
+        "source": {"type": "serial", "port": missing, "baud_rate": 9600, "parity": "Even",
+                   "data_bits": 7, "framing": {"type": "stx_etx"}, "ack": "byte",
+                   "rs485": {"delay_before_send_ms": 1}},
+        "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": 9}
+    });
+    let r = api
+        .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&body.to_string()), Some(&op), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/serial-ports", None, Some(&op), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let rates = r.body["common_baud_rates"].as_array().expect("rates");
+    assert!(rates.contains(&json!(9600)) && rates.contains(&json!(115_200)));
+    let ports = r.body["ports"].as_array().expect("ports");
+    let ours = ports.iter().find(|p| p["path"] == missing).expect("configured port listed");
+    assert_eq!(ours["present"], false, "not on this machine: shown as missing");
+    assert_eq!(ours["used_by"], json!(["analyzer"]));
+    for p in ports.iter().filter(|p| p["present"] == true) {
+        assert!(p["path"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+    }
+    // The pair round-trips with every serial setting, RS-485 included.
+    let r =
+        api.call(Portal::Ops, Method::GET, "/api/v1/pairs/analyzer", None, Some(&op), &[]).await;
+    let src = &r.body["spec"]["source"];
+    assert_eq!(
+        (src["parity"].clone(), src["data_bits"].clone()),
+        (json!("Even"), json!(7)),
+        "{}",
+        r.body
+    );
+    assert_eq!(src["rs485"]["delay_before_send_ms"], 1, "{}", r.body);
+    // Refused with the field named: RS-485 with RTS/CTS.
+    let mut bad = body.clone();
+    bad["id"] = json!("bad");
+    bad["source"]["flow_control"] = json!("RTS/CTS");
+    bad["source"]["port"] = json!("/dev/ttyS9");
+    let r = api
+        .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&bad.to_string()), Some(&op), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.to_string().contains("source.flow_control"), "{}", r.body);
 }

@@ -64,6 +64,7 @@ pub(crate) fn router() -> OpenApiRouter<WebState> {
         .routes(routes!(system::health))
         .routes(routes!(system::logs))
         .routes(routes!(system::audit))
+        .routes(routes!(system::serial_ports))
 }
 
 /// Query parameters; a malformed query is a JSON 400, not a plain-text rejection.

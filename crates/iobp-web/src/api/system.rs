@@ -199,3 +199,66 @@ pub(crate) async fn audit(
             .collect(),
     ))
 }
+
+/// A serial port: present on this machine, configured in a pair, or both.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SerialPortDto {
+    /// The name to configure (a stable `/dev/serial/by-id/...` link where there is one).
+    pub path: String,
+    /// For a stable link, the device it points at now (`/dev/ttyUSB0`).
+    pub device: Option<String>,
+    /// Present on this machine now (false: configured in a pair but missing, e.g. unplugged).
+    pub present: bool,
+    /// Ids of the channel pairs configured with this port.
+    pub used_by: Vec<String>,
+}
+
+/// The machine's serial ports, for the Create Channel Pair form.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SerialPortsDto {
+    /// Ports, stable links first.
+    pub ports: Vec<SerialPortDto>,
+    /// Line speeds to offer; any other rate the driver accepts works too.
+    pub common_baud_rates: Vec<u32>,
+}
+
+/// The serial ports of this machine and which pairs use them.
+#[utoipa::path(get, path = "/api/v1/serial-ports", tag = "system",
+    responses((status = 200, body = SerialPortsDto), (status = 401, body = ErrorBody)))]
+pub(crate) async fn serial_ports(
+    State(s): State<WebState>,
+    _auth: Auth<Viewer>,
+) -> ApiResult<axum::Json<SerialPortsDto>> {
+    // Directory scans of /dev and /sys: off the async threads.
+    let found = tokio::task::spawn_blocking(iobp_engine::serial::available_ports)
+        .await
+        .map_err(|e| ApiError::internal(format!("listing serial ports: {e}")))?;
+    let mut ports: Vec<SerialPortDto> = found
+        .into_iter()
+        .map(|p| SerialPortDto {
+            path: p.path,
+            device: p.device,
+            present: true,
+            used_by: Vec::new(),
+        })
+        .collect();
+    for pair in s.engine.list() {
+        for side in [&pair.source, &pair.destination] {
+            let iobp_config::EndpointSpec::Serial(serial) = side else { continue };
+            let name = serial.port.as_str();
+            match ports.iter_mut().find(|p| p.path == name || p.device.as_deref() == Some(name)) {
+                Some(p) => p.used_by.push(pair.id.clone()),
+                None => ports.push(SerialPortDto {
+                    path: name.to_string(),
+                    device: None,
+                    present: false,
+                    used_by: vec![pair.id.clone()],
+                }),
+            }
+        }
+    }
+    Ok(axum::Json(SerialPortsDto {
+        ports,
+        common_baud_rates: iobp_engine::serial::COMMON_BAUD_RATES.to_vec(),
+    }))
+}
