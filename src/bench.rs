@@ -1,11 +1,14 @@
 //! `iobufferpro bench`: measures a real instance (this binary, started as a child process)
-//! with a `tcp_server` → `tcp_client` pair of line messages over loopback. Prints figures;
-//! asserts nothing but exactly-once, in-order delivery of every message it sends.
+//! with line messages over loopback. Prints figures; asserts nothing but exactly-once,
+//! in-order delivery of every message it sends.
 //!
-//! Phases: throughput (as fast as the load generator can send), latency at paced rates
-//! (10,000 and 1,000 msg/s; each message carries its send time), backlog drain (destination
-//! down while messages arrive, then up), peak RSS of the instance, and — where `socat` is
-//! installed — the same throughput phase through a plain `socat` relay for comparison.
+//! Phases, on a plain `tcp_server` → `tcp_client` pair: throughput (as fast as the load
+//! generator can send), latency at paced rates (10,000 and 1,000 msg/s; each message carries
+//! its send time), backlog drain (destination down while messages arrive, then up), peak RSS
+//! of the instance. Then the same throughput and 10,000 msg/s latency through a pair with
+//! TLS on both sides (certificates from a lab PKI generated for the run), next to the plain
+//! figures; serial → tcp throughput through a pseudo-terminal (Linux); and — where `socat`
+//! is installed — the plain throughput phase through a `socat` relay for comparison.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -38,6 +42,12 @@ pub struct BenchArgs {
     /// Skip the socat comparison.
     #[arg(long)]
     no_socat: bool,
+    /// Messages in the serial (pseudo-terminal) phase; 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    serial_messages: u64,
+    /// Skip the TLS phase.
+    #[arg(long)]
+    no_tls: bool,
 }
 
 /// What the receiving application saw.
@@ -82,53 +92,64 @@ fn get_digits(src: &[u8]) -> Option<u64> {
 }
 
 /// The receiving application: accepts connections (the instance reconnects after the backlog
-/// phase) and checks every line.
-async fn receiver(listener: TcpListener, got: Shared, epoch: Instant) {
+/// phase), with TLS if given, and checks every line.
+async fn receiver(listener: TcpListener, tls: Option<TlsAcceptor>, got: Shared, epoch: Instant) {
     // Connections live in this set: aborting the receiver closes them too (the application
     // going away).
     let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else { return };
-        let got = got.clone();
+        let Ok((conn, _)) = listener.accept().await else { return };
+        let (got, tls) = (got.clone(), tls.clone());
         conns.spawn(async move {
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut carry: Vec<u8> = Vec::new();
-            loop {
-                let n = match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let now = now_ns(epoch);
-                carry.extend_from_slice(&buf[..n]);
-                let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let mut start = 0;
-                while let Some(i) = memchr(b'\n', &carry[start..]) {
-                    let line = &carry[start..start + i];
-                    start += i + 1;
-                    let (Some(seq), Some(ts)) = (
-                        line.get(0..12).and_then(get_digits),
-                        line.get(13..33).and_then(get_digits),
-                    ) else {
-                        g.gaps += 1;
-                        continue;
-                    };
-                    if seq < g.next {
-                        g.duplicates += 1;
-                        continue;
-                    }
-                    if seq > g.next {
-                        g.gaps += seq - g.next;
-                    }
-                    g.next = seq + 1;
-                    g.count += 1;
-                    if g.record_latency {
-                        g.latencies_ns.push(now.saturating_sub(ts));
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(conn).await {
+                        consume(s, &got, epoch).await;
                     }
                 }
-                drop(g);
-                carry.drain(..start);
+                None => consume(conn, &got, epoch).await,
             }
         });
+    }
+}
+
+/// Reads one connection to its end, checking sequence numbers and recording latencies.
+async fn consume<R: AsyncRead + Unpin>(mut conn: R, got: &Shared, epoch: Instant) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = now_ns(epoch);
+        carry.extend_from_slice(&buf[..n]);
+        let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut start = 0;
+        while let Some(i) = memchr(b'\n', &carry[start..]) {
+            let line = &carry[start..start + i];
+            start += i + 1;
+            let (Some(seq), Some(ts)) =
+                (line.get(0..12).and_then(get_digits), line.get(13..33).and_then(get_digits))
+            else {
+                g.gaps += 1;
+                continue;
+            };
+            if seq < g.next {
+                g.duplicates += 1;
+                continue;
+            }
+            if seq > g.next {
+                g.gaps += seq - g.next;
+            }
+            g.next = seq + 1;
+            g.count += 1;
+            if g.record_latency {
+                g.latencies_ns.push(now.saturating_sub(ts));
+            }
+        }
+        drop(g);
+        carry.drain(..start);
     }
 }
 
@@ -151,8 +172,8 @@ async fn wait_count(got: &Shared, n: u64, limit: Duration) -> anyhow::Result<Dur
 }
 
 /// Sends `count` messages starting at `first` as fast as possible, in 64 KiB writes.
-async fn blast(
-    conn: &mut TcpStream,
+async fn blast<W: AsyncWrite + Unpin>(
+    conn: &mut W,
     first: u64,
     count: u64,
     size: usize,
@@ -170,12 +191,13 @@ async fn blast(
         seq = (seq + per_write).min(first + count);
         conn.write_all(&buf).await.context("sending")?;
     }
+    conn.flush().await.context("sending")?;
     Ok(())
 }
 
 /// Sends at `rate` messages per second for `secs`, each stamped with its own send time.
-async fn paced(
-    conn: &mut TcpStream,
+async fn paced<W: AsyncWrite + Unpin>(
+    conn: &mut W,
     first: u64,
     rate: u64,
     secs: u64,
@@ -198,6 +220,8 @@ async fn paced(
             seq += 1;
         }
         conn.write_all(&buf).await.context("sending")?;
+        // TLS holds written data in its record buffer until flushed.
+        conn.flush().await.context("sending")?;
     }
     Ok(total)
 }
@@ -271,26 +295,13 @@ impl Drop for Instance {
     }
 }
 
-fn start_instance(
-    data: &std::path::Path,
-    src: u16,
-    dst: u16,
-    size: usize,
-) -> anyhow::Result<Instance> {
+/// Starts this binary on `data` with the given channel pairs (a JSON array body).
+fn start_instance(data: &std::path::Path, pairs: &[String]) -> anyhow::Result<Instance> {
     let ops = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let config = data.join("bench-config.json");
     std::fs::create_dir_all(data)?;
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"channel_pairs": [{{"id": "bench",
-                "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line", "max_message_bytes": {}}}}},
-                "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}},
-                "retry": {{"initial_ms": 100, "max_ms": 500}}}}]}}"#,
-            size.max(64)
-        ),
-    )?;
+    std::fs::write(&config, format!(r#"{{"channel_pairs": [{}]}}"#, pairs.join(",")))?;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["run", "--config"])
@@ -319,6 +330,20 @@ fn start_instance(
     Ok(Instance { child, ops })
 }
 
+/// A line-framed pair from `source` to a `tcp_client` destination.
+fn pair_json(id: &str, source: &str, dst: u16, dst_tls: &str, size: usize) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 100, "max_ms": 500}},
+            "source": {source},
+            "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line", "max_message_bytes": {max}}}{dst_tls}}}}}"#,
+        max = size.max(64)
+    )
+}
+
+fn line_framing(size: usize) -> String {
+    format!(r#""framing": {{"type": "line", "max_message_bytes": {}}}"#, size.max(64))
+}
+
 fn socat_available() -> bool {
     Command::new("socat")
         .arg("-V")
@@ -336,6 +361,155 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     rt.block_on(bench(args))
 }
 
+fn lock(got: &Shared) -> std::sync::MutexGuard<'_, Received> {
+    got.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `n` messages from `first`, as fast as possible: messages per second and the time taken.
+async fn throughput<W: AsyncWrite + Unpin>(
+    conn: &mut W,
+    got: &Shared,
+    first: u64,
+    n: u64,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<(f64, Duration)> {
+    let t = Instant::now();
+    let before = lock(got).count;
+    blast(conn, first, n, size, epoch).await?;
+    wait_count(got, before + n, Duration::from_secs(600)).await?;
+    let el = t.elapsed();
+    #[allow(clippy::cast_precision_loss)]
+    Ok((n as f64 / el.as_secs_f64(), el))
+}
+
+/// Paced sending for `secs` at `rate`; the sorted send → receive latencies and the count.
+async fn latency<W: AsyncWrite + Unpin>(
+    conn: &mut W,
+    got: &Shared,
+    first: u64,
+    rate: u64,
+    secs: u64,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<(Vec<u64>, u64)> {
+    {
+        let mut g = lock(got);
+        g.latencies_ns.clear();
+        g.record_latency = true;
+    }
+    let before = lock(got).count;
+    let sent = paced(conn, first, rate, secs, size, epoch).await?;
+    wait_count(got, before + sent, Duration::from_secs(60)).await?;
+    let mut lat = {
+        let mut g = lock(got);
+        g.record_latency = false;
+        std::mem::take(&mut g.latencies_ns)
+    };
+    lat.sort_unstable();
+    Ok((lat, sent))
+}
+
+fn print_latency(label: &str, rate: u64, lat: &[u64]) {
+    println!(
+        "{label} at {rate:>6} msg/s: p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>7.3} ms  ({} messages, send -> receive, durable in between)",
+        percentile(lat, 0.5),
+        percentile(lat, 0.99),
+        percentile(lat, 0.999),
+        percentile(lat, 1.0),
+        lat.len()
+    );
+}
+
+/// Exactly once and in order: `sent` messages numbered from 0, each received once.
+fn verified(label: &str, got: &Shared, sent: u64) -> bool {
+    let g = lock(got);
+    println!(
+        "verification ({label}): {} messages received, next expected {}, {} duplicates, {} missing or out of order",
+        g.count, g.next, g.duplicates, g.gaps
+    );
+    g.count == sent && g.next == sent && g.gaps == 0
+}
+
+/// The TLS side of the bench: a lab PKI, the bench's own receiver (TLS server) and sender
+/// (TLS client).
+struct BenchTls {
+    pki: iobp_tls::LabPki,
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+}
+
+impl BenchTls {
+    fn new(dir: &std::path::Path) -> anyhow::Result<BenchTls> {
+        let pki = iobp_tls::generate_lab_pki(dir, &["localhost".into(), "127.0.0.1".into()])?;
+        let acceptor =
+            TlsAcceptor::from(iobp_tls::server_config(&pki.server_cert, &pki.server_key)?);
+        let connector = TlsConnector::from(iobp_tls::client_config(&iobp_tls::ClientTls {
+            ca: Some(pki.ca.clone()),
+            ..iobp_tls::ClientTls::default()
+        })?);
+        Ok(BenchTls { pki, acceptor, connector })
+    }
+
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = connect(addr).await?;
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
+        self.connector.connect(name, tcp).await.context("TLS handshake with the instance")
+    }
+}
+
+/// A pseudo-terminal pair standing in for a serial instrument (Linux).
+#[cfg(target_os = "linux")]
+struct Pty {
+    master: std::fs::File,
+    _slave: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+#[cfg(target_os = "linux")]
+impl Pty {
+    fn open() -> anyhow::Result<Pty> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let pty = nix::pty::openpty(None, None).context("openpty")?;
+        for fd in [&pty.master, &pty.slave] {
+            let mut t = tcgetattr(fd)?;
+            cfmakeraw(&mut t);
+            tcsetattr(fd, SetArg::TCSANOW, &t)?;
+        }
+        let path = nix::unistd::ttyname(std::os::fd::AsFd::as_fd(&pty.slave))?;
+        Ok(Pty { master: std::fs::File::from(pty.master), _slave: pty.slave, path })
+    }
+}
+
+/// Writes `count` messages from `first` into the pseudo-terminal (the "instrument").
+#[cfg(target_os = "linux")]
+fn write_serial(
+    master: &mut std::fs::File,
+    first: u64,
+    count: u64,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let per_write = (64 * 1024 / size).max(1) as u64;
+    let mut buf = Vec::with_capacity(64 * 1024 + size);
+    let mut seq = first;
+    while seq < first + count {
+        buf.clear();
+        let ts = now_ns(epoch);
+        let end = (seq + per_write).min(first + count);
+        for s in seq..end {
+            put_message(&mut buf, s, ts, size);
+        }
+        seq = end;
+        master.write_all(&buf).context("writing to the pseudo-terminal")?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::cast_precision_loss, clippy::too_many_lines)] // figures for display; one linear script
 async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let owned_dir = args.data_dir.is_none();
@@ -343,22 +517,69 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("iobufferpro-bench-{}", std::process::id()))
     });
     let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
     let epoch = Instant::now();
     let size = args.size;
     println!(
-        "ioBufferPro {} bench: {}-byte line messages over loopback, tcp_server -> tcp_client, {} cores",
+        "ioBufferPro {} bench: {}-byte line messages over loopback, {} cores",
         env!("CARGO_PKG_VERSION"),
         size,
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
+    let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
+    // The pairs: plain, TLS on both sides, serial (pty) → tcp.
     let (src, dst) = (free_port()?, free_port()?);
+    let mut pairs = vec![pair_json(
+        "bench",
+        &format!(
+            r#"{{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}}"#,
+            line_framing(size)
+        ),
+        dst,
+        "",
+        size,
+    )];
+    let tls = if args.no_tls { None } else { Some(BenchTls::new(&data.join("bench-tls"))?) };
+    let (tls_src, tls_dst) = (free_port()?, free_port()?);
+    if let Some(t) = &tls {
+        let (cert, key, ca) =
+            (t.pki.server_cert.display(), t.pki.server_key.display(), t.pki.ca.display());
+        pairs.push(pair_json(
+            "tls",
+            &format!(
+                r#"{{"type": "tcp_server", "host": "127.0.0.1", "port": {tls_src}, {},
+                    "tls": {{"enabled": true, "cert": "{cert}", "key": "{key}"}}}}"#,
+                line_framing(size)
+            ),
+            tls_dst,
+            &format!(r#", "tls": {{"enabled": true, "ca": "{ca}"}}"#),
+            size,
+        ));
+    }
+    #[cfg(target_os = "linux")]
+    let pty = if args.serial_messages > 0 { Some(Pty::open()?) } else { None };
+    let serial_dst = free_port()?;
+    #[cfg(target_os = "linux")]
+    if let Some(p) = &pty {
+        pairs.push(pair_json(
+            "serial",
+            &format!(
+                r#"{{"type": "serial", "port": "{}", "baud_rate": 115200, "flow_control": "RTS/CTS", {}}}"#,
+                p.path.display(),
+                line_framing(size)
+            ),
+            serial_dst,
+            "",
+            size,
+        ));
+    }
+
     let got: Shared = Arc::default();
-    let listener = TcpListener::bind(("127.0.0.1", dst)).await?;
-    let mut recv_task = tokio::spawn(receiver(listener, got.clone(), epoch));
-    let inst = start_instance(&data, src, dst, size)?;
-    let src_addr = SocketAddr::from(([127, 0, 0, 1], src));
-    let mut conn = connect(src_addr).await?;
+    let listener = TcpListener::bind(localhost(dst)).await?;
+    let mut recv_task = tokio::spawn(receiver(listener, None, got.clone(), epoch));
+    let inst = start_instance(&data, &pairs)?;
+    let mut conn = connect(localhost(src)).await?;
 
     // Warm-up.
     blast(&mut conn, 0, 10_000, size, epoch).await?;
@@ -367,13 +588,8 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
 
     // Throughput.
     let n = args.messages;
-    let t = Instant::now();
-    let before = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
-    blast(&mut conn, seq, n, size, epoch).await?;
-    wait_count(&got, before + n, Duration::from_secs(600)).await?;
-    let el = t.elapsed();
+    let (rate, el) = throughput(&mut conn, &got, seq, n, size, epoch).await?;
     seq += n;
-    let rate = n as f64 / el.as_secs_f64();
     println!(
         "throughput (durable):   {rate:>12.0} msg/s  {:>8.1} MB/s   ({n} messages in {:.2} s)",
         rate * size as f64 / 1e6,
@@ -381,30 +597,14 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     );
 
     // Latency at paced rates.
-    for rate in [10_000u64, 1_000] {
-        {
-            let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            g.latencies_ns.clear();
-            g.record_latency = true;
-        }
-        let before = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
-        let sent = paced(&mut conn, seq, rate, args.latency_secs, size, epoch).await?;
+    let mut plain_p99 = f64::NAN;
+    for r in [10_000u64, 1_000] {
+        let (lat, sent) = latency(&mut conn, &got, seq, r, args.latency_secs, size, epoch).await?;
         seq += sent;
-        wait_count(&got, before + sent, Duration::from_secs(60)).await?;
-        let mut lat = {
-            let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            g.record_latency = false;
-            std::mem::take(&mut g.latencies_ns)
-        };
-        lat.sort_unstable();
-        println!(
-            "latency at {rate:>6} msg/s: p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>7.3} ms  ({} messages, send -> receive, durable in between)",
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            percentile(&lat, 0.999),
-            percentile(&lat, 1.0),
-            lat.len()
-        );
+        print_latency("latency", r, &lat);
+        if r == 10_000 {
+            plain_p99 = percentile(&lat, 0.99);
+        }
     }
 
     // Backlog: the destination goes away while messages arrive, then comes back.
@@ -434,10 +634,10 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     blast(&mut conn, seq, m, size, epoch).await?;
     seq += m;
     wait_pending(m).await?;
-    let before = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count;
-    let listener = TcpListener::bind(("127.0.0.1", dst)).await?;
+    let before = lock(&got).count;
+    let listener = TcpListener::bind(localhost(dst)).await?;
     let t = Instant::now();
-    let _recv_task = tokio::spawn(receiver(listener, got.clone(), epoch));
+    let _recv_task = tokio::spawn(receiver(listener, None, got.clone(), epoch));
     wait_count(&got, before + m, Duration::from_secs(600)).await?;
     let el = t.elapsed();
     println!(
@@ -445,22 +645,74 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         m as f64 / el.as_secs_f64(),
         el.as_secs_f64()
     );
-
     let (hwm, rss) = rss_kib(inst.child.id());
-    let (count, next, duplicates, gaps) = {
-        let g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (g.count, g.next, g.duplicates, g.gaps)
-    };
     println!(
         "memory of the instance: peak RSS {} , RSS now {}",
         hwm.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
         rss.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0))
     );
-    println!(
-        "verification: {count} messages received, next expected {next}, {duplicates} duplicates, {gaps} missing or out of order"
-    );
-    let ok = count == seq && next == seq && gaps == 0;
+    let mut ok = verified("plain", &got, seq);
     drop(conn);
+
+    // TLS on both sides of a pair, next to the plain figures above.
+    if let Some(t) = &tls {
+        let got_tls: Shared = Arc::default();
+        let listener = TcpListener::bind(localhost(tls_dst)).await?;
+        let _tls_recv =
+            tokio::spawn(receiver(listener, Some(t.acceptor.clone()), got_tls.clone(), epoch));
+        let mut conn = t.connect(localhost(tls_src)).await?;
+        blast(&mut conn, 0, 10_000, size, epoch).await?;
+        wait_count(&got_tls, 10_000, Duration::from_secs(30)).await?;
+        let mut seq = 10_000;
+        let (tls_rate, el) = throughput(&mut conn, &got_tls, seq, n, size, epoch).await?;
+        seq += n;
+        println!(
+            "TLS throughput:         {tls_rate:>12.0} msg/s  {:>8.1} MB/s   ({n} messages in {:.2} s; TLS 1.3 in and out)",
+            tls_rate * size as f64 / 1e6,
+            el.as_secs_f64()
+        );
+        let (lat, sent) =
+            latency(&mut conn, &got_tls, seq, 10_000, args.latency_secs, size, epoch).await?;
+        seq += sent;
+        print_latency("TLS latency", 10_000, &lat);
+        let tls_p99 = percentile(&lat, 0.99);
+        println!(
+            "TLS vs plain:           throughput {:.0} % of plain (costs {:.0} %, target <= 30 %), p99 at 10,000 msg/s {tls_p99:.3} ms vs {plain_p99:.3} ms",
+            100.0 * tls_rate / rate,
+            100.0 * (1.0 - tls_rate / rate)
+        );
+        ok &= verified("TLS", &got_tls, seq);
+    }
+
+    // Serial → tcp through a pseudo-terminal.
+    #[cfg(target_os = "linux")]
+    if let Some(mut p) = pty {
+        let got_serial: Shared = Arc::default();
+        let listener = TcpListener::bind(localhost(serial_dst)).await?;
+        let _serial_recv = tokio::spawn(receiver(listener, None, got_serial.clone(), epoch));
+        let k = args.serial_messages;
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            write_serial(&mut p.master, 0, 10_000, size, epoch)?;
+            // The measured part starts once the warm-up has arrived.
+            go_rx.recv().context("bench stopped")?;
+            write_serial(&mut p.master, 10_000, k, size, epoch)?;
+            Ok::<Pty, anyhow::Error>(p)
+        });
+        wait_count(&got_serial, 10_000, Duration::from_secs(30)).await?;
+        let t = Instant::now();
+        go_tx.send(()).context("pty writer stopped")?;
+        wait_count(&got_serial, 10_000 + k, Duration::from_secs(600)).await?;
+        let el = t.elapsed();
+        let _pty = writer.join().map_err(|_| anyhow::anyhow!("pty writer panicked"))??;
+        println!(
+            "serial (pty) -> tcp:    {:>12.0} msg/s  {:>8.1} MB/s   ({k} messages in {:.2} s; a pseudo-terminal has no baud rate, a real line is far slower)",
+            k as f64 / el.as_secs_f64(),
+            k as f64 * size as f64 / 1e6 / el.as_secs_f64(),
+            el.as_secs_f64()
+        );
+        ok &= verified("serial", &got_serial, 10_000 + k);
+    }
     drop(inst);
     if owned_dir {
         let _ = std::fs::remove_dir_all(&data);
@@ -491,7 +743,7 @@ async fn socat_throughput(n: u64, size: usize) -> anyhow::Result<f64> {
     let got: Shared = Arc::default();
     let listener = TcpListener::bind(("127.0.0.1", b)).await?;
     let epoch = Instant::now();
-    let task = tokio::spawn(receiver(listener, got.clone(), epoch));
+    let task = tokio::spawn(receiver(listener, None, got.clone(), epoch));
     let mut socat = Command::new("socat")
         .arg(format!("TCP-LISTEN:{a},bind=127.0.0.1,fork,reuseaddr"))
         .arg(format!("TCP:127.0.0.1:{b}"))

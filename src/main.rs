@@ -32,6 +32,23 @@ enum Command {
     Config(ConfigCommand),
     /// Measure throughput, latency, memory and backlog drain of a real instance.
     Bench(bench::BenchArgs),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Generate a lab CA with a server and a client certificate, to try TLS and mutual TLS
+    /// without a company CA. Not for production.
+    LabPki {
+        /// Directory for ca.pem, server.pem, server.key, client.pem, client.key.
+        #[arg(long)]
+        out: PathBuf,
+        /// The server's DNS names and IP addresses (repeat the option).
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +78,15 @@ enum ConfigCommand {
     },
 }
 
+fn lab_pki(out: &std::path::Path, names: &[String]) -> anyhow::Result<()> {
+    let pki = iobp_tls::generate_lab_pki(out, names)?;
+    println!("lab CA:             {}  (trust this on clients)", pki.ca.display());
+    println!("server certificate: {}  key {}", pki.server_cert.display(), pki.server_key.display());
+    println!("client certificate: {}  key {}", pki.client_cert.display(), pki.client_key.display());
+    println!("server names: {}", names.join(", "));
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
@@ -71,6 +97,7 @@ fn main() -> std::process::ExitCode {
             config_cmd::import(&file, data_dir, merge)
         }
         Command::Bench(args) => bench::main(&args),
+        Command::Tls(TlsCommand::LabPki { out, names }) => lab_pki(&out, &names),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -16,6 +16,10 @@
 
 #![warn(missing_docs)]
 
+mod lab;
+
+pub use lab::{LabPki, generate_lab_pki};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
