@@ -82,17 +82,14 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Passwords {
     permits: Semaphore,
-    /// A real hash of a random password, verified against when the user does not exist.
-    decoy: String,
+    /// A real hash of a fixed password, verified against when the user does not exist.
+    /// Made at the first such login, not at start: hashing costs ~19 MiB for a moment.
+    decoy: tokio::sync::OnceCell<String>,
 }
 
 impl Passwords {
     pub(crate) fn new() -> Self {
-        let decoy = Argon2::default()
-            .hash_password(b"no user has this password: only timing is equalised")
-            .map(|h| h.to_string())
-            .unwrap_or_default();
-        Passwords { permits: Semaphore::new(HASHING_AT_ONCE), decoy }
+        Passwords { permits: Semaphore::new(HASHING_AT_ONCE), decoy: tokio::sync::OnceCell::new() }
     }
 
     /// Hashes a password (PHC string).
@@ -110,9 +107,21 @@ impl Passwords {
     /// Checks a password against a PHC string (or against the decoy when `phc` is `None`, and
     /// then always fails).
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
         let real = phc.is_some();
-        let hash = phc.unwrap_or(&self.decoy).to_string();
+        let hash = match phc {
+            Some(h) => h.to_string(),
+            None => match self
+                .decoy
+                .get_or_try_init(|| {
+                    self.hash("no user has this password: only timing is equalised")
+                })
+                .await
+            {
+                Ok(d) => d.clone(),
+                Err(_) => return false,
+            },
+        };
+        let Ok(_permit) = self.permits.acquire().await else { return false };
         let pw = password.as_bytes().to_vec();
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
