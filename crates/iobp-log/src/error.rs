@@ -118,6 +118,9 @@ pub enum Error {
     /// A cursor operation named a record that is not in the required state.
     #[error("invalid delivery operation: {0}")]
     InvalidCursor(String),
+    /// A tagged append's producer sequence numbers are not increasing from 1 up.
+    #[error("invalid producer sequence: {0}")]
+    InvalidTag(String),
 }
 
 impl Error {

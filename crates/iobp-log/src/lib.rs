@@ -35,7 +35,14 @@
 //!   ([`Error::Failed`]); nothing is retried and assumed durable (after a failed `fdatasync`
 //!   the kernel may have dropped the dirty pages). Reopening runs recovery.
 //!
-//! ## On-disk format, version 1
+//! - **Idempotent producers.** [`Log::try_append_tagged`] takes records that carry their
+//!   producer's own sequence number (another log's, when the relay forwards it) and skips
+//!   those the producer already appended, so retries after lost acknowledgements are taken
+//!   once. The tags live in the records and the producer table in every segment header; after
+//!   any crash [`Log::durable_producer_position`] is exactly what survived, and a producer
+//!   resuming after it gets every record in exactly once.
+//!
+//! ## On-disk format: segments version 2, checkpoint version 1
 //!
 //! A log directory holds:
 //!
@@ -44,38 +51,45 @@
 //! | `<first_seq:020>.seg` | a segment: a header, then records |
 //! | `checkpoint` | the Done position |
 //! | `checkpoint.tmp` | a checkpoint being written; removed at open |
+//! | `id` | the log's identity (see [`Log::id`]) |
+//! | `id.tmp` | an identity being written; removed at open |
 //! | `LOCK` | held with an exclusive OS lock while the log is open |
 //! | `*.seg.corrupt` | a segment set aside by recovery; never read again |
 //!
 //! All integers are little-endian. All checksums are CRC-32C (Castagnoli polynomial
 //! `0x1EDC6F41`, reflected `0x82F63B78`; check value `crc32c("123456789") = 0xE3069283`).
 //!
-//! **Segment header** (32 bytes, at offset 0):
+//! **Segment header** (32 bytes plus 16 per producer, at offset 0):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `"IOBPSEG\0"` |
-//! | 8 | 2 | format version, `1` |
-//! | 10 | 2 | flags, `0` |
+//! | 8 | 2 | format version, `2` (version `1` segments are read too: no producers) |
+//! | 10 | 2 | `N`: producer entries (at most 4096; version 1: flags, `0`) |
 //! | 12 | 8 | `first_seq`: sequence number of the first record (also the file name) |
 //! | 20 | 8 | `created_us`: creation time, µs since the Unix epoch |
-//! | 28 | 4 | CRC-32C of bytes 0..28 |
+//! | 28 | 4 | CRC-32C of bytes 0..28 followed by the `N` entries |
+//! | 32 | 16·N | entries: producer id `u64`, its last sequence number `u64`; ascending ids |
 //!
-//! **Record** (24-byte header, then the payload), records back to back after the header:
+//! The entries are the producer table as of every record before the segment.
+//!
+//! **Record** (24-byte header, then the data), records back to back after the header:
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 4 | `len`: payload length |
+//! | 0 | 4 | `len`: data length in bits 0..31; bit 31 set: a tagged record |
 //! | 4 | 4 | CRC-32C of bytes 0..4 followed by bytes 8..24+len (everything except itself) |
 //! | 8 | 8 | `seq`: sequence number; consecutive, starting at 1, never reused |
 //! | 16 | 8 | `timestamp_us`: append time, µs since the Unix epoch |
-//! | 24 | len | payload |
+//! | 24 | len | data: the payload; for a tagged record, producer id `u64` and producer sequence number `u64`, then the payload |
 //!
 //! A record never spans segments. The records of a segment have consecutive sequence numbers
 //! from `first_seq`; the next segment starts with the next one.
 //!
-//! **Checkpoint** (32 bytes): magic `"IOBPCKP\0"`, version `u16`, reserved `u16`,
+//! **Checkpoint** (32 bytes): magic `"IOBPCKP\0"`, version `u16` (`1`), reserved `u16`,
 //! `done_seq` `u64`, `written_us` `u64`, CRC-32C of bytes 0..28.
+//!
+//! **Identity** (20 bytes): magic `"IOBPLID\0"`, id `u64`, CRC-32C of bytes 0..16.
 //!
 //! The golden-bytes tests in `format.rs` pin every byte of this table.
 //!
@@ -119,6 +133,7 @@ pub use crate::reader::{Batch, Record, RecordRef};
 pub use crate::recovery::OpenReport;
 pub use crate::retention::{RetentionReport, StorageBudget, WARNING_RATIO};
 pub use crate::wait::{Commit, Durable, Ready, block_on};
+pub use crate::writer::TaggedAppend;
 
 /// Name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";

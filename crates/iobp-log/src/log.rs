@@ -19,7 +19,7 @@ use crate::reader::{Batch, ReaderIo, Record};
 use crate::recovery::{self, OpenReport};
 use crate::retention::{RetentionReport, StorageBudget};
 use crate::wait::{Commit, Durable, Progress, Ready};
-use crate::writer::{self, AppendState};
+use crate::writer::{self, AppendState, TaggedAppend};
 
 /// Tunables of one log. `Default` gives the product defaults.
 #[derive(Debug, Clone)]
@@ -121,6 +121,8 @@ pub(crate) struct SegmentInfo {
     /// Bytes written (for sealed segments: the file size).
     pub bytes: u64,
     pub created_us: u64,
+    /// Where the first record starts (the header's length).
+    pub data_start: u64,
 }
 
 /// The segment list and the durable end of the active (last) segment.
@@ -197,6 +199,8 @@ pub(crate) struct Shared {
     pub retention_us: AtomicU64,
     pub counters: Counters,
     pub writer_thread: OnceLock<Thread>,
+    /// The log's identity (see [`Log::id`]).
+    pub id: u64,
     pub _lock: Box<dyn DirLock>,
 }
 
@@ -311,9 +315,9 @@ impl Log {
             progress: Arc::new(Progress::new(durable_seq, opts.queue_bytes)),
             append: Mutex::new(AppendState::new(
                 rec.next_seq,
-                active_first,
                 active_len,
                 rec.next_seq - active_first,
+                rec.producers,
             )),
             segments: Mutex::new(Segments {
                 list: rec.segments,
@@ -340,6 +344,7 @@ impl Log {
             retention_us: AtomicU64::new(duration_us(opts.retention)),
             counters: Counters::default(),
             writer_thread: OnceLock::new(),
+            id: rec.id,
             _lock: rec.lock,
             budget: budget.clone(),
             dir: dir.clone(),
@@ -389,6 +394,70 @@ impl Log {
     /// [`Commit`] covers them all. All or nothing: on error none were queued.
     pub fn try_append_batch<T: AsRef<[u8]>>(&self, payloads: &[T]) -> Result<Commit> {
         writer::try_append_batch(self.shared(), payloads)
+    }
+
+    /// Queues records from an **idempotent producer** (another log being relayed here, for
+    /// instance): each record comes with the producer's own sequence number, which must
+    /// increase within the call. Records whose number is not above the producer's last one in
+    /// this log are skipped as duplicates; the rest are appended with their tag, under the
+    /// same lock that assigns sequence numbers. The tags are stored with the records and the
+    /// producer table in each segment header, so after any crash the table is exactly what
+    /// survived: a producer that resends everything after [`Log::durable_producer_position`]
+    /// gets each record in exactly once.
+    ///
+    /// Errors as [`Log::try_append_batch`], plus [`Error::InvalidTag`].
+    pub fn try_append_tagged<T: AsRef<[u8]>>(
+        &self,
+        producer: u64,
+        records: &[(u64, T)],
+    ) -> Result<TaggedAppend> {
+        writer::try_append_tagged(self.shared(), producer, records)
+    }
+
+    /// Like [`Log::try_append_tagged`], waiting for queue room as needed.
+    pub async fn append_tagged_queued<T: AsRef<[u8]>>(
+        &self,
+        producer: u64,
+        records: &[(u64, T)],
+    ) -> Result<TaggedAppend> {
+        loop {
+            match self.try_append_tagged(producer, records) {
+                Err(Error::Backlogged) => self.ready().await?,
+                other => return other,
+            }
+        }
+    }
+
+    /// The last producer sequence number of `producer` in this log, including records not yet
+    /// durable (0: none).
+    pub fn producer_position(&self, producer: u64) -> u64 {
+        lock(&self.shared().append).producers.get(producer).unwrap_or(0)
+    }
+
+    /// The last producer sequence number of `producer` that is durable in this log (0: none):
+    /// waits until everything queued so far is durable. A producer resumes after it.
+    pub async fn durable_producer_position(&self, producer: u64) -> Result<u64> {
+        let (pos, last) = {
+            let st = lock(&self.shared().append);
+            (st.producers.get(producer).unwrap_or(0), st.next_seq - 1)
+        };
+        if last > 0 {
+            Commit::new(self.shared().progress.clone(), last, last).await?;
+        }
+        Ok(pos)
+    }
+
+    /// Number of producers this log tracks.
+    pub fn producer_count(&self) -> usize {
+        lock(&self.shared().append).producers.len()
+    }
+
+    /// The log's identity: a random number chosen when its directory was created and kept in
+    /// its `id` file. A log deleted and created again gets a new one, so a consumer that
+    /// tracks this log's sequence numbers (the relay, as an idempotent producer elsewhere)
+    /// can tell the new log from the old.
+    pub fn id(&self) -> u64 {
+        self.shared().id
     }
 
     /// Appends one record and waits until it is durable; waits for queue room as needed.

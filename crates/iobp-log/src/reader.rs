@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::{Corruption, Error, Result};
-use crate::format::{RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
+use crate::format::{RECORD_HEADER_LEN, RecordHeader};
 use crate::fs::FileHandle;
 use crate::log::{CursorState, LogStats, Pos, SegmentInfo, Shared, lock};
 use crate::scan::{ReadAt, ScanItem, Scanner};
@@ -24,6 +24,8 @@ pub struct Record {
     pub seq: u64,
     /// Append time, microseconds since the Unix epoch.
     pub timestamp_us: u64,
+    /// For a record of an idempotent producer: `(producer id, producer sequence number)`.
+    pub origin: Option<(u64, u64)>,
     /// The message bytes.
     pub payload: Vec<u8>,
 }
@@ -35,6 +37,8 @@ pub struct RecordRef<'a> {
     pub seq: u64,
     /// Append time, microseconds since the Unix epoch.
     pub timestamp_us: u64,
+    /// For a record of an idempotent producer: `(producer id, producer sequence number)`.
+    pub origin: Option<(u64, u64)>,
     /// The message bytes.
     pub payload: &'a [u8],
 }
@@ -42,7 +46,12 @@ pub struct RecordRef<'a> {
 impl RecordRef<'_> {
     /// Copies the record.
     pub fn to_owned(&self) -> Record {
-        Record { seq: self.seq, timestamp_us: self.timestamp_us, payload: self.payload.to_vec() }
+        Record {
+            seq: self.seq,
+            timestamp_us: self.timestamp_us,
+            origin: self.origin,
+            payload: self.payload.to_vec(),
+        }
     }
 }
 
@@ -50,6 +59,7 @@ impl RecordRef<'_> {
 struct Entry {
     seq: u64,
     timestamp_us: u64,
+    origin: Option<(u64, u64)>,
     start: usize,
     len: usize,
 }
@@ -92,6 +102,7 @@ impl Batch {
         self.entries.iter().map(|e| RecordRef {
             seq: e.seq,
             timestamp_us: e.timestamp_us,
+            origin: e.origin,
             payload: &self.data[e.start..e.start + e.len],
         })
     }
@@ -102,10 +113,10 @@ impl Batch {
         self.entries.clear();
     }
 
-    fn push(&mut self, seq: u64, timestamp_us: u64, payload: &[u8]) {
+    fn push(&mut self, seq: u64, timestamp_us: u64, origin: Option<(u64, u64)>, payload: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(payload);
-        self.entries.push(Entry { seq, timestamp_us, start, len: payload.len() });
+        self.entries.push(Entry { seq, timestamp_us, origin, start, len: payload.len() });
     }
 }
 
@@ -162,7 +173,7 @@ fn segment_for(shared: &Shared, seq: u64) -> Option<SegmentInfo> {
 fn open_scan(shared: &Shared, seg: SegmentInfo, start: Option<(u64, u64)>) -> Result<SegmentScan> {
     let path = shared.segment_path(seg.first_seq);
     let file = shared.fs.open_read(&path).map_err(|e| Error::io("open segment", &path, e))?;
-    let (offset, seq) = start.unwrap_or((SEGMENT_HEADER_LEN as u64, seg.first_seq));
+    let (offset, seq) = start.unwrap_or((seg.data_start, seg.first_seq));
     // The limit is set per step from the segment list.
     let scanner = Scanner::new(file, offset, seq, offset, shared.opts.max_record_bytes);
     Ok(SegmentScan { segment: seg.first_seq, scanner, place: None })
@@ -174,6 +185,7 @@ enum Step {
         seq: u64,
         timestamp_us: u64,
         offset: u64,
+        origin: Option<(u64, u64)>,
     },
     /// Records `from..to` are lost.
     Lost {
@@ -239,8 +251,8 @@ fn step(shared: &Shared, io: &mut ReaderIo, from_seq: u64, payload: &mut Vec<u8>
             ScanItem::Record(m) if m.seq >= from_seq => {
                 payload.clear();
                 payload.extend_from_slice(scan.scanner.payload());
-                let (seq, timestamp_us, offset) = (m.seq, m.timestamp_us, m.offset);
-                return Ok(Step::Record { seq, timestamp_us, offset });
+                let (seq, timestamp_us, offset, origin) = (m.seq, m.timestamp_us, m.offset, m.tag);
+                return Ok(Step::Record { seq, timestamp_us, offset, origin });
             }
             ScanItem::Record(_) => {}
             ScanItem::Corrupt { offset, problem, expected_seq, resume_seq, .. } => {
@@ -337,14 +349,14 @@ pub(crate) fn read_batch(
         && (batch.is_empty() || batch.payload_bytes() < max_bytes)
     {
         match step(shared, &mut io, next_seq, &mut payload)? {
-            Step::Record { seq, timestamp_us, offset } => {
+            Step::Record { seq, timestamp_us, offset, origin } => {
                 let segment = io.scan.as_ref().map_or(0, |s| s.segment);
                 next_seq = seq + 1;
                 if skip.contains(seq) {
                     continue;
                 }
                 positions.push(Pos { seq, segment, offset, timestamp_us });
-                batch.push(seq, timestamp_us, &payload);
+                batch.push(seq, timestamp_us, origin, &payload);
             }
             Step::Lost { from, to, corruption: c } => {
                 lost_seqs.push((from, to));
@@ -470,9 +482,9 @@ pub(crate) fn read_range(
         && (batch.is_empty() || batch.payload_bytes() < max_bytes)
     {
         match step(shared, &mut io, next, &mut payload)? {
-            Step::Record { seq, timestamp_us, .. } => {
+            Step::Record { seq, timestamp_us, origin, .. } => {
                 next = seq + 1;
-                batch.push(seq, timestamp_us, &payload);
+                batch.push(seq, timestamp_us, origin, &payload);
             }
             // The browser shows what is there; the delivery reader reports damage.
             Step::Lost { to, .. } => next = to,

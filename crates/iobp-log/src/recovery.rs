@@ -12,6 +12,10 @@
 //!    segment was created, and the reader verifies every record's checksum anyway. This keeps
 //!    open time independent of how many records are buffered.
 //! 4. Read the checkpoint; delivery resumes just after it.
+//! 5. The producer table is the last segment header's, updated by the tagged records of the
+//!    last segment (step 3 reads them anyway): exactly the tags that survived.
+//! 6. Read the log's identity from `id`, or create it (a new log, or one from a version
+//!    that had none).
 //!
 //! Nothing here panics on any content of the directory: unknown files are reported and left
 //! alone, every length read from disk is bounded before use.
@@ -25,7 +29,7 @@ use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{DirLock, FileSystem, read_full_at};
 use crate::log::{LogOptions, SegmentInfo, now_us};
 use crate::scan::{ScanItem, Scanner};
-use crate::writer::ActiveSegment;
+use crate::writer::{ActiveSegment, Producers};
 
 /// Name of the checkpoint file.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
@@ -33,6 +37,12 @@ pub const CHECKPOINT_FILE: &str = "checkpoint";
 pub const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 /// Suffix given to quarantined segment files.
 pub const QUARANTINE_SUFFIX: &str = ".corrupt";
+/// Name of the file holding the log's identity.
+pub const ID_FILE: &str = "id";
+/// Name of the identity file while it is being written.
+pub const ID_TMP: &str = "id.tmp";
+const ID_MAGIC: [u8; 8] = *b"IOBPLID\0";
+const ID_LEN: usize = 20;
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +57,8 @@ pub struct OpenReport {
     pub foreign_files: Vec<OsString>,
     /// A damaged or unreadable checkpoint (delivery then restarts from the oldest record).
     pub checkpoint_problem: Option<String>,
+    /// A damaged or unreadable identity file (a new identity was created).
+    pub id_problem: Option<String>,
     /// Damage found in the last segment, followed by valid records.
     pub corruption: Vec<Corruption>,
     /// Where delivery resumes.
@@ -59,6 +71,8 @@ pub struct OpenReport {
 
 pub(crate) struct Recovered {
     pub lock: Box<dyn DirLock>,
+    pub id: u64,
+    pub producers: Producers,
     pub segments: Vec<SegmentInfo>,
     pub active: ActiveSegment,
     pub next_seq: u64,
@@ -84,7 +98,10 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
     let mut report = OpenReport::default();
     let mut dir_dirty = false;
     let listing = list(fs, dir, &mut report, &mut dir_dirty)?;
-    let mut segments = check_headers(fs, dir, &listing.segments, &mut report, &mut dir_dirty)?;
+    let (mut segments, table) =
+        check_headers(fs, dir, &listing.segments, &mut report, &mut dir_dirty)?;
+    let mut producers = Producers::from_entries(&table);
+    let id = read_or_create_id(fs, dir, listing.have_id, &mut report)?;
     let mut checkpoint = None;
     if listing.have_checkpoint {
         match read_checkpoint(fs, &dir.join(CHECKPOINT_FILE)) {
@@ -93,7 +110,7 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
         }
     }
     let (active, next_seq) = if let Some(last) = segments.last().copied() {
-        recover_tail(fs, dir, last, opts, &mut report)?
+        recover_tail(fs, dir, last, opts, &mut report, &mut producers)?
     } else {
         // Never reuse sequence numbers a checkpoint or a set-aside segment has seen.
         let first = checkpoint.map_or(1, |d| d + 1).max(listing.highest_seen).max(1);
@@ -115,7 +132,7 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
     report.resume_seq = done_seq + 1;
     report.next_seq = next_seq;
     report.duration = started.elapsed();
-    Ok(Recovered { lock, segments, active, next_seq, done_seq, bytes, report })
+    Ok(Recovered { lock, id, producers, segments, active, next_seq, done_seq, bytes, report })
 }
 
 struct Listing {
@@ -124,6 +141,7 @@ struct Listing {
     /// The highest first sequence number of any segment file, quarantined ones included.
     highest_seen: u64,
     have_checkpoint: bool,
+    have_id: bool,
 }
 
 /// Sorts the directory's entries into segments, the checkpoint and everything else; removes
@@ -134,7 +152,8 @@ fn list(
     report: &mut OpenReport,
     dirty: &mut bool,
 ) -> Result<Listing> {
-    let mut l = Listing { segments: Vec::new(), highest_seen: 0, have_checkpoint: false };
+    let mut l =
+        Listing { segments: Vec::new(), highest_seen: 0, have_checkpoint: false, have_id: false };
     for name in fs.list_dir(dir).map_err(io_err("list log directory", dir))? {
         let Some(s) = name.to_str() else {
             report.foreign_files.push(name);
@@ -145,7 +164,9 @@ fn list(
             l.highest_seen = l.highest_seen.max(seq);
         } else if s == CHECKPOINT_FILE {
             l.have_checkpoint = true;
-        } else if s == CHECKPOINT_TMP {
+        } else if s == ID_FILE {
+            l.have_id = true;
+        } else if s == CHECKPOINT_TMP || s == ID_TMP {
             let p = dir.join(s);
             fs.remove_file(&p).map_err(io_err("remove stale checkpoint", &p))?;
             *dirty = true;
@@ -162,34 +183,58 @@ fn list(
     Ok(l)
 }
 
-/// Reads every segment header; sets aside segments whose header is damaged.
+/// The segments found, and the producer table of the last one.
+type Headers = (Vec<SegmentInfo>, Vec<(u64, u64)>);
+
+/// Reads every segment header; sets aside segments whose header is damaged. Returns the
+/// segments and the producer table of the last one.
 fn check_headers(
     fs: &dyn FileSystem,
     dir: &Path,
     seqs: &[u64],
     report: &mut OpenReport,
     dirty: &mut bool,
-) -> Result<Vec<SegmentInfo>> {
+) -> Result<Headers> {
     let mut segments = Vec::with_capacity(seqs.len());
+    let mut table = Vec::new();
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(format::segment_file_name(seq));
         let file = fs.open_read(&path).map_err(io_err("open segment", &path))?;
         let len = file.size().map_err(io_err("stat segment", &path))?;
-        let mut hdr = [0u8; SEGMENT_HEADER_LEN];
+        let mut hdr = vec![0u8; SEGMENT_HEADER_LEN];
         let n = read_full_at(&*file, &mut hdr, 0).map_err(io_err("read segment header", &path))?;
+        hdr.truncate(n);
+        // The fixed part announces the full length (bounded by the producer limit).
+        if let Ok(full) = SegmentHeader::encoded_len(&hdr)
+            && full > n
+            && n == SEGMENT_HEADER_LEN
+        {
+            hdr.resize(full, 0);
+            let m = read_full_at(&*file, &mut hdr[n..], n as u64)
+                .map_err(io_err("read segment header", &path))?;
+            hdr.truncate(n + m);
+        }
         drop(file);
-        let why = match SegmentHeader::decode(&hdr[..n]) {
-            Ok(h) if h.first_seq == seq => {
-                segments.push(SegmentInfo { first_seq: seq, bytes: len, created_us: h.created_us });
+        let why = match SegmentHeader::decode(&hdr) {
+            Ok((h, data_start)) if h.first_seq == seq => {
+                segments.push(SegmentInfo {
+                    first_seq: seq,
+                    bytes: len,
+                    created_us: h.created_us,
+                    data_start: data_start as u64,
+                });
+                table = h.producers;
                 continue;
             }
-            // A creation the crash interrupted: it cannot hold an acknowledged record.
+            // A creation the crash interrupted: it cannot hold an acknowledged record. (A
+            // last segment whose longer header is cut short is set aside instead: its length
+            // field could itself be the damage, and setting aside loses nothing.)
             _ if i + 1 == seqs.len() && len < SEGMENT_HEADER_LEN as u64 => {
                 fs.remove_file(&path).map_err(io_err("remove unfinished segment", &path))?;
                 *dirty = true;
                 continue;
             }
-            Ok(h) => format!("header says first seq {} but the name says {seq}", h.first_seq),
+            Ok((h, _)) => format!("header says first seq {} but the name says {seq}", h.first_seq),
             Err(e) => e.describe(),
         };
         let q = dir.join(format!("{}{QUARANTINE_SUFFIX}", format::segment_file_name(seq)));
@@ -204,7 +249,68 @@ fn check_headers(
         });
         report.quarantined.push(q);
     }
-    Ok(segments)
+    Ok((segments, table))
+}
+
+/// The log's identity: read from [`ID_FILE`], or created (temp file, fsync, rename,
+/// directory fsync) when missing or damaged.
+fn read_or_create_id(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    exists: bool,
+    report: &mut OpenReport,
+) -> Result<u64> {
+    let path = dir.join(ID_FILE);
+    if exists {
+        let mut buf = [0u8; ID_LEN + 1];
+        let read = fs
+            .open_read(&path)
+            .and_then(|f| read_full_at(&*f, &mut buf, 0))
+            .map_err(|e| format!("cannot read the log identity: {e}"));
+        match read.and_then(|n| decode_id(&buf[..n])) {
+            Ok(id) => return Ok(id),
+            Err(why) => report.id_problem = Some(why),
+        }
+    }
+    let id = new_id(dir);
+    let mut b = [0u8; ID_LEN];
+    b[0..8].copy_from_slice(&ID_MAGIC);
+    b[8..16].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32c::crc32c(&b[0..16]);
+    b[16..20].copy_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join(ID_TMP);
+    let file = fs.create_truncate(&tmp).map_err(io_err("create", &tmp))?;
+    crate::fs::write_all_at(&*file, &b, 0).map_err(io_err("write", &tmp))?;
+    file.sync_data().map_err(io_err("sync", &tmp))?;
+    drop(file);
+    fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+    fs.sync_dir(dir).map_err(io_err("sync log directory", dir))?;
+    Ok(id)
+}
+
+fn decode_id(b: &[u8]) -> std::result::Result<u64, String> {
+    if b.len() != ID_LEN || b[0..8] != ID_MAGIC {
+        return Err("damaged log identity file".into());
+    }
+    if crc32c::crc32c(&b[0..16]).to_le_bytes() != b[16..20] {
+        return Err("log identity checksum mismatch".into());
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&b[8..16]);
+    Ok(u64::from_le_bytes(id))
+}
+
+/// A random 64-bit identity, from the standard library's per-process random hash keys mixed
+/// with the time and the directory (no extra dependency for one number per log).
+fn new_id(dir: &Path) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    now_us().hash(&mut h);
+    std::process::id().hash(&mut h);
+    dir.hash(&mut h);
+    Instant::now().hash(&mut h);
+    // 0 is kept free to mean "no producer".
+    h.finish().max(1)
 }
 
 /// Creates the first segment of an empty log (the caller syncs the directory).
@@ -216,13 +322,13 @@ fn create_first_segment(
     let path = dir.join(format::segment_file_name(first));
     let created_us = now_us();
     let file = fs.create_new(&path).map_err(io_err("create segment", &path))?;
-    let header = SegmentHeader { first_seq: first, created_us }.encode();
+    let header = SegmentHeader { first_seq: first, created_us, producers: Vec::new() }.encode();
     crate::fs::write_all_at(&*file, &header, 0).map_err(io_err("write segment header", &path))?;
     file.sync_data().map_err(io_err("sync segment", &path))?;
-    let len = SEGMENT_HEADER_LEN as u64;
+    let len = header.len() as u64;
     Ok((
         ActiveSegment { first_seq: first, file, len },
-        SegmentInfo { first_seq: first, bytes: len, created_us },
+        SegmentInfo { first_seq: first, bytes: len, created_us, data_start: len },
     ))
 }
 
@@ -262,15 +368,19 @@ fn recover_tail(
     seg: SegmentInfo,
     opts: &LogOptions,
     report: &mut OpenReport,
+    producers: &mut Producers,
 ) -> Result<(ActiveSegment, u64)> {
     let path = dir.join(format::segment_file_name(seg.first_seq));
     let file = fs.open_rw(&path).map_err(io_err("open segment", &path))?;
     let len = file.size().map_err(io_err("stat segment", &path))?;
-    let mut scanner =
-        Scanner::new(file, SEGMENT_HEADER_LEN as u64, seg.first_seq, len, opts.max_record_bytes);
+    let mut scanner = Scanner::new(file, seg.data_start, seg.first_seq, len, opts.max_record_bytes);
     let valid_end = loop {
         match scanner.next_item().map_err(io_err("scan segment", &path))? {
-            ScanItem::Record(_) => {}
+            ScanItem::Record(m) => {
+                if let Some((producer, pseq)) = m.tag {
+                    producers.set(producer, pseq, m.seq);
+                }
+            }
             ScanItem::Corrupt { offset, problem, expected_seq, resume_seq, .. } => {
                 report.corruption.push(Corruption {
                     segment: path.clone(),

@@ -16,7 +16,9 @@
 
 use std::io;
 
-use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordProblem, record_crc};
+use crate::format::{
+    RECORD_HEADER_LEN, RecordHeader, RecordProblem, TAG_LEN, TAG_LEN_U32, parse_tag, record_crc,
+};
 use crate::fs::FileHandle;
 
 /// Size of each read from the source.
@@ -58,14 +60,21 @@ pub struct RecordMeta {
     pub timestamp_us: u64,
     /// Offset of the record header in the segment.
     pub offset: u64,
-    /// Payload length.
+    /// Length of the record's data (the payload, and the tag if tagged).
     pub len: u32,
+    /// The producer tag `(producer id, producer sequence number)` of a tagged record.
+    pub tag: Option<(u64, u64)>,
 }
 
 impl RecordMeta {
     /// Offset just past this record.
     pub fn end(&self) -> u64 {
         self.offset + RECORD_HEADER_LEN as u64 + u64::from(self.len)
+    }
+
+    /// Length of the payload (the data without the tag).
+    pub fn payload_len(&self) -> u32 {
+        if self.tag.is_some() { self.len - TAG_LEN_U32 } else { self.len }
     }
 }
 
@@ -167,13 +176,15 @@ impl<R: ReadAt> Scanner<R> {
         &self.src
     }
 
-    /// The payload of the record returned by the last [`Scanner::next_item`].
+    /// The payload of the record returned by the last [`Scanner::next_item`] (without its
+    /// tag).
     pub fn payload(&self) -> &[u8] {
         match self.last {
             Some(m) => {
-                let start =
+                let data =
                     usize::try_from(m.offset - self.window_start).unwrap_or(0) + RECORD_HEADER_LEN;
-                &self.window[start..start + m.len as usize]
+                let start = data + if m.tag.is_some() { TAG_LEN } else { 0 };
+                &self.window[start..data + m.len as usize]
             }
             None => &[],
         }
@@ -228,13 +239,14 @@ impl<R: ReadAt> Scanner<R> {
         let Some(h) = RecordHeader::parse(self.slice(offset, RECORD_HEADER_LEN)) else {
             return Ok(Err(RecordProblem::Truncated));
         };
-        if h.len > self.max_payload {
+        let tag_len = if h.is_tagged() { TAG_LEN_U32 } else { 0 };
+        if h.data_len() > self.max_payload.saturating_add(tag_len) || h.data_len() < tag_len {
             return Ok(Err(RecordProblem::TooLong));
         }
         if !seq_ok(h.seq) {
             return Ok(Err(RecordProblem::UnexpectedSeq));
         }
-        let total = RECORD_HEADER_LEN + h.len as usize;
+        let total = RECORD_HEADER_LEN + h.data_len() as usize;
         if !self.ensure(offset, total)? {
             return Ok(Err(RecordProblem::Truncated));
         }
@@ -258,7 +270,13 @@ impl<R: ReadAt> Scanner<R> {
     }
 
     fn accept(&mut self, offset: u64, h: RecordHeader) -> ScanItem {
-        let meta = RecordMeta { seq: h.seq, timestamp_us: h.timestamp_us, offset, len: h.len };
+        let tag = if h.is_tagged() {
+            parse_tag(self.slice(offset + RECORD_HEADER_LEN as u64, TAG_LEN))
+        } else {
+            None
+        };
+        let meta =
+            RecordMeta { seq: h.seq, timestamp_us: h.timestamp_us, offset, len: h.data_len(), tag };
         self.pos = meta.end();
         self.expected_seq = h.seq.wrapping_add(1);
         self.last = Some(meta);
@@ -294,18 +312,17 @@ impl<R: ReadAt> Scanner<R> {
 /// Scans a whole segment image held in memory: the fuzz target's entry point. Returns the
 /// verified records and the end reached. Never panics, whatever the bytes.
 pub fn scan_segment_bytes(bytes: &[u8], max_payload: u32) -> (Vec<RecordMeta>, Vec<ScanItem>) {
-    let first_seq = match crate::format::SegmentHeader::decode(bytes) {
-        Ok(h) => h.first_seq,
+    let (first_seq, start) = match crate::format::SegmentHeader::decode(bytes) {
+        Ok((h, len)) => (h.first_seq, len as u64),
         Err(_) => return (Vec::new(), Vec::new()),
     };
-    let start = crate::format::SEGMENT_HEADER_LEN as u64;
     let mut scanner = Scanner::new(bytes, start, first_seq, bytes.len() as u64, max_payload);
     let mut records = Vec::new();
     let mut events = Vec::new();
     loop {
         match scanner.next_item() {
             Ok(ScanItem::Record(m)) => {
-                debug_assert_eq!(scanner.payload().len(), m.len as usize);
+                debug_assert_eq!(scanner.payload().len(), m.payload_len() as usize);
                 records.push(m);
             }
             Ok(item @ ScanItem::Corrupt { .. }) => events.push(item),

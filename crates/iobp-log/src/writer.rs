@@ -15,7 +15,14 @@
 //!
 //! Invariant: `Progress::publish(seq)` is called only after a completed `fdatasync` (and, for
 //! a new segment, a completed directory sync) covering every record up to `seq`.
+//!
+//! Idempotent producers: a tagged append skips the records whose producer sequence number is
+//! not above the producer's last one in the table, under the same lock that assigns sequence
+//! numbers, so two retries can never both get in. Each tagged record carries its tag, so the
+//! table is rebuilt exactly from what survived a crash; each new segment's header carries the
+//! table as of everything before it, so deleting old segments never forgets a producer.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::format::{self, MAX_PRODUCERS, SegmentHeader};
 use crate::fs::{FileHandle, write_all_at};
 use crate::log::{SegmentInfo, Shared, lock, now_us};
 use crate::wait::Commit;
@@ -38,11 +45,61 @@ pub(crate) struct ActiveSegment {
 }
 
 /// A point in the queue buffer where a new segment begins.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Roll {
     offset: usize,
     first_seq: u64,
     created_us: u64,
+    /// The producer table as of every record before this point (goes into the header).
+    producers: Vec<(u64, u64)>,
+}
+
+/// Each idempotent producer's last producer sequence number, and the log sequence number of
+/// its last record (to evict the longest-idle producer when the table is full).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Producers {
+    map: BTreeMap<u64, (u64, u64)>,
+}
+
+impl Producers {
+    /// A table read from a segment header.
+    pub(crate) fn from_entries(entries: &[(u64, u64)]) -> Self {
+        Producers { map: entries.iter().map(|&(id, pseq)| (id, (pseq, 0))).collect() }
+    }
+
+    pub(crate) fn get(&self, producer: u64) -> Option<u64> {
+        self.map.get(&producer).map(|p| p.0)
+    }
+
+    /// Records that `producer`'s record `pseq` is (or will be) at log sequence `seq`.
+    pub(crate) fn set(&mut self, producer: u64, pseq: u64, seq: u64) {
+        self.map.insert(producer, (pseq, seq));
+        if self.map.len() > MAX_PRODUCERS {
+            // Forget the producer idle the longest: it would only matter if it resent records
+            // older than its last one after thousands of others came and went.
+            if let Some(oldest) = self.map.iter().min_by_key(|(_, p)| p.1).map(|(id, _)| *id) {
+                self.map.remove(&oldest);
+            }
+        }
+    }
+
+    pub(crate) fn entries(&self) -> Vec<(u64, u64)> {
+        self.map.iter().map(|(&id, &(pseq, _))| (id, pseq)).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// What a tagged append did.
+#[derive(Debug)]
+pub struct TaggedAppend {
+    /// Resolves when the appended records are durable; `None` when every record was already
+    /// in the log.
+    pub commit: Option<Commit>,
+    /// Records skipped because the producer had already appended them.
+    pub duplicates: usize,
 }
 
 /// Records waiting for the writer, and the logical state of the active segment including them.
@@ -57,6 +114,8 @@ pub(crate) struct AppendState {
     active_records: u64,
     /// Set by the writer when it stops; nothing more may be queued.
     closed: bool,
+    /// Idempotent producers, including queued records.
+    pub producers: Producers,
 }
 
 impl AppendState {
@@ -66,11 +125,17 @@ impl AppendState {
         if self.active_records == 0 || self.closed {
             return false;
         }
-        let roll = Roll { offset: self.buf.len(), first_seq: self.next_seq, created_us };
-        self.rolls.push(roll);
-        self.active_bytes = SEGMENT_HEADER_LEN as u64;
-        self.active_records = 0;
+        self.roll(created_us);
         true
+    }
+
+    /// Starts a new segment at the current end of the queue.
+    fn roll(&mut self, created_us: u64) {
+        let producers = self.producers.entries();
+        self.active_bytes = format::segment_header_len(producers.len()) as u64;
+        self.active_records = 0;
+        let roll = Roll { offset: self.buf.len(), first_seq: self.next_seq, created_us, producers };
+        self.rolls.push(roll);
     }
 
     /// No record is waiting for the writer.
@@ -80,9 +145,9 @@ impl AppendState {
 
     pub(crate) fn new(
         next_seq: u64,
-        _active_first: u64,
         active_bytes: u64,
         active_records: u64,
+        producers: Producers,
     ) -> Self {
         AppendState {
             next_seq,
@@ -91,6 +156,7 @@ impl AppendState {
             active_bytes,
             active_records,
             closed: false,
+            producers,
         }
     }
 }
@@ -131,10 +197,7 @@ pub(crate) fn try_append_batch<T: AsRef<[u8]>>(
             let p = p.as_ref();
             let n = format::record_len(p.len()) as u64;
             if st.active_records > 0 && st.active_bytes + n > segment_bytes {
-                let roll = Roll { offset: st.buf.len(), first_seq: st.next_seq, created_us: ts };
-                st.rolls.push(roll);
-                st.active_bytes = SEGMENT_HEADER_LEN as u64;
-                st.active_records = 0;
+                st.roll(ts);
             }
             let seq = st.next_seq;
             format::encode_record(&mut st.buf, seq, ts, p);
@@ -151,6 +214,91 @@ pub(crate) fn try_append_batch<T: AsRef<[u8]>>(
         shared.wake_writer();
     }
     Ok(Commit::new(shared.progress.clone(), first, last))
+}
+
+pub(crate) fn try_append_tagged<T: AsRef<[u8]>>(
+    shared: &Arc<Shared>,
+    producer: u64,
+    records: &[(u64, T)],
+) -> Result<TaggedAppend> {
+    shared.check_failed()?;
+    if shared.shutdown.load(Ordering::Acquire) {
+        return Err(Error::Closed);
+    }
+    let max = shared.opts.max_record_bytes;
+    let mut prev = 0u64;
+    for (pseq, p) in records {
+        let len = p.as_ref().len();
+        if len > max as usize {
+            return Err(Error::TooLarge { len, max });
+        }
+        if *pseq <= prev {
+            return Err(Error::InvalidTag(format!(
+                "producer sequence numbers must increase from 1: {pseq} after {prev}"
+            )));
+        }
+        prev = *pseq;
+    }
+    // Reserve room only for what is new; the position is checked again under the lock.
+    let size = |from: u64| -> u64 {
+        records
+            .iter()
+            .filter(|(pseq, _)| *pseq > from)
+            .map(|(_, p)| format::tagged_record_len(p.as_ref().len()) as u64)
+            .sum()
+    };
+    let seen = lock(&shared.append).producers.get(producer).unwrap_or(0);
+    let reserved = size(seen);
+    if reserved == 0 {
+        return Ok(TaggedAppend { commit: None, duplicates: records.len() });
+    }
+    if !shared.progress.has_room() {
+        return Err(Error::Backlogged);
+    }
+    crate::retention::reserve(shared, reserved)?;
+    let ts = now_us();
+    let (range, was_empty, used, duplicates) = {
+        let mut st = lock(&shared.append);
+        if st.closed {
+            drop(st);
+            crate::retention::unreserve(shared, reserved);
+            return Err(Error::Closed);
+        }
+        let seen = st.producers.get(producer).unwrap_or(0);
+        let first = st.next_seq;
+        let was_empty = st.buf.is_empty();
+        let segment_bytes = shared.opts.segment_bytes;
+        let (mut used, mut duplicates) = (0u64, 0usize);
+        for (pseq, p) in records {
+            if *pseq <= seen {
+                duplicates += 1;
+                continue;
+            }
+            let p = p.as_ref();
+            let n = format::tagged_record_len(p.len()) as u64;
+            if st.active_records > 0 && st.active_bytes + n > segment_bytes {
+                st.roll(ts);
+            }
+            let seq = st.next_seq;
+            format::encode_tagged_record(&mut st.buf, seq, ts, producer, *pseq, p);
+            st.producers.set(producer, *pseq, seq);
+            st.next_seq += 1;
+            st.active_bytes += n;
+            st.active_records += 1;
+            used += n;
+        }
+        shared.progress.set_queued(st.buf.len());
+        let range = (st.next_seq > first).then(|| (first, st.next_seq - 1));
+        (range, was_empty, used, duplicates)
+    };
+    crate::retention::unreserve(shared, reserved - used);
+    let Some((first, last)) = range else {
+        return Ok(TaggedAppend { commit: None, duplicates });
+    };
+    if was_empty {
+        shared.wake_writer();
+    }
+    Ok(TaggedAppend { commit: Some(Commit::new(shared.progress.clone(), first, last)), duplicates })
 }
 
 pub(crate) fn spawn(
@@ -259,16 +407,21 @@ impl Writer {
             }
             let path = shared.segment_path(roll.first_seq);
             let file = shared.fs.create_new(&path).map_err(|e| shared.fail("create", &path, &e))?;
-            let header = SegmentHeader { first_seq: roll.first_seq, created_us: roll.created_us };
-            write_all_at(&*file, &header.encode(), 0)
-                .map_err(|e| shared.fail("write", &path, &e))?;
-            crate::retention::force_add(&shared, SEGMENT_HEADER_LEN as u64);
-            self.active =
-                ActiveSegment { first_seq: roll.first_seq, file, len: SEGMENT_HEADER_LEN as u64 };
+            let header = SegmentHeader {
+                first_seq: roll.first_seq,
+                created_us: roll.created_us,
+                producers: roll.producers.clone(),
+            }
+            .encode();
+            write_all_at(&*file, &header, 0).map_err(|e| shared.fail("write", &path, &e))?;
+            let header_len = header.len() as u64;
+            crate::retention::force_add(&shared, header_len);
+            self.active = ActiveSegment { first_seq: roll.first_seq, file, len: header_len };
             created.push(SegmentInfo {
                 first_seq: roll.first_seq,
-                bytes: SEGMENT_HEADER_LEN as u64,
+                bytes: header_len,
                 created_us: roll.created_us,
+                data_start: header_len,
             });
         }
         self.write_chunk(start, self.spare.len())?;

@@ -263,9 +263,12 @@ proptest! {
             iobp_log::fs::FileSystem::create_dir_all(&fs, Path::new("/l")).expect("mkdir");
         }
         for (first, mut bytes) in files {
-            // Half the time give the garbage a valid header so the record scanner is reached.
+            // Half the time give the garbage a valid header (sometimes with a producer table)
+            // so the record scanner is reached.
             if first % 2 == 0 {
-                let h = iobp_log::format::SegmentHeader { first_seq: first, created_us: 1 }.encode();
+                let producers = if first % 4 == 0 { vec![(first, 3), (first + 1, 9)] } else { vec![] };
+                let h = iobp_log::format::SegmentHeader { first_seq: first, created_us: 1, producers }
+                    .encode();
                 bytes.splice(0..0, h);
             }
             fs.write_file(&seg("/l", first), &bytes).expect("write");
