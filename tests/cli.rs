@@ -99,7 +99,7 @@ fn a_second_instance_on_the_same_data_directory_is_refused() {
 fn without_a_command_it_runs_and_serves_health_on_both_ports() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (ops, mgmt) = (free_port(), free_port());
-    let mut child = std::process::Command::new(bin())
+    let child = std::process::Command::new(bin())
         .env("IOBP_DATA_DIR", tmp.path())
         .env("IOBP_OPS_LISTEN", format!("127.0.0.1:{ops}"))
         .env("IOBP_MGMT_LISTEN", format!("127.0.0.1:{mgmt}"))
@@ -107,6 +107,7 @@ fn without_a_command_it_runs_and_serves_health_on_both_ports() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
+    let mut child = ChildGuard(child);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     while std::net::TcpStream::connect(addr(mgmt)).is_err() {
@@ -121,8 +122,8 @@ fn without_a_command_it_runs_and_serves_health_on_both_ports() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let status = child.wait().expect("wait");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
+    let status = child.0.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
     assert!(tmp.path().join(iobp_store::DB_FILE).exists());
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
-use util::{bin, free_port};
+use util::{ChildGuard, bin, free_port};
 
 fn write_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -58,6 +58,7 @@ async fn portals_serve_https_with_secure_cookies() {
         .spawn()
         .expect("spawn");
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut child = ChildGuard(child);
     let mut banner = String::new();
     while !banner.contains("running") {
         banner.clear();
@@ -95,8 +96,8 @@ async fn portals_serve_https_with_secure_cookies() {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut buf)).await;
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
+    assert_eq!(child.0.wait().expect("wait").code(), Some(0));
 }
 
 #[test]

@@ -168,6 +168,17 @@ impl Drop for Instance {
     }
 }
 
+/// A child process killed (and reaped) when dropped, so that a failed assertion never leaves
+/// an instance running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A response of [`http`].
 pub struct Response {
     pub status: u16,
@@ -300,5 +311,152 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// ---- Additions for the browser tests (tests/browser.rs).
+
+impl Instance {
+    /// Starts `iobufferpro run` like [`Instance::start`] but does not log in: `admin` keeps
+    /// the first-start password (see [`Instance::initial_password`]), for tests that do the
+    /// first login themselves. `log` is the `IOBP_LOG` filter (e.g. `info`).
+    pub fn start_fresh(data: &Path, extra: &[&str], log: &str) -> Instance {
+        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        while mgmt == ops {
+            mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        }
+        let mut child = Command::new(bin())
+            .arg("run")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--ops-listen", &ops.to_string(), "--mgmt-listen", &mgmt.to_string()])
+            .args(extra)
+            .env("IOBP_LOG", log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn iobufferpro");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        for _ in 0..5 {
+            line.clear();
+            reader.read_line(&mut line).expect("read banner");
+            if line.contains("running") || line.is_empty() {
+                break;
+            }
+        }
+        assert!(line.contains("running"), "instance did not start: {line:?}");
+        // Keep reading (and discarding) stdout so the instance never writes into a closed pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Instance {
+            child,
+            ops,
+            mgmt,
+            data: data.to_path_buf(),
+            cookie: String::new(),
+            csrf: String::new(),
+        }
+    }
+
+    /// The first-start password of `admin`, while it has not been changed.
+    pub fn initial_password(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.data.join("initial-admin-password.txt")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("password: ")).map(str::to_string)
+    }
+
+    /// Logs in as admin over the API, as [`Instance::start`] does (changing the first-start
+    /// password to [`TEST_ADMIN_PASSWORD`] if it is still in force).
+    pub fn login_api(&mut self) {
+        self.login_admin();
+    }
+
+    /// The process id of the instance.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An API call with the admin session: (status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        http(self.ops, method, path, body, Some(&self.cookie), Some(&self.csrf))
+    }
+}
+
+/// A receiving application like [`Receiver`], but [`ClosingReceiver::stop`] also closes the
+/// connections it accepted: the receiving application goes down, as far as its peers can tell.
+pub struct ClosingReceiver {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ClosingReceiver {
+    /// Listens on `port` (retrying the bind for a while) and collects lines.
+    pub fn start(port: u16) -> ClosingReceiver {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "bind receiver on {port}: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        listener.set_nonblocking(true).expect("nonblocking");
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = std::sync::Arc::default();
+        let (l2, s2, c2) = (lines.clone(), stop.clone(), conns.clone());
+        let acceptor = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        if let Ok(handle) = c.try_clone() {
+                            c2.lock().expect("lock").push(handle);
+                        }
+                        let l3 = l2.clone();
+                        std::thread::spawn(move || {
+                            for line in BufReader::new(c).lines() {
+                                let Ok(line) = line else { break };
+                                l3.lock().expect("lock").push(line);
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        ClosingReceiver { lines, stop, conns, acceptor: Some(acceptor) }
+    }
+
+    /// Every line received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    /// Stops listening and closes every accepted connection.
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        for c in self.conns.lock().expect("lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for ClosingReceiver {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
