@@ -808,7 +808,8 @@ async fn operations_portal_first_login_and_a_channel_pair_from_creation_to_delet
         assert_eq!(source["ack"], json!({"type": "byte", "ack": 6, "nak": 21}), "{spec}");
         assert_eq!(
             spec["destination"],
-            json!({"type": "remote_icombuffer", "url": "http://127.0.0.1:9", "channel_id": "plant-2", "auth": {"username": "relay-user", "password": "relay-password-1"}})
+            json!({"type": "remote_icombuffer", "url": "http://127.0.0.1:9", "channel_id": "plant-2", "auth": {"username": "relay-user", "password": "********"}}),
+            "the API never shows a stored password"
         );
         b.click("tr[data-pair-id=\"serial-analyzer\"] button[data-action=\"edit\"]").await;
         b.wait_text("#form-title", "Edit Serial analyzer").await;

@@ -648,7 +648,11 @@ fn snapshot_of(
         || pair_limit.is_some_and(|l| ls.bytes as f64 >= l as f64 * iobp_log::WARNING_RATIO);
     let buffer = if ls.failed.is_some() || stats.full.load(Relaxed) {
         Color::Red
-    } else if near_limit || oldest.is_some_and(|a| a > Duration::from_secs(5)) {
+    } else if near_limit
+        || oldest.is_some_and(|a| a > Duration::from_secs(5))
+        // Messages are waiting and cannot leave: the backlog can only grow.
+        || (ls.pending > 0 && destination.color != Color::Green)
+    {
         Color::Yellow
     } else if ls.pending + ls.in_flight > 0 {
         Color::Green

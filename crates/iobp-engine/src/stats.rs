@@ -208,11 +208,21 @@ impl PairStats {
     }
 
     /// Records an error: counted, remembered as the last error, logged.
+    ///
+    /// The log gets a warning when the error differs from the side's previous one; the same
+    /// error again (a reconnect failing the same way every backoff step) is logged at debug
+    /// level and only counted, so an outage does not flood the log.
     pub fn error(&self, pair: &str, side: Side, message: impl Into<String>) {
         let message = message.into();
-        tracing::warn!(pair, side = side.as_str(), "{message}");
         self.errors.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.last_error) = Some((SystemTime::now(), side, message));
+        let mut last = lock(&self.last_error);
+        let repeat = last.as_ref().is_some_and(|(_, s, m)| *s == side && *m == message);
+        if repeat {
+            tracing::debug!(pair, side = side.as_str(), "again: {message}");
+        } else {
+            tracing::warn!(pair, side = side.as_str(), "{message}");
+        }
+        *last = Some((SystemTime::now(), side, message));
     }
 
     /// Keeps a rejection for operators (the oldest goes when the list is full) and logs it.

@@ -43,6 +43,15 @@ impl ApiError {
         }
     }
 
+    /// Names the request field this error is about (`problems[0].path`), so a form can show
+    /// the message at the field.
+    #[must_use]
+    pub fn at(mut self, path: &str) -> Self {
+        let message = self.body.error.clone();
+        self.body.problems = vec![ProblemDto { path: path.into(), message }];
+        self
+    }
+
     /// 400.
     pub fn bad_request(error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error)

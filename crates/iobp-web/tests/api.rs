@@ -782,3 +782,85 @@ async fn serial_ports_are_listed_with_the_pairs_that_use_them() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.to_string().contains("source.flow_control"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_passwords_are_never_shown_and_survive_an_edit() {
+    let api = setup().await;
+    let op = api.login(Portal::Ops, "otto").await;
+    let mut body = json!({
+        "id": "relay-out",
+        "source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port()},
+        "destination": {"type": "remote_icombuffer", "url": "http://127.0.0.1:9",
+                        "channel_id": "plant-2", "auth": {"username": "relay", "password": "s3cret-relay-pw"}}
+    });
+    let r = api
+        .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&body.to_string()), Some(&op), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["spec"]["destination"]["auth"]["password"], "********");
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs", None, Some(&op), &[]).await;
+    assert!(!r.body.to_string().contains("s3cret"), "{}", r.body);
+    // An edit that sends the mask back keeps the stored password; a new one replaces it.
+    body["name"] = json!("renamed");
+    body["destination"]["auth"]["password"] = json!("********");
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::PUT,
+            "/api/v1/pairs/relay-out",
+            Some(&body.to_string()),
+            Some(&op),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stored = |api: &Api| match api.web.engine.get("relay-out").expect("pair").destination {
+        iobp_config::EndpointSpec::Remote(r) => r.auth.expect("auth").password,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(stored(&api), "s3cret-relay-pw");
+    body["destination"]["auth"]["password"] = json!("a-new-password");
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::PUT,
+            "/api/v1/pairs/relay-out",
+            Some(&body.to_string()),
+            Some(&op),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(stored(&api), "a-new-password");
+    // The audit trail masks it too.
+    let admin = api.login(Portal::Mgmt, "ada").await;
+    let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/audit", None, Some(&admin), &[]).await;
+    assert!(!r.body.to_string().contains("a-new-password"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_errors_name_their_field() {
+    let api = setup().await;
+    let admin = api.login(Portal::Mgmt, "ada").await;
+    for (body, field) in [
+        (json!({"username": "shorty", "password": "short", "role": "viewer"}), "password"),
+        (
+            json!({"username": "bad name!", "password": "long enough pw", "role": "viewer"}),
+            "username",
+        ),
+        (json!({"username": "roleless", "password": "long enough pw", "role": "king"}), "role"),
+    ] {
+        let r = api
+            .call(
+                Portal::Mgmt,
+                Method::POST,
+                "/api/v1/users",
+                Some(&body.to_string()),
+                Some(&admin),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.body["problems"][0]["path"], field, "{}", r.body);
+    }
+}

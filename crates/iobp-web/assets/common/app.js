@@ -438,30 +438,17 @@
     const m = /:(\d+)$/.exec(addr || '');
     return m ? Number(m[1]) : null;
   };
-  const ownPort = () => Number(location.port || (location.protocol === 'https:' ? 443 : 80));
-  const cookieName = (portal) => `iobp_${portal}_port`;
-  function readCookie(name) {
-    const m = document.cookie.split(';').map((s) => s.trim()).find((s) => s.startsWith(name + '='));
-    return m ? m.slice(name.length + 1) : null;
-  }
   /**
-   * The URL of the other portal: same scheme and host, the other port. The stored settings
-   * name the ports; when they are not the ones in force here (overridden on the command line)
-   * the port this browser last saw the other portal on is used (cookies are shared between
-   * the ports of a host), else the default distance between the two ports.
+   * The URL of the other portal: same scheme and host, the other port in force (the API
+   * reports the addresses in force, command-line overrides included).
    */
   async function otherPortalUrl(portal) {
     const other = portal === 'ops' ? 'mgmt' : 'ops';
-    let port = null;
-    let settings = null;
-    try { settings = (await App.api('GET', '/api/v1/settings', undefined, { noRedirect: true })).settings; } catch (_) { /* keep defaults */ }
-    const mine = settings ? portOf(settings[portal + '_listen']) : DEFAULT_PORTS[portal];
-    const theirs = settings ? portOf(settings[other + '_listen']) : DEFAULT_PORTS[other];
-    const seen = Number(readCookie(cookieName(other))) || null;
-    if (mine === ownPort() && theirs) port = theirs;
-    else if (seen) port = seen;
-    else if (mine && theirs) port = ownPort() + (theirs - mine);
-    else port = DEFAULT_PORTS[other];
+    let port = DEFAULT_PORTS[other];
+    try {
+      const r = await App.api('GET', '/api/v1/settings', undefined, { noRedirect: true });
+      port = portOf(r[other + '_listen_active']) || port;
+    } catch (_) { /* keep the default */ }
     const u = new URL(location.href);
     u.port = String(port);
     u.pathname = '/';
@@ -661,11 +648,6 @@
   App.page('password', passwordPage);
 
   document.addEventListener('DOMContentLoaded', () => {
-    // Where this portal is, for the other portal's link (cookies are shared between ports).
-    const portal = document.body.dataset.portal;
-    if (portal === 'ops' || portal === 'mgmt') {
-      document.cookie = `${cookieName(portal)}=${ownPort()}; path=/; max-age=31536000; SameSite=Strict`;
-    }
     // Page scripts (ops.js, mgmt.js) are deferred too and register their pages first.
     const name = document.body.dataset.page;
     const fn = App.pages[name];

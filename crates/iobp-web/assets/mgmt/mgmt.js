@@ -232,6 +232,8 @@
 
   /** Places a server message (no field paths on the users API) next to the likely field. */
   function userErrorPath(e) {
+    // The API names the field; a conflict (the name exists, the last admin) has none.
+    if (e.problems && e.problems.length && e.problems[0].path) return e.problems[0].path;
     if (e.status === 409 && /exist/i.test(e.message)) return 'username';
     if (/user name/i.test(e.message)) return 'username';
     if (/password/i.test(e.message)) return 'password';

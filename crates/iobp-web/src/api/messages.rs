@@ -249,6 +249,18 @@ pub(crate) async fn resend(
         iobp_log::Error::Full { .. } => ApiError::conflict(format!("cannot store the copy: {e}")),
         other => ApiError::internal(other),
     })?;
+    // The copy entered the buffer like any message: counted as received and shown in the
+    // source view, so received and sent keep adding up.
+    if let Some(stats) = s.engine.stats(&id) {
+        use std::sync::atomic::Ordering::Relaxed;
+        stats.received.fetch_add(1, Relaxed);
+        stats.received_bytes.fetch_add(record.payload.len() as u64, Relaxed);
+    }
+    if let Some(feed) = s.engine.feed(&id) {
+        let origin: std::sync::Arc<str> = format!("re-send of #{seq}").into();
+        let items = std::iter::once((Some(new_seq), record.payload.as_slice()));
+        feed.record(iobp_engine::Side::Source, Some(&origin), items);
+    }
     s.store.audit(
         &auth.audit(
             "message.resend",

@@ -22,13 +22,42 @@ fn pair_dto(s: &WebState, id: &str) -> ApiResult<PairDto> {
         .engine
         .snapshot(id)
         .ok_or_else(|| ApiError::not_found(format!("no channel pair with id `{id}`")))?;
+    // Passwords of remote instances never leave the server; an edit that sends the mask
+    // back keeps the stored one.
+    let mut spec_json = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    mask_passwords(&mut spec_json);
     Ok(PairDto {
         id: spec.id.clone(),
         name: spec.display_name().to_string(),
         enabled: spec.enabled,
-        spec: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+        spec: spec_json,
         status: PairStatusDto::from(&snap),
     })
+}
+
+/// What the API shows instead of a password.
+pub(crate) const PASSWORD_MASK: &str = "********";
+
+/// Puts the stored passwords back where an edit sent [`PASSWORD_MASK`] (the form shows the
+/// mask, and a user who does not change the password sends it back).
+fn keep_masked_passwords(
+    new: &mut iobp_config::ChannelPairSpec,
+    old: &iobp_config::ChannelPairSpec,
+) {
+    use iobp_config::EndpointSpec;
+    let restore = |n: &mut EndpointSpec, o: Option<&EndpointSpec>| {
+        if let (EndpointSpec::Remote(n), Some(EndpointSpec::Remote(o))) = (n, o)
+            && let (Some(na), Some(oa)) = (n.auth.as_mut(), o.auth.as_ref())
+            && na.password == PASSWORD_MASK
+        {
+            na.password.clone_from(&oa.password);
+        }
+    };
+    restore(&mut new.source, Some(&old.source));
+    restore(&mut new.destination, Some(&old.destination));
+    for (i, f) in new.failover.iter_mut().enumerate() {
+        restore(f, old.failover.get(i));
+    }
 }
 
 /// Every channel pair with its status.
@@ -80,7 +109,7 @@ fn mask_passwords(v: &mut serde_json::Value) {
         serde_json::Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 if k == "password" {
-                    *x = serde_json::Value::String("********".into());
+                    *x = serde_json::Value::String(PASSWORD_MASK.into());
                 } else {
                     mask_passwords(x);
                 }
@@ -114,7 +143,10 @@ pub(crate) async fn update(
 ) -> ApiResult<axum::Json<PairDto>> {
     let id = pair_id(&id)?.to_string();
     let text = raw_body(req, &s).await?;
-    let spec = iobp_config::parse_pair(&text).map_err(|e| ApiError::invalid(&e))?;
+    let mut spec = iobp_config::parse_pair(&text).map_err(|e| ApiError::invalid(&e))?;
+    if let Some(old) = s.engine.get(&id) {
+        keep_masked_passwords(&mut spec, &old);
+    }
     if spec.id != id {
         let e = iobp_config::ConfigError {
             problems: vec![iobp_config::Problem {

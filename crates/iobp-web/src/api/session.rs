@@ -157,11 +157,12 @@ pub(crate) async fn change_password(
             ),
             now_ms(),
         )?;
-        return Err(ApiError::bad_request("the current password is wrong"));
+        return Err(ApiError::bad_request("the current password is wrong").at("current_password"));
     }
-    check_password(&user.username, &req.new_password)?;
+    check_password(&user.username, &req.new_password).map_err(|e| e.at("new_password"))?;
     if req.new_password == req.current_password {
-        return Err(ApiError::bad_request("the new password must differ from the current one"));
+        return Err(ApiError::bad_request("the new password must differ from the current one")
+            .at("new_password"));
     }
     let hash = s.passwords.hash(&req.new_password).await?;
     s.store.set_password(&user.username, &hash, false)?;

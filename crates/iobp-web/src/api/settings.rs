@@ -22,13 +22,24 @@ pub struct SettingsDto {
     pub restart_fields: Vec<String>,
     /// After a change: the fields whose new value waits for a restart.
     pub restart_required: Vec<String>,
+    /// The Operations Portal's address in force now (the command line may override the
+    /// stored one).
+    pub ops_listen_active: String,
+    /// The Management Dashboard's address in force now.
+    pub mgmt_listen_active: String,
 }
 
-fn dto(s: &iobp_config::Settings, restart_required: Vec<String>) -> ApiResult<SettingsDto> {
+fn dto(
+    s: &iobp_config::Settings,
+    active: &iobp_config::Settings,
+    restart_required: Vec<String>,
+) -> ApiResult<SettingsDto> {
     Ok(SettingsDto {
         settings: serde_json::to_value(s).map_err(ApiError::internal)?,
         restart_fields: RESTART_FIELDS.iter().map(|f| (*f).to_string()).collect(),
         restart_required,
+        ops_listen_active: active.ops_listen.clone(),
+        mgmt_listen_active: active.mgmt_listen.clone(),
     })
 }
 
@@ -42,7 +53,7 @@ pub(crate) async fn get_settings(
     // The stored settings: what the next start uses (the listen addresses in force may have
     // been overridden on the command line).
     let stored = s.store.load_settings()?;
-    Ok(axum::Json(dto(&stored, Vec::new())?))
+    Ok(axum::Json(dto(&stored, &s.engine.settings(), Vec::new())?))
 }
 
 /// Replaces the settings. Storage limit, retention and log level apply at once; the portal
@@ -79,7 +90,7 @@ pub(crate) async fn put_settings(
     let current = s.engine.settings();
     in_force.ops_listen = current.ops_listen;
     in_force.mgmt_listen = current.mgmt_listen;
-    s.engine.update_settings(in_force)?;
+    s.engine.update_settings(in_force.clone())?;
     s.store.save_settings(&new)?;
     let restart_required: Vec<String> = [
         ("ops_listen", old.ops_listen != new.ops_listen),
@@ -95,5 +106,5 @@ pub(crate) async fn put_settings(
         &auth.audit("settings.update", None, Some(text.chars().take(2000).collect())),
         now_ms(),
     )?;
-    Ok(axum::Json(dto(&new, restart_required)?))
+    Ok(axum::Json(dto(&new, &in_force, restart_required)?))
 }

@@ -102,9 +102,9 @@ pub(crate) async fn create(
     auth: Auth<Admin>,
     ApiJson(req): ApiJson<NewUserRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<UserDto>)> {
-    check_username(&req.username)?;
-    let role = role(&req.role)?;
-    check_password(&req.username, &req.password)?;
+    check_username(&req.username).map_err(|e| e.at("username"))?;
+    let role = role(&req.role).map_err(|e| e.at("role"))?;
+    check_password(&req.username, &req.password).map_err(|e| e.at("password"))?;
     let hash = s.passwords.hash(&req.password).await?;
     s.store.create_user(&req.username, &hash, role, req.must_change_password.unwrap_or(true))?;
     s.store.audit(
@@ -132,13 +132,13 @@ pub(crate) async fn update(
         .ok_or_else(|| ApiError::not_found(format!("no user named `{name}`")))?;
     let mut changes = Vec::new();
     if let Some(r) = &req.role {
-        let r = role(r)?;
+        let r = role(r).map_err(|e| e.at("role"))?;
         keep_an_admin(&s, &name, Some(r))?;
         s.store.set_role(&name, r)?;
         changes.push(format!("role {}", r.as_str()));
     }
     if let Some(pw) = &req.password {
-        check_password(&name, pw)?;
+        check_password(&name, pw).map_err(|e| e.at("password"))?;
         let hash = s.passwords.hash(pw).await?;
         let must = req.must_change_password.unwrap_or(true);
         s.store.set_password(&name, &hash, must)?;
