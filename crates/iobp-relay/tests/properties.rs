@@ -93,15 +93,9 @@ proptest! {
         let mut got = 0;
         for piece in wire.chunks(chunk) {
             buf.extend_from_slice(piece);
-            loop {
-                let used = match decode(&buf).expect("valid frames") {
-                    Some((f, used)) => {
-                        prop_assert!(matches(&ops[got], &f), "{:?} vs {:?}", ops[got], f);
-                        got += 1;
-                        used
-                    }
-                    None => break,
-                };
+            while let Some((f, used)) = decode(&buf).expect("valid frames") {
+                prop_assert!(matches(&ops[got], &f), "{:?} vs {:?}", ops[got], f);
+                got += 1;
                 buf.drain(..used);
             }
         }
