@@ -448,6 +448,11 @@ pub struct RemoteSpec {
     /// Credentials of a user of the remote instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// For an `https://` url: which server certificates to trust (`ca`, else the system's
+    /// roots; `server_name`; `insecure_skip_verify` for lab use) and an optional client
+    /// certificate (`cert`, `key`). `enabled` is implied by the url's scheme.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls: TlsSpec,
 }
 
 /// User name and password.

@@ -505,6 +505,7 @@ fn check_conflicts(c: &mut Check, pairs: &[(&ChannelPairSpec, String)], settings
         }
     }
     let mut serial: Vec<(String, String, String)> = Vec::new();
+    let mut relay: Vec<(String, String, String)> = Vec::new();
     for (p, prefix) in pairs {
         for l in listeners_of(p, prefix) {
             if let Some(other) = all
@@ -528,6 +529,25 @@ fn check_conflicts(c: &mut Check, pairs: &[(&ChannelPairSpec, String)], settings
                 c.fail(&path, format!("serial port {dev} is already used by {owner}"));
             }
             serial.push((dev, path, format!("channel pair `{}`", p.id)));
+        }
+        // Remote instances address a relay side without url by its channel_id.
+        for (side, e) in [("source", &p.source), ("destination", &p.destination)] {
+            if let EndpointSpec::Remote(r) = e
+                && r.url.is_none()
+            {
+                let key = format!("{side}:{}", r.channel_id);
+                if let Some((_, _, owner)) = relay.iter().find(|(k, _, _)| *k == key) {
+                    c.fail(
+                        &join(prefix, &format!("{side}.channel_id")),
+                        format!(
+                            "channel_id `{}` is already taken by the remote_icombuffer {side} \
+                             of {owner}",
+                            r.channel_id
+                        ),
+                    );
+                }
+                relay.push((key, String::new(), format!("channel pair `{}`", p.id)));
+            }
         }
     }
 }

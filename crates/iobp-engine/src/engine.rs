@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::feed::LiveFeed;
+use crate::relay::{RelayIo, RelayMode, RelayRefusal};
 use crate::side::SideCtx;
 use crate::stats::{Color, PairSnapshot, PairStats, Side};
 
@@ -97,6 +98,7 @@ struct Inner {
     shutting_down: AtomicBool,
     log_fs: Option<Arc<dyn FileSystem>>,
     maintenance: std::sync::Mutex<Option<JoinHandle<()>>>,
+    relay_hub: Arc<crate::relay::RelayHub>,
 }
 
 /// The running set of channel pairs. Cheap to clone.
@@ -138,6 +140,7 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             log_fs: opts.log_fs,
             maintenance: std::sync::Mutex::new(None),
+            relay_hub: Arc::default(),
         });
         let engine = Engine { inner };
         let mut report = StartReport::default();
@@ -246,6 +249,7 @@ impl Engine {
             feed: e.feed.clone(),
             cancel: cancel.clone(),
             retry: e.spec.retry,
+            relay_hub: self.inner.relay_hub.clone(),
         };
         let src = supervise(ctx.clone(), Side::Source, e.spec.source.clone());
         let dst = supervise(ctx, Side::Destination, e.spec.destination.clone());
@@ -459,6 +463,50 @@ impl Engine {
         }
         *write(&self.inner.settings) = s;
         Ok(())
+    }
+
+    /// Finds the running side that takes a relay connection for `channel`: for
+    /// [`RelayMode::Push`] a `remote_icombuffer` source without `url` whose `channel_id` is
+    /// `channel`, for [`RelayMode::Pull`] such a destination. The web layer calls this before
+    /// it accepts the connection, so a refusal is an ordinary HTTP error.
+    pub fn relay_check(&self, channel: &str, mode: RelayMode) -> Result<(), RelayRefusal> {
+        let pairs = read(&self.inner.pairs);
+        let takes = |spec: &ChannelPairSpec| {
+            let side = match mode {
+                RelayMode::Push => &spec.source,
+                RelayMode::Pull => &spec.destination,
+            };
+            matches!(side, iobp_config::EndpointSpec::Remote(r) if r.url.is_none() && r.channel_id == channel)
+        };
+        if let Some(e) = pairs.values().find(|e| takes(&e.spec)) {
+            return if e.running.is_some() && !self.inner.shutting_down.load(Ordering::Acquire) {
+                Ok(())
+            } else {
+                Err(RelayRefusal::Stopped(e.spec.id.clone()))
+            };
+        }
+        let (side, what) = match mode {
+            RelayMode::Push => ("source", "receive pushes"),
+            RelayMode::Pull => ("destination", "serve pulls"),
+        };
+        Err(RelayRefusal::WrongSide(format!(
+            "no channel pair here has a remote_icombuffer {side} without url and channel_id \
+             `{channel}` to {what}"
+        )))
+    }
+
+    /// Hands a relay connection (already upgraded by the web layer) to the side found by
+    /// [`Engine::relay_check`].
+    pub fn relay_hand_over(
+        &self,
+        channel: &str,
+        mode: RelayMode,
+        io: Box<dyn RelayIo>,
+        peer: String,
+    ) -> Result<(), RelayRefusal> {
+        self.relay_check(channel, mode)?;
+        let incoming = crate::relay::Incoming { io, peer: peer.into() };
+        self.inner.relay_hub.hand_over(channel, mode, incoming)
     }
 
     /// A status snapshot of one pair.
@@ -691,6 +739,7 @@ fn snapshot_of(
         errors: stats.errors.load(Relaxed),
         retries: stats.retries.load(Relaxed),
         connections_refused: stats.connections_refused.load(Relaxed),
+        duplicates_dropped: stats.duplicates_dropped.load(Relaxed),
         oldest_pending_age: oldest,
         last_error: stats.last_error(),
         buffer_failure: ls.failed,

@@ -28,6 +28,7 @@ mod backoff;
 mod destination;
 mod engine;
 mod feed;
+mod relay;
 pub mod serial;
 mod side;
 mod source;
@@ -37,7 +38,8 @@ mod tls;
 pub use crate::backoff::Backoff;
 pub use crate::engine::{Engine, EngineError, EngineOptions, StartReport};
 pub use crate::feed::{FEED_LEN, FeedEntry, LiveFeed, PREVIEW_BYTES};
+pub use crate::relay::{RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{
-    Color, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, Side, SideSnapshot, SideStatus,
-    hex_preview,
+    Color, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, RelayLag, Side, SideSnapshot,
+    SideStatus, hex_preview,
 };

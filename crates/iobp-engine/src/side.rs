@@ -22,6 +22,8 @@ pub(crate) struct SideCtx {
     pub feed: Arc<LiveFeed>,
     pub cancel: CancellationToken,
     pub retry: BackoffSpec,
+    /// Where relay connections opened by remote instances are handed to.
+    pub relay_hub: Arc<crate::relay::RelayHub>,
 }
 
 /// Why frames could not be queued into the buffer.

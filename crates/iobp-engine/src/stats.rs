@@ -71,6 +71,15 @@ impl Side {
 /// Most peer addresses remembered per side (a server may have hundreds of clients).
 const MAX_PEERS_SHOWN: usize = 16;
 
+/// How far a relay receiver is behind its sender, as the sender last reported it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelayLag {
+    /// Records waiting at the sender.
+    pub messages: u64,
+    /// Age of the newest record received (0 when the sender has nothing more waiting).
+    pub seconds: f64,
+}
+
 /// Live status of one side.
 #[derive(Debug, Default)]
 pub struct SideStatus {
@@ -78,6 +87,7 @@ pub struct SideStatus {
     detail: Mutex<String>,
     peers: Mutex<Vec<String>>,
     connections: AtomicU64,
+    lag: Mutex<Option<RelayLag>>,
 }
 
 impl SideStatus {
@@ -117,18 +127,25 @@ impl SideStatus {
         self.connections.load(Ordering::Acquire)
     }
 
+    /// Records the relay lag (a relay receiver; `None` when not relaying).
+    pub fn set_lag(&self, lag: Option<RelayLag>) {
+        *lock(&self.lag) = lag;
+    }
+
     fn snapshot(&self) -> SideSnapshot {
         SideSnapshot {
             color: self.color(),
             detail: lock(&self.detail).clone(),
             peers: lock(&self.peers).clone(),
             connections: self.connections(),
+            lag: *lock(&self.lag),
         }
     }
 
     fn clear(&self) {
         self.connections.store(0, Ordering::Release);
         lock(&self.peers).clear();
+        *lock(&self.lag) = None;
     }
 }
 
@@ -175,6 +192,8 @@ pub struct PairStats {
     pub retries: AtomicU64,
     /// Connections refused because of the connection limit.
     pub connections_refused: AtomicU64,
+    /// Relayed records received again and dropped (the buffer had them already).
+    pub duplicates_dropped: AtomicU64,
     /// The buffer refused data recently (storage full).
     pub full: AtomicBool,
     /// Source side status.
@@ -186,7 +205,7 @@ pub struct PairStats {
 }
 
 /// A copy of one side's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SideSnapshot {
     /// Connection colour.
     pub color: Color,
@@ -196,6 +215,8 @@ pub struct SideSnapshot {
     pub peers: Vec<String>,
     /// Number of connected peers.
     pub connections: u64,
+    /// A relay receiver: how far behind its sender it is.
+    pub lag: Option<RelayLag>,
 }
 
 impl PairStats {
@@ -316,6 +337,8 @@ pub struct PairSnapshot {
     pub retries: u64,
     /// Connections refused by the connection limit.
     pub connections_refused: u64,
+    /// Relayed records received again and dropped.
+    pub duplicates_dropped: u64,
     /// Age of the oldest message not yet delivered.
     pub oldest_pending_age: Option<Duration>,
     /// The last error: when, which side, what.

@@ -104,6 +104,14 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
         let result = match e {
             EndpointSpec::TcpServer(s) => acceptor(&s.tls).map(|_| ()),
             EndpointSpec::TcpClient(s) => connector(&s.tls, &s.host).map(|_| ()),
+            EndpointSpec::Remote(r) => {
+                match r.url.as_deref().map(crate::relay::client::parse_url) {
+                    Some(Ok(t)) if t.tls => {
+                        connector(&TlsSpec { enabled: true, ..r.tls.clone() }, &t.host).map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         };
         if let Err(message) = result {

@@ -447,6 +447,14 @@ impl Log {
         Ok(pos)
     }
 
+    /// A [`Commit`] that resolves once everything queued so far is durable (`None` for an
+    /// empty log). Lets a caller confirm records it found already in the log only when they
+    /// are durable, whoever queued them.
+    pub fn queued_commit(&self) -> Option<Commit> {
+        let last = lock(&self.shared().append).next_seq - 1;
+        (last > 0).then(|| Commit::new(self.shared().progress.clone(), last, last))
+    }
+
     /// Number of producers this log tracks.
     pub fn producer_count(&self) -> usize {
         lock(&self.shared().append).producers.len()

@@ -186,6 +186,9 @@ pub struct Sessions {
     cache: Mutex<HashMap<Vec<u8>, Session>>,
 }
 
+/// The `portal` of relay tokens in the sessions table.
+const RELAY_SESSION: &str = "relay";
+
 /// Most sessions kept in the cache (more are read from the store as needed).
 const MAX_CACHED_SESSIONS: usize = 10_000;
 
@@ -283,6 +286,46 @@ impl Sessions {
         }
         cache.insert(hash, s.clone());
         Ok(Some(s))
+    }
+
+    /// Creates a relay token for `username` (a session of its own kind: it is not a portal
+    /// cookie and a portal cookie is not a relay token).
+    pub fn create_relay(&self, store: &Store, username: &str) -> Result<String, ApiError> {
+        let token = random_token()?;
+        let now = now_ms();
+        store.insert_session(&SessionRecord {
+            token_hash: token_hash(&token),
+            username: username.to_string(),
+            portal: RELAY_SESSION.to_string(),
+            csrf_token: String::new(),
+            created_ms: now,
+            last_seen_ms: now,
+            expires_ms: now + duration_ms(IDLE_TIMEOUT),
+        })?;
+        Ok(token)
+    }
+
+    /// The user and role of a live relay token, extending it. Looked up in the store (once
+    /// per relay connection, not per message).
+    pub fn lookup_relay(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<(String, Role)>, ApiError> {
+        let hash = token_hash(token);
+        let Some(rec) = store.get_session(&hash)? else { return Ok(None) };
+        if !same_secret(rec.portal.as_bytes(), RELAY_SESSION.as_bytes()) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        if now > rec.expires_ms || now > rec.created_ms + duration_ms(MAX_AGE) {
+            self.end(store, &hash);
+            return Ok(None);
+        }
+        let Some(user) = store.get_user(&rec.username)? else { return Ok(None) };
+        let expires = (now + duration_ms(IDLE_TIMEOUT)).min(rec.created_ms + duration_ms(MAX_AGE));
+        store.touch_session(&hash, now, expires)?;
+        Ok(Some((user.username, user.role)))
     }
 
     /// Ends one session.

@@ -301,6 +301,9 @@ async fn the_route_table_covers_the_openapi_document() {
         .chain([
             ("POST".to_string(), "/api/v1/session".to_string()),
             ("GET".to_string(), "/api/v1/events".to_string()),
+            // Bearer tokens, not portal sessions: `relay_needs_a_relay_token`.
+            ("POST".to_string(), "/api/v1/relay/session".to_string()),
+            ("GET".to_string(), "/api/v1/relay/channels/{channel_id}/{mode}".to_string()),
         ])
         .collect();
     assert_eq!(
@@ -863,4 +866,150 @@ async fn user_errors_name_their_field() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
         assert_eq!(r.body["problems"][0]["path"], field, "{}", r.body);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_needs_a_relay_token() {
+    let api = setup().await;
+    let admin = api.login(Portal::Ops, "ada").await;
+    let inbound = json!({
+        "id": "inbound",
+        "source": {"type": "remote_icombuffer", "channel_id": "plant-7"},
+        "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": 9}
+    });
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/pairs",
+            Some(&inbound.to_string()),
+            Some(&admin),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let token_of =
+        |user: &str, password: &str| json!({"username": user, "password": password}).to_string();
+    // A relay user gets a token; a viewer is refused; a wrong password is refused.
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/relay/session",
+            Some(&token_of("rita", PASSWORD)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let token = r.body["token"].as_str().expect("token").to_string();
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/relay/session",
+            Some(&token_of("vic", PASSWORD)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body["error"].as_str().is_some_and(|e| e.contains("relay role")), "{}", r.body);
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/relay/session",
+            Some(&token_of("rita", "nope")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    relay_upgrades(&api, &admin, &token).await;
+}
+
+/// A relay upgrade request: path, headers, expected status.
+type RelayCase = (&'static str, Vec<(&'static str, String)>, StatusCode);
+
+/// The upgrade to the relay protocol: token, channel and mode checked before it.
+async fn relay_upgrades(api: &Api, admin: &Login, token: &str) {
+    let bearer = format!("Bearer {token}");
+    let upgrade: [(&str, &str); 2] = [("connection", "upgrade"), ("upgrade", "iobp-relay/1")];
+    let with = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        extra.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
+    };
+    let cases: Vec<RelayCase> = vec![
+        (
+            "/api/v1/relay/channels/plant-7/push",
+            with(&[("authorization", &bearer)]),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/v1/relay/channels/plant-7/push", with(&upgrade), StatusCode::UNAUTHORIZED),
+        (
+            "/api/v1/relay/channels/plant-7/push",
+            with(&[upgrade[0], upgrade[1], ("authorization", "Bearer not-a-token")]),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/v1/relay/channels/plant-7/sideways",
+            with(&[upgrade[0], upgrade[1], ("authorization", &bearer)]),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/relay/channels/plant-7/pull",
+            with(&[upgrade[0], upgrade[1], ("authorization", &bearer)]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "/api/v1/relay/channels/elsewhere/push",
+            with(&[upgrade[0], upgrade[1], ("authorization", &bearer)]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "/api/v1/relay/channels/plant-7/push",
+            with(&[upgrade[0], upgrade[1], ("authorization", &bearer)]),
+            StatusCode::SWITCHING_PROTOCOLS,
+        ),
+    ];
+    for (path, headers, want) in cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = api.call(Portal::Ops, Method::GET, path, None, None, &h).await;
+        assert_eq!(r.status, want, "{path} {headers:?}: {}", r.body);
+    }
+    // A relay token is not a portal session, and a portal session is not a relay token.
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::GET,
+            "/api/v1/pairs",
+            None,
+            None,
+            &[("cookie", &format!("iobp_ops_session={token}"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let cookie_token = admin.cookie.split('=').nth(1).expect("token").to_string();
+    let h = [upgrade[0], upgrade[1], ("authorization", &*format!("Bearer {cookie_token}"))];
+    let r = api
+        .call(Portal::Ops, Method::GET, "/api/v1/relay/channels/plant-7/push", None, None, &h)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Changing the relay user's password revokes its tokens.
+    let r = api
+        .call(
+            Portal::Mgmt,
+            Method::PUT,
+            "/api/v1/users/rita",
+            Some(&json!({"password": "another long pw"}).to_string()),
+            Some(&api.login(Portal::Mgmt, "ada").await),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let h = [upgrade[0], upgrade[1], ("authorization", bearer.as_str())];
+    let r = api
+        .call(Portal::Ops, Method::GET, "/api/v1/relay/channels/plant-7/push", None, None, &h)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

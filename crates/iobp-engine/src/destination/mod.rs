@@ -2,6 +2,7 @@
 //! reconnecting with backoff, and returns in-flight messages to Pending whenever a delivery
 //! attempt ends without confirmation.
 
+mod remote;
 mod serial;
 pub(crate) mod stream;
 mod tcp;
@@ -10,7 +11,6 @@ mod udp;
 use iobp_config::EndpointSpec;
 
 use crate::side::SideCtx;
-use crate::stats::Side;
 
 /// Runs the destination until the pair stops.
 pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
@@ -19,9 +19,7 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::TcpServer(s) => tcp::server(ctx, s).await,
         EndpointSpec::Udp(s) => udp::destination(ctx, s).await,
         EndpointSpec::Serial(s) => serial::destination(ctx, s).await,
-        EndpointSpec::Remote(_) => {
-            crate::source::unsupported(&ctx, Side::Destination, "remote").await;
-        }
+        EndpointSpec::Remote(s) => remote::destination(ctx, s).await,
     }
 }
 

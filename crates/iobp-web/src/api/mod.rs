@@ -5,12 +5,14 @@ mod dto;
 mod events;
 mod messages;
 mod pairs;
+mod relay;
 mod session;
 mod settings;
 mod system;
 mod users;
 
 pub use dto::*;
+pub use relay::RelayTokenDto;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -39,6 +41,7 @@ use crate::error::ApiError;
         (name = "messages", description = "Buffered messages: browse, inspect, re-send"),
         (name = "system", description = "Settings, health, logs, audit trail"),
         (name = "users", description = "Users and roles (admin)"),
+        (name = "relay", description = "The relay between ioBufferPro instances (relay role)"),
     )
 )]
 struct ApiDoc;
@@ -65,6 +68,8 @@ pub(crate) fn router() -> OpenApiRouter<WebState> {
         .routes(routes!(system::logs))
         .routes(routes!(system::audit))
         .routes(routes!(system::serial_ports))
+        .routes(routes!(relay::login))
+        .routes(routes!(relay::connect))
 }
 
 /// Query parameters; a malformed query is a JSON 400, not a plain-text rejection.

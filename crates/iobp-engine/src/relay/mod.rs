@@ -1,0 +1,198 @@
+//! The relay between ioBufferPro instances (`remote_icombuffer` sides): the two ends of the
+//! protocol of [`iobp_relay`] over any byte stream, the HTTP client that opens one, and the hub
+//! through which the web layer hands over connections that remote instances opened.
+//!
+//! - [`sender::send`] relays this pair's buffer: records become Done only when the receiver
+//!   acknowledged them, which it does only once they are durable there.
+//! - [`receiver::receive`] appends what a sender relays, with the sender's numbers as tags
+//!   ([`iobp_log::Log::try_append_tagged`]): a resend is never stored twice, even across
+//!   crashes of either side.
+//!
+//! Which instance connects (push or pull) only decides who opens the connection.
+
+pub(crate) mod client;
+pub(crate) mod receiver;
+pub(crate) mod sender;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// A connection the relay can run over.
+pub trait RelayIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RelayIo for T {}
+
+/// What the connecting instance wants from this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayMode {
+    /// It sends: this instance's `remote_icombuffer` source (without `url`) receives.
+    Push,
+    /// It receives: this instance's `remote_icombuffer` destination (without `url`) sends.
+    Pull,
+}
+
+impl RelayMode {
+    /// `push` or `pull` (the last element of the relay URL).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMode::Push => "push",
+            RelayMode::Pull => "pull",
+        }
+    }
+}
+
+/// Why a relay connection was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayRefusal {
+    /// No pair with this id.
+    #[error("no channel pair with id `{0}`")]
+    NoSuchChannel(String),
+    /// The pair has no side that takes this kind of connection.
+    #[error("{0}")]
+    WrongSide(String),
+    /// The pair is stopped (or stopping).
+    #[error("channel pair `{0}` is stopped")]
+    Stopped(String),
+}
+
+/// A connection handed over by the web layer.
+pub(crate) struct Incoming {
+    pub io: Box<dyn RelayIo>,
+    pub peer: Arc<str>,
+}
+
+/// Running `remote_icombuffer` sides without `url`, by pair id: where the web layer hands
+/// connections to.
+#[derive(Default)]
+pub(crate) struct RelayHub {
+    sides: Mutex<HashMap<(String, RelayMode), mpsc::Sender<Incoming>>>,
+}
+
+impl std::fmt::Debug for RelayHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHub").finish_non_exhaustive()
+    }
+}
+
+/// Removes a side's registration when its task ends.
+pub(crate) struct Registration {
+    hub: Arc<RelayHub>,
+    key: (String, RelayMode),
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.hub.sides).remove(&self.key);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl RelayHub {
+    /// Registers the running side of `pair` that takes `mode` connections.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        pair: &str,
+        mode: RelayMode,
+    ) -> (Registration, mpsc::Receiver<Incoming>) {
+        let (tx, rx) = mpsc::channel(4);
+        let key = (pair.to_string(), mode);
+        lock(&self.sides).insert(key.clone(), tx);
+        (Registration { hub: self.clone(), key }, rx)
+    }
+
+    /// Hands a connection to the side of `pair` that takes `mode` connections.
+    pub(crate) fn hand_over(
+        &self,
+        pair: &str,
+        mode: RelayMode,
+        incoming: Incoming,
+    ) -> Result<(), RelayRefusal> {
+        let tx = lock(&self.sides).get(&(pair.to_string(), mode)).cloned();
+        match tx {
+            Some(tx) => tx.try_send(incoming).map_err(|_| RelayRefusal::Stopped(pair.to_string())),
+            None => Err(RelayRefusal::Stopped(pair.to_string())),
+        }
+    }
+}
+
+/// How long the opening exchange (Hello, Resume) may take.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A peer that takes no bytes for this long is considered stuck.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads whole frames from a connection, with the protocol's size bound.
+pub(crate) struct FrameReader<R> {
+    rd: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(rd: R) -> Self {
+        FrameReader { rd, buf: BytesMut::with_capacity(256 * 1024) }
+    }
+
+    /// The next frame's bytes (decode them with [`iobp_relay::decode`]); `None` when the
+    /// peer closed the connection between frames. Cancel-safe: what was read stays buffered.
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            if let Some(n) = iobp_relay::needed(&self.buf) {
+                if n - iobp_relay::FRAME_HEADER_LEN > iobp_relay::MAX_FRAME_BODY as usize {
+                    return Err(format!("protocol error: a frame of {n} bytes is too large"));
+                }
+                if self.buf.len() >= n {
+                    return Ok(Some(self.buf.split_to(n).freeze()));
+                }
+                self.buf.reserve(n - self.buf.len());
+            } else if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+                self.buf.reserve(256 * 1024);
+            }
+            let read = self.rd.read_buf(&mut self.buf).await.map_err(|e| format!("read: {e}"))?;
+            if read == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err("the connection closed in the middle of a frame".into())
+                };
+            }
+        }
+    }
+}
+
+/// Writes `buf` and flushes, within [`WRITE_TIMEOUT`].
+pub(crate) async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_TIMEOUT, async {
+        wr.write_all(buf).await?;
+        wr.flush().await
+    })
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write: {e}")),
+        Err(_) => Err(format!("the peer took no data for {} s", WRITE_TIMEOUT.as_secs())),
+    }
+}
+
+/// Sends an `Error` frame (best effort) and returns the message as the session's error.
+pub(crate) async fn fail<W: AsyncWrite + Unpin>(wr: &mut W, message: String) -> String {
+    let mut out = Vec::new();
+    iobp_relay::encode_error(&mut out, &message);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = wr.write_all(&out).await;
+        let _ = wr.flush().await;
+    })
+    .await;
+    message
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_us() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
