@@ -460,3 +460,21 @@ impl Drop for ClosingReceiver {
         self.stop();
     }
 }
+
+// ---- Additions for the pair form tests (tests/browser.rs).
+
+impl Instance {
+    /// One pair as stored, passwords included: `config export` on the instance's data
+    /// directory (readable while the instance runs).
+    pub fn exported_pair(&self, id: &str) -> serde_json::Value {
+        let data = self.data.display().to_string();
+        let (code, out, err) = run_cli(&["config", "export", "--data-dir", &data]);
+        assert_eq!(code, 0, "config export: {err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("exported JSON");
+        doc["channel_pairs"]
+            .as_array()
+            .and_then(|pairs| pairs.iter().find(|p| p["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no pair {id} in the export: {out}"))
+    }
+}

@@ -356,8 +356,8 @@
     else if (box && !box.hidden) box.scrollIntoView({ block: 'nearest' });
   };
 
-  // Editing a marked field removes its mark.
-  document.addEventListener('input', (ev) => {
+  // Editing a marked field removes its mark (a select or checkbox: choosing another value).
+  const unmark = (ev) => {
     const field = ev.target.closest && ev.target.closest('.field.invalid');
     if (!field) return;
     field.classList.remove('invalid');
@@ -367,7 +367,9 @@
     const form = field.closest('form');
     const box = form && $('.form-error', form);
     if (box && box.dataset.unplaced === '0' && !$('.field.invalid', form)) box.hidden = true;
-  });
+  };
+  document.addEventListener('input', unmark);
+  document.addEventListener('change', unmark);
 
   /** Shows an API error in a form: problems next to fields, else the message. */
   App.showError = (form, err) => {

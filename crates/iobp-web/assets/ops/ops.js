@@ -28,7 +28,7 @@
       case 'udp': return `${e.host}:${e.port}`;
       case 'serial': {
         const par = (e.parity || 'None')[0];
-        return `${e.port} · ${e.baud_rate || 9600} ${e.data_bits || 8}${par}${e.stop_bits || 1}${fr}${ack}`;
+        return `${e.port} · ${e.baud_rate || 9600} ${e.data_bits || 8}${par}${e.stop_bits || 1}${e.rs485 ? ' · RS-485' : ''}${fr}${ack}`;
       }
       case 'remote_icombuffer':
         return e.url ? `${e.url} · channel ${e.channel_id}` : `waits for the remote instance · channel ${e.channel_id}`;
@@ -215,7 +215,15 @@
     ['idle_gap', 'Idle gap – ends after a silence'],
   ];
   const ACKS = [['none', 'None'], ['mllp', 'MLLP – HL7 ACK'], ['byte', 'Byte – ACK/NAK byte']];
+  const CLIENT_AUTH = [
+    ['none', 'None'],
+    ['optional', 'Optional – checked if presented'],
+    ['required', 'Required – mutual TLS'],
+  ];
+  /** Baud rates offered when the server's list cannot be loaded. */
   const BAUDS = [9600, 19200, 38400, 57600, 115200];
+  /** What the API shows instead of a stored password (sending it back keeps the password). */
+  const PASSWORD_MASK = '********';
   const MAX_MESSAGE = 64 * 1024 * 1024;
   const ID_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 
@@ -262,21 +270,27 @@
   let fieldSeq = 0;
   /**
    * A labelled form field. o: {path, label, kind ('str', 'int', 'password', 'bytes', 'byte',
-   * 'bool'), value, required, min, max, placeholder, help, options [[value, label]], wide}.
+   * 'bool', 'presence'), value, required, mark (the required mark only: the rule is checked
+   * elsewhere), keep (read even while hidden), min, max, placeholder, help, options
+   * [[value, label]], wide, extra (nodes after the input)}.
+   *
+   * A 'presence' checkbox stands for an optional object: checked, the object is there (with
+   * the fields under it); unchecked, it is left out.
    */
   function field(o) {
     const id = `f${++fieldSeq}-${(o.path || '').replace(/[^A-Za-z0-9]/g, '-')}`;
     const kind = o.kind || 'str';
     const data = { path: o.path, kind, label: o.label };
     if (o.required) data.required = '1';
+    if (o.keep) data.keep = '1';
     if (o.min !== undefined) data.min = String(o.min);
     if (o.max !== undefined) data.max = String(o.max);
     let input;
-    if (kind === 'bool') {
+    if (kind === 'bool' || kind === 'presence') {
       input = h('input', { type: 'checkbox', id, checked: !!o.value });
       Object.assign(input.dataset, data);
       if (o.onChange) input.addEventListener('change', o.onChange);
-      return h('div', { class: `field check${o.wide ? ' wide' : ''}` }, input, h('label', { for: id, text: o.label }),
+      return h('div', { class: `field check${o.wide ? ' wide' : ''}${o.danger ? ' danger' : ''}` }, input, h('label', { for: id, text: o.label }),
         o.help ? h('div', { class: 'help', text: o.help }) : null);
     }
     if (o.options) {
@@ -302,7 +316,7 @@
     if (o.onChange) input.addEventListener('change', o.onChange);
     if (o.onInput) input.addEventListener('input', o.onInput);
     return h('div', { class: `field${o.wide ? ' wide' : ''}` },
-      h('label', { for: id }, o.label, o.required ? h('span', { class: 'req', 'aria-hidden': 'true', text: '*' }) : null),
+      h('label', { for: id }, o.label, o.required || o.mark ? h('span', { class: 'req', 'aria-hidden': 'true', text: '*' }) : null),
       input, o.extra || null,
       o.help ? h('div', { class: 'help', text: o.help }) : null);
   }
@@ -314,19 +328,32 @@
     o[parts[parts.length - 1]] = value;
   }
 
+  function getPath(obj, path) {
+    let o = obj;
+    for (const p of path.split('.')) {
+      if (o === null || typeof o !== 'object') return undefined;
+      o = o[p];
+    }
+    return o;
+  }
+
   /**
-   * Reads every visible field under `root` into an object, checking each field's own rules.
-   * Returns {value, problems}.
+   * Reads every visible field under `root` (and the hidden ones marked keep) into an object,
+   * checking each field's own rules. Returns {value, problems}.
    */
   function readFields(root) {
     const value = {};
     const problems = [];
     const fail = (path, message) => problems.push({ path, message });
     for (const input of $$('[data-path]', root)) {
-      if (input.closest('[hidden]')) continue;
+      if (input.closest('[hidden]') && input.dataset.keep !== '1') continue;
       const { path, kind, label } = input.dataset;
       const required = input.dataset.required === '1';
       if (kind === 'bool') { setPath(value, path, input.checked); continue; }
+      if (kind === 'presence') {
+        if (input.checked && getPath(value, path) === undefined) setPath(value, path, {});
+        continue;
+      }
       if (kind === 'type') { setPath(value, `${path}.type`, input.value); continue; }
       let raw = input.value;
       if (kind === 'baud' && raw === 'other') raw = $(`#${input.dataset.custom}`).value;
@@ -361,10 +388,10 @@
     return { value, problems };
   }
 
-  /** The framing sub-form of a side. */
-  function framingBlock(side, f) {
+  /** The framing sub-form of a side (`prefix`: the side's JSON path). */
+  function framingBlock(prefix, f) {
     f = f || { type: 'raw' };
-    const path = `${side}.framing`;
+    const path = `${prefix}.framing`;
     const box = h('div', { class: 'fields' });
     const fill = (type, v) => {
       const fs = [];
@@ -384,15 +411,15 @@
     const sel = field({ path: `${path}.type`, label: 'Framing', value: f.type, options: FRAMINGS, help: 'What one message is on the byte stream. Each side frames with its own setting (protocol translation).' });
     $('select', sel).addEventListener('change', (ev) => fill(ev.target.value, {}));
     fill(f.type, f);
-    return h('fieldset', { class: 'framing', dataset: { block: `${side}-framing` } }, h('legend', { text: 'Framing' }),
+    return h('fieldset', { class: 'framing', dataset: { block: `${prefix}-framing` } }, h('legend', { text: 'Framing' }),
       h('div', { class: 'fields' }, sel), box);
   }
 
-  /** The acknowledgement sub-form of a side. */
-  function ackBlock(side, a) {
+  /** The acknowledgement sub-form of a side; `role` is 'source' or 'destination'. */
+  function ackBlock(prefix, role, a) {
     const ack = typeof a === 'string' ? { type: a } : (a || { type: 'none' });
-    const path = `${side}.ack`;
-    const dest = side === 'destination';
+    const path = `${prefix}.ack`;
+    const dest = role === 'destination';
     const box = h('div', { class: 'fields' });
     const fill = (type, v) => {
       const fs = [];
@@ -411,83 +438,214 @@
     const sel = field({ path: `${path}.type`, label: 'Acknowledgement', value: ack.type, options: ACKS, help });
     $('select', sel).addEventListener('change', (ev) => fill(ev.target.value, {}));
     fill(ack.type, ack);
-    return h('fieldset', { class: 'ack', dataset: { block: `${side}-ack` } }, h('legend', { text: 'Acknowledgements' }),
+    return h('fieldset', { class: 'ack', dataset: { block: `${prefix}-ack` } }, h('legend', { text: 'Acknowledgements' }),
       h('div', { class: 'fields' }, sel), box);
   }
 
-  /** The TLS sub-form of a TCP side. */
-  function tlsBlock(side, t, server) {
+  /**
+   * The TLS sub-form of a TCP side: a server (tcp_server) or a client (tcp_client) side, each
+   * with only the settings that apply to it. With TLS off the settings are hidden but kept, so
+   * switching TLS off and on again (or a stored pair with TLS off) loses nothing.
+   */
+  function tlsBlock(prefix, t, server) {
     t = t || {};
-    const path = `${side}.tls`;
-    const files = h('div', { class: 'fields', hidden: !t.enabled },
-      field({ path: `${path}.cert`, label: server ? 'Certificate file (PEM)' : 'Client certificate (PEM, optional)', required: server, value: t.cert, placeholder: '/etc/iobufferpro/cert.pem' }),
-      field({ path: `${path}.key`, label: server ? 'Private key file (PEM)' : 'Client key (PEM, optional)', required: server, value: t.key, placeholder: '/etc/iobufferpro/key.pem' }),
-      field({ path: `${path}.ca`, label: server ? 'Client CA (PEM, optional)' : 'Trusted CA (PEM, optional)', value: t.ca, help: server ? undefined : 'Instead of the system roots.' }));
-    const on = field({ path: `${path}.enabled`, label: 'Use TLS', kind: 'bool', value: t.enabled, onChange: (ev) => { files.hidden = !ev.target.checked; } });
-    return h('fieldset', { class: 'tls', dataset: { block: `${side}-tls` } }, h('legend', { text: 'TLS' }), h('div', { class: 'fields' }, on), files);
+    const path = `${prefix}.tls`;
+    const box = h('div', { class: 'fields tls-settings', hidden: !t.enabled });
+    if (server) {
+      const auth = field({ path: `${path}.client_auth`, label: 'Client certificates', keep: true, value: t.client_auth || 'none', options: CLIENT_AUTH, help: 'Ask connecting clients for a certificate that chains to the client CA.' });
+      const ca = field({ path: `${path}.ca`, label: 'Client CA (PEM)', mark: true, keep: true, value: t.ca, placeholder: '/etc/iobufferpro/clients-ca.pem', help: 'The CA that client certificates must chain to. Required unless client certificates are None.' });
+      const authSel = $('select', auth);
+      const sync = () => { $('.req', ca).hidden = authSel.value === 'none'; };
+      authSel.addEventListener('change', sync);
+      sync();
+      append(box,
+        field({ path: `${path}.cert`, label: 'Certificate file (PEM)', mark: true, keep: true, value: t.cert, placeholder: '/etc/iobufferpro/server.pem', help: 'This server’s certificate chain.' }),
+        field({ path: `${path}.key`, label: 'Private key file (PEM)', mark: true, keep: true, value: t.key, placeholder: '/etc/iobufferpro/server.key' }),
+        auth, ca);
+    } else {
+      const warning = h('div', { class: 'notice warn insecure-warning', role: 'alert', hidden: !t.insecure_skip_verify },
+        h('strong', { text: 'Certificate verification is OFF. ' }),
+        'Any server is accepted, including one in the middle that reads and changes the messages. For lab use only; ioBufferPro logs a warning for this side.');
+      append(box,
+        field({ path: `${path}.ca`, label: 'Trusted CA (PEM, optional)', keep: true, value: t.ca, placeholder: '/etc/iobufferpro/ca.pem', help: 'Verify the server against this CA instead of the system’s roots.' }),
+        field({ path: `${path}.server_name`, label: 'Server name (optional)', keep: true, value: t.server_name, placeholder: 'default: the server host', help: 'The name the server certificate must carry, when it differs from the host connected to.' }),
+        field({ path: `${path}.cert`, label: 'Client certificate (PEM, optional)', keep: true, value: t.cert, placeholder: '/etc/iobufferpro/client.pem', help: 'For servers that ask for one (mutual TLS). Give certificate and key, or neither.' }),
+        field({ path: `${path}.key`, label: 'Client key (PEM, optional)', keep: true, value: t.key, placeholder: '/etc/iobufferpro/client.key' }),
+        field({
+          path: `${path}.insecure_skip_verify`,
+          label: 'Do not verify the server certificate (insecure_skip_verify) – lab use only',
+          kind: 'bool',
+          keep: true,
+          wide: true,
+          danger: true,
+          value: t.insecure_skip_verify,
+          help: 'Lab use only: accepts any server certificate. Never use it in production.',
+          onChange: (ev) => { warning.hidden = !ev.target.checked; },
+        }),
+        warning);
+    }
+    const on = field({ path: `${path}.enabled`, label: 'Use TLS', kind: 'bool', value: t.enabled, help: 'Turned off, the TLS settings are kept but not used.', onChange: (ev) => { box.hidden = !ev.target.checked; } });
+    return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: server ? 'server' : 'client' } },
+      h('legend', { text: server ? 'TLS (this side is the server)' : 'TLS (this side is the client)' }),
+      h('div', { class: 'fields' }, on), box);
   }
 
-  /** The fields of one side for its type. */
-  function endpointFields(side, type, v) {
+  /**
+   * The serial port: type any name, or pick one of the machine's ports (with the device a
+   * stable link points to, the pairs that use it, ports configured but missing).
+   */
+  function serialPortField(path, value, ctx) {
+    const listId = `f${++fieldSeq}-ports`;
+    const ports = ctx.ports;
+    const others = (p) => (p.used_by || []).filter((id) => id !== ctx.self);
+    const describe = (p) => {
+      const bits = [];
+      if (p.device) bits.push(`→ ${p.device}`);
+      if (!p.present) bits.push('missing: not on this machine now');
+      const o = others(p);
+      if (o.length) bits.push(`used by ${o.join(', ')}`);
+      return bits.join(' · ');
+    };
+    const list = h('datalist', { id: listId }, ports.map((p) => h('option', {
+      value: p.path,
+      label: describe(p) || 'present',
+      dataset: { present: String(!!p.present), usedBy: others(p).join(','), device: p.device || '' },
+    })));
+    const info = h('div', { class: 'port-info', 'aria-live': 'polite' });
+    const f = field({
+      path,
+      label: 'Serial port',
+      required: true,
+      value,
+      placeholder: ports.length ? 'choose from the list or type' : '/dev/ttyUSB0 or COM3',
+      extra: [list, info],
+      help: 'Prefer the stable /dev/serial/by-id/… names: they survive plugging the adapter into another socket.',
+    });
+    const input = $('input', f);
+    input.setAttribute('list', listId);
+    const update = () => {
+      const v = input.value.trim();
+      const bits = [];
+      let state = '';
+      const hit = ports.find((p) => p.path === v) || ports.find((p) => p.device && p.device === v);
+      if (hit) {
+        state = 'present';
+        if (hit.path === v && hit.device) bits.push(h('span', { class: 'device', text: `Links to ${hit.device} now.` }));
+        if (hit.path !== v) bits.push(h('span', { text: `Stable name: ${hit.path} (survives replugging).` }));
+        if (!hit.present) {
+          state = 'missing';
+          bits.push(h('span', { class: 'warn-text', text: 'Missing: not on this machine now (unplugged?). The side stays Red until it is back.' }));
+        }
+        const o = others(hit);
+        if (o.length) {
+          state = 'used';
+          bits.push(h('span', { class: 'warn-text', text: `Used by channel pair ${o.join(', ')}: a port serves one pair only.` }));
+        }
+      } else if (v && ctx.portsError) {
+        state = 'unknown';
+        bits.push(h('span', { text: `The port list could not be loaded (${ctx.portsError}).` }));
+      } else if (v) {
+        state = 'unknown';
+        bits.push(h('span', { text: 'Not among the ports found on this machine now.' }));
+      }
+      info.dataset.state = state;
+      replace(info, bits.map((b, i) => (i ? [' ', b] : b)));
+      info.hidden = !bits.length;
+    };
+    input.addEventListener('input', update);
+    input.addEventListener('change', update);
+    update();
+    return f;
+  }
+
+  /** The optional RS-485 settings of a serial side. */
+  function rs485Block(prefix, r) {
+    const path = `${prefix}.rs485`;
+    const on = !!r;
+    r = r || {};
+    const box = h('div', { class: 'fields rs485-settings', hidden: !on },
+      field({ path: `${path}.rts_on_send`, label: 'RTS high while sending', kind: 'bool', value: r.rts_on_send !== false, help: 'Off: RTS low while sending (rts_on_send).' }),
+      field({ path: `${path}.delay_before_send_ms`, label: 'Delay before sending (ms)', kind: 'int', min: 0, max: 1000, value: r.delay_before_send_ms, placeholder: '0', help: 'From RTS to the first bit, 0–1000.' }),
+      field({ path: `${path}.delay_after_send_ms`, label: 'Delay after sending (ms)', kind: 'int', min: 0, max: 1000, value: r.delay_after_send_ms, placeholder: '0', help: 'From the last bit to releasing RTS, 0–1000.' }),
+      field({ path: `${path}.full_duplex`, label: 'Full duplex (RS-422)', kind: 'bool', value: r.full_duplex }),
+      field({ path: `${path}.terminate_bus`, label: 'Terminate the bus', kind: 'bool', value: r.terminate_bus, help: 'Switches on the termination resistor, where the adapter has one.' }));
+    const toggle = field({
+      path,
+      label: 'RS-485 (driver switches the transceiver with RTS)',
+      kind: 'presence',
+      value: on,
+      wide: true,
+      help: 'Linux drivers with RS-485 support; a driver without it is reported as an error. Cannot be combined with RTS/CTS flow control.',
+      onChange: (ev) => { box.hidden = !ev.target.checked; },
+    });
+    return h('fieldset', { class: 'rs485', dataset: { block: `${prefix}-rs485` } }, h('legend', { text: 'RS-485' }),
+      h('div', { class: 'fields' }, toggle), box);
+  }
+
+  /** The fields of one side for its type; `role` is 'source' or 'destination'. */
+  function endpointFields(prefix, role, type, v, ctx) {
     v = v || {};
-    const p = (f) => `${side}.${f}`;
-    const src = side === 'source';
+    const p = (f) => `${prefix}.${f}`;
+    const src = role === 'source';
     const out = [];
     const fields = h('div', { class: 'fields' });
     out.push(fields);
     const port = (help) => field({ path: p('port'), label: 'Port', kind: 'int', required: true, min: 1, max: 65535, value: v.port, placeholder: '1-65535', help });
+    const writeTimeout = (help) => field({ path: p('write_timeout_ms'), label: 'Write timeout (ms)', kind: 'int', min: 10, max: 3600000, value: v.write_timeout_ms, placeholder: '30000', help });
     switch (type) {
       case 'tcp_server':
-        fields.append(
+        append(fields,
           field({ path: p('host'), label: 'Listen address', required: true, value: v.host !== undefined ? v.host : '0.0.0.0', help: '0.0.0.0 for every interface, 127.0.0.1 for this machine only.' }),
           port(src ? 'Senders connect to this port.' : 'Receiving applications connect to this port.'),
           field({ path: p('max_connections'), label: 'Max connections', kind: 'int', min: 1, max: 65535, value: v.max_connections, placeholder: '256' }),
           src
             ? field({ path: p('idle_timeout_s'), label: 'Close idle connections after (s)', kind: 'int', min: 0, value: v.idle_timeout_s, placeholder: 'never' })
-            : field({ path: p('write_timeout_ms'), label: 'Write timeout (ms)', kind: 'int', min: 10, max: 3600000, value: v.write_timeout_ms, placeholder: '30000' }));
-        out.push(framingBlock(side, v.framing), ackBlock(side, v.ack), tlsBlock(side, v.tls, true));
+            : writeTimeout());
+        out.push(framingBlock(prefix, v.framing), ackBlock(prefix, role, v.ack), tlsBlock(prefix, v.tls, true));
         break;
       case 'tcp_client':
-        fields.append(
+        append(fields,
           field({ path: p('host'), label: 'Server host', required: true, value: v.host, placeholder: 'host name or IP address' }),
           port(),
           field({ path: p('connect_timeout_ms'), label: 'Connect timeout (ms)', kind: 'int', min: 10, max: 600000, value: v.connect_timeout_ms, placeholder: '10000' }),
-          src ? null : field({ path: p('write_timeout_ms'), label: 'Write timeout (ms)', kind: 'int', min: 10, max: 3600000, value: v.write_timeout_ms, placeholder: '30000' }));
-        out.push(framingBlock(side, v.framing), ackBlock(side, v.ack), tlsBlock(side, v.tls, false));
+          src ? null : writeTimeout());
+        out.push(framingBlock(prefix, v.framing), ackBlock(prefix, role, v.ack), tlsBlock(prefix, v.tls, false));
         break;
       case 'udp':
-        fields.append(
+        append(fields,
           field({ path: p('host'), label: src ? 'Listen address' : 'Target host', required: true, value: v.host !== undefined ? v.host : (src ? '0.0.0.0' : undefined), placeholder: src ? undefined : 'host name or IP address' }),
           port(src ? 'Datagrams arrive on this port.' : 'Datagrams are sent to this port.'));
         break;
       case 'serial': {
+        const bauds = ctx.bauds;
         const baud = v.baud_rate || 9600;
-        const preset = BAUDS.includes(baud);
+        const preset = bauds.includes(baud);
         const customId = `f${++fieldSeq}-baud-custom`;
-        const custom = h('input', { type: 'number', id: customId, min: 1, step: 1, inputmode: 'numeric', value: preset ? '' : String(baud), placeholder: 'e.g. 4800', 'aria-label': 'Other baud rate', hidden: preset });
-        const baudField = field({ path: p('baud_rate'), label: 'Baud rate', value: preset ? baud : 'other', options: [...BAUDS.map((b) => [b, String(b)]), ['other', 'Other…']], extra: custom });
+        const custom = h('input', { type: 'number', id: customId, min: 1, step: 1, inputmode: 'numeric', value: preset ? '' : String(baud), placeholder: 'e.g. 31250', 'aria-label': 'Other baud rate', hidden: preset });
+        const baudField = field({ path: p('baud_rate'), label: 'Baud rate', value: preset ? baud : 'other', options: [...bauds.map((b) => [b, String(b)]), ['other', 'Other…']], extra: custom, help: 'Or any other rate the driver accepts (Other…).' });
         const sel = $('select', baudField);
         Object.assign(sel.dataset, { kind: 'baud', custom: customId, min: '1', max: '20000000' });
         sel.addEventListener('change', () => { custom.hidden = sel.value !== 'other'; if (!custom.hidden) custom.focus(); });
-        fields.append(
-          field({ path: p('port'), label: 'Serial port', required: true, value: v.port, placeholder: '/dev/ttyUSB0 or COM3' }),
+        append(fields,
+          serialPortField(p('port'), v.port, ctx),
           baudField,
           field({ path: p('data_bits'), label: 'Data bits', kind: 'int', value: v.data_bits || 8, options: [[5, '5'], [6, '6'], [7, '7'], [8, '8']] }),
-          field({ path: p('parity'), label: 'Parity', value: v.parity || 'None', options: [['None', 'None'], ['Even', 'Even'], ['Odd', 'Odd'], ['Mark', 'Mark'], ['Space', 'Space']] }),
+          field({ path: p('parity'), label: 'Parity', value: v.parity || 'None', options: [['None', 'None'], ['Even', 'Even'], ['Odd', 'Odd'], ['Mark', 'Mark (Linux only)'], ['Space', 'Space (Linux only)']], help: 'Mark and Space work on Linux only.' }),
           field({ path: p('stop_bits'), label: 'Stop bits', kind: 'int', value: v.stop_bits || 1, options: [[1, '1'], [2, '2']] }),
-          field({ path: p('flow_control'), label: 'Flow control', value: v.flow_control || 'None', options: [['None', 'None'], ['RTS/CTS', 'RTS/CTS (hardware)'], ['XON/XOFF', 'XON/XOFF (software)']] }));
-        out.push(framingBlock(side, v.framing), ackBlock(side, v.ack));
+          field({ path: p('flow_control'), label: 'Flow control', value: v.flow_control || 'None', options: [['None', 'None'], ['RTS/CTS', 'RTS/CTS (hardware)'], ['XON/XOFF', 'XON/XOFF (software)']] }),
+          src ? null : writeTimeout('A device that takes no data for this long is reopened and the messages retried.'));
+        out.push(rs485Block(prefix, v.rs485), framingBlock(prefix, v.framing), ackBlock(prefix, role, v.ack));
         break;
       }
       case 'remote_icombuffer': {
         const auth = v.auth || {};
-        fields.append(
+        append(fields,
           field({ path: p('url'), label: 'URL of the remote instance', value: v.url, placeholder: 'http://remote-server:8080', wide: true, help: src ? 'Pull from this instance. Leave empty to accept pushes from the remote instance instead.' : 'Push to this instance. Leave empty to let the remote instance pull instead.' }),
           field({ path: p('channel_id'), label: 'Channel id', required: true, value: v.channel_id, help: 'The channel pair id on the remote instance.' }));
         out.push(h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication (a user of the remote instance)' }),
           h('div', { class: 'fields' },
             field({ path: p('auth.username'), label: 'User name', value: auth.username }),
-            field({ path: p('auth.password'), label: 'Password', kind: 'password', value: auth.password }))));
+            field({ path: p('auth.password'), label: 'Password', kind: 'password', value: auth.password, help: auth.password === PASSWORD_MASK ? 'Stored; leave it to keep the stored password.' : undefined }))));
         break;
       }
       default:
@@ -496,54 +654,164 @@
     return out;
   }
 
-  /** One side (source or destination): type selector and that type's fields. */
-  function sideBlock(side, spec) {
-    const title = side === 'source' ? 'Source' : 'Destination';
-    const sub = side === 'source' ? 'Where messages come from.' : 'Where messages go, in order.';
+  /**
+   * The type selector of a side and that type's fields, below `prefix` (`source`,
+   * `destination`, or a backup's own prefix). Changing the type keeps what the types share.
+   */
+  function sideBlock(prefix, role, spec, ctx, typeId) {
     const box = h('div', { class: 'side-fields' });
-    const typeField = field({ path: side, label: 'Type', value: spec ? spec.type : (side === 'source' ? 'tcp_server' : 'tcp_client'), options: TYPES });
+    const typeField = field({ path: prefix, label: 'Type', value: spec ? spec.type : (role === 'source' ? 'tcp_server' : 'tcp_client'), options: TYPES });
     const sel = $('select', typeField);
     sel.dataset.kind = 'type';
-    sel.id = `${side}-type`;
-    $('label', typeField).setAttribute('for', sel.id);
+    if (typeId) {
+      sel.id = typeId;
+      $('label', typeField).setAttribute('for', sel.id);
+    }
     sel.addEventListener('change', () => {
       // Keep what the new type shares with the old one (host, port, framing, ack, …).
-      const keep = readFields(box).value[side] || {};
-      replace(box, endpointFields(side, sel.value, keep));
+      const keep = getPath(readFields(box).value, prefix) || {};
+      replace(box, endpointFields(prefix, role, sel.value, keep, ctx));
     });
-    replace(box, endpointFields(side, sel.value, spec || {}));
+    replace(box, endpointFields(prefix, role, sel.value, spec || {}, ctx));
+    return { typeField, box };
+  }
+
+  /** The source or the destination. */
+  function mainSide(side, spec, ctx) {
+    const title = side === 'source' ? 'Source' : 'Destination';
+    const sub = side === 'source' ? 'Where messages come from.' : 'Where messages go, in order.';
+    const { typeField, box } = sideBlock(side, side, spec, ctx, `${side}-type`);
     return h('fieldset', { class: 'side', dataset: { side } },
       h('legend', { text: title }), h('p', { class: 'muted small', text: sub }),
       h('div', { class: 'fields' }, typeField), box);
   }
 
-  /** Checks that involve several fields; `pair` is what the form produced. */
-  function crossChecks(pair) {
+  /**
+   * The ordered backup destinations (failover) and failback. Each backup is a destination
+   * sub-form under its own prefix (`failover.b1`, …) that stays with it when the backups are
+   * reordered; the form sends them as the `failover` list in the order shown, and maps the
+   * server's `failover[i]` paths back to the i-th block.
+   */
+  function backupsBlock(spec, ctx) {
+    const list = h('div', { class: 'backup-list', id: 'backups' });
+    const none = h('p', { class: 'muted small', id: 'no-backups', text: 'No backup destination: while the destination is down, messages wait in the buffer.' });
+    let seq = 0;
+    const addBtn = h('button', { type: 'button', class: 'btn', id: 'add-backup', text: '+ Add backup destination' });
+    const renumber = () => {
+      const all = $$(':scope > .backup', list);
+      all.forEach((b, i) => {
+        $(':scope > legend', b).textContent = `Backup ${i + 1}`;
+        $('[data-action="up"]', b.iobpHead).disabled = i === 0;
+        $('[data-action="down"]', b.iobpHead).disabled = i === all.length - 1;
+        b.dataset.index = String(i);
+      });
+      none.hidden = all.length > 0;
+    };
+    const add = (e, orig) => {
+      const key = `b${++seq}`;
+      const prefix = `failover.${key}`;
+      const { typeField, box } = sideBlock(prefix, 'destination', e, ctx, `backup-${key}-type`);
+      const button = (action, text, label) => h('button', { type: 'button', class: 'btn small', dataset: { action }, text, title: label, 'aria-label': label });
+      const up = button('up', '↑ Up', 'Move up: tried earlier');
+      const down = button('down', '↓ Down', 'Move down: tried later');
+      const remove = h('button', { type: 'button', class: 'btn small ghost-danger', dataset: { action: 'remove' }, text: 'Remove' });
+      const head = h('div', { class: 'backup-head' }, h('div', { class: 'fields' }, typeField), h('div', { class: 'btn-row' }, up, down, remove));
+      const block = h('fieldset', { class: 'side backup', dataset: { backup: key, prefix, orig: orig === undefined ? '' : String(orig) } },
+        h('legend', { text: 'Backup' }), head, box);
+      block.iobpHead = head;
+      up.addEventListener('click', () => {
+        const prev = block.previousElementSibling;
+        if (prev) { prev.before(block); renumber(); (up.disabled ? down : up).focus(); }
+      });
+      down.addEventListener('click', () => {
+        const next = block.nextElementSibling;
+        if (next) { next.after(block); renumber(); (down.disabled ? up : down).focus(); }
+      });
+      remove.addEventListener('click', () => { block.remove(); renumber(); addBtn.focus(); });
+      list.append(block);
+      renumber();
+      return block;
+    };
+    (spec.failover || []).forEach((e, i) => add(e, i));
+    addBtn.addEventListener('click', () => { $('select', add(null)).focus(); });
+    renumber();
+    return h('fieldset', { class: 'backups', dataset: { block: 'failover' } },
+      h('legend', { text: 'Backup destinations (failover)' }),
+      h('p', { class: 'muted small', text: 'When the destination fails, messages go to the first backup that works, in this order. Each backup has its own type and settings.' }),
+      list, none,
+      h('div', { class: 'btn-row backup-actions' }, addBtn),
+      h('div', { class: 'fields' },
+        field({ path: 'failback', label: 'Return to the primary when it is back (failback)', kind: 'bool', value: spec.failback !== false, wide: true, help: 'Off: deliveries stay on the backup in use until it fails in turn.' })));
+  }
+
+  const SERIAL_CONFLICT = 'RTS/CTS cannot be used with RS-485: RS-485 drives RTS to switch the transceiver. Choose None or XON/XOFF.';
+
+  /** Checks of one side that involve several of its fields. */
+  function endpointChecks(prefix, e) {
     const problems = [];
-    for (const side of ['source', 'destination']) {
-      const e = pair[side];
-      if (!e) continue;
-      if (['tcp_server', 'tcp_client', 'udp'].includes(e.type) && e.host && /\s/.test(e.host)) {
-        problems.push({ path: `${side}.host`, message: 'A host name or IP address has no spaces.' });
-      }
-      if (e.ack && e.ack.type === 'mllp' && (!e.framing || e.framing.type !== 'mllp')) {
-        problems.push({ path: `${side}.ack.type`, message: 'MLLP acknowledgements need MLLP framing on the same side.' });
-      }
-      if (e.ack && e.ack.type === 'byte' && e.ack.ack === e.ack.nak) {
-        problems.push({ path: `${side}.ack.nak`, message: 'The NAK byte must differ from the ACK byte.' });
-      }
-      if (e.type === 'remote_icombuffer') {
-        if (e.channel_id && !ID_RE.test(e.channel_id)) problems.push({ path: `${side}.channel_id`, message: 'Use 1-64 letters, digits, “.”, “_” and “-” (not starting with “.”).' });
-        if (e.url && !/^https?:\/\/[^\s/:]+/.test(e.url)) problems.push({ path: `${side}.url`, message: 'Must start with http:// or https:// and name a host.' });
-        if (e.auth && !e.auth.username) problems.push({ path: `${side}.auth.username`, message: 'Give the user name that goes with the password.' });
-        if (e.url && !e.auth) problems.push({ path: `${side}.auth.username`, message: 'A user of the remote instance is required when a URL is set.' });
+    const fail = (f, message) => problems.push({ path: `${prefix}.${f}`, message });
+    if (['tcp_server', 'tcp_client', 'udp'].includes(e.type) && e.host && /\s/.test(e.host)) {
+      fail('host', 'A host name or IP address has no spaces.');
+    }
+    if (e.ack && e.ack.type === 'mllp' && (!e.framing || e.framing.type !== 'mllp')) {
+      fail('ack.type', 'MLLP acknowledgements need MLLP framing on the same side.');
+    }
+    if (e.ack && e.ack.type === 'byte' && e.ack.ack === e.ack.nak) {
+      fail('ack.nak', 'The NAK byte must differ from the ACK byte.');
+    }
+    if (e.type === 'remote_icombuffer') {
+      if (e.channel_id && !ID_RE.test(e.channel_id)) fail('channel_id', 'Use 1-64 letters, digits, “.”, “_” and “-” (not starting with “.”).');
+      if (e.url && !/^https?:\/\/[^\s/:]+/.test(e.url)) fail('url', 'Must start with http:// or https:// and name a host.');
+      if (e.auth && !e.auth.username) fail('auth.username', 'Give the user name that goes with the password.');
+      if (e.url && !e.auth) fail('auth.username', 'A user of the remote instance is required when a URL is set.');
+    }
+    if (e.type === 'serial' && e.rs485 && e.flow_control === 'RTS/CTS') fail('flow_control', SERIAL_CONFLICT);
+    const t = e.tls;
+    if ((e.type === 'tcp_server' || e.type === 'tcp_client') && t && t.enabled) {
+      if (e.type === 'tcp_server') {
+        if (!t.cert) fail('tls.cert', 'A TLS server needs its certificate (PEM file).');
+        if (!t.key) fail('tls.key', 'A TLS server needs its private key (PEM file).');
+        if (t.client_auth && t.client_auth !== 'none' && !t.ca) fail('tls.ca', 'Client certificates need the CA they must chain to.');
+      } else {
+        if (t.cert && !t.key) fail('tls.key', 'A client certificate needs its key.');
+        if (t.key && !t.cert) fail('tls.cert', 'A client key needs its certificate.');
+        if (t.server_name && !/^[A-Za-z0-9._:[\]-]+$/.test(t.server_name)) fail('tls.server_name', 'Give a host name or IP address, e.g. lis.example.org.');
       }
     }
-    const s = pair.source;
-    const d = pair.destination;
-    if (s && d && s.type === 'tcp_server' && d.type === 'tcp_server' && s.port && s.port === d.port) {
-      problems.push({ path: 'destination.port', message: 'The source already listens on this port.' });
-    }
+    return problems;
+  }
+
+  /** The address a listening side would use, for conflicts between the sides of a pair. */
+  function sameHost(a, b) {
+    const canon = (x) => {
+      const v = String(x || '').replace(/^\[|\]$/g, '');
+      if (['0.0.0.0', '::', '', '*'].includes(v)) return '*';
+      if (['localhost', '127.0.0.1', '::1'].includes(v)) return 'loopback';
+      return v;
+    };
+    const [x, y] = [canon(a), canon(b)];
+    return x === '*' || y === '*' || x === y;
+  }
+
+  /**
+   * Checks that involve several fields; `pair` is what the form produced, `sides` the
+   * endpoints in order: [{prefix, name, e}] (source, destination, backups).
+   */
+  function crossChecks(pair, sides) {
+    const problems = [];
+    for (const s of sides) problems.push(...endpointChecks(s.prefix, s.e));
+    // Two sides of one pair cannot listen on one port, nor open one serial port.
+    sides.forEach((s, i) => {
+      const earlier = sides.slice(0, i);
+      if (s.e.type === 'tcp_server' && s.e.port) {
+        const o = earlier.find((x) => x.e.type === 'tcp_server' && x.e.port === s.e.port && sameHost(x.e.host, s.e.host));
+        if (o) problems.push({ path: `${s.prefix}.port`, message: `${o.name} already listens on this port.` });
+      }
+      if (s.e.type === 'serial' && s.e.port) {
+        const o = earlier.find((x) => x.e.type === 'serial' && x.e.port === s.e.port);
+        if (o) problems.push({ path: `${s.prefix}.port`, message: `${o.name} already uses this serial port.` });
+      }
+    });
     const r = pair.retry || {};
     const initial = r.initial_ms !== undefined ? r.initial_ms : 1000;
     const max = r.max_ms !== undefined ? r.max_ms : 60000;
@@ -551,8 +819,82 @@
     return problems;
   }
 
+  /**
+   * Puts the server's problems where the form shows them: `failover[i]…` at the i-th backup
+   * block, and certificate files that do not load (reported for the side's `tls`) at the
+   * field with that file.
+   */
+  function placeServerProblems(form, problems) {
+    const backups = $$('#backups > .backup', form);
+    const input = (path) => form.querySelector(`[data-path="${CSS.escape(path)}"]`);
+    return problems.map((p) => {
+      let path = p.path || '';
+      const m = /^failover\[(\d+)\](.*)$/.exec(path);
+      if (m && backups[Number(m[1])]) path = backups[Number(m[1])].dataset.prefix + m[2];
+      if (/(^|\.)tls$/.test(path)) {
+        const files = ['cert', 'key', 'ca'].map((f) => input(`${path}.${f}`)).filter((i) => i && i.value.trim());
+        const named = files.find((i) => p.message.startsWith(`${i.value.trim()}:`)) || files.find((i) => p.message.includes(i.value.trim()));
+        if (named) path = named.dataset.path;
+        else if (/^server name/i.test(p.message) && input(`${path}.server_name`)) path = `${path}.server_name`;
+        else if (input(`${path}.enabled`)) path = `${path}.enabled`;
+      }
+      return { path, message: p.message };
+    });
+  }
+
+  /**
+   * The settings this form shows, by object. A stored pair may hold others (written by a
+   * newer version or by hand): an edit keeps them rather than dropping them silently.
+   */
+  const KNOWN = {
+    pair: ['id', 'name', 'enabled', 'source', 'destination', 'failover', 'failback', 'retry', 'max_storage_mb'],
+    tcp_server: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'max_connections', 'idle_timeout_s', 'write_timeout_ms'],
+    tcp_client: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'connect_timeout_ms', 'write_timeout_ms'],
+    udp: ['type', 'host', 'port'],
+    serial: ['type', 'port', 'baud_rate', 'data_bits', 'parity', 'stop_bits', 'flow_control', 'framing', 'ack', 'rs485', 'write_timeout_ms'],
+    remote_icombuffer: ['type', 'url', 'channel_id', 'auth'],
+    tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
+  };
+
+  /** Settings of `orig` the form does not show, as [path, value]. */
+  function unknownSettings(orig, known, prefix) {
+    if (!orig || typeof orig !== 'object' || Array.isArray(orig)) return [];
+    return Object.entries(orig).filter(([k]) => !known.includes(k)).map(([k, v]) => [prefix ? `${prefix}.${k}` : k, v]);
+  }
+
+  /** The settings of a stored endpoint the form does not show (nothing when the type changed). */
+  function unknownOfEndpoint(orig, prefix) {
+    if (!orig || !KNOWN[orig.type]) return [];
+    const out = unknownSettings(orig, KNOWN[orig.type], prefix);
+    if ((orig.type === 'tcp_server' || orig.type === 'tcp_client') && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.tls, `${prefix}.tls`));
+    return out;
+  }
+
+  /** Puts back into `e` (an endpoint the form produced) the settings of `orig` it does not show. */
+  function keepUnknown(e, orig) {
+    if (!e || !orig || e.type !== orig.type) return;
+    for (const [path, v] of unknownOfEndpoint(orig, '')) {
+      const rel = path.replace(/^\./, '');
+      if (getPath(e, rel) === undefined) setPath(e, rel, v);
+    }
+  }
+
+  /** What the form needs from the server besides the pair: the serial ports, baud rates. */
+  async function formContext(pair) {
+    const ctx = { ports: [], bauds: BAUDS, self: pair ? pair.id : null, portsError: null };
+    try {
+      const r = await App.api('GET', '/api/v1/serial-ports');
+      if (r && Array.isArray(r.ports)) ctx.ports = r.ports;
+      if (r && Array.isArray(r.common_baud_rates) && r.common_baud_rates.length) ctx.bauds = r.common_baud_rates;
+    } catch (e) {
+      if (e.status === 401) throw e;
+      ctx.portsError = e.message;
+    }
+    return ctx;
+  }
+
   /** Builds the pair form; `pair` (a PairDto) to edit, null to create. */
-  function pairForm(pair, { onDone, onCancel }) {
+  function pairForm(pair, ctx, { onDone, onCancel }) {
     const editing = !!pair;
     const spec = editing ? pair.spec : {};
     const form = h('form', { id: 'pair-form', novalidate: true, 'aria-label': editing ? `Edit ${pair.id}` : 'Create Channel Pair' });
@@ -570,18 +912,26 @@
       if (!idTouched) idIn.value = nameIn.value.toLowerCase().trim().replace(/[^a-z0-9._-]+/g, '-').replace(/^[-.]+|-+$/g, '').slice(0, 64);
     });
     const retry = spec.retry || {};
-    const failoverNote = editing && spec.failover && spec.failover.length
-      ? h('div', { class: 'notice info small', text: `This pair has ${spec.failover.length} backup destination(s) (failover); they are kept as configured.` }) : null;
+    const hiddenSettings = editing ? [
+      ...unknownSettings(spec, KNOWN.pair, ''),
+      ...unknownOfEndpoint(spec.source, 'source'),
+      ...unknownOfEndpoint(spec.destination, 'destination'),
+      ...(spec.failover || []).flatMap((e, i) => unknownOfEndpoint(e, `failover[${i}]`)),
+    ] : [];
     const submit = h('button', { type: 'submit', class: 'btn primary', id: 'pair-submit', text: editing ? 'Save and restart' : 'Create' });
     const cancel = h('button', { type: 'button', class: 'btn', id: 'pair-cancel', text: 'Cancel' });
     cancel.addEventListener('click', onCancel);
     append(form,
       h('div', { class: 'notice error form-error', role: 'alert', hidden: true }),
+      hiddenSettings.length
+        ? h('div', { class: 'notice info small', id: 'pair-hidden-settings' },
+          `This pair has settings this form does not show: ${hiddenSettings.map(([p]) => p).join(', ')}. Saving keeps them as they are (unless that side’s type changes).`)
+        : null,
       h('fieldset', { class: 'general' }, h('legend', { text: 'General' }),
         h('div', { class: 'fields' }, nameF, idF,
           field({ path: 'enabled', label: editing ? 'Enabled (running)' : 'Start it when created', kind: 'bool', value: editing ? spec.enabled : true }))),
-      failoverNote,
-      h('div', { class: 'grid grid-2' }, sideBlock('source', spec.source), sideBlock('destination', spec.destination)),
+      h('div', { class: 'grid grid-2' }, mainSide('source', spec.source, ctx), mainSide('destination', spec.destination, ctx)),
+      backupsBlock(spec, ctx),
       h('details', { class: 'advanced', open: editing && (spec.retry || spec.max_storage_mb) ? true : undefined },
         h('summary', { text: 'Retry and storage' }),
         h('fieldset', null, h('legend', { text: 'Reconnect and retry (exponential backoff)' }),
@@ -599,14 +949,40 @@
       const { value, problems } = readFields(form);
       if (value.id && !ID_RE.test(value.id)) problems.push({ path: 'id', message: 'Use 1-64 letters, digits, “.”, “_” and “-” (not starting with “.”).' });
       if (value.name && value.name.length > 200) problems.push({ path: 'name', message: 'At most 200 characters.' });
-      problems.push(...crossChecks(value));
+      const backups = $$('#backups > .backup', form);
+      const sides = [
+        { prefix: 'source', name: 'The source', e: value.source || {} },
+        { prefix: 'destination', name: 'The destination', e: value.destination || {} },
+        ...backups.map((b, i) => ({ prefix: b.dataset.prefix, name: `Backup ${i + 1}`, e: getPath(value, b.dataset.prefix) || {} })),
+      ];
+      problems.push(...crossChecks(value, sides));
+      // The server keeps a masked password by the backup's position: a backup that moved
+      // needs its password again.
+      backups.forEach((b, i) => {
+        const e = getPath(value, b.dataset.prefix) || {};
+        if (e.type === 'remote_icombuffer' && e.auth && e.auth.password === PASSWORD_MASK && b.dataset.orig !== String(i)) {
+          problems.push({ path: `${b.dataset.prefix}.auth.password`, message: 'Enter this password again: this backup moved, and a stored password stays with the position it was saved at.' });
+        }
+      });
       if (problems.length) { App.showProblems(form, problems); return; }
-      const body = { id: value.id, name: value.name || '', enabled: value.enabled, source: value.source, destination: value.destination };
+      const body = {
+        id: value.id,
+        name: value.name || '',
+        enabled: value.enabled,
+        source: value.source,
+        destination: value.destination,
+        failover: sides.slice(2).map((s) => s.e),
+        failback: value.failback !== false,
+      };
       if (value.retry) body.retry = value.retry;
       if (value.max_storage_mb !== undefined) body.max_storage_mb = value.max_storage_mb;
       if (editing) {
-        if (spec.failover) body.failover = spec.failover;
-        if (spec.failback !== undefined) body.failback = spec.failback;
+        for (const [k, v] of unknownSettings(spec, KNOWN.pair, '')) if (!(k in body)) body[k] = v;
+        keepUnknown(body.source, spec.source);
+        keepUnknown(body.destination, spec.destination);
+        backups.forEach((b, i) => {
+          if (b.dataset.orig !== '') keepUnknown(body.failover[i], (spec.failover || [])[Number(b.dataset.orig)]);
+        });
       }
       submit.disabled = true;
       try {
@@ -617,6 +993,7 @@
         onDone(res);
       } catch (e) {
         if (e.status === 409) App.showProblems(form, [{ path: 'id', message: e.message }]);
+        else if (e.problems && e.problems.length) App.showProblems(form, placeServerProblems(form, e.problems));
         else App.showError(form, e);
       } finally {
         submit.disabled = false;
@@ -642,11 +1019,13 @@
       createBtn.disabled = false;
       history.replaceState(null, '', '/channels');
     };
-    const openForm = (pair) => {
+    const openForm = async (pair) => {
+      if (!pair) createBtn.disabled = true;
+      const ctx = await formContext(pair);
       replace(panel,
         h('div', { class: 'card-head' }, h('h2', { id: 'form-title', text: pair ? `Edit ${pair.name}` : 'Create Channel Pair' }),
           pair ? h('span', { class: 'muted small mono', text: pair.id }) : null),
-        pairForm(pair, {
+        pairForm(pair, ctx, {
           onDone: async (res) => {
             closeForm();
             await load();
@@ -671,6 +1050,9 @@
         h('div', null, h('strong', { text: App.typeName(st.type) }), ' ',
           indicatorBadge('connection', st.status, st.detail, side)),
         h('div', { class: 'sub', text: e ? endpointSummary(e) : '' }),
+        side === 'destination' && p.spec && p.spec.failover && p.spec.failover.length
+          ? h('div', { class: 'sub', dataset: { backups: String(p.spec.failover.length) }, text: `+ ${p.spec.failover.length} backup destination${p.spec.failover.length === 1 ? '' : 's'}${p.spec.failback === false ? ' · no failback' : ''}` })
+          : null,
         h('div', { class: 'sub', text: st.detail })];
     };
     const countsCell = (p) => {
@@ -708,7 +1090,7 @@
         });
         const edit = h('button', { type: 'button', class: 'btn small', dataset: { action: 'edit' }, text: '✎ Edit' });
         edit.addEventListener('click', async () => {
-          try { openForm(await App.api('GET', pairUrl(p.id))); } catch (e) { App.notify(e.message, 'error'); }
+          try { await openForm(await App.api('GET', pairUrl(p.id))); } catch (e) { App.notify(e.message, 'error'); }
         });
         const del = h('button', { type: 'button', class: 'btn small ghost-danger', dataset: { action: 'delete' }, text: 'Delete' });
         del.addEventListener('click', async () => {
@@ -750,15 +1132,15 @@
 
     if (canEdit) {
       createBtn.hidden = false;
-      createBtn.addEventListener('click', () => openForm(null));
+      createBtn.addEventListener('click', () => openForm(null).catch((e) => App.notify(e.message, 'error')));
     }
     await load();
     if (canEdit) {
       const hash = location.hash;
-      if (hash === '#create') openForm(null);
+      if (hash === '#create') await openForm(null);
       else if (hash.startsWith('#edit=')) {
         const id = decodeURIComponent(hash.slice(6));
-        try { openForm(await App.api('GET', pairUrl(id))); } catch (e) { App.notify(e.message, 'error'); }
+        try { await openForm(await App.api('GET', pairUrl(id))); } catch (e) { App.notify(e.message, 'error'); }
       }
     }
     App.events({}, {
