@@ -93,6 +93,29 @@ pub(crate) async fn accept(
     }
 }
 
+fn tls_of(e: &EndpointSpec) -> Option<&TlsSpec> {
+    match e {
+        EndpointSpec::TcpServer(s) => Some(&s.tls),
+        EndpointSpec::TcpClient(s) => Some(&s.tls),
+        EndpointSpec::Remote(r) => Some(&r.tls),
+        _ => None,
+    }
+}
+
+/// Which setting a TLS error is about: the file it names (errors start with the path).
+fn field_of(t: &TlsSpec, message: &str) -> &'static str {
+    let names = |p: Option<&String>| p.is_some_and(|p| message.starts_with(&format!("{p}:")));
+    if names(t.cert.as_ref()) {
+        "tls.cert"
+    } else if names(t.key.as_ref()) {
+        "tls.key"
+    } else if names(t.ca.as_ref()) {
+        "tls.ca"
+    } else {
+        "tls"
+    }
+}
+
 /// Checks that every TLS side's files load (done when a pair is created or edited).
 pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
     let sides = [("source", &spec.source), ("destination", &spec.destination)]
@@ -115,7 +138,8 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
             _ => Ok(()),
         };
         if let Err(message) = result {
-            problems.push(Problem { path: format!("{name}.tls"), message });
+            let field = tls_of(e).map_or("tls", |t| field_of(t, &message));
+            problems.push(Problem { path: format!("{name}.{field}"), message });
         }
         if let EndpointSpec::TcpClient(s) = e
             && s.tls.enabled

@@ -168,5 +168,5 @@ async fn certificate_files_that_do_not_load_are_refused_at_create() {
         .await
         .expect_err("refused");
     let text = err.to_string();
-    assert!(text.contains("source.tls") && text.contains("/nonexistent/server.key"), "{text}");
+    assert!(text.contains("source.tls.key") && text.contains("/nonexistent/server.key"), "{text}");
 }

@@ -835,6 +835,66 @@ async fn remote_passwords_are_never_shown_and_survive_an_edit() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(stored(&api), "a-new-password");
+    // Backups keep their passwords when reordered (matched by link, not position); a link
+    // whose url changed needs its password typed again.
+    let backup = |url: &str, pw: &str| {
+        json!({"type": "remote_icombuffer", "url": url, "channel_id": "plant-2",
+               "auth": {"username": "relay", "password": pw}})
+    };
+    body["destination"]["auth"]["password"] = json!("a-new-password");
+    body["failover"] =
+        json!([backup("http://127.0.0.2:9", "pw-two"), backup("http://127.0.0.3:9", "pw-three")]);
+    let put = |b: &Value| b.to_string();
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::PUT,
+            "/api/v1/pairs/relay-out",
+            Some(&put(&body)),
+            Some(&op),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    body["failover"] =
+        json!([backup("http://127.0.0.3:9", "********"), backup("http://127.0.0.2:9", "********")]);
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::PUT,
+            "/api/v1/pairs/relay-out",
+            Some(&put(&body)),
+            Some(&op),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let failover_pw: Vec<String> = api
+        .web
+        .engine
+        .get("relay-out")
+        .expect("pair")
+        .failover
+        .iter()
+        .map(|e| match e {
+            iobp_config::EndpointSpec::Remote(r) => r.auth.clone().expect("auth").password,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(failover_pw, ["pw-three", "pw-two"]);
+    body["failover"] = json!([backup("http://127.0.0.4:9", "********")]);
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::PUT,
+            "/api/v1/pairs/relay-out",
+            Some(&put(&body)),
+            Some(&op),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["problems"][0]["path"], "failover[0].auth.password", "{}", r.body);
     // The audit trail masks it too.
     let admin = api.login(Portal::Mgmt, "ada").await;
     let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/audit", None, Some(&admin), &[]).await;

@@ -243,7 +243,7 @@ pub(crate) async fn serial_ports(
         })
         .collect();
     for pair in s.engine.list() {
-        for side in [&pair.source, &pair.destination] {
+        for side in [&pair.source, &pair.destination].into_iter().chain(pair.failover.iter()) {
             let iobp_config::EndpointSpec::Serial(serial) = side else { continue };
             let name = serial.port.as_str();
             match ports.iter_mut().find(|p| p.path == name || p.device.as_deref() == Some(name)) {
