@@ -211,6 +211,12 @@ async fn a_receiver_that_never_reads_is_detected_without_ack() {
     let _ = stuck.await;
     let (got, _r) = receiver((&ip, dst)).await;
     h.wait_for("stuck", 30, "all delivered", |s| s.pending == 0 && s.in_flight == 0).await;
+    // Written is not yet read: wait for the last line to reach the receiver.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !got.lines().last().is_some_and(|l| l.starts_with("029999")) {
+        assert!(std::time::Instant::now() < deadline, "the last message never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let nums: Vec<u32> = got.lines().iter().map(|l| l[..6].parse().expect("num")).collect();
     let first = u64::from(nums[0]);
     assert!(first <= done_before, "resumes no later than the first message not taken");

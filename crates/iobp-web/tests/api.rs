@@ -835,8 +835,12 @@ async fn remote_passwords_are_never_shown_and_survive_an_edit() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(stored(&api), "a-new-password");
-    // Backups keep their passwords when reordered (matched by link, not position); a link
-    // whose url changed needs its password typed again.
+    backup_passwords_follow_their_link(&api, &op, body).await;
+}
+
+/// Backups keep their passwords when reordered (matched by link, not position); a link whose
+/// url changed needs its password typed again; the audit trail never shows one.
+async fn backup_passwords_follow_their_link(api: &Api, op: &Login, mut body: Value) {
     let backup = |url: &str, pw: &str| {
         json!({"type": "remote_icombuffer", "url": url, "channel_id": "plant-2",
                "auth": {"username": "relay", "password": pw}})
@@ -846,27 +850,13 @@ async fn remote_passwords_are_never_shown_and_survive_an_edit() {
         json!([backup("http://127.0.0.2:9", "pw-two"), backup("http://127.0.0.3:9", "pw-three")]);
     let put = |b: &Value| b.to_string();
     let r = api
-        .call(
-            Portal::Ops,
-            Method::PUT,
-            "/api/v1/pairs/relay-out",
-            Some(&put(&body)),
-            Some(&op),
-            &[],
-        )
+        .call(Portal::Ops, Method::PUT, "/api/v1/pairs/relay-out", Some(&put(&body)), Some(op), &[])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     body["failover"] =
         json!([backup("http://127.0.0.3:9", "********"), backup("http://127.0.0.2:9", "********")]);
     let r = api
-        .call(
-            Portal::Ops,
-            Method::PUT,
-            "/api/v1/pairs/relay-out",
-            Some(&put(&body)),
-            Some(&op),
-            &[],
-        )
+        .call(Portal::Ops, Method::PUT, "/api/v1/pairs/relay-out", Some(&put(&body)), Some(op), &[])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let failover_pw: Vec<String> = api
@@ -884,14 +874,7 @@ async fn remote_passwords_are_never_shown_and_survive_an_edit() {
     assert_eq!(failover_pw, ["pw-three", "pw-two"]);
     body["failover"] = json!([backup("http://127.0.0.4:9", "********")]);
     let r = api
-        .call(
-            Portal::Ops,
-            Method::PUT,
-            "/api/v1/pairs/relay-out",
-            Some(&put(&body)),
-            Some(&op),
-            &[],
-        )
+        .call(Portal::Ops, Method::PUT, "/api/v1/pairs/relay-out", Some(&put(&body)), Some(op), &[])
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert_eq!(r.body["problems"][0]["path"], "failover[0].auth.password", "{}", r.body);
