@@ -36,6 +36,12 @@ impl Instance {
     pub fn start(data: &Path, extra: &[&str]) -> Instance {
         let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_on(data, ops, mgmt, extra)
+    }
+
+    /// Like [`Instance::start`] on given portal addresses (an instance restarted where its
+    /// peers expect it).
+    pub fn start_on(data: &Path, ops: SocketAddr, mgmt: SocketAddr, extra: &[&str]) -> Instance {
         let mut child = Command::new(bin())
             .arg("run")
             .arg("--data-dir")

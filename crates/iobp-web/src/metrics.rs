@@ -25,58 +25,67 @@ fn color_value(c: Color) -> u8 {
 
 type Getter = fn(&PairSnapshot) -> f64;
 
+/// Per-pair counters: name, help, value.
+#[allow(clippy::cast_precision_loss)] // Prometheus values are floats
+const COUNTERS: &[(&str, &str, Getter)] = &[
+    ("iobp_messages_received_total", "Messages accepted (durably stored).", |p| p.received as f64),
+    ("iobp_received_bytes_total", "Payload bytes accepted.", |p| p.received_bytes as f64),
+    ("iobp_messages_sent_total", "Messages delivered and confirmed.", |p| p.sent as f64),
+    ("iobp_sent_bytes_total", "Payload bytes delivered.", |p| p.sent_bytes as f64),
+    ("iobp_messages_refused_total", "Messages refused because the buffer was full.", |p| {
+        p.refused as f64
+    }),
+    ("iobp_frames_rejected_total", "Frames rejected by framing and undeliverable messages.", |p| {
+        p.rejected as f64
+    }),
+    ("iobp_errors_total", "Connection, delivery and acknowledgement errors.", |p| p.errors as f64),
+    ("iobp_retries_total", "Messages delivered again after a failure.", |p| p.retries as f64),
+    ("iobp_connections_refused_total", "Connections refused by the connection limit.", |p| {
+        p.connections_refused as f64
+    }),
+    (
+        "iobp_relay_duplicates_dropped_total",
+        "Relayed messages received again and dropped (already stored).",
+        |p| p.duplicates_dropped as f64,
+    ),
+];
+
+/// Per-pair gauges: name, help, value.
+#[allow(clippy::cast_precision_loss)]
+const GAUGES: &[(&str, &str, Getter)] = &[
+    ("iobp_messages_pending", "Stored messages waiting for delivery.", |p| p.pending as f64),
+    ("iobp_messages_in_flight", "Messages being delivered.", |p| p.in_flight as f64),
+    ("iobp_messages_done", "Delivered messages still retained.", |p| p.done as f64),
+    ("iobp_buffer_bytes", "Bytes of the pair's buffer on disk.", |p| p.buffer_bytes as f64),
+    ("iobp_oldest_pending_age_seconds", "Age of the oldest message not yet delivered.", |p| {
+        p.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64())
+    }),
+    ("iobp_pair_enabled", "1 if the pair is configured to run.", |p| {
+        f64::from(u8::from(p.enabled))
+    }),
+    ("iobp_source_connections", "Peers connected to the source.", |p| p.source.connections as f64),
+    ("iobp_destination_connections", "Peers connected to the destination.", |p| {
+        p.destination.connections as f64
+    }),
+    ("iobp_relay_lag_messages", "A relay source: messages waiting at its sender.", |p| {
+        p.source.lag.map_or(0.0, |l| l.messages as f64)
+    }),
+    ("iobp_relay_lag_seconds", "A relay source: how far behind its sender it is.", |p| {
+        p.source.lag.map_or(0.0, |l| l.seconds)
+    }),
+];
+
 #[allow(clippy::cast_precision_loss)] // Prometheus values are floats
 pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
     let pairs = s.engine.snapshots();
     let mut out = String::new();
-    let counters: &[(&str, &str, Getter)] = &[
-        ("iobp_messages_received_total", "Messages accepted (durably stored).", |p| {
-            p.received as f64
-        }),
-        ("iobp_received_bytes_total", "Payload bytes accepted.", |p| p.received_bytes as f64),
-        ("iobp_messages_sent_total", "Messages delivered and confirmed.", |p| p.sent as f64),
-        ("iobp_sent_bytes_total", "Payload bytes delivered.", |p| p.sent_bytes as f64),
-        ("iobp_messages_refused_total", "Messages refused because the buffer was full.", |p| {
-            p.refused as f64
-        }),
-        (
-            "iobp_frames_rejected_total",
-            "Frames rejected by framing and undeliverable messages.",
-            |p| p.rejected as f64,
-        ),
-        ("iobp_errors_total", "Connection, delivery and acknowledgement errors.", |p| {
-            p.errors as f64
-        }),
-        ("iobp_retries_total", "Messages delivered again after a failure.", |p| p.retries as f64),
-        ("iobp_connections_refused_total", "Connections refused by the connection limit.", |p| {
-            p.connections_refused as f64
-        }),
-    ];
-    let gauges: &[(&str, &str, Getter)] = &[
-        ("iobp_messages_pending", "Stored messages waiting for delivery.", |p| p.pending as f64),
-        ("iobp_messages_in_flight", "Messages being delivered.", |p| p.in_flight as f64),
-        ("iobp_messages_done", "Delivered messages still retained.", |p| p.done as f64),
-        ("iobp_buffer_bytes", "Bytes of the pair's buffer on disk.", |p| p.buffer_bytes as f64),
-        ("iobp_oldest_pending_age_seconds", "Age of the oldest message not yet delivered.", |p| {
-            p.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64())
-        }),
-        ("iobp_pair_enabled", "1 if the pair is configured to run.", |p| {
-            f64::from(u8::from(p.enabled))
-        }),
-        ("iobp_source_connections", "Peers connected to the source.", |p| {
-            p.source.connections as f64
-        }),
-        ("iobp_destination_connections", "Peers connected to the destination.", |p| {
-            p.destination.connections as f64
-        }),
-    ];
-    for (name, help, get) in counters {
+    for (name, help, get) in COUNTERS {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for p in &pairs {
             let _ = writeln!(out, "{name}{{pair=\"{}\"}} {}", esc(&p.id), get(p));
         }
     }
-    for (name, help, get) in gauges {
+    for (name, help, get) in GAUGES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for p in &pairs {
             let _ = writeln!(out, "{name}{{pair=\"{}\"}} {}", esc(&p.id), get(p));

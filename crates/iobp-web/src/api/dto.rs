@@ -62,6 +62,18 @@ pub struct SideStatusDto {
     pub peers: Vec<String>,
     /// Number of connected peers.
     pub connections: u64,
+    /// A relay source: how far behind its sender it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<RelayLagDto>,
+}
+
+/// How far a relay receiver is behind its sender.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RelayLagDto {
+    /// Messages waiting at the sender.
+    pub messages: u64,
+    /// Age of the newest message received, while more wait (0 when caught up).
+    pub seconds: f64,
 }
 
 impl SideStatusDto {
@@ -72,6 +84,7 @@ impl SideStatusDto {
             detail: s.detail.clone(),
             peers: s.peers.clone(),
             connections: s.connections,
+            lag: s.lag.map(|l| RelayLagDto { messages: l.messages, seconds: l.seconds }),
         }
     }
 }
@@ -103,6 +116,8 @@ pub struct CountsDto {
     pub retries: u64,
     /// Connections refused by the connection limit.
     pub connections_refused: u64,
+    /// Relayed messages received again and dropped (this buffer had them already).
+    pub duplicates_dropped: u64,
 }
 
 /// The last error of a pair.
@@ -160,6 +175,7 @@ impl From<&PairSnapshot> for PairStatusDto {
                 errors: p.errors,
                 retries: p.retries,
                 connections_refused: p.connections_refused,
+                duplicates_dropped: p.duplicates_dropped,
             },
             buffer_bytes: p.buffer_bytes,
             oldest_pending_age_ms: p

@@ -1,0 +1,525 @@
+//! The relay between real instances (child processes of the binary) on loopback: push and
+//! pull, over HTTP and HTTPS, credentials refused; and a three-site chain A → B → C that
+//! carries a million messages exactly once and in order while every instance is `kill -9`ed
+//! and restarted and the A–B link is cut and restored (through a proxy the test controls).
+
+#![cfg(unix)]
+
+mod util;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use util::{ChildGuard, Instance, Receiver, TEST_ADMIN_PASSWORD, bin, connect, free_port};
+
+const RELAY_PASSWORD: &str = "relay-password-1";
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// One site: an instance on fixed ports, restartable on the same data directory.
+struct Site {
+    data: PathBuf,
+    ops: SocketAddr,
+    mgmt: SocketAddr,
+    inst: Option<Instance>,
+}
+
+impl Site {
+    fn start(root: &Path, name: &str) -> Site {
+        let mut s = Site {
+            data: root.join(name),
+            ops: localhost(free_port()),
+            mgmt: localhost(free_port()),
+            inst: None,
+        };
+        s.restart();
+        s
+    }
+
+    fn restart(&mut self) {
+        self.inst = Some(Instance::start_on(&self.data, self.ops, self.mgmt, &[]));
+    }
+
+    fn inst(&self) -> &Instance {
+        self.inst.as_ref().expect("running")
+    }
+
+    fn kill9(&mut self) {
+        if let Some(i) = self.inst.take() {
+            i.kill9();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.ops)
+    }
+
+    fn add_user(&self, name: &str, role: &str) {
+        let body = json!({"username": name, "password": RELAY_PASSWORD, "role": role,
+                          "must_change_password": false});
+        let r = self.inst().api("POST", "/api/v1/users", Some(&body.to_string()));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    fn add_pair(&self, pair: &Value) {
+        let r = self.inst().api("POST", "/api/v1/pairs", Some(&pair.to_string()));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    fn status(&self, id: &str) -> Value {
+        self.inst().pair(id)
+    }
+}
+
+fn remote(url: Option<&str>, channel: &str, user: &str, password: &str) -> Value {
+    let mut r = json!({"type": "remote_icombuffer", "channel_id": channel});
+    if let Some(u) = url {
+        r["url"] = json!(u);
+        r["auth"] = json!({"username": user, "password": password});
+    }
+    r
+}
+
+fn tcp_server(port: u16, framing: &'static str, ack: &'static str) -> Value {
+    json!({"type": "tcp_server", "host": "127.0.0.1", "port": port,
+           "framing": {"type": framing}, "ack": ack})
+}
+
+fn tcp_client(port: u16) -> Value {
+    json!({"type": "tcp_client", "host": "127.0.0.1", "port": port, "framing": {"type": "line"}})
+}
+
+fn pair(id: &str, source: Value, destination: Value) -> Value {
+    let mut p = json!({"id": id, "retry": {"initial_ms": 100, "max_ms": 1000}});
+    p["source"] = source;
+    p["destination"] = destination;
+    p
+}
+
+fn send_lines(port: u16, lines: impl Iterator<Item = String>) {
+    let mut s = connect(port);
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
+    }
+    s.write_all(&buf).expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn check_lines(lines: &[String], prefix: &str, n: usize) {
+    assert_eq!(lines.len(), n, "exactly once: {} lines", lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &format!("{prefix}{i:06}"), "line {i}");
+    }
+}
+
+#[test]
+fn push_and_pull_between_two_instances_and_credentials_checked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Site::start(tmp.path(), "a");
+    let b = Site::start(tmp.path(), "b");
+    for s in [&a, &b] {
+        s.add_user("relay", "relay");
+        s.add_user("watcher", "viewer");
+    }
+    // Push: A's destination connects to B and sends into B's channel "inbound".
+    let (src, rb) = (free_port(), free_port());
+    let receiver_b = Receiver::start(rb);
+    b.add_pair(&pair("b-in", remote(None, "inbound", "", ""), tcp_client(rb)));
+    let url_b = b.url();
+    let push = remote(Some(&url_b), "inbound", "relay", RELAY_PASSWORD);
+    a.add_pair(&pair("a-push", tcp_server(src, "line", "none"), push));
+    send_lines(src, (0..5000).map(|i| format!("push-{i:06}")));
+    wait_until(60, "5000 pushed messages", || receiver_b.lines().len() >= 5000);
+    std::thread::sleep(Duration::from_millis(300));
+    check_lines(&receiver_b.lines(), "push-", 5000);
+    let s = a.status("a-push");
+    assert_eq!(s["destination"]["status"], "green", "{s}");
+    assert!(s["destination"]["peers"][0].as_str().is_some_and(|p| p.contains("inbound")), "{s}");
+    // Pull: B's source connects to A and receives from A's channel "outbound".
+    let (src2, rb2) = (free_port(), free_port());
+    let receiver_b2 = Receiver::start(rb2);
+    a.add_pair(&pair(
+        "a-serve",
+        tcp_server(src2, "line", "none"),
+        remote(None, "outbound", "", ""),
+    ));
+    let url_a = a.url();
+    let pull = remote(Some(&url_a), "outbound", "relay", RELAY_PASSWORD);
+    b.add_pair(&pair("b-pull", pull, tcp_client(rb2)));
+    send_lines(src2, (0..5000).map(|i| format!("pull-{i:06}")));
+    wait_until(60, "5000 pulled messages", || receiver_b2.lines().len() >= 5000);
+    std::thread::sleep(Duration::from_millis(300));
+    check_lines(&receiver_b2.lines(), "pull-", 5000);
+    // The receiving side reports the lag (nothing waits at the sender now).
+    let s = b.status("b-pull");
+    assert_eq!(s["source"]["lag"]["messages"], 0, "{s}");
+    // A wrong password, and a user without the relay role: refused with the reason.
+    for (id, user, password, why) in [
+        ("a-wrong", "relay", "not-the-password", "refused the login"),
+        ("a-viewer", "watcher", RELAY_PASSWORD, "may not relay"),
+    ] {
+        let p = pair(
+            id,
+            tcp_server(free_port(), "line", "none"),
+            remote(Some(&url_b), "inbound", user, password),
+        );
+        a.add_pair(&p);
+        a.inst().wait_for(id, 20, "refused", |s| {
+            s["destination"]["status"] == "red"
+                && s["destination"]["detail"].as_str().is_some_and(|d| d.contains(why))
+        });
+    }
+    // A channel nobody takes: refused with the reason.
+    let p = pair(
+        "a-nowhere",
+        tcp_server(free_port(), "line", "none"),
+        remote(Some(&url_b), "no-such-channel", "relay", RELAY_PASSWORD),
+    );
+    a.add_pair(&p);
+    a.inst().wait_for("a-nowhere", 20, "refused", |s| {
+        s["destination"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no-such-channel") && d.contains("409"))
+    });
+}
+
+/// A relay over HTTPS: B's portals speak TLS only; A trusts B's lab CA.
+#[test]
+fn relay_over_https() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = tmp.path().join("pki");
+    let (code, out, err) = util::run_cli(&["tls", "lab-pki", "--out", pki.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    // B: HTTPS portals, configured over HTTPS by this test.
+    let b_ops = localhost(free_port());
+    let b_mgmt = localhost(free_port());
+    let doc = json!({"settings": {
+        "tls_cert": pki.join("server.pem"), "tls_key": pki.join("server.key"),
+        "ops_listen": b_ops.to_string(), "mgmt_listen": b_mgmt.to_string()}});
+    let config = tmp.path().join("b.json");
+    std::fs::write(&config, doc.to_string()).expect("config");
+    let data_b = tmp.path().join("b");
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_b)
+        .env("IOBP_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let _b = ChildGuard(child);
+    let mut banner = String::new();
+    while !banner.contains("running") {
+        banner.clear();
+        assert!(out.read_line(&mut banner).expect("read") > 0, "B exited early");
+    }
+    let tls = Https::new(&pki.join("ca.pem"));
+    let admin = tls.admin_login(b_ops, &data_b);
+    let rb = free_port();
+    let receiver = Receiver::start(rb);
+    let user = json!({"username": "relay", "password": RELAY_PASSWORD, "role": "relay",
+                      "must_change_password": false});
+    assert_eq!(tls.request(b_ops, "POST", "/api/v1/users", Some(&user), Some(&admin)).0, 201);
+    let inbound = pair("b-in", remote(None, "secure", "", ""), tcp_client(rb));
+    assert_eq!(tls.request(b_ops, "POST", "/api/v1/pairs", Some(&inbound), Some(&admin)).0, 201);
+    // A: plain portals; its destination pushes to https://B, trusting the lab CA.
+    let a = Site::start(tmp.path(), "a");
+    let src = free_port();
+    let mut push = remote(
+        Some(&format!("https://localhost:{}", b_ops.port())),
+        "secure",
+        "relay",
+        RELAY_PASSWORD,
+    );
+    push["tls"] = json!({"ca": pki.join("ca.pem")});
+    a.add_pair(&pair("a-push", tcp_server(src, "line", "none"), push.clone()));
+    send_lines(src, (0..3000).map(|i| format!("tls-{i:06}")));
+    wait_until(60, "3000 messages over https", || receiver.lines().len() >= 3000);
+    std::thread::sleep(Duration::from_millis(300));
+    check_lines(&receiver.lines(), "tls-", 3000);
+    // Without the CA the certificate is not trusted: refused, with the reason.
+    push["tls"] = json!({});
+    a.add_pair(&pair("a-untrusted", tcp_server(free_port(), "line", "none"), push));
+    a.inst().wait_for("a-untrusted", 20, "refused", |s| {
+        s["destination"]["status"] == "red"
+            && s["destination"]["detail"].as_str().is_some_and(|d| d.contains("TLS"))
+    });
+}
+
+/// A minimal blocking HTTPS client trusting one CA.
+struct Https {
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+}
+
+/// Cookie and CSRF token of a session.
+struct Login {
+    cookie: String,
+    csrf: String,
+}
+
+impl Https {
+    fn new(ca: &Path) -> Https {
+        let config = iobp_tls::client_config(&iobp_tls::ClientTls {
+            ca: Some(ca.to_path_buf()),
+            ..iobp_tls::ClientTls::default()
+        })
+        .expect("client config");
+        Https { config }
+    }
+
+    fn request(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        login: Option<&Login>,
+    ) -> (u16, Value, Option<String>) {
+        use tokio_rustls::rustls::{ClientConnection, StreamOwned, pki_types::ServerName};
+        let name = ServerName::try_from("localhost").expect("name");
+        let conn = ClientConnection::new(self.config.clone(), name).expect("tls");
+        let mut s = StreamOwned::new(conn, TcpStream::connect(addr).expect("connect"));
+        let body = body.map(ToString::to_string).unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            addr.port(),
+            body.len()
+        );
+        if let Some(l) = login {
+            let _ = write!(req, "Cookie: {}\r\nX-CSRF-Token: {}\r\n", l.cookie, l.csrf);
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).expect("send");
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let cookie = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l[11..].trim().split(';').next().unwrap_or_default().to_string())
+        });
+        (status, serde_json::from_str(body).unwrap_or(Value::Null), cookie)
+    }
+
+    /// First login as admin (the first-start password), then the password change.
+    fn admin_login(&self, addr: SocketAddr, data: &Path) -> Login {
+        let first = std::fs::read_to_string(data.join("initial-admin-password.txt")).expect("file");
+        let password =
+            first.lines().find_map(|l| l.strip_prefix("password: ")).expect("password line");
+        let (status, body, cookie) = self.request(
+            addr,
+            "POST",
+            "/api/v1/session",
+            Some(&json!({"username": "admin", "password": password})),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        let login = Login {
+            cookie: cookie.expect("cookie"),
+            csrf: body["csrf_token"].as_str().expect("csrf").to_string(),
+        };
+        let change = json!({"current_password": password, "new_password": TEST_ADMIN_PASSWORD});
+        let (status, body, cookie) =
+            self.request(addr, "POST", "/api/v1/session/password", Some(&change), Some(&login));
+        assert_eq!(status, 200, "{body}");
+        Login {
+            cookie: cookie.expect("cookie"),
+            csrf: body["csrf_token"].as_str().expect("csrf").to_string(),
+        }
+    }
+}
+
+/// A TCP proxy whose connections the test can cut, refusing new ones until restored.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cut: Arc<AtomicBool> = Arc::default();
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, live2) = (cut.clone(), live.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let mut l = live2.lock().expect("lock");
+                for s in [&client, &server] {
+                    if let Ok(c) = s.try_clone() {
+                        l.push(c);
+                    }
+                }
+                drop(l);
+                for (mut from, mut to) in [
+                    (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, live }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.live.lock().expect("lock").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+fn frame(seq: u64) -> Vec<u8> {
+    format!("\x02{seq:08}\x03").into_bytes()
+}
+
+/// A → B → C: a million messages, every instance killed once, the A–B link cut once. C's
+/// destination is never reachable, so C's buffer keeps what arrived: it must hold every
+/// message exactly once, in order.
+#[test]
+fn a_three_site_chain_survives_kill_9_and_a_cut_link() {
+    const N: u64 = 1_000_000;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut a = Site::start(tmp.path(), "a");
+    let mut b = Site::start(tmp.path(), "b");
+    let mut c = Site::start(tmp.path(), "c");
+    for s in [&b, &c] {
+        s.add_user("relay", "relay");
+    }
+    let proxy = Proxy::start(b.ops);
+    let nowhere = free_port();
+    c.add_pair(&pair("c", remote(None, "bc", "", ""), tcp_client(nowhere)));
+    let to_c = remote(Some(&c.url()), "bc", "relay", RELAY_PASSWORD);
+    b.add_pair(&pair("b", remote(None, "ab", "", ""), to_c));
+    let src = free_port();
+    let to_b =
+        remote(Some(&format!("http://127.0.0.1:{}", proxy.port)), "ab", "relay", RELAY_PASSWORD);
+    a.add_pair(&pair("a", tcp_server(src, "stx_etx", "byte"), to_b));
+
+    // Phase 1: a million acknowledged messages into A while B and C die and the link is cut.
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut conn = connect(src);
+    let mut reader = conn.try_clone().expect("clone");
+    let acks = acked.clone();
+    let counter = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while acks.load(Ordering::Relaxed) < N {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    assert!(buf[..n].iter().all(|b| *b == 6), "only ACKs expected");
+                    acks.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let writer = std::thread::spawn(move || {
+        let mut batch = Vec::with_capacity(64 * 1024);
+        for seq in 0..N {
+            batch.extend_from_slice(&frame(seq));
+            if batch.len() >= 60 * 1024 {
+                conn.write_all(&batch).expect("send to A");
+                batch.clear();
+            }
+        }
+        conn.write_all(&batch).expect("send to A");
+    });
+    let progress = |what: &str, at: u64| {
+        wait_until(300, what, || acked.load(Ordering::Relaxed) >= at);
+    };
+    progress("a fifth acknowledged", N / 5);
+    b.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    b.restart();
+    progress("two fifths acknowledged", 2 * N / 5);
+    // The A-B link goes down; A keeps taking messages and builds a backlog.
+    proxy.cut();
+    progress("three fifths acknowledged", 3 * N / 5);
+    c.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    c.restart();
+    writer.join().expect("writer");
+    counter.join().expect("counter");
+    assert_eq!(acked.load(Ordering::Relaxed), N, "every message acknowledged by A");
+    let at_c = |c: &Site| c.status("c")["counts"]["pending"].as_u64().unwrap_or(0);
+    let count = |s: &Value, k: &str| s["counts"][k].as_u64().unwrap_or(0);
+    let done_before = count(&a.status("a"), "done");
+    assert!(done_before < N, "A holds a backlog while the link is down");
+    proxy.restore();
+
+    // Phase 2: A dies while it relays its backlog.
+    let mut left;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = a.status("a");
+        left = count(&s, "pending") + count(&s, "in_flight");
+        if count(&s, "done") > done_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay from A never resumed: {s:#}\nB: {:#}",
+            b.status("b")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.kill9();
+    eprintln!("A killed with {left} messages not yet confirmed by B; C had {}", at_c(&c));
+    assert!(left > 0, "A was killed in the middle of relaying");
+    std::thread::sleep(Duration::from_millis(500));
+    a.restart();
+    wait_until(600, "everything at C", || at_c(&c) >= N);
+    let (sa, sb) = (a.status("a"), b.status("b"));
+    assert_eq!(sa["counts"]["pending"], 0, "nothing left at A: {sa}");
+    assert_eq!(sb["counts"]["pending"], 0, "nothing left at B: {sb}");
+    // Stop C and read its buffer: every message once, in order.
+    let inst = c.inst.take().expect("c");
+    assert!(inst.terminate().success());
+    let log = iobp_log::Log::open(c.data.join("logs").join("c"), iobp_log::LogOptions::default())
+        .expect("open C's buffer");
+    let all = log.read_range(1, usize::MAX, usize::MAX).expect("read");
+    assert_eq!(all.len() as u64, N, "exactly once: {} records", all.len());
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.payload, format!("{i:08}").as_bytes(), "record {i} in order");
+    }
+}
