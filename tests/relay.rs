@@ -523,3 +523,65 @@ fn a_three_site_chain_survives_kill_9_and_a_cut_link() {
         assert_eq!(r.payload, format!("{i:08}").as_bytes(), "record {i} in order");
     }
 }
+
+/// A relay destination with a relay backup: the primary instance is `kill -9`ed mid-stream,
+/// the backup instance gets the rest; the primary comes back and traffic returns to it.
+#[test]
+fn failover_between_relay_destinations() {
+    const N: usize = 4000;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Site::start(tmp.path(), "a");
+    let mut b = Site::start(tmp.path(), "b");
+    let c = Site::start(tmp.path(), "c");
+    let (rb, rc) = (free_port(), free_port());
+    let (at_b, at_c) = (Receiver::start(rb), Receiver::start(rc));
+    for (s, port) in [(&b, rb), (&c, rc)] {
+        s.add_user("relay", "relay");
+        s.add_pair(&pair("in", remote(None, "ha", "", ""), tcp_client(port)));
+    }
+    let src = free_port();
+    let mut out = pair(
+        "out",
+        tcp_server(src, "line", "none"),
+        remote(Some(&b.url()), "ha", "relay", RELAY_PASSWORD),
+    );
+    out["failover"] = json!([remote(Some(&c.url()), "ha", "relay", RELAY_PASSWORD)]);
+    out["failover_policy"] = json!({"probe_interval_ms": 300});
+    a.add_pair(&out);
+    let sender = std::thread::spawn(move || {
+        let mut s = connect(src);
+        for i in 0..N {
+            s.write_all(format!("ha-{i:06}\n").as_bytes()).expect("send");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    wait_until(30, "the primary delivering", || at_b.lines().len() >= 500);
+    b.kill9();
+    a.inst().wait_for("out", 10, "on the backup", |s| s["failover"]["active"] == 1);
+    assert_eq!(a.status("out")["channel"], "yellow", "degraded while on the backup");
+    wait_until(30, "the backup delivering", || at_c.lines().len() >= 500);
+    b.restart();
+    a.inst().wait_for("out", 20, "failed back", |s| s["failover"]["active"] == 0);
+    let back_at = at_b.lines().len();
+    sender.join().expect("sender");
+    a.inst().wait_for("out", 30, "all relayed", |s| {
+        s["counts"]["pending"] == 0 && s["counts"]["in_flight"] == 0
+    });
+    wait_until(30, "everything received", || {
+        let all: std::collections::BTreeSet<String> =
+            at_b.lines().into_iter().chain(at_c.lines()).collect();
+        all.len() >= N
+    });
+    assert!(at_b.lines().len() > back_at, "the primary delivers again after failback");
+    let all: std::collections::BTreeSet<String> =
+        at_b.lines().into_iter().chain(at_c.lines()).collect();
+    let want: std::collections::BTreeSet<String> = (0..N).map(|i| format!("ha-{i:06}")).collect();
+    assert_eq!(all, want, "every message reached one of the destinations");
+    let s = a.status("out");
+    assert_eq!(s["failover"]["switches"], 2, "{s}");
+    let total = at_b.lines().len() + at_c.lines().len();
+    eprintln!(
+        "{} deliveries for {N} messages; the sender counted {} retries",
+        total, s["counts"]["retries"]
+    );
+}

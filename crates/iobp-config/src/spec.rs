@@ -92,6 +92,9 @@ pub struct ChannelPairSpec {
     /// Return to the primary destination once it answers again. Default true.
     #[serde(default = "yes")]
     pub failback: bool,
+    /// When a destination counts as failed, and how often the primary is tried for failback.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub failover_policy: FailoverPolicy,
     /// Reconnect and retry policy.
     #[serde(default)]
     pub retry: BackoffSpec,
@@ -104,6 +107,26 @@ impl ChannelPairSpec {
     /// The name to show: `name`, or the id when no name was given.
     pub fn display_name(&self) -> &str {
         if self.name.trim().is_empty() { &self.id } else { &self.name }
+    }
+}
+
+/// When delivery moves to the next destination (`failover`), and back (`failback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverPolicy {
+    /// Failed attempts in a row (connection refused or lost, delivery error, acknowledgement
+    /// timeout) before moving to the next destination. Default 1.
+    pub failures: u32,
+    /// A destination that has not been delivering for this long counts as failed too (stuck
+    /// connecting, a listening destination without a receiver). Default 5000 ms.
+    pub failed_after_ms: u64,
+    /// While on a backup, how often the primary is tried (with `failback`). Default 2000 ms.
+    pub probe_interval_ms: u64,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy { failures: 1, failed_after_ms: 5000, probe_interval_ms: 2000 }
     }
 }
 

@@ -178,6 +178,17 @@ impl ChannelPairSpec {
         }
         check_endpoint(&mut c, "source", &self.source, Side::Source);
         check_endpoint(&mut c, "destination", &self.destination, Side::Destination);
+        let fp = &self.failover_policy;
+        if fp.failures == 0 || fp.failures > 1000 {
+            c.fail("failover_policy.failures", "must be between 1 and 1000");
+        }
+        for (name, v) in
+            [("failed_after_ms", fp.failed_after_ms), ("probe_interval_ms", fp.probe_interval_ms)]
+        {
+            if !(100..=3_600_000).contains(&v) {
+                c.fail(&format!("failover_policy.{name}"), "must be between 100 and 3600000");
+            }
+        }
         for (i, f) in self.failover.iter().enumerate() {
             check_endpoint(&mut c, &format!("failover[{i}]"), f, Side::Destination);
         }

@@ -251,8 +251,9 @@ impl Engine {
             retry: e.spec.retry,
             relay_hub: self.inner.relay_hub.clone(),
         };
-        let src = supervise(ctx.clone(), Side::Source, e.spec.source.clone());
-        let dst = supervise(ctx, Side::Destination, e.spec.destination.clone());
+        let spec = Arc::new(e.spec.clone());
+        let src = supervise(ctx.clone(), Side::Source, spec.clone());
+        let dst = supervise(ctx, Side::Destination, spec);
         e.running = Some(Running { cancel, tasks: vec![tokio::spawn(src), tokio::spawn(dst)] });
         tracing::info!(pair = id, "started");
     }
@@ -605,12 +606,14 @@ fn check_framings(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
 }
 
 /// Runs one side, restarting it (after a pause) if its task panics, until the pair stops.
-async fn supervise(ctx: SideCtx, side: Side, spec: iobp_config::EndpointSpec) {
+async fn supervise(ctx: SideCtx, side: Side, spec: Arc<ChannelPairSpec>) {
     let mut backoff = crate::backoff::Backoff::new(ctx.retry);
     loop {
         let mut task = match side {
-            Side::Source => tokio::spawn(crate::source::run(ctx.clone(), spec.clone())),
-            Side::Destination => tokio::spawn(crate::destination::run(ctx.clone(), spec.clone())),
+            Side::Source => tokio::spawn(crate::source::run(ctx.clone(), spec.source.clone())),
+            Side::Destination => {
+                tokio::spawn(crate::destination::run_pair(ctx.clone(), spec.clone()))
+            }
         };
         let result = tokio::select! {
             r = &mut task => r,
@@ -676,6 +679,10 @@ async fn maintenance(engine: std::sync::Weak<Inner>) {
     }
 }
 
+fn lock_active_backup(stats: &PairStats) -> bool {
+    crate::stats::lock_failover(stats).is_some_and(|f| f.active > 0)
+}
+
 fn snapshot_of(
     spec: &ChannelPairSpec,
     log: &Log,
@@ -711,7 +718,11 @@ fn snapshot_of(
         Color::White
     } else if ls.failed.is_some() || source.color == Color::Red || destination.color == Color::Red {
         Color::Red
-    } else if source.color == Color::Yellow || destination.color == Color::Yellow {
+    } else if source.color == Color::Yellow
+        || destination.color == Color::Yellow
+        // Degraded: delivering through a backup destination.
+        || lock_active_backup(stats)
+    {
         Color::Yellow
     } else {
         Color::Green
@@ -740,6 +751,7 @@ fn snapshot_of(
         retries: stats.retries.load(Relaxed),
         connections_refused: stats.connections_refused.load(Relaxed),
         duplicates_dropped: stats.duplicates_dropped.load(Relaxed),
+        failover: crate::stats::lock_failover(stats),
         oldest_pending_age: oldest,
         last_error: stats.last_error(),
         buffer_failure: ls.failed,

@@ -40,6 +40,6 @@ pub use crate::engine::{Engine, EngineError, EngineOptions, StartReport};
 pub use crate::feed::{FEED_LEN, FeedEntry, LiveFeed, PREVIEW_BYTES};
 pub use crate::relay::{RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{
-    Color, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, RelayLag, Side, SideSnapshot,
-    SideStatus, hex_preview,
+    Color, FailoverState, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, RelayLag, Side,
+    SideSnapshot, SideStatus, hex_preview,
 };

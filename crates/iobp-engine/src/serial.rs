@@ -218,6 +218,12 @@ fn is_busy(_code: i32) -> bool {
     false
 }
 
+/// Whether the port of `spec` could be opened now (for failback): it exists and no one holds
+/// it. The probe's own lock is released at once.
+pub(crate) fn probe(spec: &SerialSpec) -> bool {
+    lock_device(&spec.port).is_ok()
+}
+
 /// Opens and configures a port; the lock and the report of ignored settings come with it.
 pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
     let path = spec.port.as_str();

@@ -88,6 +88,8 @@ pub struct SideStatus {
     peers: Mutex<Vec<String>>,
     connections: AtomicU64,
     lag: Mutex<Option<RelayLag>>,
+    /// Woken whenever the colour or detail changes (failover watches the destination).
+    changed: tokio::sync::Notify,
 }
 
 impl SideStatus {
@@ -95,6 +97,12 @@ impl SideStatus {
     pub fn set(&self, color: Color, detail: impl Into<String>) {
         self.color.store(color.to_u8(), Ordering::Release);
         *lock(&self.detail) = detail.into();
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next [`SideStatus::set`].
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The colour.
@@ -200,8 +208,35 @@ pub struct PairStats {
     pub source: SideStatus,
     /// Destination side status.
     pub destination: SideStatus,
+    /// Which destination delivers (pairs with backup destinations only).
+    pub failover: Mutex<Option<FailoverState>>,
     last_error: Mutex<Option<(SystemTime, Side, String)>>,
     rejected_log: Mutex<VecDeque<Rejected>>,
+}
+
+/// Which destination delivers, for a pair with backup destinations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverState {
+    /// 0: the primary destination; `n`: the `n`-th backup (`failover[n - 1]`).
+    pub active: usize,
+    /// Destinations in all (the primary and its backups).
+    pub destinations: usize,
+    /// Since when the active destination is in use.
+    pub since: SystemTime,
+    /// Switches since the pair started.
+    pub switches: u64,
+    /// Why the last switch happened.
+    pub reason: Option<String>,
+}
+
+/// A copy of a pair's failover state.
+pub(crate) fn lock_failover(stats: &PairStats) -> Option<FailoverState> {
+    lock(&stats.failover).clone()
+}
+
+/// Locks one of the stats' mutexes (a poisoned lock still holds valid data).
+pub(crate) fn lock_mutex<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock(m)
 }
 
 /// A copy of one side's status.
@@ -339,6 +374,8 @@ pub struct PairSnapshot {
     pub connections_refused: u64,
     /// Relayed records received again and dropped.
     pub duplicates_dropped: u64,
+    /// Which destination delivers (pairs with backup destinations only).
+    pub failover: Option<FailoverState>,
     /// Age of the oldest message not yet delivered.
     pub oldest_pending_age: Option<Duration>,
     /// The last error: when, which side, what.

@@ -67,6 +67,14 @@ const GAUGES: &[(&str, &str, Getter)] = &[
     ("iobp_destination_connections", "Peers connected to the destination.", |p| {
         p.destination.connections as f64
     }),
+    (
+        "iobp_destination_active",
+        "Pairs with backups: 0 while the primary destination delivers, n on backup n.",
+        |p| p.failover.as_ref().map_or(0.0, |f| f.active as f64),
+    ),
+    ("iobp_failover_switches", "Pairs with backups: switches since the pair started.", |p| {
+        p.failover.as_ref().map_or(0.0, |f| f.switches as f64)
+    }),
     ("iobp_relay_lag_messages", "A relay source: messages waiting at its sender.", |p| {
         p.source.lag.map_or(0.0, |l| l.messages as f64)
     }),

@@ -2,6 +2,7 @@
 //! reconnecting with backoff, and returns in-flight messages to Pending whenever a delivery
 //! attempt ends without confirmation.
 
+mod failover;
 mod remote;
 mod serial;
 pub(crate) mod stream;
@@ -12,7 +13,16 @@ use iobp_config::EndpointSpec;
 
 use crate::side::SideCtx;
 
-/// Runs the destination until the pair stops.
+/// Runs the pair's destination (with its backups, if it has any) until the pair stops.
+pub(crate) async fn run_pair(ctx: SideCtx, pair: std::sync::Arc<iobp_config::ChannelPairSpec>) {
+    if pair.failover.is_empty() {
+        run(ctx, pair.destination.clone()).await;
+    } else {
+        failover::run(ctx, pair).await;
+    }
+}
+
+/// Runs one destination until the pair stops.
 pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
     match spec {
         EndpointSpec::TcpClient(s) => tcp::client(ctx, s).await,

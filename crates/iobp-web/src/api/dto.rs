@@ -67,6 +67,21 @@ pub struct SideStatusDto {
     pub lag: Option<RelayLagDto>,
 }
 
+/// Which destination delivers, for a pair with backup destinations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailoverDto {
+    /// 0: the primary destination; `n`: backup `n` (`failover[n - 1]`).
+    pub active: usize,
+    /// The primary and its backups.
+    pub destinations: usize,
+    /// Since when the active destination is in use (ms since the Unix epoch).
+    pub since_ms: u64,
+    /// Switches since the pair started.
+    pub switches: u64,
+    /// Why the last switch happened.
+    pub reason: Option<String>,
+}
+
 /// How far a relay receiver is behind its sender.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RelayLagDto {
@@ -153,6 +168,9 @@ pub struct PairStatusDto {
     pub last_error: Option<LastErrorDto>,
     /// Why the buffer failed, if it did.
     pub buffer_failure: Option<String>,
+    /// Pairs with backup destinations: which one delivers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverDto>,
 }
 
 impl From<&PairSnapshot> for PairStatusDto {
@@ -187,6 +205,16 @@ impl From<&PairSnapshot> for PairStatusDto {
                 message: msg.clone(),
             }),
             buffer_failure: p.buffer_failure.clone(),
+            failover: p.failover.as_ref().map(|f| FailoverDto {
+                active: f.active,
+                destinations: f.destinations,
+                since_ms: f
+                    .since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                switches: f.switches,
+                reason: f.reason.clone(),
+            }),
         }
     }
 }

@@ -1,0 +1,217 @@
+//! Backup destinations: a primary that dies mid-stream hands over to the backup, in order;
+//! failback when the primary returns; a dead first backup is skipped for the second. The
+//! receivers acknowledge each message (byte ACK), so nothing can be lost in a dying socket.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Harness, connect, free_port, loopback};
+use iobp_engine::Color;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// Lines received, in arrival order, with the receiver that got each.
+type Log = Arc<Mutex<Vec<(&'static str, String)>>>;
+
+/// A receiving application that acknowledges each line; `stop` kills it (listener and
+/// connections), `start` again brings it back on the same address.
+struct AckReceiver {
+    name: &'static str,
+    addr: (String, u16),
+    log: Log,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl AckReceiver {
+    async fn start(name: &'static str, addr: (String, u16), log: Log) -> AckReceiver {
+        let mut r = AckReceiver { name, addr, log, task: None };
+        r.restart().await;
+        r
+    }
+
+    async fn restart(&mut self) {
+        let listener = TcpListener::bind((self.addr.0.as_str(), self.addr.1)).await.expect("bind");
+        let (name, log) = (self.name, self.log.clone());
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((s, _)) = listener.accept().await else { return };
+                let log = log.clone();
+                conns.spawn(async move {
+                    let (rd, mut wr) = s.into_split();
+                    let mut lines = BufReader::new(rd).lines();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        log.lock().expect("lock").push((name, l));
+                        if wr.write_all(&[6]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }));
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn dest(ip: &str, port: u16) -> String {
+    format!(
+        r#"{{"type": "tcp_client", "host": "{ip}", "port": {port}, "framing": {{"type": "line"}},
+            "ack": {{"type": "byte", "timeout_ms": 1000}}}}"#
+    )
+}
+
+fn count(log: &Log, name: &str) -> usize {
+    log.lock().expect("lock").iter().filter(|(n, _)| *n == name).count()
+}
+
+/// Every message 0..n arrived; first arrivals in order; duplicates only for messages in
+/// flight at a switch (at most one per switch with stop-and-wait acknowledgements).
+fn check(log: &Log, n: usize, switches: usize) {
+    let got = log.lock().expect("lock").clone();
+    let mut next = 0usize;
+    let mut dups = 0;
+    for (_, l) in &got {
+        let i: usize = l[..6].parse().expect("number");
+        if i == next {
+            next += 1;
+        } else {
+            assert!(i < next, "message {i} arrived before {next}: order broken");
+            dups += 1;
+        }
+    }
+    assert_eq!(next, n, "every message arrived");
+    assert!(dups <= switches, "{dups} duplicates for {switches} switches");
+}
+
+async fn send(ip: String, port: u16, from: usize, to: usize, pace: Duration) {
+    let mut s = connect((&ip, port)).await;
+    for i in from..to {
+        s.write_all(format!("{i:06} failover\n").as_bytes()).await.expect("send");
+        tokio::time::sleep(pace).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_takes_over_in_order_and_the_primary_gets_it_back() {
+    const N: usize = 3000;
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, p1, b1) = (free_port(&ip), free_port(&ip), free_port(&ip));
+    let log: Log = Arc::default();
+    let mut primary = AckReceiver::start("primary", (ip.clone(), p1), log.clone()).await;
+    let _backup = AckReceiver::start("backup", (ip.clone(), b1), log.clone()).await;
+    h.add(&format!(
+        r#"{{"id": "ha", "retry": {{"initial_ms": 50, "max_ms": 200}},
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
+            "destination": {}, "failover": [{}],
+            "failover_policy": {{"probe_interval_ms": 200}}}}"#,
+        dest(&ip, p1),
+        dest(&ip, b1)
+    ))
+    .await;
+    let sender = tokio::spawn(send(ip.clone(), src, 0, N, Duration::from_micros(300)));
+    h.wait_for("ha", 20, "the primary delivering", |s| s.sent >= 500).await;
+    assert_eq!(h.snap("ha").failover.expect("failover state").active, 0);
+    // The primary dies mid-stream: the backup takes over.
+    primary.stop();
+    let died = Instant::now();
+    let at_death = count(&log, "backup");
+    h.wait_for("ha", 10, "the backup delivering", |s| {
+        s.failover.as_ref().is_some_and(|f| f.active == 1)
+    })
+    .await;
+    while count(&log, "backup") == at_death {
+        assert!(died.elapsed() < Duration::from_secs(5), "the backup got nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("first message on the backup {:?} after the primary died", died.elapsed());
+    let s = h.snap("ha");
+    assert_eq!(s.channel, Color::Yellow, "degraded while on a backup: {s:?}");
+    // The primary comes back: traffic returns to it.
+    h.wait_for("ha", 20, "more on the backup", |s| s.sent >= 1500).await;
+    primary.restart().await;
+    h.wait_for("ha", 10, "failed back", |s| s.failover.as_ref().is_some_and(|f| f.active == 0))
+        .await;
+    let back_at = count(&log, "primary");
+    sender.await.expect("sender");
+    h.wait_for("ha", 20, "all delivered", |s| s.sent >= N as u64 && s.pending == 0).await;
+    assert!(count(&log, "primary") > back_at, "the primary delivers again");
+    let s = h.snap("ha");
+    let f = s.failover.clone().expect("state");
+    assert_eq!((f.active, f.switches), (0, 2), "{s:?}");
+    assert_eq!(s.channel, Color::Green);
+    check(&log, N, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_backup_is_skipped_for_the_second() {
+    const N: usize = 2000;
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, p1, b1, b2) = (free_port(&ip), free_port(&ip), free_port(&ip), free_port(&ip));
+    let log: Log = Arc::default();
+    let mut primary = AckReceiver::start("primary", (ip.clone(), p1), log.clone()).await;
+    // b1 has no receiver at all.
+    let _second = AckReceiver::start("second", (ip.clone(), b2), log.clone()).await;
+    h.add(&format!(
+        r#"{{"id": "ha2", "retry": {{"initial_ms": 50, "max_ms": 200}}, "failback": false,
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
+            "destination": {}, "failover": [{}, {}]}}"#,
+        dest(&ip, p1),
+        dest(&ip, b1),
+        dest(&ip, b2)
+    ))
+    .await;
+    let sender = tokio::spawn(send(ip.clone(), src, 0, N, Duration::from_micros(300)));
+    h.wait_for("ha2", 20, "the primary delivering", |s| s.sent >= 300).await;
+    primary.stop();
+    h.wait_for("ha2", 10, "the second backup delivering", |s| {
+        s.failover.as_ref().is_some_and(|f| f.active == 2)
+    })
+    .await;
+    sender.await.expect("sender");
+    h.wait_for("ha2", 20, "all delivered", |s| s.sent >= N as u64 && s.pending == 0).await;
+    // No failback configured: it stays on the second backup even with the primary back.
+    primary.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = h.snap("ha2");
+    assert_eq!(s.failover.as_ref().map(|f| f.active), Some(2), "{s:?}");
+    assert!(
+        s.last_error.as_ref().is_some_and(|e| e.2.contains("backup destination 1 failed")),
+        "{s:?}"
+    );
+    check(&log, N, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_destination_down_messages_wait_and_nothing_is_lost() {
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, p1, b1) = (free_port(&ip), free_port(&ip), free_port(&ip));
+    h.add(&format!(
+        r#"{{"id": "ha3", "retry": {{"initial_ms": 50, "max_ms": 200}},
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
+            "destination": {}, "failover": [{}]}}"#,
+        dest(&ip, p1),
+        dest(&ip, b1)
+    ))
+    .await;
+    send(ip.clone(), src, 0, 500, Duration::ZERO).await;
+    h.wait_for("ha3", 10, "stored, none delivered", |s| s.received == 500).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = h.snap("ha3");
+    assert_eq!((s.sent, s.pending), (0, 500), "{s:?}");
+    assert_eq!(s.channel, Color::Red, "{s:?}");
+    // The backup appears: everything goes there, in order.
+    let log: Log = Arc::default();
+    let _backup = AckReceiver::start("backup", (ip.clone(), b1), log.clone()).await;
+    h.wait_for("ha3", 20, "all delivered", |s| s.sent >= 500 && s.pending == 0).await;
+    check(&log, 500, 0);
+}
