@@ -7,8 +7,11 @@
 //! its send time), backlog drain (destination down while messages arrive, then up), peak RSS
 //! of the instance. Then the same throughput and 10,000 msg/s latency through a pair with
 //! TLS on both sides (certificates from a lab PKI generated for the run), next to the plain
-//! figures; serial → tcp throughput through a pseudo-terminal (Linux); and — where `socat`
-//! is installed — the plain throughput phase through a `socat` relay for comparison.
+//! figures; serial → tcp throughput through a pseudo-terminal (Linux); the relay between this
+//! instance and a second one (throughput, and latency at 10,000 msg/s, durable on both); the
+//! failover time (the primary destination dies while 10,000 msg/s flow: how long until the
+//! backup delivers, with default settings); and — where `socat` is installed — the plain
+//! throughput phase through a `socat` relay for comparison.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -48,6 +51,9 @@ pub struct BenchArgs {
     /// Skip the TLS phase.
     #[arg(long)]
     no_tls: bool,
+    /// Skip the relay phase (a second instance).
+    #[arg(long)]
+    no_relay: bool,
 }
 
 /// What the receiving application saw.
@@ -59,6 +65,8 @@ struct Received {
     gaps: u64,
     latencies_ns: Vec<u64>,
     record_latency: bool,
+    /// When the first line arrived (ns since the bench's epoch).
+    first_at_ns: Option<u64>,
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -122,35 +130,71 @@ async fn consume<R: AsyncRead + Unpin>(mut conn: R, got: &Shared, epoch: Instant
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let now = now_ns(epoch);
         carry.extend_from_slice(&buf[..n]);
-        let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut start = 0;
-        while let Some(i) = memchr(b'\n', &carry[start..]) {
-            let line = &carry[start..start + i];
-            start += i + 1;
-            let (Some(seq), Some(ts)) =
-                (line.get(0..12).and_then(get_digits), line.get(13..33).and_then(get_digits))
-            else {
-                g.gaps += 1;
-                continue;
-            };
-            if seq < g.next {
-                g.duplicates += 1;
-                continue;
-            }
-            if seq > g.next {
-                g.gaps += seq - g.next;
-            }
-            g.next = seq + 1;
-            g.count += 1;
-            if g.record_latency {
-                g.latencies_ns.push(now.saturating_sub(ts));
-            }
-        }
-        drop(g);
-        carry.drain(..start);
+        take_lines(got, &mut carry, now_ns(epoch));
     }
+}
+
+/// A receiving application that acknowledges every line with an ACK byte (for destinations
+/// with `ack: byte`).
+async fn ack_receiver(listener: TcpListener, got: Shared, epoch: Instant) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((conn, _)) = listener.accept().await else { return };
+        let got = got.clone();
+        conns.spawn(async move {
+            let (mut rd, mut wr) = conn.into_split();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut carry: Vec<u8> = Vec::new();
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                carry.extend_from_slice(&buf[..n]);
+                let lines = take_lines(&got, &mut carry, now_ns(epoch));
+                if wr.write_all(&vec![6u8; lines]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Takes the complete lines out of `carry`, checking each; returns how many there were.
+fn take_lines(got: &Shared, carry: &mut Vec<u8>, now: u64) -> usize {
+    let mut g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut start = 0;
+    let mut lines = 0;
+    while let Some(i) = memchr(b'\n', &carry[start..]) {
+        let line = &carry[start..start + i];
+        start += i + 1;
+        lines += 1;
+        let (Some(seq), Some(ts)) =
+            (line.get(0..12).and_then(get_digits), line.get(13..33).and_then(get_digits))
+        else {
+            g.gaps += 1;
+            continue;
+        };
+        if g.count == 0 && g.first_at_ns.is_none() {
+            g.first_at_ns = Some(now);
+        }
+        if seq < g.next {
+            g.duplicates += 1;
+            continue;
+        }
+        if seq > g.next {
+            g.gaps += seq - g.next;
+        }
+        g.next = seq + 1;
+        g.count += 1;
+        if g.record_latency {
+            g.latencies_ns.push(now.saturating_sub(ts));
+        }
+    }
+    drop(g);
+    carry.drain(..start);
+    lines
 }
 
 fn memchr(b: u8, hay: &[u8]) -> Option<usize> {
@@ -580,6 +624,17 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         ));
     }
 
+    // The relay: a second instance receives what this one pushes.
+    let (relay_src, relay_dst) = (free_port()?, free_port()?);
+    let relay =
+        if args.no_relay { None } else { Some(RelayPeer::start(&data, relay_dst, size, epoch)?) };
+    if let Some(r) = &relay {
+        pairs.push(r.sender_pair(relay_src, size));
+    }
+    // Failover: a primary destination and a backup, both acknowledging, default settings.
+    let (ha_src, ha_primary, ha_backup) = (free_port()?, free_port()?, free_port()?);
+    pairs.push(failover_pair(ha_src, ha_primary, ha_backup, size));
+
     let got: Shared = Arc::default();
     let listener = TcpListener::bind(localhost(dst)).await?;
     let mut recv_task = tokio::spawn(receiver(listener, None, got.clone(), epoch));
@@ -724,7 +779,12 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         );
         ok &= verified("serial", &got_serial, 10_000 + k);
     }
+    if let Some(r) = &relay {
+        ok &= relay_phase(r, relay_src, n, args.latency_secs, size, epoch).await?;
+    }
+    failover_phase(ha_src, ha_primary, ha_backup, size, epoch).await?;
     drop(inst);
+    drop(relay);
     if owned_dir {
         let _ = std::fs::remove_dir_all(&data);
     }
@@ -744,6 +804,147 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     if !ok {
         bail!("delivery was not exactly once and in order");
     }
+    Ok(())
+}
+
+/// The receiving instance of the relay phase.
+struct RelayPeer {
+    inst: Instance,
+    password: String,
+    got: Shared,
+    _receiver: tokio::task::JoinHandle<()>,
+}
+
+impl RelayPeer {
+    /// Starts the second instance: a relay source (channel `bench`) to a receiver on `dst`.
+    fn start(
+        data: &std::path::Path,
+        dst: u16,
+        size: usize,
+        epoch: Instant,
+    ) -> anyhow::Result<RelayPeer> {
+        let dir = data.join("relay-receiver");
+        let source = r#"{"type": "remote_icombuffer", "channel_id": "bench"}"#;
+        let inst = start_instance(&dir, &[pair_json("relay-in", source, dst, "", size)])?;
+        // Its first-start admin relays (admins may; no password change is needed for that).
+        let text = std::fs::read_to_string(dir.join("initial-admin-password.txt"))
+            .context("the receiving instance's first-start password")?;
+        let password = text
+            .lines()
+            .find_map(|l| l.strip_prefix("password: "))
+            .context("password line")?
+            .to_string();
+        let got: Shared = Arc::default();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", dst))?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        let receiver = tokio::spawn(receiver(listener, None, got.clone(), epoch));
+        Ok(RelayPeer { inst, password, got, _receiver: receiver })
+    }
+
+    /// The sending instance's pair: TCP in, relayed to this instance.
+    fn sender_pair(&self, src: u16, size: usize) -> String {
+        format!(
+            r#"{{"id": "relay-out", "retry": {{"initial_ms": 100, "max_ms": 500}},
+                "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}},
+                "destination": {{"type": "remote_icombuffer", "url": "http://{}", "channel_id": "bench",
+                                 "auth": {{"username": "admin", "password": "{}"}}}}}}"#,
+            line_framing(size),
+            self.inst.ops,
+            self.password
+        )
+    }
+}
+
+/// TCP in; out to a primary destination with one backup, both acknowledging; everything
+/// else at its defaults (the failover target is for default settings).
+fn failover_pair(src: u16, primary: u16, backup: u16, size: usize) -> String {
+    let dest = |port: u16| {
+        format!(
+            r#"{{"type": "tcp_client", "host": "127.0.0.1", "port": {port}, "framing": {{"type": "line"}}, "ack": "byte"}}"#
+        )
+    };
+    format!(
+        r#"{{"id": "ha", "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}},
+            "destination": {}, "failover": [{}]}}"#,
+        line_framing(size),
+        dest(primary),
+        dest(backup)
+    )
+}
+
+/// Two instances: throughput and latency of a relay, durable on both sides.
+#[allow(clippy::cast_precision_loss)]
+async fn relay_phase(
+    peer: &RelayPeer,
+    src: u16,
+    n: u64,
+    latency_secs: u64,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<bool> {
+    let got = &peer.got;
+    let mut conn = connect(SocketAddr::from(([127, 0, 0, 1], src))).await?;
+    blast(&mut conn, 0, 10_000, size, epoch).await?;
+    wait_count(got, 10_000, Duration::from_secs(60)).await?;
+    let (rate, el) = throughput(&mut conn, got, 10_000, n, size, epoch).await?;
+    println!(
+        "relay throughput:       {rate:>12.0} msg/s  {:>8.1} MB/s   ({n} messages in {:.2} s: TCP -> instance A -> relay -> instance B -> TCP, durable in both)",
+        rate * size as f64 / 1e6,
+        el.as_secs_f64()
+    );
+    let (lat, sent) =
+        latency(&mut conn, got, 10_000 + n, 10_000, latency_secs, size, epoch).await?;
+    print_latency("relay latency", 10_000, &lat);
+    Ok(verified("relay", got, 10_000 + n + sent))
+}
+
+/// Failover with default settings: the time from the primary's death to the first message
+/// delivered by the backup, while 10,000 msg/s flow.
+#[allow(clippy::cast_precision_loss)]
+async fn failover_phase(
+    src: u16,
+    primary: u16,
+    backup: u16,
+    size: usize,
+    epoch: Instant,
+) -> anyhow::Result<()> {
+    let (got_p, got_b): (Shared, Shared) = (Arc::default(), Arc::default());
+    let p_task = tokio::spawn(ack_receiver(
+        TcpListener::bind(("127.0.0.1", primary)).await?,
+        got_p.clone(),
+        epoch,
+    ));
+    let _b_task = tokio::spawn(ack_receiver(
+        TcpListener::bind(("127.0.0.1", backup)).await?,
+        got_b.clone(),
+        epoch,
+    ));
+    let mut conn = connect(SocketAddr::from(([127, 0, 0, 1], src))).await?;
+    let sender = tokio::spawn(async move {
+        paced(&mut conn, 0, 10_000, 3, size, epoch).await?;
+        Ok::<TcpStream, anyhow::Error>(conn)
+    });
+    wait_count(&got_p, 5_000, Duration::from_secs(30)).await?;
+    // The primary dies: its listener and connection go away at once.
+    p_task.abort();
+    let died = now_ns(epoch);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(t) = lock(&got_b).first_at_ns {
+            break t;
+        }
+        if Instant::now() > deadline {
+            bail!("the backup received nothing within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let _conn = sender.await.context("failover sender")??;
+    let (p, b) = (lock(&got_p).count, lock(&got_b).count);
+    println!(
+        "failover:               first message on the backup {:.1} ms after the primary died (default settings; {p} messages to the primary, then {b} to the backup)",
+        first.saturating_sub(died) as f64 / 1e6
+    );
     Ok(())
 }
 
