@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
-use iobp_codec::{Decoded, Deframer, Encoder, FlushReason, Framing};
+use iobp_codec::{Decoded, Deframer, Encoder, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,23 +163,6 @@ fn framings() -> Vec<(&'static str, Framing)> {
 fn payloads(n: usize) -> Vec<Vec<u8>> {
     // Printable text without any framing's control bytes or delimiters, sizes 1..200.
     (0..n).map(|i| format!("p{i:04}-{}", "x".repeat(i * 37 % 200)).into_bytes()).collect()
-}
-
-fn decode_all(framing: Framing, bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut d = Deframer::new(framing, 1 << 20);
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    while let Some(x) = d.decode(&mut buf) {
-        if let Decoded::Frame(f) = x {
-            out.push(f.to_vec());
-        }
-    }
-    while let Some(x) = d.flush(&mut buf, FlushReason::Eof) {
-        if let Decoded::Frame(f) = x {
-            out.push(f.to_vec());
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Harness, connect, free_port, loopback, receiver};
-use iobp_codec::{Decoded, Deframer, Encoder, FlushReason, Framing};
+use common::{Harness, connect, decode_all, encode_all, free_port, loopback, receiver};
+use iobp_codec::{Decoded, Deframer, Framing};
 use iobp_engine::Color;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::unix::pipe::{Receiver, Sender};
@@ -174,32 +174,6 @@ fn framings() -> Vec<(&'static str, Framing)> {
 
 fn payloads(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("s{i:04}-{}", "x".repeat(i * 37 % 200)).into_bytes()).collect()
-}
-
-fn encode_all(framing: &Framing, msgs: &[Vec<u8>]) -> Vec<u8> {
-    let enc = Encoder::new(framing.clone());
-    let mut wire = Vec::new();
-    for m in msgs {
-        enc.encode(m, &mut wire).expect("encode");
-    }
-    wire
-}
-
-fn decode_all(framing: Framing, bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut d = Deframer::new(framing, 1 << 20);
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    while let Some(x) = d.decode(&mut buf) {
-        if let Decoded::Frame(f) = x {
-            out.push(f.to_vec());
-        }
-    }
-    while let Some(x) = d.flush(&mut buf, FlushReason::Eof) {
-        if let Decoded::Frame(f) = x {
-            out.push(f.to_vec());
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,16 +6,12 @@
 //! - Without `url`: serves the remote instance that pulls from `channel_id` here (its
 //!   `remote_icombuffer` source with a `url`); a newer puller takes over from an older one.
 
-use std::sync::Arc;
-
 use iobp_config::RemoteSpec;
 
 use super::return_in_flight;
-use crate::backoff::Backoff;
-use crate::relay::client::Client;
 use crate::relay::sender::{Ended, send};
-use crate::relay::{Incoming, RelayMode};
-use crate::side::{SideCtx, pause};
+use crate::relay::{Incoming, RelayMode, SessionEnd, connect_loop};
+use crate::side::SideCtx;
 use crate::stats::{Color, Side};
 
 pub(crate) async fn destination(ctx: SideCtx, spec: RemoteSpec) {
@@ -23,45 +19,19 @@ pub(crate) async fn destination(ctx: SideCtx, spec: RemoteSpec) {
 }
 
 async fn push(ctx: SideCtx, spec: RemoteSpec) {
-    let status = &ctx.stats.destination;
-    let mut backoff = Backoff::new(ctx.retry);
-    let mut client = match Client::new(&spec) {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.error(Side::Destination, e.clone());
-            status.set(Color::Red, e);
-            ctx.cancel.cancelled().await;
-            return;
+    connect_loop(&ctx, Side::Destination, &spec, RelayMode::Push, |io, peer| {
+        let ctx = &ctx;
+        async move {
+            let r = send(ctx, io, &peer).await;
+            return_in_flight(ctx);
+            match r {
+                Ok(Ended::Cancelled) => SessionEnd::Cancelled,
+                Ok(Ended::PeerClosed) => SessionEnd::Closed(format!("{peer} closed the relay")),
+                Err(e) => SessionEnd::Closed(format!("relay to {peer}: {e}")),
+            }
         }
-    };
-    let peer: Arc<str> = format!("{} channel {}", client.authority(), spec.channel_id).into();
-    loop {
-        status.set(Color::Yellow, format!("connecting to {peer}"));
-        let why = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            r = client.open(RelayMode::Push) => match r {
-                Err(e) => e,
-                Ok(io) => {
-                    backoff.reset();
-                    status.peer_up(&peer);
-                    status.set(Color::Green, format!("relay: sending to {peer}"));
-                    let r = send(&ctx, io, &peer).await;
-                    return_in_flight(&ctx);
-                    status.peer_down(&peer);
-                    match r {
-                        Ok(Ended::Cancelled) => return,
-                        Ok(Ended::PeerClosed) => format!("{peer} closed the relay"),
-                        Err(e) => format!("relay to {peer}: {e}"),
-                    }
-                }
-            },
-        };
-        ctx.error(Side::Destination, why.clone());
-        status.set(Color::Red, why);
-        if !pause(&ctx.cancel, backoff.next_delay()).await {
-            return;
-        }
-    }
+    })
+    .await;
 }
 
 async fn serve(ctx: SideCtx, spec: RemoteSpec) {

@@ -122,6 +122,71 @@ impl RelayHub {
     }
 }
 
+/// How a relay session on a connection this side opened ended.
+pub(crate) enum SessionEnd {
+    /// The pair is stopping.
+    Cancelled,
+    /// The connection ended: why, for the status line.
+    Closed(String),
+}
+
+/// For a side with a `url`: connects to the remote instance again and again (with the pair's
+/// backoff) and runs `session` on each connection, until the pair stops. Shows the side's
+/// status (connecting Yellow, connected Green, failed Red with the reason).
+pub(crate) async fn connect_loop<F, Fut>(
+    ctx: &crate::side::SideCtx,
+    side: crate::stats::Side,
+    spec: &iobp_config::RemoteSpec,
+    mode: RelayMode,
+    mut session: F,
+) where
+    F: FnMut(Box<dyn RelayIo>, Arc<str>) -> Fut,
+    Fut: std::future::Future<Output = SessionEnd>,
+{
+    use crate::stats::Color;
+    let status = ctx.stats.side(side);
+    let mut backoff = crate::backoff::Backoff::new(ctx.retry);
+    let mut client = match client::Client::new(spec) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.error(side, e.clone());
+            status.set(Color::Red, e);
+            ctx.cancel.cancelled().await;
+            return;
+        }
+    };
+    let peer: Arc<str> = format!("{} channel {}", client.authority(), spec.channel_id).into();
+    let doing = match mode {
+        RelayMode::Push => "sending to",
+        RelayMode::Pull => "receiving from",
+    };
+    loop {
+        status.set(Color::Yellow, format!("connecting to {peer}"));
+        let why = tokio::select! {
+            () = ctx.cancel.cancelled() => return,
+            r = client.open(mode) => match r {
+                Err(e) => e,
+                Ok(io) => {
+                    backoff.reset();
+                    status.peer_up(&peer);
+                    status.set(Color::Green, format!("relay: {doing} {peer}"));
+                    let end = session(io, peer.clone()).await;
+                    status.peer_down(&peer);
+                    match end {
+                        SessionEnd::Cancelled => return,
+                        SessionEnd::Closed(why) => why,
+                    }
+                }
+            },
+        };
+        ctx.error(side, why.clone());
+        status.set(Color::Red, why);
+        if !crate::side::pause(&ctx.cancel, backoff.next_delay()).await {
+            return;
+        }
+    }
+}
+
 /// How long the opening exchange (Hello, Resume) may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A peer that takes no bytes for this long is considered stuck.

@@ -6,15 +6,11 @@
 //! - Without `url`: takes the pushes that remote instances send to `channel_id` here (their
 //!   `remote_icombuffer` destinations with a `url`), several at once if they come.
 
-use std::sync::Arc;
-
 use iobp_config::RemoteSpec;
 
-use crate::backoff::Backoff;
-use crate::relay::client::Client;
 use crate::relay::receiver::{Ended, receive};
-use crate::relay::{Incoming, RelayMode};
-use crate::side::{SideCtx, pause};
+use crate::relay::{Incoming, RelayMode, SessionEnd, connect_loop};
+use crate::side::SideCtx;
 use crate::stats::{Color, Side};
 
 pub(crate) async fn source(ctx: SideCtx, spec: RemoteSpec) {
@@ -22,45 +18,21 @@ pub(crate) async fn source(ctx: SideCtx, spec: RemoteSpec) {
 }
 
 async fn pull(ctx: SideCtx, spec: RemoteSpec) {
-    let status = &ctx.stats.source;
-    let mut backoff = Backoff::new(ctx.retry);
-    let mut client = match Client::new(&spec) {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.error(Side::Source, e.clone());
-            status.set(Color::Red, e);
-            ctx.cancel.cancelled().await;
-            return;
-        }
-    };
-    let peer: Arc<str> = format!("{} channel {}", client.authority(), spec.channel_id).into();
-    loop {
-        status.set(Color::Yellow, format!("connecting to {peer}"));
-        let why = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            r = client.open(RelayMode::Pull) => match r {
-                Err(e) => e,
-                Ok(io) => {
-                    backoff.reset();
-                    status.peer_up(&peer);
-                    status.set(Color::Green, format!("relay: receiving from {peer}"));
-                    let r = receive(&ctx, io, &peer).await;
-                    status.peer_down(&peer);
-                    status.set_lag(None);
-                    match r {
-                        Ok((_, Ended::Cancelled)) => return,
-                        Ok((_, Ended::PeerClosed)) => format!("{peer} closed the relay"),
-                        Err(e) => format!("relay from {peer}: {e}"),
-                    }
+    connect_loop(&ctx, Side::Source, &spec, RelayMode::Pull, |io, peer| {
+        let ctx = &ctx;
+        async move {
+            let r = receive(ctx, io, &peer).await;
+            ctx.stats.source.set_lag(None);
+            match r {
+                Ok((_, Ended::Cancelled)) => SessionEnd::Cancelled,
+                Ok((_, Ended::PeerClosed)) => {
+                    SessionEnd::Closed(format!("{peer} closed the relay"))
                 }
-            },
-        };
-        ctx.error(Side::Source, why.clone());
-        status.set(Color::Red, why);
-        if !pause(&ctx.cancel, backoff.next_delay()).await {
-            return;
+                Err(e) => SessionEnd::Closed(format!("relay from {peer}: {e}")),
+            }
         }
-    }
+    })
+    .await;
 }
 
 async fn accept(ctx: SideCtx, spec: RemoteSpec) {

@@ -184,3 +184,32 @@ pub async fn send_lines(addr: (&str, u16), lines: impl IntoIterator<Item = Strin
     s.write_all(&buf).await.expect("send");
     s.shutdown().await.expect("shutdown");
 }
+
+/// Every frame of `framing` in `bytes` (rejections skipped), flushed at the end.
+pub fn decode_all(framing: iobp_codec::Framing, bytes: &[u8]) -> Vec<Vec<u8>> {
+    use iobp_codec::{Decoded, Deframer, FlushReason};
+    let mut d = Deframer::new(framing, 1 << 20);
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(x) = d.decode(&mut buf) {
+        if let Decoded::Frame(f) = x {
+            out.push(f.to_vec());
+        }
+    }
+    while let Some(x) = d.flush(&mut buf, FlushReason::Eof) {
+        if let Decoded::Frame(f) = x {
+            out.push(f.to_vec());
+        }
+    }
+    out
+}
+
+/// `msgs` framed with `framing`, back to back.
+pub fn encode_all(framing: &iobp_codec::Framing, msgs: &[Vec<u8>]) -> Vec<u8> {
+    let enc = iobp_codec::Encoder::new(framing.clone());
+    let mut wire = Vec::new();
+    for m in msgs {
+        enc.encode(m, &mut wire).expect("encode");
+    }
+    wire
+}
