@@ -4,8 +4,10 @@
 //! and backup-destination setting: created, stored, edited and saved unchanged), the Live View
 //! (Source and Destination views), stop and start, status colours following a receiver going
 //! down and coming back, the message browser and re-send, rejections, edit, delete with
-//! confirmation, a Viewer's read-only view and the API refusing it, and every Management
-//! Dashboard page.
+//! confirmation, a Viewer's read-only view and the API refusing it, every Management
+//! Dashboard page, a relay between two instances set up through both portals (relay user,
+//! remote sides with and without url, HTTPS settings, peers and lag shown), and failover to a
+//! backup destination and back (policy in the form, the active destination shown live).
 //! Screenshots of the main pages go to `test-output/screenshots/` (a few also to
 //! `docs/screenshots/`, for the README, when `IOBP_UPDATE_SCREENSHOTS` is set); one test
 //! reports the first paint of the Operations Portal and the instance's memory with both
@@ -23,13 +25,14 @@ mod util;
 
 use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use util::{ClosingReceiver, Instance, TEST_ADMIN_PASSWORD, connect, free_port};
+use util::{AckingReceiver, ClosingReceiver, Instance, TEST_ADMIN_PASSWORD, connect, free_port};
 
 /// How long one scenario may take in all.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
@@ -1511,17 +1514,45 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         assert_eq!(after, spec, "an unchanged save keeps the stored configuration");
         assert_eq!(inst.exported_pair("with-backups")["failover"][0]["auth"]["password"], "relay-password-2", "the stored password is kept");
         b.wait_text("tr[data-pair-id=\"with-backups\"] [data-backups]", "no failback").await;
-        // Moving a backup whose password is stored (masked) asks for the password again:
-        // the server keeps masked passwords by position.
+        // A stored password follows its link (url, channel id, user), not its position:
+        // moving the backup keeps it.
         b.open_edit("with-backups", "With backups").await;
-        let (first, second) = (b.backup_prefix(1).await, b.backup_prefix(2).await);
+        let second = b.backup_prefix(2).await;
         b.click(&format!(".backup[data-prefix=\"{second}\"] [data-action=\"up\"]")).await;
-        b.click("#pair-submit").await;
-        b.wait_text(&field_error(&format!("{first}.auth.password")), "Enter this password again").await;
-        b.fill(&dp(&format!("{first}.auth.password")), "relay-password-3").await;
         b.submit_pair_form().await;
         let stored = inst.exported_pair("with-backups");
         assert_eq!(stored["failover"][0]["type"], "tcp_client", "{stored}");
+        assert_eq!(stored["failover"][1]["auth"]["password"], "relay-password-2", "the password moved with its link: {stored}");
+        // A changed link (here its channel id) needs the password typed: the form says so
+        // before sending anything.
+        b.open_edit("with-backups", "With backups").await;
+        let remote = b.backup_prefix(2).await;
+        assert_eq!(b.field_value(&remote).await, "remote_icombuffer");
+        b.fill(&dp(&format!("{remote}.channel_id")), "plant-10").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error(&format!("{remote}.auth.password")), "Enter the password").await;
+        b.click("#pair-cancel").await;
+        // The server refuses it too, at the same field: here the page is told (a stubbed
+        // answer) that the link was stored with the new channel id, so only the server objects.
+        b.goto(&format!("{ops}/channels")).await;
+        b.wait_js("the list", "return document.querySelector('#pairs-table tr[data-pair-id=\"with-backups\"]') ? true : null").await;
+        b.js(r"const real = window.fetch;
+            window.fetch = async (url, opts) => {
+              if (String(url) !== '/api/v1/pairs/with-backups' || (opts && opts.method === 'PUT')) return real(url, opts);
+              const pair = await (await real(url, opts)).json();
+              pair.spec.failover[1].channel_id = 'plant-10';
+              return new Response(JSON.stringify(pair), { status: 200, headers: { 'Content-Type': 'application/json' } });
+            };").await;
+        b.open_edit("with-backups", "With backups").await;
+        let remote = b.backup_prefix(2).await;
+        assert_eq!(b.field_value(&format!("{remote}.channel_id")).await, "plant-10");
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error(&format!("{remote}.auth.password")), "enter the password").await;
+        assert_eq!(inst.exported_pair("with-backups")["failover"][1]["channel_id"], "plant-9", "refused: {stored}");
+        b.fill(&dp(&format!("{remote}.auth.password")), "relay-password-3").await;
+        b.submit_pair_form().await;
+        let stored = inst.exported_pair("with-backups");
+        assert_eq!(stored["failover"][1]["channel_id"], "plant-10", "{stored}");
         assert_eq!(stored["failover"][1]["auth"]["password"], "relay-password-3", "{stored}");
 
         // Settings this form does not show (a newer version's, or written by hand) survive an
@@ -1553,6 +1584,357 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         assert_eq!(sent["failover"][0]["tls"]["server_name"], "localhost", "{sent}");
 
         tls_receiver.abort();
+        b.close().await;
+        let _ = inst.terminate();
+    })
+    .await;
+}
+
+// ================================================================ relay and failover
+
+/// The password of the relay user the tests create.
+const RELAY_PASSWORD: &str = "relay-password-1";
+
+/// A relay between two real instances, set up through the portals of both: instance B gets a
+/// relay user (Users page) and a pair whose source waits for a remote instance (no url);
+/// instance A a pair whose destination pushes to B's url as that user. Messages sent into A
+/// arrive at B's receiver, exactly once and in order; both pair pages show the link connected,
+/// B's its lag ("caught up") and the duplicates counter; an unchanged edit of A keeps the
+/// stored password and the link working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_between_two_instances_set_up_through_both_portals() {
+    let _turn = take_turn();
+    scenario("relay", async {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        // B listens on another loopback address: a browser keeps cookies by host, not by
+        // port, so the two instances' sessions must not share a host.
+        let on_b = |port: u16| SocketAddr::from(([127, 0, 0, 2], port));
+        let a = Instance::start(dir_a.path(), &[]);
+        let b = Instance::start_on(dir_b.path(), on_b(free_port()), on_b(free_port()), &[]);
+        let (ops_a, ops_b, mgmt_b) = (format!("http://{}", a.ops), format!("http://{}", b.ops), format!("http://{}", b.mgmt));
+        let (src, dst) = (free_port(), free_port());
+        let receiver = ClosingReceiver::start(dst);
+        let br = Browser::start("relay").await;
+
+        // ---- B: a relay user, created on the Users page. A machine account never logs into
+        // the portals: "must change password" is off for it unless chosen.
+        br.goto(&format!("{mgmt_b}/users")).await;
+        br.login("admin", TEST_ADMIN_PASSWORD).await;
+        br.wait_path("/users").await;
+        br.wait_js("the user list", "return document.querySelector('#users-table tr[data-user=\"admin\"]') ? true : null").await;
+        br.click("#create-user").await;
+        let must = "return document.querySelector('#u-must').checked";
+        assert_eq!(br.js(must).await, true, "people choose their own password at first login");
+        br.select("#u-role", "relay").await;
+        assert_eq!(br.js(must).await, false, "off for a relay user");
+        br.wait_text("#u-role-help", "machine account").await;
+        br.wait_text("#u-must-help", "never logs into the portals").await;
+        br.select("#u-role", "operator").await;
+        assert_eq!(br.js(must).await, true, "on again for a person");
+        br.select("#u-role", "relay").await;
+        assert_eq!(br.js(must).await, false);
+        br.fill("#u-name", "relay-a").await;
+        br.fill("#u-pw", RELAY_PASSWORD).await;
+        br.fill("#u-pw2", RELAY_PASSWORD).await;
+        br.click("#user-submit").await;
+        br.wait_js("relay-a in the list", "return document.querySelector('#users-table tr[data-user=\"relay-a\"]') ? true : null").await;
+        let row = br.text("#users-table tr[data-user=\"relay-a\"]").await;
+        assert!(!row.contains("must change"), "{row}");
+        let users = b.api("GET", "/api/v1/users", None).json();
+        let user = users.as_array().and_then(|u| u.iter().find(|u| u["username"] == "relay-a")).cloned().expect("relay-a stored");
+        assert_eq!([&user["role"], &user["must_change_password"]], [&json!("relay"), &json!(false)], "{user}");
+
+        // ---- B: a pair whose source waits for the remote instance to push (no url).
+        br.goto(&format!("{ops_b}/channels")).await;
+        br.login("admin", TEST_ADMIN_PASSWORD).await;
+        br.wait_path("/channels").await;
+        br.click("#create-pair").await;
+        br.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
+        br.fill("#pair-name-input", "From plant A").await;
+        br.select("#source-type", "remote_icombuffer").await;
+        br.wait_js("the relay fields", "return document.querySelector('[data-path=\"source.channel_id\"]') ? true : null").await;
+        assert_eq!(br.shown_paths("source.").await, ["source.url", "source.channel_id"], "without url: no credentials, no HTTPS settings");
+        assert!(br.shown("[data-side=\"source\"] .relay-waits").await, "a side without url says it waits");
+        br.wait_text(&format!(".field:has({}) .help", dp("source.url")), "pulls").await;
+        br.wait_text(&format!(".field:has({}) .help", dp("source.channel_id")), "same on both instances").await;
+        br.wait_text("[data-side=\"source\"] .relay-explain", "a destination pushes, a source pulls").await;
+        br.fill(&dp("source.channel_id"), "plant-a").await;
+        br.fill(&dp("destination.host"), "127.0.0.1").await;
+        br.fill(&dp("destination.port"), &dst.to_string()).await;
+        br.select(&dp("destination.framing.type"), "line").await;
+        br.click("details.advanced summary").await;
+        br.fill(&dp("retry.initial_ms"), "100").await;
+        br.fill(&dp("retry.max_ms"), "400").await;
+        br.submit_pair_form().await;
+        br.wait_js("B's pair in the list", "return document.querySelector('#pairs-table tr[data-pair-id=\"from-plant-a\"]') ? true : null").await;
+        let spec_b = b.api("GET", "/api/v1/pairs/from-plant-a", None).json()["spec"].clone();
+        assert_eq!(spec_b["source"], json!({"type": "remote_icombuffer", "channel_id": "plant-a"}), "{spec_b}");
+
+        // ---- A: a pair whose destination pushes to B as relay-a.
+        br.goto(&format!("{ops_a}/channels")).await;
+        br.login("admin", TEST_ADMIN_PASSWORD).await;
+        br.wait_path("/channels").await;
+        br.click("#create-pair").await;
+        br.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
+        br.fill("#pair-name-input", "To plant B").await;
+        br.fill(&dp("source.host"), "127.0.0.1").await;
+        br.fill(&dp("source.port"), &src.to_string()).await;
+        br.select(&dp("source.framing.type"), "line").await;
+        br.select("#destination-type", "remote_icombuffer").await;
+        br.wait_js("the relay fields", "return document.querySelector('[data-path=\"destination.channel_id\"]') ? true : null").await;
+        assert!(!br.shown(&dp("destination.auth.username")).await, "no credentials without url");
+        br.wait_text(&format!(".field:has({}) .help", dp("destination.url")), "pushes").await;
+        // An https:// url brings the HTTPS settings: the url decides, there is no switch.
+        br.fill(&dp("destination.url"), "https://plant-b.example:8443").await;
+        assert_eq!(
+            br.shown_paths("destination.tls.").await,
+            ["ca", "server_name", "cert", "key", "insecure_skip_verify"].map(|f| format!("destination.tls.{f}")),
+            "the settings of a TLS client"
+        );
+        assert!(br.shown(&dp("destination.auth.username")).await, "credentials with a url");
+        assert!(!br.shown("[data-side=\"destination\"] .relay-waits").await);
+        let label = br.text(&format!(".field:has({}) label", dp("destination.tls.insecure_skip_verify"))).await;
+        assert!(label.contains("lab use only"), "{label}");
+        assert!(!br.shown("[data-side=\"destination\"] .insecure-warning").await);
+        br.click(&dp("destination.tls.insecure_skip_verify")).await;
+        br.wait_js("the warning", "const w = document.querySelector('[data-side=\"destination\"] .insecure-warning'); return w && !w.hidden ? true : null").await;
+        br.fill(&dp("destination.tls.ca"), "/etc/iobufferpro/plant-b-ca.pem").await;
+        br.fill(&dp("destination.tls.cert"), "/etc/iobufferpro/client.pem").await;
+        br.fill(&dp("destination.channel_id"), "plant-a").await;
+        br.click("#pair-submit").await;
+        br.wait_text(&field_error("destination.tls.key"), "needs its key").await;
+        br.wait_text(&field_error("destination.auth.username"), "required").await;
+        assert_eq!(a.api("GET", "/api/v1/pairs", None).json(), json!([]), "nothing was sent");
+        br.fill(&dp("destination.tls.key"), "/etc/iobufferpro/client.key").await;
+        br.click(&dp("destination.tls.insecure_skip_verify")).await;
+        br.fill(&dp("destination.auth.username"), "relay-a").await;
+        br.fill(&dp("destination.auth.password"), RELAY_PASSWORD).await;
+        br.form_screenshot("channels-form-relay").await;
+        for f in ["ca", "cert", "key"] {
+            br.fill(&dp(&format!("destination.tls.{f}")), "").await;
+        }
+        // The real link is plain HTTP: the HTTPS settings go away with the https://.
+        br.fill(&dp("destination.url"), &ops_b).await;
+        assert!(!br.shown("[data-side=\"destination\"] [data-tls=\"remote\"]").await, "no HTTPS settings for http://");
+        br.click("details.advanced summary").await;
+        br.fill(&dp("retry.initial_ms"), "100").await;
+        br.fill(&dp("retry.max_ms"), "400").await;
+        br.submit_pair_form().await;
+        br.wait_js("A's pair in the list", "return document.querySelector('#pairs-table tr[data-pair-id=\"to-plant-b\"]') ? true : null").await;
+        let spec_a = a.api("GET", "/api/v1/pairs/to-plant-b", None).json()["spec"].clone();
+        assert_eq!(
+            spec_a["destination"],
+            json!({"type": "remote_icombuffer", "url": ops_b, "channel_id": "plant-a", "auth": {"username": "relay-a", "password": "********"}}),
+            "{spec_a}"
+        );
+        assert_eq!(a.exported_pair("to-plant-b")["destination"]["auth"]["password"], RELAY_PASSWORD);
+
+        // ---- A's pair page: connected to B; messages sent into A arrive at B's receiver.
+        br.goto(&format!("{ops_a}/pairs/to-plant-b")).await;
+        assert_eq!(br.wait_indicator("#indicators", "destination", "green", WAIT).await, "Connected");
+        br.wait_text("#indicators [data-relay=\"destination\"] [data-relay-peers]", &b.ops.to_string()).await;
+        let sent = lines("relay", 500);
+        send_lines(src, &sent);
+        wait_until("500 lines at B's receiver", || receiver.lines().len() >= sent.len()).await;
+        assert_eq!(receiver.lines(), sent, "exactly once, in order");
+        br.wait_count("#tiles", "sent", 500).await;
+        assert!(!br.shown("#tiles [data-count=\"duplicates_dropped\"]").await, "no duplicates tile for a sender without any");
+        br.js("window.scrollTo(0, 0)").await;
+        br.screenshot("pair-relay-sender", false).await;
+
+        // ---- B's pair page: the remote instance connected, caught up, no duplicates.
+        br.goto(&format!("{ops_b}/pairs/from-plant-a")).await;
+        assert_eq!(br.wait_indicator("#indicators", "source", "green", WAIT).await, "Connected");
+        br.wait_text("#indicators [data-relay=\"source\"] [data-relay-peers]", "relay-a@").await;
+        br.wait_text("#indicators [data-relay=\"source\"] [data-relay-lag]", "caught up").await;
+        br.wait_count("#tiles", "received", 500).await;
+        br.wait_count("#tiles", "sent", 500).await;
+        br.wait_count("#tiles", "duplicates_dropped", 0).await;
+        br.wait_feed("relay 500").await;
+        br.js("window.scrollTo(0, 0)").await;
+        br.screenshot("pair-relay", false).await;
+        br.viewport(390, 844).await;
+        let overflow = br.js("return document.documentElement.scrollWidth - window.innerWidth").await;
+        assert!(overflow.as_i64().unwrap_or(99) <= 0, "the relay details fit a phone: {overflow}");
+        br.viewport(1280, 900).await;
+        // B's overview card says the same.
+        br.goto(&format!("{ops_b}/")).await;
+        br.wait_text("[data-pair-id=\"from-plant-a\"] [data-relay=\"source\"] [data-relay-peers]", "relay-a@").await;
+        br.wait_text("[data-pair-id=\"from-plant-a\"] [data-relay=\"source\"] [data-relay-lag]", "caught up").await;
+        br.screenshot("ops-overview-relay", false).await;
+        // A's too.
+        br.goto(&format!("{ops_a}/")).await;
+        br.wait_text("[data-pair-id=\"to-plant-b\"] [data-relay=\"destination\"] [data-relay-peers]", &b.ops.to_string()).await;
+
+        // ---- An unchanged edit of A keeps the stored password (shown masked): the link
+        // connects again after the restart and carries more messages.
+        br.goto(&format!("{ops_a}/channels")).await;
+        br.open_edit("to-plant-b", "To plant B").await;
+        assert_eq!(br.field_value("destination.auth.password").await, "********");
+        br.wait_text(&format!(".field:has({}) .help", dp("destination.auth.password")), "Stored").await;
+        br.submit_pair_form().await;
+        assert_eq!(a.api("GET", "/api/v1/pairs/to-plant-b", None).json()["spec"], spec_a, "an unchanged save keeps the configuration");
+        assert_eq!(a.exported_pair("to-plant-b")["destination"]["auth"]["password"], RELAY_PASSWORD, "the stored password is kept");
+        br.wait_indicator("tr[data-pair-id=\"to-plant-b\"]", "destination", "green", WAIT).await;
+        send_lines(src, &lines("after edit", 5));
+        wait_until("the lines sent after the edit", || receiver.lines().iter().any(|l| l == "after edit 5")).await;
+        assert_eq!(receiver.lines()[500..], lines("after edit", 5)[..], "{:?}", &receiver.lines()[500..]);
+        br.close().await;
+        let _ = a.terminate();
+        let _ = b.terminate();
+    })
+    .await;
+}
+
+/// Failover through the form: a pair with a primary TCP destination and one backup (both
+/// acknowledging receivers), its failover policy set in the form (ranges checked in the
+/// browser). The primary's receiver stops in the middle of a stream: the pair page shows
+/// "backup 1 of 2", the channel Yellow and why, the Channels list and the overview "on
+/// backup"; the receiver returns: the primary again. Every message arrives at one of the two
+/// receivers, in order at each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_portal() {
+    let _turn = take_turn();
+    scenario("failover", async {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inst = Instance::start(dir.path(), &[]);
+        let ops = format!("http://{}", inst.ops);
+        let (src, primary_port, backup_port) = (free_port(), free_port(), free_port());
+        let mut primary = AckingReceiver::start(primary_port);
+        let backup = AckingReceiver::start(backup_port);
+        let b = Browser::start("failover").await;
+        b.goto(&format!("{ops}/channels")).await;
+        b.login("admin", TEST_ADMIN_PASSWORD).await;
+        b.wait_path("/channels").await;
+        b.click("#create-pair").await;
+        b.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
+        b.fill("#pair-name-input", "Lab with backup").await;
+        b.fill(&dp("source.host"), "127.0.0.1").await;
+        b.fill(&dp("source.port"), &src.to_string()).await;
+        b.select(&dp("source.framing.type"), "line").await;
+        b.fill(&dp("destination.host"), "127.0.0.1").await;
+        b.fill(&dp("destination.port"), &primary_port.to_string()).await;
+        b.select(&dp("destination.framing.type"), "line").await;
+        b.select(&dp("destination.ack.type"), "byte").await;
+        b.click("details.advanced summary").await;
+        b.fill(&dp("retry.initial_ms"), "100").await;
+        b.fill(&dp("retry.max_ms"), "400").await;
+        assert!(!b.shown("[data-block=\"failover_policy\"]").await, "the failover policy comes with the first backup");
+        b.click("#add-backup").await;
+        let backup_prefix = b.backup_prefix(1).await;
+        b.fill(&dp(&format!("{backup_prefix}.host")), "127.0.0.1").await;
+        b.fill(&dp(&format!("{backup_prefix}.port")), &backup_port.to_string()).await;
+        b.select(&dp(&format!("{backup_prefix}.framing.type")), "line").await;
+        b.select(&dp(&format!("{backup_prefix}.ack.type")), "byte").await;
+        assert_eq!(
+            b.shown_paths("failover_policy.").await,
+            ["failover_policy.failures", "failover_policy.failed_after_ms", "failover_policy.probe_interval_ms"]
+        );
+        let placeholders = b.js("return ['failures', 'failed_after_ms', 'probe_interval_ms'].map((f) => document.querySelector(`[data-path=\"failover_policy.${f}\"]`).placeholder)").await;
+        assert_eq!(placeholders, json!(["1", "5000", "2000"]), "the defaults, as placeholders");
+        // The ranges are checked in the browser.
+        b.fill(&dp("failover_policy.failures"), "0").await;
+        b.fill(&dp("failover_policy.failed_after_ms"), "3600001").await;
+        b.fill(&dp("failover_policy.probe_interval_ms"), "50").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error("failover_policy.failures"), "between 1 and 1000").await;
+        b.wait_text(&field_error("failover_policy.failed_after_ms"), "between 100 and 3600000").await;
+        b.wait_text(&field_error("failover_policy.probe_interval_ms"), "between 100 and 3600000").await;
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "nothing was sent");
+        b.fill(&dp("failover_policy.failures"), "1").await;
+        b.fill(&dp("failover_policy.failed_after_ms"), "1000").await;
+        b.fill(&dp("failover_policy.probe_interval_ms"), "200").await;
+        b.form_screenshot("channels-form-failover-policy").await;
+        b.submit_pair_form().await;
+        b.wait_js("the pair in the list", "return document.querySelector('#pairs-table tr[data-pair-id=\"lab-with-backup\"] [data-backups=\"1\"]') ? true : null").await;
+        let spec = inst.api("GET", "/api/v1/pairs/lab-with-backup", None).json()["spec"].clone();
+        assert_eq!(spec["failover_policy"], json!({"failures": 1, "failed_after_ms": 1000, "probe_interval_ms": 200}), "{spec}");
+        assert_eq!(
+            spec["failover"],
+            json!([{"type": "tcp_client", "host": "127.0.0.1", "port": backup_port, "tls": {"enabled": false},
+                    "framing": {"type": "line", "delimiter": "\n"}, "ack": {"type": "byte", "ack": 6, "nak": 21}}]),
+            "{spec}"
+        );
+        // Edit: pre-filled; an unchanged save keeps it.
+        b.open_edit("lab-with-backup", "Lab with backup").await;
+        for (path, want) in [("failover_policy.failures", "1"), ("failover_policy.failed_after_ms", "1000"), ("failover_policy.probe_interval_ms", "200")] {
+            assert_eq!(b.field_value(path).await, want, "{path} pre-filled");
+        }
+        b.submit_pair_form().await;
+        let after = inst.api("GET", "/api/v1/pairs/lab-with-backup", None).json()["spec"].clone();
+        assert_eq!(after, spec, "an unchanged save keeps the stored configuration");
+
+        // ---- The pair page: the primary delivers.
+        b.goto(&format!("{ops}/pairs/lab-with-backup")).await;
+        b.wait_indicator("#indicators", "destination", "green", WAIT).await;
+        b.wait_text("#failover-active", "primary").await;
+        assert_eq!(b.wait_indicator("#indicators", "channel", "green", WAIT).await, "Running");
+        b.wait_text("#failover [data-current]", "Primary").await;
+
+        // ---- A stream of messages; the primary's receiver stops in the middle of it.
+        let total: u32 = 300;
+        let stream = std::thread::spawn(move || {
+            let mut s = connect(src);
+            for i in 1..=total {
+                s.write_all(format!("m {i}\n").as_bytes()).expect("send");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            s.flush().expect("flush");
+        });
+        wait_until("the stream to reach the primary", || primary.lines().len() >= 50).await;
+        primary.stop();
+        b.wait_text("#failover-active", "backup 1 of 2").await;
+        assert_eq!(b.wait_indicator("#indicators", "channel", "yellow", WAIT).await, "Degraded");
+        b.wait_text("#indicators [data-box=\"destination\"] .what", "backup 1 of 2").await;
+        b.wait_text("#indicators [data-box=\"channel\"] .detail", "delivering to backup 1 of 2").await;
+        b.wait_text("#failover-reason", "the primary destination failed").await;
+        b.wait_text("#failover-switches", "1 switch").await;
+        b.wait_text("#failover [data-current]", "Backup 1").await;
+        stream.join().expect("the stream");
+        wait_until("the end of the stream at the backup", || backup.lines().iter().any(|l| l == &format!("m {total}"))).await;
+        b.wait_count("#tiles", "received", u64::from(total)).await;
+        b.wait_count("#tiles", "pending", 0).await;
+        b.js("window.scrollTo(0, 0)").await;
+        b.screenshot("pair-on-backup", false).await;
+        b.viewport(390, 844).await;
+        let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth").await;
+        assert!(overflow.as_i64().unwrap_or(99) <= 0, "the failover details fit a phone: {overflow}");
+        b.viewport(1280, 900).await;
+        // The Channels list and the overview say so too.
+        b.goto(&format!("{ops}/channels")).await;
+        b.wait_text("tr[data-pair-id=\"lab-with-backup\"] [data-failover-active=\"1\"]", "on backup 1").await;
+        b.wait_indicator("tr[data-pair-id=\"lab-with-backup\"]", "channel", "yellow", WAIT).await;
+        b.screenshot("channels-on-backup", false).await;
+        b.goto(&format!("{ops}/")).await;
+        b.wait_text("[data-pair-id=\"lab-with-backup\"] [data-failover=\"1\"]", "backup 1 of 2").await;
+        b.wait_indicator("[data-pair-id=\"lab-with-backup\"]", "channel", "yellow", WAIT).await;
+        b.screenshot("ops-overview-on-backup", false).await;
+
+        // ---- The primary's receiver returns: failback, and the primary delivers again.
+        b.goto(&format!("{ops}/pairs/lab-with-backup")).await;
+        b.wait_text("#failover-active", "backup 1 of 2").await;
+        let primary_again = AckingReceiver::start(primary_port);
+        b.wait_text("#failover-active", "primary").await;
+        assert_eq!(b.wait_indicator("#indicators", "channel", "green", WAIT).await, "Running");
+        b.wait_text("#failover-switches", "2 switches").await;
+        b.wait_text("#failover-reason", "answers again").await;
+        send_lines(src, &lines("after failback", 5));
+        wait_until("the primary to get the new lines", || primary_again.lines().iter().any(|l| l == "after failback 5")).await;
+        assert!(!backup.lines().iter().any(|l| l.starts_with("after failback")), "{:?}", backup.lines());
+
+        // ---- Every message arrived at one of the two receivers, in order at each (a message
+        // in flight at a switch may arrive at both).
+        let index = |l: &String| l.strip_prefix("m ").and_then(|n| n.parse::<u32>().ok());
+        let (first, second) = (primary.lines(), backup.lines());
+        for i in 1..=total {
+            let line = format!("m {i}");
+            assert!(first.contains(&line) || second.contains(&line), "{line} arrived nowhere");
+        }
+        for (name, got) in [("primary", &first), ("backup", &second)] {
+            let seq: Vec<u32> = got.iter().filter_map(index).collect();
+            assert!(seq.windows(2).all(|w| w[0] <= w[1]), "in order at the {name}: {seq:?}");
+        }
+        assert!(!second.is_empty(), "the backup delivered");
         b.close().await;
         let _ = inst.terminate();
     })

@@ -42,37 +42,7 @@ impl Instance {
     /// Like [`Instance::start`] on given portal addresses (an instance restarted where its
     /// peers expect it).
     pub fn start_on(data: &Path, ops: SocketAddr, mgmt: SocketAddr, extra: &[&str]) -> Instance {
-        let mut child = Command::new(bin())
-            .arg("run")
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--ops-listen", &ops.to_string(), "--mgmt-listen", &mgmt.to_string()])
-            .args(extra)
-            .env("IOBP_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn iobufferpro");
-        let stdout = child.stdout.take().expect("stdout");
-        // Read up to the "running" banner (a first start prints the admin password before it).
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        for _ in 0..5 {
-            line.clear();
-            reader.read_line(&mut line).expect("read banner");
-            if line.contains("running") || line.is_empty() {
-                break;
-            }
-        }
-        assert!(line.contains("running"), "instance did not start: {line:?}");
-        let mut inst = Instance {
-            child,
-            ops,
-            mgmt,
-            data: data.to_path_buf(),
-            cookie: String::new(),
-            csrf: String::new(),
-        };
+        let mut inst = Self::spawn(data, ops, mgmt, extra, "error", Stdio::inherit());
         inst.login_admin();
         inst
     }
@@ -332,6 +302,20 @@ impl Instance {
         while mgmt == ops {
             mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
         }
+        Self::spawn(data, ops, mgmt, extra, log, Stdio::null())
+    }
+
+    /// Runs the binary on `data` and waits for its "running" banner (a first start prints the
+    /// admin password before it); its stdout is drained in the background from then on, so
+    /// it never writes into a closed pipe. Not logged in.
+    fn spawn(
+        data: &Path,
+        ops: SocketAddr,
+        mgmt: SocketAddr,
+        extra: &[&str],
+        log: &str,
+        stderr: Stdio,
+    ) -> Instance {
         let mut child = Command::new(bin())
             .arg("run")
             .arg("--data-dir")
@@ -340,7 +324,7 @@ impl Instance {
             .args(extra)
             .env("IOBP_LOG", log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn iobufferpro");
         let stdout = child.stdout.take().expect("stdout");
@@ -354,7 +338,6 @@ impl Instance {
             }
         }
         assert!(line.contains("running"), "instance did not start: {line:?}");
-        // Keep reading (and discarding) stdout so the instance never writes into a closed pipe.
         std::thread::spawn(move || {
             let mut sink = String::new();
             while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
@@ -482,5 +465,85 @@ impl Instance {
             .and_then(|pairs| pairs.iter().find(|p| p["id"] == id))
             .cloned()
             .unwrap_or_else(|| panic!("no pair {id} in the export: {out}"))
+    }
+}
+
+// ---- Additions for the relay and failover browser tests (tests/browser.rs).
+
+/// A receiving application like [`ClosingReceiver`] that acknowledges every line it has with
+/// one byte (0x06), for destinations with `"ack": "byte"`: a message counts as delivered only
+/// once this receiver has it, so stopping it loses nothing.
+pub struct AckingReceiver {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AckingReceiver {
+    /// Listens on `port` (retrying the bind for a while), collects lines and acknowledges each.
+    pub fn start(port: u16) -> AckingReceiver {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "bind receiver on {port}: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        listener.set_nonblocking(true).expect("nonblocking");
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = std::sync::Arc::default();
+        let (l2, s2, c2) = (lines.clone(), stop.clone(), conns.clone());
+        let acceptor = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let Ok(mut ack) = c.try_clone() else { continue };
+                        if let Ok(handle) = c.try_clone() {
+                            c2.lock().expect("lock").push(handle);
+                        }
+                        let l3 = l2.clone();
+                        std::thread::spawn(move || {
+                            for line in BufReader::new(c).lines() {
+                                let Ok(line) = line else { break };
+                                l3.lock().expect("lock").push(line);
+                                if ack.write_all(&[0x06]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        AckingReceiver { lines, stop, conns, acceptor: Some(acceptor) }
+    }
+
+    /// Every line received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    /// Stops listening and closes every accepted connection.
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        for c in self.conns.lock().expect("lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for AckingReceiver {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

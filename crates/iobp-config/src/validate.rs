@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::spec::{
-    AckSpec, BackoffSpec, ChannelPairSpec, ConfigDocument, EndpointSpec, FlowControl, FramingSpec,
-    MAX_MESSAGE_BYTES_LIMIT, Settings,
+    AckSpec, BackoffSpec, ChannelPairSpec, ClientAuthMode, ConfigDocument, EndpointSpec,
+    FlowControl, FramingSpec, MAX_MESSAGE_BYTES_LIMIT, Settings, TlsSpec,
 };
 
 /// One problem with a configuration.
@@ -294,12 +294,31 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             {
                 c.fail(&p("auth.username"), "must not be empty");
             }
+            check_remote_tls(c, path, r);
         }
     }
     if let Some(f) = e.framing() {
         check_framing(c, &p("framing"), f);
     }
     check_ack(c, path, e, side);
+}
+
+/// A relay side's `tls`: for an https url, client settings only.
+fn check_remote_tls(c: &mut Check, path: &str, remote: &crate::spec::RemoteSpec) {
+    let tls = &remote.tls;
+    if *tls == TlsSpec::default() {
+        return;
+    }
+    if !remote.url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+        c.fail(&format!("{path}.tls"), "applies to an https:// url only");
+    }
+    if tls.client_auth != ClientAuthMode::None {
+        c.fail(&format!("{path}.tls.client_auth"), "applies to servers only");
+    }
+    if tls.cert.is_some() != tls.key.is_some() {
+        let missing = if tls.cert.is_some() { "key" } else { "cert" };
+        c.fail(&format!("{path}.tls.{missing}"), "a client certificate needs both cert and key");
+    }
 }
 
 fn check_write_timeout(c: &mut Check, path: &str, t: Option<u64>, side: Side) {

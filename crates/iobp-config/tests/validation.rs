@@ -130,6 +130,33 @@ fn rs485_settings_are_checked() {
 }
 
 #[test]
+fn remote_tls_settings_are_checked() {
+    let ok = r#"{"type": "remote_icombuffer", "url": "https://plant:8080", "channel_id": "c",
+                 "auth": {"username": "u", "password": "p"}, "tls": {"ca": "/etc/ca.pem"}}"#;
+    parse_pair(&pair("a", CLIENT, ok)).expect("https with a CA");
+    for (dst, field) in [
+        (
+            r#"{"type": "remote_icombuffer", "url": "http://plant:8080", "channel_id": "c",
+                "auth": {"username": "u", "password": "p"}, "tls": {"ca": "/etc/ca.pem"}}"#,
+            "destination.tls",
+        ),
+        (
+            r#"{"type": "remote_icombuffer", "url": "https://plant", "channel_id": "c",
+                "auth": {"username": "u", "password": "p"}, "tls": {"client_auth": "required"}}"#,
+            "destination.tls.client_auth",
+        ),
+        (
+            r#"{"type": "remote_icombuffer", "url": "https://plant", "channel_id": "c",
+                "auth": {"username": "u", "password": "p"}, "tls": {"cert": "/c.pem"}}"#,
+            "destination.tls.key",
+        ),
+    ] {
+        let e = parse_pair(&pair("a", CLIENT, dst)).expect_err(field);
+        assert_eq!(e.problems[0].path, field, "{e}");
+    }
+}
+
+#[test]
 fn ack_rules() {
     // Shorthand and full forms.
     let p = parse_pair(&pair("a", r#"{"type": "tcp_server", "host": "h", "port": 1, "framing": {"type": "mllp"}, "ack": "mllp"}"#, CLIENT)).expect("ok");

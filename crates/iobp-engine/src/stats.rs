@@ -221,6 +221,8 @@ pub struct FailoverState {
     pub active: usize,
     /// Destinations in all (the primary and its backups).
     pub destinations: usize,
+    /// The active destination's type (`tcp_client`, …).
+    pub active_type: &'static str,
     /// Since when the active destination is in use.
     pub since: SystemTime,
     /// Switches since the pair started.

@@ -141,10 +141,15 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
             let field = tls_of(e).map_or("tls", |t| field_of(t, &message));
             problems.push(Problem { path: format!("{name}.{field}"), message });
         }
-        if let EndpointSpec::TcpClient(s) = e
-            && s.tls.enabled
-            && s.tls.insecure_skip_verify
-        {
+        let skips_verify = match e {
+            EndpointSpec::TcpClient(s) => s.tls.enabled && s.tls.insecure_skip_verify,
+            EndpointSpec::Remote(r) => {
+                r.tls.insecure_skip_verify
+                    && r.url.as_deref().is_some_and(|u| u.starts_with("https://"))
+            }
+            _ => false,
+        };
+        if skips_verify {
             tracing::warn!(
                 pair = spec.id,
                 side = name,

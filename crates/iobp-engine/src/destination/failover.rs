@@ -119,6 +119,7 @@ pub(crate) async fn run(ctx: SideCtx, pair: Arc<ChannelPairSpec>) {
         *crate::stats::lock_mutex(&ctx.stats.failover) = Some(FailoverState {
             active,
             destinations: endpoints.len(),
+            active_type: endpoints[active].type_name(),
             since: SystemTime::now(),
             switches,
             reason: reason.clone(),

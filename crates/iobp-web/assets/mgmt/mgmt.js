@@ -265,14 +265,35 @@
         h('div', { class: 'fields' },
           input('u-name', 'User name', { type: 'text', 'data-path': 'username', autocomplete: 'off', spellcheck: 'false' }, "Letters, digits, '.', '_', '-', '@'."),
           h('div', { class: 'field' }, h('label', { for: 'u-role', text: 'Role' }),
-            h('select', { id: 'u-role', 'data-path': 'role' }, ROLES.map(([v, l]) => h('option', { value: v, text: l })))),
+            h('select', { id: 'u-role', 'data-path': 'role' }, ROLES.map(([v, l]) => h('option', { value: v, text: l }))),
+            h('div', { class: 'help', id: 'u-role-help', 'aria-live': 'polite' })),
           input('u-pw', 'Initial password', { type: 'password', 'data-path': 'password', autocomplete: 'new-password' }, 'At least 10 characters.'),
           input('u-pw2', 'Initial password again', { type: 'password', 'data-path': 'password_again', autocomplete: 'new-password' })),
         h('div', { class: 'field check' }, h('input', { type: 'checkbox', id: 'u-must', checked: true }),
-          h('label', { for: 'u-must', text: 'Must choose a new password at first login' })),
+          h('label', { for: 'u-must', text: 'Must choose a new password at first login' }),
+          h('div', { class: 'help', id: 'u-must-help' })),
         h('div', { class: 'form-actions' },
           h('button', { type: 'submit', class: 'btn primary', id: 'user-submit', text: 'Create user' }),
           h('button', { type: 'button', class: 'btn', id: 'user-cancel', text: 'Cancel' })));
+      // A relay user is a machine account: another instance logs in with it through the
+      // relay API and never sees the portals' password page, so "must change" is off for it
+      // by default (unless the admin chose otherwise).
+      const roleSel = $('#u-role', form);
+      const must = $('#u-must', form);
+      let mustTouched = false;
+      must.addEventListener('change', () => { mustTouched = true; });
+      const syncRole = () => {
+        const relay = roleSel.value === 'relay';
+        if (!mustTouched) must.checked = !relay;
+        $('#u-role-help', form).textContent = relay
+          ? 'A machine account for another ioBufferPro instance: it logs in through the relay API only (to push or pull a channel) and cannot use the portals. Enter its user name and password in the other instance’s remote_icombuffer side.'
+          : 'Admin: everything. Operator: channel pairs. Viewer: read only.';
+        $('#u-must-help', form).textContent = relay
+          ? 'Off by default for relay users: a machine account never logs into the portals, so it would never choose a new password there. Give the other instance this password; change it here (Reset password) when it must change.'
+          : 'The user chooses their own password at the first login.';
+      };
+      roleSel.addEventListener('change', syncRole);
+      syncRole();
       const close = () => { formBox.hidden = true; replace(formBox); createBtn.disabled = false; };
       $('#user-cancel', form).addEventListener('click', close);
       form.addEventListener('submit', async (ev) => {
@@ -329,8 +350,9 @@
         h('div', { class: 'notice error form-error', role: 'alert', hidden: true }),
         input('r-pw', 'New password', { type: 'password', 'data-path': 'password', autocomplete: 'new-password' }, 'At least 10 characters. Their sessions end.'),
         input('r-pw2', 'New password again', { type: 'password', 'data-path': 'password_again', autocomplete: 'new-password' }),
-        h('div', { class: 'field check' }, h('input', { type: 'checkbox', id: 'r-must', checked: true }),
-          h('label', { for: 'r-must', text: 'Must choose a new password at next login' })));
+        h('div', { class: 'field check' }, h('input', { type: 'checkbox', id: 'r-must', checked: u.role !== 'relay' }),
+          h('label', { for: 'r-must', text: 'Must choose a new password at next login' }),
+          u.role === 'relay' ? h('div', { class: 'help', text: 'A relay user never logs into the portals: give the other instance the new password (its remote_icombuffer side’s authentication).' }) : null));
       return App.dialog({
         title: `Reset the password of ${u.username}`,
         body: form,

@@ -59,10 +59,55 @@
     return parts.join(' · ');
   }
 
+  // ---- relay (remote_icombuffer sides) and failover (backup destinations)
+
+  const isRelay = (side) => !!side && side.type === 'remote_icombuffer';
+
+  /** How far a relay source is behind its sender: "12,400 behind (3.2 s)", "caught up". */
+  function lagText(lag) {
+    if (!lag) return null;
+    if (!lag.messages) return 'caught up';
+    const secs = lag.seconds || 0;
+    const age = secs >= 60 ? App.duration(secs * 1000) : `${App.num1(secs)} s`;
+    return `${App.num(lag.messages)} behind (${age})`;
+  }
+
+  /** The remote instances a relay side is connected to, as one line. */
+  function relayPeersText(side) {
+    const peers = side.peers || [];
+    if (!peers.length) return side.connections ? `${App.num(side.connections)} connected` : 'none connected';
+    const more = side.connections > peers.length ? ` and ${App.num(side.connections - peers.length)} more` : '';
+    return peers.join(', ') + more;
+  }
+
+  /** The lag line of a relay source: null for other sides. */
+  function relayLagLine(side) {
+    if (!isRelay(side)) return null;
+    const t = lagText(side.lag);
+    if (t) return t;
+    return side.connections ? 'no message relayed yet on this connection' : '–';
+  }
+
+  /** "primary" or "backup N of M" (M: every destination, the primary included). */
+  function activeDestinationText(f) {
+    return f.active ? `backup ${f.active} of ${f.destinations}` : 'primary';
+  }
+
+  /** One line about failover: which destination delivers, since when, switches, why. */
+  function failoverText(f) {
+    const parts = [`Delivering to ${activeDestinationText(f)}`];
+    if (f.since_ms) parts.push(`since ${App.time(f.since_ms)}`);
+    parts.push(`${App.num(f.switches)} switch${f.switches === 1 ? '' : 'es'}`);
+    return parts.join(' · ');
+  }
+
   function channelDetail(p) {
     const s = p.status;
     if (s.buffer_failure) return `buffer failed: ${s.buffer_failure}`;
     if (!p.enabled) return 'stopped: buffered messages are kept';
+    if (s.channel === 'yellow' && s.failover && s.failover.active) {
+      return `degraded: delivering to ${activeDestinationText(s.failover)}`;
+    }
     return {
       green: 'running',
       yellow: 'degraded, e.g. delivering to a backup destination',
@@ -115,6 +160,26 @@
 
   // ================================================================ overview
 
+  /** The relay and failover lines of an overview card (null when neither applies). */
+  function cardNotes(s) {
+    const notes = [];
+    for (const which of ['source', 'destination']) {
+      const side = s[which];
+      if (!isRelay(side)) continue;
+      const lag = which === 'source' ? relayLagLine(side) : null;
+      notes.push(h('div', { class: 'note', dataset: { relay: which } },
+        h('strong', { text: which === 'source' ? 'Relay in: ' : 'Relay out: ' }),
+        h('span', { dataset: { relayPeers: '' }, text: relayPeersText(side) }),
+        lag ? [' · lag ', h('span', { dataset: { relayLag: '' }, text: lag })] : null));
+    }
+    const f = s.failover;
+    if (f) {
+      notes.push(h('div', { class: `note${f.active ? ' warn' : ''}`, dataset: { failover: String(f.active) }, title: f.reason ? `Last switch: ${f.reason}` : undefined },
+        h('strong', { text: 'Failover: ' }), failoverText(f).replace(/^Delivering/, 'delivering')));
+    }
+    return notes.length ? h('div', { class: 'card-notes' }, notes) : null;
+  }
+
   function pairCard(p) {
     const s = p.status;
     const c = s.counts;
@@ -133,7 +198,8 @@
         h('span', { class: 'detail', text: bufferDetail(s) }),
         h('span', { class: 'what', text: 'Destination' }),
         indicatorBadge('connection', s.destination.status, s.destination.detail, 'destination'),
-        h('span', { class: 'detail', title: s.destination.detail, text: `${App.typeName(s.destination.type)} · ${s.destination.detail}` })),
+        h('span', { class: 'detail', title: s.destination.detail, text: `${s.failover && s.failover.active ? `Backup ${s.failover.active} of ${s.failover.destinations}` : App.typeName(s.destination.type)} · ${s.destination.detail}` })),
+      cardNotes(s),
       h('div', { class: 'counts' },
         count('Received', c.received, 'received'),
         count('Sent', c.sent, 'sent'),
@@ -443,6 +509,50 @@
   }
 
   /**
+   * The settings of a TLS client (a tcp_client side, or a relay side with an https:// url):
+   * trusted CA, server name, client certificate and key, and the lab-only skip-verify with its
+   * warning. Kept while hidden, so hiding them loses nothing.
+   */
+  function clientTlsFields(path, t, hostWord, relay) {
+    const warning = h('div', { class: 'notice warn insecure-warning', role: 'alert', hidden: !t.insecure_skip_verify },
+      h('strong', { text: 'Certificate verification is OFF. ' }),
+      relay
+        ? 'Any server is accepted, including one in the middle that reads and changes the messages and learns the relay user’s password. For lab use only.'
+        : 'Any server is accepted, including one in the middle that reads and changes the messages. For lab use only; ioBufferPro logs a warning for this side.');
+    return [
+      field({ path: `${path}.ca`, label: 'Trusted CA (PEM, optional)', keep: true, value: t.ca, placeholder: '/etc/iobufferpro/ca.pem', help: 'Verify the server against this CA instead of the system’s roots.' }),
+      field({ path: `${path}.server_name`, label: 'Server name (optional)', keep: true, value: t.server_name, placeholder: `default: ${hostWord}`, help: 'The name the server certificate must carry, when it differs from the host connected to.' }),
+      field({ path: `${path}.cert`, label: 'Client certificate (PEM, optional)', keep: true, value: t.cert, placeholder: '/etc/iobufferpro/client.pem', help: 'For servers that ask for one (mutual TLS). Give certificate and key, or neither.' }),
+      field({ path: `${path}.key`, label: 'Client key (PEM, optional)', keep: true, value: t.key, placeholder: '/etc/iobufferpro/client.key' }),
+      field({
+        path: `${path}.insecure_skip_verify`,
+        label: 'Do not verify the server certificate (insecure_skip_verify) – lab use only',
+        kind: 'bool',
+        keep: true,
+        wide: true,
+        danger: true,
+        value: t.insecure_skip_verify,
+        help: 'Lab use only: accepts any server certificate. Never use it in production.',
+        onChange: (ev) => { warning.hidden = !ev.target.checked; },
+      }),
+      warning,
+    ];
+  }
+
+  /**
+   * The HTTPS settings of a relay side (remote_icombuffer): shown only while its url starts
+   * with https:// (TLS is implied by the url; there is no on/off switch). Kept while hidden.
+   */
+  function remoteTlsBlock(prefix, t) {
+    t = t || {};
+    const path = `${prefix}.tls`;
+    return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: 'remote' } },
+      h('legend', { text: 'HTTPS (the URL starts with https://)' }),
+      h('p', { class: 'muted small', text: 'The connection to the remote instance is encrypted because its URL starts with https://. Without a trusted CA the server certificate is checked against the system’s roots.' }),
+      h('div', { class: 'fields' }, clientTlsFields(path, t, 'the URL’s host', true)));
+  }
+
+  /**
    * The TLS sub-form of a TCP side: a server (tcp_server) or a client (tcp_client) side, each
    * with only the settings that apply to it. With TLS off the settings are hidden but kept, so
    * switching TLS off and on again (or a stored pair with TLS off) loses nothing.
@@ -463,26 +573,7 @@
         field({ path: `${path}.key`, label: 'Private key file (PEM)', mark: true, keep: true, value: t.key, placeholder: '/etc/iobufferpro/server.key' }),
         auth, ca);
     } else {
-      const warning = h('div', { class: 'notice warn insecure-warning', role: 'alert', hidden: !t.insecure_skip_verify },
-        h('strong', { text: 'Certificate verification is OFF. ' }),
-        'Any server is accepted, including one in the middle that reads and changes the messages. For lab use only; ioBufferPro logs a warning for this side.');
-      append(box,
-        field({ path: `${path}.ca`, label: 'Trusted CA (PEM, optional)', keep: true, value: t.ca, placeholder: '/etc/iobufferpro/ca.pem', help: 'Verify the server against this CA instead of the system’s roots.' }),
-        field({ path: `${path}.server_name`, label: 'Server name (optional)', keep: true, value: t.server_name, placeholder: 'default: the server host', help: 'The name the server certificate must carry, when it differs from the host connected to.' }),
-        field({ path: `${path}.cert`, label: 'Client certificate (PEM, optional)', keep: true, value: t.cert, placeholder: '/etc/iobufferpro/client.pem', help: 'For servers that ask for one (mutual TLS). Give certificate and key, or neither.' }),
-        field({ path: `${path}.key`, label: 'Client key (PEM, optional)', keep: true, value: t.key, placeholder: '/etc/iobufferpro/client.key' }),
-        field({
-          path: `${path}.insecure_skip_verify`,
-          label: 'Do not verify the server certificate (insecure_skip_verify) – lab use only',
-          kind: 'bool',
-          keep: true,
-          wide: true,
-          danger: true,
-          value: t.insecure_skip_verify,
-          help: 'Lab use only: accepts any server certificate. Never use it in production.',
-          onChange: (ev) => { warning.hidden = !ev.target.checked; },
-        }),
-        warning);
+      append(box, clientTlsFields(path, t, 'the server host'));
     }
     const on = field({ path: `${path}.enabled`, label: 'Use TLS', kind: 'bool', value: t.enabled, help: 'Turned off, the TLS settings are kept but not used.', onChange: (ev) => { box.hidden = !ev.target.checked; } });
     return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: server ? 'server' : 'client' } },
@@ -639,13 +730,53 @@
       }
       case 'remote_icombuffer': {
         const auth = v.auth || {};
-        append(fields,
-          field({ path: p('url'), label: 'URL of the remote instance', value: v.url, placeholder: 'http://remote-server:8080', wide: true, help: src ? 'Pull from this instance. Leave empty to accept pushes from the remote instance instead.' : 'Push to this instance. Leave empty to let the remote instance pull instead.' }),
-          field({ path: p('channel_id'), label: 'Channel id', required: true, value: v.channel_id, help: 'The channel pair id on the remote instance.' }));
-        out.push(h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication (a user of the remote instance)' }),
+        const masked = auth.password === PASSWORD_MASK;
+        const urlF = field({
+          path: p('url'),
+          label: 'URL of the remote instance (optional)',
+          value: v.url,
+          placeholder: 'e.g. https://plant-2.example:8080',
+          wide: true,
+          help: src
+            ? 'With a URL this source connects and pulls the channel from that instance (its Operations Portal address). Leave it empty to wait: the remote instance then pushes to this one.'
+            : 'With a URL this destination connects and pushes the channel to that instance (its Operations Portal address). Leave it empty to wait: the remote instance then pulls from this one.',
+        });
+        const urlIn = $('input', urlF);
+        const authSet = h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication (a user of the remote instance)' }),
+          h('p', { class: 'muted small', text: 'A user of the remote instance with the Relay role (created there on the Management Dashboard, Users page). The password is checked when the link connects.' }),
           h('div', { class: 'fields' },
-            field({ path: p('auth.username'), label: 'User name', value: auth.username }),
-            field({ path: p('auth.password'), label: 'Password', kind: 'password', value: auth.password, help: auth.password === PASSWORD_MASK ? 'Stored; leave it to keep the stored password.' : undefined }))));
+            field({ path: p('auth.username'), label: 'User name', keep: true, mark: true, value: auth.username, placeholder: 'e.g. relay-plant-1' }),
+            field({
+              path: p('auth.password'),
+              label: 'Password',
+              kind: 'password',
+              keep: true,
+              mark: true,
+              value: auth.password,
+              help: masked ? 'Stored: leave it to keep the stored password. A changed URL, channel id or user needs the password again.' : undefined,
+            })));
+        const waits = h('div', { class: 'notice info small relay-waits', dataset: { relayRole: 'waits' } },
+          h('strong', { text: 'This side waits for the remote instance. ' }),
+          src
+            ? 'The remote instance’s destination for this channel id has this instance’s URL and pushes; it logs in here with a user of this instance that has the Relay role (Management Dashboard → Users).'
+            : 'The remote instance’s source for this channel id has this instance’s URL and pulls; it logs in here with a user of this instance that has the Relay role (Management Dashboard → Users).');
+        const tls = remoteTlsBlock(prefix, v.tls);
+        const sync = () => {
+          const url = urlIn.value.trim();
+          authSet.hidden = !url;
+          waits.hidden = !!url;
+          tls.hidden = !/^https:\/\//.test(url);
+        };
+        urlIn.addEventListener('input', sync);
+        urlIn.addEventListener('change', sync);
+        append(fields,
+          h('div', { class: 'notice info small relay-explain wide' },
+            'A relay links two ioBufferPro instances. One side of the link has a URL and connects (a destination pushes, a source pulls); the other side, without a URL, waits for it. The channel id names the link and is the same on both instances.'),
+          urlF,
+          field({ path: p('channel_id'), label: 'Channel id', required: true, value: v.channel_id, placeholder: 'e.g. plant-2-results', help: 'The link’s name, the same on both instances (not a pair id). A side without URL is found by it: one source and one destination per channel id on an instance.' }),
+          waits);
+        out.push(authSet, tls);
+        sync();
         break;
       }
       default:
@@ -697,6 +828,15 @@
     const none = h('p', { class: 'muted small', id: 'no-backups', text: 'No backup destination: while the destination is down, messages wait in the buffer.' });
     let seq = 0;
     const addBtn = h('button', { type: 'button', class: 'btn', id: 'add-backup', text: '+ Add backup destination' });
+    // When a destination counts as failed, and how often the primary is tried for failback.
+    // Only meaningful with backups: hidden without them (what is set is kept).
+    const fp = spec.failover_policy || {};
+    const policy = h('fieldset', { class: 'failover-policy', dataset: { block: 'failover_policy' } },
+      h('legend', { text: 'When to switch, and back' }),
+      h('div', { class: 'fields' },
+        field({ path: 'failover_policy.failures', label: 'Failed attempts before switching', kind: 'int', keep: true, min: 1, max: 1000, value: fp.failures, placeholder: '1', help: 'Failed attempts in a row (connection refused or lost, delivery error, acknowledgement timeout) before the next destination takes over. 1–1000.' }),
+        field({ path: 'failover_policy.failed_after_ms', label: 'Not delivering for … counts as failed (ms)', kind: 'int', keep: true, min: 100, max: 3600000, value: fp.failed_after_ms, placeholder: '5000', help: 'A destination that has not delivered for this long (stuck connecting, a listening destination without a receiver) counts as failed too. 100–3600000 ms.' }),
+        field({ path: 'failover_policy.probe_interval_ms', label: 'Probe the primary every (ms)', kind: 'int', keep: true, min: 100, max: 3600000, value: fp.probe_interval_ms, placeholder: '2000', help: 'While a backup delivers, how often the primary is tried; it takes over again once it answers (with failback). 100–3600000 ms.' })));
     const renumber = () => {
       const all = $$(':scope > .backup', list);
       all.forEach((b, i) => {
@@ -706,6 +846,7 @@
         b.dataset.index = String(i);
       });
       none.hidden = all.length > 0;
+      policy.hidden = all.length === 0;
     };
     const add = (e, orig) => {
       const key = `b${++seq}`;
@@ -737,11 +878,12 @@
     renumber();
     return h('fieldset', { class: 'backups', dataset: { block: 'failover' } },
       h('legend', { text: 'Backup destinations (failover)' }),
-      h('p', { class: 'muted small', text: 'When the destination fails, messages go to the first backup that works, in this order. Each backup has its own type and settings.' }),
+      h('p', { class: 'muted small', text: 'When the destination fails, delivery moves to the next backup in this order, continuing in order with the messages not yet delivered (a message in flight at the switch may arrive twice). The channel shows Yellow while a backup delivers. Each backup has its own type and settings.' }),
       list, none,
       h('div', { class: 'btn-row backup-actions' }, addBtn),
       h('div', { class: 'fields' },
-        field({ path: 'failback', label: 'Return to the primary when it is back (failback)', kind: 'bool', value: spec.failback !== false, wide: true, help: 'Off: deliveries stay on the backup in use until it fails in turn.' })));
+        field({ path: 'failback', label: 'Return to the primary when it is back (failback)', kind: 'bool', value: spec.failback !== false, wide: true, help: 'Off: deliveries stay on the backup in use until it fails in turn. The primary can be probed when it is a TCP client, a serial port or a relay with a URL.' })),
+      policy);
   }
 
   const SERIAL_CONFLICT = 'RTS/CTS cannot be used with RS-485: RS-485 drives RTS to switch the transceiver. Choose None or XON/XOFF.';
@@ -762,8 +904,15 @@
     if (e.type === 'remote_icombuffer') {
       if (e.channel_id && !ID_RE.test(e.channel_id)) fail('channel_id', 'Use 1-64 letters, digits, “.”, “_” and “-” (not starting with “.”).');
       if (e.url && !/^https?:\/\/[^\s/:]+/.test(e.url)) fail('url', 'Must start with http:// or https:// and name a host.');
-      if (e.auth && !e.auth.username) fail('auth.username', 'Give the user name that goes with the password.');
+      if (e.url && e.auth && !e.auth.username) fail('auth.username', 'Give the user name that goes with the password.');
+      if (e.url && e.auth && e.auth.username && !e.auth.password) fail('auth.password', 'Give the password of this user on the remote instance.');
       if (e.url && !e.auth) fail('auth.username', 'A user of the remote instance is required when a URL is set.');
+      const rt = e.tls;
+      if (e.url && /^https:\/\//.test(e.url) && rt) {
+        if (rt.cert && !rt.key) fail('tls.key', 'A client certificate needs its key.');
+        if (rt.key && !rt.cert) fail('tls.cert', 'A client key needs its certificate.');
+        if (rt.server_name && !/^[A-Za-z0-9._:[\]-]+$/.test(rt.server_name)) fail('tls.server_name', 'Give a host name or IP address, e.g. plant-2.example.org.');
+      }
     }
     if (e.type === 'serial' && e.rs485 && e.flow_control === 'RTS/CTS') fail('flow_control', SERIAL_CONFLICT);
     const t = e.tls;
@@ -847,13 +996,16 @@
    * newer version or by hand): an edit keeps them rather than dropping them silently.
    */
   const KNOWN = {
-    pair: ['id', 'name', 'enabled', 'source', 'destination', 'failover', 'failback', 'retry', 'max_storage_mb'],
+    pair: ['id', 'name', 'enabled', 'source', 'destination', 'failover', 'failback', 'failover_policy', 'retry', 'max_storage_mb'],
     tcp_server: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'max_connections', 'idle_timeout_s', 'write_timeout_ms'],
     tcp_client: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'connect_timeout_ms', 'write_timeout_ms'],
     udp: ['type', 'host', 'port'],
     serial: ['type', 'port', 'baud_rate', 'data_bits', 'parity', 'stop_bits', 'flow_control', 'framing', 'ack', 'rs485', 'write_timeout_ms'],
-    remote_icombuffer: ['type', 'url', 'channel_id', 'auth'],
+    remote_icombuffer: ['type', 'url', 'channel_id', 'auth', 'tls'],
     tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
+    // A relay side's TLS follows its url: no `enabled`, and it is always a client.
+    remote_tls: ['cert', 'key', 'ca', 'insecure_skip_verify', 'server_name'],
+    failover_policy: ['failures', 'failed_after_ms', 'probe_interval_ms'],
   };
 
   /** Settings of `orig` the form does not show, as [path, value]. */
@@ -867,7 +1019,40 @@
     if (!orig || !KNOWN[orig.type]) return [];
     const out = unknownSettings(orig, KNOWN[orig.type], prefix);
     if ((orig.type === 'tcp_server' || orig.type === 'tcp_client') && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.tls, `${prefix}.tls`));
+    if (orig.type === 'remote_icombuffer' && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.remote_tls, `${prefix}.tls`));
     return out;
+  }
+
+  /**
+   * Tidies a relay side the form produced: TLS settings left at their defaults are dropped
+   * (the server stores none), and so is a password typed for no user on a side without url
+   * (the fields are hidden there and not used).
+   */
+  function tidyRemote(e) {
+    if (!e || e.type !== 'remote_icombuffer') return;
+    if (e.tls) {
+      if (!e.tls.insecure_skip_verify) delete e.tls.insecure_skip_verify;
+      if (!Object.keys(e.tls).length) delete e.tls;
+    }
+    if (!e.url && e.auth && !e.auth.username) delete e.auth;
+  }
+
+  /** The relay links (url, channel, user) of a stored pair that have a stored password. */
+  function storedLinks(spec) {
+    if (!spec) return [];
+    return [spec.source, spec.destination, ...(spec.failover || [])]
+      .filter((e) => e && e.type === 'remote_icombuffer' && e.auth);
+  }
+
+  /**
+   * Whether the server can put a stored password back for a relay side sent with the mask:
+   * only for a link stored with the same url, channel id and user (passwords follow their
+   * link, wherever it moved in the list).
+   */
+  function maskKeepsPassword(e, stored) {
+    const url = e.url === undefined ? null : e.url;
+    return stored.some((o) => (o.url === undefined ? null : o.url) === url
+      && o.channel_id === e.channel_id && o.auth.username === e.auth.username);
   }
 
   /** Puts back into `e` (an endpoint the form produced) the settings of `orig` it does not show. */
@@ -917,6 +1102,7 @@
       ...unknownOfEndpoint(spec.source, 'source'),
       ...unknownOfEndpoint(spec.destination, 'destination'),
       ...(spec.failover || []).flatMap((e, i) => unknownOfEndpoint(e, `failover[${i}]`)),
+      ...unknownSettings(spec.failover_policy, KNOWN.failover_policy, 'failover_policy'),
     ] : [];
     const submit = h('button', { type: 'submit', class: 'btn primary', id: 'pair-submit', text: editing ? 'Save and restart' : 'Create' });
     const cancel = h('button', { type: 'button', class: 'btn', id: 'pair-cancel', text: 'Cancel' });
@@ -955,15 +1141,17 @@
         { prefix: 'destination', name: 'The destination', e: value.destination || {} },
         ...backups.map((b, i) => ({ prefix: b.dataset.prefix, name: `Backup ${i + 1}`, e: getPath(value, b.dataset.prefix) || {} })),
       ];
+      for (const side of sides) tidyRemote(side.e);
       problems.push(...crossChecks(value, sides));
-      // The server keeps a masked password by the backup's position: a backup that moved
-      // needs its password again.
-      backups.forEach((b, i) => {
-        const e = getPath(value, b.dataset.prefix) || {};
-        if (e.type === 'remote_icombuffer' && e.auth && e.auth.password === PASSWORD_MASK && b.dataset.orig !== String(i)) {
-          problems.push({ path: `${b.dataset.prefix}.auth.password`, message: 'Enter this password again: this backup moved, and a stored password stays with the position it was saved at.' });
+      // The mask stands for the stored password of the same link (url, channel id, user):
+      // a new or changed link needs its password typed.
+      const links = storedLinks(editing ? spec : null);
+      for (const side of sides) {
+        const e = side.e;
+        if (e.type === 'remote_icombuffer' && e.auth && e.auth.password === PASSWORD_MASK && !maskKeepsPassword(e, links)) {
+          problems.push({ path: `${side.prefix}.auth.password`, message: 'Enter the password: the stored one belongs to the link as it was saved, and its URL, channel id or user changed.' });
         }
-      });
+      }
       if (problems.length) { App.showProblems(form, problems); return; }
       const body = {
         id: value.id,
@@ -974,10 +1162,15 @@
         failover: sides.slice(2).map((s) => s.e),
         failback: value.failback !== false,
       };
+      if (value.failover_policy && Object.keys(value.failover_policy).length) body.failover_policy = value.failover_policy;
       if (value.retry) body.retry = value.retry;
       if (value.max_storage_mb !== undefined) body.max_storage_mb = value.max_storage_mb;
       if (editing) {
         for (const [k, v] of unknownSettings(spec, KNOWN.pair, '')) if (!(k in body)) body[k] = v;
+        for (const [k, v] of unknownSettings(spec.failover_policy, KNOWN.failover_policy, '')) {
+          if (!body.failover_policy) body.failover_policy = {};
+          if (!(k in body.failover_policy)) body.failover_policy[k] = v;
+        }
         keepUnknown(body.source, spec.source);
         keepUnknown(body.destination, spec.destination);
         backups.forEach((b, i) => {
@@ -1045,6 +1238,7 @@
     const statusCell = (p) => [indicatorBadge('channel', p.status.channel, channelDetail(p), 'channel')];
     const sideCell = (p, side) => {
       const st = p.status[side];
+      const f = p.status.failover;
       const e = p.spec ? p.spec[side] : null;
       return [
         h('div', null, h('strong', { text: App.typeName(st.type) }), ' ',
@@ -1053,7 +1247,16 @@
         side === 'destination' && p.spec && p.spec.failover && p.spec.failover.length
           ? h('div', { class: 'sub', dataset: { backups: String(p.spec.failover.length) }, text: `+ ${p.spec.failover.length} backup destination${p.spec.failover.length === 1 ? '' : 's'}${p.spec.failback === false ? ' · no failback' : ''}` })
           : null,
-        h('div', { class: 'sub', text: st.detail })];
+        side === 'destination' && f && f.active ? onBackup(p, f) : null,
+        h('div', { class: 'sub', text: st.detail }),
+        side === 'source' && isRelay(st) && st.lag ? h('div', { class: 'sub', dataset: { relayLag: '' }, text: `lag: ${lagText(st.lag)}` }) : null];
+    };
+    /** The backup in use, in the destination column. */
+    const onBackup = (p, f) => {
+      const e = p.spec && p.spec.failover ? p.spec.failover[f.active - 1] : null;
+      return h('div', { class: 'sub on-backup', dataset: { failoverActive: String(f.active) }, title: f.reason ? `Last switch: ${f.reason}` : undefined },
+        h('span', { class: 'tag state-pending', text: `on backup ${f.active}` }),
+        e ? ` ${App.typeName(e.type)} ${endpointSummary(e)}` : '');
     };
     const countsCell = (p) => {
       const c = p.status.counts;
@@ -1062,7 +1265,7 @@
         h('span', { dataset: { count: 'pending' }, text: App.num(undelivered(c)) })];
     };
     const updateRow = (tr, p) => {
-      const sig = JSON.stringify([p.enabled, p.status.channel, p.status.source, p.status.destination]);
+      const sig = JSON.stringify([p.enabled, p.status.channel, p.status.source, p.status.destination, p.status.failover && p.status.failover.active]);
       if (tr.iobpStatus !== sig) {
         tr.iobpStatus = sig;
         replace($('.c-status', tr), statusCell(p));
@@ -1201,12 +1404,52 @@
     }
 
     // ---- status
-    const indicator = (which, kind, label, color, detail) => h('div', { class: 'indicator', dataset: { box: which } },
+    const indicator = (which, kind, label, color, detail, extra) => h('div', { class: 'indicator', dataset: { box: which } },
       h('div', { class: 'what', text: label }),
       indicatorBadge(kind, color, detail, which),
-      h('div', { class: 'detail', text: detail }));
-    const tile = (label, n, key, alert, text) => h('div', { class: `tile${alert && n > 0 ? ' alert' : ''}`, dataset: { count: key } },
+      h('div', { class: 'detail', text: detail }),
+      extra || null);
+    const tile = (label, n, key, alert, text, title) => h('div', { class: `tile${alert && n > 0 ? ' alert' : ''}`, dataset: { count: key }, title },
       h('div', { class: 'l', text: label }), h('div', { class: 'n', text: text !== undefined ? text : App.num(n) }));
+    /** A relay side's remote instances and, for a source, its lag (null for other sides). */
+    const relayInfo = (which, side) => {
+      if (!isRelay(side)) return null;
+      const lag = which === 'source' ? relayLagLine(side) : null;
+      return h('dl', { class: 'relay-info', dataset: { relay: which } },
+        h('div', null,
+          h('dt', { text: side.connections === 1 ? 'Remote instance' : 'Remote instances' }),
+          h('dd', { dataset: { relayPeers: '' }, text: relayPeersText(side) })),
+        lag ? h('div', null,
+          h('dt', { text: 'Lag', title: 'Messages waiting at the sending instance, and how far behind (the age of the newest message received)' }),
+          h('dd', { dataset: { relayLag: '' }, text: lag })) : null);
+    };
+    /** The destination a failover index names, from the configuration shown. */
+    const destinationSpec = (i) => (i === 0 ? pair.spec.destination : (pair.spec.failover || [])[i - 1]);
+    const failoverBox = (f) => {
+      const box = $('#failover');
+      if (!f) { box.hidden = true; clear(box); return; }
+      const n = f.destinations;
+      const items = [];
+      for (let i = 0; i < n; i++) {
+        const e = destinationSpec(i);
+        items.push(h('li', { dataset: i === f.active ? { dest: String(i), current: '' } : { dest: String(i) } },
+          `${i === 0 ? 'Primary' : `Backup ${i}`}: `,
+          e ? `${App.typeName(e.type)} ${endpointSummary(e)}` : '–',
+          i === f.active ? ' ← in use' : ''));
+      }
+      box.className = `failover-box${f.active ? ' on-backup' : ''}`;
+      box.dataset.active = String(f.active);
+      replace(box,
+        h('div', { class: 'head' },
+          h('span', { text: 'Active destination' }),
+          h('span', { class: 'active', id: 'failover-active', text: activeDestinationText(f) }),
+          h('span', { id: 'failover-since', text: f.since_ms ? `since ${App.time(f.since_ms)}` : '' }),
+          h('span', { id: 'failover-switches', text: `${App.num(f.switches)} switch${f.switches === 1 ? '' : 'es'} since the pair started` }),
+          f.active && pair.spec.failback === false ? h('span', { text: 'no failback: stays until this one fails' }) : null),
+        h('div', { class: 'reason', id: 'failover-reason' }, h('strong', { text: 'Last switch: ' }), f.reason || 'none yet'),
+        h('ul', { class: 'list' }, items));
+      box.hidden = false;
+    };
     let statusSig = '';
     function renderStatus() {
       const s = pair.status;
@@ -1215,11 +1458,18 @@
       if (sig === statusSig) return;
       statusSig = sig;
       const peers = (side) => (side.connections > 1 ? ` (${side.connections} connections)` : '');
+      const f = s.failover;
+      const activeDest = f && f.active ? destinationSpec(f.active) : null;
+      const destLabel = f && f.active
+        ? `Destination · ${activeDestinationText(f)}${activeDest ? ` · ${App.typeName(activeDest.type)}` : ''}`
+        : `Destination · ${App.typeName(s.destination.type)}`;
       replace($('#indicators'),
-        indicator('source', 'connection', `Source · ${App.typeName(s.source.type)}`, s.source.status, s.source.detail + peers(s.source)),
+        indicator('source', 'connection', `Source · ${App.typeName(s.source.type)}`, s.source.status, s.source.detail + peers(s.source), relayInfo('source', s.source)),
         indicator('buffer', 'buffer', 'Buffer state', s.buffer, bufferDetail(s)),
-        indicator('destination', 'connection', `Destination · ${App.typeName(s.destination.type)}`, s.destination.status, s.destination.detail + peers(s.destination)),
+        indicator('destination', 'connection', destLabel, s.destination.status, s.destination.detail + peers(s.destination),
+          relayInfo('destination', f && f.active ? { ...s.destination, type: activeDest ? activeDest.type : s.destination.type } : s.destination)),
         indicator('channel', 'channel', 'Channel', s.channel, channelDetail(pair)));
+      failoverBox(f);
       replace($('#tiles'),
         tile('Received', c.received, 'received'),
         tile('Sent', c.sent, 'sent'),
@@ -1230,6 +1480,9 @@
         tile('Refused (full)', c.refused, 'refused', true),
         tile('Errors', c.errors, 'errors'),
         tile('Retries', c.retries, 'retries'),
+        c.duplicates_dropped || isRelay(s.source)
+          ? tile('Duplicates dropped', c.duplicates_dropped, 'duplicates_dropped', false, undefined, 'Relayed messages received again (after a reconnect) and dropped: this buffer had them already')
+          : null,
         tile('Buffer size', 0, 'buffer_bytes', false, App.bytes(s.buffer_bytes)),
         tile('Oldest pending', 0, 'oldest', false, s.oldest_pending_age_ms ? App.duration(s.oldest_pending_age_ms) : '–'));
       replace($('#last-error'),

@@ -74,6 +74,8 @@ pub struct FailoverDto {
     pub active: usize,
     /// The primary and its backups.
     pub destinations: usize,
+    /// The active destination's type (`tcp_client`, …).
+    pub active_type: String,
     /// Since when the active destination is in use (ms since the Unix epoch).
     pub since_ms: u64,
     /// Switches since the pair started.
@@ -208,6 +210,7 @@ impl From<&PairSnapshot> for PairStatusDto {
             failover: p.failover.as_ref().map(|f| FailoverDto {
                 active: f.active,
                 destinations: f.destinations,
+                active_type: f.active_type.to_string(),
                 since_ms: f
                     .since
                     .duration_since(std::time::UNIX_EPOCH)
