@@ -85,7 +85,7 @@ async fn portals_serve_https_with_secure_cookies() {
     let cookie =
         resp.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie")).expect("cookie");
     assert!(
-        cookie.contains("iobp_mgmt_session=")
+        cookie.contains(&format!("iobp_mgmt_session_{mgmt}="))
             && cookie.contains("Secure")
             && cookie.contains("HttpOnly"),
         "{cookie}"

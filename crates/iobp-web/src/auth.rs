@@ -530,8 +530,8 @@ impl<N: Need> FromRequestParts<WebState> for Auth<N> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
-        let token = cookie(&parts.headers, state.portal.cookie_name())
-            .ok_or_else(ApiError::unauthorized)?;
+        let name = state.portal.cookie_name_for(&parts.headers);
+        let token = cookie(&parts.headers, &name).ok_or_else(ApiError::unauthorized)?;
         let session = state
             .sessions
             .lookup(&state.store, token, state.portal)?

@@ -67,12 +67,29 @@ impl Portal {
         }
     }
 
-    /// The session cookie's name: distinct per portal, because cookies are not isolated by
-    /// port and SameSite treats both ports of a host as the same site.
+    /// The session cookie's base name: distinct per portal, because cookies are not isolated
+    /// by port and SameSite treats both ports of a host as the same site.
     pub fn cookie_name(self) -> &'static str {
         match self {
             Portal::Ops => "iobp_ops_session",
             Portal::Mgmt => "iobp_mgmt_session",
+        }
+    }
+
+    /// The session cookie's name for a request: the base name, followed by `_<port>` when the
+    /// browser reached the portal at an explicit port (`Host: plant:8080` →
+    /// `iobp_ops_session_8080`). Two instances on one host then keep separate sessions in the
+    /// same browser, where they would otherwise log each other out.
+    pub fn cookie_name_for(self, headers: &axum::http::HeaderMap) -> String {
+        let port = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit_once(':'))
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        match port {
+            Some(p) => format!("{}_{p}", self.cookie_name()),
+            None => self.cookie_name().to_string(),
         }
     }
 }
@@ -199,4 +216,30 @@ async fn security_headers(mut r: axum::response::Response) -> axum::response::Re
         ),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::Portal;
+
+    #[test]
+    fn session_cookies_are_named_per_portal_and_port() {
+        let with_host = |h: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_static(h));
+            m
+        };
+        assert_eq!(Portal::Ops.cookie_name_for(&with_host("plant:8080")), "iobp_ops_session_8080");
+        assert_eq!(
+            Portal::Mgmt.cookie_name_for(&with_host("[::1]:9081")),
+            "iobp_mgmt_session_9081"
+        );
+        // No explicit port (80/443 behind a proxy): the base name.
+        assert_eq!(Portal::Ops.cookie_name_for(&with_host("plant.example")), "iobp_ops_session");
+        assert_eq!(Portal::Ops.cookie_name_for(&HeaderMap::new()), "iobp_ops_session");
+        // Garbage is not put into a cookie name.
+        assert_eq!(Portal::Ops.cookie_name_for(&with_host("h:80;x=1")), "iobp_ops_session");
+    }
 }

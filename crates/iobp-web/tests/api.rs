@@ -388,8 +388,9 @@ async fn sessions_are_per_portal_and_revoked_on_change() {
     // The Operations Portal's session is not valid on the Management Dashboard.
     let r = api.call(Portal::Mgmt, Method::GET, "/api/v1/session", None, Some(&vic), &[]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(vic.cookie.starts_with("iobp_ops_session="));
-    assert!(api.login(Portal::Mgmt, "vic").await.cookie.starts_with("iobp_mgmt_session="));
+    // Named per portal and per port (two instances on one host keep separate sessions).
+    assert!(vic.cookie.starts_with("iobp_ops_session_8080="), "{}", vic.cookie);
+    assert!(api.login(Portal::Mgmt, "vic").await.cookie.starts_with("iobp_mgmt_session_8080="));
     // A role change by an admin ends vic's sessions.
     let ada = api.login(Portal::Mgmt, "ada").await;
     let r = api
@@ -1020,7 +1021,9 @@ async fn relay_upgrades(api: &Api, admin: &Login, token: &str) {
         let r = api.call(Portal::Ops, Method::GET, path, None, None, &h).await;
         assert_eq!(r.status, want, "{path} {headers:?}: {}", r.body);
     }
-    // A relay token is not a portal session, and a portal session is not a relay token.
+    // A relay token is not a portal session, and a portal session is not a relay token. The
+    // cookie carries the name a real portal session uses, so only the token is wrong.
+    let cookie_name = admin.cookie.split('=').next().expect("cookie name").to_string();
     let r = api
         .call(
             Portal::Ops,
@@ -1028,7 +1031,7 @@ async fn relay_upgrades(api: &Api, admin: &Login, token: &str) {
             "/api/v1/pairs",
             None,
             None,
-            &[("cookie", &format!("iobp_ops_session={token}"))],
+            &[("cookie", &format!("{cookie_name}={token}"))],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

@@ -29,8 +29,9 @@ use crate::error::ApiError;
     info(
         title = "ioBufferPro REST API",
         description = "Everything the Operations Portal and the Management Dashboard do. \
-            Log in with POST /api/v1/session; the session is a cookie (iobp_ops_session on the \
-            Operations Portal port, iobp_mgmt_session on the Management Dashboard port). Every \
+            Log in with POST /api/v1/session; the session is a cookie (iobp_ops_session_<port> on the \
+            Operations Portal, iobp_mgmt_session_<port> on the Management Dashboard, <port> being the \
+            port in the Host header; without one, no suffix). Every \
             state-changing request needs the session's CSRF token in the X-CSRF-Token header. \
             Roles: admin ⊇ operator ⊇ viewer. Channel pair bodies use the configuration format \
             of the README (`{\"id\", \"name\", \"source\", \"destination\", ...}`).",

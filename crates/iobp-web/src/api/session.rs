@@ -25,20 +25,20 @@ fn session_dto(s: &Session) -> SessionDto {
     }
 }
 
-fn set_cookie(portal: Portal, token: &str, tls: bool) -> HeaderValue {
+fn set_cookie(portal: Portal, headers: &HeaderMap, token: &str, tls: bool) -> HeaderValue {
     let secure = if tls { "; Secure" } else { "" };
     let v = format!(
         "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        portal.cookie_name(),
+        portal.cookie_name_for(headers),
         crate::auth::MAX_AGE.as_secs()
     );
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn clear_cookie(portal: Portal) -> HeaderValue {
+fn clear_cookie(portal: Portal, headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        portal.cookie_name()
+        portal.cookie_name_for(headers)
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -113,7 +113,7 @@ pub(crate) async fn login(
         s.portal,
     )?;
     s.store.audit(&audit("login", Some(user.username.clone())), now_ms())?;
-    Ok(with_cookie(session_dto(&session), set_cookie(s.portal, &token, s.tls)))
+    Ok(with_cookie(session_dto(&session), set_cookie(s.portal, &headers, &token, s.tls)))
 }
 
 /// The current session (including its CSRF token).
@@ -126,11 +126,15 @@ pub(crate) async fn current(auth: Auth<AnyUser>) -> axum::Json<SessionDto> {
 /// Logs out.
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session",
     responses((status = 204, description = "Logged out"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn logout(State(s): State<WebState>, auth: Auth<AnyUser>) -> ApiResult<Response> {
+pub(crate) async fn logout(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    auth: Auth<AnyUser>,
+) -> ApiResult<Response> {
     s.sessions.end(&s.store, &auth.session.token_hash);
     s.store.audit(&auth.audit("logout", None, None), now_ms())?;
     let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(SET_COOKIE, clear_cookie(s.portal));
+    r.headers_mut().insert(SET_COOKIE, clear_cookie(s.portal, &headers));
     Ok(r)
 }
 
@@ -144,6 +148,7 @@ pub(crate) async fn logout(State(s): State<WebState>, auth: Auth<AnyUser>) -> Ap
     ))]
 pub(crate) async fn change_password(
     State(s): State<WebState>,
+    headers: HeaderMap,
     auth: Auth<AnyUser>,
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<Response> {
@@ -173,5 +178,5 @@ pub(crate) async fn change_password(
     s.store.audit(&auth.audit("password.change", Some(auth.user()), None), now_ms())?;
     let (token, session) =
         s.sessions.create(&s.store, &user.username, user.role, false, s.portal)?;
-    Ok(with_cookie(session_dto(&session), set_cookie(s.portal, &token, s.tls)))
+    Ok(with_cookie(session_dto(&session), set_cookie(s.portal, &headers, &token, s.tls)))
 }
