@@ -200,6 +200,24 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
             .as_str()
             .is_some_and(|d| d.contains("no-such-channel") && d.contains("409"))
     });
+    // Deleting the relay user cuts the links its tokens opened at once — an idle relay link
+    // would otherwise stay up (pinging) until it broke by itself — and the reconnects are
+    // refused; what arrives meanwhile waits at A, Pending.
+    for site in [&a, &b] {
+        let deleted = site.inst().api("DELETE", "/api/v1/users/relay", None);
+        assert_eq!(deleted.status, 204, "{}", deleted.body);
+    }
+    a.inst().wait_for("a-push", 20, "the push link cut", |st| st["destination"]["status"] == "red");
+    b.inst().wait_for("b-pull", 20, "the pull link cut", |st| st["source"]["status"] == "red");
+    send_lines(src, (5000..5100).map(|i| format!("push-{i:06}")));
+    send_lines(src2, (5000..5100).map(|i| format!("pull-{i:06}")));
+    a.inst().wait_for("a-push", 20, "100 pending", |st| st["counts"]["pending"] == 100);
+    a.inst().wait_for("a-serve", 20, "100 pending", |st| st["counts"]["pending"] == 100);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(receiver_b.lines().len(), 5000, "nothing pushed after the revocation");
+    assert_eq!(receiver_b2.lines().len(), 5000, "nothing pulled after the revocation");
+    let st = a.status("a-push");
+    assert_ne!(st["destination"]["status"], "green", "{st}");
 }
 
 /// A relay over HTTPS: B's portals speak TLS only; A trusts B's lab CA.

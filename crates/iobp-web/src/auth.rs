@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use argon2::Argon2;
@@ -37,6 +37,7 @@ use sha2::Digest;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::relay_links::RelayLinks;
 use crate::{Portal, WebState};
 
 /// Password hashes computed at the same time (each takes 19 MiB).
@@ -184,6 +185,8 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     cache: Mutex<HashMap<Vec<u8>, Session>>,
+    /// The relay connections opened with relay tokens, cut when their user is revoked.
+    pub(crate) relay_links: Arc<RelayLinks>,
 }
 
 /// The `portal` of relay tokens in the sessions table.
@@ -336,9 +339,14 @@ impl Sessions {
         }
     }
 
-    /// Forgets the cached sessions of a user (the store deleted them).
+    /// Forgets the cached sessions of a user (the store deleted them) and cuts the relay
+    /// connections their relay tokens opened.
     pub fn revoke_user(&self, username: &str) {
         lock(&self.cache).retain(|_, s| s.username != username);
+        let cut = self.relay_links.revoke_user(username);
+        if cut > 0 {
+            tracing::info!(user = username, "revoked: cut {cut} open relay connection(s)");
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod auth;
 mod error;
 pub mod logbuf;
 mod metrics;
+pub mod relay_links;
 pub mod system;
 pub mod tls;
 

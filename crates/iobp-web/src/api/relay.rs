@@ -138,10 +138,12 @@ pub(crate) async fn connect(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = s.engine.clone();
     let peer = addr.map_or_else(|| format!("{user}@?"), |a| format!("{user}@{a}"));
+    let links = s.sessions.relay_links.clone();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = Box::new(TokioIo::new(upgraded));
+                // Tracked by user, so that revoking the user cuts this connection at once.
+                let io = Box::new(links.track(&user, TokioIo::new(upgraded)));
                 if let Err(e) = engine.relay_hand_over(&channel, mode, io, peer.clone()) {
                     tracing::warn!(%channel, %peer, "relay connection dropped: {e}");
                 }
