@@ -11,10 +11,13 @@
 //! Screenshots of the main pages go to `test-output/screenshots/` (a few also to
 //! `docs/screenshots/`, for the README, when `IOBP_UPDATE_SCREENSHOTS` is set); one test
 //! reports the first paint of the Operations Portal and the instance's memory with both
-//! portals open.
+//! portals open. The main story of each portal runs again in headless Firefox through
+//! `geckodriver` (screenshots prefixed `firefox-`).
 //!
 //! Chromium (`/usr/bin/chromium`, or `IOBP_CHROMIUM`) and chromedriver (on `PATH`, or
-//! `IOBP_CHROMEDRIVER`) must be installed: the tests fail, never skip, without them. Every
+//! `IOBP_CHROMEDRIVER`), Firefox (`/usr/bin/firefox-esr`, or `IOBP_FIREFOX`) and geckodriver
+//! (on `PATH` or in `~/.cargo/bin`, or `IOBP_GECKODRIVER`) must be installed: the tests fail,
+//! never skip, without them. Every
 //! wait polls for a condition with a deadline; each scenario has an overall time limit; the
 //! browser and the instance are stopped however a test ends. The scenarios take turns (a
 //! file lock), so that two browsers never compete for the CPU of a small CI machine.
@@ -69,8 +72,28 @@ fn kill_processes_with(marker: &str) {
     }
 }
 
-/// chromedriver and a headless Chromium with a fresh profile.
+/// Which browser a scenario runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Debian's `chromium` through `chromedriver`: every scenario.
+    Chromium,
+    /// Debian's `firefox-esr` through `geckodriver`: the main scenarios of both portals, so
+    /// that the pages are proven in both engines.
+    Firefox,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Chromium => "chromium",
+            Kind::Firefox => "firefox",
+        }
+    }
+}
+
+/// A `WebDriver` (chromedriver or geckodriver) and a headless browser with a fresh profile.
 struct Browser {
+    kind: Kind,
     client: Client,
     driver: Child,
     profile: tempfile::TempDir,
@@ -82,24 +105,51 @@ struct Browser {
 
 impl Browser {
     async fn start(scenario: &'static str) -> Browser {
+        Browser::start_in(Kind::Chromium, scenario).await
+    }
+
+    async fn start_in(kind: Kind, scenario: &'static str) -> Browser {
         // A failure screenshot of an earlier run would mislead.
         let _ = std::fs::remove_file(
             repo().join(format!("test-output/screenshots/FAILED-{scenario}.png")),
         );
-        let chromium =
-            std::env::var("IOBP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let (browser_var, browser_default, driver_var, driver_name, package) = match kind {
+            Kind::Chromium => (
+                "IOBP_CHROMIUM",
+                "/usr/bin/chromium",
+                "IOBP_CHROMEDRIVER",
+                "chromedriver",
+                "apt-get install chromium chromium-driver",
+            ),
+            Kind::Firefox => (
+                "IOBP_FIREFOX",
+                "/usr/bin/firefox-esr",
+                "IOBP_GECKODRIVER",
+                "geckodriver",
+                "apt-get install firefox-esr; cargo install geckodriver",
+            ),
+        };
+        let binary = std::env::var(browser_var).unwrap_or_else(|_| browser_default.into());
         assert!(
-            Path::new(&chromium).is_file(),
-            "Chromium is not installed at {chromium}: the browser tests need it (Debian: apt-get \
-             install chromium chromium-driver), or set IOBP_CHROMIUM. They are never skipped."
+            Path::new(&binary).is_file(),
+            "{} is not installed at {binary}: the browser tests need it ({package}), or set \
+             {browser_var}. They are never skipped.",
+            kind.name()
         );
-        let driver_bin = std::env::var_os("IOBP_CHROMEDRIVER")
+        let driver_bin = std::env::var_os(driver_var)
             .map(PathBuf::from)
-            .or_else(|| find_in_path("chromedriver"))
+            .or_else(|| find_in_path(driver_name))
+            .or_else(|| {
+                // `cargo install` puts geckodriver here, which need not be on PATH.
+                let home = std::env::var_os("CARGO_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+                Some(home.join("bin").join(driver_name)).filter(|p| p.is_file())
+            })
             .unwrap_or_else(|| {
                 panic!(
-                    "chromedriver is not on PATH: the browser tests need it (Debian: apt-get \
-                     install chromium-driver), or set IOBP_CHROMEDRIVER. They are never skipped."
+                    "{driver_name} is not on PATH: the browser tests need it ({package}), or \
+                     set {driver_var}. They are never skipped."
                 )
             });
         let port = free_port();
@@ -113,28 +163,52 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = driver.try_wait() {
-                panic!("chromedriver exited at start: {status}");
+                panic!("{driver_name} exited at start: {status}");
             }
             if Instant::now() > deadline {
                 let _ = driver.kill();
-                panic!("chromedriver did not listen on port {port} within 20 s");
+                panic!("{driver_name} did not listen on port {port} within 20 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let profile = tempfile::Builder::new().prefix("iobp-chromium-").tempdir().expect("profile");
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run",
-                    format!("--user-data-dir={}", profile.path().display()),
-                    "--window-size=1280,900",
-                ],
-            },
-        });
+        let profile = tempfile::Builder::new()
+            .prefix(&format!("iobp-{}-", kind.name()))
+            .tempdir()
+            .expect("profile");
+        let caps = match kind {
+            Kind::Chromium => json!({
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": binary,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--no-first-run",
+                        format!("--user-data-dir={}", profile.path().display()),
+                        "--window-size=1280,900",
+                    ],
+                },
+            }),
+            Kind::Firefox => json!({
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": binary,
+                    "args": [
+                        "-headless", "-profile", profile.path().display().to_string(),
+                        "--width=1280", "--height=900",
+                    ],
+                    // No update checks, telemetry or first-run pages: the test has no internet.
+                    "prefs": {
+                        "app.update.enabled": false,
+                        "browser.shell.checkDefaultBrowser": false,
+                        "datareporting.policy.dataSubmissionEnabled": false,
+                        "toolkit.telemetry.enabled": false,
+                        "browser.startup.homepage_override.mstone": "ignore",
+                        "network.captive-portal-service.enabled": false,
+                    },
+                },
+            }),
+        };
         let Value::Object(caps) = caps else { unreachable!("an object") };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = tokio::time::timeout(
@@ -149,18 +223,18 @@ impl Browser {
             Ok(Err(e)) => {
                 let _ = driver.kill();
                 kill_processes_with(&profile.path().display().to_string());
-                panic!("cannot start a Chromium session through chromedriver: {e}");
+                panic!("cannot start a {} session through {driver_name}: {e}", kind.name());
             }
             Err(_) => {
                 let _ = driver.kill();
                 kill_processes_with(&profile.path().display().to_string());
-                panic!("starting Chromium took more than 60 s");
+                panic!("starting {} took more than 60 s", kind.name());
             }
         };
-        Browser { client, driver, profile, scenario, frame: std::sync::OnceLock::new() }
+        Browser { kind, client, driver, profile, scenario, frame: std::sync::OnceLock::new() }
     }
 
-    /// Ends the session (Chromium exits), then chromedriver.
+    /// Ends the session (the browser exits), then the driver.
     async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(15), self.client.clone().close()).await;
     }
@@ -203,7 +277,10 @@ impl Browser {
     /// Fails the test with a screenshot and the page's URL and text.
     async fn fail(&self, why: &str) -> ! {
         let shot = self.client.screenshot().await.ok();
-        let name = format!("FAILED-{}", self.scenario);
+        let name = match self.kind {
+            Kind::Chromium => format!("FAILED-{}", self.scenario),
+            Kind::Firefox => format!("FAILED-firefox-{}", self.scenario),
+        };
         if let Some(png) = shot {
             save_png(&name, &png, false);
         }
@@ -297,7 +374,11 @@ impl Browser {
         // Let running animations (a new feed entry) end and fonts settle.
         self.wait_js("the page to settle", "return new Promise((r) => requestAnimationFrame(() => setTimeout(() => r(true), 250)))").await;
         let png = self.client.screenshot().await.expect("screenshot");
-        save_png(name, &png, publish);
+        match self.kind {
+            Kind::Chromium => save_png(name, &png, publish),
+            // The README shows Chromium's; Firefox's are CI artifacts only.
+            Kind::Firefox => save_png(&format!("firefox-{name}"), &png, false),
+        }
     }
 
     /// Resizes the window so that the page gets `width` x `height` CSS pixels.
@@ -320,7 +401,18 @@ impl Browser {
         let script = format!(
             "return window.innerWidth === {width} && window.innerHeight === {height} ? true : null"
         );
-        self.wait_js(&format!("a {width}x{height} page"), &script).await;
+        let actual = self.js("return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight]").await;
+        self.wait_js(&format!("a {width}x{height} page (now inner, outer: {actual})"), &script)
+            .await;
+    }
+
+    /// A phone-sized page: 390 x 844 CSS pixels. Firefox cannot make a window narrower than
+    /// 500 pixels, so it gets 500 x 844 — still below the portals' 760-pixel phone layout.
+    async fn phone(&self) {
+        match self.kind {
+            Kind::Chromium => self.viewport(390, 844).await,
+            Kind::Firefox => self.viewport(500, 844).await,
+        }
     }
 
     /// Logs in on the login page the browser is on (it redirects on to `next`).
@@ -495,13 +587,23 @@ fn lines(prefix: &str, n: usize) -> Vec<String> {
 /// the Operations Portal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_portal_first_login_and_a_channel_pair_from_creation_to_deletion() {
+    operations_portal_story(Kind::Chromium).await;
+}
+
+/// The same story in Firefox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_portal_in_firefox() {
+    operations_portal_story(Kind::Firefox).await;
+}
+
+async fn operations_portal_story(kind: Kind) {
     let _turn = take_turn();
     scenario("operations portal", async {
         let dir = tempfile::tempdir().expect("tmp");
         let mut inst = Instance::start_fresh(dir.path(), &[], "info");
         let first_password = inst.initial_password().expect("first-start password file");
         let ops = format!("http://{}", inst.ops);
-        let b = Browser::start("operations-portal").await;
+        let b = Browser::start_in(kind, "operations-portal").await;
 
         // ---- First login: the generated password, then the password page.
         b.goto(&format!("{ops}/")).await;
@@ -678,7 +780,8 @@ async fn operations_portal_first_login_and_a_channel_pair_from_creation_to_delet
         b.click("#msg-search").await;
         b.wait_js("the list from seq 3", "const r = document.querySelectorAll('#msg-list tbody tr'); return r.length && Array.from(r).every((tr) => Number(tr.dataset.seq) >= 3) ? true : null").await;
         b.click("#msg-newest").await;
-        b.click(&format!("#msg-list tr[data-seq=\"{seq}\"]")).await;
+        // A cell, as a user clicks (geckodriver cannot click a table row as a whole).
+        b.click(&format!("#msg-list tr[data-seq=\"{seq}\"] td.preview")).await;
         b.wait_js("the message dialog", "return document.querySelector('#message-dialog[open]') ? true : null").await;
         assert_eq!(b.text("#message-text").await, "hello 3");
         assert_eq!(b.text("#message-hex").await, "68 65 6c 6c 6f 20 33");
@@ -717,7 +820,7 @@ async fn operations_portal_first_login_and_a_channel_pair_from_creation_to_delet
         )).await;
         b.wait_text("#summary", "1 Running").await;
         b.screenshot("ops-overview", true).await;
-        b.viewport(390, 844).await;
+        b.phone().await;
         let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth").await;
         assert!(overflow.as_i64().unwrap_or(99) <= 0, "no horizontal scrolling on a phone: {overflow}");
         b.screenshot("ops-overview-phone", true).await;
@@ -1505,7 +1608,7 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
             assert_eq!(b.field_value(&path).await, want, "{path} pre-filled");
         }
         b.form_screenshot("channels-form-backups").await;
-        b.viewport(390, 844).await;
+        b.phone().await;
         let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth").await;
         assert!(overflow.as_i64().unwrap_or(99) <= 0, "the form with backups fits a phone: {overflow}");
         b.viewport(1280, 900).await;
@@ -1753,7 +1856,7 @@ async fn a_relay_between_two_instances_set_up_through_both_portals() {
         br.wait_feed("relay 500").await;
         br.js("window.scrollTo(0, 0)").await;
         br.screenshot("pair-relay", false).await;
-        br.viewport(390, 844).await;
+        br.phone().await;
         let overflow = br.js("return document.documentElement.scrollWidth - window.innerWidth").await;
         assert!(overflow.as_i64().unwrap_or(99) <= 0, "the relay details fit a phone: {overflow}");
         br.viewport(1280, 900).await;
@@ -1896,7 +1999,7 @@ async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_porta
         b.wait_count("#tiles", "pending", 0).await;
         b.js("window.scrollTo(0, 0)").await;
         b.screenshot("pair-on-backup", false).await;
-        b.viewport(390, 844).await;
+        b.phone().await;
         let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth").await;
         assert!(overflow.as_i64().unwrap_or(99) <= 0, "the failover details fit a phone: {overflow}");
         b.viewport(1280, 900).await;
@@ -1945,6 +2048,16 @@ async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_porta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_dashboard_health_settings_users_logs_and_audit() {
+    management_dashboard_story(Kind::Chromium).await;
+}
+
+/// The same story in Firefox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_dashboard_in_firefox() {
+    management_dashboard_story(Kind::Firefox).await;
+}
+
+async fn management_dashboard_story(kind: Kind) {
     let _turn = take_turn();
     scenario("management dashboard", async {
         let dir = tempfile::tempdir().expect("tmp");
@@ -1979,7 +2092,7 @@ async fn management_dashboard_health_settings_users_logs_and_audit() {
         }
         let ops = format!("http://{}", inst.ops);
         let mgmt = format!("http://{}", inst.mgmt);
-        let b = Browser::start("management-dashboard").await;
+        let b = Browser::start_in(kind, "management-dashboard").await;
 
         // ---- System Health Overview.
         b.goto(&format!("{mgmt}/")).await;
