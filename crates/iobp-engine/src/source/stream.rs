@@ -2,8 +2,9 @@
 //! the connection of a `tcp_client` source, an open serial port).
 //!
 //! Per read: deframe, queue the frames into the buffer as one batch, keep reading while up to
-//! [`WINDOW`] batches wait for their fdatasync (pipelining), and acknowledge each batch to the
-//! sender only once its commit resolved — never before the data is durable.
+//! [`WINDOW`] batches ([`WINDOW_BYTES`] in all) wait for their fdatasync (pipelining), and
+//! acknowledge each batch to the sender only once its commit resolved — never before the data
+//! is durable.
 //!
 //! Full buffer: with acknowledgements each frame is answered with a NAK (MLLP `AE`, or the
 //! NAK byte) and counted as refused. Without them, [`WhenFull::Hold`] keeps the frames and
@@ -26,8 +27,13 @@ use tokio::time::Instant;
 use crate::side::{IntakeError, SideCtx, framing_of};
 use crate::stats::Side;
 
-/// Batches per connection waiting for their fdatasync while reading continues.
-const WINDOW: usize = 8;
+/// Batches per connection waiting for their fdatasync while reading continues. Measured
+/// (`iobufferpro bench`, 2 cores, 2 MiB window): 8 → 32 raised durable throughput from
+/// 3.4–3.7 to 4.3–4.8 M msg/s, because a commit round then carries more data per fdatasync
+/// (a 1 MiB window gave 4.0–4.2 M).
+const WINDOW: usize = 32;
+/// ... and at most this many bytes of them, so the window bounds memory per connection.
+const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 /// How often a held (buffer full) batch is retried.
@@ -86,7 +92,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if eof && held.is_none() && waiting.is_empty() {
             return Ok(Ended::PeerClosed);
         }
-        let can_read = !eof && held.is_none() && waiting.len() < WINDOW;
+        let can_read = !eof
+            && held.is_none()
+            && waiting.len() < WINDOW
+            && waiting.iter().map(|w| w.bytes).sum::<u64>() < WINDOW_BYTES;
         let retry_at = held.as_ref().map(|_| Instant::now() + FULL_RETRY);
         let idle_at = idle_timeout
             .filter(|_| waiting.is_empty() && held.is_none())
