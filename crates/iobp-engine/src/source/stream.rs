@@ -28,12 +28,13 @@ use crate::side::{IntakeError, SideCtx, framing_of};
 use crate::stats::Side;
 
 /// Batches per connection waiting for their fdatasync while reading continues. Measured
-/// (`iobufferpro bench`, 2 cores, 2 MiB window): 8 → 32 raised durable throughput from
-/// 3.4–3.7 to 4.3–4.8 M msg/s, because a commit round then carries more data per fdatasync
-/// (a 1 MiB window gave 4.0–4.2 M).
-const WINDOW: usize = 32;
-/// ... and at most this many bytes of them, so the window bounds memory per connection.
-const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
+/// (`iobufferpro bench`, 2 cores): 8 gives 3.4–3.7 M msg/s at a peak RSS of 17–19 MB; 16 or
+/// 32 (1–2 MiB) give 4.0–4.8 M msg/s — a commit round carries more data per fdatasync — but
+/// 20.5–22 MB, over the 20 MB memory target. Memory won.
+const WINDOW: usize = 8;
+/// ... and at most this many bytes of them, so that large messages (up to
+/// `max_message_bytes` each) cannot multiply the memory a connection holds.
+const WINDOW_BYTES: u64 = 1024 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 /// How often a held (buffer full) batch is retried.
