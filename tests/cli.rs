@@ -57,6 +57,11 @@ fn run_with_config_persists_and_export_import_round_trip() {
     assert!(err.contains("another ioBufferPro is running"), "{err}");
     let receiver = Receiver::start(dst);
     inst.wait_for("kept", 10, "delivered after restart", |p| p["counts"]["sent"] == 2);
+    // "sent" means written to the connection; the receiver's thread may not have read it yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while receiver.lines().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(receiver.lines(), vec!["00000000", "00000001"]);
     assert_eq!(inst.terminate().code(), Some(0));
 
