@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = SegmentHeader::decode(data);
-    let _ = format::decode_checkpoint(data);
+    let _ = format::decode_checkpoint_file(data);
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = format::parse_segment_file_name(s);
     }

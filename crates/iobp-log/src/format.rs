@@ -1,5 +1,5 @@
 //! Byte layout of segment headers, records and checkpoints: segment format version 2 (which
-//! reads version 1 segments too), checkpoint version 1.
+//! reads version 1 segments too), checkpoint version 2 (which reads version 1 files too).
 //!
 //! This module is the only place that knows the bytes; the crate docs describe the same layout
 //! in prose and `tests` below pin it with golden bytes and a CRC known-answer test. Every
@@ -9,8 +9,9 @@
 /// Version written into every new segment header. Readers accept 1 and 2 (version 2 added
 /// the producer table to the header and tagged records).
 pub const SEGMENT_VERSION: u16 = 2;
-/// Version written into the checkpoint file. Readers refuse other versions.
-pub const CHECKPOINT_VERSION: u16 = 1;
+/// Version written into each checkpoint slot. Version 1 files (one 32-byte record, replaced by
+/// rename) are read too.
+pub const CHECKPOINT_VERSION: u16 = 2;
 /// Most idempotent producers one log tracks (see [`SegmentHeader::producers`]).
 pub const MAX_PRODUCERS: usize = 4096;
 
@@ -37,8 +38,15 @@ pub const MAX_RECORD_PAYLOAD: u32 = 64 * 1024 * 1024;
 
 /// First eight bytes of the checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"IOBPCKP\0";
-/// Size of the checkpoint file.
-pub const CHECKPOINT_LEN: usize = 32;
+/// Size of a version 1 checkpoint file.
+pub const CHECKPOINT_V1_LEN: usize = 32;
+/// Size of one checkpoint slot.
+pub const CHECKPOINT_SLOT_LEN: usize = 48;
+/// Distance between the two slots: each in its own page (and sector), so a torn write of one
+/// can never damage the other.
+pub const CHECKPOINT_SLOT_STRIDE: usize = 4096;
+/// Size of the checkpoint file: two slots.
+pub const CHECKPOINT_FILE_LEN: usize = 2 * CHECKPOINT_SLOT_STRIDE;
 
 /// What is wrong with a header or checkpoint that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,7 +313,98 @@ impl RecordProblem {
     }
 }
 
-/// Encodes the checkpoint file.
+/// One checkpoint: the Done position and the durable high-water mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Bumped by every write; the slot with the highest valid generation is current.
+    /// Slot `generation % 2` holds it. 0: read from a version 1 file.
+    pub generation: u64,
+    /// Every record with `seq <= done_seq` is Done.
+    pub done_seq: u64,
+    /// Every sequence number up to this one was given to a record that became durable: the
+    /// log never hands out a number at or below it again, whatever damage recovery meets.
+    pub high_water: u64,
+    /// When it was written, microseconds since the Unix epoch.
+    pub written_us: u64,
+}
+
+/// Encodes one checkpoint slot.
+///
+/// ```text
+/// offset size field
+///      0    8 magic        "IOBPCKP\0"
+///      8    2 version      2
+///     10    2 reserved     0
+///     12    8 generation
+///     20    8 done_seq
+///     28    8 high_water
+///     36    8 written_us
+///     44    4 crc32c       over bytes 0..44
+/// ```
+pub fn encode_checkpoint_slot(c: &Checkpoint) -> [u8; CHECKPOINT_SLOT_LEN] {
+    let mut b = [0u8; CHECKPOINT_SLOT_LEN];
+    b[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
+    b[8..10].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    b[12..20].copy_from_slice(&c.generation.to_le_bytes());
+    b[20..28].copy_from_slice(&c.done_seq.to_le_bytes());
+    b[28..36].copy_from_slice(&c.high_water.to_le_bytes());
+    b[36..44].copy_from_slice(&c.written_us.to_le_bytes());
+    let crc = crc32c::crc32c(&b[0..44]);
+    b[44..48].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes and verifies one checkpoint slot.
+pub fn decode_checkpoint_slot(b: &[u8]) -> Result<Checkpoint, HeaderError> {
+    if b.len() < CHECKPOINT_SLOT_LEN {
+        return Err(HeaderError::Short);
+    }
+    if b[0..8] != CHECKPOINT_MAGIC {
+        return Err(HeaderError::BadMagic);
+    }
+    if crc32c::crc32c(&b[0..44]) != le_u32(&b[44..48]) {
+        return Err(HeaderError::BadChecksum);
+    }
+    let version = le_u16(&b[8..10]);
+    if version != CHECKPOINT_VERSION {
+        return Err(HeaderError::UnsupportedVersion(version));
+    }
+    Ok(Checkpoint {
+        generation: le_u64(&b[12..20]),
+        done_seq: le_u64(&b[20..28]),
+        high_water: le_u64(&b[28..36]),
+        written_us: le_u64(&b[36..44]),
+    })
+}
+
+/// Encodes a whole checkpoint file holding `c` in its slot (the other slot empty).
+pub fn encode_checkpoint_file(c: &Checkpoint) -> Vec<u8> {
+    let mut f = vec![0u8; CHECKPOINT_FILE_LEN];
+    let at = checkpoint_slot_offset(c.generation);
+    f[at..at + CHECKPOINT_SLOT_LEN].copy_from_slice(&encode_checkpoint_slot(c));
+    f
+}
+
+/// Where the slot of a generation starts.
+pub fn checkpoint_slot_offset(generation: u64) -> usize {
+    if generation.is_multiple_of(2) { 0 } else { CHECKPOINT_SLOT_STRIDE }
+}
+
+/// Decodes a checkpoint file of either version: the valid slot with the highest generation.
+pub fn decode_checkpoint_file(b: &[u8]) -> Result<Checkpoint, HeaderError> {
+    if b.len() == CHECKPOINT_V1_LEN {
+        return decode_checkpoint_v1(b);
+    }
+    let slot = |at: usize| decode_checkpoint_slot(b.get(at..).unwrap_or(&[]));
+    match (slot(0), slot(CHECKPOINT_SLOT_STRIDE)) {
+        (Ok(a), Ok(b)) => Ok(if a.generation >= b.generation { a } else { b }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), Ok(b)) => Ok(b),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// Decodes a version 1 checkpoint file.
 ///
 /// ```text
 /// offset size field
@@ -316,20 +415,8 @@ impl RecordProblem {
 ///     20    8 written_us   when the checkpoint was written, microseconds since the Unix epoch
 ///     28    4 crc32c       over bytes 0..28
 /// ```
-pub fn encode_checkpoint(done_seq: u64, written_us: u64) -> [u8; CHECKPOINT_LEN] {
-    let mut b = [0u8; CHECKPOINT_LEN];
-    b[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
-    b[8..10].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-    b[12..20].copy_from_slice(&done_seq.to_le_bytes());
-    b[20..28].copy_from_slice(&written_us.to_le_bytes());
-    let crc = crc32c::crc32c(&b[0..28]);
-    b[28..32].copy_from_slice(&crc.to_le_bytes());
-    b
-}
-
-/// Decodes and verifies a checkpoint file's contents; returns `done_seq`.
-pub fn decode_checkpoint(b: &[u8]) -> Result<u64, HeaderError> {
-    if b.len() != CHECKPOINT_LEN {
+pub fn decode_checkpoint_v1(b: &[u8]) -> Result<Checkpoint, HeaderError> {
+    if b.len() != CHECKPOINT_V1_LEN {
         return Err(HeaderError::Short);
     }
     if b[0..8] != CHECKPOINT_MAGIC {
@@ -339,10 +426,11 @@ pub fn decode_checkpoint(b: &[u8]) -> Result<u64, HeaderError> {
         return Err(HeaderError::BadChecksum);
     }
     let version = le_u16(&b[8..10]);
-    if version != CHECKPOINT_VERSION {
+    if version != 1 {
         return Err(HeaderError::UnsupportedVersion(version));
     }
-    Ok(le_u64(&b[12..20]))
+    let done_seq = le_u64(&b[12..20]);
+    Ok(Checkpoint { generation: 0, done_seq, high_water: done_seq, written_us: le_u64(&b[20..28]) })
 }
 
 /// File name of the segment whose first record has sequence number `first_seq`.
@@ -487,12 +575,49 @@ mod tests {
 
     #[test]
     fn golden_checkpoint_bytes() {
-        let b = encode_checkpoint(7, 9);
+        let c = Checkpoint { generation: 3, done_seq: 7, high_water: 8, written_us: 9 };
+        let b = encode_checkpoint_slot(&c);
         assert_eq!(&b[0..8], b"IOBPCKP\0");
-        assert_eq!(&b[8..12], &[1, 0, 0, 0]);
-        assert_eq!(&b[12..20], &[7, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&b[20..28], &[9, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(decode_checkpoint(&b), Ok(7));
+        assert_eq!(&b[8..12], &[2, 0, 0, 0]);
+        assert_eq!(&b[12..20], &[3, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[20..28], &[7, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[28..36], &[8, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[36..44], &[9, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[44..48], &crc32c::crc32c(&b[0..44]).to_le_bytes());
+        assert_eq!(decode_checkpoint_slot(&b), Ok(c));
+        // Odd generations live in the second slot.
+        let f = encode_checkpoint_file(&c);
+        assert_eq!(f.len(), 8192);
+        assert!(f[..4096].iter().all(|&x| x == 0));
+        assert_eq!(&f[4096..4096 + 48], &b);
+    }
+
+    #[test]
+    fn checkpoint_file_takes_the_newest_valid_slot() {
+        let old = Checkpoint { generation: 4, done_seq: 10, high_water: 12, written_us: 1 };
+        let new = Checkpoint { generation: 5, done_seq: 20, high_water: 25, written_us: 2 };
+        let mut f = encode_checkpoint_file(&old);
+        f[4096..4096 + 48].copy_from_slice(&encode_checkpoint_slot(&new));
+        assert_eq!(decode_checkpoint_file(&f), Ok(new));
+        // A torn write of the newer slot leaves the older one.
+        f[4096 + 30] ^= 0xFF;
+        assert_eq!(decode_checkpoint_file(&f), Ok(old));
+        f[3] ^= 0xFF;
+        assert!(decode_checkpoint_file(&f).is_err());
+    }
+
+    #[test]
+    fn version_1_checkpoint_files_are_read() {
+        // The exact bytes a version 1 build wrote for done_seq 7 at time 9.
+        let mut b = [0u8; 32];
+        b[0..8].copy_from_slice(b"IOBPCKP\0");
+        b[8] = 1;
+        b[12] = 7;
+        b[20] = 9;
+        let crc = crc32c::crc32c(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        let c = decode_checkpoint_file(&b).expect("v1");
+        assert_eq!((c.generation, c.done_seq, c.high_water, c.written_us), (0, 7, 7, 9));
     }
 
     #[test]

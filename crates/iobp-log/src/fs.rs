@@ -24,6 +24,15 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
     fn size(&self) -> io::Result<u64>;
 }
 
+/// Size and free space of the file system holding a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes the file system holds in all.
+    pub total: u64,
+    /// Bytes an unprivileged writer may still use.
+    pub available: u64,
+}
+
 /// A held exclusive lock on a log directory; released on drop.
 pub trait DirLock: Send + Sync + fmt::Debug {}
 
@@ -53,6 +62,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on a directory, failing with `WouldBlock` if another holder has it.
     fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+    /// Size and free space of the file system holding `path`; `None` where unknown. Cheap
+    /// (no disk I/O): called at most every few milliseconds by appenders.
+    fn space(&self, path: &Path) -> io::Result<Option<Space>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 /// Writes all of `buf` at `offset`, retrying short writes and interruptions.
@@ -196,6 +211,22 @@ impl FileSystem for StdFs {
         {
             let _ = path;
             Ok(())
+        }
+    }
+
+    fn space(&self, path: &Path) -> io::Result<Option<Space>> {
+        #[cfg(unix)]
+        {
+            let s = rustix::fs::statvfs(path)?;
+            Ok(Some(Space {
+                total: s.f_blocks.saturating_mul(s.f_frsize),
+                available: s.f_bavail.saturating_mul(s.f_frsize),
+            }))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            Ok(None)
         }
     }
 

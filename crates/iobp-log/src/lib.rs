@@ -2,7 +2,7 @@
 //!
 //! A crash-safe, group-committed, segmented FIFO log. Each channel pair of ioBufferPro owns
 //! one [`Log`] in its own directory. The crate knows nothing of networks, HTTP or the engine;
-//! it depends on `std`, `crc32c` and `thiserror` only.
+//! it depends on `std`, `crc32c`, `thiserror` and, on Unix, `rustix` (for `statvfs`).
 //!
 //! ## The contract
 //!
@@ -18,22 +18,38 @@
 //!   Pending records in sequence order and marks them In-Flight; the reader never sees a record
 //!   that is not durable. [`Log::ack_through`] / [`Log::ack`] mark them Done;
 //!   [`Log::requeue_from`] returns them to Pending, to be handed out again first.
-//! - **At-least-once across crashes.** The Done position is checkpointed crash-safely
-//!   (temp file, fsync, rename, directory fsync) every `checkpoint_interval`. After a crash,
-//!   delivery resumes after the last checkpoint: a message Done within that window may be
-//!   delivered again; no accepted message is ever skipped.
+//! - **At-least-once across crashes, bounded re-delivery.** The Done position is checkpointed
+//!   every `checkpoint_interval` (100 ms) and at the latest every `checkpoint_records` (10,000)
+//!   Done records, by the housekeeping thread of the [`StorageBudget`], never on the writer's
+//!   data path: one slot of a preallocated two-slot file is overwritten in place and synced
+//!   with one `fdatasync` (no rename, no directory sync, so no journal commit for the next
+//!   data sync to wait for). After a crash, delivery resumes after the last checkpoint: at
+//!   most about `checkpoint_records` messages are delivered again; none is ever skipped.
 //! - **Retention.** Whole segments whose records are all Done (as checkpointed) are deleted
 //!   once older than `retention` (default 24 h), or earlier when a storage limit needs the
 //!   space. Pending and In-Flight records are never deleted. A [`StorageBudget`] shared by all
-//!   logs enforces the global limit; a log may have its own. When Pending data alone fills the
-//!   space, appends fail with [`Error::Full`], which callers turn into backpressure.
+//!   logs enforces the global limit **and the file system's free space** (less a margin); a
+//!   log may have its own. When Pending data fills the space, appends fail at once with
+//!   [`Error::Full`], which callers turn into backpressure, and the housekeeper releases Done
+//!   segments; appenders never do disk work beyond queueing.
+//! - **A full disk is backpressure.** If a write or a file creation still meets `ENOSPC`
+//!   (another program took the space), the writer undoes the round — nothing of it was synced
+//!   or published — refuses appends as `Full`, and writes the same round again once there is
+//!   room. Commits waiting for it resolve late, never wrongly.
 //! - **Recovery.** Opening a log truncates a torn tail, sets damaged segments aside, and
 //!   resumes. A record whose checksum fails is never delivered as data: it is skipped, counted,
 //!   and reported once as [`Error::Corrupt`]; the log stays usable. No byte content of the
 //!   directory makes `open` or a read panic.
-//! - **Failure is final.** A failed write or `fdatasync` puts the log into a failed state
+//! - **Failure is final for an instance; the log heals by reopening.** A failed write (other
+//!   than no space), `fdatasync` or directory sync puts the log into a failed state
 //!   ([`Error::Failed`]); nothing is retried and assumed durable (after a failed `fdatasync`
-//!   the kernel may have dropped the dirty pages). Reopening runs recovery.
+//!   the kernel may have dropped the dirty pages while still showing them to readers).
+//!   [`Log::reopen`] closes the instance — releasing its directory even while clones exist —
+//!   truncates everything past the last position it knew durable, and runs recovery.
+//! - **Sequence numbers never go backwards.** The checkpoint also carries a durable
+//!   high-water mark; recovery never hands out a number at or below it, nor one found in a
+//!   damaged newest segment. Damage after the high-water mark in the last segment is a torn
+//!   write and is truncated; damage before it is reported and skipped.
 //!
 //! - **Idempotent producers.** [`Log::try_append_tagged`] takes records that carry their
 //!   producer's own sequence number (another log's, when the relay forwards it) and skips
@@ -42,15 +58,15 @@
 //!   any crash [`Log::durable_producer_position`] is exactly what survived, and a producer
 //!   resuming after it gets every record in exactly once.
 //!
-//! ## On-disk format: segments version 2, checkpoint version 1
+//! ## On-disk format: segments version 2, checkpoint version 2
 //!
 //! A log directory holds:
 //!
 //! | file | content |
 //! |---|---|
 //! | `<first_seq:020>.seg` | a segment: a header, then records |
-//! | `checkpoint` | the Done position |
-//! | `checkpoint.tmp` | a checkpoint being written; removed at open |
+//! | `checkpoint` | the Done position and high-water mark, two slots |
+//! | `checkpoint.tmp` | a checkpoint file being created (once per open at most); removed at open |
 //! | `id` | the log's identity (see [`Log::id`]) |
 //! | `id.tmp` | an identity being written; removed at open |
 //! | `LOCK` | held with an exclusive OS lock while the log is open |
@@ -86,8 +102,12 @@
 //! A record never spans segments. The records of a segment have consecutive sequence numbers
 //! from `first_seq`; the next segment starts with the next one.
 //!
-//! **Checkpoint** (32 bytes): magic `"IOBPCKP\0"`, version `u16` (`1`), reserved `u16`,
-//! `done_seq` `u64`, `written_us` `u64`, CRC-32C of bytes 0..28.
+//! **Checkpoint** (8192 bytes): two 48-byte slots at offsets 0 and 4096 (one page and sector
+//! each), the rest zeros. A slot: magic `"IOBPCKP\0"`, version `u16` (`2`), reserved `u16`,
+//! `generation` `u64`, `done_seq` `u64`, `high_water` `u64`, `written_us` `u64`, CRC-32C of
+//! bytes 0..44. Generation `g` is written to slot `g % 2`; the valid slot with the higher
+//! generation is current. A version 1 file (32 bytes: magic, version `1`, reserved, `done_seq`,
+//! `written_us`, CRC-32C of bytes 0..28) is read and replaced by a version 2 file at open.
 //!
 //! **Identity** (20 bytes): magic `"IOBPLID\0"`, id `u64`, CRC-32C of bytes 0..16.
 //!
@@ -117,6 +137,7 @@
 mod error;
 pub mod format;
 pub mod fs;
+mod housekeeper;
 mod log;
 mod ranges;
 mod reader;

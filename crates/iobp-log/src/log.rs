@@ -36,6 +36,9 @@ pub struct LogOptions {
     /// How often the Done position is checkpointed while it moves. This is the window of Done
     /// messages that may be delivered again after a crash. Default 100 ms.
     pub checkpoint_interval: Duration,
+    /// ... and at the latest once this many records became Done since the last checkpoint, so
+    /// a fast drain re-delivers at most about this many after a crash. Default 10,000.
+    pub checkpoint_records: u64,
     /// How long Done messages stay available (for the Live View and message browser) while
     /// storage allows. Default 24 h (adjustable later with [`Log::set_retention`]).
     pub retention: Duration,
@@ -56,6 +59,7 @@ impl Default for LogOptions {
             max_record_bytes: 16 * 1024 * 1024,
             queue_bytes: 4 * 1024 * 1024,
             checkpoint_interval: Duration::from_millis(100),
+            checkpoint_records: 10_000,
             retention: Duration::from_secs(24 * 3600),
             max_bytes: None,
             budget: None,
@@ -166,6 +170,12 @@ pub(crate) struct CursorState {
 pub(crate) struct CheckpointState {
     pub written_seq: u64,
     pub written_at: Instant,
+    /// Generation of the slot last written.
+    pub generation: u64,
+    /// The high-water mark last written.
+    pub high_water: u64,
+    /// The checkpoint file, open for in-place slot writes; `None` once the log is closed.
+    pub file: Option<Box<dyn crate::fs::FileHandle>>,
 }
 
 #[derive(Debug, Default)]
@@ -188,9 +198,20 @@ pub(crate) struct Shared {
     pub cursor: Mutex<CursorState>,
     pub reader: Mutex<ReaderIo>,
     pub checkpoint: Mutex<CheckpointState>,
-    /// The Done position moved since the last checkpoint.
+    /// The Done position or the durable end moved since the last checkpoint.
     pub checkpoint_dirty: AtomicBool,
+    /// The Done position as last checkpointed (a lock-free copy for the count trigger).
+    pub checkpointed: AtomicU64,
     pub shutdown: AtomicBool,
+    /// Closed: the directory lock is released and the budget no longer counts or touches this
+    /// log; every operation answers `Closed`.
+    pub detached: AtomicBool,
+    /// The writer holds a round that the file system had no space for (`ENOSPC`); appends are
+    /// refused as `Full` until it is written.
+    pub no_space: AtomicBool,
+    /// Bytes a refused append needed beyond this log's own limit (0: none): the housekeeper
+    /// frees Done segments of this log.
+    pub need: AtomicU64,
     /// Bytes accounted to this log in the budget: files on disk plus queued records.
     pub bytes: AtomicU64,
     /// This log's own limit (`u64::MAX`: none); adjustable while open.
@@ -201,7 +222,9 @@ pub(crate) struct Shared {
     pub writer_thread: OnceLock<Thread>,
     /// The log's identity (see [`Log::id`]).
     pub id: u64,
-    pub _lock: Box<dyn DirLock>,
+    /// The directory's OS lock; released when the log is closed, even while clones of the
+    /// handle still exist, so the directory can be opened again at once.
+    pub dir_lock: Mutex<Option<Box<dyn DirLock>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,11 +268,44 @@ impl Shared {
         }
     }
 
-    /// Marks the Done position as moved; wakes the writer to schedule a checkpoint.
-    pub(crate) fn mark_done_moved(&self) {
-        if !self.checkpoint_dirty.swap(true, Ordering::AcqRel) {
-            self.wake_writer();
+    /// Marks the Done position (or the durable end) as moved; wakes the housekeeper to
+    /// schedule a checkpoint on the first move, and at once when `checkpoint_records` Done
+    /// records wait for one.
+    /// `done_seq`: the new Done position, when it is what moved (the caller may hold the
+    /// cursor lock).
+    pub(crate) fn mark_checkpoint_dirty(&self, done_seq: Option<u64>) {
+        let first = !self.checkpoint_dirty.swap(true, Ordering::AcqRel);
+        let overdue = done_seq.is_some_and(|d| {
+            d.saturating_sub(self.checkpointed.load(Ordering::Acquire))
+                >= self.opts.checkpoint_records
+        });
+        if first || overdue {
+            self.budget.wake_keeper();
         }
+    }
+
+    /// So many records became Done since the last checkpoint that it is due now.
+    pub(crate) fn checkpoint_overdue(&self) -> bool {
+        let done = lock(&self.cursor).done_seq;
+        done.saturating_sub(self.checkpointed.load(Ordering::Acquire))
+            >= self.opts.checkpoint_records
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.detached.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    /// Closes for good: stops the budget counting this log, drops the checkpoint file and
+    /// releases the directory lock. The writer must have stopped.
+    fn detach(&self) {
+        if self.detached.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // An in-progress checkpoint finishes before the lock goes.
+        lock(&self.checkpoint).file = None;
+        let bytes = self.bytes.swap(0, Ordering::AcqRel);
+        self.budget.release(bytes);
+        lock(&self.dir_lock).take();
     }
 }
 
@@ -265,6 +321,7 @@ struct Inner {
 }
 
 impl Inner {
+    /// Stops the writer (it flushes the queue and writes a final checkpoint) and closes the log.
     fn stop_writer(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
         self.shared.wake_writer();
@@ -272,6 +329,7 @@ impl Inner {
             // The writer only panics on a bug; its state is in `Shared`, which stays valid.
             let _ = handle.join();
         }
+        self.shared.detach();
     }
 }
 
@@ -300,13 +358,18 @@ impl Log {
     /// Opens (creating if needed) the log in `dir`, running recovery: a torn tail is
     /// truncated, damaged segments are set aside, and delivery resumes after the last
     /// checkpointed Done position. What recovery found is in [`Log::open_report`].
-    pub fn open(dir: impl AsRef<Path>, mut opts: LogOptions) -> Result<Log> {
+    pub fn open(dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
+        Self::open_with(dir.as_ref(), opts, recovery::Resume::default())
+    }
+
+    fn open_with(dir: &Path, mut opts: LogOptions, resume: recovery::Resume) -> Result<Log> {
         opts.max_record_bytes = opts.max_record_bytes.min(MAX_RECORD_PAYLOAD);
         opts.segment_bytes = opts.segment_bytes.max(format::SEGMENT_HEADER_LEN as u64 + 1);
         opts.queue_bytes = opts.queue_bytes.max(1);
-        let dir = dir.as_ref().to_path_buf();
+        opts.checkpoint_records = opts.checkpoint_records.max(1);
+        let dir = dir.to_path_buf();
         let budget = opts.budget.clone().unwrap_or_default();
-        let rec = recovery::recover(&*opts.fs, &dir, &opts)?;
+        let rec = recovery::recover(&*opts.fs, &dir, &opts, resume)?;
         budget.force_add(rec.bytes);
         let active_first = rec.active.first_seq;
         let active_len = rec.active.len;
@@ -334,24 +397,36 @@ impl Log {
             }),
             reader: Mutex::new(ReaderIo::default()),
             checkpoint: Mutex::new(CheckpointState {
-                written_seq: rec.done_seq,
+                written_seq: rec.checkpoint.done_seq,
                 written_at: Instant::now(),
+                generation: rec.checkpoint.generation,
+                high_water: rec.checkpoint.high_water,
+                file: Some(rec.checkpoint_file),
             }),
+            // Recovery may have moved the Done position or the high-water mark past what the
+            // checkpoint says: write it soon.
             checkpoint_dirty: AtomicBool::new(false),
+            checkpointed: AtomicU64::new(rec.checkpoint.done_seq),
             shutdown: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            no_space: AtomicBool::new(false),
+            need: AtomicU64::new(0),
             bytes: AtomicU64::new(rec.bytes),
             max_bytes: AtomicU64::new(opts.max_bytes.unwrap_or(u64::MAX)),
             retention_us: AtomicU64::new(duration_us(opts.retention)),
             counters: Counters::default(),
             writer_thread: OnceLock::new(),
             id: rec.id,
-            _lock: rec.lock,
+            dir_lock: Mutex::new(Some(rec.lock)),
             budget: budget.clone(),
             dir: dir.clone(),
             fs: opts.fs.clone(),
             opts,
         });
         budget.register(&shared);
+        if rec.done_seq != rec.checkpoint.done_seq || durable_seq != rec.checkpoint.high_water {
+            shared.mark_checkpoint_dirty(None);
+        }
         let name =
             dir.file_name().map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
         let handle = writer::spawn(shared.clone(), rec.active, &name)
@@ -361,6 +436,35 @@ impl Log {
             inner: Arc::new(Inner { shared, writer: Mutex::new(Some(handle)) }),
             report: Arc::new(rec.report),
         })
+    }
+
+    /// Closes this log (if it is not closed yet) and opens its directory again, running
+    /// recovery: how a log heals after a failed write or `fdatasync`.
+    ///
+    /// After a failure, nothing past the last position this instance knew to be durable is
+    /// trusted: the active segment is truncated back to it and segment files created after it
+    /// are removed before anything is appended again. Bytes whose write-back failed may still
+    /// sit in the page cache, readable and with valid checksums, while the disk does not hold
+    /// them; a log that kept them would later hold acknowledged records behind a hole that a
+    /// power cut opens. None of them was ever acknowledged (their commits failed). Delivery
+    /// resumes at the Done position this instance reached.
+    ///
+    /// Clones of this handle answer [`Error::Closed`] from then on. May be called again if it
+    /// fails (the disk is still sick): each call starts from the same trusted position.
+    pub fn reopen(&self) -> Result<Log> {
+        self.inner.stop_writer();
+        let s = self.shared();
+        let trusted = s.progress.failure().map(|_| {
+            let segs = lock(&s.segments);
+            let last = segs.list.last().map_or(0, |x| x.first_seq);
+            (last, segs.durable_end)
+        });
+        let resume = recovery::Resume { trusted, done_seq: lock(&s.cursor).done_seq };
+        let mut opts = s.opts.clone();
+        opts.max_bytes = Some(s.max_bytes.load(Ordering::Acquire)).filter(|&m| m != u64::MAX);
+        opts.retention = Duration::from_micros(s.retention_us.load(Ordering::Acquire));
+        opts.budget = Some(s.budget.clone());
+        Self::open_with(&s.dir, opts, resume)
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -607,8 +711,9 @@ impl Log {
         self.shared().progress.failure().map(|f| (*f).clone())
     }
 
-    /// Flushes queued records, writes a final checkpoint and stops the writer. Other clones
-    /// of this handle see [`Error::Closed`] afterwards.
+    /// Flushes queued records, writes a final checkpoint, stops the writer and releases the
+    /// directory (its lock and its share of the storage budget), even while clones of this
+    /// handle exist: they see [`Error::Closed`] afterwards.
     pub fn close(self) -> Result<()> {
         self.inner.stop_writer();
         self.shared().check_failed()
@@ -619,12 +724,7 @@ impl Log {
         self.inner.stop_writer();
         let dir = self.shared().dir.clone();
         let fs = self.shared().fs.clone();
-        let shared = self.shared().clone();
         drop(self);
-        // Give back the bytes now: the files are going away even if other handles linger.
-        let bytes = shared.bytes.swap(0, Ordering::AcqRel);
-        shared.budget.release(bytes);
-        drop(shared);
         fs.remove_dir_all(&dir).map_err(|e| Error::io("remove log directory", &dir, e))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;

@@ -313,6 +313,7 @@ pub(crate) fn read_batch(
     max_bytes: usize,
 ) -> Result<()> {
     batch.clear();
+    shared.check_open()?;
     let mut io = lock(&shared.reader);
     if let Some(c) = io.pending_error.take() {
         return Err(Error::Corrupt(c));
@@ -386,7 +387,7 @@ pub(crate) fn read_batch(
             shared.counters.lost_records.fetch_add(lost_total, Ordering::Relaxed);
             shared.counters.corrupt_events.fetch_add(1, Ordering::Relaxed);
             absorb(&mut c);
-            shared.mark_done_moved();
+            shared.mark_checkpoint_dirty(Some(c.done_seq));
         }
     }
     if let Some(c) = corruption {
@@ -422,8 +423,9 @@ pub(crate) fn ack_through(shared: &Shared, seq: u64) -> Result<()> {
     c.done_seq = seq;
     c.done_above.remove_through(seq);
     absorb(&mut c);
+    let done = c.done_seq;
     drop(c);
-    shared.mark_done_moved();
+    shared.mark_checkpoint_dirty(Some(done));
     Ok(())
 }
 
@@ -438,10 +440,10 @@ pub(crate) fn ack_one(shared: &Shared, seq: u64) -> Result<()> {
     c.done_above.insert(seq);
     let before = c.done_seq;
     absorb(&mut c);
-    let moved = c.done_seq != before;
+    let (moved, done) = (c.done_seq != before, c.done_seq);
     drop(c);
     if moved {
-        shared.mark_done_moved();
+        shared.mark_checkpoint_dirty(Some(done));
     }
     Ok(())
 }

@@ -1,5 +1,10 @@
 //! Recovery when a log is opened.
 //!
+//! 0. When a failed instance of this log is reopened in the same process
+//!    ([`crate::Log::reopen`]): remove segment files created after its last published
+//!    segment, and truncate that segment to its last known durable end. Those bytes were
+//!    never acknowledged, and after a failed `fdatasync` the page cache may still show them
+//!    although the disk does not hold them.
 //! 1. Lock the directory; remove a leftover `checkpoint.tmp`.
 //! 2. Read each segment's header. A segment whose header is damaged is renamed to
 //!    `<name>.corrupt` (quarantined: set aside for an operator, never read as data) — except a
@@ -7,14 +12,25 @@
 //!    hold an acknowledged record (its header is synced before any record in it is), so it is
 //!    removed.
 //! 3. Scan the last segment record by record. A torn or partial tail is truncated (and the
-//!    truncation synced); damage followed by valid records is reported and left for the
-//!    reader to skip. Sealed segments are not scanned: they were synced before the next
+//!    truncation synced). Damage followed by valid records is a torn write (a later page of an
+//!    unsynced round reached the disk, an earlier one did not) when it lies beyond the
+//!    checkpoint's high-water mark: nothing from the damage on was acknowledged, and it is
+//!    truncated there, so no later record sits behind the hole and no producer position
+//!    counts past it. Within the high-water mark it is damage to durable data: reported and
+//!    left for the reader to skip. Sealed segments are not scanned: they were synced before the next
 //!    segment was created, and the reader verifies every record's checksum anyway. This keeps
 //!    open time independent of how many records are buffered.
-//! 4. Read the checkpoint; delivery resumes just after it.
-//! 5. The producer table is the last segment header's, updated by the tagged records of the
+//! 4. Read the checkpoint (either slot, or a version 1 file); delivery resumes just after its
+//!    Done position. A version 1, missing or damaged file is replaced by a version 2 file
+//!    (temp file, fsync, rename, directory fsync), once; from then on checkpoints are written
+//!    in place.
+//! 5. Sequence numbers never go backwards: the next one is above the checkpoint's
+//!    high-water mark and above every record found in a newest segment set aside for a
+//!    damaged header; if that leaves a gap after the last segment, a new segment starts
+//!    above it.
+//! 6. The producer table is the last segment header's, updated by the tagged records of the
 //!    last segment (step 3 reads them anyway): exactly the tags that survived.
-//! 6. Read the log's identity from `id`, or create it (a new log, or one from a version
+//! 7. Read the log's identity from `id`, or create it (a new log, or one from a version
 //!    that had none).
 //!
 //! Nothing here panics on any content of the directory: unknown files are reported and left
@@ -65,12 +81,31 @@ pub struct OpenReport {
     pub resume_seq: u64,
     /// The sequence number the next append gets.
     pub next_seq: u64,
+    /// Bytes past the last durable position of a failed instance, removed on reopen.
+    pub untrusted_bytes: u64,
+    /// Sequence numbers skipped so that none is used twice (records lost with a damaged
+    /// newest segment).
+    pub skipped_seqs: u64,
     /// Time spent in recovery.
     pub duration: Duration,
 }
 
+/// What a reopened log carries over from its failed instance.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Resume {
+    /// The last segment the failed instance published and its durable end: nothing past it is
+    /// trusted.
+    pub trusted: Option<(u64, u64)>,
+    /// The Done position the old instance reached (0: none).
+    pub done_seq: u64,
+}
+
 pub(crate) struct Recovered {
     pub lock: Box<dyn DirLock>,
+    /// The checkpoint as it is in the file now.
+    pub checkpoint: format::Checkpoint,
+    /// The checkpoint file, open for in-place writes.
+    pub checkpoint_file: Box<dyn crate::fs::FileHandle>,
     pub id: u64,
     pub producers: Producers,
     pub segments: Vec<SegmentInfo>,
@@ -85,7 +120,12 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |e| Error::io(op, path, e)
 }
 
-pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Result<Recovered> {
+pub(crate) fn recover(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    opts: &LogOptions,
+    resume: Resume,
+) -> Result<Recovered> {
     let started = Instant::now();
     create_dir_durably(fs, dir)?;
     let lock = fs.lock_dir(dir).map_err(|e| {
@@ -97,42 +137,143 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
     })?;
     let mut report = OpenReport::default();
     let mut dir_dirty = false;
-    let listing = list(fs, dir, &mut report, &mut dir_dirty)?;
-    let (mut segments, table) =
-        check_headers(fs, dir, &listing.segments, &mut report, &mut dir_dirty)?;
+    let mut listing = list(fs, dir, &mut report, &mut dir_dirty)?;
+    if let Some(trusted) = resume.trusted {
+        report.untrusted_bytes = drop_untrusted(fs, dir, &mut listing, trusted, &mut dir_dirty)?;
+    }
+    let (mut segments, table, quarantined_top) =
+        check_headers(fs, dir, &listing.segments, opts, &mut report, &mut dir_dirty)?;
     let mut producers = Producers::from_entries(&table);
     let id = read_or_create_id(fs, dir, listing.have_id, &mut report)?;
     let mut checkpoint = None;
+    let mut checkpoint_is_v2 = false;
     if listing.have_checkpoint {
         match read_checkpoint(fs, &dir.join(CHECKPOINT_FILE)) {
-            Ok(done) => checkpoint = Some(done),
+            Ok((c, v2)) => {
+                checkpoint = Some(c);
+                checkpoint_is_v2 = v2;
+            }
             Err(why) => report.checkpoint_problem = Some(why),
         }
     }
-    let (active, next_seq) = if let Some(last) = segments.last().copied() {
-        recover_tail(fs, dir, last, opts, &mut report, &mut producers)?
+    let high_water = checkpoint.map_or(0, |c| c.high_water);
+    // Never reuse a number that a durable record, a checkpoint or a set-aside segment had.
+    let floor = high_water
+        .max(checkpoint.map_or(0, |c| c.done_seq))
+        .max(quarantined_top)
+        .saturating_add(1)
+        .max(listing.highest_seen)
+        .max(1);
+    let (mut active, mut next_seq) = if let Some(last) = segments.last().copied() {
+        recover_tail(fs, dir, last, opts, high_water, &mut report, &mut producers)?
     } else {
-        // Never reuse sequence numbers a checkpoint or a set-aside segment has seen.
-        let first = checkpoint.map_or(1, |d| d + 1).max(listing.highest_seen).max(1);
-        let (active, info) = create_first_segment(fs, dir, first)?;
+        let (active, info) = create_segment(fs, dir, floor, &producers)?;
         segments.push(info);
         dir_dirty = true;
-        (active, first)
+        (active, floor)
     };
     if let Some(last) = segments.last_mut() {
         last.bytes = active.len;
+    }
+    if floor > next_seq {
+        // Records numbered up to `floor - 1` existed; the next segment starts above them.
+        report.skipped_seqs = floor - next_seq;
+        let (a, info) = create_segment(fs, dir, floor, &producers)?;
+        segments.push(info);
+        dir_dirty = true;
+        active = a;
+        next_seq = floor;
     }
     if dir_dirty {
         fs.sync_dir(dir).map_err(io_err("sync log directory", dir))?;
     }
     let first_seq = segments.first().map_or(next_seq, |s| s.first_seq);
-    let done_seq = checkpoint.unwrap_or(first_seq - 1).clamp(first_seq - 1, next_seq - 1);
+    let found = checkpoint.map_or(first_seq - 1, |c| c.done_seq);
+    let done_seq = found.max(resume.done_seq).clamp(first_seq - 1, next_seq - 1);
+    let (checkpoint, checkpoint_file) = if let Some(c) = checkpoint.filter(|_| checkpoint_is_v2) {
+        let path = dir.join(CHECKPOINT_FILE);
+        (c, fs.open_rw(&path).map_err(io_err("open checkpoint", &path))?)
+    } else {
+        let c = format::Checkpoint {
+            generation: checkpoint.map_or(0, |c| c.generation) + 1,
+            done_seq,
+            high_water: next_seq - 1,
+            written_us: now_us(),
+        };
+        (c, create_checkpoint_file(fs, dir, &c)?)
+    };
     let bytes = segments.iter().map(|s| s.bytes).sum();
     report.segments = segments.len();
     report.resume_seq = done_seq + 1;
     report.next_seq = next_seq;
     report.duration = started.elapsed();
-    Ok(Recovered { lock, id, producers, segments, active, next_seq, done_seq, bytes, report })
+    Ok(Recovered {
+        lock,
+        checkpoint,
+        checkpoint_file,
+        id,
+        producers,
+        segments,
+        active,
+        next_seq,
+        done_seq,
+        bytes,
+        report,
+    })
+}
+
+/// Step 0: removes segments created after the trusted one and truncates the trusted one to
+/// its durable end. Returns the bytes removed.
+fn drop_untrusted(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    listing: &mut Listing,
+    (segment, end): (u64, u64),
+    dirty: &mut bool,
+) -> Result<u64> {
+    let mut removed = 0;
+    for &seq in listing.segments.iter().filter(|&&s| s > segment) {
+        let path = dir.join(format::segment_file_name(seq));
+        let len = fs.open_read(&path).and_then(|f| f.size()).unwrap_or(0);
+        fs.remove_file(&path).map_err(io_err("remove untrusted segment", &path))?;
+        removed += len;
+        *dirty = true;
+    }
+    listing.segments.retain(|&s| s <= segment);
+    let path = dir.join(format::segment_file_name(segment));
+    if listing.segments.contains(&segment) {
+        let file = fs.open_rw(&path).map_err(io_err("open segment", &path))?;
+        let len = file.size().map_err(io_err("stat segment", &path))?;
+        if len > end {
+            file.set_len(end).map_err(io_err("truncate untrusted tail of", &path))?;
+            file.sync_data().map_err(io_err("sync segment", &path))?;
+            removed += len - end;
+        }
+    }
+    if *dirty {
+        // The removals must be durable before anything is appended after them.
+        fs.sync_dir(dir).map_err(io_err("sync log directory", dir))?;
+        *dirty = false;
+    }
+    Ok(removed)
+}
+
+/// Writes a new checkpoint file holding `c` (temp file, fsync, rename, directory fsync) and
+/// opens it for in-place writes.
+fn create_checkpoint_file(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    c: &format::Checkpoint,
+) -> Result<Box<dyn crate::fs::FileHandle>> {
+    let tmp = dir.join(CHECKPOINT_TMP);
+    let path = dir.join(CHECKPOINT_FILE);
+    let file = fs.create_truncate(&tmp).map_err(io_err("create", &tmp))?;
+    crate::fs::write_all_at(&*file, &format::encode_checkpoint_file(c), 0)
+        .map_err(io_err("write", &tmp))?;
+    file.sync_data().map_err(io_err("sync", &tmp))?;
+    fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+    fs.sync_dir(dir).map_err(io_err("sync log directory", dir))?;
+    Ok(file)
 }
 
 struct Listing {
@@ -183,8 +324,9 @@ fn list(
     Ok(l)
 }
 
-/// The segments found, and the producer table of the last one.
-type Headers = (Vec<SegmentInfo>, Vec<(u64, u64)>);
+/// The segments found, the producer table of the last one, and the highest sequence number
+/// found in a newest segment set aside (0: none).
+type Headers = (Vec<SegmentInfo>, Vec<(u64, u64)>, u64);
 
 /// Reads every segment header; sets aside segments whose header is damaged. Returns the
 /// segments and the producer table of the last one.
@@ -192,11 +334,13 @@ fn check_headers(
     fs: &dyn FileSystem,
     dir: &Path,
     seqs: &[u64],
+    opts: &LogOptions,
     report: &mut OpenReport,
     dirty: &mut bool,
 ) -> Result<Headers> {
     let mut segments = Vec::with_capacity(seqs.len());
     let mut table = Vec::new();
+    let mut quarantined_top = 0;
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(format::segment_file_name(seq));
         let file = fs.open_read(&path).map_err(io_err("open segment", &path))?;
@@ -237,6 +381,11 @@ fn check_headers(
             Ok((h, _)) => format!("header says first seq {} but the name says {seq}", h.first_seq),
             Err(e) => e.describe(),
         };
+        if i + 1 == seqs.len() {
+            // The newest segment: its records may be the newest numbers handed out; find the
+            // highest so that none is used again.
+            quarantined_top = highest_seq_in(fs, &path, seq, opts).unwrap_or(seq);
+        }
         let q = dir.join(format!("{}{QUARANTINE_SUFFIX}", format::segment_file_name(seq)));
         fs.rename(&path, &q).map_err(io_err("quarantine segment", &path))?;
         *dirty = true;
@@ -249,7 +398,29 @@ fn check_headers(
         });
         report.quarantined.push(q);
     }
-    Ok((segments, table))
+    Ok((segments, table, quarantined_top))
+}
+
+/// The highest sequence number of a valid record in a segment whose header is damaged: the
+/// scan starts at the file's beginning and resynchronises onto the first record.
+fn highest_seq_in(
+    fs: &dyn FileSystem,
+    path: &Path,
+    first_seq: u64,
+    opts: &LogOptions,
+) -> Option<u64> {
+    let file = fs.open_read(path).ok()?;
+    let len = file.size().ok()?;
+    let mut scanner =
+        Scanner::new(file, 0, first_seq.saturating_sub(1), len, opts.max_record_bytes);
+    let mut top = None;
+    loop {
+        match scanner.next_item().ok()? {
+            ScanItem::Record(m) => top = Some(m.seq),
+            ScanItem::Corrupt { .. } => {}
+            ScanItem::End { .. } => return top,
+        }
+    }
 }
 
 /// The log's identity: read from [`ID_FILE`], or created (temp file, fsync, rename,
@@ -313,16 +484,18 @@ fn new_id(dir: &Path) -> u64 {
     h.finish().max(1)
 }
 
-/// Creates the first segment of an empty log (the caller syncs the directory).
-fn create_first_segment(
+/// Creates a new last segment starting at `first` (the caller syncs the directory).
+fn create_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     first: u64,
+    producers: &Producers,
 ) -> Result<(ActiveSegment, SegmentInfo)> {
     let path = dir.join(format::segment_file_name(first));
     let created_us = now_us();
     let file = fs.create_new(&path).map_err(io_err("create segment", &path))?;
-    let header = SegmentHeader { first_seq: first, created_us, producers: Vec::new() }.encode();
+    let header =
+        SegmentHeader { first_seq: first, created_us, producers: producers.entries() }.encode();
     crate::fs::write_all_at(&*file, &header, 0).map_err(io_err("write segment header", &path))?;
     file.sync_data().map_err(io_err("sync segment", &path))?;
     let len = header.len() as u64;
@@ -353,13 +526,18 @@ fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_checkpoint(fs: &dyn FileSystem, path: &Path) -> std::result::Result<u64, String> {
+/// The checkpoint, and whether the file is a version 2 file that can be written in place.
+fn read_checkpoint(
+    fs: &dyn FileSystem,
+    path: &Path,
+) -> std::result::Result<(format::Checkpoint, bool), String> {
     let file = fs.open_read(path).map_err(|e| format!("cannot open checkpoint: {e}"))?;
-    let mut buf = [0u8; format::CHECKPOINT_LEN + 1];
+    let mut buf = vec![0u8; format::CHECKPOINT_FILE_LEN + 1];
     let n =
         read_full_at(&*file, &mut buf, 0).map_err(|e| format!("cannot read checkpoint: {e}"))?;
-    format::decode_checkpoint(&buf[..n])
-        .map_err(|e| format!("damaged checkpoint: {}", e.describe()))
+    let c = format::decode_checkpoint_file(&buf[..n])
+        .map_err(|e| format!("damaged checkpoint: {}", e.describe()))?;
+    Ok((c, n == format::CHECKPOINT_FILE_LEN))
 }
 
 fn recover_tail(
@@ -367,6 +545,7 @@ fn recover_tail(
     dir: &Path,
     seg: SegmentInfo,
     opts: &LogOptions,
+    high_water: u64,
     report: &mut OpenReport,
     producers: &mut Producers,
 ) -> Result<(ActiveSegment, u64)> {
@@ -374,12 +553,16 @@ fn recover_tail(
     let file = fs.open_rw(&path).map_err(io_err("open segment", &path))?;
     let len = file.size().map_err(io_err("stat segment", &path))?;
     let mut scanner = Scanner::new(file, seg.data_start, seg.first_seq, len, opts.max_record_bytes);
-    let valid_end = loop {
+    let (valid_end, next_seq) = loop {
         match scanner.next_item().map_err(io_err("scan segment", &path))? {
             ScanItem::Record(m) => {
                 if let Some((producer, pseq)) = m.tag {
                     producers.set(producer, pseq, m.seq);
                 }
+            }
+            ScanItem::Corrupt { offset, expected_seq, .. } if expected_seq > high_water => {
+                // A torn write: truncated below; the next number is the first one it lost.
+                break (offset, expected_seq);
             }
             ScanItem::Corrupt { offset, problem, expected_seq, resume_seq, .. } => {
                 report.corruption.push(Corruption {
@@ -390,10 +573,9 @@ fn recover_tail(
                     reason: problem.describe().to_string(),
                 });
             }
-            ScanItem::End { offset, .. } => break offset,
+            ScanItem::End { offset, .. } => break (offset, scanner.expected_seq()),
         }
     };
-    let next_seq = scanner.expected_seq();
     let file = scanner.into_source();
     if valid_end < len {
         file.set_len(valid_end).map_err(io_err("truncate torn tail of", &path))?;

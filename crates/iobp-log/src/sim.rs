@@ -11,7 +11,14 @@
 //! with `EIO`, so a log instance still running on it cannot touch the new state.
 //!
 //! [`Faults`] injects the failures a real disk produces: short writes, `EIO` from `fdatasync`,
-//! `ENOSPC` after a byte budget, `EIO` on writes.
+//! `ENOSPC` after a byte budget or when the file system's capacity is used up, `EIO` on
+//! writes, slow `fdatasync`s.
+//!
+//! A failed `fdatasync` behaves as Linux does since 4.13 ("fsyncgate"): the data it should have
+//! written stays readable in the page cache, but it is no longer dirty, so a later successful
+//! `fdatasync` does not write it either. What a power cut then keeps in its place is what was
+//! durable before (zeros past the old end). A log that trusted those bytes after the error
+//! would hold a hole that only a power cut reveals.
 //!
 //! This module is part of the public API so that crates above the log can run their own
 //! crash tests; it has no dependencies and costs nothing when unused.
@@ -38,6 +45,12 @@ pub struct Faults {
     pub short_writes: bool,
     /// `sync_dir` fails with `EIO`.
     pub fail_sync_dir: bool,
+    /// The file system holds at most this many bytes of file data (all files reachable from a
+    /// directory); a write or extension beyond it fails with `ENOSPC` (cut short first).
+    /// Removing files gives the space back. [`FileSystem::space`] reports it.
+    pub capacity_bytes: Option<u64>,
+    /// Every `sync_data` takes this long (the caller's thread sleeps; other operations go on).
+    pub sync_delay: Option<std::time::Duration>,
 }
 
 /// What happens to data written but not yet synced when the power is cut.
@@ -49,6 +62,9 @@ pub enum TornWrites {
     KeepPrefix,
     /// A random prefix survives and the bytes after it, up to the old length, are garbage.
     Garbage,
+    /// All of it survives except a random stretch in its middle, which reads as zeros: the
+    /// disk wrote a later page of the unsynced tail but not an earlier one.
+    Hole,
 }
 
 /// A simulated file system; clones share state.
@@ -73,6 +89,61 @@ struct Dir {
 struct Node {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// Byte ranges whose write-back a failed `sync_data` dropped: readable in `data`, but a
+    /// later sync keeps what was durable there before (zeros past the old end).
+    dropped: Vec<std::ops::Range<usize>>,
+}
+
+impl Node {
+    /// What a successful sync makes durable: the data, except dropped ranges.
+    fn sync(&mut self) {
+        let mut new = self.data.clone();
+        for r in &self.dropped {
+            for (i, b) in new.iter_mut().enumerate().take(r.end).skip(r.start) {
+                *b = self.durable.get(i).copied().unwrap_or(0);
+            }
+        }
+        self.durable = new;
+    }
+
+    /// A failed sync: everything not yet durable is dropped from write-back.
+    fn drop_dirty(&mut self) {
+        let first_diff = self
+            .data
+            .iter()
+            .zip(&self.durable)
+            .position(|(a, b)| a != b)
+            .unwrap_or(self.data.len().min(self.durable.len()));
+        if first_diff < self.data.len() {
+            self.dropped.push(first_diff..self.data.len());
+        }
+    }
+
+    /// A write of `range` makes those bytes dirty again.
+    fn rewrite(&mut self, range: std::ops::Range<usize>) {
+        let mut out = Vec::new();
+        for r in self.dropped.drain(..) {
+            if r.end <= range.start || r.start >= range.end {
+                out.push(r);
+                continue;
+            }
+            if r.start < range.start {
+                out.push(r.start..range.start);
+            }
+            if r.end > range.end {
+                out.push(range.end..r.end);
+            }
+        }
+        self.dropped = out;
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.data.resize(len, 0);
+        for r in &mut self.dropped {
+            r.end = r.end.min(len);
+        }
+        self.dropped.retain(|r| r.start < r.end);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -217,6 +288,7 @@ impl SimFs {
         let node = st.nodes.entry(ino).or_default();
         node.data = data.to_vec();
         node.durable = data.to_vec();
+        node.dropped.clear();
         Ok(())
     }
 }
@@ -227,14 +299,25 @@ fn survive(node: &Node, torn: TornWrites, rng: &mut XorShift) -> Node {
     let unsynced_tail = node.data.len() > data.len() && node.data.starts_with(&data);
     if torn != TornWrites::LoseAll && unsynced_tail {
         let extra = node.data.len() - data.len();
-        let keep = usize::try_from(rng.next() % (extra as u64 + 1)).unwrap_or(0);
-        data.extend_from_slice(&node.data[node.durable.len()..node.durable.len() + keep]);
-        if torn == TornWrites::Garbage && rng.next().is_multiple_of(2) {
-            let garbage = usize::try_from(rng.next() % (extra - keep + 1) as u64).unwrap_or(0);
-            data.extend((0..garbage).map(|_| rng.next().to_le_bytes()[0]));
+        let tail = &node.data[node.durable.len()..];
+        if torn == TornWrites::Hole {
+            // A stretch [a, b) with something after it survives as zeros.
+            let a = usize::try_from(rng.next() % extra as u64).unwrap_or(0);
+            let b = a + 1 + usize::try_from(rng.next() % (extra - a) as u64).unwrap_or(0);
+            let b = b.min(extra.saturating_sub(1)).max(a);
+            data.extend_from_slice(&tail[..a]);
+            data.extend(std::iter::repeat_n(0u8, b - a));
+            data.extend_from_slice(&tail[b..]);
+        } else {
+            let keep = usize::try_from(rng.next() % (extra as u64 + 1)).unwrap_or(0);
+            data.extend_from_slice(&tail[..keep]);
+            if torn == TornWrites::Garbage && rng.next().is_multiple_of(2) {
+                let garbage = usize::try_from(rng.next() % (extra - keep + 1) as u64).unwrap_or(0);
+                data.extend((0..garbage).map(|_| rng.next().to_le_bytes()[0]));
+            }
         }
     }
-    Node { durable: data.clone(), data }
+    Node { durable: data.clone(), data, dropped: Vec::new() }
 }
 
 struct XorShift(u64);
@@ -251,6 +334,27 @@ impl XorShift {
 }
 
 impl State {
+    /// Bytes of file data reachable from some directory entry.
+    fn usage(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        for d in self.dirs.values() {
+            for e in d.entries.values() {
+                if let Entry::File(ino) = e
+                    && seen.insert(*ino)
+                {
+                    total += self.nodes.get(ino).map_or(0, |n| n.data.len() as u64);
+                }
+            }
+        }
+        total
+    }
+
+    /// Bytes a file may still grow by under `capacity_bytes`.
+    fn room(&self) -> u64 {
+        self.faults.capacity_bytes.map_or(u64::MAX, |c| c.saturating_sub(self.usage()))
+    }
+
     fn alloc_ino(&mut self) -> u64 {
         self.next_ino += 1;
         self.next_ino
@@ -271,7 +375,7 @@ impl State {
         match existing {
             Some(Entry::File(ino)) if !exclusive => {
                 let ino = *ino;
-                self.nodes.entry(ino).or_default().data.clear();
+                self.nodes.entry(ino).or_default().truncate(0);
                 Ok(ino)
             }
             Some(_) => Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists")),
@@ -323,33 +427,54 @@ impl FileHandle for SimFile {
             }
             len = len.min(usize::try_from(room).unwrap_or(usize::MAX));
         }
+        let off = usize::try_from(offset).map_err(|_| eio("offset"))?;
+        let cur = st.nodes.get(&self.ino).map_or(0, |n| n.data.len());
+        let growth = (off + len).saturating_sub(cur) as u64;
+        let room = st.room();
+        if growth > room {
+            // Only what fits in the space left is written.
+            let fits = usize::try_from((cur as u64 + room).saturating_sub(off as u64))
+                .unwrap_or(usize::MAX);
+            if fits == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
+            }
+            len = len.min(fits);
+        }
         st.writes += 1;
         st.written_bytes += len as u64;
         let node = st.nodes.entry(self.ino).or_default();
-        let off = usize::try_from(offset).map_err(|_| eio("offset"))?;
         if node.data.len() < off + len {
             node.data.resize(off + len, 0);
         }
         node.data[off..off + len].copy_from_slice(&buf[..len]);
+        node.rewrite(off..off + len);
         Ok(len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let delay = self.fs.lock()?.faults.sync_delay;
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
         let mut st = self.fs.lock()?;
         if st.faults.fail_sync_after.is_some_and(|n| st.syncs >= n) {
+            st.nodes.entry(self.ino).or_default().drop_dirty();
             return Err(eio("fdatasync"));
         }
         st.syncs += 1;
         st.sync_data_calls += 1;
-        let node = st.nodes.entry(self.ino).or_default();
-        node.durable.clone_from(&node.data);
+        st.nodes.entry(self.ino).or_default().sync();
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut st = self.fs.lock()?;
-        let node = st.nodes.entry(self.ino).or_default();
-        node.data.resize(usize::try_from(len).map_err(|_| eio("length"))?, 0);
+        let len = usize::try_from(len).map_err(|_| eio("length"))?;
+        let cur = st.nodes.get(&self.ino).map_or(0, |n| n.data.len());
+        if len > cur && (len - cur) as u64 > st.room() {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
+        }
+        st.nodes.entry(self.ino).or_default().truncate(len);
         Ok(())
     }
 
@@ -468,6 +593,11 @@ impl FileSystem for SimFs {
         let dir = st.dirs.get_mut(&normalize(path)).ok_or_else(|| not_found(path))?;
         dir.durable = dir.entries.clone();
         Ok(())
+    }
+
+    fn space(&self, _path: &Path) -> io::Result<Option<crate::fs::Space>> {
+        let st = self.lock()?;
+        Ok(st.faults.capacity_bytes.map(|total| crate::fs::Space { total, available: st.room() }))
     }
 
     fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {

@@ -16,6 +16,13 @@
 //! Invariant: `Progress::publish(seq)` is called only after a completed `fdatasync` (and, for
 //! a new segment, a completed directory sync) covering every record up to `seq`.
 //!
+//! No space (`ENOSPC`, `EDQUOT` from a write or a file creation): nothing of the round was
+//! synced or published, so the round is undone — new segment files removed, the active
+//! segment truncated back — and held: appends are refused as `Full` meanwhile (the sources
+//! hold back), and the same round is written again once the file system has room. This is not
+//! a blind retry: no byte whose write-back failed is ever trusted; an `fdatasync` error, whatever
+//! its kind, fails the log.
+//!
 //! Idempotent producers: a tagged append skips the records whose producer sequence number is
 //! not above the producer's last one in the table, under the same lock that assigns sequence
 //! numbers, so two retries can never both get in. Each tagged record carries its tag, so the
@@ -71,6 +78,12 @@ impl Producers {
         self.map.get(&producer).map(|p| p.0)
     }
 
+    /// The log sequence number of `producer`'s last record, where known (0: in a segment
+    /// before the active one's header, hence durable).
+    pub(crate) fn last_log_seq(&self, producer: u64) -> u64 {
+        self.map.get(&producer).map_or(0, |p| p.1)
+    }
+
     /// Records that `producer`'s record `pseq` is (or will be) at log sequence `seq`.
     pub(crate) fn set(&mut self, producer: u64, pseq: u64, seq: u64) {
         self.map.insert(producer, (pseq, seq));
@@ -95,9 +108,12 @@ impl Producers {
 /// What a tagged append did.
 #[derive(Debug)]
 pub struct TaggedAppend {
-    /// Resolves when the appended records are durable; `None` when every record was already
-    /// in the log.
-    pub commit: Option<Commit>,
+    /// Resolves once **every** record of the call is durable: those appended now and the
+    /// duplicates, which another caller may have queued a moment ago and which may not be
+    /// synced yet. Acknowledge a producer only after it resolved.
+    pub commit: Commit,
+    /// The log sequence numbers given to the records appended now (`None`: all duplicates).
+    pub appended: Option<std::ops::RangeInclusive<u64>>,
     /// Records skipped because the producer had already appended them.
     pub duplicates: usize,
 }
@@ -165,6 +181,7 @@ pub(crate) fn try_append_batch<T: AsRef<[u8]>>(
     shared: &Arc<Shared>,
     payloads: &[T],
 ) -> Result<Commit> {
+    shared.check_open()?;
     shared.check_failed()?;
     if shared.shutdown.load(Ordering::Acquire) {
         return Err(Error::Closed);
@@ -221,6 +238,7 @@ pub(crate) fn try_append_tagged<T: AsRef<[u8]>>(
     producer: u64,
     records: &[(u64, T)],
 ) -> Result<TaggedAppend> {
+    shared.check_open()?;
     shared.check_failed()?;
     if shared.shutdown.load(Ordering::Acquire) {
         return Err(Error::Closed);
@@ -247,17 +265,23 @@ pub(crate) fn try_append_tagged<T: AsRef<[u8]>>(
             .map(|(_, p)| format::tagged_record_len(p.as_ref().len()) as u64)
             .sum()
     };
-    let seen = lock(&shared.append).producers.get(producer).unwrap_or(0);
+    let (seen, last_log_seq) = {
+        let st = lock(&shared.append);
+        (st.producers.get(producer).unwrap_or(0), st.producers.last_log_seq(producer))
+    };
     let reserved = size(seen);
     if reserved == 0 {
-        return Ok(TaggedAppend { commit: None, duplicates: records.len() });
+        // Every record is here already, perhaps queued by another session and not yet
+        // durable: the commit covers the producer's last record.
+        let commit = Commit::new(shared.progress.clone(), last_log_seq, last_log_seq);
+        return Ok(TaggedAppend { commit, appended: None, duplicates: records.len() });
     }
     if !shared.progress.has_room() {
         return Err(Error::Backlogged);
     }
     crate::retention::reserve(shared, reserved)?;
     let ts = now_us();
-    let (range, was_empty, used, duplicates) = {
+    let (range, was_empty, used, duplicates, last_log_seq) = {
         let mut st = lock(&shared.append);
         if st.closed {
             drop(st);
@@ -265,6 +289,7 @@ pub(crate) fn try_append_tagged<T: AsRef<[u8]>>(
             return Err(Error::Closed);
         }
         let seen = st.producers.get(producer).unwrap_or(0);
+        let last_log_seq = st.producers.last_log_seq(producer);
         let first = st.next_seq;
         let was_empty = st.buf.is_empty();
         let segment_bytes = shared.opts.segment_bytes;
@@ -289,16 +314,19 @@ pub(crate) fn try_append_tagged<T: AsRef<[u8]>>(
         }
         shared.progress.set_queued(st.buf.len());
         let range = (st.next_seq > first).then(|| (first, st.next_seq - 1));
-        (range, was_empty, used, duplicates)
+        (range, was_empty, used, duplicates, last_log_seq)
     };
     crate::retention::unreserve(shared, reserved - used);
     let Some((first, last)) = range else {
-        return Ok(TaggedAppend { commit: None, duplicates });
+        // Another caller appended them between our look and the lock.
+        let commit = Commit::new(shared.progress.clone(), last_log_seq, last_log_seq);
+        return Ok(TaggedAppend { commit, appended: None, duplicates });
     };
     if was_empty {
         shared.wake_writer();
     }
-    Ok(TaggedAppend { commit: Some(Commit::new(shared.progress.clone(), first, last)), duplicates })
+    let commit = Commit::new(shared.progress.clone(), first, last);
+    Ok(TaggedAppend { commit, appended: Some(first..=last), duplicates })
 }
 
 pub(crate) fn spawn(
@@ -317,6 +345,22 @@ struct Job {
     rolls: Vec<Roll>,
 }
 
+/// Why a round did not complete.
+enum RoundError {
+    /// The file system had no room for a write or a new file; the round was undone and can be
+    /// written again as it is.
+    NoSpace,
+    /// Anything else; the log is failed (already recorded).
+    Failed,
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
+/// Longest pause between attempts to write a held round.
+const NO_SPACE_MAX_PAUSE: Duration = Duration::from_millis(500);
+
 struct Writer {
     shared: Arc<Shared>,
     active: ActiveSegment,
@@ -326,7 +370,6 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        let interval = self.shared.opts.checkpoint_interval;
         loop {
             let job = {
                 let mut st = lock(&self.shared.append);
@@ -336,7 +379,8 @@ impl Writer {
                         None
                     } else {
                         drop(st);
-                        self.idle(interval);
+                        // Checkpoints are the housekeeper's; an idle writer costs nothing.
+                        std::thread::park();
                         continue;
                     }
                 } else {
@@ -347,19 +391,18 @@ impl Writer {
             };
             let Some(job) = job else { break };
             self.shared.progress.wake_space();
-            let result = self.write(&job);
+            let result = self.write_held(&job);
             self.spare.clear();
             // A burst can leave a large buffer behind; keep the steady-state footprint small.
             if self.spare.capacity() > 2 * self.shared.opts.queue_bytes {
                 self.spare.shrink_to(self.shared.opts.queue_bytes);
             }
             if result.is_err() {
-                // Failed: `write` already recorded the cause and woke every waiter. Nothing
-                // more is written; the queue is refused from now on.
+                // Failed: the cause is recorded and every waiter woken. Nothing more is
+                // written; the queue is refused from now on.
                 lock(&self.shared.append).closed = true;
                 return;
             }
-            self.maybe_checkpoint(interval);
         }
         if self.shared.progress.failure().is_none() {
             let _ = crate::retention::write_checkpoint(&self.shared);
@@ -367,38 +410,116 @@ impl Writer {
         self.shared.progress.close();
     }
 
-    /// Nothing queued: checkpoint if due, then sleep until woken (or the checkpoint is due).
-    fn idle(&mut self, interval: Duration) {
-        self.maybe_checkpoint(interval);
-        if self.shared.checkpoint_dirty.load(Ordering::Acquire) {
-            let since = lock(&self.shared.checkpoint).written_at.elapsed();
-            std::thread::park_timeout(interval.saturating_sub(since).max(Duration::from_millis(1)));
-        } else {
-            std::thread::park();
+    /// Writes a round; while the file system has no room, holds it and tries again.
+    fn write_held(&mut self, job: &Job) -> std::result::Result<(), ()> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.write(job) {
+                Ok(()) => {
+                    self.shared.no_space.store(false, Ordering::Release);
+                    return Ok(());
+                }
+                Err(RoundError::Failed) => return Err(()),
+                Err(RoundError::NoSpace) => {
+                    self.shared.no_space.store(true, Ordering::Release);
+                    self.shared.budget.want_space(self.spare.len() as u64);
+                    if self.shared.shutdown.load(Ordering::Acquire) {
+                        // Closing with records that never found room: they were never
+                        // accepted; their commits fail.
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::StorageFull,
+                            "no space left on the file system; records not written at close",
+                        );
+                        let _ = self.shared.fail("write", &self.shared.dir, &e);
+                        return Err(());
+                    }
+                    std::thread::park_timeout(pause);
+                    pause = (pause * 2).min(NO_SPACE_MAX_PAUSE);
+                }
+            }
         }
     }
 
-    fn maybe_checkpoint(&self, interval: Duration) {
-        if self.shared.checkpoint_dirty.load(Ordering::Acquire)
-            && lock(&self.shared.checkpoint).written_at.elapsed() >= interval
-        {
-            // A failure is recorded in the log's state by `write_checkpoint` itself.
-            let _ = crate::retention::write_checkpoint(&self.shared);
+    /// One round: the queued bytes to their segments, one `fdatasync`, publish.
+    fn write(&mut self, job: &Job) -> std::result::Result<(), RoundError> {
+        // Where the round starts, to undo it when there is no room.
+        let start_len = self.active.len;
+        let mut replaced: Option<ActiveSegment> = None;
+        let mut created: Vec<SegmentInfo> = Vec::new();
+        let outcome = self.write_round(job, &mut replaced, &mut created);
+        if let Err(RoundError::NoSpace) = outcome {
+            self.undo(start_len, replaced, &created)?;
         }
+        outcome
     }
 
-    fn write(&mut self, job: &Job) -> Result<()> {
+    /// Removes the segments this round created and truncates the segment it started in back
+    /// to where it began.
+    fn undo(
+        &mut self,
+        start_len: u64,
+        replaced: Option<ActiveSegment>,
+        created: &[SegmentInfo],
+    ) -> std::result::Result<(), RoundError> {
         let shared = self.shared.clone();
+        if let Some(first) = replaced {
+            self.active = first;
+        }
+        for c in created {
+            let path = shared.segment_path(c.first_seq);
+            match shared.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    shared.fail("remove", &path, &e);
+                    return Err(RoundError::Failed);
+                }
+            }
+            crate::retention::unreserve(&shared, c.data_start);
+        }
+        if !created.is_empty() {
+            // Best effort: a segment that reappears after a power cut holds only records that
+            // were never acknowledged, in sequence after the truncated one.
+            let _ = shared.fs.sync_dir(&shared.dir);
+        }
+        let path = shared.segment_path(self.active.first_seq);
+        if let Err(e) = self.active.file.set_len(start_len) {
+            shared.fail("truncate", &path, &e);
+            return Err(RoundError::Failed);
+        }
+        self.active.len = start_len;
+        Ok(())
+    }
+
+    fn write_round(
+        &mut self,
+        job: &Job,
+        replaced: &mut Option<ActiveSegment>,
+        created: &mut Vec<SegmentInfo>,
+    ) -> std::result::Result<(), RoundError> {
+        let shared = self.shared.clone();
+        // A write or creation without room can be undone; anything else fails the log.
+        let fail_or_full = |op: &'static str, path: &std::path::Path, e: &std::io::Error| {
+            if is_no_space(e) {
+                RoundError::NoSpace
+            } else {
+                shared.fail(op, path, e);
+                RoundError::Failed
+            }
+        };
+        let failed = |op: &'static str, path: &std::path::Path, e: &std::io::Error| {
+            shared.fail(op, path, e);
+            RoundError::Failed
+        };
         let mut start = 0usize;
         let mut sealed: Vec<(u64, u64)> = Vec::new();
-        let mut created: Vec<SegmentInfo> = Vec::new();
         for roll in &job.rolls {
-            self.write_chunk(start, roll.offset)?;
+            self.write_chunk(start, roll.offset).map_err(|(p, e)| fail_or_full("write", &p, &e))?;
             start = roll.offset;
             // The old segment must be complete on disk before the next one can exist, or a
             // crash could leave a gap in the middle of the log.
             let old_path = shared.segment_path(self.active.first_seq);
-            self.active.file.sync_data().map_err(|e| shared.fail("fdatasync", &old_path, &e))?;
+            self.active.file.sync_data().map_err(|e| failed("fdatasync", &old_path, &e))?;
             shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
             // The segment being sealed may itself have been created earlier in this round.
             match created.last_mut() {
@@ -406,33 +527,43 @@ impl Writer {
                 _ => sealed.push((self.active.first_seq, self.active.len)),
             }
             let path = shared.segment_path(roll.first_seq);
-            let file = shared.fs.create_new(&path).map_err(|e| shared.fail("create", &path, &e))?;
+            let file =
+                shared.fs.create_new(&path).map_err(|e| fail_or_full("create", &path, &e))?;
             let header = SegmentHeader {
                 first_seq: roll.first_seq,
                 created_us: roll.created_us,
                 producers: roll.producers.clone(),
             }
             .encode();
-            write_all_at(&*file, &header, 0).map_err(|e| shared.fail("write", &path, &e))?;
             let header_len = header.len() as u64;
             crate::retention::force_add(&shared, header_len);
-            self.active = ActiveSegment { first_seq: roll.first_seq, file, len: header_len };
             created.push(SegmentInfo {
                 first_seq: roll.first_seq,
                 bytes: header_len,
                 created_us: roll.created_us,
                 data_start: header_len,
             });
+            let old = std::mem::replace(
+                &mut self.active,
+                ActiveSegment { first_seq: roll.first_seq, file, len: 0 },
+            );
+            if replaced.is_none() {
+                *replaced = Some(old);
+            }
+            write_all_at(&*self.active.file, &header, 0)
+                .map_err(|e| fail_or_full("write", &path, &e))?;
+            self.active.len = header_len;
         }
-        self.write_chunk(start, self.spare.len())?;
+        self.write_chunk(start, self.spare.len())
+            .map_err(|(p, e)| fail_or_full("write", &p, &e))?;
         let path = shared.segment_path(self.active.first_seq);
-        self.active.file.sync_data().map_err(|e| shared.fail("fdatasync", &path, &e))?;
+        self.active.file.sync_data().map_err(|e| failed("fdatasync", &path, &e))?;
         shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
         if !created.is_empty() {
             shared
                 .fs
                 .sync_dir(&shared.dir)
-                .map_err(|e| shared.fail("sync directory", &shared.dir, &e))?;
+                .map_err(|e| failed("sync directory", &shared.dir, &e))?;
         }
         {
             let mut segs = lock(&shared.segments);
@@ -441,24 +572,30 @@ impl Writer {
                     s.bytes = len;
                 }
             }
-            segs.list.extend(created);
+            segs.list.append(created);
             if let Some(last) = segs.list.last_mut() {
                 last.bytes = self.active.len;
             }
             segs.durable_end = self.active.len;
             segs.durable_last_seq = job.last_seq;
         }
+        // The replaced segment's handle is no longer needed.
+        replaced.take();
         shared.progress.publish(job.last_seq);
+        shared.mark_checkpoint_dirty(None);
         Ok(())
     }
 
-    fn write_chunk(&mut self, from: usize, to: usize) -> Result<()> {
+    fn write_chunk(
+        &mut self,
+        from: usize,
+        to: usize,
+    ) -> std::result::Result<(), (PathBuf, std::io::Error)> {
         if from == to {
             return Ok(());
         }
-        let path: PathBuf = self.shared.segment_path(self.active.first_seq);
         write_all_at(&*self.active.file, &self.spare[from..to], self.active.len)
-            .map_err(|e| self.shared.fail("write", &path, &e))?;
+            .map_err(|e| (self.shared.segment_path(self.active.first_seq), e))?;
         self.active.len += (to - from) as u64;
         Ok(())
     }

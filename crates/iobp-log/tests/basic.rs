@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use iobp_log::sim::SimFs;
+use iobp_log::sim::{SimFs, TornWrites};
 use iobp_log::{Error, Log, LogOptions, MessageState, StorageBudget};
 
 fn sim_opts(fs: &SimFs) -> LogOptions {
@@ -202,11 +202,30 @@ fn full_storage_is_a_typed_outcome_and_done_data_makes_room() {
         assert!(n < 1000, "limit never reached");
     }
     assert!(budget.is_warning());
-    // Deliver and confirm everything: the next append frees Done segments and succeeds.
+    // Deliver and confirm everything: the housekeeper frees Done segments and an append
+    // succeeds again (appenders never do that disk work themselves).
     let _ = drain(&log);
     log.ack_through(n).expect("ack");
-    log.try_append(&p).expect("room after release").wait().expect("durable");
+    append_when_room(&log, &p);
     assert!(log.stats().first_seq > 1, "old Done segments were released");
+}
+
+/// Appends once the housekeeper has made room (the caller would hold its sender meanwhile).
+fn append_when_room(log: &Log, p: &[u8]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match log.try_append(p) {
+            Ok(c) => {
+                c.wait().expect("durable");
+                return;
+            }
+            Err(Error::Full { .. }) => {
+                assert!(std::time::Instant::now() < deadline, "never freed: {:?}", log.stats());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[test]
@@ -275,7 +294,7 @@ fn global_budget_is_shared_and_reclaims_other_logs_done_data() {
     assert!(matches!(b.try_append(&p), Err(Error::Full { scope: "global", .. })));
     let _ = drain(&a);
     a.ack_through(n).expect("ack");
-    b.try_append(&p).expect("room reclaimed from a").wait().expect("durable");
+    append_when_room(&b, &p);
     assert_eq!(budget.used(), a.stats().bytes + b.stats().bytes);
     drop(a);
     assert_eq!(budget.used(), b.stats().bytes, "closing a log gives its bytes back");
@@ -393,4 +412,63 @@ fn new_segment_and_log_directory_entries_are_synced() {
         .expect("reopen");
     let got: Vec<u64> = drain(&log).into_iter().map(|(s, _)| s).collect();
     assert_eq!(got, vec![1, 2]);
+}
+
+#[test]
+fn redelivery_after_a_crash_is_bounded_by_a_count_as_well_as_time() {
+    // A fast drain marks many records Done within one checkpoint interval; the count trigger
+    // keeps what a crash re-delivers bounded however fast delivery is.
+    let fs = SimFs::new();
+    let opts = LogOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        checkpoint_records: 1000,
+        ..sim_opts(&fs)
+    };
+    let log = Log::open("/l", opts.clone()).expect("open");
+    let payloads: Vec<Vec<u8>> = (0..20_000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    log.try_append_batch(&payloads).expect("queue").wait().expect("durable");
+    let mut done = 0;
+    loop {
+        let b = log.read_batch(500, 1 << 20).expect("read");
+        let Some(last) = b.last_seq() else { break };
+        log.ack_through(last).expect("ack");
+        done = last;
+    }
+    assert_eq!(done, 20_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.stats().checkpoint_seq + 1000 < done {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint by count: {:?}", log.stats());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let after = fs.power_cut(TornWrites::LoseAll, 9);
+    drop(log);
+    let log = Log::open("/l", LogOptions { fs: Arc::new(after), ..opts }).expect("reopen");
+    let again = 20_000 - log.open_report().resume_seq + 1;
+    assert!(again <= 1000, "{again} records would be delivered again");
+}
+
+#[test]
+fn the_budget_counts_the_file_systems_free_space() {
+    // max_storage_mb allows far more than the disk has: the disk's free space (less a margin)
+    // is the limit in force, and appends are refused as Full before the disk fills.
+    let fs = SimFs::new();
+    fs.set_faults(iobp_log::sim::Faults { capacity_bytes: Some(200_000), ..Default::default() });
+    let budget = StorageBudget::new(1 << 30);
+    let log = Log::open(
+        "/l",
+        LogOptions { segment_bytes: 8192, budget: Some(budget.clone()), ..sim_opts(&fs) },
+    )
+    .expect("open");
+    let p = vec![9u8; 500];
+    let err = loop {
+        match log.try_append(&p) {
+            Ok(c) => c.wait().expect("durable: never an ENOSPC failure"),
+            Err(e) => break e,
+        };
+    };
+    assert!(matches!(err, Error::Full { scope: "disk", .. }), "{err}");
+    assert!(budget.disk_bound());
+    assert!(budget.effective_limit() < 200_000);
+    assert!(budget.is_warning());
+    assert!(log.failure().is_none());
 }

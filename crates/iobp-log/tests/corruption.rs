@@ -67,6 +67,10 @@ fn torn_tail_at_every_byte_offset_of_the_last_records() {
     for cut in last_records_start..full.len() {
         let fs2 = fs.power_cut(iobp_log::sim::TornWrites::LoseAll, 1);
         fs2.write_file(&path, &full[..cut]).expect("truncate");
+        // A real torn tail was never durable, so no checkpoint counted it: the crash came
+        // before one did. (A tail the checkpoint's high-water mark covers and that is gone is
+        // damage: see `durable_records_that_vanished_are_reported_lost`.)
+        iobp_log::fs::FileSystem::remove_file(&fs2, Path::new("/l/checkpoint")).expect("rm");
         let log = Log::open("/l", opts(&fs2)).expect("open after truncation");
         let whole = ends.iter().filter(|&&e| e <= cut).count() as u64 - 1;
         assert_eq!(
@@ -99,6 +103,8 @@ fn torn_tail_on_the_real_file_system() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
     f.set_len(len - 3).expect("truncate");
     drop(f);
+    // Torn before any checkpoint counted it durable.
+    std::fs::remove_file(dir.join("checkpoint")).expect("rm checkpoint");
     let log = Log::open(&dir, LogOptions::default()).expect("reopen");
     assert!(log.open_report().truncated_bytes > 0);
     let (records, damage) = read_all(&log);
@@ -206,7 +212,9 @@ fn damaged_checkpoint_restarts_delivery_from_the_oldest_record() {
         log.close().expect("close");
     }
     let mut ck = fs.read_file(Path::new("/l/checkpoint")).expect("checkpoint");
+    // Both slots.
     ck[14] ^= 1;
+    ck[4096 + 14] ^= 1;
     fs.write_file(Path::new("/l/checkpoint"), &ck).expect("write");
     let log = Log::open("/l", opts(&fs)).expect("open");
     assert!(log.open_report().checkpoint_problem.is_some());
@@ -215,12 +223,89 @@ fn damaged_checkpoint_restarts_delivery_from_the_oldest_record() {
 }
 
 #[test]
+fn a_torn_newer_checkpoint_slot_falls_back_to_the_older_one() {
+    let fs = SimFs::new();
+    let log = Log::open("/l", opts(&fs)).expect("open");
+    for seq in 1..=10 {
+        log.try_append(&payload(seq)).expect("q").wait().expect("durable");
+    }
+    let _ = log.read_batch(10, 1 << 20).expect("read");
+    log.ack_through(4).expect("ack");
+    log.checkpoint().expect("checkpoint at 4");
+    log.ack_through(8).expect("ack");
+    log.checkpoint().expect("checkpoint at 8");
+    let ck = fs.read_file(Path::new("/l/checkpoint")).expect("checkpoint");
+    assert_eq!(ck.len(), 8192, "two slots, written in place");
+    let generation = |at: usize| u64::from_le_bytes(ck[at + 12..at + 20].try_into().expect("8"));
+    let newer = if generation(0) > generation(4096) { 0 } else { 4096 };
+    let after = fs.power_cut(iobp_log::sim::TornWrites::LoseAll, 1);
+    drop(log);
+    let mut torn = after.read_file(Path::new("/l/checkpoint")).expect("checkpoint");
+    torn[newer + 22] ^= 0x55;
+    after.write_file(Path::new("/l/checkpoint"), &torn).expect("write");
+    let log = Log::open("/l", opts(&after)).expect("open");
+    assert!(log.open_report().checkpoint_problem.is_none());
+    assert_eq!(log.open_report().resume_seq, 5, "the older slot: at-least-once, never skipped");
+}
+
+#[test]
+fn sequence_numbers_are_never_reused_after_the_newest_segment_header_is_damaged() {
+    let fs = SimFs::new();
+    build(&fs, "/l", 40, 300);
+    let mut segs: Vec<u64> = iobp_log::fs::FileSystem::list_dir(&fs, Path::new("/l"))
+        .expect("ls")
+        .iter()
+        .filter_map(|n| n.to_str().and_then(iobp_log::format::parse_segment_file_name))
+        .collect();
+    segs.sort_unstable();
+    let newest = seg("/l", *segs.last().expect("segments"));
+    let mut bytes = fs.read_file(&newest).expect("read");
+    bytes[3] ^= 0x40;
+    fs.write_file(&newest, &bytes).expect("write");
+    // Also without the checkpoint's high-water mark: the set-aside segment's own records
+    // tell how far the numbers went.
+    for keep_checkpoint in [true, false] {
+        let fs2 = fs.power_cut(iobp_log::sim::TornWrites::LoseAll, 1);
+        if !keep_checkpoint {
+            iobp_log::fs::FileSystem::remove_file(&fs2, Path::new("/l/checkpoint")).expect("rm");
+        }
+        let log = Log::open("/l", opts(&fs2)).expect("open");
+        assert_eq!(log.open_report().quarantined.len(), 1);
+        let seq = *log.try_append(b"new").expect("q").wait().expect("durable").start();
+        assert_eq!(seq, 41, "numbers 1..=40 were handed out before (checkpoint {keep_checkpoint})");
+        assert_eq!(log.get(41).expect("get").map(|r| r.payload), Some(b"new".to_vec()));
+    }
+}
+
+#[test]
+fn durable_records_that_vanished_are_reported_lost() {
+    // The checkpoint's high-water mark says records up to 12 were durable; the tail that held
+    // 9..=12 is gone (damage, not a torn write): reported, and their numbers not reused.
+    let fs = SimFs::new();
+    build(&fs, "/l", 12, 1 << 20);
+    let path = seg("/l", 1);
+    let full = fs.read_file(&path).expect("read");
+    let mut end = SEGMENT_HEADER_LEN;
+    for seq in 1..=8u64 {
+        end += 24 + payload(seq).len();
+    }
+    fs.write_file(&path, &full[..end]).expect("truncate");
+    let log = Log::open("/l", opts(&fs)).expect("open");
+    assert_eq!(log.open_report().skipped_seqs, 4);
+    let (records, damage) = read_all(&log);
+    assert_eq!(records.len(), 8);
+    assert_eq!(damage.iter().map(|c| c.lost).sum::<u64>(), 4);
+    assert_eq!(*log.try_append(b"x").expect("q").wait().expect("durable").start(), 13);
+}
+
+#[test]
 fn garbage_files_in_the_directory_are_reported_and_left_alone() {
     let fs = SimFs::new();
     build(&fs, "/l", 5, 1 << 20);
     fs.write_file(Path::new("/l/notes.txt"), b"hello").expect("w");
     fs.write_file(Path::new("/l/checkpoint.tmp"), b"half a checkpoint").expect("w");
-    fs.write_file(Path::new("/l/00000000000000000099.seg"), b"").expect("w");
+    // A segment whose creation a crash interrupted: named after the next number.
+    fs.write_file(Path::new("/l/00000000000000000006.seg"), b"").expect("w");
     fs.write_file(Path::new("/l/0000000000000000009.seg"), b"short name").expect("w");
     iobp_log::fs::FileSystem::create_dir_all(&fs, Path::new("/l/subdir")).expect("mkdir");
     let log = Log::open("/l", opts(&fs)).expect("open");

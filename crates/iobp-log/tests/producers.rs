@@ -47,25 +47,21 @@ fn tagged_appends_skip_what_a_producer_already_sent() {
     assert_eq!(log.producer_position(7), 0);
     let a = log.try_append_tagged(7, &batch(7, 1..=5)).expect("append");
     assert_eq!(a.duplicates, 0);
-    assert_eq!(a.commit.expect("new records").wait().expect("durable"), 1..=5);
+    assert_eq!(a.commit.wait().expect("durable"), 1..=5);
     // A retry overlapping what is there: only 6..=8 are new.
     let a = log.try_append_tagged(7, &batch(7, 3..=8)).expect("append");
     assert_eq!(a.duplicates, 3);
-    assert_eq!(a.commit.expect("new records").wait().expect("durable"), 6..=8);
-    // Everything again: nothing to do, no commit.
+    assert_eq!(a.commit.wait().expect("durable"), 6..=8);
+    // Everything again: nothing appended; the commit covers the duplicates (durable already).
     let a = log.try_append_tagged(7, &batch(7, 1..=8)).expect("append");
-    assert!(a.commit.is_none() && a.duplicates == 8);
+    assert!(a.appended.is_none() && a.duplicates == 8);
+    assert!(a.commit.is_durable());
     // Another producer, and untagged records, interleave freely.
     log.try_append(b"plain").expect("plain").wait().expect("durable");
     let a = log.try_append_tagged(9, &batch(9, 1..=2)).expect("append");
-    a.commit.expect("new").wait().expect("durable");
+    a.commit.wait().expect("durable");
     // Gaps in a producer's numbers are fine (it may have skipped damaged records).
-    log.try_append_tagged(7, &batch(7, 20..=20))
-        .expect("gap")
-        .commit
-        .expect("new")
-        .wait()
-        .expect("d");
+    log.try_append_tagged(7, &batch(7, 20..=20)).expect("gap").commit.wait().expect("d");
     assert_eq!(log.producer_position(7), 20);
     assert_eq!(log.producer_position(9), 2);
     let got = origins(&log);
@@ -88,16 +84,11 @@ fn the_producer_table_survives_reopen_and_the_deletion_of_old_segments() {
     let fs = SimFs::new();
     let log = Log::open("/l", opts(&fs)).expect("open");
     let id = log.id();
-    log.try_append_tagged(1, &batch(1, 1..=100))
-        .expect("a")
-        .commit
-        .expect("new")
-        .wait()
-        .expect("d");
+    log.try_append_tagged(1, &batch(1, 1..=100)).expect("a").commit.wait().expect("d");
     // Producer 2 fills many more segments; then everything is delivered and old segments go.
     for chunk in 0..40u64 {
         let b = batch(2, chunk * 50 + 1..=chunk * 50 + 50);
-        log.try_append_tagged(2, &b).expect("b").commit.expect("new").wait().expect("d");
+        log.try_append_tagged(2, &b).expect("b").commit.wait().expect("d");
     }
     loop {
         let b = log.read_batch(1000, 1 << 20).expect("read");
@@ -117,7 +108,7 @@ fn the_producer_table_survives_reopen_and_the_deletion_of_old_segments() {
     assert_eq!(log.producer_position(2), 2000);
     let a = log.try_append_tagged(1, &batch(1, 1..=101)).expect("resend");
     assert_eq!(a.duplicates, 100, "only the new record is taken");
-    a.commit.expect("new").wait().expect("durable");
+    a.commit.wait().expect("durable");
     drop(log);
     // A log made again in a fresh directory is a different log.
     let other = Log::open("/m", opts(&fs)).expect("open");
@@ -172,11 +163,10 @@ fn exactly_once_across_power_cuts() {
                         Err(Error::Backlogged) => continue,
                         Err(_) => break,
                     };
-                    if let Some(c) = a.commit {
-                        match c.wait() {
-                            Ok(seqs) => confirmed += seqs.count() as u64,
-                            Err(_) => break, // the power went
-                        }
+                    let appended = a.appended.map_or(0, |r| r.count() as u64);
+                    match a.commit.wait() {
+                        Ok(_) => confirmed += appended,
+                        Err(_) => break, // the power went
                     }
                     next = to + 1;
                 }
@@ -204,4 +194,62 @@ fn exactly_once_across_power_cuts() {
         log.close().expect("close");
     }
     assert!(total_confirmed > 300, "enough work was done: {total_confirmed}");
+}
+
+#[test]
+fn a_duplicate_raced_in_by_another_session_is_confirmed_only_once_durable() {
+    // Two sessions of one producer (a relay sender that reconnected): the second finds the
+    // records already queued by the first, not yet synced. Its commit must not resolve before
+    // they are durable; a power cut in between takes them, and the producer's durable position
+    // says so — acknowledging the second session at once would have lost them.
+    let fs = SimFs::new();
+    let log = Log::open("/l", opts(&fs)).expect("open");
+    fs.set_faults(iobp_log::sim::Faults {
+        sync_delay: Some(Duration::from_millis(300)),
+        ..iobp_log::sim::Faults::default()
+    });
+    let first = log.try_append_tagged(7, &batch(7, 1..=3)).expect("first session");
+    let second = log.try_append_tagged(7, &batch(7, 1..=3)).expect("second session");
+    assert_eq!((second.duplicates, second.appended.clone()), (3, None));
+    assert!(!second.commit.is_durable(), "the duplicates are not on disk yet");
+    let after = fs.power_cut(TornWrites::LoseAll, 1);
+    assert!(second.commit.wait().is_err(), "never confirmed: the power went first");
+    assert!(first.commit.wait().is_err());
+    drop(log);
+    let log = Log::open("/l", opts(&after)).expect("reopen");
+    let pos = iobp_log::block_on(log.durable_producer_position(7)).expect("position");
+    assert_eq!(pos, 0, "nothing of producer 7 survived");
+}
+
+#[test]
+fn a_torn_write_with_a_surviving_later_page_is_cut_at_the_hole() {
+    // Power cut during an unsynced round; the disk wrote a later page of it but not an
+    // earlier one. Recovery must resume at the hole: a producer position past it would make
+    // the sender skip records this log does not have.
+    for seed in 0..40 {
+        let fs = SimFs::new();
+        let log = Log::open("/l", opts(&fs)).expect("open");
+        log.try_append_tagged(7, &batch(7, 1..=5)).expect("base").commit.wait().expect("durable");
+        log.checkpoint().expect("checkpoint: records up to 5 are durable");
+        fs.set_faults(iobp_log::sim::Faults {
+            sync_delay: Some(Duration::from_millis(200)),
+            ..iobp_log::sim::Faults::default()
+        });
+        let unsynced = log.try_append_tagged(7, &batch(7, 6..=40)).expect("unsynced round");
+        // The writer has written the round and waits in its fdatasync.
+        std::thread::sleep(Duration::from_millis(50));
+        let after = fs.power_cut(TornWrites::Hole, seed);
+        assert!(unsynced.commit.wait().is_err());
+        drop(log);
+        let log = Log::open("/l", opts(&after)).expect("reopen");
+        assert!(log.open_report().corruption.is_empty(), "a torn write is not damage");
+        let pos = iobp_log::block_on(log.durable_producer_position(7)).expect("position");
+        let tags: Vec<u64> = origins(&log).iter().map(|(_, s)| *s).collect();
+        assert_eq!(tags, (1..=pos).collect::<Vec<_>>(), "seed {seed}: contiguous up to {pos}");
+        // The producer resumes after its position and the log holds everything once.
+        let a = log.try_append_tagged(7, &batch(7, pos + 1..=45)).expect("resume");
+        a.commit.wait().expect("durable");
+        let tags: Vec<u64> = origins(&log).iter().map(|(_, s)| *s).collect();
+        assert_eq!(tags, (1..=45).collect::<Vec<_>>(), "seed {seed}");
+    }
 }

@@ -249,20 +249,23 @@ async fn data<W: tokio::io::AsyncWrite + Unpin>(
         }
         let chunk = &rest[..n];
         match intake(ctx, stream, chunk).await {
-            Ok(commit) => {
+            Ok((commit, appended)) => {
                 *busy_at = None;
                 let through = chunk.last().map_or(here, |(p, _)| *p);
-                let shown = chunk
+                // Records another session of this sender queued a moment ago were skipped
+                // (always a prefix: numbers increase); the commit covers them too.
+                let new = &chunk[chunk.len() - appended..];
+                let shown = new
                     .iter()
-                    .skip(chunk.len().saturating_sub(8))
+                    .skip(new.len().saturating_sub(8))
                     .map(|(p, b)| (*p, frame.slice_ref(b)))
                     .collect();
                 waiting.push_back(Waiting {
-                    commit,
+                    commit: Some(commit),
                     resolved: false,
                     through,
-                    count: chunk.len() as u64,
-                    bytes: size as u64,
+                    count: appended as u64,
+                    bytes: new.iter().map(|(_, b)| b.len() as u64).sum(),
                     shown,
                 });
                 rest = &rest[n..];
@@ -285,19 +288,23 @@ async fn data<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Appends a frame's new records, waiting while the append queue is full.
+/// Appends a frame's new records, waiting while the append queue is full. Returns the commit
+/// that covers every record of `records` — the new ones and any another session of the same
+/// sender queued a moment ago and may not have synced yet (they are acknowledged only once
+/// durable, whoever appended them) — and how many were new.
 async fn intake(
     ctx: &SideCtx,
     stream: u64,
     records: &[(u64, &[u8])],
-) -> Result<Option<Commit>, IntakeError> {
+) -> Result<(Commit, usize), IntakeError> {
     match ctx.log.append_tagged_queued(stream, records).await {
         Ok(a) => {
             ctx.stats.full.store(false, Ordering::Relaxed);
             if a.duplicates > 0 {
                 ctx.stats.duplicates_dropped.fetch_add(a.duplicates as u64, Ordering::Relaxed);
             }
-            Ok(a.commit)
+            let appended = a.appended.map_or(0, |r| r.count());
+            Ok((a.commit, appended))
         }
         Err(iobp_log::Error::Full { scope, used, limit, .. }) => {
             ctx.stats.full.store(true, Ordering::Relaxed);
