@@ -264,13 +264,17 @@ pub fn build_ack(
     let text = text.filter(|t| !t.is_empty());
     let fs = seps.field;
 
+    // Control bytes in the original's fields (a 0x0B or 0x1C would close or open an MLLP
+    // frame around the ACK) are copied as HL7 hex escapes, so the ACK can always be framed.
+    let encoding =
+        if encoding.iter().any(u8::is_ascii_control) { DEFAULT_ENCODING } else { encoding };
     let mut out = Vec::with_capacity(128 + original.len().min(256));
     out.extend_from_slice(b"MSH");
     out.push(fs);
     out.extend_from_slice(encoding);
     for f in [field(5), field(6), field(3), field(4)] {
         out.push(fs);
-        out.extend_from_slice(f);
+        copy_field_into(&mut out, f, seps);
     }
     out.push(fs);
     escape_into(&mut out, timestamp.as_bytes(), seps);
@@ -279,23 +283,23 @@ pub fn build_ack(
     out.extend_from_slice(b"ACK");
     if !trigger.is_empty() {
         out.push(seps.component);
-        out.extend_from_slice(trigger);
+        copy_field_into(&mut out, trigger, seps);
         out.push(seps.component);
         out.extend_from_slice(b"ACK");
     }
     out.push(fs);
     escape_into(&mut out, ack_control_id.as_bytes(), seps);
     out.push(fs);
-    out.extend_from_slice(or_default(DEFAULT_PROCESSING_ID, 11));
+    copy_field_into(&mut out, or_default(DEFAULT_PROCESSING_ID, 11), seps);
     out.push(fs);
-    out.extend_from_slice(or_default(DEFAULT_VERSION, 12));
+    copy_field_into(&mut out, or_default(DEFAULT_VERSION, 12), seps);
     out.push(b'\r');
 
     out.extend_from_slice(b"MSA");
     out.push(fs);
     out.extend_from_slice(code.as_str().as_bytes());
     out.push(fs);
-    out.extend_from_slice(field(10));
+    copy_field_into(&mut out, field(10), seps);
     if let Some(t) = text {
         out.push(fs);
         escape_into(&mut out, t.as_bytes(), seps);
@@ -355,6 +359,29 @@ pub fn parse_ack(message: &[u8]) -> Option<AckReply> {
 }
 
 /// Appends `value` with HL7 escapes for the separators and for control characters.
+/// Copies an already-encoded field as it is (its separators and escapes keep their meaning),
+/// except control bytes, which become `\Xhh\` hex escapes.
+fn copy_field_into(out: &mut Vec<u8>, value: &[u8], seps: Seps) {
+    for &b in value {
+        if b.is_ascii_control() {
+            hex_escape_into(out, b, seps);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+fn hex_escape_into(out: &mut Vec<u8>, b: u8, seps: Seps) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(&[
+        seps.escape,
+        b'X',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 0xF)],
+        seps.escape,
+    ]);
+}
+
 fn escape_into(out: &mut Vec<u8>, value: &[u8], seps: Seps) {
     for &b in value {
         let code = if b == seps.field {
@@ -370,14 +397,7 @@ fn escape_into(out: &mut Vec<u8>, value: &[u8], seps: Seps) {
         } else if Some(b) == seps.truncation {
             b'P'
         } else if b.is_ascii_control() {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.extend_from_slice(&[
-                seps.escape,
-                b'X',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xF)],
-                seps.escape,
-            ]);
+            hex_escape_into(out, b, seps);
             continue;
         } else {
             out.push(b);

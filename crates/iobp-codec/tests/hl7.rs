@@ -175,6 +175,19 @@ fn an_ack_can_always_be_sent_over_mllp() {
     Encoder::new(Framing::mllp()).encode(&ack, &mut wire).expect("control bytes are escaped");
 }
 
+#[test]
+fn an_ack_for_fields_ending_in_mllp_bytes_can_be_sent_over_mllp() {
+    // MSH-10 and MSH-12 end in 0x1C: copied raw, the ACK would hold 0x1C 0x0D (the MLLP
+    // trailer) and could not be framed, so the sender got no answer at all.
+    let original = b"MSH|^~\\&|LAB|A|HIS|B|20260101||ORU^R01|CTRL\x1c|P|2.5\x1c\rPID|1";
+    let ack = build_ack(original, AckCode::AA, None, "20260101", "1");
+    let mut wire = Vec::new();
+    Encoder::new(Framing::mllp()).encode(&ack, &mut wire).expect("the ACK can be framed");
+    assert!(!ack.contains(&0x1c), "{}", String::from_utf8_lossy(&ack));
+    let reply = parse_ack(&ack).expect("parses");
+    assert_eq!(reply.code, AckCode::AA);
+}
+
 fn code() -> impl Strategy<Value = AckCode> {
     prop::sample::select(vec![
         AckCode::AA,
@@ -188,7 +201,8 @@ fn code() -> impl Strategy<Value = AckCode> {
 
 /// Messages that are often HL7-like: an MSH with random separators and field contents.
 fn message() -> impl Strategy<Value = Vec<u8>> {
-    let field = prop::collection::vec(prop::sample::select(b"ab1|^~\\&#$\r\n\xff".to_vec()), 0..8);
+    let field =
+        prop::collection::vec(prop::sample::select(b"ab1|^~\\&#$\r\n\xff\x1c\x0b".to_vec()), 0..8);
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..80),
         (prop::sample::select(b"|#!$%".to_vec()), prop::collection::vec(field, 0..14)).prop_map(
@@ -220,7 +234,14 @@ proptest! {
         let ack = build_ack(&original, code, text.as_deref(), &timestamp, &ack_id);
         let reply = parse_ack(&ack).expect("an ACK always parses back");
         prop_assert_eq!(reply.code, code);
-        let expected_id = parse_msh(&original).map(|m| m.control_id).unwrap_or_default();
+        // Control bytes in the control id come back as HL7 hex escapes (raw, a 0x1C could
+        // close the MLLP frame around the ACK).
+        let expected_id: String = parse_msh(&original)
+            .map(|m| m.control_id)
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if c.is_ascii_control() { format!("\\X{:02X}\\", c as u32) } else { c.to_string() })
+            .collect();
         prop_assert_eq!(reply.control_id, expected_id);
         prop_assert_eq!(reply.text, text.filter(|t| !t.is_empty()));
         // The ACK itself is HL7 and answers with the ack control id as given.
