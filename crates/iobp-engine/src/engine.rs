@@ -85,6 +85,14 @@ struct Entry {
     stats: Arc<PairStats>,
     feed: Arc<LiveFeed>,
     running: Option<Running>,
+    /// The buffer failed and reopening it did not succeed yet: when to try again.
+    heal: Option<Heal>,
+}
+
+/// Reopening a failed buffer, with backoff while the disk stays sick.
+struct Heal {
+    next_attempt: tokio::time::Instant,
+    backoff: crate::backoff::Backoff,
 }
 
 struct Inner {
@@ -183,7 +191,9 @@ impl Engine {
             .max_storage_mb
             .unwrap_or(u64::MAX)
             .min(settings.max_storage_mb)
-            .saturating_mul(MIB);
+            .saturating_mul(MIB)
+            // A small disk holds less than max_storage_mb: size segments by what it holds.
+            .min(self.disk_size().unwrap_or(u64::MAX));
         let segment_bytes = (limit / 16).clamp(64 * 1024, 16 * MIB);
         let mut o = LogOptions {
             segment_bytes,
@@ -200,6 +210,18 @@ impl Engine {
             o.fs = fs.clone();
         }
         o
+    }
+
+    /// Size of the file system holding the buffers, where known.
+    fn disk_size(&self) -> Option<u64> {
+        let fs: Arc<dyn FileSystem> =
+            self.inner.log_fs.clone().unwrap_or_else(|| Arc::new(iobp_log::fs::StdFs));
+        let mut dir = self.inner.logs_dir.as_path();
+        // The logs directory may not exist yet: ask for its nearest existing ancestor.
+        while !fs.dir_exists(dir) {
+            dir = dir.parent()?;
+        }
+        fs.space(dir).ok().flatten().map(|s| s.total)
     }
 
     fn log_dir(&self, id: &str) -> PathBuf {
@@ -227,7 +249,14 @@ impl Engine {
     fn insert(&self, spec: ChannelPairSpec, log: Log) {
         let stats = Arc::new(PairStats::default());
         stats.mark_stopped();
-        let entry = Entry { spec, log, stats, feed: Arc::new(LiveFeed::default()), running: None };
+        let entry = Entry {
+            spec,
+            log,
+            stats,
+            feed: Arc::new(LiveFeed::default()),
+            running: None,
+            heal: None,
+        };
         write(&self.inner.pairs).insert(entry.spec.id.clone(), entry);
     }
 
@@ -415,24 +444,34 @@ impl Engine {
         if self.inner.log_fs.is_some() {
             // A substituted (simulated) file system: let the buffer remove itself.
             self.inner.repo.delete_pair(id)?;
-            return entry
-                .log
-                .delete()
+            return blocking(move || entry.log.delete())
+                .await
                 .map_err(|source| EngineError::Buffer { id: id.to_string(), source });
         }
         let dir = self.log_dir(id);
-        let _ = entry.log.close();
-        let trash = self.inner.logs_dir.join(format!(
+        let logs_dir = self.inner.logs_dir.clone();
+        let trash = logs_dir.join(format!(
             ".deleted-{id}-{}",
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ));
-        let moved = std::fs::rename(&dir, &trash).is_ok();
-        if moved {
-            sync_dir(&self.inner.logs_dir);
-        }
+        // Closing (a final checkpoint) and the renames and syncs are disk work: off the async
+        // workers, which run every other pair.
+        let (moved_dir, trash2) = (dir.clone(), trash.clone());
+        let moved = blocking(move || {
+            let _ = entry.log.close();
+            let moved = std::fs::rename(&moved_dir, &trash2).is_ok();
+            if moved {
+                sync_dir(&logs_dir);
+            }
+            Ok(moved)
+        })
+        .await
+        .unwrap_or(false);
         self.inner.repo.delete_pair(id)?;
         let target = if moved { trash } else { dir };
-        if let Err(e) = std::fs::remove_dir_all(&target)
+        let removed = target.clone();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&removed)).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::error!(pair = id, "could not remove {}: {e}", target.display());
@@ -559,31 +598,94 @@ impl Engine {
         tracing::info!("all channel pairs stopped and buffers closed");
     }
 
-    /// Reopens a failed buffer and restarts its pair (called by maintenance).
+    /// Heals a pair whose buffer failed (a write, fdatasync or directory sync error): stops
+    /// its sides — sources answer what became durable and NAK the rest — then reopens the
+    /// buffer, which trusts nothing past the last position it knew durable, and starts the
+    /// pair again. If the disk is still sick, tries again later with backoff; the pair shows
+    /// Red with the reason meanwhile. Called by maintenance.
     async fn recover_failed(&self, id: &str) {
         let _admin = self.inner.admin.lock().await;
-        let Some(spec) = self.get(id) else { return };
-        tracing::error!(pair = id, "buffer failed; restarting the pair with a recovered buffer");
-        self.stop_runtime(id).await;
-        // The old handle must be gone before the directory can be opened again.
-        let old = read(&self.inner.pairs).get(id).map(|e| e.log.clone());
-        if let Some(old) = old {
-            let _ = old.close();
+        let now = tokio::time::Instant::now();
+        let (old, due) = {
+            let pairs = read(&self.inner.pairs);
+            let Some(e) = pairs.get(id) else { return };
+            (e.log.clone(), e.heal.as_ref().is_none_or(|h| h.next_attempt <= now))
+        };
+        let Some(cause) = old.failure() else { return };
+        if !due || self.inner.shutting_down.load(Ordering::Acquire) {
+            return;
         }
-        match self.open_log(&spec).await {
+        let stats = self.stats(id);
+        let first = read(&self.inner.pairs).get(id).is_some_and(|e| e.heal.is_none());
+        if first {
+            tracing::error!(pair = id, "buffer failed ({cause}); healing: reopening it");
+            if let Some(s) = &stats {
+                s.error(id, Side::Source, format!("buffer failed ({cause}); reopening it"));
+            }
+        }
+        self.stop_runtime(id).await;
+        match blocking(move || old.reopen()).await {
             Ok(log) => {
+                let r = log.open_report();
+                tracing::warn!(
+                    pair = id,
+                    untrusted_bytes = r.untrusted_bytes,
+                    truncated_bytes = r.truncated_bytes,
+                    "buffer reopened after a failure; delivery resumes at {}",
+                    r.resume_seq
+                );
                 if let Some(e) = write(&self.inner.pairs).get_mut(id) {
                     e.log = log;
+                    e.heal = None;
+                }
+                if let Some(s) = &stats {
+                    s.heals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 self.start_runtime(id);
             }
             Err(e) => {
-                if let Some(s) = self.stats(id) {
-                    s.error(id, Side::Source, format!("cannot reopen the buffer: {e}"));
+                let retry = {
+                    let mut pairs = write(&self.inner.pairs);
+                    let Some(entry) = pairs.get_mut(id) else { return };
+                    let retry = entry.spec.retry;
+                    let h = entry.heal.get_or_insert_with(|| Heal {
+                        next_attempt: now,
+                        backoff: crate::backoff::Backoff::new(retry),
+                    });
+                    let d = h.backoff.next_delay();
+                    h.next_attempt = now + d;
+                    d
+                };
+                tracing::error!(
+                    pair = id,
+                    "cannot reopen the buffer: {e}; trying again in {retry:?}"
+                );
+                if let Some(s) = &stats {
+                    s.error(
+                        id,
+                        Side::Source,
+                        format!(
+                            "cannot reopen the buffer: {e}; trying again in {} s",
+                            retry.as_secs()
+                        ),
+                    );
                 }
             }
         }
     }
+}
+
+/// Runs blocking disk work on the blocking pool, not on the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, iobp_log::Error> + Send + 'static,
+) -> Result<T, iobp_log::Error> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(iobp_log::Error::Io {
+            op: "run blocking task",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
 }
 
 /// Framing rules only the codec knows (e.g. a start sequence that occurs inside the end
@@ -701,7 +803,8 @@ fn snapshot_of(
     #[allow(clippy::cast_precision_loss)]
     let near_limit = budget.is_warning()
         || pair_limit.is_some_and(|l| ls.bytes as f64 >= l as f64 * iobp_log::WARNING_RATIO);
-    let buffer = if ls.failed.is_some() || stats.full.load(Relaxed) {
+    let storage_alarm = storage_alarm(stats, &ls, pair_limit, budget);
+    let buffer = if ls.failed.is_some() || storage_alarm.is_some() {
         Color::Red
     } else if near_limit
         || oldest.is_some_and(|a| a > Duration::from_secs(5))
@@ -714,9 +817,12 @@ fn snapshot_of(
     } else {
         Color::White
     };
-    let channel = if !running {
+    let channel = if ls.failed.is_some() && spec.enabled {
+        // Being healed (or waiting to be): its sides are stopped, but it is not "stopped".
+        Color::Red
+    } else if !running {
         Color::White
-    } else if ls.failed.is_some() || source.color == Color::Red || destination.color == Color::Red {
+    } else if source.color == Color::Red || destination.color == Color::Red {
         Color::Red
     } else if source.color == Color::Yellow
         || destination.color == Color::Yellow
@@ -755,7 +861,44 @@ fn snapshot_of(
         oldest_pending_age: oldest,
         last_error: stats.last_error(),
         buffer_failure: ls.failed,
+        buffer_heals: stats.heals.load(Relaxed),
+        storage_alarm,
     }
+}
+
+/// The buffer refused data and storage is still (nearly) full: which limit, in words.
+fn storage_alarm(
+    stats: &PairStats,
+    ls: &iobp_log::LogStats,
+    pair_limit: Option<u64>,
+    budget: &StorageBudget,
+) -> Option<String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !stats.full.load(Relaxed) {
+        return None;
+    }
+    let held = "senders are held back (NAKed, or refused where they cannot be held); delivery goes \
+                on and frees space";
+    // Still full for the append that was refused (delivery frees space, and it clears).
+    let need = stats.full_need.load(Relaxed).max(1);
+    let near = |used: u64, limit: u64| used.saturating_add(need) > limit;
+    let mib = |b: u64| b / MIB;
+    if let Some(l) = pair_limit.filter(|&l| near(ls.bytes, l)) {
+        return Some(format!("this pair's storage limit of {} MiB is reached: {held}", mib(l)));
+    }
+    let (used, limit) = (budget.used(), budget.effective_limit());
+    if !near(used, limit) {
+        return None;
+    }
+    Some(if budget.disk_bound() {
+        format!(
+            "the disk holding the buffers is full ({} MiB used, {} MiB usable): {held}",
+            mib(used),
+            mib(limit)
+        )
+    } else {
+        format!("max_storage_mb ({} MiB) is reached: {held}", mib(limit))
+    })
 }
 
 /// Removes buffer directories whose deletion a crash interrupted.

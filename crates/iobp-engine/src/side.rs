@@ -45,11 +45,11 @@ impl SideCtx {
     pub(crate) async fn intake(&self, frames: &[Bytes]) -> Result<Commit, IntakeError> {
         match self.log.append_queued(frames).await {
             Ok(c) => {
-                self.stats.full.store(false, std::sync::atomic::Ordering::Relaxed);
+                self.stats.clear_full();
                 Ok(c)
             }
-            Err(iobp_log::Error::Full { scope, used, limit, .. }) => {
-                self.stats.full.store(true, std::sync::atomic::Ordering::Relaxed);
+            Err(iobp_log::Error::Full { scope, used, limit, needed }) => {
+                self.stats.set_full(needed);
                 Err(IntakeError::Full(format!(
                     "buffer full ({scope} limit: {used} of {limit} bytes used)"
                 )))

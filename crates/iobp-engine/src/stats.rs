@@ -204,6 +204,11 @@ pub struct PairStats {
     pub duplicates_dropped: AtomicU64,
     /// The buffer refused data recently (storage full).
     pub full: AtomicBool,
+    /// Bytes the last refused append needed: storage counts as full while that much does not
+    /// fit (see `storage_alarm`), so the alarm clears as delivery frees space.
+    pub full_need: AtomicU64,
+    /// Times the buffer failed (write or sync error) and was reopened.
+    pub heals: AtomicU64,
     /// Source side status.
     pub source: SideStatus,
     /// Destination side status.
@@ -257,6 +262,17 @@ pub struct SideSnapshot {
 }
 
 impl PairStats {
+    /// The buffer refused an append of `needed` bytes (storage full).
+    pub(crate) fn set_full(&self, needed: u64) {
+        self.full_need.store(needed, Ordering::Relaxed);
+        self.full.store(true, Ordering::Relaxed);
+    }
+
+    /// The buffer took an append.
+    pub(crate) fn clear_full(&self) {
+        self.full.store(false, Ordering::Relaxed);
+    }
+
     /// The status of one side.
     pub fn side(&self, side: Side) -> &SideStatus {
         match side {
@@ -384,6 +400,11 @@ pub struct PairSnapshot {
     pub last_error: Option<(SystemTime, Side, String)>,
     /// Why the buffer failed, if it did.
     pub buffer_failure: Option<String>,
+    /// Times the buffer failed and was reopened (healed).
+    pub buffer_heals: u64,
+    /// Storage is full and the source refuses or holds back data: why (the pair's own limit,
+    /// `max_storage_mb`, or the disk). Clears by itself as delivery frees space.
+    pub storage_alarm: Option<String>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

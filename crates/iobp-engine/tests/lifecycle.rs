@@ -70,21 +70,30 @@ async fn stop_start_and_edit_while_traffic_flows() {
 
     stop.send(true).expect("stop sender");
     let written = sender.await.expect("sender");
-    h.wait_for("p", 20, "everything accepted is delivered", |s| {
-        s.pending == 0 && s.in_flight == 0 && s.sent >= s.received
+    let numbers = || -> (Vec<u64>, Vec<u64>) {
+        let mut all: Vec<String> = got.lines();
+        all.extend(got2.lines());
+        let nums: Vec<u64> = all.iter().map(|l| l[1..].parse().expect("number")).collect();
+        let mut unique = nums.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        (nums, unique)
+    };
+    // Lines still in the socket when the sender stopped are read, stored and delivered a
+    // little later: wait until what arrived matches what was accepted, with nothing left.
+    h.wait_for("p", 20, "every accepted message delivered", |s| {
+        s.pending == 0
+            && s.in_flight == 0
+            && s.sent >= s.received
+            && numbers().1.len() as u64 == s.received
     })
     .await;
     let snap = h.snap("p");
     // Lines the sender wrote into the socket while the pair was stopping were never read, so
     // never accepted (senders that need to know use an ack mode). Every accepted line is
     // delivered at least once, in order; duplicates only for in-flight lines, and counted.
-    let mut all: Vec<String> = got.lines();
-    all.extend(got2.lines());
-    let nums: Vec<u64> = all.iter().map(|l| l[1..].parse().expect("number")).collect();
-    let mut unique = nums.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    assert_eq!(unique.len() as u64, snap.received, "every accepted message delivered");
+    let (nums, unique) = numbers();
+    assert_eq!(unique.len() as u64, snap.received, "every accepted message delivered: {snap:#?}");
     assert!(snap.received <= written && snap.received > 3000);
     let dups = (nums.len() - unique.len()) as u64;
     assert!(dups <= snap.retries, "{dups} duplicates but {} retries counted", snap.retries);

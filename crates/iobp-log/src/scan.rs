@@ -215,8 +215,15 @@ impl<R: ReadAt> Scanner<R> {
         let want = len.max(WINDOW_CHUNK).min(usize::try_from(self.limit - offset).unwrap_or(len));
         if want > have {
             self.window.resize(want, 0);
-            let n = self.src.read_at(&mut self.window[have..], offset + have as u64)?;
-            self.window.truncate(have + n);
+            match self.src.read_at(&mut self.window[have..], offset + have as u64) {
+                Ok(n) => self.window.truncate(have + n),
+                Err(e) => {
+                    // Never leave the zeros in place: a later call would take them for data
+                    // (damage), and skip records a transient read error only hid.
+                    self.window.truncate(have);
+                    return Err(e);
+                }
+            }
         }
         Ok(self.window.len() >= len)
     }

@@ -51,6 +51,8 @@ pub struct Faults {
     pub capacity_bytes: Option<u64>,
     /// Every `sync_data` takes this long (the caller's thread sleeps; other operations go on).
     pub sync_delay: Option<std::time::Duration>,
+    /// Every `read_at` fails with `EIO`.
+    pub fail_reads: bool,
 }
 
 /// What happens to data written but not yet synced when the power is cut.
@@ -401,6 +403,9 @@ struct SimFile {
 impl FileHandle for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let st = self.fs.lock()?;
+        if st.faults.fail_reads {
+            return Err(eio("read"));
+        }
         let data = st.nodes.get(&self.ino).map_or(&[][..], |n| &n.data[..]);
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
         let n = buf.len().min(data.len() - start);

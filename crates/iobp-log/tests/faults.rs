@@ -184,9 +184,13 @@ fn bytes_whose_fdatasync_failed_are_never_trusted_after_reopen() {
     let after = fs.power_cut(TornWrites::LoseAll, 5);
     drop(log);
     let log = Log::open("/l", opts(&after)).expect("reopen after the power cut");
+    // Trusting the page cache, the reopened log counted record 4 (whose sync failed) as
+    // present and appended behind it: after the power cut it is a hole, reported as damage.
+    assert!(log.open_report().corruption.is_empty(), "{:?}", log.open_report());
     let seqs = read_seqs(&log);
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no hole");
     for seq in &confirmed {
-        assert!(seqs.contains(seq), "confirmed {seq} lost behind a hole: found {seqs:?}");
+        assert!(seqs.contains(seq), "confirmed {seq} lost: found {seqs:?}");
     }
     assert_eq!(log.stats().lost_records, 0);
 }
@@ -265,4 +269,21 @@ fn appends_never_wait_for_disk_work_when_storage_is_full() {
     let took = started.elapsed();
     assert!(took < Duration::from_millis(100), "the appender waited {took:?} for disk work");
     assert!(matches!(r, Err(Error::Full { .. })) || r.is_ok());
+}
+
+#[test]
+fn a_transient_read_error_never_turns_records_into_damage() {
+    // The reader's window was grown with zeros before the read; a failed read left them in
+    // place, and the next read took them for damaged records and skipped them as lost.
+    let fs = SimFs::new();
+    let log = Log::open("/l", opts(&fs)).expect("open");
+    for i in 1..=10 {
+        append(&log, i).expect("append");
+    }
+    fs.set_faults(Faults { fail_reads: true, ..Faults::default() });
+    assert!(matches!(log.read_batch(100, 1 << 20), Err(Error::Io { .. })));
+    assert!(matches!(log.read_batch(100, 1 << 20), Err(Error::Io { .. })));
+    fs.set_faults(Faults::default());
+    assert_eq!(read_seqs(&log), (1..=10).collect::<Vec<_>>());
+    assert_eq!(log.stats().lost_records, 0);
 }

@@ -39,9 +39,26 @@ pub(crate) async fn destination(ctx: SideCtx, spec: UdpSpec) {
         status.set(Color::Green, format!("sending to udp {target}"));
         let mut batch = Batch::default();
         loop {
-            if let Err(e) = ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
-                ctx.error(Side::Destination, format!("reading the buffer: {e}"));
-                continue;
+            match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
+                Ok(()) => {}
+                // Reported once; the next read continues after the damage.
+                Err(iobp_log::Error::Corrupt(c)) => {
+                    ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
+                    continue;
+                }
+                Err(e) => {
+                    // A read error can repeat: back off (observing the stop) instead of spinning.
+                    return_in_flight(&ctx);
+                    let msg = format!("reading the buffer: {e}");
+                    ctx.error(Side::Destination, msg.clone());
+                    status.set(Color::Red, msg);
+                    if matches!(e, iobp_log::Error::Closed)
+                        || !pause(&ctx.cancel, backoff.next_delay()).await
+                    {
+                        return;
+                    }
+                    continue 'connect;
+                }
             }
             if batch.is_empty() {
                 tokio::select! {

@@ -299,15 +299,15 @@ async fn intake(
 ) -> Result<(Commit, usize), IntakeError> {
     match ctx.log.append_tagged_queued(stream, records).await {
         Ok(a) => {
-            ctx.stats.full.store(false, Ordering::Relaxed);
+            ctx.stats.clear_full();
             if a.duplicates > 0 {
                 ctx.stats.duplicates_dropped.fetch_add(a.duplicates as u64, Ordering::Relaxed);
             }
-            let appended = a.appended.map_or(0, |r| r.count());
+            let appended = a.appended.map_or(0, Iterator::count);
             Ok((a.commit, appended))
         }
-        Err(iobp_log::Error::Full { scope, used, limit, .. }) => {
-            ctx.stats.full.store(true, Ordering::Relaxed);
+        Err(iobp_log::Error::Full { scope, used, limit, needed }) => {
+            ctx.stats.set_full(needed);
             Err(IntakeError::Full(format!(
                 "buffer full ({scope} limit: {used} of {limit} bytes used)"
             )))

@@ -6,11 +6,22 @@
 //! acknowledge each batch to the sender only once its commit resolved — never before the data
 //! is durable.
 //!
+//! **Answers leave in the order of the messages.** Every batch the sender is owed an answer
+//! for waits in one queue: a stored batch until its commit resolves (then ACK), a refused one
+//! (buffer full) behind it (then NAK). A byte-ack sender cannot tell which message a 0x06 or
+//! 0x15 answers, so a NAK may never overtake an ACK.
+//!
 //! Full buffer: with acknowledgements each frame is answered with a NAK (MLLP `AE`, or the
-//! NAK byte) and counted as refused. Without them, [`WhenFull::Hold`] keeps the frames and
-//! stops reading until there is room again (TCP backpressure or serial flow control reaches
-//! the sender); [`WhenFull::Refuse`] counts and alarms them (a serial line without flow
+//! NAK byte) and counted as refused. Without them, [`WhenFull::Hold`] keeps the frames, in
+//! order, and stops reading until there is room again (TCP backpressure or serial flow control
+//! reaches the sender); [`WhenFull::Refuse`] counts and alarms them (a serial line without flow
 //! control, which cannot be held back).
+//!
+//! **Winding down** (the pair stops, is edited or deleted, the process shuts down, the buffer
+//! failed): each waiting batch is given until [`WIND_DOWN`] for its commit. What became durable
+//! is counted and acknowledged; what did not is never counted as received and is answered with
+//! a NAK (or, without acknowledgements, counted as refused, with an error) — the sender sends it
+//! again. Frames held for room are counted as refused, never dropped silently.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,8 +48,11 @@ const WINDOW: usize = 8;
 const WINDOW_BYTES: u64 = 1024 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
-/// How often a held (buffer full) batch is retried.
-const FULL_RETRY: Duration = Duration::from_millis(250);
+/// How often held (buffer full) frames are offered to the buffer again.
+const FULL_RETRY: Duration = Duration::from_millis(100);
+/// How long a connection that is told to stop waits for the commits of its batches. Below the
+/// supervisor's 5 s, after which the task is aborted.
+pub(crate) const WIND_DOWN: Duration = Duration::from_secs(3);
 
 /// What to do with frames when the buffer is full and the source does not acknowledge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +76,45 @@ pub(crate) enum Ended {
     IdleTimeout,
 }
 
-struct Waiting {
-    commit: Commit,
-    /// All frames when acknowledging (the ACK needs them), else the last few for the feed.
-    frames: Vec<Bytes>,
-    count: u64,
-    bytes: u64,
+/// An answer the sender is owed, in the order of its messages.
+enum Owed {
+    /// Queued into the buffer: counted and acknowledged once its commit resolves.
+    Stored {
+        commit: Commit,
+        /// All frames when acknowledging (the ACK needs them), else the last few for the feed.
+        frames: Vec<Bytes>,
+        count: u64,
+        bytes: u64,
+    },
+    /// Refused (buffer full): answered with a NAK in turn (acknowledging sources only).
+    Refused { frames: Vec<Bytes>, bytes: u64 },
+}
+
+impl Owed {
+    fn bytes(&self) -> u64 {
+        match self {
+            Owed::Stored { bytes, .. } | Owed::Refused { bytes, .. } => *bytes,
+        }
+    }
+}
+
+/// Per-connection state of the intake side.
+struct Intake {
+    owed: VecDeque<Owed>,
+    /// Frames waiting for room (`WhenFull::Hold`), oldest first; nothing is read meanwhile.
+    held: Vec<Bytes>,
+    /// When held frames are offered again.
+    retry_at: Option<Instant>,
+    /// Holding the sender back since the last successful intake (reported once).
+    holding: bool,
+    acks: AckWriter,
+    when_full: WhenFull,
+}
+
+impl Intake {
+    fn owed_bytes(&self) -> u64 {
+        self.owed.iter().map(Owed::bytes).sum()
+    }
 }
 
 /// Serves one connection until it ends. Errors are I/O errors and a broken buffer.
@@ -83,82 +130,175 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut deframer = Deframer::new(framing_of(framing), framing.max_message_bytes() as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
-    let mut held: Option<Vec<Bytes>> = None;
+    let mut st = Intake {
+        owed: VecDeque::new(),
+        held: Vec::new(),
+        retry_at: None,
+        holding: false,
+        acks: AckWriter::new(ack),
+        when_full,
+    };
     let mut gap_deadline: Option<Instant> = None;
     let mut last_activity = Instant::now();
     let mut eof = false;
-    let mut acks = AckWriter::new(ack);
     loop {
-        if eof && held.is_none() && waiting.is_empty() {
+        if eof && st.held.is_empty() && st.owed.is_empty() {
             return Ok(Ended::PeerClosed);
         }
-        let can_read = !eof
-            && held.is_none()
-            && waiting.len() < WINDOW
-            && waiting.iter().map(|w| w.bytes).sum::<u64>() < WINDOW_BYTES;
-        let retry_at = held.as_ref().map(|_| Instant::now() + FULL_RETRY);
+        let can_read =
+            !eof && st.held.is_empty() && st.owed.len() < WINDOW && st.owed_bytes() < WINDOW_BYTES;
         let idle_at = idle_timeout
-            .filter(|_| waiting.is_empty() && held.is_none())
+            .filter(|_| st.owed.is_empty() && st.held.is_empty())
             .map(|t| last_activity + t);
-        tokio::select! {
+        let step: Result<(), String> = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
                 incomplete(ctx, &buf, "incomplete frame when the pair stopped", peer);
-                // Let batches already queued finish, so their senders get their acks.
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while let Some(w) = waiting.pop_front() {
-                        complete(ctx, w, &mut acks, &mut wr, peer).await?;
-                    }
-                    Ok::<(), String>(())
-                }).await;
+                wind_down(ctx, &mut st, &mut wr, peer, "the pair stopped").await;
                 return Ok(Ended::Cancelled);
             }
-            done = first_commit(&mut waiting) => {
-                let w = waiting.pop_front().expect("first_commit resolves only with a waiting batch");
-                match done {
-                    Ok(_) => complete(ctx, w, &mut acks, &mut wr, peer).await?,
-                    Err(e) => return Err(format!("buffer failed: {e}")),
-                }
-            }
-            () = sleep_until_opt(retry_at) => {
-                if let Some(frames) = held.take() {
-                    submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr, when_full).await?;
-                }
+            done = next_answer(&mut st.owed) => answer(ctx, &mut st, done, &mut wr, peer).await,
+            () = sleep_until_opt(st.retry_at) => {
+                st.retry_at = None;
+                let frames = std::mem::take(&mut st.held);
+                submit(ctx, frames, &mut st).await
             }
             () = sleep_until_opt(gap_deadline) => {
                 gap_deadline = None;
                 let frames = drain(ctx, &mut deframer, &mut buf, Some(FlushReason::Idle), peer);
-                submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr, when_full).await?;
+                submit(ctx, frames, &mut st).await
             }
             () = sleep_until_opt(idle_at) => {
                 incomplete(ctx, &buf, "incomplete frame when the idle connection was closed", peer);
                 return Ok(Ended::IdleTimeout);
             }
             n = rd.read_buf(&mut buf), if can_read => {
-                let n = n.map_err(|e| format!("read: {e}"))?;
-                last_activity = Instant::now();
-                let reason = if n == 0 { eof = true; Some(FlushReason::Eof) } else { None };
-                let frames = drain(ctx, &mut deframer, &mut buf, reason, peer);
-                gap_deadline = match deframer.idle_gap() {
-                    Some(gap) if !buf.is_empty() && !eof => Some(Instant::now() + gap),
-                    _ => None,
-                };
-                submit(ctx, frames, &mut waiting, &mut held, &mut acks, &mut wr, when_full).await?;
-                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                    buf.reserve(READ_CHUNK);
+                match n {
+                    Err(e) => Err(format!("read: {e}")),
+                    Ok(n) => {
+                        last_activity = Instant::now();
+                        let reason = if n == 0 { eof = true; Some(FlushReason::Eof) } else { None };
+                        let frames = drain(ctx, &mut deframer, &mut buf, reason, peer);
+                        gap_deadline = match deframer.idle_gap() {
+                            Some(gap) if !buf.is_empty() && !eof => Some(Instant::now() + gap),
+                            _ => None,
+                        };
+                        let r = submit(ctx, frames, &mut st).await;
+                        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                            buf.reserve(READ_CHUNK);
+                        }
+                        r
+                    }
                 }
             }
+        };
+        if let Err(e) = step {
+            // Whatever ended the connection, answer what can be answered, in order.
+            wind_down(ctx, &mut st, &mut wr, peer, "the connection ended").await;
+            return Err(e);
         }
     }
 }
 
-async fn first_commit(
-    waiting: &mut VecDeque<Waiting>,
-) -> iobp_log::Result<std::ops::RangeInclusive<u64>> {
-    match waiting.front_mut() {
-        Some(w) => (&mut w.commit).await,
+/// Resolves when the oldest owed answer can be given: a stored batch's commit resolved, or a
+/// refused batch is at the front.
+async fn next_answer(owed: &mut VecDeque<Owed>) -> iobp_log::Result<()> {
+    match owed.front_mut() {
+        Some(Owed::Stored { commit, .. }) => commit.await.map(|_| ()),
+        Some(Owed::Refused { .. }) => Ok(()),
         None => std::future::pending().await,
+    }
+}
+
+/// Gives the oldest owed answer.
+async fn answer<W: AsyncWrite + Unpin>(
+    ctx: &SideCtx,
+    st: &mut Intake,
+    done: iobp_log::Result<()>,
+    wr: &mut W,
+    peer: &Arc<str>,
+) -> Result<(), String> {
+    let Some(front) = st.owed.pop_front() else { return Ok(()) };
+    match (front, done) {
+        (Owed::Stored { commit, frames, count, bytes }, Ok(())) => {
+            complete(ctx, &commit, &frames, count, bytes, &mut st.acks, peer);
+        }
+        (Owed::Stored { frames, count, .. }, Err(e)) => {
+            not_stored(ctx, &frames, count, &mut st.acks, &format!("the buffer failed: {e}"));
+            st.acks.flush(wr).await?;
+            return Err(format!("buffer failed: {e}"));
+        }
+        (Owed::Refused { frames, .. }, _) => {
+            for f in &frames {
+                st.acks.nak(f, "buffer full, retry later");
+            }
+        }
+    }
+    st.acks.flush(wr).await
+}
+
+/// The connection is ending: held frames are counted as refused; each waiting batch gets
+/// until [`WIND_DOWN`] for its commit and is acknowledged only if it became durable.
+async fn wind_down<W: AsyncWrite + Unpin>(
+    ctx: &SideCtx,
+    st: &mut Intake,
+    wr: &mut W,
+    peer: &Arc<str>,
+    why: &str,
+) {
+    if !st.held.is_empty() {
+        let n = st.held.len() as u64;
+        ctx.stats.refused.fetch_add(n, Ordering::Relaxed);
+        ctx.error(
+            Side::Source,
+            format!("{n} message(s) held while the buffer was full were not stored: {why}"),
+        );
+        st.held.clear();
+    }
+    let deadline = Instant::now() + WIND_DOWN;
+    while let Some(o) = st.owed.pop_front() {
+        match o {
+            Owed::Stored { mut commit, frames, count, bytes } => {
+                match tokio::time::timeout_at(deadline, &mut commit).await {
+                    Ok(Ok(_)) => complete(ctx, &commit, &frames, count, bytes, &mut st.acks, peer),
+                    Ok(Err(e)) => {
+                        let reason = format!("not stored ({why}; the buffer failed: {e})");
+                        not_stored(ctx, &frames, count, &mut st.acks, &reason);
+                    }
+                    Err(_) => {
+                        let reason = format!(
+                            "not confirmed durable within {} s ({why}); not acknowledged, it may \
+                             still be delivered",
+                            WIND_DOWN.as_secs()
+                        );
+                        not_stored(ctx, &frames, count, &mut st.acks, &reason);
+                    }
+                }
+            }
+            Owed::Refused { frames, .. } => {
+                for f in &frames {
+                    st.acks.nak(f, "buffer full, retry later");
+                }
+            }
+        }
+        // A peer that does not read its answers cannot hold the pair's stop up.
+        if tokio::time::timeout_at(deadline, st.acks.flush(wr)).await.is_err() {
+            st.acks.discard();
+        }
+    }
+}
+
+/// Frames that did not become durable: never counted as received; answered with a NAK when the source
+/// acknowledges, else counted as refused. Never silent.
+fn not_stored(ctx: &SideCtx, frames: &[Bytes], count: u64, acks: &mut AckWriter, why: &str) {
+    ctx.stats.refused.fetch_add(count, Ordering::Relaxed);
+    if acks.enabled() {
+        for f in frames {
+            acks.nak(f, "not stored, send again");
+        }
+        ctx.error(Side::Source, format!("{count} message(s) answered with a NAK: {why}"));
+    } else {
+        ctx.error(Side::Source, format!("{count} message(s) {why}"));
     }
 }
 
@@ -207,61 +347,64 @@ fn drain(
     frames
 }
 
-/// Queues frames into the buffer, or handles a full buffer.
-async fn submit<W: AsyncWrite + Unpin>(
-    ctx: &SideCtx,
-    frames: Vec<Bytes>,
-    waiting: &mut VecDeque<Waiting>,
-    held: &mut Option<Vec<Bytes>>,
-    acks: &mut AckWriter,
-    wr: &mut W,
-    when_full: WhenFull,
-) -> Result<(), String> {
+/// Queues frames into the buffer, or handles a full buffer. Frames arriving while others are
+/// held go behind them, so order is kept.
+async fn submit(ctx: &SideCtx, frames: Vec<Bytes>, st: &mut Intake) -> Result<(), String> {
     if frames.is_empty() {
         return Ok(());
     }
+    if !st.held.is_empty() {
+        st.held.extend(frames);
+        return Ok(());
+    }
+    let count = frames.len() as u64;
+    let bytes = frames.iter().map(|f| f.len() as u64).sum();
     match ctx.intake(&frames).await {
         Ok(commit) => {
-            let count = frames.len() as u64;
-            let bytes = frames.iter().map(|f| f.len() as u64).sum();
-            let keep = if acks.enabled() { frames } else { tail(frames) };
-            waiting.push_back(Waiting { commit, frames: keep, count, bytes });
+            st.holding = false;
+            let frames = if st.acks.enabled() { frames } else { tail(frames) };
+            st.owed.push_back(Owed::Stored { commit, frames, count, bytes });
             Ok(())
         }
-        Err(IntakeError::Full(why)) if acks.enabled() => {
-            ctx.stats.refused.fetch_add(frames.len() as u64, Ordering::Relaxed);
-            ctx.error(
-                Side::Source,
-                format!("{why}: refused {} message(s) with a NAK", frames.len()),
-            );
-            for f in &frames {
-                acks.nak(f, "buffer full, retry later");
-            }
-            acks.flush(wr).await
+        Err(IntakeError::Full(why)) if st.acks.enabled() => {
+            ctx.stats.refused.fetch_add(count, Ordering::Relaxed);
+            ctx.error(Side::Source, format!("{why}: refused {count} message(s) with a NAK"));
+            st.owed.push_back(Owed::Refused { frames, bytes });
+            Ok(())
         }
-        Err(IntakeError::Full(why)) if when_full == WhenFull::Refuse => {
-            ctx.stats.refused.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        Err(IntakeError::Full(why)) if st.when_full == WhenFull::Refuse => {
+            ctx.stats.refused.fetch_add(count, Ordering::Relaxed);
             ctx.error(
                 Side::Source,
                 format!(
-                    "{why}: refused {} message(s); this source has no flow control to hold \
-                     the sender back",
-                    frames.len()
+                    "{why}: refused {count} message(s); this source has no flow control to hold \
+                     the sender back"
                 ),
             );
             Ok(())
         }
         Err(IntakeError::Full(why)) => {
-            if held.is_none() {
+            if !std::mem::replace(&mut st.holding, true) {
                 ctx.error(
                     Side::Source,
                     format!("{why}: holding the sender back until there is room"),
                 );
             }
-            *held = Some(frames);
+            st.held = frames;
+            st.retry_at = Some(Instant::now() + FULL_RETRY);
             Ok(())
         }
-        Err(IntakeError::Broken(e)) => Err(format!("buffer unavailable: {e}")),
+        Err(IntakeError::Broken(e)) => {
+            ctx.stats.refused.fetch_add(count, Ordering::Relaxed);
+            if st.acks.enabled() {
+                st.owed.push_back(Owed::Refused { frames, bytes });
+            }
+            ctx.error(
+                Side::Source,
+                format!("buffer unavailable, {count} message(s) not stored: {e}"),
+            );
+            Err(format!("buffer unavailable: {e}"))
+        }
     }
 }
 
@@ -274,24 +417,24 @@ fn tail(mut frames: Vec<Bytes>) -> Vec<Bytes> {
     frames
 }
 
-/// A batch is durable: count it, show it, acknowledge it.
-async fn complete<W: AsyncWrite + Unpin>(
+/// A batch is durable: count it, show it, queue its acknowledgement.
+fn complete(
     ctx: &SideCtx,
-    w: Waiting,
+    commit: &Commit,
+    frames: &[Bytes],
+    count: u64,
+    bytes: u64,
     acks: &mut AckWriter,
-    wr: &mut W,
     peer: &Arc<str>,
-) -> Result<(), String> {
-    let first_seq = *w.commit.seqs().start();
-    let shown_from = first_seq + w.count - w.frames.len() as u64;
-    ctx.accepted_counts(w.count, w.bytes, &w.frames, shown_from, Some(peer));
+) {
+    let first_seq = *commit.seqs().start();
+    let shown_from = first_seq + count - frames.len() as u64;
+    ctx.accepted_counts(count, bytes, frames, shown_from, Some(peer));
     if acks.enabled() {
-        for f in &w.frames {
+        for f in frames {
             acks.ack(f);
         }
-        acks.flush(wr).await?;
     }
-    Ok(())
 }
 
 /// Builds acknowledgements into one buffer and writes them together.
@@ -318,6 +461,11 @@ impl AckWriter {
         self.answer(frame, false, Some(why));
     }
 
+    /// Drops answers that could not be written.
+    pub(crate) fn discard(&mut self) {
+        self.out.clear();
+    }
+
     fn answer(&mut self, frame: &[u8], ok: bool, why: Option<&str>) {
         match &self.mode {
             AckSpec::None => {}
@@ -328,9 +476,13 @@ impl AckWriter {
                 let code = if ok { AckCode::AA } else { AckCode::AE };
                 let id = format!("IOBP{}{:06}", hl7_time_compact(), self.next_id % 1_000_000);
                 let msg = build_ack(frame, code, why, &hl7_timestamp(), &id);
-                // An ACK never contains the MLLP trailer, so framing cannot fail.
-                let _ = iobp_codec::Encoder::new(iobp_codec::Framing::mllp())
-                    .encode(&msg, &mut self.out);
+                // `build_ack` escapes control bytes, so an ACK always frames; were it ever
+                // refused, the sender would wait for an answer in vain: say so.
+                if let Err(e) = iobp_codec::Encoder::new(iobp_codec::Framing::mllp())
+                    .encode(&msg, &mut self.out)
+                {
+                    tracing::error!("an HL7 acknowledgement could not be framed: {e}");
+                }
             }
         }
     }

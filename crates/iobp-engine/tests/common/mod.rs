@@ -44,19 +44,36 @@ impl Harness {
     }
 
     pub async fn with_settings(settings: Settings) -> Harness {
+        Self::start(settings, None).await
+    }
+
+    /// An engine whose buffers live on a simulated file system (faults, power cuts).
+    pub async fn with_fs(fs: &iobp_log::sim::SimFs) -> Harness {
+        Self::start(Settings::default(), Some(Arc::new(fs.clone()))).await
+    }
+
+    async fn start(
+        settings: Settings,
+        log_fs: Option<Arc<dyn iobp_log::fs::FileSystem>>,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let (engine, report) = Engine::start(
             EngineOptions {
                 data_dir: dir.path().to_path_buf(),
                 settings,
                 repository: Arc::new(NoRepository),
-                log_fs: None,
+                log_fs,
             },
             Vec::new(),
         )
         .await;
         assert!(report.skipped.is_empty());
         Harness { engine, dir }
+    }
+
+    /// The buffer directory of pair `id`.
+    pub fn log_dir(&self, id: &str) -> std::path::PathBuf {
+        self.dir.path().join("logs").join(id)
     }
 
     pub async fn add(&self, json: &str) -> ChannelPairSpec {
@@ -212,4 +229,15 @@ pub fn encode_all(framing: &iobp_codec::Framing, msgs: &[Vec<u8>]) -> Vec<u8> {
         enc.encode(m, &mut wire).expect("encode");
     }
     wire
+}
+
+/// Every payload durable in the buffer of pair `id` on `fs` (a file system after a power cut).
+pub fn payloads_on(fs: &iobp_log::sim::SimFs, dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let log = iobp_log::Log::open(
+        dir,
+        iobp_log::LogOptions { fs: Arc::new(fs.clone()), ..iobp_log::LogOptions::default() },
+    )
+    .expect("open the buffer after the power cut");
+    let all = log.read_range(1, usize::MAX, usize::MAX).expect("browse");
+    all.iter().map(|r| r.payload.to_vec()).collect()
 }
