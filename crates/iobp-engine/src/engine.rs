@@ -93,7 +93,14 @@ struct Entry {
 struct Heal {
     next_attempt: tokio::time::Instant,
     backoff: crate::backoff::Backoff,
+    /// The buffer was reopened (and is in use again) at this time; a new failure soon after
+    /// continues the backoff instead of starting over, so a disk that fails every write is
+    /// not hammered.
+    healed_at: Option<tokio::time::Instant>,
 }
+
+/// A buffer that worked this long after healing starts the backoff afresh on its next failure.
+const HEAL_SETTLE: Duration = Duration::from_secs(60);
 
 struct Inner {
     logs_dir: PathBuf,
@@ -606,17 +613,22 @@ impl Engine {
     async fn recover_failed(&self, id: &str) {
         let _admin = self.inner.admin.lock().await;
         let now = tokio::time::Instant::now();
-        let (old, due) = {
-            let pairs = read(&self.inner.pairs);
-            let Some(e) = pairs.get(id) else { return };
-            (e.log.clone(), e.heal.as_ref().is_none_or(|h| h.next_attempt <= now))
+        let (old, due, first) = {
+            let mut pairs = write(&self.inner.pairs);
+            let Some(e) = pairs.get_mut(id) else { return };
+            if e.heal.as_ref().is_some_and(|h| h.healed_at.is_some_and(|t| t + HEAL_SETTLE < now)) {
+                // The last heal held long enough: this is a new episode.
+                e.heal = None;
+            }
+            let first = e.heal.as_ref().is_none_or(|h| h.healed_at.is_some());
+            let due = e.heal.as_ref().is_none_or(|h| h.next_attempt <= now);
+            (e.log.clone(), due, first)
         };
         let Some(cause) = old.failure() else { return };
         if !due || self.inner.shutting_down.load(Ordering::Acquire) {
             return;
         }
         let stats = self.stats(id);
-        let first = read(&self.inner.pairs).get(id).is_some_and(|e| e.heal.is_none());
         if first {
             tracing::error!(pair = id, "buffer failed ({cause}); healing: reopening it");
             if let Some(s) = &stats {
@@ -636,7 +648,15 @@ impl Engine {
                 );
                 if let Some(e) = write(&self.inner.pairs).get_mut(id) {
                     e.log = log;
-                    e.heal = None;
+                    let retry = e.spec.retry;
+                    let h = e.heal.get_or_insert_with(|| Heal {
+                        next_attempt: now,
+                        backoff: crate::backoff::Backoff::new(retry),
+                        healed_at: None,
+                    });
+                    h.healed_at = Some(now);
+                    // Should it fail again soon, the next attempt waits.
+                    h.next_attempt = now + h.backoff.next_delay();
                 }
                 if let Some(s) = &stats {
                     s.heals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -651,7 +671,9 @@ impl Engine {
                     let h = entry.heal.get_or_insert_with(|| Heal {
                         next_attempt: now,
                         backoff: crate::backoff::Backoff::new(retry),
+                        healed_at: None,
                     });
+                    h.healed_at = None;
                     let d = h.backoff.next_delay();
                     h.next_attempt = now + d;
                     d

@@ -204,3 +204,111 @@ async fn a_udp_destination_that_cannot_read_its_buffer_backs_off_and_stops_when_
         .expect("stop");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// Sends `msgs` as lines over a new connection and returns the answer bytes (one per message
+/// when all are answered; fewer if the connection ended first).
+async fn send_and_collect(addr: (&str, u16), msgs: &[String], wait: Duration) -> Vec<u8> {
+    let mut s = connect(addr).await;
+    let mut out = String::new();
+    for m in msgs {
+        out.push_str(m);
+        out.push('\n');
+    }
+    if s.write_all(out.as_bytes()).await.is_err() {
+        return Vec::new();
+    }
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    while answers.len() < msgs.len() {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(k)) if k > 0 => answers.extend_from_slice(&buf[..k]),
+            _ => break,
+        }
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_and_fsync_errors_heal_the_pair_without_a_restart() {
+    for (what, faults) in [
+        ("fdatasync", Faults { fail_sync_after: Some(0), ..Faults::default() }),
+        ("write", Faults { fail_write_after: Some(0), ..Faults::default() }),
+    ] {
+        let fs = SimFs::new();
+        let h = Harness::with_fs(&fs).await;
+        let ip = loopback();
+        let (src, dst) = (free_port(&ip), free_port(&ip));
+        let (got, _r) = receiver((&ip, dst)).await;
+        h.add(&byte_ack_pair("p", &ip, src, dst, "")).await;
+        let batch = |from: usize| (from..from + 100).map(msg).collect::<Vec<_>>();
+        let first = send_and_collect((&ip, src), &batch(0), Duration::from_secs(10)).await;
+        assert_eq!(first, vec![ACK; 100], "{what}: before the fault");
+        // The disk fails: appends fail, the pair is Red while the buffer cannot be reopened.
+        fs.set_faults(faults.clone());
+        let during = send_and_collect((&ip, src), &batch(100), Duration::from_secs(3)).await;
+        assert!(!during.contains(&ACK), "{what}: nothing acknowledged while the disk fails");
+        h.wait_for("p", 10, "Red while failed", |s| {
+            s.channel == iobp_engine::Color::Red && s.buffer_failure.is_some()
+        })
+        .await;
+        if what == "fdatasync" {
+            // Reopening syncs the tail: while fdatasync keeps failing, nothing is trusted.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert_eq!(h.snap("p").buffer_heals, 0, "{what}: a sick disk is not trusted");
+        }
+        // The disk recovers: the pair heals by itself (no restart of the process).
+        fs.set_faults(Faults::default());
+        h.wait_for("p", 20, "healed", |s| s.buffer_heals >= 1 && s.buffer_failure.is_none()).await;
+        let after = send_and_collect((&ip, src), &batch(200), Duration::from_secs(10)).await;
+        assert_eq!(after, vec![ACK; 100], "{what}: accepting again");
+        // Every acknowledged message is delivered, in order of first arrival.
+        let lines = got.wait_lines(200, 20).await;
+        let mut seen = HashSet::new();
+        let firsts: Vec<&String> = lines.iter().filter(|l| seen.insert(l.as_str())).collect();
+        let acked: Vec<String> = (0..100).chain(200..300).map(msg).collect();
+        let delivered: Vec<String> =
+            firsts.iter().filter(|l| acked.contains(l)).map(|l| (*l).clone()).collect();
+        assert_eq!(delivered, acked, "{what}: every acknowledged message, in order");
+        h.engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_senders_back_and_the_pair_recovers_by_itself() {
+    // A 2 MiB disk under a pair whose max_storage_mb (1000) would allow far more; 5x the
+    // disk's size is offered while the destination is down.
+    let fs = SimFs::new();
+    fs.set_faults(Faults { capacity_bytes: Some(2 << 20), ..Faults::default() });
+    let h = Harness::with_fs(&fs).await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    h.add(&line_pair("p", (&ip, src), (&ip, dst))).await;
+    let n = 10_000usize;
+    let line = |i: usize| format!("{i:07}-{}", "d".repeat(992));
+    let sender = {
+        let ip = ip.clone();
+        tokio::spawn(async move {
+            send_lines((&ip, src), (0..n).map(line)).await;
+        })
+    };
+    h.wait_for("p", 30, "the disk full alarm", |s| {
+        s.storage_alarm.as_ref().is_some_and(|a| a.contains("disk"))
+            && s.buffer == iobp_engine::Color::Red
+    })
+    .await;
+    let s = h.snap("p");
+    assert!(s.buffer_failure.is_none(), "a full disk does not fail the buffer: {s:#?}");
+    assert!(s.received < n as u64 / 2, "{s:#?}");
+    assert_eq!(s.refused, 0, "a TCP sender is held back, not refused");
+    // The destination comes: delivery frees space, the sender is let through, nothing lost.
+    let (got, _r) = receiver((&ip, dst)).await;
+    let lines = got.wait_lines(n, 120).await;
+    let expected: Vec<String> = (0..n).map(line).collect();
+    let mut seen = HashSet::new();
+    let firsts: Vec<String> = lines.into_iter().filter(|l| seen.insert(l.clone())).collect();
+    assert_eq!(firsts, expected, "every message, in order");
+    sender.await.expect("sender done");
+    h.wait_for("p", 10, "the alarm clears", |s| s.storage_alarm.is_none() && s.pending == 0).await;
+    assert_eq!(h.snap("p").received, n as u64);
+}
