@@ -307,7 +307,15 @@ pub struct UdpSpec {
     pub host: String,
     /// Source: port to listen on. Destination: target port.
     pub port: u16,
+    /// Source: the socket's receive buffer, which absorbs bursts while the buffer syncs.
+    /// Default [`DEFAULT_UDP_RECEIVE_BUFFER`] (4 MiB); beyond the system's `net.core.rmem_max`
+    /// only with the privilege to force it (root, `CAP_NET_ADMIN`), else the side says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_buffer_bytes: Option<u64>,
 }
+
+/// Default receive buffer of a `udp` source: about 4,000 small datagrams of kernel memory.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: u64 = 4 * 1024 * 1024;
 
 /// TLS settings of a TCP side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -242,6 +242,16 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
         EndpointSpec::Udp(s) => {
             check_host(c, &p("host"), &s.host);
             check_port(c, &p("port"), s.port);
+            match s.receive_buffer_bytes {
+                Some(_) if side != Side::Source => {
+                    c.fail(&p("receive_buffer_bytes"), "applies to udp sources only");
+                }
+                Some(bytes) if !(64 * 1024..=256 * 1024 * 1024).contains(&bytes) => c.fail(
+                    &p("receive_buffer_bytes"),
+                    "must be between 65536 (64 KiB) and 268435456 (256 MiB)",
+                ),
+                _ => {}
+            }
         }
         EndpointSpec::Serial(s) => {
             if s.port.trim().is_empty() {

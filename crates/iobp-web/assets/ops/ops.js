@@ -705,7 +705,8 @@
       case 'udp':
         append(fields,
           field({ path: p('host'), label: src ? 'Listen address' : 'Target host', required: true, value: v.host !== undefined ? v.host : (src ? '0.0.0.0' : undefined), placeholder: src ? undefined : 'host name or IP address' }),
-          port(src ? 'Datagrams arrive on this port.' : 'Datagrams are sent to this port.'));
+          port(src ? 'Datagrams arrive on this port.' : 'Datagrams are sent to this port.'),
+          src ? field({ path: p('receive_buffer_bytes'), label: 'Receive buffer (bytes)', kind: 'int', min: 65536, max: 268435456, value: v.receive_buffer_bytes, placeholder: '4194304 (4 MiB)', help: 'Holds bursts while the buffer writes to disk. UDP cannot be held back: what overflows it is dropped by the system, counted as refused and shown.' }) : null);
         break;
       case 'serial': {
         const bauds = ctx.bauds;
@@ -999,7 +1000,7 @@
     pair: ['id', 'name', 'enabled', 'source', 'destination', 'failover', 'failback', 'failover_policy', 'retry', 'max_storage_mb'],
     tcp_server: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'max_connections', 'idle_timeout_s', 'write_timeout_ms'],
     tcp_client: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'connect_timeout_ms', 'write_timeout_ms'],
-    udp: ['type', 'host', 'port'],
+    udp: ['type', 'host', 'port', 'receive_buffer_bytes'],
     serial: ['type', 'port', 'baud_rate', 'data_bits', 'parity', 'stop_bits', 'flow_control', 'framing', 'ack', 'rs485', 'write_timeout_ms'],
     remote_icombuffer: ['type', 'url', 'channel_id', 'auth', 'tls'],
     tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
