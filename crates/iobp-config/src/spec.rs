@@ -12,6 +12,9 @@ use crate::bytes::ByteString;
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 /// Largest allowed `max_message_bytes` (the durable log's own record limit).
 pub const MAX_MESSAGE_BYTES_LIMIT: u32 = 64 * 1024 * 1024;
+/// Largest record the relay protocol carries (`iobp_relay::MAX_RECORD_BYTES`; the engine's
+/// tests check that the two agree).
+pub const RELAY_MAX_RECORD_BYTES: u32 = 16 * 1024 * 1024;
 /// Default connection limit of a TCP server side.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::spec::{
     AckSpec, BackoffSpec, ChannelPairSpec, ClientAuthMode, ConfigDocument, EndpointSpec,
-    FlowControl, FramingSpec, MAX_MESSAGE_BYTES_LIMIT, Settings, TlsSpec,
+    FlowControl, FramingSpec, MAX_MESSAGE_BYTES_LIMIT, RELAY_MAX_RECORD_BYTES, Settings, TlsSpec,
 };
 
 /// One problem with a configuration.
@@ -196,7 +196,26 @@ impl ChannelPairSpec {
         if self.max_storage_mb == Some(0) {
             c.fail("max_storage_mb", "must be at least 1");
         }
+        check_relay_record_size(&mut c, self);
         c.finish()
+    }
+}
+
+/// A pair that delivers to another instance may only take messages one relay frame can
+/// carry; a larger one would never leave.
+fn check_relay_record_size(c: &mut Check, pair: &ChannelPairSpec) {
+    let relays = std::iter::once(&pair.destination)
+        .chain(&pair.failover)
+        .any(|d| matches!(d, EndpointSpec::Remote(_)));
+    let Some(framing) = pair.source.framing().filter(|_| relays) else { return };
+    if framing.max_message_bytes() > RELAY_MAX_RECORD_BYTES {
+        c.fail(
+            "source.framing.max_message_bytes",
+            format!(
+                "must be at most {RELAY_MAX_RECORD_BYTES} (16 MiB) when messages go to another \
+                 ioBufferPro instance: one relay record carries at most that much"
+            ),
+        );
     }
 }
 

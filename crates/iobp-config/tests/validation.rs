@@ -221,3 +221,20 @@ fn defaults_are_the_products() {
     assert_eq!(p.display_name(), "a");
     assert_eq!(Settings::default().max_storage_mb, 1000);
 }
+
+#[test]
+fn a_relaying_pair_takes_only_messages_a_relay_record_can_carry() {
+    let relay = r#"{"type": "remote_icombuffer", "channel_id": "c", "url": "http://h:8080", "auth": {"username": "u", "password": "p"}}"#;
+    let big = r#"{"type": "tcp_server", "host": "0.0.0.0", "port": 5000, "framing": {"type": "line", "max_message_bytes": 33554432}}"#;
+    let doc = format!(r#"{{"channel_pairs": [{}]}}"#, pair("a", big, relay));
+    let e = parse_document(&doc).expect_err("32 MiB messages cannot be relayed");
+    assert_eq!(e.problems[0].path, "channel_pairs[0].source.framing.max_message_bytes");
+    assert!(e.problems[0].message.contains("16 MiB"), "{e}");
+    // The same as a backup destination; and fine where nothing is relayed.
+    let doc = format!(
+        r#"{{"channel_pairs": [{{"id": "a", "source": {big}, "destination": {CLIENT}, "failover": [{relay}]}}]}}"#
+    );
+    assert_eq!(paths(&doc), ["channel_pairs[0].source.framing.max_message_bytes"]);
+    let doc = format!(r#"{{"channel_pairs": [{}]}}"#, pair("a", big, CLIENT));
+    parse_document(&doc).expect("no relay, no limit beyond 64 MiB");
+}

@@ -225,3 +225,54 @@ async fn protocol_violations_are_refused_cleanly() {
         Some((b"one".as_slice(), Some((43, 1))))
     );
 }
+
+#[test]
+fn the_configuration_and_the_protocol_agree_on_the_largest_record() {
+    assert_eq!(iobp_config::RELAY_MAX_RECORD_BYTES, iobp_relay::MAX_RECORD_BYTES);
+}
+
+/// A record larger than one relay record can carry, left in the buffer from before an edit
+/// made the pair relay: set aside as undeliverable, reported, and the records after it flow —
+/// never a pair stuck on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
+    let (a, b) = (Harness::new().await, Harness::new().await);
+    let ip = loopback();
+    let (src, dead, dst) = (free_port(&ip), free_port(&ip), free_port(&ip));
+    let big_source = |max: u32| {
+        format!(
+            r#"{{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line", "max_message_bytes": {max}}}}}"#
+        )
+    };
+    a.add(&format!(
+        r#"{{"id": "out", "retry": {{"initial_ms": 50, "max_ms": 200}}, "source": {},
+            "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dead}, "framing": {{"type": "line"}}}}}}"#,
+        big_source(32 << 20)
+    ))
+    .await;
+    let huge = "h".repeat(17 << 20);
+    let lines =
+        std::iter::once(format!("0000000 {huge}")).chain((1..=5).map(|i| format!("{i:07} small")));
+    send_lines((&ip, src), lines).await;
+    a.wait_for("out", 20, "all stored", |s| s.received == 6).await;
+    // The pair now relays (its source refuses such messages from now on).
+    let mut spec = a.engine.get("out").expect("spec");
+    spec.source = iobp_config::parse_pair(&format!(
+        r#"{{"id": "x", "source": {}, "destination": {{"type": "udp", "host": "{ip}", "port": 1}}}}"#,
+        big_source(16 << 20)
+    ))
+    .expect("source")
+    .source;
+    spec.destination =
+        iobp_config::parse_pair(&pair_a((&ip, src), "big")).expect("relay destination").destination;
+    a.engine.update(spec).await.expect("edit");
+    let (got, _r) = receiver((&ip, dst)).await;
+    b.add(&pair_b((&ip, dst), "big", "")).await;
+    b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
+    let _link = Link::connect(&a, &b, "big");
+    let lines = got.wait_lines(5, 30).await;
+    assert_eq!(lines, (1..=5).map(|i| format!("{i:07} small")).collect::<Vec<_>>());
+    a.wait_for("out", 10, "everything Done", |s| s.pending + s.in_flight == 0).await;
+    let s = a.snap("out");
+    assert_eq!(s.rejected, 1, "the large record is reported: {s:?}");
+}

@@ -193,7 +193,7 @@ pub(crate) fn undeliverable(
         Rejected {
             at: SystemTime::now(),
             side: Side::Destination,
-            reason: format!("undeliverable with this destination's framing: {why}"),
+            reason: format!("undeliverable to this destination: {why}"),
             len: payload.len() as u64,
             preview: hex_preview(payload),
             seq: Some(seq),

@@ -22,6 +22,7 @@ use iobp_relay::{DataFull, DataWriter, Frame};
 use tokio::time::Instant;
 
 use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, write_all};
+use crate::destination::stream::undeliverable;
 use crate::side::SideCtx;
 use crate::stats::Side;
 
@@ -236,15 +237,31 @@ impl Session {
             for r in self.batch.iter().filter(|r| r.seq > self.skip_through) {
                 match w.push(out, r.seq, r.payload) {
                     Ok(()) => {}
-                    // The frame's bounds are those of the batch; a record the protocol
-                    // cannot carry cannot be in this buffer (the log's limit is lower).
-                    Err(DataFull::Full | DataFull::RecordTooLarge | DataFull::OutOfOrder) => {
+                    // Validation keeps such records out of relaying pairs, but the buffer may
+                    // hold one from before an edit: reported and set aside like any message a
+                    // destination cannot carry, never a pair stuck on it.
+                    Err(DataFull::RecordTooLarge) => {
+                        let why = format!(
+                            "{} bytes; one relay record carries at most {}",
+                            r.payload.len(),
+                            iobp_relay::MAX_RECORD_BYTES
+                        );
+                        undeliverable(ctx, r.seq, r.payload, &why)?;
+                        continue;
+                    }
+                    // The frame's bounds are those of the batch.
+                    Err(DataFull::Full | DataFull::OutOfOrder) => {
                         return Err(format!("record {} does not fit a relay frame", r.seq));
                     }
                 }
                 count += 1;
                 bytes += r.payload.len() as u64;
                 last_ts = r.timestamp_us;
+            }
+            if count == 0 {
+                // Everything in this batch was set aside.
+                out.clear();
+                continue;
             }
             let backlog = ctx.log.stats().pending;
             w.set_lag(out, backlog, last_ts);
