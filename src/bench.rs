@@ -646,7 +646,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     wait_count(&got, 10_000, Duration::from_secs(30)).await?;
     let mut seq = 10_000;
     // The peak from here on is the message path's; a first start also hashes the initial
-    // admin password (Argon2, ~19 MiB for a moment), which is not what this measures.
+    // admin password (Argon2, 7 MiB for a moment), which is not what this measures.
     let (start_hwm, _) = rss_kib(inst.child.id());
     reset_peak_rss(inst.child.id());
 

@@ -89,8 +89,9 @@ fn lab_pki(out: &std::path::Path, names: &[String]) -> anyhow::Result<()> {
 
 /// Keeps large, short-lived allocations out of glibc's heap. glibc raises its mmap threshold
 /// after freeing a large block, so later blocks of that size come from a thread's heap and
-/// stay resident after they are freed: every Argon2 password check (19 MiB) would leave that
-/// much behind per hashing thread, more than the whole engine needs. A fixed threshold turns
+/// stay resident after they are freed: every Argon2 password check (7 MiB; 19 MiB for hashes
+/// made with the crate's default parameters by earlier builds) would leave that much behind per
+/// hashing thread, more than the whole engine needs. A fixed threshold turns
 /// the adaptation off: blocks of 4 MiB and more get their own mapping, returned at free. No
 /// hot path allocates that much (log batches are at most 1 MiB and reused).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

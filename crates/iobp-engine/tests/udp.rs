@@ -1,5 +1,8 @@
 //! UDP sources cannot hold a sender back: every datagram sent is either stored or counted as
 //! refused — including those the kernel drops when the socket's receive buffer overflows.
+//! (Datagrams the system drops before they reach any socket — the network device's backlog,
+//! on a machine too busy to process it — no socket can see; the tests account for them from
+//! the system's own counters.)
 
 mod common;
 
@@ -37,19 +40,55 @@ fn blast(ip: &str, port: u16, n: u64, per_sec: u64) -> std::thread::JoinHandle<u
     })
 }
 
+/// Packets the network devices of this machine dropped before any socket saw them (all CPUs,
+/// all devices: an upper bound of what this test's datagrams lost there).
+fn device_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|d| u64::from_str_radix(d, 16).ok()))
+        .sum()
+}
+
+/// Waits until every datagram sent is stored, refused, or among the device drops.
+async fn wait_accounted(h: &Harness, id: &str, sent: u64, device_drops_before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = h.snap(id);
+        let dev = device_drops().saturating_sub(device_drops_before);
+        assert!(s.received + s.refused <= sent, "more counted than sent: {s:#?}");
+        if s.received + s.refused + dev >= sent {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sent} sent, {} stored, {} refused, {dev} dropped by devices: some went uncounted",
+            s.received,
+            s.refused
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datagrams_the_kernel_drops_are_counted_never_silent() {
-    let h = Harness::new().await;
+    // A slow disk fills the source's window of batches waiting for their fdatasync; a small
+    // receive buffer then overflows and the kernel drops datagrams at the socket.
+    let fs = iobp_log::sim::SimFs::new();
+    let h = Harness::with_fs(&fs).await;
     let ip = loopback();
     let (src, dst) = (free_udp_port(&ip), free_port(&ip));
-    // A small receive buffer, and a burst far larger than it.
     h.add(&udp_pair("u", &ip, src, dst, r#", "receive_buffer_bytes": 65536"#)).await;
     h.wait_for("u", 10, "listening", |s| s.source.color != Color::White).await;
-    let sent = blast(&ip, src, 100_000, 0).join().expect("sender");
-    h.wait_for("u", 30, "every datagram stored or counted", |s| s.received + s.refused == sent)
-        .await;
+    fs.set_faults(iobp_log::sim::Faults {
+        sync_delay: Some(Duration::from_millis(200)),
+        ..iobp_log::sim::Faults::default()
+    });
+    let before = device_drops();
+    let sent = blast(&ip, src, 20_000, 10_000).join().expect("sender");
+    wait_accounted(&h, "u", sent, before).await;
     let s = h.snap("u");
-    assert!(s.refused > 0, "a burst of 100,000 into 64 KiB dropped nothing? {s:#?}");
+    assert!(s.refused > 0, "nothing dropped at the socket? {s:#?}");
     assert!(
         s.last_error.as_ref().is_some_and(|e| e.2.contains("dropped by the kernel")),
         "the loss is shown with its reason: {s:#?}"
@@ -63,9 +102,9 @@ async fn a_paced_stream_is_stored_or_counted_datagram_by_datagram() {
     let (src, dst) = (free_udp_port(&ip), free_port(&ip));
     h.add(&udp_pair("u", &ip, src, dst, "")).await;
     h.wait_for("u", 10, "listening", |s| s.source.color != Color::White).await;
+    let before = device_drops();
     let sent = blast(&ip, src, 50_000, 20_000).join().expect("sender");
-    h.wait_for("u", 30, "every datagram stored or counted", |s| s.received + s.refused == sent)
-        .await;
+    wait_accounted(&h, "u", sent, before).await;
     // The loss rate is a benchmark figure (`iobufferpro bench`); here: never silent.
     let s = h.snap("u");
     eprintln!("paced 20,000/s: {} stored, {} refused", s.received, s.refused);

@@ -1,8 +1,11 @@
 //! Users, passwords, sessions, and the checks every API route makes.
 //!
-//! - **Passwords** are Argon2id (crate defaults: m = 19 MiB, t = 2, p = 1), hashed on the
-//!   blocking pool with at most [`HASHING_AT_ONCE`] at a time so a burst of logins cannot
-//!   exhaust memory. Unknown user names cost a hash too, so timing does not reveal them.
+//! - **Passwords** are Argon2id with m = 7 MiB, t = 5, p = 1 — one of the OWASP-recommended
+//!   settings of equal strength to the crate's default (m = 19 MiB, t = 2), at a third of the
+//!   memory: a login is the process's largest allocation. Hashes made with other parameters
+//!   (older versions) verify with their own. Hashed on the blocking pool with at most
+//!   [`HASHING_AT_ONCE`] at a time so a burst of logins cannot exhaust memory. Unknown user
+//!   names cost a hash too, so timing does not reveal them.
 //! - **Sessions** are server-side: a 32-byte random token in an `HttpOnly; SameSite=Strict`
 //!   cookie (a different cookie name per portal, because browsers share cookies between ports
 //!   of one host), only its SHA-256 in the store. Sessions expire after [`IDLE_TIMEOUT`] idle
@@ -40,7 +43,7 @@ use crate::error::ApiError;
 use crate::relay_links::RelayLinks;
 use crate::{Portal, WebState};
 
-/// Password hashes computed at the same time (each takes 19 MiB).
+/// Password hashes computed at the same time (each takes 7 MiB).
 pub const HASHING_AT_ONCE: usize = 2;
 /// A session unused this long ends.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
@@ -79,12 +82,19 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Argon2id, m = 7 MiB (7168 KiB), t = 5, p = 1 (OWASP). Verification takes the parameters
+/// from each stored hash.
+fn hasher() -> Argon2<'static> {
+    let params = argon2::Params::new(7 * 1024, 5, 1, None).unwrap_or_default();
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
 /// Argon2id hashing with bounded concurrency.
 #[derive(Debug)]
 pub struct Passwords {
     permits: Semaphore,
     /// A real hash of a fixed password, verified against when the user does not exist.
-    /// Made at the first such login, not at start: hashing costs ~19 MiB for a moment.
+    /// Made at the first such login, not at start: hashing costs 7 MiB for a moment.
     decoy: tokio::sync::OnceCell<String>,
 }
 
@@ -97,12 +107,10 @@ impl Passwords {
     pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
         let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
         let pw = password.as_bytes().to_vec();
-        tokio::task::spawn_blocking(move || {
-            Argon2::default().hash_password(&pw).map(|h| h.to_string())
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        tokio::task::spawn_blocking(move || hasher().hash_password(&pw).map(|h| h.to_string()))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
     }
 
     /// Checks a password against a PHC string (or against the decoy when `phc` is `None`, and
@@ -125,8 +133,7 @@ impl Passwords {
         let Ok(_permit) = self.permits.acquire().await else { return false };
         let pw = password.as_bytes().to_vec();
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .is_ok_and(|h| Argon2::default().verify_password(&pw, &h).is_ok())
+            PasswordHash::new(&hash).is_ok_and(|h| hasher().verify_password(&pw, &h).is_ok())
         })
         .await
         .unwrap_or(false);
@@ -646,6 +653,19 @@ pub(crate) fn remove_initial_password(data_dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn new_hashes_use_7_mib_and_old_ones_still_verify() {
+        let p = Passwords::new();
+        let h = p.hash("correct horse battery").await.expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{h}");
+        assert!(p.verify("correct horse battery", Some(&h)).await);
+        assert!(!p.verify("wrong", Some(&h)).await);
+        // A hash an earlier build made with the crate's defaults (19 MiB, t = 2).
+        let old = Argon2::default().hash_password(b"old password").expect("old").to_string();
+        assert!(old.contains("m=19456,t=2"), "{old}");
+        assert!(p.verify("old password", Some(&old)).await);
+    }
 
     #[test]
     fn throttle_slows_down_after_free_failures_and_forgets_on_success() {

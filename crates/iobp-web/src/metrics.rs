@@ -48,6 +48,11 @@ const COUNTERS: &[(&str, &str, Getter)] = &[
         "Relayed messages received again and dropped (already stored).",
         |p| p.duplicates_dropped as f64,
     ),
+    (
+        "iobp_buffer_heals_total",
+        "Times the pair's buffer failed (write or sync error) and was reopened.",
+        |p| p.buffer_heals as f64,
+    ),
 ];
 
 /// Per-pair gauges: name, help, value.
@@ -59,6 +64,14 @@ const GAUGES: &[(&str, &str, Getter)] = &[
     ("iobp_buffer_bytes", "Bytes of the pair's buffer on disk.", |p| p.buffer_bytes as f64),
     ("iobp_oldest_pending_age_seconds", "Age of the oldest message not yet delivered.", |p| {
         p.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64())
+    }),
+    (
+        "iobp_storage_full",
+        "1 while the pair's storage is full and its source holds senders back or refuses.",
+        |p| f64::from(u8::from(p.storage_alarm.is_some())),
+    ),
+    ("iobp_buffer_failed", "1 while the pair's buffer is failed and being healed.", |p| {
+        f64::from(u8::from(p.buffer_failure.is_some()))
     }),
     ("iobp_pair_enabled", "1 if the pair is configured to run.", |p| {
         f64::from(u8::from(p.enabled))
@@ -129,6 +142,16 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         "# HELP iobp_storage_limit_bytes max_storage_mb in bytes.\n# TYPE iobp_storage_limit_bytes gauge"
     );
     let _ = writeln!(out, "iobp_storage_limit_bytes {}", budget.limit());
+    let _ = writeln!(
+        out,
+        "# HELP iobp_storage_effective_limit_bytes The storage limit in force: max_storage_mb, or less where the disk has less room.\n# TYPE iobp_storage_effective_limit_bytes gauge"
+    );
+    let _ = writeln!(out, "iobp_storage_effective_limit_bytes {}", budget.effective_limit());
+    let _ = writeln!(
+        out,
+        "# HELP iobp_storage_disk_bound 1 when the disk, not max_storage_mb, bounds the buffers.\n# TYPE iobp_storage_disk_bound gauge"
+    );
+    let _ = writeln!(out, "iobp_storage_disk_bound {}", u8::from(budget.disk_bound()));
     let _ = writeln!(
         out,
         "# HELP iobp_uptime_seconds Time since start.\n# TYPE iobp_uptime_seconds gauge"

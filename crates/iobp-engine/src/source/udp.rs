@@ -5,8 +5,10 @@
 //! fdatasync while reading goes on, as on the TCP source — and its socket has a receive buffer
 //! sized for bursts (`receive_buffer_bytes`, 4 MiB by default; forced past the system's
 //! `rmem_max` where the process may). What the kernel still drops is counted from the socket's
-//! own drop counter (`SO_RXQ_OVFL`, Linux) and reported as refused, with an error: a loss is
-//! never silent. A datagram that cannot be stored (buffer full) is refused the same way.
+//! own drop counter and reported as refused, with an error: a loss is never silent. (Linux:
+//! the counter comes with each datagram, `SO_RXQ_OVFL`, and is also read every
+//! [`DROP_POLL`] from `/proc/net/udp`, for drops after the last datagram received.) A
+//! datagram that cannot be stored (buffer full) is refused the same way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ const BATCH: usize = 256;
 const WINDOW: usize = 8;
 /// Largest UDP payload (IPv4); the read buffer holds any datagram whole.
 const MAX_DATAGRAM: usize = 65_536;
+/// How often the socket's drop counter is read when no datagram brings it.
+const DROP_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A batch queued into the buffer, counted once durable.
 struct Waiting {
@@ -66,12 +70,20 @@ pub(crate) async fn source(ctx: SideCtx, spec: UdpSpec) {
     }
     let mut reader = Reader::new(socket);
     let mut waiting: std::collections::VecDeque<Waiting> = std::collections::VecDeque::new();
+    let mut drop_poll = tokio::time::interval(DROP_POLL);
+    drop_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
                 wind_down(&ctx, &mut waiting).await;
                 return;
+            }
+            _ = drop_poll.tick() => {
+                let dropped = reader.poll_drops();
+                if dropped > 0 {
+                    refused(&ctx, dropped, KERNEL_DROPS);
+                }
             }
             r = first_commit(&mut waiting) => {
                 let w = waiting.pop_front();
@@ -109,12 +121,7 @@ pub(crate) async fn source(ctx: SideCtx, spec: UdpSpec) {
                     }
                 };
                 if batch.dropped > 0 {
-                    refused(
-                        &ctx,
-                        batch.dropped,
-                        "dropped by the kernel: the socket's receive buffer overflowed (raise \
-                         receive_buffer_bytes, or the system's net.core.rmem_max)",
-                    );
+                    refused(&ctx, batch.dropped, KERNEL_DROPS);
                 }
                 if batch.frames.is_empty() {
                     continue;
@@ -159,6 +166,9 @@ async fn submit(
         }
     }
 }
+
+const KERNEL_DROPS: &str = "dropped by the kernel: the socket's receive buffer overflowed \
+    (raise receive_buffer_bytes, or the system's net.core.rmem_max)";
 
 /// Datagrams that were not stored: counted as refused, with the reason. Never silent.
 fn refused(ctx: &SideCtx, n: u64, why: &str) {
@@ -268,6 +278,25 @@ impl Reader {
         Reader { socket, buf: vec![0; MAX_DATAGRAM], store: BytesMut::new(), drops_seen: 0 }
     }
 
+    /// Takes a reading of the socket's cumulative drop counter (wrapping at 2^32); returns the
+    /// drops not counted yet. Readings may come late (from `/proc`) and never go back.
+    fn advance_drops(&mut self, counter: u32) -> u64 {
+        let new = counter.wrapping_sub(self.drops_seen);
+        if new >= 1 << 31 {
+            return 0; // an older reading than one already counted
+        }
+        self.drops_seen = counter;
+        u64::from(new)
+    }
+
+    /// Reads the socket's drop counter without receiving: drops after the last datagram.
+    fn poll_drops(&mut self) -> u64 {
+        match socket_drops(&self.socket) {
+            Some(d) => self.advance_drops(d),
+            None => 0,
+        }
+    }
+
     /// Takes the datagrams waiting now (at most [`BATCH`]).
     fn take_batch(&mut self) -> std::io::Result<Batch> {
         let mut frames = Vec::new();
@@ -277,9 +306,7 @@ impl Reader {
             match self.recv_one() {
                 Ok((n, from, drops)) => {
                     if let Some(d) = drops {
-                        // Cumulative since the socket was opened; wraps at 2^32.
-                        dropped += u64::from(d.wrapping_sub(self.drops_seen));
-                        self.drops_seen = d;
+                        dropped += self.advance_drops(d);
                     }
                     if self.store.capacity() - self.store.len() < n {
                         self.store.reserve(n.max(64 * 1024));
@@ -338,4 +365,26 @@ impl Reader {
         let (n, from) = self.socket.try_recv_from(&mut self.buf)?;
         Ok((n, from, None))
     }
+}
+
+/// The socket's drop counter from `/proc/net/udp` (and `udp6`), found by the socket's inode:
+/// the last column of its line.
+#[cfg(target_os = "linux")]
+fn socket_drops(socket: &UdpSocket) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?.ino();
+    let ino = ino.to_string();
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols.get(9) == Some(&ino.as_str())).then(|| cols.last()?.parse().ok()).flatten()
+        })
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn socket_drops(_socket: &UdpSocket) -> Option<u32> {
+    None
 }

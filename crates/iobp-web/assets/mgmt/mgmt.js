@@ -69,17 +69,24 @@
       }
       $('#h-uptime').textContent = App.duration(d.uptime_s * 1000);
       $('#h-version').textContent = d.version;
-      const frac = d.storage_limit_bytes ? d.storage_used_bytes / d.storage_limit_bytes : 0;
-      $('#h-storage').textContent = `${App.bytes(d.storage_used_bytes)} of ${App.bytes(d.storage_limit_bytes)}`;
+      // The limit in force: max_storage_mb, or the disk's room where that is smaller.
+      const limit = d.storage_effective_limit_bytes || d.storage_limit_bytes;
+      const frac = limit ? d.storage_used_bytes / limit : 0;
+      $('#h-storage').textContent = `${App.bytes(d.storage_used_bytes)} of ${App.bytes(limit)}`;
       setMeter($('#h-storage-meter'), frac);
-      $('#h-storage-sub').textContent = `${App.num1(frac * 100)} % of max_storage_mb used by the buffers`;
+      $('#h-storage-sub').textContent = d.storage_disk_bound
+        ? `${App.num1(frac * 100)} % of the room left on the disk (less than max_storage_mb) used by the buffers`
+        : `${App.num1(frac * 100)} % of max_storage_mb used by the buffers`;
       $('#h-datadir').textContent = d.data_dir;
       const warn = $('#storage-warning');
       warn.hidden = !d.storage_warning;
       if (d.storage_warning) {
-        warn.textContent = frac >= 1
-          ? `Buffer storage is full (${App.bytes(d.storage_used_bytes)} of ${App.bytes(d.storage_limit_bytes)}): senders are held back and UDP datagrams refused. Free destinations, or raise max_storage_mb in Settings.`
-          : `Buffer storage is above 80 % (${App.num1(frac * 100)} % of ${App.bytes(d.storage_limit_bytes)}). Check for destinations that are down, or raise max_storage_mb in Settings.`;
+        const fix = d.storage_disk_bound
+          ? 'The disk holding the data directory is the limit: free space on it, or check for destinations that are down.'
+          : 'Check for destinations that are down, or raise max_storage_mb in Settings.';
+        warn.textContent = frac >= 0.95
+          ? `Buffer storage is full (${App.bytes(d.storage_used_bytes)} of ${App.bytes(limit)}${d.storage_disk_bound ? ', bounded by the disk' : ''}): senders are held back and UDP datagrams refused; delivery goes on and frees space. ${fix}`
+          : `Buffer storage is above 80 % (${App.num1(frac * 100)} % of ${App.bytes(limit)}${d.storage_disk_bound ? ', bounded by the disk' : ''}). ${fix}`;
       }
       $('#health-sub').textContent = `ioBufferPro ${d.version} · up ${App.duration(d.uptime_s * 1000)} · updated ${App.clock(Date.now()).slice(0, 8)}`;
     }

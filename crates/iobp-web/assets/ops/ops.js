@@ -207,7 +207,8 @@
         c.in_flight ? count('In flight', c.in_flight, 'in_flight') : null,
         c.rejected ? count('Rejected', c.rejected, 'rejected', true) : null,
         c.refused ? count('Refused', c.refused, 'refused', true) : null),
-      s.buffer_failure ? h('div', { class: 'last-error', text: `Buffer failed: ${s.buffer_failure}` }) : null,
+      s.buffer_failure ? h('div', { class: 'last-error', text: `Buffer failed: ${s.buffer_failure} (healing: the pair restarts by itself once the buffer reopens)` }) : null,
+      s.storage_alarm ? h('div', { class: 'last-error', dataset: { storageAlarm: '' }, text: `Storage full: ${s.storage_alarm}` }) : null,
       s.last_error ? h('div', { class: 'last-error', dataset: { lastError: '' } },
         h('strong', { text: 'Last error: ' }), lastErrorText(s.last_error)) : null);
   }
@@ -1487,7 +1488,8 @@
         tile('Buffer size', 0, 'buffer_bytes', false, App.bytes(s.buffer_bytes)),
         tile('Oldest pending', 0, 'oldest', false, s.oldest_pending_age_ms ? App.duration(s.oldest_pending_age_ms) : '–'));
       replace($('#last-error'),
-        s.buffer_failure ? h('div', { class: 'notice error', text: `The buffer failed: ${s.buffer_failure}` }) : null,
+        s.buffer_failure ? h('div', { class: 'notice error', text: `The buffer failed: ${s.buffer_failure}. The pair reopens it by itself (trusting nothing past the last position known to be on disk) and restarts.` }) : null,
+        s.storage_alarm ? h('div', { class: 'notice error', id: 'pair-storage-alarm', text: `Storage full: ${s.storage_alarm}.` }) : null,
         s.last_error ? h('div', { class: 'last-error', id: 'pair-last-error' }, h('strong', { text: 'Last error: ' }), lastErrorText(s.last_error))
           : h('div', { class: 'muted small', id: 'pair-last-error', text: 'No errors since ioBufferPro started.' }));
       $('#rej-count').textContent = c.rejected + c.refused ? `(${App.num(c.rejected + c.refused)})` : '';

@@ -168,8 +168,13 @@ pub struct PairStatusDto {
     pub oldest_pending_age_ms: Option<u64>,
     /// The last error.
     pub last_error: Option<LastErrorDto>,
-    /// Why the buffer failed, if it did.
+    /// Why the buffer failed, if it did (a write or sync error; the pair heals itself).
     pub buffer_failure: Option<String>,
+    /// Times the buffer failed and was reopened.
+    pub buffer_heals: u64,
+    /// Storage is full and the source holds senders back or refuses: which limit, in words.
+    /// Clears by itself as delivery frees space.
+    pub storage_alarm: Option<String>,
     /// Pairs with backup destinations: which one delivers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverDto>,
@@ -207,6 +212,8 @@ impl From<&PairSnapshot> for PairStatusDto {
                 message: msg.clone(),
             }),
             buffer_failure: p.buffer_failure.clone(),
+            buffer_heals: p.buffer_heals,
+            storage_alarm: p.storage_alarm.clone(),
             failover: p.failover.as_ref().map(|f| FailoverDto {
                 active: f.active,
                 destinations: f.destinations,

@@ -57,7 +57,12 @@ pub struct HealthDto {
     pub storage_used_bytes: u64,
     /// `max_storage_mb`, in bytes.
     pub storage_limit_bytes: u64,
-    /// Buffers use 80 % or more of the limit.
+    /// The limit in force: `max_storage_mb`, or less where the disk holding the buffers has
+    /// less room (its free space, less a margin kept for the rest of the data directory).
+    pub storage_effective_limit_bytes: u64,
+    /// The disk, not `max_storage_mb`, bounds the buffers now.
+    pub storage_disk_bound: bool,
+    /// Buffers use 80 % or more of the limit in force.
     pub storage_warning: bool,
 }
 
@@ -88,6 +93,8 @@ pub(crate) fn health_dto(s: &WebState) -> HealthDto {
         disk_free_bytes: r.disk_free_bytes,
         storage_used_bytes: b.used(),
         storage_limit_bytes: b.limit(),
+        storage_effective_limit_bytes: b.effective_limit(),
+        storage_disk_bound: b.disk_bound(),
         storage_warning: b.is_warning(),
     }
 }
