@@ -14,16 +14,6 @@ use std::time::{Duration, Instant};
 
 use util::*;
 
-struct Xs(u64);
-impl Xs {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn frame(seq: u64) -> Vec<u8> {
     format!("\x02{seq:08}\x03").into_bytes()
 }

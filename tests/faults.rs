@@ -18,19 +18,6 @@ use std::time::{Duration, Instant};
 
 use util::*;
 
-struct Xs(u64);
-impl Xs {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
-
 const ACK: u8 = 0x06;
 
 /// How a source acknowledges.

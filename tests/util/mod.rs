@@ -10,6 +10,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// A small deterministic random generator (xorshift) for random kill points and pauses.
+pub struct Xs(pub u64);
+
+impl Xs {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_iobufferpro")
 }

@@ -132,31 +132,24 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         }
     }
     let budget = s.engine.budget();
-    let _ = writeln!(
-        out,
-        "# HELP iobp_storage_used_bytes Bytes used by all buffers.\n# TYPE iobp_storage_used_bytes gauge"
-    );
-    let _ = writeln!(out, "iobp_storage_used_bytes {}", budget.used());
-    let _ = writeln!(
-        out,
-        "# HELP iobp_storage_limit_bytes max_storage_mb in bytes.\n# TYPE iobp_storage_limit_bytes gauge"
-    );
-    let _ = writeln!(out, "iobp_storage_limit_bytes {}", budget.limit());
-    let _ = writeln!(
-        out,
-        "# HELP iobp_storage_effective_limit_bytes The storage limit in force: max_storage_mb, or less where the disk has less room.\n# TYPE iobp_storage_effective_limit_bytes gauge"
-    );
-    let _ = writeln!(out, "iobp_storage_effective_limit_bytes {}", budget.effective_limit());
-    let _ = writeln!(
-        out,
-        "# HELP iobp_storage_disk_bound 1 when the disk, not max_storage_mb, bounds the buffers.\n# TYPE iobp_storage_disk_bound gauge"
-    );
-    let _ = writeln!(out, "iobp_storage_disk_bound {}", u8::from(budget.disk_bound()));
-    let _ = writeln!(
-        out,
-        "# HELP iobp_uptime_seconds Time since start.\n# TYPE iobp_uptime_seconds gauge"
-    );
-    let _ = writeln!(out, "iobp_uptime_seconds {}", s.started.elapsed().as_secs());
+    let instance_gauges: [(&str, &str, u64); 5] = [
+        ("iobp_storage_used_bytes", "Bytes used by all buffers.", budget.used()),
+        ("iobp_storage_limit_bytes", "max_storage_mb in bytes.", budget.limit()),
+        (
+            "iobp_storage_effective_limit_bytes",
+            "The storage limit in force: max_storage_mb, or less where the disk has less room.",
+            budget.effective_limit(),
+        ),
+        (
+            "iobp_storage_disk_bound",
+            "1 when the disk, not max_storage_mb, bounds the buffers.",
+            u64::from(budget.disk_bound()),
+        ),
+        ("iobp_uptime_seconds", "Time since start.", s.started.elapsed().as_secs()),
+    ];
+    for (name, help, value) in instance_gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
     if let Some(kib) = crate::system::read_status_kib("VmRSS:") {
         let _ = writeln!(
             out,
