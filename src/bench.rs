@@ -16,7 +16,8 @@
 //! lost uncounted); and — where `socat` is installed — the plain throughput phase through a
 //! `socat` relay for comparison. Latency phases last 30 s by default: long enough to catch
 //! periodic work (checkpoints every 100 ms, retention); p99.9 and the maximum are printed
-//! beside p99.
+//! beside p99, and next to the disk's own append + fdatasync latency measured in the same run
+//! for as long (a virtual disk that stalls for 50 ms now and then bounds every tail above it).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -672,6 +673,18 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         el.as_secs_f64()
     );
 
+    // The disk's own append + fdatasync, paced like the latency phases, for the same time: what
+    // the latency figures below can at best be.
+    let disk = disk_baseline(&data, 1_000, args.latency_secs).await?;
+    println!(
+        "disk alone at    1000/s: p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>7.3} ms  ({} appends of 100 bytes + fdatasync in the data directory: the floor of the figures below)",
+        percentile(&disk, 0.5),
+        percentile(&disk, 0.99),
+        percentile(&disk, 0.999),
+        percentile(&disk, 1.0),
+        disk.len()
+    );
+
     // Latency at paced rates.
     let mut plain_p99 = f64::NAN;
     for r in [10_000u64, 1_000] {
@@ -978,6 +991,35 @@ async fn failover_phase(
         (p + b).saturating_sub(total)
     );
     Ok(())
+}
+
+/// Appends 100 bytes and syncs (`fdatasync`), `rate` times a second for `secs`, in a file of
+/// the data directory: the disk's own latency, sorted, in ns.
+async fn disk_baseline(dir: &std::path::Path, rate: u64, secs: u64) -> anyhow::Result<Vec<u64>> {
+    let path = dir.join("bench-disk-baseline");
+    let lat = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u64>> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path)?;
+        let started = Instant::now();
+        let mut lat = Vec::with_capacity(usize::try_from(rate * secs).unwrap_or(0));
+        for i in 0..rate * secs {
+            let due = started + Duration::from_micros(i * 1_000_000 / rate.max(1));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let t = Instant::now();
+            f.write_all(&[b'x'; 100])?;
+            f.sync_data()?;
+            lat.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        lat.sort_unstable();
+        Ok(lat)
+    })
+    .await
+    .context("disk baseline")??;
+    Ok(lat)
 }
 
 /// Re-delivery after a crash: `m` messages are buffered while the destination is away; it
