@@ -896,7 +896,10 @@ fn failover_pair(src: u16, primary: u16, backup: u16, size: usize) -> String {
         )
     };
     format!(
-        r#"{{"id": "ha", "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}},
+        // Its receivers come only when the phase starts, minutes later: a capped reconnect
+        // backoff keeps the destination from sleeping through it. Failover settings: default.
+        r#"{{"id": "ha", "retry": {{"initial_ms": 100, "max_ms": 500}},
+            "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}},
             "destination": {}, "failover": [{}]}}"#,
         line_framing(size),
         dest(primary),
