@@ -294,8 +294,18 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     v / 1e6
 }
 
+/// A free port, never one this run handed out before: the system may give the same free port
+/// twice while neither is bound yet (two pairs, or a pair and a portal, on one port).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
