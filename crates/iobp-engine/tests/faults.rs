@@ -312,3 +312,34 @@ async fn a_full_disk_holds_senders_back_and_the_pair_recovers_by_itself() {
     h.wait_for("p", 10, "the alarm clears", |s| s.storage_alarm.is_none() && s.pending == 0).await;
     assert_eq!(h.snap("p").received, n as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_held_for_room_are_counted_when_the_pair_stops() {
+    // A full buffer holds a sender without acknowledgements back: the frames already read
+    // wait for room. When the pair stops meanwhile they were never stored: counted as refused
+    // and reported, never dropped silently.
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let spec = line_pair("held", (&ip, src), (&ip, dst)).replacen(
+        r#""retry""#,
+        r#""max_storage_mb": 1, "retry""#,
+        1,
+    );
+    h.add(&spec).await;
+    let lines = (0..30_000).map(|i| format!("{i:07} {}", "h".repeat(90)));
+    let ip2 = ip.clone();
+    let sender = tokio::spawn(async move { send_lines((&ip2, src), lines).await });
+    h.wait_for("held", 20, "the buffer full", |s| s.storage_alarm.is_some()).await;
+    // The source has read frames it cannot store yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.snap("held").refused, 0, "held, not refused, while the pair runs");
+    h.engine.stop_pair("held").await.expect("stop");
+    let s = h.snap("held");
+    assert!(s.refused > 0, "held frames vanished uncounted: {s:#?}");
+    assert!(
+        s.last_error.as_ref().is_some_and(|e| e.2.contains("held while the buffer was full")),
+        "{s:#?}"
+    );
+    sender.abort();
+}
