@@ -47,6 +47,57 @@ fn is_root() -> bool {
     }
 }
 
+/// From now on every file this process creates is private to its user (files 0600,
+/// directories 0700): the buffers hold message payloads and the store holds relay passwords.
+pub fn private_from_now_on() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Takes away group and other permissions from the data directory and everything in it (a
+/// directory made by an earlier version, or copied in): returns how many entries changed.
+/// Symbolic links are neither followed nor changed.
+pub fn make_private(dir: &Path) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tighten = |path: &Path, meta: &std::fs::Metadata| -> std::io::Result<usize> {
+            let mode = meta.permissions().mode() & 0o7777;
+            let others = 0o077;
+            if mode & others == 0 {
+                return Ok(0);
+            }
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            Ok(1)
+        };
+        let mut changed = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let meta = std::fs::symlink_metadata(&d)?;
+            if !meta.is_dir() {
+                continue;
+            }
+            changed += tighten(&d, &meta)?;
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                // `DirEntry::metadata` does not follow a symbolic link.
+                let meta = entry.metadata()?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else if meta.is_file() {
+                    changed += tighten(&entry.path(), &meta)?;
+                }
+            }
+        }
+        Ok(changed)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(0)
+    }
+}
+
 /// Held while an instance runs on a data directory.
 #[derive(Debug)]
 pub struct DataDirLock {

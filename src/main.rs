@@ -58,11 +58,15 @@ enum ConfigCommand {
         /// The JSON document (`{"settings": {...}, "channel_pairs": [...]}`).
         file: PathBuf,
     },
-    /// Print the stored configuration as a JSON document.
+    /// Print the stored configuration as a JSON document. Relay passwords are shown as
+    /// `********` (an import of the document on the same data directory keeps the stored ones).
     Export {
         /// Data directory.
         #[arg(long, env = "IOBP_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Print relay passwords in clear text (to move a configuration to another machine).
+        #[arg(long)]
+        include_secrets: bool,
     },
     /// Store a configuration document (ioBufferPro must not be running on this directory).
     Import {
@@ -112,7 +116,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(args) => run::main(args),
         Command::Config(ConfigCommand::Check { file }) => config_cmd::check(&file),
-        Command::Config(ConfigCommand::Export { data_dir }) => config_cmd::export(data_dir),
+        Command::Config(ConfigCommand::Export { data_dir, include_secrets }) => {
+            config_cmd::export(data_dir, include_secrets)
+        }
         Command::Config(ConfigCommand::Import { file, data_dir, merge }) => {
             config_cmd::import(&file, data_dir, merge)
         }

@@ -67,11 +67,21 @@ fn init_logging(level: &str, buffer: &LogBuffer) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let dir = crate::data_dir::resolve(args.data_dir.clone());
+    crate::data_dir::private_from_now_on();
     let _lock = crate::data_dir::lock(&dir)?;
+    let made_private = crate::data_dir::make_private(&dir)
+        .with_context(|| format!("cannot restrict the permissions of {}", dir.display()))?;
     let store = Arc::new(Store::open(&dir)?);
     let (settings, doc) = load_configuration(&args, &store)?;
     let logs = LogBuffer::default();
     init_logging(&settings.log_level, &logs);
+    if made_private > 0 {
+        tracing::warn!(
+            "{made_private} file(s) and director(ies) in {} were readable by other users; now \
+             only this user can read them",
+            dir.display()
+        );
+    }
     let ops: SocketAddr = match args.ops_listen {
         Some(a) => a,
         None => settings.ops_listen.parse().context("settings.ops_listen")?,
@@ -127,8 +137,14 @@ fn load_configuration(
     let Some(f) = &args.config else { return Ok((settings, None)) };
     let text =
         std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-    let doc = parse_document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    let mut doc = parse_document(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
     doc.validate(&settings).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    // Masked passwords (a redacted export) keep the stored ones; a new link needs its own.
+    let problems = doc.restore_masked_passwords(&store.load_pairs()?.pairs);
+    if !problems.is_empty() {
+        let e = iobp_config::ConfigError { problems };
+        anyhow::bail!("{}: {e}", f.display());
+    }
     if let Some(s) = &doc.settings {
         // Check the portal certificate before storing settings that could not start.
         if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {

@@ -33,10 +33,12 @@
 #![warn(missing_docs)]
 
 mod bytes;
+mod secrets;
 mod spec;
 mod validate;
 
 pub use crate::bytes::ByteString;
+pub use crate::secrets::PASSWORD_MASK;
 pub use crate::spec::*;
 pub use crate::validate::{ConfigError, Problem, Side, check_id, check_pair_among, check_url};
 

@@ -36,65 +36,12 @@ fn pair_dto(s: &WebState, id: &str) -> ApiResult<PairDto> {
 }
 
 /// What the API shows instead of a password.
-pub(crate) const PASSWORD_MASK: &str = "********";
+pub(crate) use iobp_config::PASSWORD_MASK;
 
-/// Puts the stored passwords back where an edit sent [`PASSWORD_MASK`] (the form shows the
-/// mask, and a user who does not change the password sends it back). The stored side is found
-/// by what identifies a remote link (url, channel and user), not by position, so reordering
-/// backup destinations keeps each password with its link.
-fn keep_masked_passwords(
-    new: &mut iobp_config::ChannelPairSpec,
-    old: &iobp_config::ChannelPairSpec,
-) {
-    use iobp_config::EndpointSpec;
-    let stored: Vec<&iobp_config::RemoteSpec> = std::iter::once(&old.source)
-        .chain(std::iter::once(&old.destination))
-        .chain(old.failover.iter())
-        .filter_map(|e| match e {
-            EndpointSpec::Remote(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let restore = |n: &mut EndpointSpec| {
-        let EndpointSpec::Remote(n) = n else { return };
-        let Some(na) = n.auth.as_mut().filter(|a| a.password == PASSWORD_MASK) else { return };
-        let same = stored.iter().find(|o| {
-            o.url == n.url
-                && o.channel_id == n.channel_id
-                && o.auth.as_ref().is_some_and(|a| a.username == na.username)
-        });
-        if let Some(oa) = same.and_then(|o| o.auth.as_ref()) {
-            na.password.clone_from(&oa.password);
-        }
-    };
-    restore(&mut new.source);
-    restore(&mut new.destination);
-    new.failover.iter_mut().for_each(restore);
-}
-
-/// A password still masked after [`keep_masked_passwords`] belongs to a link that is new or
-/// changed: the user must type it (storing the mask as the password would lock the link out).
+/// A password still masked after the stored ones were put back belongs to a link that is new
+/// or changed: the user must type it (storing the mask as the password would lock the link out).
 fn masked_password_left(spec: &iobp_config::ChannelPairSpec) -> Result<(), ApiError> {
-    use iobp_config::EndpointSpec;
-    let sides =
-        [("source".to_string(), &spec.source), ("destination".to_string(), &spec.destination)]
-            .into_iter()
-            .chain(spec.failover.iter().enumerate().map(|(i, e)| (format!("failover[{i}]"), e)));
-    let problems: Vec<iobp_config::Problem> = sides
-        .filter_map(|(name, e)| match e {
-            EndpointSpec::Remote(r)
-                if r.auth.as_ref().is_some_and(|a| a.password == PASSWORD_MASK) =>
-            {
-                Some(iobp_config::Problem {
-                    path: format!("{name}.auth.password"),
-                    message:
-                        "enter the password: this link is new or its url, channel or user changed"
-                            .into(),
-                })
-            }
-            _ => None,
-        })
-        .collect();
+    let problems = spec.masked_password_problems();
     if problems.is_empty() {
         Ok(())
     } else {
@@ -188,7 +135,7 @@ pub(crate) async fn update(
     let text = raw_body(req, &s).await?;
     let mut spec = iobp_config::parse_pair(&text).map_err(|e| ApiError::invalid(&e))?;
     if let Some(old) = s.engine.get(&id) {
-        keep_masked_passwords(&mut spec, &old);
+        spec.restore_masked_passwords(&old);
     }
     masked_password_left(&spec)?;
     if spec.id != id {

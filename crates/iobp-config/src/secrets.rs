@@ -1,0 +1,148 @@
+//! Secrets in the configuration: the passwords of relay links (`auth.password` of a
+//! `remote_icombuffer` side). Wherever a configuration leaves the process — the API, the audit
+//! trail, `config export` — they are shown as [`PASSWORD_MASK`]; a configuration that comes
+//! back with the mask in place (an edit that did not change the password, an import of a
+//! redacted export) gets the stored password of the same link back, or is refused: storing the
+//! mask as a password would lock the link out.
+
+use crate::spec::{ChannelPairSpec, ConfigDocument, EndpointSpec, RemoteSpec};
+use crate::validate::Problem;
+
+/// What is shown instead of a password.
+pub const PASSWORD_MASK: &str = "********";
+
+/// The relay sides of a pair, with their paths.
+fn remote_sides_mut(pair: &mut ChannelPairSpec) -> impl Iterator<Item = (String, &mut RemoteSpec)> {
+    [("source".to_string(), &mut pair.source), ("destination".to_string(), &mut pair.destination)]
+        .into_iter()
+        .chain(pair.failover.iter_mut().enumerate().map(|(i, e)| (format!("failover[{i}]"), e)))
+        .filter_map(|(path, e)| match e {
+            EndpointSpec::Remote(r) => Some((path, r)),
+            _ => None,
+        })
+}
+
+fn remote_sides(pair: &ChannelPairSpec) -> impl Iterator<Item = &RemoteSpec> {
+    std::iter::once(&pair.source)
+        .chain(std::iter::once(&pair.destination))
+        .chain(pair.failover.iter())
+        .filter_map(|e| match e {
+            EndpointSpec::Remote(r) => Some(r),
+            _ => None,
+        })
+}
+
+impl ChannelPairSpec {
+    /// Replaces every relay password with [`PASSWORD_MASK`]; returns how many there were.
+    pub fn mask_passwords(&mut self) -> usize {
+        let mut n = 0;
+        for (_, r) in remote_sides_mut(self) {
+            if let Some(a) = r.auth.as_mut() {
+                a.password = PASSWORD_MASK.into();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Puts the passwords of `stored` back where this configuration has [`PASSWORD_MASK`]. A
+    /// link is found by what identifies it (url, channel and user), not by position, so
+    /// reordering backup destinations keeps each password with its link.
+    pub fn restore_masked_passwords(&mut self, stored: &ChannelPairSpec) {
+        let links: Vec<&RemoteSpec> = remote_sides(stored).collect();
+        for (_, n) in remote_sides_mut(self) {
+            let Some(na) = n.auth.as_mut().filter(|a| a.password == PASSWORD_MASK) else {
+                continue;
+            };
+            let same = links.iter().find(|o| {
+                o.url == n.url
+                    && o.channel_id == n.channel_id
+                    && o.auth.as_ref().is_some_and(|a| a.username == na.username)
+            });
+            if let Some(oa) = same.and_then(|o| o.auth.as_ref()) {
+                na.password.clone_from(&oa.password);
+            }
+        }
+    }
+
+    /// A problem for each password still masked (paths relative to the pair).
+    pub fn masked_password_problems(&self) -> Vec<Problem> {
+        let mut pair = self.clone();
+        remote_sides_mut(&mut pair)
+            .filter(|(_, r)| r.auth.as_ref().is_some_and(|a| a.password == PASSWORD_MASK))
+            .map(|(path, _)| Problem {
+                path: format!("{path}.auth.password"),
+                message: "the password is masked (a redacted export, or a link that is new or \
+                          whose url, channel or user changed): enter it"
+                    .into(),
+            })
+            .collect()
+    }
+}
+
+impl ConfigDocument {
+    /// Masks every relay password; returns how many there were.
+    pub fn mask_passwords(&mut self) -> usize {
+        self.channel_pairs.iter_mut().map(ChannelPairSpec::mask_passwords).sum()
+    }
+
+    /// Restores masked passwords from the stored pair of the same id, where there is one;
+    /// returns a problem (with the document path) for each that stays masked.
+    pub fn restore_masked_passwords(&mut self, stored: &[ChannelPairSpec]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (i, pair) in self.channel_pairs.iter_mut().enumerate() {
+            if let Some(old) = stored.iter().find(|s| s.id == pair.id) {
+                pair.restore_masked_passwords(old);
+            }
+            problems.extend(pair.masked_password_problems().into_iter().map(|p| Problem {
+                path: format!("channel_pairs[{i}].{}", p.path),
+                message: p.message,
+            }));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(password: &str, channel: &str) -> ChannelPairSpec {
+        crate::parse_pair(&format!(
+            r#"{{"id": "p", "source": {{"type": "udp", "host": "0.0.0.0", "port": 5000}},
+                "destination": {{"type": "remote_icombuffer", "url": "http://h:8080", "channel_id": "{channel}",
+                                 "auth": {{"username": "u", "password": "{password}"}}}}}}"#
+        ))
+        .expect("pair")
+    }
+
+    fn password(p: &ChannelPairSpec) -> String {
+        match &p.destination {
+            EndpointSpec::Remote(r) => r.auth.as_ref().expect("auth").password.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn masked_passwords_come_back_only_for_the_same_link() {
+        let stored = pair("s3cret", "c");
+        let mut shown = stored.clone();
+        assert_eq!(shown.mask_passwords(), 1);
+        assert_eq!(password(&shown), PASSWORD_MASK);
+        shown.restore_masked_passwords(&stored);
+        assert_eq!(password(&shown), "s3cret");
+        assert!(shown.masked_password_problems().is_empty());
+        // Another channel is another link: the mask stays and is a problem.
+        let mut moved = pair(PASSWORD_MASK, "other");
+        moved.restore_masked_passwords(&stored);
+        let problems = moved.masked_password_problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "destination.auth.password");
+        // A document without a stored pair of that id.
+        let mut doc =
+            ConfigDocument { settings: None, channel_pairs: vec![pair(PASSWORD_MASK, "c")] };
+        let problems = doc.restore_masked_passwords(&[]);
+        assert_eq!(problems[0].path, "channel_pairs[0].destination.auth.password");
+        assert!(doc.restore_masked_passwords(&[stored]).is_empty());
+    }
+}
