@@ -470,11 +470,12 @@ impl Drop for ClosingReceiver {
 // ---- Additions for the pair form tests (tests/browser.rs).
 
 impl Instance {
-    /// One pair as stored, passwords included: `config export` on the instance's data
-    /// directory (readable while the instance runs).
+    /// One pair as stored, passwords included: `config export --include-secrets` on the
+    /// instance's data directory (readable while the instance runs).
     pub fn exported_pair(&self, id: &str) -> serde_json::Value {
         let data = self.data.display().to_string();
-        let (code, out, err) = run_cli(&["config", "export", "--data-dir", &data]);
+        let (code, out, err) =
+            run_cli(&["config", "export", "--data-dir", &data, "--include-secrets"]);
         assert_eq!(code, 0, "config export: {err}");
         let doc: serde_json::Value = serde_json::from_str(&out).expect("exported JSON");
         doc["channel_pairs"]

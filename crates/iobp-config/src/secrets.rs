@@ -72,8 +72,8 @@ impl ChannelPairSpec {
             .filter(|(_, r)| r.auth.as_ref().is_some_and(|a| a.password == PASSWORD_MASK))
             .map(|(path, _)| Problem {
                 path: format!("{path}.auth.password"),
-                message: "the password is masked (a redacted export, or a link that is new or \
-                          whose url, channel or user changed): enter it"
+                message: "enter the password: this link is new, its url, channel or user \
+                          changed, or it comes from an export that masked it"
                     .into(),
             })
             .collect()

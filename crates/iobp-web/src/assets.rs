@@ -8,9 +8,9 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::{Portal, WebState};
@@ -93,9 +93,36 @@ pub(crate) fn pages(portal: Portal) -> Router<WebState> {
     };
     for (path, body) in pages {
         let body = Bytes::from_static(body);
-        r = r.route(path, get(move || async move { html(body) }));
+        r = r.route(
+            path,
+            get(move |State(s): State<WebState>, headers: HeaderMap, uri: Uri| async move {
+                if crate::auth::has_session(&s, &headers) {
+                    html(body)
+                } else {
+                    // Logged out: the login page, which comes back here afterwards.
+                    Redirect::to(&format!("/login?next={}", encode_path(uri.path())))
+                        .into_response()
+                }
+            }),
+        );
     }
     r
+}
+
+/// A path percent-encoded for a query value (unreserved characters and `/` stay).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

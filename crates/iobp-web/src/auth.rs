@@ -503,6 +503,14 @@ impl<N: Need> Auth<N> {
 }
 
 /// The value of a cookie.
+/// Whether the request carries a live session of this portal (any role).
+pub(crate) fn has_session(state: &WebState, headers: &HeaderMap) -> bool {
+    let name = state.portal.cookie_name_for(headers);
+    cookie(headers, &name).is_some_and(|t| {
+        state.sessions.lookup(&state.store, t, state.portal).ok().flatten().is_some()
+    })
+}
+
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -631,10 +639,19 @@ fn random_password() -> Result<String, ApiError> {
     Ok(out)
 }
 
+/// Writes a new file only this user can read. Never through a link: whatever is at `path`
+/// (a file left by an interrupted first start, a symbolic link someone placed) is removed —
+/// the link itself, not its target — and the file is created exclusively (`O_EXCL`, which
+/// does not follow a link either), so a link placed in between makes this fail, never write
+/// elsewhere.
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path)?;
@@ -653,6 +670,22 @@ pub(crate) fn remove_initial_password(data_dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_first_start_password_is_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let target = dir.path().join("somebody-elses-file");
+        std::fs::write(&target, b"precious").expect("write");
+        let path = dir.path().join(INITIAL_PASSWORD_FILE);
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        write_private(&path, b"password: x\n").expect("write");
+        assert_eq!(std::fs::read(&target).expect("read"), b"precious", "the link's target");
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        assert!(meta.is_file(), "a file of its own, not the link");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
 
     #[tokio::test]
     async fn new_hashes_use_7_mib_and_old_ones_still_verify() {

@@ -87,10 +87,19 @@ impl ApiError {
         e
     }
 
-    /// 500, logging the cause (the body says only that it is an internal error).
+    /// 500, logging the cause with a reference; the body gives only the reference (a cause
+    /// can name paths, queries or peers that are none of the client's business).
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error in the API: {cause}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {cause}"))
+        let mut b = [0u8; 4];
+        let reference = match getrandom::fill(&mut b) {
+            Ok(()) => format!("{:08x}", u32::from_le_bytes(b)),
+            Err(_) => "-".into(),
+        };
+        tracing::error!("internal error {reference} in the API: {cause}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error (reference {reference} in the server's log)"),
+        )
     }
 
     /// 422 with field problems.
@@ -151,3 +160,15 @@ impl From<iobp_store::StoreError> for ApiError {
 
 /// Result of an API handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_internal_error_tells_the_client_nothing_of_its_cause() {
+        let e = super::ApiError::internal("cannot open /var/lib/iobufferpro/iobufferpro.db: EIO");
+        assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_string(&e.body).expect("json");
+        assert!(!body.contains("/var/lib") && !body.contains("EIO"), "{body}");
+        assert!(body.contains("reference"), "{body}");
+    }
+}

@@ -207,6 +207,11 @@ async fn readyz(State(s): State<WebState>) -> impl IntoResponse {
 
 async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
     let h = r.headers_mut();
+    // API answers (the session's CSRF token among them) and pages are never stored by a
+    // browser or proxy; assets set their own caching.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));

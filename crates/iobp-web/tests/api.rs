@@ -707,21 +707,41 @@ async fn metrics_health_and_pages_are_served() {
     assert!(text.contains("iobp_messages_received_total{pair=\"met\"} 0"), "{text}");
     assert!(text.contains("iobp_status{pair=\"met\",indicator=\"channel\"}"));
     assert!(text.contains("iobp_storage_limit_bytes 1048576000"));
+    let viewer_mgmt = api.login(Portal::Mgmt, "vic").await;
     for (portal, path) in [
         (Portal::Ops, "/"),
         (Portal::Ops, "/channels"),
         (Portal::Ops, "/pairs/met"),
-        (Portal::Ops, "/login"),
         (Portal::Mgmt, "/"),
         (Portal::Mgmt, "/users"),
         (Portal::Mgmt, "/settings"),
         (Portal::Mgmt, "/logs"),
         (Portal::Mgmt, "/audit"),
     ] {
-        let r = api.call(portal, Method::GET, path, None, None, &[]).await;
+        let login = if portal == Portal::Ops { &admin } else { &viewer_mgmt };
+        let r = api.call(portal, Method::GET, path, None, Some(login), &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert!(r.headers.get("content-security-policy").is_some());
+        // Logged out: the server sends the browser to the login page, which comes back here.
+        let r = api.call(portal, Method::GET, path, None, None, &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path} while logged out");
+        let to = r.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(to, format!("/login?next={path}"));
     }
+    let r = api.call(Portal::Ops, Method::GET, "/login", None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // No API answer is kept by a browser or a proxy (the session's carries the CSRF token).
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/session", None, Some(&admin), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers.get(header::CACHE_CONTROL).map(axum::http::HeaderValue::as_bytes),
+        Some(&b"no-store"[..])
+    );
+    let r = api.call(Portal::Ops, Method::GET, "/api/v1/pairs", None, None, &[]).await;
+    assert_eq!(
+        r.headers.get(header::CACHE_CONTROL).map(axum::http::HeaderValue::as_bytes),
+        Some(&b"no-store"[..])
+    );
     let r = api.call(Portal::Ops, Method::GET, "/users", None, None, &[]).await;
     assert_eq!(
         r.status,

@@ -162,11 +162,18 @@
   let csrf = '';
 
   function here() { return location.pathname + location.search + location.hash; }
-  /** A same-origin path to return to after login (never another site). */
+  /**
+   * Where to go after logging in: only a page of this portal. The URL parser decides, as the
+   * browser will when it navigates (it drops tabs and newlines, treats \\ as /), so
+   * "/\t/evil.example" cannot pass for a path.
+   */
   function safeNext(n) {
-    if (typeof n !== 'string' || !n.startsWith('/') || n.startsWith('//') || n.startsWith('/\\')) return '/';
-    if (n.startsWith('/login') || n.startsWith('/password')) return '/';
-    return n;
+    if (typeof n !== 'string' || !n.startsWith('/')) return '/';
+    let u;
+    try { u = new URL(n, location.origin); } catch (_) { return '/'; }
+    if (u.origin !== location.origin) return '/';
+    if (u.pathname.startsWith('/login') || u.pathname.startsWith('/password')) return '/';
+    return u.pathname + u.search + u.hash;
   }
   App.safeNext = safeNext;
   App.nextParam = () => safeNext(new URLSearchParams(location.search).get('next') || '/');
