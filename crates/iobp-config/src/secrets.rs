@@ -46,8 +46,10 @@ impl ChannelPairSpec {
     }
 
     /// Puts the passwords of `stored` back where this configuration has [`PASSWORD_MASK`]. A
-    /// link is found by what identifies it (url, channel and user), not by position, so
-    /// reordering backup destinations keeps each password with its link.
+    /// link is found by what identifies it (url, channel, user and its TLS settings), not by
+    /// position, so reordering backup destinations keeps each password with its link. A link
+    /// whose TLS settings changed does not get its password back: whoever changes how the
+    /// peer is verified (`insecure_skip_verify`, another CA or server name) must know it.
     pub fn restore_masked_passwords(&mut self, stored: &ChannelPairSpec) {
         let links: Vec<&RemoteSpec> = remote_sides(stored).collect();
         for (_, n) in remote_sides_mut(self) {
@@ -57,6 +59,7 @@ impl ChannelPairSpec {
             let same = links.iter().find(|o| {
                 o.url == n.url
                     && o.channel_id == n.channel_id
+                    && o.tls == n.tls
                     && o.auth.as_ref().is_some_and(|a| a.username == na.username)
             });
             if let Some(oa) = same.and_then(|o| o.auth.as_ref()) {
@@ -138,6 +141,13 @@ mod tests {
         let problems = moved.masked_password_problems();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path, "destination.auth.password");
+        // Weakening how the peer is verified needs the password again.
+        let mut weakened = pair(PASSWORD_MASK, "c");
+        if let EndpointSpec::Remote(r) = &mut weakened.destination {
+            r.tls.insecure_skip_verify = true;
+        }
+        weakened.restore_masked_passwords(&stored);
+        assert_eq!(weakened.masked_password_problems().len(), 1);
         // A document without a stored pair of that id.
         let mut doc =
             ConfigDocument { settings: None, channel_pairs: vec![pair(PASSWORD_MASK, "c")] };
