@@ -649,8 +649,11 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
 
     // The relay: a second instance receives what this one pushes.
     let (relay_src, relay_dst) = (free_port()?, free_port()?);
-    let relay =
-        if args.no_relay { None } else { Some(RelayPeer::start(&data, relay_dst, size, epoch)?) };
+    let relay = if args.no_relay {
+        None
+    } else {
+        Some(RelayPeer::start(&data, relay_dst, size, epoch).await?)
+    };
     if let Some(r) = &relay {
         pairs.push(r.sender_pair(relay_src, size));
     }
@@ -858,7 +861,7 @@ struct RelayPeer {
 
 impl RelayPeer {
     /// Starts the second instance: a relay source (channel `bench`) to a receiver on `dst`.
-    fn start(
+    async fn start(
         data: &std::path::Path,
         dst: u16,
         size: usize,
@@ -866,15 +869,24 @@ impl RelayPeer {
     ) -> anyhow::Result<RelayPeer> {
         let dir = data.join("relay-receiver");
         let source = r#"{"type": "remote_icombuffer", "channel_id": "bench"}"#;
+        // A relay user granted push into `bench`, stored before the instance starts (the
+        // instance then creates no first-start admin; the bench needs none).
+        let password = "bench-relay-password".to_string();
+        {
+            std::fs::create_dir_all(&dir)?;
+            let store = iobp_store::Store::open(&dir)?;
+            let hash = iobp_web::auth::Passwords::new()
+                .hash(&password)
+                .await
+                .map_err(|e| anyhow::anyhow!("hashing the relay password: {e:?}"))?;
+            store.create_user("bench-relay", &hash, iobp_store::Role::Relay, false)?;
+            let grant = iobp_store::RelayGrant {
+                channel_id: "bench".into(),
+                direction: iobp_store::RelayDirection::Push,
+            };
+            store.set_relay_grants("bench-relay", &[grant])?;
+        }
         let inst = start_instance(&dir, &[pair_json("relay-in", source, dst, "", size)])?;
-        // Its first-start admin relays (admins may; no password change is needed for that).
-        let text = std::fs::read_to_string(dir.join("initial-admin-password.txt"))
-            .context("the receiving instance's first-start password")?;
-        let password = text
-            .lines()
-            .find_map(|l| l.strip_prefix("password: "))
-            .context("password line")?
-            .to_string();
         let got: Shared = Arc::default();
         let listener = std::net::TcpListener::bind(("127.0.0.1", dst))?;
         listener.set_nonblocking(true)?;
@@ -889,7 +901,7 @@ impl RelayPeer {
             r#"{{"id": "relay-out", "retry": {{"initial_ms": 100, "max_ms": 500}},
                 "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}},
                 "destination": {{"type": "remote_icombuffer", "url": "http://{}", "channel_id": "bench",
-                                 "auth": {{"username": "admin", "password": "{}"}}}}}}"#,
+                                 "auth": {{"username": "bench-relay", "password": "{}"}}}}}}"#,
             line_framing(size),
             self.inst.ops,
             self.password

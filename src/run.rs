@@ -82,6 +82,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    warn_about_ungranted_relay_users(&store);
     let ops: SocketAddr = match args.ops_listen {
         Some(a) => a,
         None => settings.ops_listen.parse().context("settings.ops_listen")?,
@@ -125,6 +126,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => None,
     };
     serve(&web, ops, mgmt, &dir, tls).await
+}
+
+/// Relay users reach only the channels granted to them (since schema 3); those without a
+/// grant — typically all of them right after an upgrade — are named at every start, because
+/// their remote instances are refused until an admin grants them channels.
+fn warn_about_ungranted_relay_users(store: &Store) {
+    let users = match store.list_users() {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!("could not list users: {e}");
+            return;
+        }
+    };
+    for u in users.iter().filter(|u| u.role == iobp_store::Role::Relay) {
+        if store.relay_grants(&u.username).is_ok_and(|g| g.is_empty()) {
+            tracing::warn!(
+                user = %u.username,
+                "relay user `{}` has no relay grants, so other instances cannot relay with it: \
+                 grant it channels on the Management Dashboard's Users page",
+                u.username
+            );
+        }
+    }
 }
 
 /// The stored settings, replaced by those of `--config` if it has any (and stored); the

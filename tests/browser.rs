@@ -1739,6 +1739,8 @@ async fn a_relay_between_two_instances_set_up_through_both_portals() {
         br.fill("#u-name", "relay-a").await;
         br.fill("#u-pw", RELAY_PASSWORD).await;
         br.fill("#u-pw2", RELAY_PASSWORD).await;
+        // A relay user reaches only the channels granted to it.
+        br.fill("#u-push", "plant-a").await;
         br.click("#user-submit").await;
         br.wait_js("relay-a in the list", "return document.querySelector('#users-table tr[data-user=\"relay-a\"]') ? true : null").await;
         let row = br.text("#users-table tr[data-user=\"relay-a\"]").await;
@@ -1746,6 +1748,19 @@ async fn a_relay_between_two_instances_set_up_through_both_portals() {
         let users = b.api("GET", "/api/v1/users", None).json();
         let user = users.as_array().and_then(|u| u.iter().find(|u| u["username"] == "relay-a")).cloned().expect("relay-a stored");
         assert_eq!([&user["role"], &user["must_change_password"]], [&json!("relay"), &json!(false)], "{user}");
+        assert_eq!(user["relay_grants"], json!([{"channel_id": "plant-a", "direction": "push"}]), "{user}");
+        assert!(br.text("#users-table tr[data-user=\"relay-a\"] td.grants").await.contains("push plant-a"));
+        // Grants are edited in place: pull from a second channel too.
+        br.click("#users-table tr[data-user=\"relay-a\"] [data-action=\"grants\"]").await;
+        br.wait_js("the grants dialog", "return document.querySelector('#grants-dialog[open]') ? true : null").await;
+        assert_eq!(br.js("return document.querySelector('#g-push').value").await, json!("plant-a"));
+        br.fill("#g-pull", "plant-a-out, not a channel!").await;
+        br.click("#grants-dialog .btn.primary").await;
+        br.wait_text("#grants-form .field-error", "not a channel id").await;
+        br.fill("#g-pull", "plant-a-out").await;
+        br.click("#grants-dialog .btn.primary").await;
+        br.wait_js("the dialog to close", "return document.querySelector('#grants-dialog') ? null : true").await;
+        br.wait_text("#users-table tr[data-user=\"relay-a\"] td.grants", "pull plant-a-out").await;
 
         // ---- B: a pair whose source waits for the remote instance to push (no url).
         br.goto(&format!("{ops_b}/channels")).await;

@@ -63,9 +63,12 @@ impl Site {
         format!("http://{}", self.ops)
     }
 
-    fn add_user(&self, name: &str, role: &str) {
+    /// A user; `grants` are (channel, `push`|`pull`) pairs for a relay user.
+    fn add_user(&self, name: &str, role: &str, grants: &[(&str, &str)]) {
+        let grants: Vec<Value> =
+            grants.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect();
         let body = json!({"username": name, "password": RELAY_PASSWORD, "role": role,
-                          "must_change_password": false});
+                          "must_change_password": false, "relay_grants": grants});
         let r = self.inst().api("POST", "/api/v1/users", Some(&body.to_string()));
         assert_eq!(r.status, 201, "{}", r.body);
     }
@@ -137,8 +140,10 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     let a = Site::start(tmp.path(), "a");
     let b = Site::start(tmp.path(), "b");
     for s in [&a, &b] {
-        s.add_user("relay", "relay");
-        s.add_user("watcher", "viewer");
+        // Granted what this test relays, and a channel nobody takes (to reach B's own 409).
+        let grants = [("inbound", "push"), ("outbound", "pull"), ("no-such-channel", "push")];
+        s.add_user("relay", "relay", &grants);
+        s.add_user("watcher", "viewer", &[]);
     }
     // Push: A's destination connects to B and sends into B's channel "inbound".
     let (src, rb) = (free_port(), free_port());
@@ -188,6 +193,20 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
                 && s["destination"]["detail"].as_str().is_some_and(|d| d.contains(why))
         });
     }
+    // A channel B takes but the relay user was not granted: refused with the reason, like a
+    // channel nobody takes.
+    let rb3 = free_port();
+    b.add_pair(&pair("b-in-other", remote(None, "other-site", "", ""), tcp_client(rb3)));
+    let p = pair(
+        "a-ungranted",
+        tcp_server(free_port(), "line", "none"),
+        remote(Some(&url_b), "other-site", "relay", RELAY_PASSWORD),
+    );
+    a.add_pair(&p);
+    a.inst().wait_for("a-ungranted", 20, "refused", |s| {
+        s["destination"]["status"] == "red"
+            && s["destination"]["detail"].as_str().is_some_and(|d| d.contains("not granted"))
+    });
     // A channel nobody takes: refused with the reason.
     let p = pair(
         "a-nowhere",
@@ -257,7 +276,8 @@ fn relay_over_https() {
     let rb = free_port();
     let receiver = Receiver::start(rb);
     let user = json!({"username": "relay", "password": RELAY_PASSWORD, "role": "relay",
-                      "must_change_password": false});
+                      "must_change_password": false,
+                      "relay_grants": [{"channel_id": "secure", "direction": "push"}]});
     assert_eq!(tls.request(b_ops, "POST", "/api/v1/users", Some(&user), Some(&admin)).0, 201);
     let inbound = pair("b-in", remote(None, "secure", "", ""), tcp_client(rb));
     assert_eq!(tls.request(b_ops, "POST", "/api/v1/pairs", Some(&inbound), Some(&admin)).0, 201);
@@ -441,9 +461,8 @@ fn a_three_site_chain_survives_kill_9_and_a_cut_link() {
     let mut a = Site::start(tmp.path(), "a");
     let mut b = Site::start(tmp.path(), "b");
     let mut c = Site::start(tmp.path(), "c");
-    for s in [&b, &c] {
-        s.add_user("relay", "relay");
-    }
+    b.add_user("relay", "relay", &[("ab", "push")]);
+    c.add_user("relay", "relay", &[("bc", "push")]);
     let proxy = Proxy::start(b.ops);
     let nowhere = free_port();
     c.add_pair(&pair("c", remote(None, "bc", "", ""), tcp_client(nowhere)));
@@ -554,7 +573,7 @@ fn failover_between_relay_destinations() {
     let (rb, rc) = (free_port(), free_port());
     let (at_b, at_c) = (Receiver::start(rb), Receiver::start(rc));
     for (s, port) in [(&b, rb), (&c, rc)] {
-        s.add_user("relay", "relay");
+        s.add_user("relay", "relay", &[("ha", "push")]);
         s.add_pair(&pair("in", remote(None, "ha", "", ""), tcp_client(port)));
     }
     let src = free_port();

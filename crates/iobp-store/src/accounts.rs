@@ -57,6 +57,43 @@ impl Role {
     }
 }
 
+/// Which way a relay connection carries messages, seen from this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RelayDirection {
+    /// The remote instance sends into this instance's channel.
+    Push,
+    /// The remote instance receives from this instance's channel.
+    Pull,
+}
+
+impl RelayDirection {
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayDirection::Push => "push",
+            RelayDirection::Pull => "pull",
+        }
+    }
+
+    /// Parses a stored or API name.
+    pub fn parse(s: &str) -> Option<RelayDirection> {
+        match s {
+            "push" => Some(RelayDirection::Push),
+            "pull" => Some(RelayDirection::Pull),
+            _ => None,
+        }
+    }
+}
+
+/// One channel a user may relay, in one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelayGrant {
+    /// The `channel_id` of a `remote_icombuffer` side of this instance.
+    pub channel_id: String,
+    /// Push into it, or pull from it.
+    pub direction: RelayDirection,
+}
+
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -249,6 +286,75 @@ impl Store {
             return Err(StoreError::NoSuchUser(username.to_string()));
         }
         Ok(())
+    }
+
+    /// The relay grants of a user, by channel then direction.
+    pub fn relay_grants(&self, username: &str) -> Result<Vec<RelayGrant>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT channel_id, direction FROM relay_grants WHERE username = ?1
+                 ORDER BY channel_id, direction DESC",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![username], |r| {
+                let direction: String = r.get(1)?;
+                Ok(RelayGrant {
+                    channel_id: r.get(0)?,
+                    // The CHECK constraint admits only the two directions.
+                    direction: RelayDirection::parse(&direction).unwrap_or(RelayDirection::Push),
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Whether `username` may relay `channel_id` in `direction` (looked up at every relay
+    /// connection, so a change applies to the next one).
+    pub fn has_relay_grant(
+        &self,
+        username: &str,
+        channel_id: &str,
+        direction: RelayDirection,
+    ) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM relay_grants WHERE username = ?1 AND channel_id = ?2 AND direction = ?3",
+                params![username, channel_id, direction.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Replaces the relay grants of a user (one transaction).
+    pub fn set_relay_grants(
+        &self,
+        username: &str,
+        grants: &[RelayGrant],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.sql(e))?;
+        let exists = tx
+            .query_row("SELECT 1 FROM users WHERE username = ?1", params![username], |_| Ok(()))
+            .optional()
+            .map_err(|e| self.sql(e))?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NoSuchUser(username.to_string()));
+        }
+        tx.execute("DELETE FROM relay_grants WHERE username = ?1", params![username])
+            .map_err(|e| self.sql(e))?;
+        for g in grants {
+            tx.execute(
+                "INSERT OR IGNORE INTO relay_grants (username, channel_id, direction) VALUES (?1, ?2, ?3)",
+                params![username, g.channel_id, g.direction.as_str()],
+            )
+            .map_err(|e| self.sql(e))?;
+        }
+        tx.commit().map_err(|e| self.sql(e))
     }
 
     /// Stores a new session.

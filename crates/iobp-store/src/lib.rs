@@ -14,14 +14,20 @@
 //!   refuses a database written by a newer version.
 //! - Users (with Argon2 password hashes, never passwords), server-side sessions (only a
 //!   hash of each session token is stored) and the audit trail live here too. Deleting a
-//!   user deletes their sessions in the same statement (foreign key cascade).
+//!   user deletes their sessions and relay grants in the same statement (foreign key
+//!   cascade).
+//! - **Relay grants** (schema 3) name the channel ids and directions (push into, pull from)
+//!   a user may relay; there is no wildcard, and the upgrade to schema 3 grants nothing, so
+//!   relay users that worked before an upgrade relay again only once an admin grants them.
 //! - Only this crate opens the database file.
 
 #![warn(missing_docs)]
 
 mod accounts;
 
-pub use crate::accounts::{AuditEntry, NewAuditEntry, Role, SessionRecord, UserRecord};
+pub use crate::accounts::{
+    AuditEntry, NewAuditEntry, RelayDirection, RelayGrant, Role, SessionRecord, UserRecord,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -73,6 +79,14 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         target TEXT,
         detail TEXT
+    );",
+    // 3: relay grants. A relay user reaches only the channels (and directions) granted here;
+    // none are created for existing users — an admin grants them after the upgrade.
+    "CREATE TABLE relay_grants (
+        username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE ON UPDATE CASCADE,
+        channel_id TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('push', 'pull')),
+        PRIMARY KEY (username, channel_id, direction)
     );",
 ];
 

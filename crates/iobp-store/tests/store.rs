@@ -150,3 +150,40 @@ fn users_sessions_and_audit() {
     assert!(Role::Admin.includes(Role::Operator) && !Role::Viewer.includes(Role::Operator));
     assert!(!Role::Relay.includes(Role::Viewer) && !Role::Admin.includes(Role::Relay));
 }
+
+/// Relay grants: per user, channel and direction; replaced as a whole; gone with the user;
+/// and an upgrade from schema 2 keeps relay users but grants them nothing.
+#[test]
+fn relay_grants_are_per_channel_and_direction_and_an_upgrade_grants_nothing() {
+    use iobp_store::{RelayDirection::*, RelayGrant, Role};
+    let tmp = tempfile::tempdir().expect("tmp");
+    {
+        // A database as release 325539c left it: schema 2, one relay user.
+        let conn = rusqlite_raw(tmp.path());
+        drop(Store::open(tmp.path()).expect("open"));
+        conn.execute_batch("DROP TABLE relay_grants; PRAGMA user_version = 2;").expect("downgrade");
+        conn.execute(
+            "INSERT INTO users (username, password_hash, role) VALUES ('site-b', 'h', 'relay')",
+            [],
+        )
+        .expect("old relay user");
+    }
+    let s = Store::open(tmp.path()).expect("upgrade");
+    assert_eq!(s.get_user("site-b").expect("get").map(|u| u.role), Some(Role::Relay));
+    assert!(s.relay_grants("site-b").expect("grants").is_empty(), "nothing granted by the upgrade");
+    assert!(!s.has_relay_grant("site-b", "plant-7", Push).expect("check"));
+    let g = |c: &str, d| RelayGrant { channel_id: c.into(), direction: d };
+    s.set_relay_grants("site-b", &[g("plant-7", Push), g("plant-7", Push), g("b-out", Pull)])
+        .expect("grant");
+    assert_eq!(s.relay_grants("site-b").expect("grants"), [g("b-out", Pull), g("plant-7", Push)]);
+    assert!(s.has_relay_grant("site-b", "plant-7", Push).expect("check"));
+    assert!(!s.has_relay_grant("site-b", "plant-7", Pull).expect("check"), "direction matters");
+    assert!(!s.has_relay_grant("site-b", "b-out", Push).expect("check"));
+    assert!(!s.has_relay_grant("site-b", "Plant-7", Push).expect("check"), "exact channel id");
+    s.set_relay_grants("site-b", &[g("b-out", Pull)]).expect("replace");
+    assert!(!s.has_relay_grant("site-b", "plant-7", Push).expect("check"), "replaced as a whole");
+    assert!(matches!(s.set_relay_grants("nobody", &[]), Err(StoreError::NoSuchUser(_))));
+    s.delete_user("site-b").expect("delete");
+    s.create_user("site-b", "h", Role::Relay, false).expect("same name again");
+    assert!(s.relay_grants("site-b").expect("grants").is_empty(), "grants went with the user");
+}

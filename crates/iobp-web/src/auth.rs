@@ -98,8 +98,15 @@ pub struct Passwords {
     decoy: tokio::sync::OnceCell<String>,
 }
 
+impl Default for Passwords {
+    fn default() -> Self {
+        Passwords::new()
+    }
+}
+
 impl Passwords {
-    pub(crate) fn new() -> Self {
+    /// A hasher with its own concurrency limit.
+    pub fn new() -> Self {
         Passwords { permits: Semaphore::new(HASHING_AT_ONCE), decoy: tokio::sync::OnceCell::new() }
     }
 

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use iobp_engine::{Engine, EngineOptions};
-use iobp_store::{Role, Store};
+use iobp_store::{RelayDirection, RelayGrant, Role, Store};
 use iobp_web::{LogBuffer, Portal, WebShared, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -952,6 +952,20 @@ async fn relay_needs_a_relay_token() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Granted both ways on plant-7 and push on a channel nobody takes, so the engine's own
+    // refusals (no side here takes it: 409) are reached.
+    let g = |c: &str, d| RelayGrant { channel_id: c.into(), direction: d };
+    api.web
+        .store
+        .set_relay_grants(
+            "rita",
+            &[
+                g("plant-7", RelayDirection::Push),
+                g("plant-7", RelayDirection::Pull),
+                g("elsewhere", RelayDirection::Push),
+            ],
+        )
+        .expect("grant");
     let token_of =
         |user: &str, password: &str| json!({"username": user, "password": password}).to_string();
     // A relay user gets a token; a viewer is refused; a wrong password is refused.
@@ -1078,4 +1092,243 @@ async fn relay_upgrades(api: &Api, admin: &Login, token: &str) {
         .call(Portal::Ops, Method::GET, "/api/v1/relay/channels/plant-7/push", None, None, &h)
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Relay grants: every relay token × channel × direction reaches exactly what its user was
+/// granted (101) and is refused (403, audited) everywhere else — even on channels that do not
+/// exist, so a token learns nothing about other channels. Admins relay only when granted;
+/// viewers and operators hold no grants; grants are managed on the Management Dashboard's
+/// API. (On 325539c any relay user's token opened every channel.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_grants_reach_only_the_granted_channel_and_direction() {
+    let api = setup().await;
+    let ops = api.login(Portal::Ops, "ada").await;
+    let mgmt = api.login(Portal::Mgmt, "ada").await;
+    relay_channels(&api, &ops).await;
+    let put = |user: &str, body: Value| {
+        let (api, mgmt, user) = (&api, &mgmt, user.to_string());
+        async move {
+            api.call(
+                Portal::Mgmt,
+                Method::PUT,
+                &format!("/api/v1/users/{user}"),
+                Some(&body.to_string()),
+                Some(mgmt),
+                &[],
+            )
+            .await
+        }
+    };
+    let grants = |list: &[(&str, &str)]| json!({"relay_grants": list.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect::<Vec<_>>()});
+    // A relay user created with its grants in one request; another granted afterwards.
+    let r = api
+        .call(
+            Portal::Mgmt,
+            Method::POST,
+            "/api/v1/users",
+            Some(&json!({"username": "site-b", "password": PASSWORD, "role": "relay", "must_change_password": false,
+                         "relay_grants": [{"channel_id": "site-b", "direction": "push"}, {"channel_id": "site-b-out", "direction": "pull"}]}).to_string()),
+            Some(&mgmt),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["relay_grants"].as_array().map(Vec::len), Some(2), "{}", r.body);
+    let r = put("rita", grants(&[("site-a", "push"), ("site-a-out", "pull")])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["relay_grants"],
+        json!([{"channel_id": "site-a", "direction": "push"}, {"channel_id": "site-a-out", "direction": "pull"}])
+    );
+    // An admin is not a relay credential until granted.
+    let token_req = |user: &str| json!({"username": user, "password": PASSWORD}).to_string();
+    let r = api
+        .call(
+            Portal::Ops,
+            Method::POST,
+            "/api/v1/relay/session",
+            Some(&token_req("ada")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body["error"].as_str().is_some_and(|e| e.contains("no relay grants")), "{}", r.body);
+    let r = put("ada", grants(&[("site-b", "push")])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The matrix: every token × channel × direction.
+    let mut tokens = Vec::new();
+    for user in ["rita", "site-b", "ada"] {
+        let r = api
+            .call(
+                Portal::Ops,
+                Method::POST,
+                "/api/v1/relay/session",
+                Some(&token_req(user)),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{user}: {}", r.body);
+        tokens.push((user, r.body["token"].as_str().expect("token").to_string()));
+    }
+    let granted: &[(&str, &str, &str)] = &[
+        ("rita", "site-a", "push"),
+        ("rita", "site-a-out", "pull"),
+        ("site-b", "site-b", "push"),
+        ("site-b", "site-b-out", "pull"),
+        ("ada", "site-b", "push"),
+    ];
+    let audit_before = api.web.store.list_audit(1000, None).expect("audit").len();
+    let refused = relay_matrix(&api, &tokens, granted).await;
+    let audit = api.web.store.list_audit(1000, None).expect("audit");
+    let logged =
+        audit[..audit.len() - audit_before].iter().filter(|e| e.action == "relay.refused").count();
+    assert_eq!(logged, refused, "every refusal is audited");
+    let e = audit.iter().find(|e| e.action == "relay.refused").expect("an entry");
+    assert!(e.username.is_some() && e.target.is_some() && e.address.is_some(), "{e:?}");
+
+    // Grants change at once: the next connection is checked against the new ones.
+    let r = put("rita", grants(&[("site-a-out", "pull")])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let rita = &tokens[0].1;
+    let bearer = format!("Bearer {rita}");
+    let h = [
+        ("connection", "upgrade"),
+        ("upgrade", "iobp-relay/1"),
+        ("authorization", bearer.as_str()),
+    ];
+    let r = api
+        .call(Portal::Ops, Method::GET, "/api/v1/relay/channels/site-a/push", None, None, &h)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a removed grant applies to the next connection");
+    // A relay user turned viewer loses its grants.
+    let r = put("site-b", json!({"role": "viewer"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["relay_grants"], json!([]), "{}", r.body);
+}
+
+/// Site A and site B each push into one channel here and pull from another.
+async fn relay_channels(api: &Api, ops: &Login) {
+    for (id, side) in [
+        (
+            "a-in",
+            json!({"source": {"type": "remote_icombuffer", "channel_id": "site-a"},
+                         "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": 9}}),
+        ),
+        (
+            "a-out",
+            json!({"source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port()},
+                          "destination": {"type": "remote_icombuffer", "channel_id": "site-a-out"}}),
+        ),
+        (
+            "b-in",
+            json!({"source": {"type": "remote_icombuffer", "channel_id": "site-b"},
+                         "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": 9}}),
+        ),
+        (
+            "b-out",
+            json!({"source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port()},
+                          "destination": {"type": "remote_icombuffer", "channel_id": "site-b-out"}}),
+        ),
+    ] {
+        let mut p = side;
+        p["id"] = json!(id);
+        let r = api
+            .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&p.to_string()), Some(ops), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+}
+
+/// Opens every channel × direction with every token; 101 exactly where granted, else 403.
+/// Returns how many were refused.
+async fn relay_matrix(
+    api: &Api,
+    tokens: &[(&str, String)],
+    granted: &[(&str, &str, &str)],
+) -> usize {
+    let mut refused = 0;
+    for (user, token) in tokens {
+        for channel in ["site-a", "site-a-out", "site-b", "site-b-out", "site-c"] {
+            for mode in ["push", "pull"] {
+                let bearer = format!("Bearer {token}");
+                let h = [
+                    ("connection", "upgrade"),
+                    ("upgrade", "iobp-relay/1"),
+                    ("authorization", bearer.as_str()),
+                ];
+                let path = format!("/api/v1/relay/channels/{channel}/{mode}");
+                let r = api.call(Portal::Ops, Method::GET, &path, None, None, &h).await;
+                if granted.contains(&(*user, channel, mode)) {
+                    assert_eq!(
+                        r.status,
+                        StatusCode::SWITCHING_PROTOCOLS,
+                        "{user} {mode} {channel}: {}",
+                        r.body
+                    );
+                } else {
+                    refused += 1;
+                    assert_eq!(
+                        r.status,
+                        StatusCode::FORBIDDEN,
+                        "{user} {mode} {channel}: {}",
+                        r.body
+                    );
+                    assert!(
+                        r.body["error"].as_str().is_some_and(|e| e.contains("not granted")),
+                        "{}",
+                        r.body
+                    );
+                }
+            }
+        }
+    }
+    refused
+}
+
+/// Grants are checked when they are set: only relay and admin users hold them, channel ids are
+/// ids, directions are `push` or `pull`, and only admins grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_grants_are_checked_when_set() {
+    let api = setup().await;
+    let mgmt = api.login(Portal::Mgmt, "ada").await;
+    let put = |user: &str, body: Value| {
+        let (api, mgmt, user) = (&api, &mgmt, user.to_string());
+        async move {
+            api.call(
+                Portal::Mgmt,
+                Method::PUT,
+                &format!("/api/v1/users/{user}"),
+                Some(&body.to_string()),
+                Some(mgmt),
+                &[],
+            )
+            .await
+        }
+    };
+    let grants = |list: &[(&str, &str)]| json!({"relay_grants": list.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect::<Vec<_>>()});
+    // Viewers and operators hold no grants; channel ids are checked; operators cannot grant.
+    let r = put("vic", grants(&[("site-a", "push")])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["problems"][0]["path"], "relay_grants", "{}", r.body);
+    let r = put("rita", grants(&[("../x", "push")])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["problems"][0]["path"], "relay_grants[0].channel_id", "{}", r.body);
+    let r =
+        put("rita", json!({"relay_grants": [{"channel_id": "site-a", "direction": "sideways"}]}))
+            .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let otto = api.login(Portal::Mgmt, "otto").await;
+    let r = api
+        .call(
+            Portal::Mgmt,
+            Method::PUT,
+            "/api/v1/users/otto",
+            Some(&grants(&[("site-a", "push")]).to_string()),
+            Some(&otto),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }

@@ -237,6 +237,41 @@
     return p;
   }
 
+  /** Channel ids typed as a comma- or space-separated list. */
+  const channelList = (text) => text.split(/[\s,]+/).map((c) => c.trim()).filter(Boolean);
+  const CHANNEL_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+  /** The two grant fields (push into, pull from) of a form, filled from `grants`. */
+  function grantFields(prefix, grants) {
+    const of = (d) => (grants || []).filter((g) => g.direction === d).map((g) => g.channel_id).join(', ');
+    const field = (d, label, help) => h('div', { class: 'field' },
+      h('label', { for: `${prefix}-${d}`, text: label }),
+      h('input', { id: `${prefix}-${d}`, type: 'text', 'data-path': `relay_grants.${d}`, autocomplete: 'off', spellcheck: 'false', value: of(d) }),
+      h('div', { class: 'help', text: help }));
+    return h('div', { class: 'fields relay-grants' },
+      field('push', 'May push into channels', 'channel_ids of this instance’s remote_icombuffer sources (no url), comma-separated. The other instance’s destination sends into them.'),
+      field('pull', 'May pull from channels', 'channel_ids of this instance’s remote_icombuffer destinations (no url), comma-separated. The other instance’s source receives from them.'));
+  }
+
+  /** The grants typed into a form's grant fields, or problems. */
+  function readGrants(form, prefix) {
+    const grants = [];
+    const problems = [];
+    for (const d of ['push', 'pull']) {
+      for (const c of channelList($(`#${prefix}-${d}`, form).value)) {
+        if (!CHANNEL_RE.test(c)) problems.push({ path: `relay_grants.${d}`, message: `“${c}” is not a channel id (letters, digits, '.', '_', '-').` });
+        else grants.push({ channel_id: c, direction: d });
+      }
+    }
+    return { grants, problems };
+  }
+
+  const grantText = (u) => {
+    if (!(u.role === 'relay' || u.role === 'admin')) return '';
+    if (!u.relay_grants.length) return u.role === 'relay' ? 'none: cannot relay' : '';
+    return u.relay_grants.map((g) => `${g.direction} ${g.channel_id}`).join(', ');
+  };
+
   /** Places a server message (no field paths on the users API) next to the likely field. */
   function userErrorPath(e) {
     // The API names the field; a conflict (the name exists, the last admin) has none.
@@ -276,6 +311,7 @@
             h('div', { class: 'help', id: 'u-role-help', 'aria-live': 'polite' })),
           input('u-pw', 'Initial password', { type: 'password', 'data-path': 'password', autocomplete: 'new-password' }, 'At least 10 characters.'),
           input('u-pw2', 'Initial password again', { type: 'password', 'data-path': 'password_again', autocomplete: 'new-password' })),
+        h('div', { id: 'u-grants', hidden: true }, grantFields('u', [])),
         h('div', { class: 'field check' }, h('input', { type: 'checkbox', id: 'u-must', checked: true }),
           h('label', { for: 'u-must', text: 'Must choose a new password at first login' }),
           h('div', { class: 'help', id: 'u-must-help' })),
@@ -292,8 +328,9 @@
       const syncRole = () => {
         const relay = roleSel.value === 'relay';
         if (!mustTouched) must.checked = !relay;
+        $('#u-grants', form).hidden = !relay;
         $('#u-role-help', form).textContent = relay
-          ? 'A machine account for another ioBufferPro instance: it logs in through the relay API only (to push or pull a channel) and cannot use the portals. Enter its user name and password in the other instance’s remote_icombuffer side.'
+          ? 'A machine account for another ioBufferPro instance: it logs in through the relay API only, to push into or pull from the channels granted below, and cannot use the portals. Enter its user name and password in the other instance’s remote_icombuffer side.'
           : 'Admin: everything. Operator: channel pairs. Viewer: read only.';
         $('#u-must-help', form).textContent = relay
           ? 'Off by default for relay users: a machine account never logs into the portals, so it would never choose a new password there. Give the other instance this password; change it here (Reset password) when it must change.'
@@ -311,11 +348,13 @@
         const problems = [];
         if (!USERNAME_RE.test(username)) problems.push({ path: 'username', message: "Use 1-64 letters, digits, '.', '_', '-' or '@'." });
         problems.push(...passwordProblems(username, password, $('#u-pw2').value, 'password'));
+        const { grants, problems: grantProblems } = role === 'relay' ? readGrants(form, 'u') : { grants: [], problems: [] };
+        problems.push(...grantProblems);
         if (problems.length) { App.showProblems(form, problems); return; }
         const btn = $('#user-submit');
         btn.disabled = true;
         try {
-          await App.api('POST', '/api/v1/users', { username, password, role, must_change_password: $('#u-must').checked });
+          await App.api('POST', '/api/v1/users', { username, password, role, must_change_password: $('#u-must').checked, relay_grants: grants });
           App.notify(`User ${username} created (${role}).`, 'ok');
           close();
           await load();
@@ -392,6 +431,43 @@
       });
     }
 
+    /** Which channels a relay (or admin) user may push into and pull from. */
+    function editGrants(u) {
+      const form = h('form', { novalidate: true, id: 'grants-form' },
+        h('div', { class: 'notice error form-error', role: 'alert', hidden: true }),
+        h('p', { class: 'muted', text: `${u.username} may relay only these channels. Open relay connections of ${u.username} are cut and reconnect under the new grants.` }),
+        grantFields('g', u.relay_grants));
+      return App.dialog({
+        title: `Relay grants of ${u.username}`,
+        body: form,
+        id: 'grants-dialog',
+        buttons: [
+          { label: 'Cancel', value: false },
+          {
+            label: 'Save grants',
+            class: 'primary',
+            value: true,
+            action: async (dlg, btn) => {
+              const { grants, problems } = readGrants(form, 'g');
+              if (problems.length) { App.showProblems(form, problems); return false; }
+              btn.disabled = true;
+              try {
+                await App.api('PUT', `/api/v1/users/${enc(u.username)}`, { relay_grants: grants });
+                App.notify(`Relay grants of ${u.username} saved.`, 'ok');
+                load();
+                return true;
+              } catch (e) {
+                App.showProblems(form, [{ path: 'relay_grants.push', message: e.message }]);
+                btn.disabled = false;
+                return false;
+              }
+            },
+          },
+        ],
+        onOpen: () => $('#g-push').focus(),
+      });
+    }
+
     async function removeUser(u) {
       const ok = await App.confirmTyped({
         title: `Delete user ${u.username}?`,
@@ -421,19 +497,23 @@
         reset.addEventListener('click', () => resetPassword(u));
         const del = u.username === me ? null : h('button', { type: 'button', class: 'btn small ghost-danger', dataset: { action: 'delete' }, text: 'Delete' });
         if (del) del.addEventListener('click', () => removeUser(u));
+        const relays = u.role === 'relay' || u.role === 'admin';
+        const grantsBtn = relays ? h('button', { type: 'button', class: 'btn small', dataset: { action: 'grants' }, text: 'Relay grants' }) : null;
+        if (grantsBtn) grantsBtn.addEventListener('click', () => editGrants(u));
         return h('tr', { dataset: { user: u.username } },
           h('td', { 'data-label': 'User' }, h('strong', { text: u.username }), u.username === me ? h('span', { class: 'sub', text: ' (you)' }) : null),
           h('td', { 'data-label': 'Role' }, sel),
           h('td', { 'data-label': 'Password' }, u.must_change_password ? h('span', { class: 'tag state-pending', text: 'must change at next login' }) : h('span', { class: 'muted', text: 'set' })),
+          h('td', { 'data-label': 'Relays', class: 'grants', text: grantText(u) }),
           h('td', { class: 'nowrap', 'data-label': 'Created', text: App.time(u.created_at * 1000) }),
           h('td', { class: 'nowrap', 'data-label': 'Changed', text: App.time(u.updated_at * 1000) }),
-          h('td', { class: 'actions' }, h('div', { class: 'btn-row' }, reset, del)));
+          h('td', { class: 'actions' }, h('div', { class: 'btn-row' }, reset, grantsBtn, del)));
       });
       replace(listBox,
         h('div', { class: 'card-head' }, h('h2', { text: `${users.length} user${users.length === 1 ? '' : 's'}` }),
           h('span', { class: 'muted small', text: 'Changing a role or password ends that user’s sessions.' })),
         h('div', { class: 'table-wrap' }, h('table', { class: 'stack', id: 'users-table' },
-          h('thead', null, h('tr', null, ['User', 'Role', 'Password', 'Created', 'Changed', ''].map((t) => h('th', { text: t })))),
+          h('thead', null, h('tr', null, ['User', 'Role', 'Password', 'Relays', 'Created', 'Changed', ''].map((t) => h('th', { text: t })))),
           h('tbody', null, rows))));
     }
     await load();

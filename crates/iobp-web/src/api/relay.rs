@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use iobp_engine::{RelayMode, RelayRefusal};
-use iobp_store::{NewAuditEntry, Role};
+use iobp_store::{NewAuditEntry, RelayDirection, Role};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -26,7 +26,8 @@ pub struct RelayTokenDto {
     pub expires_in_s: u64,
 }
 
-fn may_relay(role: Role) -> bool {
+/// Roles that can hold relay grants: machine accounts, and admins an admin chose to grant.
+pub(crate) fn may_relay(role: Role) -> bool {
     matches!(role, Role::Relay | Role::Admin)
 }
 
@@ -36,7 +37,7 @@ fn may_relay(role: Role) -> bool {
     responses(
         (status = 200, body = RelayTokenDto),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
-        (status = 403, description = "The user's role does not allow relaying", body = ErrorBody),
+        (status = 403, description = "The user's role does not allow relaying, or it has no relay grant", body = ErrorBody),
         (status = 429, description = "Too many failed logins; see Retry-After", body = ErrorBody),
     ))]
 pub(crate) async fn login(
@@ -83,6 +84,22 @@ pub(crate) async fn login(
             user.role.as_str()
         )));
     }
+    // Grants are checked again at every connection; a user with none has nothing to relay,
+    // which is worth saying at login, where the other instance's operator sees it.
+    if s.store.relay_grants(&user.username)?.is_empty() {
+        s.store.audit(
+            &entry(
+                "relay.login.refused",
+                Some(user.username.clone()),
+                Some("no relay grants".into()),
+            ),
+            now_ms(),
+        )?;
+        return Err(ApiError::forbidden(format!(
+            "user `{}` has no relay grants: an admin grants it channels on the Users page",
+            user.username
+        )));
+    }
     let token = s.sessions.create_relay(&s.store, &user.username)?;
     s.store.audit(&entry("relay.login", Some(user.username), None), now_ms())?;
     Ok(axum::Json(RelayTokenDto { token, expires_in_s: crate::auth::IDLE_TIMEOUT.as_secs() }))
@@ -100,7 +117,7 @@ pub(crate) async fn login(
         (status = 101, description = "Switching to the relay protocol (iobp-relay/1)"),
         (status = 400, description = "Not an upgrade to iobp-relay/1", body = ErrorBody),
         (status = 401, description = "Missing, expired or revoked token: log in again", body = ErrorBody),
-        (status = 403, description = "The user may not relay", body = ErrorBody),
+        (status = 403, description = "The user may not relay this channel in this direction", body = ErrorBody),
         (status = 404, description = "Unknown mode", body = ErrorBody),
         (status = 409, description = "No side here takes this channel in this direction", body = ErrorBody),
         (status = 503, description = "The channel pair is stopped", body = ErrorBody),
@@ -133,6 +150,32 @@ pub(crate) async fn connect(
         s.sessions.lookup_relay(&s.store, token)?.ok_or_else(ApiError::unauthorized)?;
     if !may_relay(role) {
         return Err(ApiError::forbidden(format!("user `{user}` may not relay")));
+    }
+    // Before anything about the channel is revealed: a user learns nothing about channels
+    // it was not granted, not even whether they exist.
+    let direction = match mode {
+        RelayMode::Push => RelayDirection::Push,
+        RelayMode::Pull => RelayDirection::Pull,
+    };
+    if !s.store.has_relay_grant(&user, &channel, direction)? {
+        let name: String = channel.chars().take(64).collect();
+        s.store.audit(
+            &NewAuditEntry {
+                username: Some(user.clone()),
+                address: addr.map(|a| a.ip().to_string()),
+                action: "relay.refused".into(),
+                target: Some(name.clone()),
+                detail: Some(format!("not granted {}", direction.as_str())),
+            },
+            now_ms(),
+        )?;
+        return Err(ApiError::forbidden(format!(
+            "user `{user}` is not granted to {} channel `{name}`",
+            match direction {
+                RelayDirection::Push => "push into",
+                RelayDirection::Pull => "pull from",
+            }
+        )));
     }
     s.engine.relay_check(&channel, mode).map_err(refusal)?;
     let on_upgrade = hyper::upgrade::on(&mut req);

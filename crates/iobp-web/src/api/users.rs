@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use iobp_store::{Role, UserRecord};
+use iobp_store::{RelayDirection, RelayGrant, Role, UserRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -24,18 +24,97 @@ pub struct UserDto {
     pub created_at: i64,
     /// Last changed, seconds since the Unix epoch.
     pub updated_at: i64,
+    /// The channels this user may relay, and which way (relay and admin users only).
+    pub relay_grants: Vec<RelayGrantDto>,
 }
 
-impl From<&UserRecord> for UserDto {
-    fn from(u: &UserRecord) -> Self {
-        UserDto {
-            username: u.username.clone(),
-            role: u.role.as_str().into(),
-            must_change_password: u.must_change_password,
-            created_at: u.created_at,
-            updated_at: u.updated_at,
+/// Which way a relay grant allows messages to go, seen from this instance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayDirectionDto {
+    /// The other instance sends into this instance's channel.
+    Push,
+    /// The other instance receives from this instance's channel.
+    Pull,
+}
+
+/// One channel a user may relay, in one direction.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayGrantDto {
+    /// The `channel_id` of a `remote_icombuffer` side of this instance (exact; no wildcard).
+    pub channel_id: String,
+    /// `push` (into this instance) or `pull` (from it).
+    pub direction: RelayDirectionDto,
+}
+
+impl From<&RelayGrant> for RelayGrantDto {
+    fn from(g: &RelayGrant) -> Self {
+        RelayGrantDto {
+            channel_id: g.channel_id.clone(),
+            direction: match g.direction {
+                RelayDirection::Push => RelayDirectionDto::Push,
+                RelayDirection::Pull => RelayDirectionDto::Pull,
+            },
         }
     }
+}
+
+/// Most relay grants one user holds.
+const MAX_RELAY_GRANTS: usize = 256;
+
+/// Checks requested grants for a user of `role`.
+fn relay_grants(role: Role, grants: &[RelayGrantDto]) -> ApiResult<Vec<RelayGrant>> {
+    if !grants.is_empty() && !super::relay::may_relay(role) {
+        return Err(ApiError::bad_request(format!(
+            "only relay and admin users relay; a {} user holds no relay grants",
+            role.as_str()
+        ))
+        .at("relay_grants"));
+    }
+    if grants.len() > MAX_RELAY_GRANTS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_RELAY_GRANTS} relay grants per user"
+        ))
+        .at("relay_grants"));
+    }
+    grants
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            iobp_config::check_id(&g.channel_id).map_err(|e| {
+                ApiError::bad_request(format!("invalid channel id: {e}"))
+                    .at(&format!("relay_grants[{i}].channel_id"))
+            })?;
+            Ok(RelayGrant {
+                channel_id: g.channel_id.clone(),
+                direction: match g.direction {
+                    RelayDirectionDto::Push => RelayDirection::Push,
+                    RelayDirectionDto::Pull => RelayDirection::Pull,
+                },
+            })
+        })
+        .collect()
+}
+
+fn user_dto(s: &WebState, u: &UserRecord) -> ApiResult<UserDto> {
+    Ok(UserDto {
+        username: u.username.clone(),
+        role: u.role.as_str().into(),
+        must_change_password: u.must_change_password,
+        created_at: u.created_at,
+        updated_at: u.updated_at,
+        relay_grants: s.store.relay_grants(&u.username)?.iter().map(RelayGrantDto::from).collect(),
+    })
+}
+
+fn describe(grants: &[RelayGrant]) -> String {
+    if grants.is_empty() {
+        return "relay grants: none".into();
+    }
+    let list: Vec<String> =
+        grants.iter().map(|g| format!("{} {}", g.direction.as_str(), g.channel_id)).collect();
+    format!("relay grants: {}", list.join(", "))
 }
 
 /// A new user.
@@ -50,6 +129,8 @@ pub struct NewUserRequest {
     pub role: String,
     /// Must change the password at first login. Default true.
     pub must_change_password: Option<bool>,
+    /// Channels the user may relay (relay and admin users). Default none.
+    pub relay_grants: Option<Vec<RelayGrantDto>>,
 }
 
 /// Changes to a user; absent fields stay. Any change ends the user's sessions.
@@ -62,6 +143,10 @@ pub struct UserUpdateRequest {
     pub password: Option<String>,
     /// Must change the password at next login (default true with a reset).
     pub must_change_password: Option<bool>,
+    /// Replaces the channels the user may relay. A role change to operator or viewer removes
+    /// them. Open relay connections of the user are cut and must reconnect under the new
+    /// grants.
+    pub relay_grants: Option<Vec<RelayGrantDto>>,
 }
 
 fn role(name: &str) -> ApiResult<Role> {
@@ -91,7 +176,8 @@ pub(crate) async fn list(
     State(s): State<WebState>,
     _auth: Auth<Admin>,
 ) -> ApiResult<axum::Json<Vec<UserDto>>> {
-    Ok(axum::Json(s.store.list_users()?.iter().map(UserDto::from).collect()))
+    let users = s.store.list_users()?;
+    Ok(axum::Json(users.iter().map(|u| user_dto(&s, u)).collect::<ApiResult<_>>()?))
 }
 
 /// Creates a user.
@@ -105,14 +191,17 @@ pub(crate) async fn create(
     check_username(&req.username).map_err(|e| e.at("username"))?;
     let role = role(&req.role).map_err(|e| e.at("role"))?;
     check_password(&req.username, &req.password).map_err(|e| e.at("password"))?;
+    let grants = relay_grants(role, req.relay_grants.as_deref().unwrap_or_default())?;
     let hash = s.passwords.hash(&req.password).await?;
     s.store.create_user(&req.username, &hash, role, req.must_change_password.unwrap_or(true))?;
-    s.store.audit(
-        &auth.audit("user.create", Some(&req.username), Some(format!("role {}", role.as_str()))),
-        now_ms(),
-    )?;
+    let mut detail = format!("role {}", role.as_str());
+    if !grants.is_empty() {
+        s.store.set_relay_grants(&req.username, &grants)?;
+        detail = format!("{detail}, {}", describe(&grants));
+    }
+    s.store.audit(&auth.audit("user.create", Some(&req.username), Some(detail)), now_ms())?;
     let u = s.store.get_user(&req.username)?.ok_or_else(|| ApiError::internal("user vanished"))?;
-    Ok((StatusCode::CREATED, axum::Json(UserDto::from(&u))))
+    Ok((StatusCode::CREATED, axum::Json(user_dto(&s, &u)?)))
 }
 
 /// Changes a user's role or resets the password; the user's sessions end.
@@ -131,11 +220,30 @@ pub(crate) async fn update(
         .get_user(&name)?
         .ok_or_else(|| ApiError::not_found(format!("no user named `{name}`")))?;
     let mut changes = Vec::new();
-    if let Some(r) = &req.role {
-        let r = role(r).map_err(|e| e.at("role"))?;
+    let new_role = req.role.as_deref().map(role).transpose().map_err(|e| e.at("role"))?;
+    let effective_role = new_role.unwrap_or(user.role);
+    // Checked before anything changes, so a refused request changes nothing.
+    let grants = match &req.relay_grants {
+        Some(g) => Some(relay_grants(effective_role, g)?),
+        None if !super::relay::may_relay(effective_role) => Some(Vec::new()),
+        None => None,
+    };
+    if let Some(r) = new_role {
         keep_an_admin(&s, &name, Some(r))?;
         s.store.set_role(&name, r)?;
         changes.push(format!("role {}", r.as_str()));
+    }
+    if let Some(g) = &grants {
+        let before = s.store.relay_grants(&name)?;
+        let mut after = g.clone();
+        after.sort();
+        after.dedup();
+        if before != after || req.relay_grants.is_some() {
+            s.store.set_relay_grants(&name, &after)?;
+            if before != after {
+                changes.push(describe(&after));
+            }
+        }
     }
     if let Some(pw) = &req.password {
         check_password(&name, pw).map_err(|e| e.at("password"))?;
@@ -153,7 +261,7 @@ pub(crate) async fn update(
         .store
         .get_user(&name)?
         .ok_or_else(|| ApiError::not_found(format!("no user named `{name}`")))?;
-    Ok(axum::Json(UserDto::from(&u)))
+    Ok(axum::Json(user_dto(&s, &u)?))
 }
 
 /// Deletes a user and ends their sessions.
