@@ -195,7 +195,30 @@ pub fn http(
     cookie: Option<&str>,
     csrf: Option<&str>,
 ) -> Response {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    let s = TcpStream::connect(addr).expect("connect");
+    http_on(s, addr, method, path, body, cookie, csrf)
+}
+
+/// A TCP connection to `addr` from the local address `from` (another loopback address is
+/// another client to the server).
+#[allow(dead_code)] // not every test file uses it
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Like [`http`] on a connection already open.
+pub fn http_on(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+) -> Response {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(c) = cookie {
         let _ = write!(req, "Cookie: {c}\r\n");

@@ -15,18 +15,18 @@
 //! - **Every state-changing request** (anything but GET/HEAD) must carry the session's CSRF
 //!   token in `X-CSRF-Token`, and its `Origin` (or `Referer`) — when the client sends one, as
 //!   browsers always do — must be exactly this portal's own origin, port included.
-//! - **Failed logins** slow down per user name and per client address: after
-//!   [`FREE_FAILURES`] failures within [`FAILURE_WINDOW`], each further attempt waits twice as
-//!   long as the last (capped at [`MAX_LOCKOUT`]); the client is told when to retry.
+//! - **Failed logins** slow down per (user name, client address), reserved before the hash
+//!   so concurrent attempts count; see [`crate::throttle`]. At most
+//!   [`crate::throttle::MAX_WAITING`] logins wait for a hashing slot.
 //! - **First start**: when there is no user, `admin` is created with a random password that
 //!   must be changed at first login; see [`ensure_admin`].
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -49,12 +49,7 @@ pub const HASHING_AT_ONCE: usize = 2;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// A session ends this long after login whatever happens.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Failures allowed before logins slow down.
-pub const FREE_FAILURES: u32 = 5;
-/// Failures older than this are forgotten.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Longest wait imposed between attempts.
-pub const MAX_LOCKOUT: Duration = Duration::from_secs(300);
+pub use crate::throttle::FREE_FAILURES;
 /// Shortest acceptable password.
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// File holding the first-start admin password (removed once it is changed).
@@ -93,6 +88,8 @@ fn hasher() -> Argon2<'static> {
 #[derive(Debug)]
 pub struct Passwords {
     permits: Semaphore,
+    /// Logins in line for a hash (waiting or hashing); beyond, a login is refused as busy.
+    line: Semaphore,
     /// A real hash of a fixed password, verified against when the user does not exist.
     /// Made at the first such login, not at start: hashing costs 7 MiB for a moment.
     decoy: tokio::sync::OnceCell<String>,
@@ -107,7 +104,17 @@ impl Default for Passwords {
 impl Passwords {
     /// A hasher with its own concurrency limit.
     pub fn new() -> Self {
-        Passwords { permits: Semaphore::new(HASHING_AT_ONCE), decoy: tokio::sync::OnceCell::new() }
+        Passwords {
+            permits: Semaphore::new(HASHING_AT_ONCE),
+            line: Semaphore::new(HASHING_AT_ONCE + crate::throttle::MAX_WAITING),
+            decoy: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// A place in line for a login's hash, if the line is not full (held until the login's
+    /// check is done).
+    pub fn line_up(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.line.try_acquire().ok()
     }
 
     /// Hashes a password (PHC string).
@@ -366,75 +373,6 @@ impl Sessions {
 
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-    blocked_until: Option<Instant>,
-}
-
-/// Slows down repeated failed logins, per user name and per client address.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    map: Mutex<HashMap<String, Failures>>,
-}
-
-/// Most keys tracked; beyond, stale ones are dropped first, then everything.
-const MAX_THROTTLE_KEYS: usize = 10_000;
-
-impl LoginThrottle {
-    fn keys(user: &str, ip: Option<IpAddr>) -> Vec<String> {
-        let mut k = vec![format!("user:{}", user.to_ascii_lowercase())];
-        if let Some(ip) = ip {
-            k.push(format!("ip:{ip}"));
-        }
-        k
-    }
-
-    /// Seconds to wait before another attempt is allowed, if any.
-    pub fn check(&self, user: &str, ip: Option<IpAddr>) -> Option<u64> {
-        let map = lock(&self.map);
-        let now = Instant::now();
-        Self::keys(user, ip)
-            .iter()
-            .filter_map(|k| map.get(k).and_then(|f| f.blocked_until))
-            .filter(|&t| t > now)
-            .map(|t| t.duration_since(now).as_secs().max(1))
-            .max()
-    }
-
-    /// Records a failed attempt.
-    pub fn failed(&self, user: &str, ip: Option<IpAddr>) {
-        let mut map = lock(&self.map);
-        let now = Instant::now();
-        if map.len() >= MAX_THROTTLE_KEYS {
-            map.retain(|_, f| now.duration_since(f.last) < FAILURE_WINDOW);
-            if map.len() >= MAX_THROTTLE_KEYS {
-                map.clear();
-            }
-        }
-        for k in Self::keys(user, ip) {
-            let f = map.entry(k).or_insert(Failures { count: 0, last: now, blocked_until: None });
-            if now.duration_since(f.last) > FAILURE_WINDOW {
-                *f = Failures { count: 0, last: now, blocked_until: None };
-            }
-            f.count += 1;
-            f.last = now;
-            if f.count >= FREE_FAILURES {
-                let exp = (f.count - FREE_FAILURES).min(16);
-                let wait = Duration::from_secs(1u64 << exp).min(MAX_LOCKOUT);
-                f.blocked_until = Some(now + wait);
-            }
-        }
-    }
-
-    /// A successful login clears the user name's record (not the address's: one good
-    /// password must not unlock guessing others from the same address).
-    pub fn succeeded(&self, user: &str) {
-        lock(&self.map).remove(&format!("user:{}", user.to_ascii_lowercase()));
-    }
 }
 
 /// The minimum role a route needs.
@@ -705,23 +643,6 @@ mod tests {
         let old = Argon2::default().hash_password(b"old password").expect("old").to_string();
         assert!(old.contains("m=19456,t=2"), "{old}");
         assert!(p.verify("old password", Some(&old)).await);
-    }
-
-    #[test]
-    fn throttle_slows_down_after_free_failures_and_forgets_on_success() {
-        let t = LoginThrottle::default();
-        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        for _ in 0..FREE_FAILURES - 1 {
-            t.failed("bob", Some(ip));
-            assert_eq!(t.check("bob", Some(ip)), None);
-        }
-        t.failed("bob", Some(ip));
-        assert!(t.check("bob", Some(ip)).is_some(), "blocked after the free failures");
-        // The address is blocked for other names too; another address is not.
-        assert!(t.check("carol", Some(ip)).is_some());
-        assert!(t.check("carol", Some("10.0.0.2".parse().expect("ip"))).is_none());
-        t.succeeded("bob");
-        assert!(t.check("bob", None).is_none());
     }
 
     #[test]

@@ -77,6 +77,21 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, error)
     }
 
+    /// 429 for a login the throttle refused.
+    pub fn login_refused(r: crate::throttle::Refusal) -> Self {
+        match r {
+            crate::throttle::Refusal::Wait(s) => Self::too_many(s),
+            crate::throttle::Refusal::Busy => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "other logins from this address are being checked; try again in a moment",
+                );
+                e.retry_after = Some(1);
+                e
+            }
+        }
+    }
+
     /// 429 with a Retry-After in seconds.
     pub fn too_many(retry_after: u64) -> Self {
         let mut e = Self::new(

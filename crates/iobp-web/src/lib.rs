@@ -27,6 +27,7 @@ pub mod logbuf;
 mod metrics;
 pub mod relay_links;
 pub mod system;
+pub mod throttle;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -109,7 +110,7 @@ pub struct WebShared {
     /// Password hashing.
     pub passwords: Passwords,
     /// Failed-login throttling.
-    pub throttle: auth::LoginThrottle,
+    pub throttle: throttle::LoginThrottle,
     /// Recent log lines.
     pub logs: LogBuffer,
     /// CPU, memory, disk and throughput.
@@ -152,7 +153,7 @@ impl WebShared {
             data_dir,
             sessions: auth::Sessions::default(),
             passwords: Passwords::new(),
-            throttle: auth::LoginThrottle::default(),
+            throttle: throttle::LoginThrottle::default(),
             logs,
             system,
             started: Instant::now(),

@@ -46,9 +46,12 @@ pub(crate) async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<axum::Json<RelayTokenDto>> {
     let ip = addr.map(|a| a.ip());
-    if let Some(wait) = s.throttle.check(&req.username, ip) {
-        return Err(ApiError::too_many(wait));
-    }
+    // Reserved (and counted as failed) before the hash, so concurrent attempts see each
+    // other; a success takes it back.
+    let attempt = s.throttle.reserve(&req.username, ip).map_err(ApiError::login_refused)?;
+    let Some(_in_line) = s.passwords.line_up() else {
+        return Err(ApiError::login_refused(crate::throttle::Refusal::Busy));
+    };
     let user = if req.username.len() <= 64 { s.store.get_user(&req.username)? } else { None };
     let ok =
         s.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await;
@@ -60,7 +63,7 @@ pub(crate) async fn login(
         detail,
     };
     let Some(user) = user.filter(|_| ok) else {
-        s.throttle.failed(&req.username, ip);
+        drop(attempt);
         let name: String = req.username.chars().take(64).collect();
         s.store.audit(
             &entry("relay.login.failed", None, Some(format!("user name `{name}`"))),
@@ -68,7 +71,7 @@ pub(crate) async fn login(
         )?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
     };
-    s.throttle.succeeded(&user.username);
+    attempt.succeeded();
     if !may_relay(user.role) {
         s.store.audit(
             &entry(
