@@ -301,7 +301,7 @@ async fn housekeeping(web: Arc<WebShared>) {
     loop {
         tick.tick().await;
         web.system.sample(&web.engine);
-        n += 1;
+        // Hourly, and once right after start.
         if n.is_multiple_of(1800) {
             let now = i64::try_from(
                 std::time::SystemTime::now()
@@ -313,7 +313,13 @@ async fn housekeeping(web: Arc<WebShared>) {
             if let Err(e) = web.store.purge_sessions(now) {
                 tracing::warn!("purging expired sessions: {e}");
             }
+            match web.store.prune_audit(now, iobp_store::AuditRetention::default()) {
+                Ok(0) => {}
+                Ok(k) => tracing::info!("audit trail: removed {k} entries past retention"),
+                Err(e) => tracing::warn!("pruning the audit trail: {e}"),
+            }
         }
+        n += 1;
     }
 }
 

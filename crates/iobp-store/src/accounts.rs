@@ -145,6 +145,28 @@ pub struct NewAuditEntry {
     pub detail: Option<String>,
 }
 
+/// How much of the audit trail is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRetention {
+    /// Entries older than this many days are removed.
+    pub max_age_days: u32,
+    /// At most this many failed-login entries (`login.failed`, `relay.login.failed`) are
+    /// kept, the newest — counted apart, so that a flood of failed logins can neither grow
+    /// the database without bound nor push the record of real changes out.
+    pub max_failed_logins: u32,
+    /// At most this many entries in all, the newest.
+    pub max_entries: u32,
+}
+
+impl Default for AuditRetention {
+    fn default() -> Self {
+        AuditRetention { max_age_days: 400, max_failed_logins: 10_000, max_entries: 1_000_000 }
+    }
+}
+
+/// The actions of failed logins.
+const FAILED_LOGINS: &str = "('login.failed', 'relay.login.failed')";
+
 /// A recorded audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -432,6 +454,34 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         Ok(())
+    }
+
+    /// Applies `keep` to the audit trail; returns how many entries were removed.
+    pub fn prune_audit(&self, now_ms: i64, keep: AuditRetention) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.sql(e))?;
+        let cutoff = now_ms.saturating_sub(i64::from(keep.max_age_days) * 86_400_000);
+        let mut removed = tx
+            .execute("DELETE FROM audit WHERE at_ms < ?1", params![cutoff])
+            .map_err(|e| self.sql(e))?;
+        removed += tx
+            .execute(
+                &format!(
+                    "DELETE FROM audit WHERE action IN {FAILED_LOGINS} AND id <= (
+                         SELECT id FROM audit WHERE action IN {FAILED_LOGINS}
+                         ORDER BY id DESC LIMIT 1 OFFSET ?1)"
+                ),
+                params![keep.max_failed_logins],
+            )
+            .map_err(|e| self.sql(e))?;
+        removed += tx
+            .execute(
+                "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                params![keep.max_entries],
+            )
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(removed)
     }
 
     /// The newest audit entries (before `before_id` if given), newest first.

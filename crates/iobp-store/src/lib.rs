@@ -26,7 +26,8 @@
 mod accounts;
 
 pub use crate::accounts::{
-    AuditEntry, NewAuditEntry, RelayDirection, RelayGrant, Role, SessionRecord, UserRecord,
+    AuditEntry, AuditRetention, NewAuditEntry, RelayDirection, RelayGrant, Role, SessionRecord,
+    UserRecord,
 };
 
 use std::path::{Path, PathBuf};

@@ -187,3 +187,36 @@ fn relay_grants_are_per_channel_and_direction_and_an_upgrade_grants_nothing() {
     s.create_user("site-b", "h", Role::Relay, false).expect("same name again");
     assert!(s.relay_grants("site-b").expect("grants").is_empty(), "grants went with the user");
 }
+
+/// The audit trail is bounded: by age, in all, and failed logins apart — a flood of them
+/// cannot push the record of real changes out (on 325539c nothing was ever removed).
+#[test]
+fn the_audit_trail_is_bounded_and_failed_logins_cannot_push_changes_out() {
+    use iobp_store::{AuditRetention, NewAuditEntry};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Store::open(tmp.path()).expect("open");
+    let day = 86_400_000;
+    let now = 1000 * day;
+    let entry = |action: &str| NewAuditEntry { action: action.into(), ..NewAuditEntry::default() };
+    s.audit(&entry("pair.create"), now - 500 * day).expect("ancient");
+    s.audit(&entry("pair.delete"), now - 10 * day).expect("recent change");
+    for i in 0..50 {
+        let action = if i % 2 == 0 { "login.failed" } else { "relay.login.failed" };
+        s.audit(&entry(action), now - day + i).expect("flood");
+    }
+    s.audit(&entry("user.update"), now).expect("newest change");
+    let keep = AuditRetention { max_age_days: 400, max_failed_logins: 10, max_entries: 1000 };
+    assert_eq!(s.prune_audit(now, keep).expect("prune"), 1 + 40);
+    let left = s.list_audit(1000, None).expect("list");
+    let actions: Vec<&str> = left.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.iter().filter(|a| a.ends_with("login.failed")).count(), 10, "newest 10");
+    assert!(actions.contains(&"pair.delete") && actions.contains(&"user.update"), "{actions:?}");
+    assert!(!actions.contains(&"pair.create"), "older than 400 days");
+    // The overall cap keeps the newest.
+    let keep = AuditRetention { max_entries: 3, ..keep };
+    assert_eq!(s.prune_audit(now, keep).expect("prune"), 9);
+    let left = s.list_audit(1000, None).expect("list");
+    assert_eq!(left.len(), 3);
+    assert_eq!(left[0].action, "user.update");
+    assert_eq!(s.prune_audit(now, keep).expect("idempotent"), 0);
+}
