@@ -206,8 +206,20 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     cache: Mutex<HashMap<Vec<u8>, Session>>,
+    /// Bumped (under the cache lock) whenever sessions are ended or revoked: a lookup that
+    /// read a session before a revocation must not write it back into the cache after it.
+    revocations: std::sync::atomic::AtomicU64,
     /// The relay connections opened with relay tokens, cut when their user is revoked.
     pub(crate) relay_links: Arc<RelayLinks>,
+}
+
+/// What one session lookup found.
+enum Lookup {
+    Found(Session),
+    /// No such live session.
+    Gone,
+    /// A revocation ran while the session was being read: look again.
+    Raced,
 }
 
 /// The `portal` of relay tokens in the sessions table.
@@ -269,16 +281,41 @@ impl Sessions {
         token: &str,
         portal: Portal,
     ) -> Result<Option<Session>, ApiError> {
+        // A revocation that races with the lookup makes it look again (the store is
+        // changed before the cache is cleared); a session revoked that often is refused.
+        for _ in 0..3 {
+            match self.lookup_once(store, token, portal, &|| {})? {
+                Lookup::Found(s) => return Ok(Some(s)),
+                Lookup::Gone => return Ok(None),
+                Lookup::Raced => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// One lookup; [`Lookup::Raced`] when a revocation ran meanwhile. `between` runs after
+    /// the session was read and before it is cached (tests put a revocation there).
+    fn lookup_once(
+        &self,
+        store: &Store,
+        token: &str,
+        portal: Portal,
+        between: &dyn Fn(),
+    ) -> Result<Lookup, ApiError> {
+        use std::sync::atomic::Ordering;
         let hash = token_hash(token);
         let now = now_ms();
-        let cached = lock(&self.cache).get(&hash).cloned();
+        let (cached, generation) = {
+            let cache = lock(&self.cache);
+            (cache.get(&hash).cloned(), self.revocations.load(Ordering::SeqCst))
+        };
         let mut s = if let Some(s) = cached {
             s
         } else {
-            let Some(rec) = store.get_session(&hash)? else { return Ok(None) };
-            let Some(user) = store.get_user(&rec.username)? else { return Ok(None) };
+            let Some(rec) = store.get_session(&hash)? else { return Ok(Lookup::Gone) };
+            let Some(user) = store.get_user(&rec.username)? else { return Ok(Lookup::Gone) };
             if !same_secret(rec.portal.as_bytes(), portal.as_str().as_bytes()) {
-                return Ok(None);
+                return Ok(Lookup::Gone);
             }
             Session {
                 username: user.username,
@@ -293,23 +330,27 @@ impl Sessions {
             }
         };
         if s.portal != portal {
-            return Ok(None);
+            return Ok(Lookup::Gone);
         }
         if now > s.expires_ms || now > s.created_ms + duration_ms(MAX_AGE) {
             self.end(store, &hash);
-            return Ok(None);
+            return Ok(Lookup::Gone);
         }
         s.expires_ms = (now + duration_ms(IDLE_TIMEOUT)).min(s.created_ms + duration_ms(MAX_AGE));
         if now - s.last_written_ms > 60_000 {
             s.last_written_ms = now;
             store.touch_session(&hash, now, s.expires_ms)?;
         }
+        between();
         let mut cache = lock(&self.cache);
+        if self.revocations.load(Ordering::SeqCst) != generation {
+            return Ok(Lookup::Raced);
+        }
         if cache.len() >= MAX_CACHED_SESSIONS {
             cache.clear();
         }
         cache.insert(hash, s.clone());
-        Ok(Some(s))
+        Ok(Lookup::Found(s))
     }
 
     /// Creates a relay token for `username` (a session of its own kind: it is not a portal
@@ -354,7 +395,11 @@ impl Sessions {
 
     /// Ends one session.
     pub fn end(&self, store: &Store, token_hash: &[u8]) {
-        lock(&self.cache).remove(token_hash);
+        {
+            let mut cache = lock(&self.cache);
+            cache.remove(token_hash);
+            self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if let Err(e) = store.delete_session(token_hash) {
             tracing::warn!("could not delete a session: {e}");
         }
@@ -363,7 +408,11 @@ impl Sessions {
     /// Forgets the cached sessions of a user (the store deleted them) and cuts the relay
     /// connections their relay tokens opened.
     pub fn revoke_user(&self, username: &str) {
-        lock(&self.cache).retain(|_, s| s.username != username);
+        {
+            let mut cache = lock(&self.cache);
+            cache.retain(|_, s| s.username != username);
+            self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let cut = self.relay_links.revoke_user(username);
         if cut > 0 {
             tracing::info!(user = username, "revoked: cut {cut} open relay connection(s)");
@@ -630,6 +679,38 @@ mod tests {
         let meta = std::fs::symlink_metadata(&path).expect("stat");
         assert!(meta.is_file(), "a file of its own, not the link");
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    /// A lookup that read a session just before its user was revoked must not put it back
+    /// into the cache (on 325539c it did: the revoked session stayed usable from the cache
+    /// until the process restarted or the cache filled up).
+    #[test]
+    fn a_lookup_racing_a_revocation_does_not_bring_the_session_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        store.create_user("eve", "h", Role::Operator, false).expect("user");
+        let sessions = Sessions::default();
+        for cached in [false, true] {
+            let (token, _) =
+                sessions.create(&store, "eve", Role::Operator, false, Portal::Ops).expect("create");
+            if !cached {
+                lock(&sessions.cache).clear();
+            }
+            let revoke = || {
+                store.set_role("eve", Role::Viewer).expect("role change revokes in the store");
+                sessions.revoke_user("eve");
+            };
+            let raced = sessions.lookup_once(&store, &token, Portal::Ops, &revoke).expect("lookup");
+            assert!(
+                matches!(raced, Lookup::Raced),
+                "the racing lookup starts over (cached: {cached})"
+            );
+            assert!(
+                sessions.lookup(&store, &token, Portal::Ops).expect("lookup").is_none(),
+                "revoked for good (cached: {cached})"
+            );
+            store.set_role("eve", Role::Operator).expect("back");
+        }
     }
 
     #[tokio::test]
