@@ -228,8 +228,15 @@ pub(crate) fn probe(spec: &SerialSpec) -> bool {
 pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
     let path = spec.port.as_str();
     let lock = lock_device(path)?;
+    // The device the checks approved, not whatever the path names a moment later (Linux
+    // reopens the same inode through /proc; the port is opened as it is, its settings are
+    // applied only below).
+    #[cfg(target_os = "linux")]
+    let same = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&lock));
+    #[cfg(not(target_os = "linux"))]
+    let same = path.to_string();
     let mut port =
-        SerialPort::open(path, serial2_tokio::KeepSettings).map_err(|e| open_error(path, &e))?;
+        SerialPort::open(&same, serial2_tokio::KeepSettings).map_err(|e| open_error(path, &e))?;
     let current =
         port.get_configuration().map_err(|e| format!("reading the settings of {path}: {e}"))?;
     let want = desired(spec, current)?;
@@ -275,6 +282,53 @@ fn set_rs485(_port: &SerialPort, _r: &iobp_config::Rs485Spec) -> Result<(), Stri
     Err("RS-485 mode is only available on Linux".to_string())
 }
 
+/// Refuses what is not a serial port: anything but a character device that is a terminal,
+/// and (Linux) the terminals people work at — the controlling terminal, the console,
+/// virtual consoles and pseudo-terminals — unless this user owns them. An Operator may
+/// name any path as a port; without this it could open another user's session terminal
+/// and read or type into it.
+fn check_terminal(f: &std::fs::File, path: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let meta = f.metadata().map_err(|e| format!("cannot open serial port {path}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_char_device() {
+            return Err(format!("{path} is not a serial port (not a character device)"));
+        }
+    }
+    if !f.is_terminal() {
+        return Err(format!("{path} is not a serial port (not a terminal device)"));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (major, minor) = linux_device_numbers(meta.rdev());
+        // 5:0 /dev/tty, 5:1 /dev/console, 5:2 /dev/ptmx.
+        if major == 5 && minor <= 2 {
+            return Err(format!("{path} is a session terminal, not a serial port"));
+        }
+        // 136–143: pseudo-terminal slaves (/dev/pts/N); 4:0–63: virtual consoles (/dev/ttyN).
+        let session = (136..=143).contains(&major) || (major == 4 && minor < 64);
+        let me = nix::unistd::geteuid().as_raw();
+        if session && meta.uid() != me {
+            return Err(format!(
+                "{path} is another user's terminal (owner uid {}), not a serial port",
+                meta.uid()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Major and minor of a Linux device number (glibc's `gnu_dev_major`/`gnu_dev_minor`).
+#[cfg(target_os = "linux")]
+fn linux_device_numbers(dev: u64) -> (u64, u64) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major, minor)
+}
+
 /// An advisory exclusive lock on the device, held while it is in use.
 fn lock_device(path: &str) -> Result<std::fs::File, String> {
     let mut o = std::fs::OpenOptions::new();
@@ -283,6 +337,7 @@ fn lock_device(path: &str) -> Result<std::fs::File, String> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NONBLOCK | libc::O_NOCTTY);
     let f = o.open(Path::new(path)).map_err(|e| open_error(path, &e))?;
+    check_terminal(&f, path)?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
@@ -391,6 +446,46 @@ mod tests {
         let s = spec(r#"{"type": "serial", "port": "/dev/does-not-exist-iobp"}"#);
         let e = open(&s).expect_err("missing");
         assert!(e.contains("/dev/does-not-exist-iobp") && e.contains("no such port"), "{e}");
+    }
+
+    /// Only terminals that are not someone's session are ports (on 325539c a pseudo-terminal
+    /// of another user opened as a "serial port").
+    #[test]
+    fn only_character_devices_that_are_terminals_and_not_another_users_session_open() {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
+        let _guard = rt.enter();
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("not-a-port");
+        std::fs::write(&file, b"x").expect("file");
+        let port = |p: &str| spec(&format!(r#"{{"type": "serial", "port": "{p}"}}"#));
+        let e = open(&port(&file.to_string_lossy())).expect_err("a file");
+        assert!(e.contains("not a character device"), "{e}");
+        let e = open(&port("/dev/null")).expect_err("/dev/null");
+        assert!(e.contains("not a terminal"), "{e}");
+        // Without a controlling terminal the kernel refuses /dev/tty itself (ENXIO).
+        let e = open(&port("/dev/tty")).expect_err("/dev/tty");
+        assert!(e.contains("/dev/tty"), "{e}");
+        // A pseudo-terminal of this user opens (the tests' serial ports); the same one owned
+        // by another user does not.
+        let (_a, _b) = SerialPort::pair().expect("pty pair");
+        let slave = std::fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|p| p.starts_with("/dev/pts/"))
+            .max_by_key(|p| {
+                p.to_string_lossy().trim_start_matches("/dev/pts/").parse::<u32>().unwrap_or(0)
+            })
+            .expect("the pair's slave");
+        let name = slave.to_string_lossy().to_string();
+        drop(open(&port(&name)).expect("own pty"));
+        let me = nix::unistd::geteuid().as_raw();
+        let other = if me == 65534 { 65533 } else { 65534 };
+        std::os::unix::fs::chown(&slave, Some(other), None)
+            .expect("chown (the tests run as root, like CI)");
+        let e = open(&port(&name)).expect_err("another user's pty");
+        assert!(e.contains("another user's terminal"), "{e}");
+        std::os::unix::fs::chown(&slave, Some(me), None).expect("chown back");
     }
 
     #[test]
