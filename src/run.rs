@@ -252,13 +252,23 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// System readings for the dashboard every 2 s; expired sessions purged every hour.
+/// Portal connections closed after which freed memory is given back to the system.
+const TRIM_AFTER_CLOSED: u64 = 128;
+
+/// System readings for the dashboard every 2 s; memory freed by many closed portal
+/// connections given back; expired sessions purged every hour.
 async fn housekeeping(web: Arc<WebShared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     let mut n: u64 = 0;
+    let closed = || web.ops_connections.closed() + web.mgmt_connections.closed();
+    let mut trimmed_at = closed();
     loop {
         tick.tick().await;
         web.system.sample(&web.engine);
+        if closed() >= trimmed_at + TRIM_AFTER_CLOSED {
+            trimmed_at = closed();
+            crate::release_freed_memory();
+        }
         n += 1;
         if n.is_multiple_of(1800) {
             let now = i64::try_from(

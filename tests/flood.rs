@@ -413,7 +413,7 @@ fn a_connection_flood_never_starves_the_pairs_the_health_checks_or_memory() {
         "descriptors after the flood: {fds_after} (before: {fds_base})"
     );
     assert!(
-        rss_after <= rss_base + 8 * 1024,
+        rss_after <= rss_base + 4 * 1024,
         "memory after the flood: {rss_after} KiB (before {rss_base}, during {rss_during})"
     );
 

@@ -192,6 +192,7 @@ pub struct ConnectionGate {
     next_id: AtomicU64,
     refused: AtomicU64,
     evicted: AtomicU64,
+    closed: AtomicU64,
 }
 
 impl ConnectionGate {
@@ -204,6 +205,7 @@ impl ConnectionGate {
             next_id: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
         })
     }
 
@@ -270,6 +272,11 @@ impl ConnectionGate {
         self.evicted.load(Ordering::Relaxed)
     }
 
+    /// Admitted connections closed since the start (replaced ones included).
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -294,6 +301,7 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         // Nothing to do for a replaced connection: it left the count when replaced.
         let _ = self.gate.lock().remove(self.id);
+        self.gate.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -433,7 +441,7 @@ mod tests {
         assert_eq!((gate.open(), gate.evicted(), gate.refused()), (8, 2, 1));
         // A replaced connection left the count when replaced, not again when it closes.
         drop(heavy);
-        assert_eq!((gate.open(), gate.addresses()), (4, 2));
+        assert_eq!((gate.open(), gate.addresses(), gate.closed()), (4, 2, 6));
         drop((light, light3, newcomer));
         assert_eq!((gate.open(), gate.addresses()), (0, 0), "no entry outlives its connections");
     }
