@@ -17,9 +17,9 @@
 //! - HTTPS: at most [`tls::MAX_HANDSHAKES`] handshakes at once, each within
 //!   [`tls::HANDSHAKE_TIMEOUT`] (waiting for its turn included).
 //! - Handlers find the client's address as `ConnectInfo<SocketAddr>`.
-//! - Shutdown (the watch turns `true`): no connection is accepted any more; those open get
-//!   [`SHUTDOWN_GRACE`] to finish the response in progress (an SSE stream never finishes) and
-//!   are then closed; [`serve_portal`] returns when all are.
+//! - Shutdown (the watch turns `true`): no connection is accepted any more; idle ones are
+//!   closed at once, those with a request in progress get [`SHUTDOWN_GRACE`] to finish it (an
+//!   SSE stream never finishes) and are then closed; [`serve_portal`] returns when all are.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -328,5 +328,111 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::extract::ConnectInfo;
+    use axum::routing::{get, post};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::Instant;
+
+    use super::serve_portal;
+    use crate::Portal;
+    use crate::limits::{ConnectionGate, PortalLimits};
+
+    /// A portal with short timeouts: its address and the shutdown switch.
+    async fn portal(limits: PortalLimits) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+        let router = Router::new()
+            .route(
+                "/addr",
+                get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move { a.to_string() }),
+            )
+            .route("/body", post(|body: String| async move { body.len().to_string() }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let gate = ConnectionGate::new(Portal::Ops, limits);
+        tokio::spawn(serve_portal(listener, router, None, gate, stopped));
+        (addr, stop)
+    }
+
+    /// Reads until the server closes the connection (or 10 s pass): what it sent, and when.
+    async fn until_closed(s: &mut TcpStream) -> (String, Instant) {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        (String::from_utf8_lossy(&out).into_owned(), Instant::now())
+    }
+
+    fn short(header: u64, idle: u64) -> PortalLimits {
+        PortalLimits {
+            header_read_timeout: Duration::from_millis(header),
+            idle_timeout: Duration::from_millis(idle),
+            ..PortalLimits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_client_address_and_the_header_timeout_bounds_keep_alive_waits() {
+        let (addr, _stop) = portal(short(500, 60_000)).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /addr HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.expect("answer");
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let me = s.local_addr().expect("local").to_string();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(&me), "{answer}");
+        // Kept alive, idle: closed once the header-read timeout passed.
+        let answered = Instant::now();
+        let (_, closed) = until_closed(&mut s).await;
+        let waited = closed - answered;
+        assert!(waited >= Duration::from_millis(400), "closed after {waited:?}");
+        assert!(waited < Duration::from_secs(3), "not closed by the header timeout: {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_request_body_is_closed_after_the_idle_timeout() {
+        let (addr, _stop) = portal(short(300, 700)).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let sent = Instant::now();
+        s.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .expect("send");
+        let (_, closed) = until_closed(&mut s).await;
+        let waited = closed - sent;
+        assert!(waited >= Duration::from_millis(600), "closed after {waited:?}");
+        assert!(waited < Duration::from_secs(3), "not closed for idleness: {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting_and_lets_a_request_in_progress_finish() {
+        let (addr, stop) = portal(short(5_000, 60_000)).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        // A request in progress when the shutdown begins...
+        s.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nh")
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send(true).expect("stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ...still gets its answer, then the connection closes.
+        s.write_all(b"i").await.expect("send the rest");
+        let (answer, _) = until_closed(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with('2'), "{answer}");
+        // Nothing new is accepted.
+        let refused = match TcpStream::connect(addr).await {
+            Err(_) => true,
+            Ok(mut late) => {
+                let _ = late.write_all(b"GET /addr HTTP/1.1\r\nHost: x\r\n\r\n").await;
+                until_closed(&mut late).await.0.is_empty()
+            }
+        };
+        assert!(refused, "a connection after the shutdown was served");
     }
 }
