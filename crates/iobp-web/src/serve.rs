@@ -74,13 +74,14 @@ pub async fn serve_portal(
     // Every connection task holds a receiver; `closed()` resolves when the last one ended.
     let (all_closed, open) = watch::channel(());
     let mut refusals = RefusalLog::default();
+    let mut accept_error_logged = None;
     loop {
         let (stream, addr) = tokio::select! {
             () = stopping(&mut shutdown) => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    accept_failed(&gate, &e).await;
+                    accept_failed(&gate, &e, &mut accept_error_logged).await;
                     continue;
                 }
             },
@@ -145,13 +146,17 @@ impl RefusalLog {
 }
 
 /// After a failed accept: a client that gave up meanwhile is nothing; anything else (out of
-/// descriptors above all) is logged and waited out a little, instead of spinning.
-async fn accept_failed(gate: &ConnectionGate, e: &std::io::Error) {
+/// descriptors above all) is logged (at most once per [`REFUSAL_LOG_INTERVAL`]) and waited
+/// out a little, instead of spinning.
+async fn accept_failed(gate: &ConnectionGate, e: &std::io::Error, logged: &mut Option<Instant>) {
     use std::io::ErrorKind as K;
     if matches!(e.kind(), K::ConnectionAborted | K::ConnectionReset | K::ConnectionRefused) {
         return;
     }
-    tracing::warn!(portal = gate.portal().as_str(), "accepting a portal connection: {e}");
+    if logged.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+        tracing::warn!(portal = gate.portal().as_str(), "accepting a portal connection: {e}");
+        *logged = Some(Instant::now());
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
@@ -215,7 +220,9 @@ impl Conn<'_> {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(MAX_BUFFER_BYTES);
+            .max_buf_size(MAX_BUFFER_BYTES)
+            // max_buf_size alone lets a head that arrives in one read grow the buffer past it.
+            .max_header_size(MAX_BUFFER_BYTES);
         let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         tokio::pin!(conn);
         let idle = limits.idle_timeout;
