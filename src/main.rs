@@ -110,6 +110,25 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
+/// Returns memory that glibc keeps in its arenas after frees to the system. After a flood of
+/// portal connections it keeps what their tasks and buffers used, spread over many pages that
+/// plain `free` never gives back (measured with `tests/flood.rs`, resident before, during and
+/// after the flood: 17.9, 24.5 and 24.2 MB without this; 17.8, 23.1 and 18.7 MB with it). It
+/// walks the heap, so it runs only after many connections closed (see `run::housekeeping`),
+/// never on a hot path.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub(crate) fn release_freed_memory() {
+    // SAFETY: malloc_trim only gives free memory of glibc's own arenas back; it takes their
+    // locks and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn release_freed_memory() {}
+
 fn main() -> std::process::ExitCode {
     tune_allocator();
     let cli = Cli::parse();

@@ -31,7 +31,7 @@ pub struct RunArgs {
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
-    raise_fd_limit();
+    let nofile = raise_fd_limit();
     // Two workers: the work per message is small and a Raspberry Pi has few cores; fsyncs run
     // on each buffer's own writer thread, not here.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -41,7 +41,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run(args))
+    rt.block_on(run(args, nofile))
 }
 
 fn init_logging(level: &str, buffer: &LogBuffer) {
@@ -65,7 +65,7 @@ fn init_logging(level: &str, buffer: &LogBuffer) {
         .try_init();
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+async fn run(args: RunArgs, nofile: Option<u64>) -> anyhow::Result<()> {
     let dir = crate::data_dir::resolve(args.data_dir.clone());
     crate::data_dir::private_from_now_on();
     let _lock = crate::data_dir::lock(&dir)?;
@@ -102,7 +102,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let file = args.config.unwrap_or_default();
         return Err(anyhow::anyhow!("applying {}: {e}", file.display()));
     }
-    let web = WebShared::new(engine.clone(), store.clone(), dir.clone(), logs);
+    let limits = portal_limits(nofile);
+    let web = WebShared::with_limits(engine.clone(), store.clone(), dir.clone(), logs, limits);
     match ensure_admin(&store, &web.passwords, &dir).await {
         Ok(Some(password)) => say(&format!(
             "First start: log in as `admin` with password `{password}` (also in {}, readable only by this user); you will be asked to change it.",
@@ -237,33 +238,14 @@ async fn serve(
         };
     let (ops_addr, mgmt_addr) = (ops_l.local_addr()?, mgmt_l.local_addr()?);
     let stop = tokio::sync::watch::channel(false).0;
-    let serve_one = |l: tokio::net::TcpListener,
-                     portal: Portal,
-                     mut stop: tokio::sync::watch::Receiver<bool>|
-     -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let app = router(web.clone(), portal, tls.is_some())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        Ok(match &tls {
-            Some(cfg) => {
-                use axum::serve::ListenerExt;
-                // tap_io keeps the client address available to the handlers (throttling,
-                // audit trail).
-                let l = iobp_web::tls::TlsListener::new(l, cfg.clone())?.tap_io(|_| {});
-                tokio::spawn(async move {
-                    let _ = axum::serve(l, app).with_graceful_shutdown(stopped).await;
-                })
-            }
-            None => tokio::spawn(async move {
-                let _ = axum::serve(l, app).with_graceful_shutdown(stopped).await;
-            }),
-        })
+    let serve_one = |l: tokio::net::TcpListener, portal: Portal| {
+        let app = router(web.clone(), portal, tls.is_some());
+        let gate = web.connections(portal).clone();
+        tokio::spawn(iobp_web::serve::serve_portal(l, app, tls.clone(), gate, stop.subscribe()))
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let ops_task = serve_one(ops_l, Portal::Ops, stop.subscribe())?;
-    let mgmt_task = serve_one(mgmt_l, Portal::Mgmt, stop.subscribe())?;
+    let ops_task = serve_one(ops_l, Portal::Ops);
+    let mgmt_task = serve_one(mgmt_l, Portal::Mgmt);
     let housekeeping = tokio::spawn(housekeeping(web.clone()));
     web.set_ready(true);
     say(&format!(
@@ -294,13 +276,23 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// System readings for the dashboard every 2 s; expired sessions purged every hour.
+/// Portal connections closed after which freed memory is given back to the system.
+const TRIM_AFTER_CLOSED: u64 = 128;
+
+/// System readings for the dashboard every 2 s; memory freed by many closed portal
+/// connections given back; expired sessions purged and the audit trail pruned every hour.
 async fn housekeeping(web: Arc<WebShared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     let mut n: u64 = 0;
+    let closed = || web.ops_connections.closed() + web.mgmt_connections.closed();
+    let mut trimmed_at = closed();
     loop {
         tick.tick().await;
         web.system.sample(&web.engine);
+        if closed() >= trimmed_at + TRIM_AFTER_CLOSED {
+            trimmed_at = closed();
+            crate::release_freed_memory();
+        }
         // Hourly, and once right after start.
         if n.is_multiple_of(1800) {
             let now = i64::try_from(
@@ -325,11 +317,43 @@ async fn housekeeping(web: Arc<WebShared>) {
 
 /// Every connection and buffer segment is a file descriptor; the usual soft limit of 1024
 /// would cap a busy instance far below its connection limits. Raise it to the hard limit.
-fn raise_fd_limit() {
+/// Returns the limit in force (`None` where there is none to read).
+fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        eprintln!("warning: cannot raise the open-file limit: {e}");
+    {
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("warning: cannot raise the open-file limit: {e}");
+                rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
+            }
+        }
     }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The portals' limits within the descriptor budget: both portals together take at most half
+/// of the open-file limit, so a flood of connections at them can never take the descriptors
+/// the channel pairs need (sockets, buffer segments).
+fn portal_limits(nofile: Option<u64>) -> iobp_web::PortalLimits {
+    let defaults = iobp_web::PortalLimits::default();
+    let Some(nofile) = nofile else { return defaults };
+    let l = defaults.within_fd_limit(nofile);
+    tracing::info!(
+        "open-file limit {nofile}: the portals hold at most {} connections each ({} per address), \
+         {} together, leaving {} descriptors for the channel pairs; header-read timeout {} s, \
+         idle timeout {} s; at most {} live event streams ({} per user)",
+        l.per_portal,
+        l.per_address,
+        l.portal_descriptors(),
+        nofile.saturating_sub(l.portal_descriptors() as u64),
+        l.header_read_timeout.as_secs(),
+        l.idle_timeout.as_secs(),
+        l.streams,
+        l.streams_per_user
+    );
+    l
 }
 
 async fn wait_for_signal() {

@@ -59,7 +59,17 @@ impl Instance {
     /// Like [`Instance::start`] on given portal addresses (an instance restarted where its
     /// peers expect it).
     pub fn start_on(data: &Path, ops: SocketAddr, mgmt: SocketAddr, extra: &[&str]) -> Instance {
-        let mut inst = Self::spawn(data, ops, mgmt, extra, "error", Stdio::inherit());
+        let mut inst = Self::spawn(data, ops, mgmt, extra, "error", Stdio::inherit(), None);
+        inst.login_admin();
+        inst
+    }
+
+    /// Like [`Instance::start`], with the instance's open-file limit (soft and hard) set to
+    /// `nofile`: what the instance finds at start, as on a host with that limit.
+    pub fn start_with_nofile(data: &Path, nofile: u64, extra: &[&str]) -> Instance {
+        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut inst = Self::spawn(data, ops, mgmt, extra, "error", Stdio::inherit(), Some(nofile));
         inst.login_admin();
         inst
     }
@@ -342,7 +352,7 @@ impl Instance {
         while mgmt == ops {
             mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
         }
-        Self::spawn(data, ops, mgmt, extra, log, Stdio::null())
+        Self::spawn(data, ops, mgmt, extra, log, Stdio::null(), None)
     }
 
     /// Runs the binary on `data` and waits for its "running" banner (a first start prints the
@@ -355,8 +365,18 @@ impl Instance {
         extra: &[&str],
         log: &str,
         stderr: Stdio,
+        nofile: Option<u64>,
     ) -> Instance {
-        let mut child = Command::new(bin())
+        // `prlimit` sets the limit and then runs the binary in its place (same process id).
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = cmd
             .arg("run")
             .arg("--data-dir")
             .arg(data)

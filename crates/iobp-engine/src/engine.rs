@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::feed::LiveFeed;
-use crate::relay::{RelayIo, RelayMode, RelayRefusal};
+use crate::relay::{HandOverError, RelayIo, RelayMode, RelayRefusal};
 use crate::side::SideCtx;
 use crate::stats::{Color, PairSnapshot, PairStats, Side};
 
@@ -542,15 +542,24 @@ impl Engine {
         )))
     }
 
+    /// Whether `channel` may take another relay session in `mode`: at most
+    /// [`crate::relay::MAX_SESSIONS_PER_CHANNEL`] per channel and mode are open or waiting
+    /// at once. [`Engine::relay_hand_over`] enforces it; the web layer may ask first, so that
+    /// a refusal is an HTTP error rather than a connection closed after the upgrade.
+    pub fn relay_room(&self, channel: &str, mode: RelayMode) -> Result<(), HandOverError> {
+        self.inner.relay_hub.room(channel, mode)
+    }
+
     /// Hands a relay connection (already upgraded by the web layer) to the side found by
-    /// [`Engine::relay_check`].
+    /// [`Engine::relay_check`], if its channel has room ([`Engine::relay_room`]); the
+    /// connection counts for its channel until it is dropped.
     pub fn relay_hand_over(
         &self,
         channel: &str,
         mode: RelayMode,
         io: Box<dyn RelayIo>,
         peer: String,
-    ) -> Result<(), RelayRefusal> {
+    ) -> Result<(), HandOverError> {
         self.relay_check(channel, mode)?;
         let incoming = crate::relay::Incoming { io, peer: peer.into() };
         self.inner.relay_hub.hand_over(channel, mode, incoming)

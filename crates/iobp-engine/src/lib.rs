@@ -38,7 +38,7 @@ mod tls;
 pub use crate::backoff::Backoff;
 pub use crate::engine::{Engine, EngineError, EngineOptions, StartReport};
 pub use crate::feed::{FEED_LEN, FeedEntry, LiveFeed, PREVIEW_BYTES};
-pub use crate::relay::{RelayIo, RelayMode, RelayRefusal};
+pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{
     Color, FailoverState, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, RelayLag, Side,
     SideSnapshot, SideStatus, hex_preview,

@@ -102,6 +102,13 @@ impl ApiError {
         e
     }
 
+    /// 429 with a Retry-After in seconds, for a limit other than login throttling.
+    pub fn too_many_requests(error: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, error);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     /// 500, logging the cause with a reference; the body gives only the reference (a cause
     /// can name paths, queries or peers that are none of the client's business).
     pub fn internal(cause: impl std::fmt::Display) -> Self {

@@ -14,6 +14,10 @@
 //!   name the field. No input makes a handler panic; request bodies are limited to 1 MiB.
 //! - `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` need no login (monitoring).
 //! - The portals show the same numbers as `/metrics`: both read the engine's snapshots.
+//! - What the portals may hold is bounded ([`limits`]): connections per portal and per
+//!   address, within half of the process's open-file limit, header-read and idle timeouts
+//!   ([`serve::serve_portal`], the accept loop of both), SSE streams per user and in total
+//!   (429 past them).
 //!
 //! The crate knows the engine and the store; neither knows it.
 
@@ -23,9 +27,11 @@ pub mod api;
 mod assets;
 pub mod auth;
 mod error;
+pub mod limits;
 pub mod logbuf;
 mod metrics;
 pub mod relay_links;
+pub mod serve;
 pub mod system;
 pub mod throttle;
 pub mod tls;
@@ -45,6 +51,7 @@ use iobp_store::Store;
 
 pub use crate::auth::{Passwords, ensure_admin};
 pub use crate::error::{ApiError, ApiResult, ErrorBody, ProblemDto};
+pub use crate::limits::{ConnectionGate, PortalLimits, StreamSlots};
 pub use crate::logbuf::{LogBuffer, LogLayer};
 pub use crate::system::SystemMonitor;
 
@@ -119,6 +126,14 @@ pub struct WebShared {
     pub started: Instant,
     /// Ready to serve (false while starting and stopping).
     pub ready: AtomicBool,
+    /// What the portals may hold.
+    pub limits: PortalLimits,
+    /// The Operations Portal's connections.
+    pub ops_connections: Arc<ConnectionGate>,
+    /// The Management Dashboard's connections.
+    pub mgmt_connections: Arc<ConnectionGate>,
+    /// SSE streams, per user and in total.
+    pub streams: Arc<StreamSlots>,
 }
 
 /// The state of one portal's router.
@@ -139,12 +154,23 @@ impl std::ops::Deref for WebState {
 }
 
 impl WebShared {
-    /// Everything the portals need.
+    /// Everything the portals need, with the default [`PortalLimits`].
     pub fn new(
         engine: Engine,
         store: Arc<Store>,
         data_dir: PathBuf,
         logs: LogBuffer,
+    ) -> Arc<WebShared> {
+        Self::with_limits(engine, store, data_dir, logs, PortalLimits::default())
+    }
+
+    /// Everything the portals need, with `limits`.
+    pub fn with_limits(
+        engine: Engine,
+        store: Arc<Store>,
+        data_dir: PathBuf,
+        logs: LogBuffer,
+        limits: PortalLimits,
     ) -> Arc<WebShared> {
         let system = SystemMonitor::new(&data_dir);
         Arc::new(WebShared {
@@ -158,7 +184,19 @@ impl WebShared {
             system,
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            limits,
+            ops_connections: ConnectionGate::new(Portal::Ops, limits),
+            mgmt_connections: ConnectionGate::new(Portal::Mgmt, limits),
+            streams: StreamSlots::new(limits.streams_per_user, limits.streams),
         })
+    }
+
+    /// The connections of `portal`.
+    pub fn connections(&self, portal: Portal) -> &Arc<ConnectionGate> {
+        match portal {
+            Portal::Ops => &self.ops_connections,
+            Portal::Mgmt => &self.mgmt_connections,
+        }
     }
 
     /// Marks the portals ready (or not, while stopping).

@@ -150,6 +150,7 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
     for (name, help, value) in instance_gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
+    portal_metrics(&s, &mut out);
     if let Some(kib) = crate::system::read_status_kib("VmRSS:") {
         let _ = writeln!(
             out,
@@ -158,4 +159,55 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
         let _ = writeln!(out, "iobp_resident_memory_bytes {}", kib * 1024);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// A per-portal series: name, type, help, value.
+type PortalSeries = (&'static str, &'static str, &'static str, fn(&crate::ConnectionGate) -> u64);
+
+/// The portals' connections and SSE streams against their limits (labels: the two portals).
+fn portal_metrics(s: &WebState, out: &mut String) {
+    let gates = [&s.ops_connections, &s.mgmt_connections];
+    let series: [PortalSeries; 5] = [
+        (
+            "iobp_portal_connections",
+            "gauge",
+            "Open connections of a portal (TLS handshakes, SSE streams and relay links included).",
+            |g| g.open() as u64,
+        ),
+        (
+            "iobp_portal_connections_limit",
+            "gauge",
+            "Connections a portal holds at most (derived from the open-file limit).",
+            |g| g.limits().per_portal as u64,
+        ),
+        (
+            "iobp_portal_address_connections_limit",
+            "gauge",
+            "Connections one source address holds at most on a portal.",
+            |g| g.limits().per_address as u64,
+        ),
+        (
+            "iobp_portal_connections_refused_total",
+            "counter",
+            "Connections closed at once because a portal or an address held its maximum.",
+            crate::ConnectionGate::refused,
+        ),
+        (
+            "iobp_portal_connections_replaced_total",
+            "counter",
+            "Connections without a request closed to let a lighter client into a full portal.",
+            crate::ConnectionGate::evicted,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for g in gates {
+            let _ = writeln!(out, "{name}{{portal=\"{}\"}} {}", g.portal().as_str(), get(g));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP iobp_sse_streams Live event streams open.\n# TYPE iobp_sse_streams gauge\niobp_sse_streams {}",
+        s.streams.open_streams()
+    );
 }

@@ -59,17 +59,113 @@ pub enum RelayRefusal {
     Stopped(String),
 }
 
+/// Relay sessions one channel takes at most in one mode, waiting hand-overs included. Pushes
+/// run side by side (one per sending instance: a few at most), a pull replaces the previous
+/// one; without a bound, a relay user could open sessions until the descriptors ran out.
+pub const MAX_SESSIONS_PER_CHANNEL: usize = 4;
+
+/// Why a relay connection was not handed over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandOverError {
+    /// No running side takes it (see [`RelayRefusal`]).
+    #[error(transparent)]
+    Refused(#[from] RelayRefusal),
+    /// The channel already has its most sessions in this mode.
+    #[error(
+        "channel `{channel}` already has {limit} relay {} sessions open",
+        mode.as_str()
+    )]
+    Busy {
+        /// The channel id.
+        channel: String,
+        /// Push or pull.
+        mode: RelayMode,
+        /// [`MAX_SESSIONS_PER_CHANNEL`].
+        limit: usize,
+    },
+}
+
 /// A connection handed over by the web layer.
 pub(crate) struct Incoming {
     pub io: Box<dyn RelayIo>,
     pub peer: Arc<str>,
 }
 
+type SideKey = (String, RelayMode);
+
 /// Running `remote_icombuffer` sides without `url`, by pair id: where the web layer hands
 /// connections to.
 #[derive(Default)]
 pub(crate) struct RelayHub {
-    sides: Mutex<HashMap<(String, RelayMode), mpsc::Sender<Incoming>>>,
+    sides: Mutex<HashMap<SideKey, mpsc::Sender<Incoming>>>,
+    /// Sessions per channel and mode, from the hand-over until the connection is dropped.
+    sessions: Arc<Mutex<HashMap<SideKey, usize>>>,
+}
+
+/// A relay connection counted for its channel until it is dropped (its session ended, or it
+/// was never taken).
+struct Counted {
+    io: Box<dyn RelayIo>,
+    sessions: Arc<Mutex<HashMap<SideKey, usize>>>,
+    key: SideKey,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(n) = sessions.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                sessions.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 impl std::fmt::Debug for RelayHub {
@@ -107,18 +203,46 @@ impl RelayHub {
         (Registration { hub: self.clone(), key }, rx)
     }
 
-    /// Hands a connection to the side of `pair` that takes `mode` connections.
+    /// Whether `channel` may take another session in `mode` ([`MAX_SESSIONS_PER_CHANNEL`]).
+    pub(crate) fn room(&self, channel: &str, mode: RelayMode) -> Result<(), HandOverError> {
+        let key = (channel.to_string(), mode);
+        let open = lock(&self.sessions).get(&key).copied().unwrap_or(0);
+        if open >= MAX_SESSIONS_PER_CHANNEL {
+            return Err(HandOverError::Busy {
+                channel: channel.to_string(),
+                mode,
+                limit: MAX_SESSIONS_PER_CHANNEL,
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands a connection to the side of `channel` that takes `mode` connections; it counts
+    /// for the channel until it is dropped.
     pub(crate) fn hand_over(
         &self,
-        pair: &str,
+        channel: &str,
         mode: RelayMode,
         incoming: Incoming,
-    ) -> Result<(), RelayRefusal> {
-        let tx = lock(&self.sides).get(&(pair.to_string(), mode)).cloned();
-        match tx {
-            Some(tx) => tx.try_send(incoming).map_err(|_| RelayRefusal::Stopped(pair.to_string())),
-            None => Err(RelayRefusal::Stopped(pair.to_string())),
-        }
+    ) -> Result<(), HandOverError> {
+        let key = (channel.to_string(), mode);
+        let stopped = || HandOverError::Refused(RelayRefusal::Stopped(channel.to_string()));
+        let tx = lock(&self.sides).get(&key).cloned().ok_or_else(stopped)?;
+        let io = {
+            let mut sessions = lock(&self.sessions);
+            let n = sessions.entry(key.clone()).or_insert(0);
+            if *n >= MAX_SESSIONS_PER_CHANNEL {
+                return Err(HandOverError::Busy {
+                    channel: channel.to_string(),
+                    mode,
+                    limit: MAX_SESSIONS_PER_CHANNEL,
+                });
+            }
+            *n += 1;
+            Box::new(Counted { io: incoming.io, sessions: self.sessions.clone(), key })
+        };
+        // A failed send drops the connection, and with it its count.
+        tx.try_send(Incoming { io, peer: incoming.peer }).map_err(|_| stopped())
     }
 }
 
@@ -260,4 +384,42 @@ pub(crate) async fn fail<W: AsyncWrite + Unpin>(wr: &mut W, message: String) -> 
 pub(crate) fn now_us() -> u64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{HandOverError, Incoming, MAX_SESSIONS_PER_CHANNEL, RelayHub, RelayMode};
+
+    fn incoming() -> Incoming {
+        let (io, _) = tokio::io::duplex(64);
+        Incoming { io: Box::new(io), peer: "test".into() }
+    }
+
+    #[tokio::test]
+    async fn a_channel_takes_at_most_its_sessions_per_mode_until_one_ends() {
+        let hub = Arc::new(RelayHub::default());
+        let (_push, mut pushes) = hub.register("ch", RelayMode::Push);
+        let (_pull, mut pulls) = hub.register("ch", RelayMode::Pull);
+        for _ in 0..MAX_SESSIONS_PER_CHANNEL {
+            hub.room("ch", RelayMode::Push).expect("room");
+            hub.hand_over("ch", RelayMode::Push, incoming()).expect("taken");
+        }
+        let busy = hub.hand_over("ch", RelayMode::Push, incoming()).err();
+        assert!(matches!(busy, Some(HandOverError::Busy { limit: MAX_SESSIONS_PER_CHANNEL, .. })));
+        assert!(hub.room("ch", RelayMode::Push).is_err());
+        // The other mode counts apart.
+        hub.hand_over("ch", RelayMode::Pull, incoming()).expect("a pull");
+        // A session that ends (its connection dropped) makes room.
+        let running: Vec<_> = std::iter::from_fn(|| pushes.try_recv().ok()).collect();
+        assert_eq!(running.len(), MAX_SESSIONS_PER_CHANNEL);
+        drop(running.into_iter().next());
+        hub.hand_over("ch", RelayMode::Push, incoming()).expect("room again");
+        // A connection no side takes is not counted.
+        drop(pulls.try_recv());
+        let unknown = hub.hand_over("other", RelayMode::Push, incoming()).err();
+        assert!(matches!(unknown, Some(HandOverError::Refused(_))));
+        assert!(super::lock(&hub.sessions).get(&("other".to_string(), RelayMode::Push)).is_none());
+    }
 }

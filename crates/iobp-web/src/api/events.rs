@@ -4,6 +4,11 @@
 //! - `health` every two seconds, when `health=true`;
 //! - `message` for each message of `pair` as it is received or delivered (at most 100 a
 //!   second per stream; beyond that a `skipped` event says how many were left out).
+//!
+//! A user holds at most [`crate::PortalLimits::streams_per_user`] streams and the process
+//! [`crate::PortalLimits::streams`]; past them the answer is 429. A stream's slot is freed
+//! when the stream is dropped: when the client closes the connection (noticed at the next
+//! event, within a second) or it is closed for idleness.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -20,9 +25,12 @@ use super::{ApiQuery, FeedEntryDto, PairStatusDto, pair_id};
 use crate::WebState;
 use crate::auth::{Auth, Viewer};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::limits::{StreamPermit, StreamRefusal};
 
 /// Most `message` events per second per stream.
 const MESSAGES_PER_SECOND: u32 = 100;
+/// Retry-After of a refused stream: about when a stream closed meanwhile is noticed.
+const RETRY_STREAM_AFTER_S: u64 = 5;
 
 /// What to stream.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -49,6 +57,8 @@ pub struct PairEventDto {
 
 struct EventState {
     s: WebState,
+    /// Held while the stream lives.
+    _slot: StreamPermit,
     pairs_tick: tokio::time::Interval,
     health_tick: Option<tokio::time::Interval>,
     feed: Option<broadcast::Receiver<FeedEntry>>,
@@ -133,10 +143,11 @@ fn stream_of(st: EventState) -> impl Stream<Item = Result<Event, Infallible>> {
     responses(
         (status = 200, description = "Server-sent events: `pairs` (Vec<PairEventDto>), `health` (HealthDto), `message` (FeedEntryDto), `skipped`", content_type = "text/event-stream", body = String),
         (status = 401, body = ErrorBody),
+        (status = 429, description = "The user already has the most live event streams allowed (8), or the server does (256); see Retry-After", body = ErrorBody),
     ))]
 pub(crate) async fn events(
     State(s): State<WebState>,
-    _auth: Auth<Viewer>,
+    auth: Auth<Viewer>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let feed = match &q.pair {
@@ -156,8 +167,15 @@ pub(crate) async fn events(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    let slot = s.streams.open(auth.user()).map_err(|e| {
+        if matches!(e, StreamRefusal::Process(_)) {
+            tracing::warn!("live event stream refused: {e}");
+        }
+        ApiError::too_many_requests(e.to_string(), RETRY_STREAM_AFTER_S)
+    })?;
     let st = EventState {
         s,
+        _slot: slot,
         pairs_tick,
         health_tick,
         feed,
