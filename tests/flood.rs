@@ -53,11 +53,7 @@ const SLOW_CLIENTS: usize = 4;
 
 /// A connection from `from` (a loopback address other than 127.0.0.1 stands for another host).
 fn connect_from(from: Ipv4Addr, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    s.bind(&SocketAddr::from((from, 0)).into())?;
-    s.connect_timeout(&to.into(), timeout)?;
-    Ok(s.into())
+    util::connect_from(from.into(), to, timeout)
 }
 
 /// Whether the server still holds a (non-blocking) connection open.

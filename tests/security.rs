@@ -21,7 +21,7 @@ fn client(n: u8) -> IpAddr {
 }
 
 fn post_from(from: IpAddr, to: SocketAddr, path: &str, body: &serde_json::Value) -> Response {
-    let s = connect_from(from, to).expect("connect");
+    let s = connect_from(from, to, Duration::from_secs(10)).expect("connect");
     http_on(s, to, "POST", path, Some(&body.to_string()), None, None)
 }
 

@@ -209,13 +209,17 @@ pub fn http(
     http_on(s, addr, method, path, body, cookie, csrf)
 }
 
-/// A TCP connection to `addr` from the local address `from` (another loopback address is
-/// another client to the server).
+/// A TCP connection to `addr` from the local address `from` (a loopback address other than
+/// 127.0.0.1 stands for another host), within `timeout`.
 #[allow(dead_code)] // not every test file uses it
-pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub fn connect_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<TcpStream> {
     let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     s.bind(&SocketAddr::new(from, 0).into())?;
-    s.connect(&addr.into())?;
+    s.connect_timeout(&addr.into(), timeout)?;
     Ok(s.into())
 }
 

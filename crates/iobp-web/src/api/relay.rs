@@ -123,6 +123,7 @@ pub(crate) async fn login(
         (status = 403, description = "The user may not relay this channel in this direction", body = ErrorBody),
         (status = 404, description = "Unknown mode", body = ErrorBody),
         (status = 409, description = "No side here takes this channel in this direction", body = ErrorBody),
+        (status = 429, description = "The channel already has its most relay sessions in this mode", body = ErrorBody),
         (status = 503, description = "The channel pair is stopped", body = ErrorBody),
     ))]
 pub(crate) async fn connect(
@@ -181,6 +182,11 @@ pub(crate) async fn connect(
         )));
     }
     s.engine.relay_check(&channel, mode).map_err(refusal)?;
+    // Asked before the upgrade so that a full channel is an HTTP answer the other instance
+    // reports, not a connection closed after 101.
+    s.engine
+        .relay_room(&channel, mode)
+        .map_err(|e| ApiError::too_many_requests(e.to_string(), 10))?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = s.engine.clone();
     let peer = addr.map_or_else(|| format!("{user}@?"), |a| format!("{user}@{a}"));
