@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{Malformed, Session};
 use super::{ApiQuery, FeedEntryDto, PairStatusDto, pair_id};
 use crate::WebState;
 use crate::auth::{Auth, Viewer};
@@ -26,6 +27,7 @@ const MESSAGES_PER_SECOND: u32 = 100;
 
 /// What to stream.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// Also stream this pair's messages (`message` events).
@@ -131,8 +133,9 @@ fn stream_of(st: EventState) -> impl Stream<Item = Result<Event, Infallible>> {
 /// The live event stream (`text/event-stream`).
 #[utoipa::path(get, path = "/api/v1/events", tag = "pairs", params(EventsQuery),
     responses(
+        Session, Malformed,
         (status = 200, description = "Server-sent events: `pairs` (Vec<PairEventDto>), `health` (HealthDto), `message` (FeedEntryDto), `skipped`", content_type = "text/event-stream", body = String),
-        (status = 401, body = ErrorBody),
+        (status = 404, description = "No pair with the id given in `pair`", body = ErrorBody),
     ))]
 pub(crate) async fn events(
     State(s): State<WebState>,

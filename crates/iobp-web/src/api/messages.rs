@@ -7,6 +7,7 @@ use iobp_log::{Log, MessageState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{Malformed, Session, SessionWrite};
 use super::{ApiPath, ApiQuery, display_text, hex, pair_id};
 use crate::WebState;
 use crate::auth::{Auth, Operator, Viewer, now_ms};
@@ -87,6 +88,7 @@ pub struct ResendDto {
 
 /// Which messages to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// `pending`, `in_flight`, `done` or `all` (default).
@@ -120,8 +122,9 @@ fn seq_at_time(log: &Log, first: u64, next: u64, t_us: u64) -> u64 {
 }
 
 /// Browse buffered messages.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages", tag = "messages", params(("id" = String, Path), ListQuery),
-    responses((status = 200, body = MessagePageDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages", tag = "messages", operation_id = "list_messages",
+    params(("id" = String, Path), ListQuery),
+    responses(Session, Malformed, (status = 200, body = MessagePageDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -186,9 +189,9 @@ pub(crate) async fn list(
 }
 
 /// One message: payload as text, hex and base64.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages/{seq}", tag = "messages",
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages/{seq}", tag = "messages", operation_id = "get_message",
     params(("id" = String, Path), ("seq" = u64, Path)),
-    responses((status = 200, body = MessageDetailDto), (status = 404, body = ErrorBody)))]
+    responses(Session, Malformed, (status = 200, body = MessageDetailDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_one(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -221,6 +224,7 @@ pub(crate) async fn get_one(
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/messages/{seq}/resend", tag = "messages",
     params(("id" = String, Path), ("seq" = u64, Path)),
     responses(
+        SessionWrite, Malformed,
         (status = 200, body = ResendDto),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not delivered yet: it will be delivered anyway", body = ErrorBody),

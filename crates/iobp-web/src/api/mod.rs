@@ -6,6 +6,7 @@ mod events;
 mod messages;
 mod pairs;
 mod relay;
+mod responses;
 mod session;
 mod settings;
 mod system;
@@ -26,6 +27,7 @@ use crate::error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
+    components(schemas(crate::error::ErrorBody)),
     info(
         title = "ioBufferPro REST API",
         description = "Everything the Operations Portal and the Management Dashboard do. \
