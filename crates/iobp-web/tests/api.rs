@@ -445,6 +445,9 @@ async fn the_openapi_document_is_consistent() {
             }
         }
     }
+    // The event stream describes its events (OpenAPI 3.2 `itemSchema`), not a string.
+    let events = &doc["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"];
+    assert!(events["text/event-stream"]["itemSchema"].is_object(), "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,9 +25,12 @@ use utoipa_axum::routes;
 use crate::WebState;
 use crate::error::ApiError;
 
+// OpenAPI 3.2: the first version that can describe the events of a `text/event-stream`
+// (`itemSchema`), which GET /api/v1/events answers.
 #[derive(OpenApi)]
 #[openapi(
-    components(schemas(crate::error::ErrorBody)),
+    version = "3.2.0",
+    components(schemas(crate::error::ErrorBody, events::StreamEvent)),
     info(
         title = "ioBufferPro REST API",
         description = "Everything the Operations Portal and the Management Dashboard do. \
