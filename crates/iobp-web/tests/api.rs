@@ -708,6 +708,10 @@ async fn hostile_input_gets_clear_4xx_never_a_500() {
         (Method::POST, "/api/v1/session".into(), Some(json!({"username": "x".repeat(100_000), "password": "y"}).to_string()), 401),
         (Method::GET, "/api/v1/logs?level=loud".into(), None, 400),
         (Method::GET, "/api/v1/nothing-here".into(), None, 404),
+        // A route that exists, with a method it does not take (schemathesis'
+        // `unsupported_method`): 405, JSON like every other error.
+        (Method::PATCH, "/api/v1/pairs".into(), None, 405),
+        (Method::PUT, "/api/v1/session".into(), Some("{}".into()), 405),
     ];
     for (method, path, body, want) in cases {
         let r =
@@ -719,6 +723,9 @@ async fn hostile_input_gets_clear_4xx_never_a_500() {
             r.body
         );
     }
+    // A 405 says which methods the route takes.
+    let r = api.call(Portal::Ops, Method::PATCH, "/api/v1/pairs", None, Some(&otto), &[]).await;
+    assert_eq!(r.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()), Some("GET,HEAD,POST"));
     // Validation errors name the field.
     let r = api
         .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&json!({"id": "a", "source": {"type": "tcp_server", "host": "h", "port": 0}, "destination": {"type": "udp", "host": "h", "port": 1}}).to_string()), Some(&otto), &[])
