@@ -34,6 +34,7 @@ const MESSAGES_PER_SECOND: u32 = 100;
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// Also stream this pair's messages (`message` events).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pair: Option<String>,
     /// Also stream the System Health Overview (`health` events).
     health: Option<bool>,

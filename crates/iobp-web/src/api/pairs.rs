@@ -113,7 +113,7 @@ fn mask_passwords(v: &mut serde_json::Value) {
 }
 
 /// One channel pair with its status.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "get_pair", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "get_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(Session, Malformed, (status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_one(
     State(s): State<WebState>,
@@ -124,7 +124,7 @@ pub(crate) async fn get_one(
 }
 
 /// Replaces a pair's configuration; the pair restarts with it and keeps its buffer.
-#[utoipa::path(put, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "update_pair", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "update_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     request_body(content = Object, description = "The whole channel pair; its id must match the path"),
     responses(
         SessionWrite, Malformed, TooLarge,
@@ -169,7 +169,7 @@ pub(crate) struct DeleteConfirm {
 }
 
 /// Deletes a pair with every buffered message. Needs `?confirm=<id>`.
-#[utoipa::path(delete, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "delete_pair", params(("id" = String, Path), DeleteConfirm),
+#[utoipa::path(delete, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "delete_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), DeleteConfirm),
     responses(
         SessionWrite,
         (status = 204, description = "Deleted"),
@@ -196,7 +196,7 @@ pub(crate) async fn delete(
 }
 
 /// Starts (plays) a pair.
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/start", tag = "pairs", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/start", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(SessionWrite, Malformed, (status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn start(
     State(s): State<WebState>,
@@ -210,7 +210,7 @@ pub(crate) async fn start(
 }
 
 /// Stops (pauses) a pair; its buffered messages are kept.
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/stop", tag = "pairs", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/stop", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(SessionWrite, Malformed, (status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn stop(
     State(s): State<WebState>,
@@ -228,11 +228,12 @@ pub(crate) async fn stop(
 #[into_params(parameter_in = Query)]
 pub(crate) struct SideQuery {
     /// `source` (as received) or `destination` (as delivered). Default `source`.
+    #[param(pattern = "^(source|destination)$")]
     side: Option<String>,
 }
 
 /// The most recent messages of one side, newest first (the Live View).
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/live", tag = "pairs", params(("id" = String, Path), SideQuery),
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/live", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), SideQuery),
     responses(Session, Malformed, (status = 200, body = Vec<FeedEntryDto>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn live(
     State(s): State<WebState>,
@@ -258,7 +259,7 @@ pub(crate) async fn live(
 }
 
 /// Frames and messages that were rejected (oversize, malformed, undeliverable), oldest first.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/rejections", tag = "pairs", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/rejections", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(Session, Malformed, (status = 200, body = Vec<RejectionDto>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn rejections(
     State(s): State<WebState>,

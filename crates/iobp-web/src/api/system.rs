@@ -116,6 +116,7 @@ pub(crate) async fn health(
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogQuery {
     /// Least severe level shown: `error`, `warn`, `info` (default), `debug`, `trace`.
+    #[param(pattern = "^(error|warn|info|debug|trace)$")]
     level: Option<String>,
     /// At most this many (default 200, at most 2000).
     limit: Option<usize>,
