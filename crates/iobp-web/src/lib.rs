@@ -10,8 +10,8 @@
 //! - Every API route checks, server-side, the caller's session and role (Admin ⊇ Operator ⊇
 //!   Viewer); state changes also need the session's CSRF token and a same-origin request (see
 //!   [`auth`]). Logged-out requests get 401, insufficient roles 403.
-//! - Errors are JSON `{"error": "...", "problems": [{"path", "message"}]}`; validation errors
-//!   name the field. No input makes a handler panic; request bodies are limited to 1 MiB.
+//! - Errors are JSON `{"error": "...", "problems": [{"path", "message"}]}` (405 and 404 too);
+//!   validation errors name the field. No input makes a handler panic; request bodies are limited to 1 MiB.
 //! - `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` need no login (monitoring).
 //! - The portals show the same numbers as `/metrics`: both read the engine's snapshots.
 //! - What the portals may hold is bounded ([`limits`]): connections per portal and per
@@ -225,6 +225,10 @@ pub fn router(shared: Arc<WebShared>, portal: Portal, tls: bool) -> Router {
         .route("/metrics", get(metrics::metrics))
         .merge(assets::pages(portal))
         .fallback(|| async { ApiError::not_found("no such page or API route") })
+        // After every route: it applies to the routes registered so far. Axum adds `Allow`.
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take this method")
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -19,8 +19,12 @@ use futures_util::stream::{self, Stream};
 use iobp_engine::FeedEntry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
+use super::responses::{Malformed, Session};
+use super::system::HealthDto;
 use super::{ApiQuery, FeedEntryDto, PairStatusDto, pair_id};
 use crate::WebState;
 use crate::auth::{Auth, Viewer};
@@ -34,9 +38,11 @@ const RETRY_STREAM_AFTER_S: u64 = 5;
 
 /// What to stream.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// Also stream this pair's messages (`message` events).
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pair: Option<String>,
     /// Also stream the System Health Overview (`health` events).
     health: Option<bool>,
@@ -53,6 +59,66 @@ pub struct PairEventDto {
     pub enabled: bool,
     /// Live status.
     pub status: PairStatusDto,
+}
+
+/// One event of the stream, as OpenAPI 3.2 describes server-sent events (`itemSchema`): its
+/// `event` name, and its `data`, JSON whose schema depends on the name.
+pub(crate) enum StreamEvent {}
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        fn event(name: &str, description: &str, data: impl Into<RefOr<Schema>>) -> Object {
+            ObjectBuilder::new()
+                .description(Some(description))
+                .property(
+                    "event",
+                    ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name])),
+                )
+                .property(
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_media_type("application/json")
+                        .content_schema(Some(data)),
+                )
+                .required("event")
+                .required("data")
+                .build()
+        }
+        let skipped = ObjectBuilder::new()
+            .property("messages", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+            .required("messages");
+        OneOfBuilder::new()
+            .description(Some("One server-sent event: its name (`event`) and its JSON (`data`)"))
+            .item(event(
+                "pairs",
+                "Every second: every pair's status",
+                ArrayBuilder::new().items(Ref::from_schema_name(PairEventDto::name())),
+            ))
+            .item(event(
+                "health",
+                "Every two seconds with `health=true`: the System Health Overview",
+                Ref::from_schema_name(HealthDto::name()),
+            ))
+            .item(event(
+                "message",
+                "With `pair`: a message of that pair as it is received or delivered",
+                Ref::from_schema_name(FeedEntryDto::name()),
+            ))
+            .item(event("skipped", "Messages left out beyond 100 a second", skipped))
+            .into()
+    }
+}
+
+impl ToSchema for StreamEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((PairEventDto::name().into(), PairEventDto::schema()));
+        <PairEventDto as ToSchema>::schemas(schemas);
+        schemas.push((HealthDto::name().into(), HealthDto::schema()));
+        <HealthDto as ToSchema>::schemas(schemas);
+        schemas.push((FeedEntryDto::name().into(), FeedEntryDto::schema()));
+        <FeedEntryDto as ToSchema>::schemas(schemas);
+    }
 }
 
 struct EventState {
@@ -141,8 +207,10 @@ fn stream_of(st: EventState) -> impl Stream<Item = Result<Event, Infallible>> {
 /// The live event stream (`text/event-stream`).
 #[utoipa::path(get, path = "/api/v1/events", tag = "pairs", params(EventsQuery),
     responses(
-        (status = 200, description = "Server-sent events: `pairs` (Vec<PairEventDto>), `health` (HealthDto), `message` (FeedEntryDto), `skipped`", content_type = "text/event-stream", body = String),
-        (status = 401, body = ErrorBody),
+        Session, Malformed,
+        (status = 200, description = "Server-sent events: `pairs`, `health`, `message`, `skipped`",
+            content(("text/event-stream", item_schema = StreamEvent))),
+        (status = 404, description = "No pair with the id given in `pair`", body = ErrorBody),
         (status = 429, description = "The user already has the most live event streams allowed (8), or the server does (256); see Retry-After", body = ErrorBody),
     ))]
 pub(crate) async fn events(

@@ -7,6 +7,7 @@ use iobp_log::{Log, MessageState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{Malformed, Session, SessionWrite};
 use super::{ApiPath, ApiQuery, display_text, hex, pair_id};
 use crate::WebState;
 use crate::auth::{Auth, Operator, Viewer, now_ms};
@@ -87,9 +88,11 @@ pub struct ResendDto {
 
 /// Which messages to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// `pending`, `in_flight`, `done` or `all` (default).
+    #[param(pattern = "^(pending|in_flight|done|all)$")]
     state: Option<String>,
     /// Start at this sequence number. Default: the newest `limit` messages.
     from_seq: Option<u64>,
@@ -120,8 +123,9 @@ fn seq_at_time(log: &Log, first: u64, next: u64, t_us: u64) -> u64 {
 }
 
 /// Browse buffered messages.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages", tag = "messages", params(("id" = String, Path), ListQuery),
-    responses((status = 200, body = MessagePageDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages", tag = "messages", operation_id = "list_messages",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), ListQuery),
+    responses(Session, Malformed, (status = 200, body = MessagePageDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -186,9 +190,9 @@ pub(crate) async fn list(
 }
 
 /// One message: payload as text, hex and base64.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages/{seq}", tag = "messages",
-    params(("id" = String, Path), ("seq" = u64, Path)),
-    responses((status = 200, body = MessageDetailDto), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages/{seq}", tag = "messages", operation_id = "get_message",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), ("seq" = u64, Path)),
+    responses(Session, Malformed, (status = 200, body = MessageDetailDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_one(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -219,8 +223,9 @@ pub(crate) async fn get_one(
 /// Re-sends a delivered (Done) message: a copy is stored and delivered after everything
 /// already buffered.
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/messages/{seq}/resend", tag = "messages",
-    params(("id" = String, Path), ("seq" = u64, Path)),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), ("seq" = u64, Path)),
     responses(
+        SessionWrite, Malformed,
         (status = 200, body = ResendDto),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not delivered yet: it will be delivered anyway", body = ErrorBody),

@@ -6,6 +6,7 @@ mod events;
 mod messages;
 mod pairs;
 mod relay;
+mod responses;
 mod session;
 mod settings;
 mod system;
@@ -24,8 +25,12 @@ use utoipa_axum::routes;
 use crate::WebState;
 use crate::error::ApiError;
 
+// OpenAPI 3.2: the first version that can describe the events of a `text/event-stream`
+// (`itemSchema`), which GET /api/v1/events answers.
 #[derive(OpenApi)]
 #[openapi(
+    version = "3.2.0",
+    components(schemas(crate::error::ErrorBody, events::StreamEvent)),
     info(
         title = "ioBufferPro REST API",
         description = "Everything the Operations Portal and the Management Dashboard do. \

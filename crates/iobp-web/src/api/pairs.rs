@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{Malformed, Session, SessionWrite, TooLarge};
 use super::{
     ApiPath, ApiQuery, FeedEntryDto, PairDto, PairStatusDto, RejectionDto, pair_id, raw_body,
 };
@@ -50,8 +51,8 @@ fn masked_password_left(spec: &iobp_config::ChannelPairSpec) -> Result<(), ApiEr
 }
 
 /// Every channel pair with its status.
-#[utoipa::path(get, path = "/api/v1/pairs", tag = "pairs",
-    responses((status = 200, body = Vec<PairDto>), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs", tag = "pairs", operation_id = "list_pairs",
+    responses(Session, (status = 200, body = Vec<PairDto>)))]
 pub(crate) async fn list(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -62,9 +63,10 @@ pub(crate) async fn list(
 }
 
 /// Creates a channel pair (started at once if enabled).
-#[utoipa::path(post, path = "/api/v1/pairs", tag = "pairs",
+#[utoipa::path(post, path = "/api/v1/pairs", tag = "pairs", operation_id = "create_pair",
     request_body(content = Object, description = "A channel pair in the configuration format"),
     responses(
+        SessionWrite, Malformed, TooLarge,
         (status = 201, body = PairDto),
         (status = 409, description = "The id exists", body = ErrorBody),
         (status = 422, description = "Invalid: each problem names its field", body = ErrorBody),
@@ -111,8 +113,8 @@ fn mask_passwords(v: &mut serde_json::Value) {
 }
 
 /// One channel pair with its status.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}", tag = "pairs", params(("id" = String, Path)),
-    responses((status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "get_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    responses(Session, Malformed, (status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_one(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -122,9 +124,14 @@ pub(crate) async fn get_one(
 }
 
 /// Replaces a pair's configuration; the pair restarts with it and keeps its buffer.
-#[utoipa::path(put, path = "/api/v1/pairs/{id}", tag = "pairs", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "update_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     request_body(content = Object, description = "The whole channel pair; its id must match the path"),
-    responses((status = 200, body = PairDto), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses(
+        SessionWrite, Malformed, TooLarge,
+        (status = 200, body = PairDto),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Invalid: each problem names its field", body = ErrorBody),
+    ))]
 pub(crate) async fn update(
     State(s): State<WebState>,
     auth: Auth<Operator>,
@@ -154,6 +161,7 @@ pub(crate) async fn update(
 
 /// Confirmation of a deletion.
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeleteConfirm {
     /// Must repeat the pair's id: deleting removes its configuration and every buffered
     /// message, for good.
@@ -161,10 +169,11 @@ pub(crate) struct DeleteConfirm {
 }
 
 /// Deletes a pair with every buffered message. Needs `?confirm=<id>`.
-#[utoipa::path(delete, path = "/api/v1/pairs/{id}", tag = "pairs", params(("id" = String, Path), DeleteConfirm),
+#[utoipa::path(delete, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "delete_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), DeleteConfirm),
     responses(
+        SessionWrite,
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Missing or wrong confirmation", body = ErrorBody),
+        (status = 400, description = "Missing or wrong confirmation, or a malformed id", body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
 pub(crate) async fn delete(
@@ -187,8 +196,8 @@ pub(crate) async fn delete(
 }
 
 /// Starts (plays) a pair.
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/start", tag = "pairs", params(("id" = String, Path)),
-    responses((status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/start", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    responses(SessionWrite, Malformed, (status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn start(
     State(s): State<WebState>,
     auth: Auth<Operator>,
@@ -201,8 +210,8 @@ pub(crate) async fn start(
 }
 
 /// Stops (pauses) a pair; its buffered messages are kept.
-#[utoipa::path(post, path = "/api/v1/pairs/{id}/stop", tag = "pairs", params(("id" = String, Path)),
-    responses((status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/stop", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    responses(SessionWrite, Malformed, (status = 200, body = PairDto), (status = 404, body = ErrorBody)))]
 pub(crate) async fn stop(
     State(s): State<WebState>,
     auth: Auth<Operator>,
@@ -216,14 +225,16 @@ pub(crate) async fn stop(
 
 /// Which side's messages.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SideQuery {
     /// `source` (as received) or `destination` (as delivered). Default `source`.
+    #[param(pattern = "^(source|destination)$")]
     side: Option<String>,
 }
 
 /// The most recent messages of one side, newest first (the Live View).
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/live", tag = "pairs", params(("id" = String, Path), SideQuery),
-    responses((status = 200, body = Vec<FeedEntryDto>), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/live", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), SideQuery),
+    responses(Session, Malformed, (status = 200, body = Vec<FeedEntryDto>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn live(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -248,8 +259,8 @@ pub(crate) async fn live(
 }
 
 /// Frames and messages that were rejected (oversize, malformed, undeliverable), oldest first.
-#[utoipa::path(get, path = "/api/v1/pairs/{id}/rejections", tag = "pairs", params(("id" = String, Path)),
-    responses((status = 200, body = Vec<RejectionDto>), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/rejections", tag = "pairs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    responses(Session, Malformed, (status = 200, body = Vec<RejectionDto>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn rejections(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,

@@ -33,8 +33,8 @@ pub(crate) fn may_relay(role: Role) -> bool {
 
 /// Logs a relay user in and returns a token. The password is checked here, once; relay
 /// connections then present the token.
-#[utoipa::path(post, path = "/api/v1/relay/session", tag = "relay", request_body = LoginRequest,
-    responses(
+#[utoipa::path(post, path = "/api/v1/relay/session", tag = "relay", operation_id = "relay_login", request_body = LoginRequest,
+    responses(super::responses::Malformed, super::responses::TooLarge,
         (status = 200, body = RelayTokenDto),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
         (status = 403, description = "The user's role does not allow relaying, or it has no relay grant", body = ErrorBody),

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use iobp_store::NewAuditEntry;
 
+use super::responses::{Malformed, Session as SessionErrors, SessionWrite, TooLarge};
 use super::{ApiJson, LoginRequest, PasswordChangeRequest, SessionDto};
 use crate::auth::{
     AnyUser, Auth, Session, check_origin, check_password, now_ms, remove_initial_password,
@@ -66,8 +67,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 /// Logs in; sets the portal's session cookie.
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginRequest,
     responses(
+        Malformed, TooLarge,
         (status = 200, description = "Logged in", body = SessionDto),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 403, description = "The request came from another origin", body = ErrorBody),
         (status = 429, description = "Too many failed logins; see Retry-After", body = ErrorBody),
     ))]
 pub(crate) async fn login(
@@ -121,14 +124,14 @@ pub(crate) async fn login(
 
 /// The current session (including its CSRF token).
 #[utoipa::path(get, path = "/api/v1/session", tag = "session",
-    responses((status = 200, body = SessionDto), (status = 401, body = ErrorBody)))]
+    responses(SessionErrors, (status = 200, body = SessionDto)))]
 pub(crate) async fn current(auth: Auth<AnyUser>) -> axum::Json<SessionDto> {
     axum::Json(session_dto(&auth.session))
 }
 
 /// Logs out.
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session",
-    responses((status = 204, description = "Logged out"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses(SessionWrite, (status = 204, description = "Logged out")))]
 pub(crate) async fn logout(
     State(s): State<WebState>,
     headers: HeaderMap,
@@ -145,9 +148,9 @@ pub(crate) async fn logout(
 /// returned for this portal.
 #[utoipa::path(post, path = "/api/v1/session/password", tag = "session", request_body = PasswordChangeRequest,
     responses(
+        SessionWrite, TooLarge,
         (status = 200, description = "Changed; a new session", body = SessionDto),
-        (status = 400, description = "Wrong current password, or the new one does not meet the policy", body = ErrorBody),
-        (status = 403, description = "Missing CSRF token", body = ErrorBody),
+        (status = 400, description = "Wrong current password, the new one does not meet the policy, or a malformed body", body = ErrorBody),
     ))]
 pub(crate) async fn change_password(
     State(s): State<WebState>,

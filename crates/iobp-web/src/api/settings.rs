@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::raw_body;
+use super::responses::{Malformed, Session, SessionWrite, TooLarge};
 use crate::WebState;
 use crate::auth::{Admin, Auth, Viewer, now_ms};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -45,7 +46,7 @@ fn dto(
 
 /// The settings.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "system",
-    responses((status = 200, body = SettingsDto), (status = 401, body = ErrorBody)))]
+    responses(Session, (status = 200, body = SettingsDto)))]
 pub(crate) async fn get_settings(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -60,7 +61,11 @@ pub(crate) async fn get_settings(
 /// addresses at the next start.
 #[utoipa::path(put, path = "/api/v1/settings", tag = "system",
     request_body(content = Object, description = "All settings (missing fields take their defaults)"),
-    responses((status = 200, body = SettingsDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses(
+        SessionWrite, Malformed, TooLarge,
+        (status = 200, body = SettingsDto),
+        (status = 422, description = "Invalid: each problem names its field", body = ErrorBody),
+    ))]
 pub(crate) async fn put_settings(
     State(s): State<WebState>,
     auth: Auth<Admin>,

@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiQuery;
+use super::responses::{Malformed, Session};
 use crate::WebState;
 use crate::auth::{Admin, Auth, Viewer};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult};
 
 /// Counts of pairs by channel status.
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,7 +102,7 @@ pub(crate) fn health_dto(s: &WebState) -> HealthDto {
 
 /// The System Health Overview.
 #[utoipa::path(get, path = "/api/v1/health", tag = "system",
-    responses((status = 200, body = HealthDto), (status = 401, body = ErrorBody)))]
+    responses(Session, (status = 200, body = HealthDto)))]
 pub(crate) async fn health(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -111,9 +112,11 @@ pub(crate) async fn health(
 
 /// Which log lines.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogQuery {
     /// Least severe level shown: `error`, `warn`, `info` (default), `debug`, `trace`.
+    #[param(pattern = "^(error|warn|info|debug|trace)$")]
     level: Option<String>,
     /// At most this many (default 200, at most 2000).
     limit: Option<usize>,
@@ -132,7 +135,7 @@ pub struct LogLineDto {
 
 /// The newest log lines, newest first.
 #[utoipa::path(get, path = "/api/v1/logs", tag = "system", params(LogQuery),
-    responses((status = 200, body = Vec<LogLineDto>), (status = 400, body = ErrorBody)))]
+    responses(Session, Malformed, (status = 200, body = Vec<LogLineDto>)))]
 pub(crate) async fn logs(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,
@@ -155,6 +158,7 @@ pub(crate) async fn logs(
 
 /// Which audit entries.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     /// At most this many (default 100, at most 1000).
@@ -184,7 +188,7 @@ pub struct AuditDto {
 
 /// The audit trail, newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "system", params(AuditQuery),
-    responses((status = 200, body = Vec<AuditDto>), (status = 403, body = ErrorBody)))]
+    responses(Session, Malformed, (status = 200, body = Vec<AuditDto>)))]
 pub(crate) async fn audit(
     State(s): State<WebState>,
     _auth: Auth<Admin>,
@@ -231,7 +235,7 @@ pub struct SerialPortsDto {
 
 /// The serial ports of this machine and which pairs use them.
 #[utoipa::path(get, path = "/api/v1/serial-ports", tag = "system",
-    responses((status = 200, body = SerialPortsDto), (status = 401, body = ErrorBody)))]
+    responses(Session, (status = 200, body = SerialPortsDto)))]
 pub(crate) async fn serial_ports(
     State(s): State<WebState>,
     _auth: Auth<Viewer>,

@@ -170,8 +170,8 @@ fn keep_an_admin(s: &WebState, changing: &str, new_role: Option<Role>) -> ApiRes
 }
 
 /// All users.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users",
-    responses((status = 200, body = Vec<UserDto>), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users",
+    responses(super::responses::Session, (status = 200, body = Vec<UserDto>)))]
 pub(crate) async fn list(
     State(s): State<WebState>,
     _auth: Auth<Admin>,
@@ -181,8 +181,9 @@ pub(crate) async fn list(
 }
 
 /// Creates a user.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserRequest,
-    responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user", request_body = NewUserRequest,
+    responses(super::responses::SessionWrite, super::responses::TooLarge,
+        (status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(s): State<WebState>,
     auth: Auth<Admin>,
@@ -205,9 +206,10 @@ pub(crate) async fn create(
 }
 
 /// Changes a user's role or resets the password; the user's sessions end.
-#[utoipa::path(put, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/users/{username}", tag = "users", operation_id = "update_user", params(("username" = String, Path)),
     request_body = UserUpdateRequest,
-    responses((status = 200, body = UserDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses(super::responses::SessionWrite, super::responses::Malformed, super::responses::TooLarge,
+        (status = 200, body = UserDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn update(
     State(s): State<WebState>,
     auth: Auth<Admin>,
@@ -265,8 +267,9 @@ pub(crate) async fn update(
 }
 
 /// Deletes a user and ends their sessions.
-#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", operation_id = "delete_user", params(("username" = String, Path)),
+    responses(super::responses::SessionWrite, super::responses::Malformed,
+        (status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(s): State<WebState>,
     auth: Auth<Admin>,
