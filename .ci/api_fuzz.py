@@ -15,7 +15,8 @@ and passed).
     python3 .ci/api_fuzz.py --bin target/debug/iobufferpro --st /opt/schemathesis/bin/st
 
 Runs, in order (each an `st run` of its own, with its own session):
-  1. every role on its portal: anonymous, viewer, operator, relay, admin; the Operations
+  1. every role on its portal: anonymous, viewer, operator, admin, and the relay account with
+     its relay token (it has no portal session: its portal login is refused); the Operations
      Portal for the tags `pairs`, `messages` and `relay`, the Management Dashboard for
      `session`, `system` and `users`;
   2. logout (DELETE /api/v1/session), once per role with a throwaway session: its first call
@@ -50,6 +51,11 @@ from pathlib import Path
 # (HOOKS) sends any request that names one to a victim instead.
 PASSWORD = "fuzz-password-1"
 ROLES = ["viewer", "operator", "relay", "admin"]
+# Roles with portal sessions; a relay account has none (its login is refused with 403): it is
+# fuzzed with its relay token (Authorization: Bearer) on the relay routes instead.
+PORTAL_ROLES = ["viewer", "operator", "admin"]
+# The channel the fuzzing relay user is granted (push into).
+RELAY_CHANNEL = "fz-channel"
 # Users the admin run may change and delete with real names.
 VICTIMS = {"fz-victim-a": "viewer", "fz-victim-b": "operator", "fz-victim-c": "relay"}
 # Pairs: one that delivers (its messages are done), one whose destination is down (pending),
@@ -211,8 +217,10 @@ def setup(ops: int, mgmt: int, data: Path, sink: Sink) -> dict:
                    {"current_password": initial, "new_password": PASSWORD + "-admin"})
     admin.csrf = s["csrf_token"]
     for role in ROLES:
+        grants = [{"channel_id": RELAY_CHANNEL, "direction": "push"}] if role == "relay" else []
         admin.must("POST", "/api/v1/users",
-                   {"username": f"fz-{role}", "password": PASSWORD, "role": role, "must_change_password": False})
+                   {"username": f"fz-{role}", "password": PASSWORD, "role": role, "must_change_password": False,
+                    "relay_grants": grants})
     for name, role in VICTIMS.items():
         admin.must("POST", "/api/v1/users",
                    {"username": name, "password": PASSWORD, "role": role, "must_change_password": False})
@@ -385,24 +393,28 @@ def main() -> int:
 
         # Sessions first (every login happens before any failed one).
         sessions = {}
-        for role in ROLES:
+        for role in PORTAL_ROLES:
             for portal, port in (("ops", ops), ("mgmt", mgmt)):
                 a = Api(port, portal)
                 a.login(f"fz-{role}", PASSWORD)
                 sessions[(role, portal)] = a
         throwaway = {}
-        for role in ROLES:
+        for role in PORTAL_ROLES:
             a = Api(mgmt, "mgmt")
             a.login(f"fz-{role}", PASSWORD)
             throwaway[role] = a
+        relay = Api(ops, "ops")
+        token = relay.must("POST", "/api/v1/relay/session", {"username": "fz-relay", "password": PASSWORD})["token"]
 
-        # 1. Every role on its portal; admin last, as it changes users and settings.
-        for role in ["anonymous"] + ROLES:
+        # 1. Every role on its portal; admin last, as it changes users and settings. The relay
+        # account with its token, on everything of the Operations Portal.
+        runner.run("relay-token-ops", ops, [f"Authorization: Bearer {token}"], ops_tags + no_session_ops)
+        for role in ["anonymous"] + PORTAL_ROLES:
             for portal, port, tags in (("ops", ops, ops_tags), ("mgmt", mgmt, mgmt_tags)):
                 headers = [] if role == "anonymous" else sessions[(role, portal)].headers()
                 runner.run(f"{role}-{portal}", port, headers, tags + no_session_ops)
         # 2. Logout, with throwaway sessions (and without one).
-        for role in ["anonymous"] + ROLES:
+        for role in ["anonymous"] + PORTAL_ROLES:
             headers = [] if role == "anonymous" else throwaway[role].headers()
             runner.run(f"{role}-logout", mgmt, headers, logout)
         # Every session lived through its run (a run whose session ended would have fuzzed as

@@ -70,7 +70,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
         Malformed, TooLarge,
         (status = 200, description = "Logged in", body = SessionDto),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
-        (status = 403, description = "The request came from another origin", body = ErrorBody),
+        (status = 403, description = "The request came from another origin, or the user is a relay account (which cannot use the portals)", body = ErrorBody),
         (status = 429, description = "Too many failed logins; see Retry-After", body = ErrorBody),
     ))]
 pub(crate) async fn login(
@@ -111,6 +111,21 @@ pub(crate) async fn login(
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
     };
     attempt.succeeded();
+    // A relay account is another instance's credential: it gets no portal session, which
+    // would be good for nothing but a 403 on every page.
+    if user.role == iobp_store::Role::Relay {
+        s.store.audit(
+            &NewAuditEntry {
+                detail: Some("relay accounts cannot use the portals".into()),
+                ..audit("login.refused", Some(user.username.clone()))
+            },
+            now_ms(),
+        )?;
+        return Err(ApiError::forbidden(format!(
+            "`{}` is a relay account: it relays between instances and cannot use the portals",
+            user.username
+        )));
+    }
     let (token, session) = s.sessions.create(
         &s.store,
         &user.username,
