@@ -225,10 +225,15 @@ fn kill_9_at_a_hundred_random_points_with_stop_edit_and_start_in_between() {
     ];
     let (mut stops, mut edits) = (0, 0);
     let started = Instant::now();
+    // The portals keep their ports across restarts: new free ports each round could be the
+    // ports of the pairs, free while the instance is down (seen once: "source.port: TCP port
+    // … is already used by the Management Dashboard").
+    let ops = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mgmt = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     for round in 0..kills() {
         let extra: Vec<&str> =
             if round == 0 { vec!["--config", config.to_str().expect("utf8")] } else { vec![] };
-        let inst = Instance::start(&data, &extra);
+        let inst = Instance::start_on(&data, ops, mgmt, &extra);
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = senders
             .iter()
@@ -269,7 +274,7 @@ fn kill_9_at_a_hundred_random_points_with_stop_edit_and_start_in_between() {
         }
     }
     // Once more, to drain.
-    let inst = Instance::start(&data, &[]);
+    let inst = Instance::start_on(&data, ops, mgmt, &[]);
     for (id, rx, s) in [("bytes", &byte_rx, &senders[0]), ("hl7", &mllp_rx, &senders[1])] {
         let s = s.lock().expect("lock");
         inst.wait_for(id, 60, "drained", |st| {

@@ -160,6 +160,70 @@ async fn byte_ack_source_acks_when_stored_and_naks_when_full() {
     assert_eq!(snap.buffer, Color::Red, "buffer shown full");
 }
 
+/// A pipelining sender's frames behind a NAK are refused until the refused frame comes again:
+/// otherwise, once room came back, they were stored and the sender's retransmission of the
+/// refused frame landed after them (first seen as "Byte: 18500 first arrived after a later
+/// one" in the real-disk fault test, on the code of issue 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_nak_for_a_full_buffer_later_frames_wait_for_its_retransmission() {
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    h.add(&format!(
+        r#"{{"id": "gbn", "max_storage_mb": 1, "retry": {{"initial_ms": 50, "max_ms": 100}},
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "stx_etx"}}, "ack": "byte"}},
+            "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
+    ))
+    .await;
+    let frame = |i: usize| {
+        let mut f = vec![2u8];
+        f.extend(format!("{i:06} {}", "x".repeat(60_000)).into_bytes());
+        f.push(3);
+        f
+    };
+    let mut s = connect((&ip, src)).await;
+    let answer = async |s: &mut tokio::net::TcpStream, f: &[u8]| {
+        s.write_all(f).await.expect("send");
+        let mut b = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b))
+            .await
+            .expect("answer")
+            .expect("read");
+        b[0]
+    };
+    // Fill the buffer until frame k is refused.
+    let mut k = 0;
+    while answer(&mut s, &frame(k)).await == 0x06 {
+        k += 1;
+        assert!(k < 100, "never full");
+    }
+    // Room comes back (the destination drains the buffer).
+    let (got, _r) = receiver((&ip, dst)).await;
+    got.wait_lines(k, 30).await;
+    h.wait_for("gbn", 20, "delivered", |p| p.pending == 0).await;
+    // Frames behind k (sent before the sender saw k's NAK) are refused, even once an append
+    // finds room again (delivered data is reclaimed when an append needs the space).
+    for _ in 0..20 {
+        assert_eq!(answer(&mut s, &frame(k + 1)).await, 0x15, "a frame behind the refused one");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // k again, then k + 1, each as often as the buffer still refuses it (a stop-and-wait
+    // sender's retries): accepted, and everything arrives in the sender's order.
+    for f in [k, k + 1] {
+        let mut tries = 0;
+        while answer(&mut s, &frame(f)).await != 0x06 {
+            tries += 1;
+            assert!(tries < 50, "frame {f} is never accepted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let lines = got.wait_lines(k + 2, 30).await;
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("{i:06} ")), "line {i}: {}", &l[..20.min(l.len())]);
+    }
+    assert_eq!(lines.len(), k + 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_holds_a_tcp_sender_back_and_loses_nothing() {
     let h = Harness::new().await;

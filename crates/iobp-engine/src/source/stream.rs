@@ -12,7 +12,13 @@
 //! 0x15 answers, so a NAK may never overtake an ACK.
 //!
 //! Full buffer: with acknowledgements each frame is answered with a NAK (MLLP `AE`, or the
-//! NAK byte) and counted as refused. Without them, [`WhenFull::Hold`] keeps the frames, in
+//! NAK byte) and counted as refused. **After such a NAK the connection refuses every later
+//! frame until that frame is sent again** (the same bytes), or until the connection was quiet
+//! — every answer given, nothing received — for [`RESUME_QUIET`]: a sender that pipelines
+//! has already sent the frames behind the refused one, and if room came back and they were
+//! stored, its retransmission of the refused frame would land after them (go-back-N, as the
+//! sender sees it). A stop-and-wait sender sends the refused frame again next and resumes at
+//! once. Without them, [`WhenFull::Hold`] keeps the frames, in
 //! order, and stops reading until there is room again (TCP backpressure or serial flow control
 //! reaches the sender); [`WhenFull::Refuse`] counts and alarms them (a serial line without flow
 //! control, which cannot be held back).
@@ -98,8 +104,18 @@ impl Owed {
     }
 }
 
+/// A connection that refused a frame (buffer full) accepts again without seeing it again
+/// once it was this quiet (the sender gave the frame up).
+pub(crate) const RESUME_QUIET: Duration = Duration::from_secs(1);
+
 /// Per-connection state of the intake side.
 struct Intake {
+    /// The first frame refused since the connection last accepted: later frames are refused
+    /// until it comes again (see the module documentation).
+    refusing: Option<Bytes>,
+    /// The current read came after a quiet spell (every answer given, nothing received for
+    /// [`RESUME_QUIET`]).
+    quiet: bool,
     owed: VecDeque<Owed>,
     /// Frames waiting for room (`WhenFull::Hold`), oldest first; nothing is read meanwhile.
     held: Vec<Bytes>,
@@ -131,6 +147,8 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut deframer = Deframer::new(framing_of(framing), framing.max_message_bytes() as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut st = Intake {
+        refusing: None,
+        quiet: false,
         owed: VecDeque::new(),
         held: Vec::new(),
         retry_at: None,
@@ -176,6 +194,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 match n {
                     Err(e) => Err(format!("read: {e}")),
                     Ok(n) => {
+                        st.quiet = st.owed.is_empty() && last_activity.elapsed() >= RESUME_QUIET;
                         last_activity = Instant::now();
                         let reason = if n == 0 { eof = true; Some(FlushReason::Eof) } else { None };
                         let frames = drain(ctx, &mut deframer, &mut buf, reason, peer);
@@ -357,6 +376,32 @@ async fn submit(ctx: &SideCtx, frames: Vec<Bytes>, st: &mut Intake) -> Result<()
         st.held.extend(frames);
         return Ok(());
     }
+    let mut frames = frames;
+    if let Some(first) = &st.refusing {
+        // Refusing since a NAK: until the refused frame comes again, or after a quiet spell.
+        let resume_at = if std::mem::take(&mut st.quiet) {
+            Some(0)
+        } else {
+            frames.iter().position(|f| f == first)
+        };
+        let rest = match resume_at {
+            Some(i) => frames.split_off(i),
+            None => Vec::new(),
+        };
+        if !frames.is_empty() {
+            let (count, bytes) = (frames.len() as u64, frames.iter().map(|f| f.len() as u64).sum());
+            ctx.stats.refused.fetch_add(count, Ordering::Relaxed);
+            st.owed.push_back(Owed::Refused { frames, bytes });
+        }
+        if resume_at.is_none() {
+            return Ok(());
+        }
+        st.refusing = None;
+        frames = rest;
+        if frames.is_empty() {
+            return Ok(());
+        }
+    }
     let count = frames.len() as u64;
     let bytes = frames.iter().map(|f| f.len() as u64).sum();
     match ctx.intake(&frames).await {
@@ -369,6 +414,7 @@ async fn submit(ctx: &SideCtx, frames: Vec<Bytes>, st: &mut Intake) -> Result<()
         Err(IntakeError::Full(why)) if st.acks.enabled() => {
             ctx.stats.refused.fetch_add(count, Ordering::Relaxed);
             ctx.error(Side::Source, format!("{why}: refused {count} message(s) with a NAK"));
+            st.refusing = frames.first().cloned();
             st.owed.push_back(Owed::Refused { frames, bytes });
             Ok(())
         }
