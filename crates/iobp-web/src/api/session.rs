@@ -82,12 +82,13 @@ pub(crate) async fn login(
     // Login CSRF: a foreign page must not log a browser into an account of its choosing.
     check_origin(&headers, s.tls)?;
     let ip = addr.map(|a| a.ip());
-    // Reserved (and counted as failed) before the hash, so concurrent attempts see each
-    // other; a success takes it back.
-    let attempt = s.throttle.reserve(&req.username, ip).map_err(ApiError::login_refused)?;
+    // A place in line first (a login turned away as busy counts as no attempt), then the
+    // attempt, reserved (and counted as failed) before the hash so concurrent attempts see
+    // each other; a success takes it back.
     let Some(_in_line) = s.passwords.line_up() else {
         return Err(ApiError::login_refused(crate::throttle::Refusal::Busy));
     };
+    let attempt = s.throttle.reserve(&req.username, ip).map_err(ApiError::login_refused)?;
     let user = if req.username.len() <= 64 { s.store.get_user(&req.username)? } else { None };
     let ok =
         s.passwords.verify(&req.password, user.as_ref().map(|u| u.password_hash.as_str())).await;
