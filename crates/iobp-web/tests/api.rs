@@ -142,6 +142,28 @@ impl Api {
 }
 
 impl Api {
+    /// A fresh pair for `role_name` (so deletes and edits have something to act on) and a
+    /// session of that user on the Operations Portal (none for `None`).
+    async fn pair_and_session(
+        &self,
+        admin: &Login,
+        role_name: &str,
+        role: Option<Role>,
+    ) -> (String, Option<Login>) {
+        let pair = format!("p-{role_name}");
+        let body = pair_json(&pair, free_port());
+        let r = self
+            .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&body), Some(admin), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let login = match role {
+            Some(Role::Relay) => Some(self.stored_session(Portal::Ops, role_name, Role::Relay)),
+            Some(_) => Some(self.login(Portal::Ops, role_name).await),
+            None => None,
+        };
+        (pair, login)
+    }
+
     /// A portal session made directly in the store, as a relay user could hold one from a
     /// build that let relay accounts log into the portals: the routes must refuse it anyway.
     fn stored_session(&self, portal: Portal, user: &str, role: Role) -> Login {
@@ -242,25 +264,8 @@ async fn every_route_enforces_its_role() {
         ("ada", Some(Role::Admin)),
         ("rita", Some(Role::Relay)),
     ] {
-        // A fresh pair per role so deletes and edits have something to act on.
-        let pair = format!("p-{role_name}");
         let admin = api.login(Portal::Ops, "ada").await;
-        let r = api
-            .call(
-                Portal::Ops,
-                Method::POST,
-                "/api/v1/pairs",
-                Some(&pair_json(&pair, free_port())),
-                Some(&admin),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let login = match role {
-            Some(Role::Relay) => Some(api.stored_session(Portal::Ops, role_name, Role::Relay)),
-            Some(_) => Some(api.login(Portal::Ops, role_name).await),
-            None => None,
-        };
+        let (pair, login) = api.pair_and_session(&admin, role_name, role).await;
         let new_pair = pair_json(&format!("n-{role_name}"), free_port());
         for (method, path, body, need) in routes(&pair, &new_pair) {
             let r = api
@@ -369,23 +374,7 @@ async fn every_answer_is_one_the_openapi_document_names() {
         ("rita", Some(Role::Relay)),
         ("ada", Some(Role::Admin)),
     ] {
-        let pair = format!("p-{role_name}");
-        let r = api
-            .call(
-                Portal::Ops,
-                Method::POST,
-                "/api/v1/pairs",
-                Some(&pair_json(&pair, free_port())),
-                Some(&admin),
-                &[],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let login = match role {
-            Some(Role::Relay) => Some(api.stored_session(Portal::Ops, role_name, Role::Relay)),
-            Some(_) => Some(api.login(Portal::Ops, role_name).await),
-            None => None,
-        };
+        let (pair, login) = api.pair_and_session(&admin, role_name, role).await;
         let new_pair = pair_json(&format!("n-{role_name}"), free_port());
         let templates = routes("{id}", "");
         for ((method, path, body, _), (_, template, _, _)) in
