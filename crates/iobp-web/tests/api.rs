@@ -141,7 +141,20 @@ impl Api {
     }
 }
 
+/// A users-API body setting these (channel, direction) relay grants.
+fn grants_body(list: &[(&str, &str)]) -> Value {
+    let grants: Vec<Value> =
+        list.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect();
+    json!({ "relay_grants": grants })
+}
+
 impl Api {
+    /// `PUT /api/v1/users/{user}` on the Management Dashboard as `admin`.
+    async fn put_user(&self, admin: &Login, user: &str, body: Value) -> Resp {
+        let path = format!("/api/v1/users/{user}");
+        self.call(Portal::Mgmt, Method::PUT, &path, Some(&body.to_string()), Some(admin), &[]).await
+    }
+
     /// A fresh pair for `role_name` (so deletes and edits have something to act on) and a
     /// session of that user on the Operations Portal (none for `None`).
     async fn pair_and_session(
@@ -1271,21 +1284,6 @@ async fn relay_grants_reach_only_the_granted_channel_and_direction() {
     let ops = api.login(Portal::Ops, "ada").await;
     let mgmt = api.login(Portal::Mgmt, "ada").await;
     relay_channels(&api, &ops).await;
-    let put = |user: &str, body: Value| {
-        let (api, mgmt, user) = (&api, &mgmt, user.to_string());
-        async move {
-            api.call(
-                Portal::Mgmt,
-                Method::PUT,
-                &format!("/api/v1/users/{user}"),
-                Some(&body.to_string()),
-                Some(mgmt),
-                &[],
-            )
-            .await
-        }
-    };
-    let grants = |list: &[(&str, &str)]| json!({"relay_grants": list.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect::<Vec<_>>()});
     // A relay user created with its grants in one request; another granted afterwards.
     let r = api
         .call(
@@ -1300,7 +1298,9 @@ async fn relay_grants_reach_only_the_granted_channel_and_direction() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["relay_grants"].as_array().map(Vec::len), Some(2), "{}", r.body);
-    let r = put("rita", grants(&[("site-a", "push"), ("site-a-out", "pull")])).await;
+    let r = api
+        .put_user(&mgmt, "rita", grants_body(&[("site-a", "push"), ("site-a-out", "pull")]))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
         r.body["relay_grants"],
@@ -1320,7 +1320,7 @@ async fn relay_grants_reach_only_the_granted_channel_and_direction() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body["error"].as_str().is_some_and(|e| e.contains("no relay grants")), "{}", r.body);
-    let r = put("ada", grants(&[("site-b", "push")])).await;
+    let r = api.put_user(&mgmt, "ada", grants_body(&[("site-b", "push")])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // The matrix: every token × channel × direction.
     let mut tokens = Vec::new();
@@ -1355,7 +1355,7 @@ async fn relay_grants_reach_only_the_granted_channel_and_direction() {
     assert!(e.username.is_some() && e.target.is_some() && e.address.is_some(), "{e:?}");
 
     // Grants change at once: the next connection is checked against the new ones.
-    let r = put("rita", grants(&[("site-a-out", "pull")])).await;
+    let r = api.put_user(&mgmt, "rita", grants_body(&[("site-a-out", "pull")])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let rita = &tokens[0].1;
     let bearer = format!("Bearer {rita}");
@@ -1369,7 +1369,7 @@ async fn relay_grants_reach_only_the_granted_channel_and_direction() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "a removed grant applies to the next connection");
     // A relay user turned viewer loses its grants.
-    let r = put("site-b", json!({"role": "viewer"})).await;
+    let r = api.put_user(&mgmt, "site-b", json!({"role": "viewer"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["relay_grants"], json!([]), "{}", r.body);
 }
@@ -1459,31 +1459,20 @@ async fn relay_matrix(
 async fn relay_grants_are_checked_when_set() {
     let api = setup().await;
     let mgmt = api.login(Portal::Mgmt, "ada").await;
-    let put = |user: &str, body: Value| {
-        let (api, mgmt, user) = (&api, &mgmt, user.to_string());
-        async move {
-            api.call(
-                Portal::Mgmt,
-                Method::PUT,
-                &format!("/api/v1/users/{user}"),
-                Some(&body.to_string()),
-                Some(mgmt),
-                &[],
-            )
-            .await
-        }
-    };
-    let grants = |list: &[(&str, &str)]| json!({"relay_grants": list.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect::<Vec<_>>()});
     // Viewers and operators hold no grants; channel ids are checked; operators cannot grant.
-    let r = put("vic", grants(&[("site-a", "push")])).await;
+    let r = api.put_user(&mgmt, "vic", grants_body(&[("site-a", "push")])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert_eq!(r.body["problems"][0]["path"], "relay_grants", "{}", r.body);
-    let r = put("rita", grants(&[("../x", "push")])).await;
+    let r = api.put_user(&mgmt, "rita", grants_body(&[("../x", "push")])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert_eq!(r.body["problems"][0]["path"], "relay_grants[0].channel_id", "{}", r.body);
-    let r =
-        put("rita", json!({"relay_grants": [{"channel_id": "site-a", "direction": "sideways"}]}))
-            .await;
+    let r = api
+        .put_user(
+            &mgmt,
+            "rita",
+            json!({"relay_grants": [{"channel_id": "site-a", "direction": "sideways"}]}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let otto = api.login(Portal::Mgmt, "otto").await;
     let r = api
@@ -1491,7 +1480,7 @@ async fn relay_grants_are_checked_when_set() {
             Portal::Mgmt,
             Method::PUT,
             "/api/v1/users/otto",
-            Some(&grants(&[("site-a", "push")]).to_string()),
+            Some(&grants_body(&[("site-a", "push")]).to_string()),
             Some(&otto),
             &[],
         )
