@@ -104,6 +104,18 @@ pub fn read_full_at(file: &dyn FileHandle, buf: &mut [u8], offset: u64) -> io::R
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
 
+/// `fdatasync`, `fsync` and directory syncs issued through [`StdFs`] by this process.
+static STD_SYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl StdFs {
+    /// Every file and directory sync this process asked the operating system for through
+    /// [`StdFs`] (segments, commit journal, checkpoints, directories), successful or not: what
+    /// the disk is asked to flush, for the metrics and the benchmark.
+    pub fn syncs_total() -> u64 {
+        STD_SYNCS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug)]
 struct StdFile(std::fs::File);
 
@@ -131,6 +143,7 @@ impl FileHandle for StdFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        STD_SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0.sync_data()
     }
 
@@ -205,6 +218,7 @@ impl FileSystem for StdFs {
         // Windows (NTFS) journals metadata and offers no directory handle to std; nothing to do.
         #[cfg(unix)]
         {
+            STD_SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             std::fs::File::open(path)?.sync_all()
         }
         #[cfg(not(unix))]
