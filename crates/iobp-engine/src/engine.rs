@@ -14,7 +14,7 @@ use iobp_config::{
     check_pair_among,
 };
 use iobp_log::fs::FileSystem;
-use iobp_log::{Log, LogOptions, StorageBudget};
+use iobp_log::{CommitGroup, GroupOptions, Log, LogOptions, StorageBudget};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +72,9 @@ pub struct StartReport {
     pub skipped: Vec<(String, String)>,
     /// Buffers whose recovery found something worth telling an operator.
     pub recovered: Vec<(String, String)>,
+    /// What the commit journal held at start and wrote back into the buffers (after a crash
+    /// or power cut); `None` when it could not be read (every pair is then skipped).
+    pub journal: Option<iobp_log::ReplayReport>,
 }
 
 struct Running {
@@ -112,6 +115,9 @@ struct Inner {
     admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
     log_fs: Option<Arc<dyn FileSystem>>,
+    /// The commit thread, flusher and journal every buffer shares (`None`: the journal could
+    /// not be replayed at start, and no buffer may open).
+    group: Option<CommitGroup>,
     maintenance: std::sync::Mutex<Option<JoinHandle<()>>>,
     relay_hub: Arc<crate::relay::RelayHub>,
 }
@@ -145,6 +151,44 @@ impl Engine {
     pub async fn start(opts: EngineOptions, pairs: Vec<ChannelPairSpec>) -> (Engine, StartReport) {
         let logs_dir = opts.data_dir.join("logs");
         remove_deleted_leftovers(&logs_dir);
+        let mut report = StartReport::default();
+        let group_opts = GroupOptions {
+            fs: opts.log_fs.clone().unwrap_or_else(|| Arc::new(iobp_log::fs::StdFs)),
+            ..GroupOptions::default()
+        };
+        let journal_dir = opts.data_dir.join("journal");
+        let (root, fs_dir) = (logs_dir.clone(), journal_dir.clone());
+        // Replaying a journal reads and writes the disk: off the async workers.
+        let opened =
+            tokio::task::spawn_blocking(move || CommitGroup::open(fs_dir, &[root], group_opts))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        let (group, journal_problem) = match opened {
+            Ok((group, replay)) => {
+                if replay.entries > 0 {
+                    tracing::info!(
+                        files = replay.files,
+                        entries = replay.entries,
+                        "commit journal written back into the buffers"
+                    );
+                }
+                report.journal = Some(replay);
+                (Some(group), None)
+            }
+            Err(e) => {
+                // Opening a buffer without what the journal holds for it would let new
+                // records take the place of acknowledged ones: none opens.
+                tracing::error!(journal = %journal_dir.display(), "the commit journal cannot be read: {e}");
+                (
+                    None,
+                    Some(format!(
+                        "the commit journal in {} cannot be read: {e}",
+                        journal_dir.display()
+                    )),
+                )
+            }
+        };
         let inner = Arc::new(Inner {
             logs_dir,
             repo: opts.repository,
@@ -154,12 +198,16 @@ impl Engine {
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             log_fs: opts.log_fs,
+            group,
             maintenance: std::sync::Mutex::new(None),
             relay_hub: Arc::default(),
         });
         let engine = Engine { inner };
-        let mut report = StartReport::default();
         for spec in pairs {
+            if let Some(why) = &journal_problem {
+                report.skipped.push((spec.id.clone(), why.clone()));
+                continue;
+            }
             let others = engine.list();
             let settings = engine.settings();
             if let Err(e) = check_pair_among(&spec, &others, &settings) {
@@ -211,6 +259,7 @@ impl Engine {
             retention: Duration::from_secs(settings.retention_hours * 3600),
             max_bytes: spec.max_storage_mb.map(|mb| mb.saturating_mul(MIB)),
             budget: Some(self.inner.budget.clone()),
+            group: self.inner.group.clone(),
             ..LogOptions::default()
         };
         if let Some(fs) = &self.inner.log_fs {
@@ -237,6 +286,16 @@ impl Engine {
 
     async fn open_log(&self, spec: &ChannelPairSpec) -> Result<Log, EngineError> {
         let dir = self.log_dir(&spec.id);
+        if self.inner.group.is_none() {
+            return Err(EngineError::Buffer {
+                id: spec.id.clone(),
+                source: iobp_log::Error::Io {
+                    op: "read the commit journal before opening",
+                    path: dir,
+                    source: std::io::Error::other("the commit journal could not be read at start"),
+                },
+            });
+        }
         let opts = self.log_options(spec);
         let id = spec.id.clone();
         // Recovery reads from disk; keep it off the async workers.

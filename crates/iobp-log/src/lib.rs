@@ -137,6 +137,7 @@
 mod error;
 pub mod format;
 pub mod fs;
+pub mod group;
 mod housekeeper;
 mod log;
 mod ranges;
@@ -149,6 +150,7 @@ mod wait;
 mod writer;
 
 pub use crate::error::{Corruption, Error, FailCause, Result};
+pub use crate::group::{CommitGroup, GroupOptions, GroupStats, ReplayReport};
 pub use crate::log::{Log, LogOptions, LogStats, MessageState};
 pub use crate::reader::{Batch, Record, RecordRef};
 pub use crate::recovery::OpenReport;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, FailCause, Result};
 use crate::format::{self, MAX_RECORD_PAYLOAD};
-use crate::fs::{DirLock, FileSystem, StdFs};
+use crate::fs::{DirLock, FileHandle, FileSystem, StdFs};
+use crate::group::CommitGroup;
 use crate::ranges::SeqRanges;
 use crate::reader::{Batch, ReaderIo, Record};
 use crate::recovery::{self, OpenReport};
@@ -50,6 +51,10 @@ pub struct LogOptions {
     pub budget: Option<StorageBudget>,
     /// The file system. Default: the operating system's.
     pub fs: Arc<dyn FileSystem>,
+    /// The commit group whose thread writes this log and whose journal shares its syncs with
+    /// the group's other logs. `None`: the log has a writer thread of its own and syncs its
+    /// segments itself.
+    pub group: Option<CommitGroup>,
 }
 
 impl Default for LogOptions {
@@ -64,6 +69,7 @@ impl Default for LogOptions {
             max_bytes: None,
             budget: None,
             fs: Arc::new(StdFs),
+            group: None,
         }
     }
 }
@@ -225,7 +231,26 @@ pub(crate) struct Shared {
     /// The directory's OS lock; released when the log is closed, even while clones of the
     /// handle still exist, so the directory can be opened again at once.
     pub dir_lock: Mutex<Option<Box<dyn DirLock>>>,
+    /// The commit group writing this log (`None`: its own writer thread).
+    pub group: Option<CommitGroup>,
+    /// This open instance, among all logs of the process.
+    pub key: u64,
+    pub weak_self: std::sync::Weak<Shared>,
+    /// Commit group: the log waits in the commit thread's queue.
+    pub scheduled: AtomicBool,
+    /// Commit group: the oldest journal generation holding bytes of this log not yet synced to
+    /// its segment (0: none).
+    pub journal_hold: AtomicU64,
+    /// The active segment, for the commit group's flusher.
+    pub active_file: Mutex<Option<Arc<dyn FileHandle>>>,
+    /// Commit group: set when the commit thread let go of the closing (or failed) log.
+    pub group_released: (Mutex<bool>, std::sync::Condvar),
+    /// Commit group: the last handle was dropped on the commit thread, which then closes the
+    /// log itself when it lets go of it.
+    pub close_by_committer: AtomicBool,
 }
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its state consistent before any call that could panic, so
@@ -248,8 +273,17 @@ impl Shared {
     }
 
     pub(crate) fn wake_writer(&self) {
-        if let Some(t) = self.writer_thread.get() {
-            t.unpark();
+        match &self.group {
+            Some(g) => {
+                if let Some(me) = self.weak_self.upgrade() {
+                    g.schedule(&me);
+                }
+            }
+            None => {
+                if let Some(t) = self.writer_thread.get() {
+                    t.unpark();
+                }
+            }
         }
     }
 
@@ -295,9 +329,40 @@ impl Shared {
         if self.detached.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
     }
 
+    /// Commit group: what the log's own writer thread does when it stops, done by the closing
+    /// thread so the commit thread never waits for one log's disk work. The segment is synced
+    /// when the journal holds bytes of it (so no journal file is kept for a closed log), then
+    /// the final checkpoint is written.
+    pub(crate) fn close_in_group(&self) {
+        let Some(group) = &self.group else { return };
+        if self.progress.failure().is_none() && self.journal_hold.load(Ordering::Acquire) != 0 {
+            let file = lock(&self.active_file).clone();
+            if let Some(f) = file {
+                match f.sync_data() {
+                    Ok(()) => {
+                        self.journal_hold.store(0, Ordering::Release);
+                        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.fail("fdatasync", &self.dir, &e);
+                    }
+                }
+            }
+        }
+        if self.progress.failure().is_none() {
+            let _ = crate::retention::write_checkpoint(self);
+        }
+        let hold = self.journal_hold.load(Ordering::Acquire);
+        if hold != 0 {
+            // Its journaled bytes are written back when the directory is opened again.
+            group.pin(&self.dir, hold);
+        }
+        self.progress.close();
+    }
+
     /// Closes for good: stops the budget counting this log, drops the checkpoint file and
     /// releases the directory lock. The writer must have stopped.
-    fn detach(&self) {
+    pub(crate) fn detach(&self) {
         if self.detached.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -328,6 +393,19 @@ impl Inner {
         if let Some(handle) = lock(&self.writer).take() {
             // The writer only panics on a bug; its state is in `Shared`, which stays valid.
             let _ = handle.join();
+        }
+        if let Some(g) = &self.shared.group
+            && !self.shared.detached.load(Ordering::Acquire)
+        {
+            if g.on_commit_thread() {
+                // The last handle went with a task the commit thread's wake-up dropped (a
+                // runtime shutting down): the commit thread cannot wait for itself, so it
+                // finishes the close when it lets go of the log.
+                self.shared.close_by_committer.store(true, Ordering::Release);
+                return;
+            }
+            crate::group::wait_released(&self.shared);
+            self.shared.close_in_group();
         }
         self.shared.detach();
     }
@@ -369,12 +447,26 @@ impl Log {
         opts.checkpoint_records = opts.checkpoint_records.max(1);
         let dir = dir.to_path_buf();
         let budget = opts.budget.clone().unwrap_or_default();
+        if let Some(g) = &opts.group {
+            // A failed instance's journaled bytes may be missing from its segment (its sync
+            // failed): write them back before recovery reads the segment.
+            if resume.trusted.is_some() || g.is_pinned(&dir) {
+                if let Some(id) = recovery::peek_id(&*opts.fs, &dir) {
+                    g.replay_log(id, &dir)?;
+                }
+                g.unpin(&dir);
+                // Entries the failed instance left that were never acknowledged must not
+                // come back over what this one writes.
+                g.retire_journal()?;
+            }
+        }
         let rec = recovery::recover(&*opts.fs, &dir, &opts, resume)?;
         budget.force_add(rec.bytes);
         let active_first = rec.active.first_seq;
         let active_len = rec.active.len;
         let durable_seq = rec.next_seq - 1;
-        let shared = Arc::new(Shared {
+        let group = opts.group.clone();
+        let shared = Arc::new_cyclic(|weak_self| Shared {
             progress: Arc::new(Progress::new(durable_seq, opts.queue_bytes)),
             append: Mutex::new(AppendState::new(
                 rec.next_seq,
@@ -418,6 +510,14 @@ impl Log {
             writer_thread: OnceLock::new(),
             id: rec.id,
             dir_lock: Mutex::new(Some(rec.lock)),
+            group: group.clone(),
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            weak_self: weak_self.clone(),
+            scheduled: AtomicBool::new(false),
+            journal_hold: AtomicU64::new(0),
+            active_file: Mutex::new(None),
+            group_released: (Mutex::new(false), std::sync::Condvar::new()),
+            close_by_committer: AtomicBool::new(false),
             budget: budget.clone(),
             dir: dir.clone(),
             fs: opts.fs.clone(),
@@ -427,15 +527,17 @@ impl Log {
         if rec.done_seq != rec.checkpoint.done_seq || durable_seq != rec.checkpoint.high_water {
             shared.mark_checkpoint_dirty(None);
         }
+        let report = Arc::new(rec.report);
+        if let Some(g) = &group {
+            g.attach(&shared, writer::Writer::new(shared.clone(), rec.active));
+            return Ok(Log { inner: Arc::new(Inner { shared, writer: Mutex::new(None) }), report });
+        }
         let name =
             dir.file_name().map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
         let handle = writer::spawn(shared.clone(), rec.active, &name)
             .map_err(|e| Error::io("spawn writer thread for", &dir, e))?;
         let _ = shared.writer_thread.set(handle.thread().clone());
-        Ok(Log {
-            inner: Arc::new(Inner { shared, writer: Mutex::new(Some(handle)) }),
-            report: Arc::new(rec.report),
-        })
+        Ok(Log { inner: Arc::new(Inner { shared, writer: Mutex::new(Some(handle)) }), report })
     }
 
     /// Closes this log (if it is not closed yet) and opens its directory again, running
@@ -724,7 +826,11 @@ impl Log {
         self.inner.stop_writer();
         let dir = self.shared().dir.clone();
         let fs = self.shared().fs.clone();
+        let group = self.shared().group.clone();
         drop(self);
+        if let Some(g) = group {
+            g.unpin(&dir);
+        }
         fs.remove_dir_all(&dir).map_err(|e| Error::io("remove log directory", &dir, e))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;

@@ -459,6 +459,14 @@ fn read_or_create_id(
     Ok(id)
 }
 
+/// The identity of the log in `dir`, if it has a valid identity file (no side effects).
+pub(crate) fn peek_id(fs: &dyn FileSystem, dir: &Path) -> Option<u64> {
+    let mut buf = [0u8; ID_LEN + 1];
+    let f = fs.open_read(&dir.join(ID_FILE)).ok()?;
+    let n = read_full_at(&*f, &mut buf, 0).ok()?;
+    decode_id(&buf[..n]).ok()
+}
+
 fn decode_id(b: &[u8]) -> std::result::Result<u64, String> {
     if b.len() != ID_LEN || b[0..8] != ID_MAGIC {
         return Err("damaged log identity file".into());
@@ -500,14 +508,14 @@ fn create_segment(
     file.sync_data().map_err(io_err("sync segment", &path))?;
     let len = header.len() as u64;
     Ok((
-        ActiveSegment { first_seq: first, file, len },
+        ActiveSegment { first_seq: first, file: file.into(), len },
         SegmentInfo { first_seq: first, bytes: len, created_us, data_start: len },
     ))
 }
 
 /// Creates `dir` and any missing parents, then syncs the parent of each directory created, so
 /// that a power cut cannot lose the log's directory (and every segment in it) with it.
-fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+pub(crate) fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     let mut created = Vec::new();
     let mut p = Some(dir);
     while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !fs.dir_exists(d)) {
@@ -584,5 +592,5 @@ fn recover_tail(
     // Whatever the crash left in the page cache becomes durable now, so that everything the
     // reader can see from here on is on disk.
     file.sync_data().map_err(io_err("sync segment", &path))?;
-    Ok((ActiveSegment { first_seq: seg.first_seq, file, len: valid_end }, next_seq))
+    Ok((ActiveSegment { first_seq: seg.first_seq, file: file.into(), len: valid_end }, next_seq))
 }

@@ -216,6 +216,12 @@ impl SimFs {
         Ok(st)
     }
 
+    /// Whether `other` is this file system (a clone of it), not another one.
+    #[must_use]
+    pub fn same_as(&self, other: &SimFs) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
     /// Replaces the injected faults and resets their counters.
     pub fn set_faults(&self, faults: Faults) {
         if let Ok(mut st) = self.lock() {

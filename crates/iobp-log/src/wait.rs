@@ -106,11 +106,21 @@ impl Progress {
         self.durable_seq.load(Ordering::Acquire)
     }
 
-    /// Publishes a new durable position and wakes everything it covers.
-    pub(crate) fn publish(&self, seq: u64) {
-        self.durable_seq.fetch_max(seq, Ordering::AcqRel);
-        let wakers = self.lock().waiters.take_upto(seq);
+    /// Publishes a new durable position unless the log failed meanwhile (then nothing moves
+    /// and `false` is returned). Decided under the same lock as [`Progress::fail`], so a round
+    /// that completes while another thread fails the log is either published before the
+    /// failure or not at all: a failed instance never trusts a later round.
+    pub(crate) fn publish_unless_failed(&self, seq: u64) -> bool {
+        let wakers = {
+            let mut st = self.lock();
+            if st.failed.is_some() {
+                return false;
+            }
+            self.durable_seq.fetch_max(seq, Ordering::AcqRel);
+            st.waiters.take_upto(seq)
+        };
         wakers.into_iter().for_each(Waker::wake);
+        true
     }
 
     /// Records the first failure and wakes every waiter.
@@ -348,9 +358,9 @@ mod tests {
         let c = Commit::new(p.clone(), 1, 3);
         let t = std::thread::spawn(move || c.wait());
         std::thread::sleep(std::time::Duration::from_millis(20));
-        p.publish(2);
+        assert!(p.publish_unless_failed(2));
         std::thread::sleep(std::time::Duration::from_millis(20));
-        p.publish(3);
+        assert!(p.publish_unless_failed(3));
         assert_eq!(t.join().expect("join").expect("ok"), 1..=3);
 
         let c = Commit::new(p.clone(), 4, 4);

@@ -46,7 +46,8 @@ use crate::wait::Commit;
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     pub first_seq: u64,
-    pub file: Box<dyn FileHandle>,
+    /// Shared with the commit group's flusher, which syncs it behind the writer's back.
+    pub file: Arc<dyn FileHandle>,
     /// Bytes written so far (header included).
     pub len: u64,
 }
@@ -129,7 +130,7 @@ pub(crate) struct AppendState {
     /// Records in the active segment once the queue is written.
     active_records: u64,
     /// Set by the writer when it stops; nothing more may be queued.
-    closed: bool,
+    pub(crate) closed: bool,
     /// Idempotent producers, including queued records.
     pub producers: Producers,
 }
@@ -329,6 +330,7 @@ pub(crate) fn try_append_tagged<T: AsRef<[u8]>>(
     Ok(TaggedAppend { commit, appended: Some(first..=last), duplicates })
 }
 
+/// Starts the writer thread of a log that has one of its own (no commit group).
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     active: ActiveSegment,
@@ -337,16 +339,36 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("iobp-log:{name}"))
         .stack_size(256 * 1024)
-        .spawn(move || Writer { shared, active, spare: Vec::new() }.run())
+        .spawn(move || Writer::new(shared, active).run())
 }
 
-struct Job {
+/// What the writer took from the append queue for one round.
+#[derive(Debug)]
+pub(crate) struct Job {
     last_seq: u64,
     rolls: Vec<Roll>,
 }
 
+impl Job {
+    /// The round starts at least one new segment (then it syncs its segments itself).
+    pub(crate) fn rolls(&self) -> bool {
+        !self.rolls.is_empty()
+    }
+}
+
+/// What [`Writer::take`] found.
+pub(crate) enum Take {
+    /// Records to write.
+    Job(Job),
+    /// Nothing queued.
+    Idle,
+    /// Nothing queued and the log is closing: the queue is now closed.
+    Close,
+}
+
 /// Why a round did not complete.
-enum RoundError {
+#[derive(Debug)]
+pub(crate) enum RoundError {
     /// The file system had no room for a write or a new file; the round was undone and can be
     /// written again as it is.
     NoSpace,
@@ -359,44 +381,90 @@ fn is_no_space(e: &std::io::Error) -> bool {
 }
 
 /// Longest pause between attempts to write a held round.
-const NO_SPACE_MAX_PAUSE: Duration = Duration::from_millis(500);
+pub(crate) const NO_SPACE_MAX_PAUSE: Duration = Duration::from_millis(500);
 
-struct Writer {
-    shared: Arc<Shared>,
+/// Segments a round created or sealed, to enter into the segment list when it is published.
+#[derive(Default)]
+struct RoundFiles {
+    /// The active segment the round started in, when the round replaced it.
+    replaced: Option<ActiveSegment>,
+    created: Vec<SegmentInfo>,
+    sealed: Vec<(u64, u64)>,
+}
+
+/// Where a staged round's bytes went: the commit journal records them with this address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Staged {
+    /// The segment (its first sequence number).
+    pub segment: u64,
+    /// Byte offset of the round's first byte in the segment.
+    pub offset: u64,
+}
+
+/// One log's writing state: its active segment and the buffer a round is written from. Driven
+/// either by the log's own thread ([`Writer::run`]) or by its commit group's thread.
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
     active: ActiveSegment,
     /// The buffer the writer writes from while appenders fill the other one.
     spare: Vec<u8>,
+    /// Commit group only: a round the file system had no room for, written again later.
+    pub held: Option<Job>,
+    /// Commit group only: when to try the held round again, and the pause after that.
+    pub retry_at: std::time::Instant,
+    pub pause: Duration,
 }
 
 impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, active: ActiveSegment) -> Self {
+        *lock(&shared.active_file) = Some(active.file.clone());
+        Writer {
+            shared,
+            active,
+            spare: Vec::new(),
+            held: None,
+            retry_at: std::time::Instant::now(),
+            pause: Duration::from_millis(5),
+        }
+    }
+
+    /// Takes everything appenders queued since the last round.
+    pub(crate) fn take(&mut self) -> Take {
+        let take = {
+            let mut st = lock(&self.shared.append);
+            if st.buf.is_empty() && st.rolls.is_empty() {
+                if self.shared.shutdown.load(Ordering::Acquire) {
+                    st.closed = true;
+                    Take::Close
+                } else {
+                    Take::Idle
+                }
+            } else {
+                std::mem::swap(&mut st.buf, &mut self.spare);
+                self.shared.progress.set_queued(0);
+                Take::Job(Job { last_seq: st.next_seq - 1, rolls: std::mem::take(&mut st.rolls) })
+            }
+        };
+        if matches!(take, Take::Job(_)) {
+            self.shared.progress.wake_space();
+        }
+        take
+    }
+
+    /// The writer's own thread: rounds until the log closes or fails.
     fn run(mut self) {
         loop {
-            let job = {
-                let mut st = lock(&self.shared.append);
-                if st.buf.is_empty() && st.rolls.is_empty() {
-                    if self.shared.shutdown.load(Ordering::Acquire) {
-                        st.closed = true;
-                        None
-                    } else {
-                        drop(st);
-                        // Checkpoints are the housekeeper's; an idle writer costs nothing.
-                        std::thread::park();
-                        continue;
-                    }
-                } else {
-                    std::mem::swap(&mut st.buf, &mut self.spare);
-                    self.shared.progress.set_queued(0);
-                    Some(Job { last_seq: st.next_seq - 1, rolls: std::mem::take(&mut st.rolls) })
+            let job = match self.take() {
+                Take::Idle => {
+                    // Checkpoints are the housekeeper's; an idle writer costs nothing.
+                    std::thread::park();
+                    continue;
                 }
+                Take::Close => break,
+                Take::Job(job) => job,
             };
-            let Some(job) = job else { break };
-            self.shared.progress.wake_space();
             let result = self.write_held(&job);
-            self.spare.clear();
-            // A burst can leave a large buffer behind; keep the steady-state footprint small.
-            if self.spare.capacity() > 2 * self.shared.opts.queue_bytes {
-                self.spare.shrink_to(self.shared.opts.queue_bytes);
-            }
+            self.round_done();
             if result.is_err() {
                 // Failed: the cause is recorded and every waiter woken. Nothing more is
                 // written; the queue is refused from now on.
@@ -410,27 +478,27 @@ impl Writer {
         self.shared.progress.close();
     }
 
+    /// The round's buffer is no longer needed.
+    pub(crate) fn round_done(&mut self) {
+        self.spare.clear();
+        // A burst can leave a large buffer behind; keep the steady-state footprint small.
+        if self.spare.capacity() > 2 * self.shared.opts.queue_bytes {
+            self.spare.shrink_to(self.shared.opts.queue_bytes);
+        } else if self.shared.group.is_some() && self.spare.capacity() > 64 * 1024 {
+            // Many logs share a process in a group: an idle one keeps no buffer.
+            self.spare = Vec::new();
+        }
+    }
+
     /// Writes a round; while the file system has no room, holds it and tries again.
     fn write_held(&mut self, job: &Job) -> std::result::Result<(), ()> {
         let mut pause = Duration::from_millis(5);
         loop {
             match self.write(job) {
-                Ok(()) => {
-                    self.shared.no_space.store(false, Ordering::Release);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(RoundError::Failed) => return Err(()),
                 Err(RoundError::NoSpace) => {
-                    self.shared.no_space.store(true, Ordering::Release);
-                    self.shared.budget.want_space(self.spare.len() as u64);
-                    if self.shared.shutdown.load(Ordering::Acquire) {
-                        // Closing with records that never found room: they were never
-                        // accepted; their commits fail.
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::StorageFull,
-                            "no space left on the file system; records not written at close",
-                        );
-                        let _ = self.shared.fail("write", &self.shared.dir, &e);
+                    if self.give_up_when_closing() {
                         return Err(());
                     }
                     std::thread::park_timeout(pause);
@@ -440,32 +508,94 @@ impl Writer {
         }
     }
 
-    /// One round: the queued bytes to their segments, one `fdatasync`, publish.
-    fn write(&mut self, job: &Job) -> std::result::Result<(), RoundError> {
+    /// A round found no room: records it for the budget; when the log is closing, the held
+    /// records were never accepted and the log fails (their commits with it). Returns whether
+    /// it gave up.
+    pub(crate) fn give_up_when_closing(&self) -> bool {
+        self.shared.budget.want_space(self.spare.len() as u64);
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on the file system; records not written at close",
+            );
+            let _ = self.shared.fail("write", &self.shared.dir, &e);
+            return true;
+        }
+        false
+    }
+
+    /// One round on its own: the queued bytes to their segments, one `fdatasync`, publish.
+    /// Without room, the round is undone (and `no_space` set) so it can be written again.
+    pub(crate) fn write(&mut self, job: &Job) -> std::result::Result<(), RoundError> {
         // Where the round starts, to undo it when there is no room.
         let start_len = self.active.len;
-        let mut replaced: Option<ActiveSegment> = None;
-        let mut created: Vec<SegmentInfo> = Vec::new();
-        let outcome = self.write_round(job, &mut replaced, &mut created);
-        if let Err(RoundError::NoSpace) = outcome {
-            self.undo(start_len, replaced, &created)?;
+        let mut files = RoundFiles::default();
+        let mut outcome = self.write_segments(job, &mut files);
+        if outcome.is_ok() {
+            outcome = self.sync_active(&files);
         }
-        outcome
+        match outcome {
+            Ok(()) => {
+                self.shared.no_space.store(false, Ordering::Release);
+                if self.publish(job, files) { Ok(()) } else { Err(RoundError::Failed) }
+            }
+            Err(RoundError::NoSpace) => {
+                self.undo(start_len, files)?;
+                self.shared.no_space.store(true, Ordering::Release);
+                Err(RoundError::NoSpace)
+            }
+            Err(RoundError::Failed) => Err(RoundError::Failed),
+        }
+    }
+
+    /// Commit group: writes a round that starts no segment to its segment without syncing it;
+    /// the group's journal makes it durable ([`Writer::publish_staged`]), or, when the journal
+    /// cannot, [`Writer::sync_staged`]. The bytes to journal are [`Writer::round_bytes`].
+    pub(crate) fn stage(&mut self, job: &Job) -> std::result::Result<Staged, RoundError> {
+        debug_assert!(!job.rolls(), "a round that rolls is written on its own");
+        let staged = Staged { segment: self.active.first_seq, offset: self.active.len };
+        let shared = self.shared.clone();
+        match self.write_chunk(0, self.spare.len()) {
+            Ok(()) => Ok(staged),
+            Err((path, e)) if is_no_space(&e) => {
+                self.undo(staged.offset, RoundFiles::default())?;
+                self.shared.no_space.store(true, Ordering::Release);
+                let _ = path;
+                Err(RoundError::NoSpace)
+            }
+            Err((path, e)) => {
+                shared.fail("write", &path, &e);
+                Err(RoundError::Failed)
+            }
+        }
+    }
+
+    /// The bytes of the round being written, as they went to the segment.
+    pub(crate) fn round_bytes(&self) -> &[u8] {
+        &self.spare
+    }
+
+    /// Commit group: the journal holding a staged round is durable.
+    pub(crate) fn publish_staged(&mut self, job: &Job) -> std::result::Result<(), RoundError> {
+        self.shared.no_space.store(false, Ordering::Release);
+        if self.publish(job, RoundFiles::default()) { Ok(()) } else { Err(RoundError::Failed) }
+    }
+
+    /// Commit group: the journal could not take a staged round; sync its segment instead.
+    pub(crate) fn sync_staged(&mut self, job: &Job) -> std::result::Result<(), RoundError> {
+        self.sync_active(&RoundFiles::default())?;
+        self.publish_staged(job)
     }
 
     /// Removes the segments this round created and truncates the segment it started in back
     /// to where it began.
-    fn undo(
-        &mut self,
-        start_len: u64,
-        replaced: Option<ActiveSegment>,
-        created: &[SegmentInfo],
-    ) -> std::result::Result<(), RoundError> {
+    fn undo(&mut self, start_len: u64, files: RoundFiles) -> std::result::Result<(), RoundError> {
         let shared = self.shared.clone();
-        if let Some(first) = replaced {
+        if let Some(first) = files.replaced {
             self.active = first;
+            *lock(&shared.active_file) = Some(self.active.file.clone());
         }
-        for c in created {
+        for c in &files.created {
             let path = shared.segment_path(c.first_seq);
             match shared.fs.remove_file(&path) {
                 Ok(()) => {}
@@ -477,7 +607,7 @@ impl Writer {
             }
             crate::retention::unreserve(&shared, c.data_start);
         }
-        if !created.is_empty() {
+        if !files.created.is_empty() {
             // Best effort: a segment that reappears after a power cut holds only records that
             // were never acknowledged, in sequence after the truncated one.
             let _ = shared.fs.sync_dir(&shared.dir);
@@ -491,11 +621,12 @@ impl Writer {
         Ok(())
     }
 
-    fn write_round(
+    /// Writes the round's bytes to their segments; each segment it seals is synced before the
+    /// next one is created, and each new one gets its header.
+    fn write_segments(
         &mut self,
         job: &Job,
-        replaced: &mut Option<ActiveSegment>,
-        created: &mut Vec<SegmentInfo>,
+        files: &mut RoundFiles,
     ) -> std::result::Result<(), RoundError> {
         let shared = self.shared.clone();
         // A write or creation without room can be undone; anything else fails the log.
@@ -512,19 +643,19 @@ impl Writer {
             RoundError::Failed
         };
         let mut start = 0usize;
-        let mut sealed: Vec<(u64, u64)> = Vec::new();
         for roll in &job.rolls {
             self.write_chunk(start, roll.offset).map_err(|(p, e)| fail_or_full("write", &p, &e))?;
             start = roll.offset;
             // The old segment must be complete on disk before the next one can exist, or a
-            // crash could leave a gap in the middle of the log.
+            // crash could leave a gap in the middle of the log. (In a commit group this also
+            // covers every journaled round of the old segment.)
             let old_path = shared.segment_path(self.active.first_seq);
             self.active.file.sync_data().map_err(|e| failed("fdatasync", &old_path, &e))?;
             shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
             // The segment being sealed may itself have been created earlier in this round.
-            match created.last_mut() {
+            match files.created.last_mut() {
                 Some(c) if c.first_seq == self.active.first_seq => c.bytes = self.active.len,
-                _ => sealed.push((self.active.first_seq, self.active.len)),
+                _ => files.sealed.push((self.active.first_seq, self.active.len)),
             }
             let path = shared.segment_path(roll.first_seq);
             let file =
@@ -537,7 +668,7 @@ impl Writer {
             .encode();
             let header_len = header.len() as u64;
             crate::retention::force_add(&shared, header_len);
-            created.push(SegmentInfo {
+            files.created.push(SegmentInfo {
                 first_seq: roll.first_seq,
                 bytes: header_len,
                 created_us: roll.created_us,
@@ -545,34 +676,55 @@ impl Writer {
             });
             let old = std::mem::replace(
                 &mut self.active,
-                ActiveSegment { first_seq: roll.first_seq, file, len: 0 },
+                ActiveSegment { first_seq: roll.first_seq, file: file.into(), len: 0 },
             );
-            if replaced.is_none() {
-                *replaced = Some(old);
+            *lock(&shared.active_file) = Some(self.active.file.clone());
+            if files.replaced.is_none() {
+                files.replaced = Some(old);
             }
             write_all_at(&*self.active.file, &header, 0)
                 .map_err(|e| fail_or_full("write", &path, &e))?;
             self.active.len = header_len;
         }
-        self.write_chunk(start, self.spare.len())
-            .map_err(|(p, e)| fail_or_full("write", &p, &e))?;
+        self.write_chunk(start, self.spare.len()).map_err(|(p, e)| fail_or_full("write", &p, &e))
+    }
+
+    /// Syncs the active segment, and the directory if the round created segments.
+    fn sync_active(&mut self, files: &RoundFiles) -> std::result::Result<(), RoundError> {
+        let shared = &self.shared;
         let path = shared.segment_path(self.active.first_seq);
-        self.active.file.sync_data().map_err(|e| failed("fdatasync", &path, &e))?;
-        shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        if !created.is_empty() {
-            shared
-                .fs
-                .sync_dir(&shared.dir)
-                .map_err(|e| failed("sync directory", &shared.dir, &e))?;
+        if let Err(e) = self.active.file.sync_data() {
+            shared.fail("fdatasync", &path, &e);
+            return Err(RoundError::Failed);
         }
+        shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        if !files.created.is_empty()
+            && let Err(e) = shared.fs.sync_dir(&shared.dir)
         {
+            shared.fail("sync directory", &shared.dir, &e);
+            return Err(RoundError::Failed);
+        }
+        Ok(())
+    }
+
+    /// The round is durable: enters its segments into the list and publishes its end. The
+    /// only place the durable position moves. Returns `false` (and publishes nothing) when the
+    /// log failed meanwhile (the group's flusher or a checkpoint can fail it).
+    fn publish(&mut self, job: &Job, mut files: RoundFiles) -> bool {
+        let shared = &self.shared;
+        {
+            // Held while the position moves, so that the durable end a failed instance
+            // trusts is exactly what it published.
             let mut segs = lock(&shared.segments);
-            for (first, len) in sealed {
+            if !shared.progress.publish_unless_failed(job.last_seq) {
+                return false;
+            }
+            for (first, len) in files.sealed {
                 if let Some(s) = segs.list.iter_mut().rev().find(|s| s.first_seq == first) {
                     s.bytes = len;
                 }
             }
-            segs.list.append(created);
+            segs.list.append(&mut files.created);
             if let Some(last) = segs.list.last_mut() {
                 last.bytes = self.active.len;
             }
@@ -580,10 +732,9 @@ impl Writer {
             segs.durable_last_seq = job.last_seq;
         }
         // The replaced segment's handle is no longer needed.
-        replaced.take();
-        shared.progress.publish(job.last_seq);
+        files.replaced.take();
         shared.mark_checkpoint_dirty(None);
-        Ok(())
+        true
     }
 
     fn write_chunk(
