@@ -52,7 +52,8 @@ pub struct BenchArgs {
     /// Messages buffered in the backlog phase.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
-    /// Seconds per paced latency phase (and of the paced UDP phase).
+    /// Seconds per paced latency phase (and of the paced UDP phase, and of each run of the
+    /// many-pairs phase).
     #[arg(long, default_value_t = 30)]
     pub(crate) latency_secs: u64,
     /// Where the instance keeps its data (default: a new directory under the system temp dir).

@@ -19,6 +19,7 @@
 //!
 //! The figures come from `/proc` (Linux); elsewhere they print as n/a.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -29,9 +30,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::bench::{
-    BenchArgs, Instance, Received, Shared, connect, free_port, hold_ports, line_framing, lock,
-    metric, now_ns, pair_json, percentile, put_tagged, receiver, reset_peak_rss, rss_kib,
-    spawn_instance, start_instance,
+    BenchArgs, Instance, Received, Shared, connect, hold_ports, line_framing, lock, metric, now_ns,
+    pair_json, percentile, put_tagged, receiver, reset_peak_rss, rss_kib, spawn_instance,
+    start_instance,
 };
 
 /// Total rate of the many-pairs phase and of its one-pair comparison, in messages per second.
@@ -191,35 +192,38 @@ async fn load_run(
     epoch: Instant,
 ) -> anyhow::Result<LoadFigures> {
     let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let count = usize::try_from(n)?;
+    // Every port from the run's register, the sources' held until the instance starts: a
+    // receiver bound to any free port could take a source port picked and released before.
+    let (dsts, sources) = (hold_ports(count)?, hold_ports(count)?);
     // A receiver per pair, listening before the instance starts (its destinations connect at
     // once), each checking that only its pair's messages come, in order.
     let mut gots: Vec<Shared> = Vec::new();
     let mut receivers = tokio::task::JoinSet::new();
     let mut pairs = Vec::new();
-    let mut sources = Vec::new();
-    for i in 0..n {
-        let listener = TcpListener::bind(localhost(0)).await.context("receiver listener")?;
-        let dst = listener.local_addr()?.port();
+    for (i, ((dst, listener), (src, _))) in (0..n).zip(dsts.into_iter().zip(&sources)) {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener).context("receiver listener")?;
         let got = Received::tagged(i);
         receivers.spawn(receiver(listener, None, got.clone(), epoch));
         gots.push(got);
-        let src = free_port()?;
         let source = format!(
             r#"{{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, {}}}"#,
             line_framing(size)
         );
         pairs.push(pair_json(&format!("many-{i}"), &source, dst, "", size));
-        sources.push(src);
     }
+    let source_ports: Vec<u16> = sources.iter().map(|(p, _)| *p).collect();
+    drop(sources);
     let inst = start_instance(dir, &pairs)?;
     let pid = inst.child.id();
     let mut conns = Vec::new();
-    for src in sources {
+    for src in source_ports {
         conns.push(connect(localhost(src)).await?);
     }
     let mut next = vec![0u64; conns.len()];
     paced_many(&mut conns, &mut next, MANY_RATE, WARM_UP_SECS, size, epoch).await?;
-    wait_all(&gots, &next, Duration::from_secs(60)).await?;
+    wait_all(&inst, &gots, &next, Duration::from_secs(60)).await?;
 
     for g in &gots {
         let mut g = lock(g);
@@ -232,7 +236,7 @@ async fn load_run(
     let syncs0 = metric(inst.ops, SYNCS).await?;
     let t = Instant::now();
     let max_lag = paced_many(&mut conns, &mut next, MANY_RATE, secs, size, epoch).await?;
-    wait_all(&gots, &next, Duration::from_secs(60)).await?;
+    wait_all(&inst, &gots, &next, Duration::from_secs(60)).await?;
     let el = t.elapsed();
     let (cpu1, own1) = (cpu_time(pid), cpu_time(std::process::id()));
     let syncs1 = metric(inst.ops, SYNCS).await?;
@@ -336,8 +340,14 @@ async fn paced_many(
     Ok(max_lag)
 }
 
-/// Waits until every pair's receiver has counted what was sent to it.
-async fn wait_all(gots: &[Shared], sent: &[u64], limit: Duration) -> anyhow::Result<()> {
+/// Waits until every pair's receiver has counted what was sent to it; if that takes longer
+/// than `limit`, says what the instance reports for the first pairs still waiting.
+async fn wait_all(
+    inst: &Instance,
+    gots: &[Shared],
+    sent: &[u64],
+    limit: Duration,
+) -> anyhow::Result<()> {
     let t = Instant::now();
     loop {
         let behind: Vec<(usize, u64, u64)> = gots
@@ -349,10 +359,28 @@ async fn wait_all(gots: &[Shared], sent: &[u64], limit: Duration) -> anyhow::Res
                 (c < s).then_some((i, c, s))
             })
             .collect();
-        let Some(&(i, c, s)) = behind.first() else { return Ok(()) };
+        if behind.is_empty() {
+            return Ok(());
+        }
         if t.elapsed() > limit {
+            let mut why = String::new();
+            for &(i, c, s) in behind.iter().take(5) {
+                let m = |series: &str| {
+                    let series = format!("{series}{{pair=\"many-{i}\"}}");
+                    async move { metric(inst.ops, &series).await.map_or("?".into(), |v| v.to_string()) }
+                };
+                let _ = write!(
+                    why,
+                    "\n  pair many-{i}: {c} of {s} received; the instance: {} source connections, {} stored, {} sent, {} pending, {} destination connections",
+                    m("iobp_source_connections").await,
+                    m("iobp_messages_received_total").await,
+                    m("iobp_messages_sent_total").await,
+                    m("iobp_messages_pending").await,
+                    m("iobp_destination_connections").await,
+                );
+            }
             bail!(
-                "{} pairs still waiting for messages after {} s (pair {i}: {c} of {s})",
+                "{} pairs still waiting for messages after {} s:{why}",
                 behind.len(),
                 limit.as_secs()
             );
