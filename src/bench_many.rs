@@ -400,9 +400,7 @@ struct Start {
 /// What the idle phase measured.
 struct IdleFigures {
     first: Start,
-    stop: Duration,
     restart: Start,
-    pid: u32,
     cpu_pct: f64,
     syncs_per_s: f64,
     threads: Option<u64>,
@@ -413,21 +411,12 @@ struct IdleFigures {
 impl IdleFigures {
     fn print(&self, n: u64) {
         println!(
-            "idle start ({n} pairs):  first start {:.2} s until every source port accepted ({:.2} s until running; imports the pairs), stop (SIGTERM) {:.2} s, restart {:.2} s ({:.2} s until running)",
-            self.first.ready.as_secs_f64(),
-            self.first.running.as_secs_f64(),
-            self.stop.as_secs_f64(),
-            self.restart.ready.as_secs_f64(),
-            self.restart.running.as_secs_f64(),
-        );
-        println!(
-            "idle ({n} pairs, {IDLE_SECS} s):   CPU {:.2} % of a core  syncs {:.1}/s  threads {}  RSS {:.1} MB (peak {:.1} MB since the restart)  (pid {}; destinations unreachable, retrying with the default backoff)",
+            "idle ({n} pairs, {IDLE_SECS} s):   CPU {:.2} % of a core  syncs {:.1}/s  threads {}  RSS {:.1} MB (peak {:.1} MB since the restart)  (destinations unreachable, retrying with the default backoff)",
             self.cpu_pct,
             self.syncs_per_s,
             show(self.threads),
             mib(self.rss_kib),
             mib(self.peak_rss_kib),
-            self.pid,
         );
     }
 }
@@ -465,6 +454,15 @@ async fn idle_run(dir: &Path, n: u64, size: usize) -> anyhow::Result<IdleFigures
     let stop = stop(first.0).await?;
     let (inst, restart) = timed_start(dir, None, &ports).await?;
     let pid = inst.child.id();
+    // Printed now, so that the idle instance can be looked at (`perf top -p`) meanwhile.
+    println!(
+        "idle start ({n} pairs):  first start {:.2} s until every source port accepted ({:.2} s until running; imports the pairs), stop (SIGTERM) {:.2} s, restart {:.2} s ({:.2} s until running); now idle for {IDLE_SECS} s: pid {pid}",
+        first.1.ready.as_secs_f64(),
+        first.1.running.as_secs_f64(),
+        stop.as_secs_f64(),
+        restart.ready.as_secs_f64(),
+        restart.running.as_secs_f64(),
+    );
     let cpu0 = cpu_time(pid);
     let syncs0 = metric(inst.ops, SYNCS).await?;
     let t = Instant::now();
@@ -481,9 +479,7 @@ async fn idle_run(dir: &Path, n: u64, size: usize) -> anyhow::Result<IdleFigures
     };
     Ok(IdleFigures {
         first: first.1,
-        stop,
         restart,
-        pid,
         cpu_pct,
         syncs_per_s: syncs1.saturating_sub(syncs0) as f64 / el.as_secs_f64(),
         threads,
