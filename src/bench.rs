@@ -18,6 +18,15 @@
 //! periodic work (checkpoints every 100 ms, retention); p99.9 and the maximum are printed
 //! beside p99, and next to the disk's own append + fdatasync latency measured in the same run
 //! for as long (a virtual disk that stalls for 50 ms now and then bounds every tail above it).
+//!
+//! Then, each with instances of its own (`bench_many.rs`): many pairs — 10,000 msg/s spread
+//! over `--pairs` pairs (200 by default; every message carries its pair, and each pair's
+//! receiver checks exactly-once, in-order delivery), next to the same rate through one pair:
+//! latency, CPU per message, fsyncs per second, threads and memory of the instance
+//! (`--skip-many`); and idle — `--idle-pairs` pairs (1000) whose destinations nobody listens
+//! on: the time until every source port accepts at the first start and at a restart, then CPU,
+//! threads and memory over 10 s of idling (`--skip-idle`). Both end in a line per target
+//! (met, or missed by how much). `--only many,idle` runs just these.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,13 +48,14 @@ pub struct BenchArgs {
     messages: u64,
     /// Message size in bytes, newline included.
     #[arg(long, default_value_t = 100)]
-    size: usize,
+    pub(crate) size: usize,
     /// Messages buffered in the backlog phase.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
-    /// Seconds per paced latency phase (and of the paced UDP phase).
+    /// Seconds per paced latency phase (and of the paced UDP phase, and of each run of the
+    /// many-pairs phase).
     #[arg(long, default_value_t = 30)]
-    latency_secs: u64,
+    pub(crate) latency_secs: u64,
     /// Where the instance keeps its data (default: a new directory under the system temp dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -67,25 +77,61 @@ pub struct BenchArgs {
     /// Skip the UDP phases.
     #[arg(long)]
     no_udp: bool,
+    /// Channel pairs in the many-pairs phase: 10,000 msg/s in all spread evenly over them,
+    /// then through one pair for comparison (each for --latency-secs).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=99_999))]
+    pub(crate) pairs: u64,
+    /// Skip the many-pairs phase.
+    #[arg(long)]
+    skip_many: bool,
+    /// Channel pairs in the idle phase (sources waiting, destinations unreachable).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) idle_pairs: u64,
+    /// Skip the idle phase.
+    #[arg(long)]
+    skip_idle: bool,
+    /// Run only these phases (comma-separated), none of the others.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Only>,
+}
+
+/// Phases `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    /// The many-pairs phase.
+    Many,
+    /// The idle phase.
+    Idle,
 }
 
 /// What the receiving application saw.
 #[derive(Default)]
-struct Received {
-    next: u64,
-    count: u64,
-    duplicates: u64,
-    gaps: u64,
-    latencies_ns: Vec<u64>,
-    record_latency: bool,
+pub(crate) struct Received {
+    pub(crate) next: u64,
+    pub(crate) count: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) gaps: u64,
+    pub(crate) latencies_ns: Vec<u64>,
+    pub(crate) record_latency: bool,
     /// When the first line arrived (ns since the bench's epoch).
     first_at_ns: Option<u64>,
+    /// Lines must carry this pair index ([`put_tagged`]); those that do not are counted in
+    /// `misrouted` and otherwise ignored.
+    pub(crate) tag: Option<u64>,
+    pub(crate) misrouted: u64,
 }
 
-type Shared = Arc<Mutex<Received>>;
+pub(crate) type Shared = Arc<Mutex<Received>>;
+
+impl Received {
+    /// A receiver's record that accepts only lines of pair `tag` ([`put_tagged`]).
+    pub(crate) fn tagged(tag: u64) -> Shared {
+        Arc::new(Mutex::new(Received { tag: Some(tag), ..Received::default() }))
+    }
+}
 
 /// Epoch for the send timestamps carried in messages.
-fn now_ns(epoch: Instant) -> u64 {
+pub(crate) fn now_ns(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -101,6 +147,14 @@ fn put_message(out: &mut Vec<u8>, seq: u64, ts: u64, size: usize) {
     m[size - 1] = b'\n';
 }
 
+/// Writes message `seq` of pair `tag` (< 100,000): [`put_message`] with the pair index in
+/// the 5 digits after the send time, so a receiver can tell which pair a line came through.
+pub(crate) fn put_tagged(out: &mut Vec<u8>, tag: u64, seq: u64, ts: u64, size: usize) {
+    let start = out.len();
+    put_message(out, seq, ts, size);
+    put_digits(&mut out[start + 34..start + 39], tag);
+}
+
 fn put_digits(dst: &mut [u8], mut v: u64) {
     for d in dst.iter_mut().rev() {
         *d = b'0' + u8::try_from(v % 10).unwrap_or(0);
@@ -114,7 +168,12 @@ fn get_digits(src: &[u8]) -> Option<u64> {
 
 /// The receiving application: accepts connections (the instance reconnects after the backlog
 /// phase), with TLS if given, and checks every line.
-async fn receiver(listener: TcpListener, tls: Option<TlsAcceptor>, got: Shared, epoch: Instant) {
+pub(crate) async fn receiver(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    got: Shared,
+    epoch: Instant,
+) {
     // Connections live in this set: aborting the receiver closes them too (the application
     // going away).
     let mut conns = tokio::task::JoinSet::new();
@@ -189,6 +248,12 @@ fn take_lines(got: &Shared, carry: &mut Vec<u8>, now: u64) -> usize {
             g.gaps += 1;
             continue;
         };
+        if let Some(tag) = g.tag
+            && line.get(34..39).and_then(get_digits) != Some(tag)
+        {
+            g.misrouted += 1;
+            continue;
+        }
         if g.count == 0 && g.first_at_ns.is_none() {
             g.first_at_ns = Some(now);
         }
@@ -283,7 +348,7 @@ async fn paced<W: AsyncWrite + Unpin>(
     Ok(total)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -296,19 +361,41 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// A free port, never one this run handed out before: the system may give the same free port
 /// twice while neither is bound yet (two pairs, or a pair and a portal, on one port).
-fn free_port() -> anyhow::Result<u16> {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    let mut given = GIVEN_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        if !given.contains(&port) {
-            given.push(port);
+        if given.insert(port) {
             return Ok(port);
         }
     }
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+/// The ports [`free_port`] and [`hold_ports`] handed out in this run.
+static GIVEN_PORTS: Mutex<std::collections::BTreeSet<u16>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// `n` distinct free ports, held (bound) until the caller drops the listeners: for more ports
+/// than can be picked one by one without the system handing one out again meanwhile. Never a
+/// port this run handed out before.
+pub(crate) fn hold_ports(n: usize) -> anyhow::Result<Vec<(u16, std::net::TcpListener)>> {
+    let mut given = GIVEN_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut held = Vec::with_capacity(n);
+    let mut skipped = Vec::new();
+    while held.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+        let port = l.local_addr()?.port();
+        if given.insert(port) {
+            held.push((port, l));
+        } else {
+            // Keep it bound so the system does not hand it out again in this loop.
+            skipped.push(l);
+        }
+    }
+    Ok(held)
+}
+
+pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     let t = Instant::now();
     loop {
         match TcpStream::connect(addr).await {
@@ -324,7 +411,7 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
 
 /// One value from the instance's `/metrics` (the bench has no HTTP client dependency, and
 /// the public metrics need no login).
-async fn metric(addr: SocketAddr, series: &str) -> anyhow::Result<u64> {
+pub(crate) async fn metric(addr: SocketAddr, series: &str) -> anyhow::Result<u64> {
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
     let mut resp = Vec::new();
@@ -336,7 +423,7 @@ async fn metric(addr: SocketAddr, series: &str) -> anyhow::Result<u64> {
 }
 
 /// Peak and current resident memory of a process, in KiB (Linux).
-fn rss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
+pub(crate) fn rss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return (None, None);
     };
@@ -351,13 +438,13 @@ fn rss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
 }
 
 /// Resets a process's peak RSS (`VmHWM`) to its current RSS (Linux; ignored elsewhere).
-fn reset_peak_rss(pid: u32) {
+pub(crate) fn reset_peak_rss(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-struct Instance {
-    child: Child,
-    ops: SocketAddr,
+pub(crate) struct Instance {
+    pub(crate) child: Child,
+    pub(crate) ops: SocketAddr,
 }
 
 impl Drop for Instance {
@@ -368,16 +455,28 @@ impl Drop for Instance {
 }
 
 /// Starts this binary on `data` with the given channel pairs (a JSON array body).
-fn start_instance(data: &std::path::Path, pairs: &[String]) -> anyhow::Result<Instance> {
-    let ops = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+pub(crate) fn start_instance(data: &std::path::Path, pairs: &[String]) -> anyhow::Result<Instance> {
     let config = data.join("bench-config.json");
     std::fs::create_dir_all(data)?;
     std::fs::write(&config, format!(r#"{{"channel_pairs": [{}]}}"#, pairs.join(",")))?;
+    spawn_instance(data, Some(&config))
+}
+
+/// Starts this binary on `data`, applying the configuration document `config` if given (else
+/// it runs the pairs stored there); returns once the instance says it is running.
+pub(crate) fn spawn_instance(
+    data: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<Instance> {
+    let ops = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(["run", "--config"])
-        .arg(&config)
+    let mut cmd = Command::new(exe);
+    cmd.arg("run");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let mut child = cmd
         .arg("--data-dir")
         .arg(data)
         .args(["--ops-listen", &ops.to_string(), "--mgmt-listen", &mgmt.to_string()])
@@ -403,7 +502,7 @@ fn start_instance(data: &std::path::Path, pairs: &[String]) -> anyhow::Result<In
 }
 
 /// A line-framed pair from `source` to a `tcp_client` destination.
-fn pair_json(id: &str, source: &str, dst: u16, dst_tls: &str, size: usize) -> String {
+pub(crate) fn pair_json(id: &str, source: &str, dst: u16, dst_tls: &str, size: usize) -> String {
     format!(
         r#"{{"id": "{id}", "retry": {{"initial_ms": 100, "max_ms": 500}},
             "source": {source},
@@ -412,7 +511,7 @@ fn pair_json(id: &str, source: &str, dst: u16, dst_tls: &str, size: usize) -> St
     )
 }
 
-fn line_framing(size: usize) -> String {
+pub(crate) fn line_framing(size: usize) -> String {
     format!(r#""framing": {{"type": "line", "max_message_bytes": {}}}"#, size.max(64))
 }
 
@@ -429,11 +528,13 @@ pub fn main(args: &BenchArgs) -> anyhow::Result<()> {
     if args.size < 40 {
         bail!("--size must be at least 40 bytes (sequence number and timestamp)");
     }
+    // The idle phase holds two ports per pair until its instance starts.
+    let _ = crate::run::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(bench(args))
 }
 
-fn lock(got: &Shared) -> std::sync::MutexGuard<'_, Received> {
+pub(crate) fn lock(got: &Shared) -> std::sync::MutexGuard<'_, Received> {
     got.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -599,6 +700,21 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
     let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let picked = |phase| args.only.is_empty() || args.only.contains(&phase);
+    let scaling = crate::bench_many::Phases {
+        many: picked(Only::Many) && !args.skip_many,
+        idle: picked(Only::Idle) && !args.skip_idle,
+    };
+    if !args.only.is_empty() {
+        let ok = crate::bench_many::run(args, &data, epoch, scaling).await;
+        if owned_dir {
+            let _ = std::fs::remove_dir_all(&data);
+        }
+        if !ok? {
+            bail!("delivery was not exactly once and in order");
+        }
+        return Ok(());
+    }
 
     // The pairs: plain, TLS on both sides, serial (pty) → tcp.
     let (src, dst) = (free_port()?, free_port()?);
@@ -829,6 +945,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.no_udp {
         udp_phase(&data, 20_000, args.latency_secs, 100_000, size, epoch).await?;
     }
+    ok &= crate::bench_many::run(args, &data, epoch, scaling).await?;
     if owned_dir {
         let _ = std::fs::remove_dir_all(&data);
     }
@@ -1237,5 +1354,20 @@ mod tests {
         assert_eq!(b[99], b'\n');
         assert_eq!(get_digits(&b[0..12]), Some(42));
         assert_eq!(get_digits(&b[13..33]), Some(123_456_789));
+    }
+
+    #[test]
+    fn tagged_messages_carry_their_pair_and_are_checked_against_it() {
+        let mut b = Vec::new();
+        put_tagged(&mut b, 7, 0, 5, 40);
+        put_tagged(&mut b, 7, 1, 6, 40);
+        put_tagged(&mut b, 8, 2, 7, 40);
+        assert_eq!(b.len(), 120);
+        assert_eq!(get_digits(&b[34..39]), Some(7));
+        assert_eq!(b[39], b'\n');
+        let got = Received::tagged(7);
+        assert_eq!(take_lines(&got, &mut b, 10), 3);
+        let g = lock(&got);
+        assert_eq!((g.count, g.next, g.gaps, g.misrouted), (2, 2, 0, 1));
     }
 }

@@ -2,6 +2,7 @@
 //! in the crates under `crates/` (see ARCHITECTURE.md).
 
 mod bench;
+mod bench_many;
 mod config_cmd;
 mod data_dir;
 mod run;

@@ -318,7 +318,7 @@ async fn housekeeping(web: Arc<WebShared>) {
 /// Every connection and buffer segment is a file descriptor; the usual soft limit of 1024
 /// would cap a busy instance far below its connection limits. Raise it to the hard limit.
 /// Returns the limit in force (`None` where there is none to read).
-fn raise_fd_limit() -> Option<u64> {
+pub(crate) fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         match rlimit::increase_nofile_limit(u64::MAX) {

@@ -43,3 +43,11 @@ pub use crate::stats::{
     Color, FailoverState, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, RelayLag, Side,
     SideSnapshot, SideStatus, hex_preview,
 };
+
+/// Every `fdatasync`/`fsync` (files and directories) this process has asked the operating
+/// system for on behalf of the buffers, successful or not: the load the buffers put on the
+/// disk, for `/metrics` and the benchmark. Buffers opened on a substituted file system
+/// ([`EngineOptions::log_fs`], tests) are not counted.
+pub fn disk_syncs_total() -> u64 {
+    iobp_log::fs::StdFs::syncs_total()
+}

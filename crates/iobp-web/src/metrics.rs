@@ -150,6 +150,11 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
     for (name, help, value) in instance_gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP iobp_disk_syncs_total fdatasync/fsync calls issued for the buffers.\n# TYPE iobp_disk_syncs_total counter\niobp_disk_syncs_total {}",
+        iobp_engine::disk_syncs_total()
+    );
     portal_metrics(&s, &mut out);
     if let Some(kib) = crate::system::read_status_kib("VmRSS:") {
         let _ = writeln!(

@@ -871,6 +871,10 @@ async fn metrics_health_and_pages_are_served() {
     assert!(text.contains("iobp_messages_received_total{pair=\"met\"} 0"), "{text}");
     assert!(text.contains("iobp_status{pair=\"met\",indicator=\"channel\"}"));
     assert!(text.contains("iobp_storage_limit_bytes 1048576000"));
+    assert!(
+        text.contains("# TYPE iobp_disk_syncs_total counter\niobp_disk_syncs_total "),
+        "{text}"
+    );
     let viewer_mgmt = api.login(Portal::Mgmt, "vic").await;
     for (portal, path) in [
         (Portal::Ops, "/"),
