@@ -40,7 +40,9 @@ mod validate;
 pub use crate::bytes::ByteString;
 pub use crate::secrets::PASSWORD_MASK;
 pub use crate::spec::*;
-pub use crate::validate::{ConfigError, Problem, Side, check_id, check_pair_among, check_url};
+pub use crate::validate::{
+    ConfigError, Problem, Side, check_id, check_pair_among, check_pairs_in_order, check_url,
+};
 
 use serde::de::DeserializeOwned;
 

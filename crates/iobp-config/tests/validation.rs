@@ -1,7 +1,8 @@
 //! Invalid configuration is refused with errors that name the field and the reason.
 
 use iobp_config::{
-    AckSpec, ConfigDocument, FramingSpec, Settings, check_pair_among, parse_document, parse_pair,
+    AckSpec, ConfigDocument, FramingSpec, Settings, check_pair_among, check_pairs_in_order,
+    parse_document, parse_pair,
 };
 
 fn paths(text: &str) -> Vec<String> {
@@ -237,4 +238,37 @@ fn a_relaying_pair_takes_only_messages_a_relay_record_can_carry() {
     assert_eq!(paths(&doc), ["channel_pairs[0].source.framing.max_message_bytes"]);
     let doc = format!(r#"{{"channel_pairs": [{}]}}"#, pair("a", big, CLIENT));
     parse_document(&doc).expect("no relay, no limit beyond 64 MiB");
+}
+
+#[test]
+fn stored_pairs_are_checked_in_order_and_the_first_of_a_conflict_wins() {
+    let tcp = |port: u32| format!(r#"{{"type": "tcp_server", "host": "0.0.0.0", "port": {port}}}"#);
+    let serial = r#"{"type": "serial", "port": "/dev/ttyUSB0"}"#;
+    let mut specs: Vec<_> = (0..1000u32)
+        .map(|i| parse_pair(&pair(&format!("p{i}"), &tcp(10_000 + i), CLIENT)).expect("pair"))
+        .collect();
+    let extra = [
+        pair("late", &tcp(10_005), CLIENT), // p5's port
+        pair("p7", &tcp(20_000), CLIENT),   // p7's id
+        pair("portal", &tcp(8080), CLIENT), // the Operations Portal's port
+        pair("s1", serial, CLIENT),         // first user of the serial port wins
+        pair("s2", CLIENT, serial),
+        pair("free", &tcp(20_001), CLIENT),
+    ];
+    specs.extend(extra.iter().map(|p| parse_pair(p).expect("pair")));
+    let got = check_pairs_in_order(&specs, &Settings::default());
+    assert!(got[..1000].iter().all(Result::is_ok));
+    let outcome: Vec<Option<String>> =
+        got[1000..].iter().map(|r| r.as_ref().err().map(ToString::to_string)).collect();
+    assert!(outcome[0].as_deref().is_some_and(|e| e.contains("channel pair `p5`")), "{outcome:?}");
+    assert!(outcome[1].as_deref().is_some_and(|e| e.contains("duplicate id")), "{outcome:?}");
+    assert!(outcome[2].as_deref().is_some_and(|e| e.contains("Operations Portal")), "{outcome:?}");
+    assert!(outcome[3].is_none(), "{outcome:?}");
+    assert!(outcome[4].as_deref().is_some_and(|e| e.contains("channel pair `s1`")), "{outcome:?}");
+    assert!(outcome[5].is_none(), "{outcome:?}");
+    // A refused pair takes nothing: a later pair may use what it asked for.
+    let again = parse_pair(&pair("after", &tcp(20_000), CLIENT)).expect("pair");
+    specs.push(again);
+    let got = check_pairs_in_order(&specs, &Settings::default());
+    assert!(got[1006].is_ok(), "{:?}", got[1006]);
 }

@@ -1,7 +1,8 @@
-//! # iobp-log: the durable buffer of one channel pair
+//! # iobp-log: the durable buffers of the channel pairs
 //!
 //! A crash-safe, group-committed, segmented FIFO log. Each channel pair of ioBufferPro owns
-//! one [`Log`] in its own directory. The crate knows nothing of networks, HTTP or the engine;
+//! one [`Log`] in its own directory; the logs of an instance share one [`CommitGroup`] (one
+//! commit thread, one flusher thread and one commit journal: see [`group`]). The crate knows nothing of networks, HTTP or the engine;
 //! it depends on `std`, `crc32c`, `thiserror` and, on Unix, `rustix` (for `statvfs`).
 //!
 //! ## The contract
@@ -10,8 +11,12 @@
 //!   future. The commit resolves `Ok` only after a completed `fdatasync` covers the record —
 //!   and, if the record opened a new segment file, after the directory holding it was synced
 //!   too. Callers acknowledge a message to its sender only then.
-//! - **Adaptive group commit.** One writer thread per log writes everything queued since its
-//!   last round with one write and one `fdatasync`. No timer: a round starts as soon as the
+//! - **Adaptive group commit, shared across logs.** The commit thread of the log's
+//!   [`CommitGroup`] writes everything queued since its last round with one write per log; a
+//!   round of one log ends with one `fdatasync` of its segment, a round of several logs with
+//!   one `fdatasync` of the commit journal that holds a copy of all their bytes ([`group`]
+//!   describes the design, the journal format and its recovery). A log opened without a group
+//!   has a writer thread of its own and syncs its segments itself. No timer: a round starts as soon as the
 //!   previous one ends, so the batch size follows the disk's speed. [`Log::try_append_batch`]
 //!   queues many records under one lock.
 //! - **FIFO delivery, Pending → In-Flight → Done.** [`Log::read_batch`] hands out durable
@@ -71,6 +76,11 @@
 //! | `id.tmp` | an identity being written; removed at open |
 //! | `LOCK` | held with an exclusive OS lock while the log is open |
 //! | `*.seg.corrupt` | a segment set aside by recovery; never read again |
+//!
+//! A commit group's journal lives in a directory of its own (the engine uses
+//! `<data>/journal/`): files `<generation:020>.jnl`, format in [`group`]. Segments and
+//! checkpoints are the same with or without a group, so a directory written before groups
+//! existed opens unchanged.
 //!
 //! All integers are little-endian. All checksums are CRC-32C (Castagnoli polynomial
 //! `0x1EDC6F41`, reflected `0x82F63B78`; check value `crc32c("123456789") = 0xE3069283`).
