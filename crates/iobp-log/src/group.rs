@@ -50,6 +50,13 @@
 //! | 32 | 8 | byte offset in the segment |
 //! | 40 | len | the bytes written to the segment there: whole records |
 //!
+//! An entry whose segment field is `0` (no segment starts at 0) is a **checkpoint**: the
+//! offset field is the log's Done position and the 8-byte body its high-water mark. The
+//! housekeeper's checkpoints ride along with the next round this way (one sync for the
+//! checkpoints of all logs); the flusher writes each log's checkpoint file before the journal
+//! file holding them is deleted, and a replay raises each checkpoint file to the newest one
+//! journaled.
+//!
 //! Reading a file stops at the first entry that is incomplete or fails its checksum: the rest
 //! of the file was never synced, so nothing after it was acknowledged.
 
@@ -173,6 +180,8 @@ struct Journal {
 struct Queue {
     ready: Vec<Arc<Shared>>,
     joining: Vec<Writer>,
+    /// Logs whose checkpoint is due: journaled with the next round.
+    checkpoints: Vec<Arc<Shared>>,
 }
 
 pub(crate) struct GroupInner {
@@ -329,11 +338,20 @@ fn list_journal(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64, PathBuf)>> 
 struct Rewriter<'a> {
     fs: &'a dyn FileSystem,
     open: HashMap<PathBuf, Option<Box<dyn FileHandle>>>,
+    /// The newest journaled checkpoint of each log directory: (Done, high-water mark).
+    checkpoints: HashMap<PathBuf, (u64, u64)>,
     report: ReplayReport,
 }
 
 impl Rewriter<'_> {
     fn apply(&mut self, dir: &Path, e: &Entry) -> Result<()> {
+        if e.segment == 0 {
+            // A checkpoint: the offset field is the Done position, the body the high-water mark.
+            let high_water = e.body.get(..8).map_or(0, |b| u64_at(b, 0));
+            let c = self.checkpoints.entry(dir.to_path_buf()).or_insert((0, 0));
+            *c = (c.0.max(e.offset), c.1.max(high_water));
+            return Ok(());
+        }
         let path = dir.join(crate::format::segment_file_name(e.segment));
         let fs = self.fs;
         let file = self.open.entry(path.clone()).or_insert_with(|| fs.open_rw(&path).ok());
@@ -355,6 +373,10 @@ impl Rewriter<'_> {
             if let Some(f) = file {
                 f.sync_data().map_err(|e| Error::io("sync segment", &path, e))?;
             }
+        }
+        // After the segments: a checkpoint never counts records the disk does not hold.
+        for (dir, (done, high_water)) in self.checkpoints {
+            crate::recovery::raise_checkpoint(self.fs, &dir, done, high_water)?;
         }
         Ok(self.report)
     }
@@ -379,8 +401,12 @@ impl CommitGroup {
         let mut next_generation = 1;
         if !files.is_empty() {
             let dirs = log_dirs(&*fs, logs_roots);
-            let mut rw =
-                Rewriter { fs: &*fs, open: HashMap::new(), report: ReplayReport::default() };
+            let mut rw = Rewriter {
+                fs: &*fs,
+                open: HashMap::new(),
+                checkpoints: HashMap::new(),
+                report: ReplayReport::default(),
+            };
             let mut failed: Option<Error> = None;
             for (generation, path) in &files {
                 next_generation = next_generation.max(generation + 1);
@@ -506,6 +532,19 @@ impl CommitGroup {
         self.inner.schedule(shared);
     }
 
+    /// The housekeeper asks for a checkpoint of `shared`: it goes into the journal with the
+    /// next round (one sync for the checkpoints of all logs), and into the log's checkpoint
+    /// file when the flusher retires that journal file.
+    pub(crate) fn request_checkpoint(&self, shared: &Arc<Shared>) {
+        if shared.ckpt_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        lock(&self.inner.queue).checkpoints.push(shared.clone());
+        if let Some(t) = self.inner.committer.get() {
+            t.unpark();
+        }
+    }
+
     /// Keeps the journal files a closed log's unsynced bytes are in until its directory is
     /// opened again (or deleted).
     pub(crate) fn pin(&self, dir: &Path, generation: u64) {
@@ -534,7 +573,12 @@ impl CommitGroup {
                 .collect()
         };
         let fs = &*self.inner.opts.fs;
-        let mut rw = Rewriter { fs, open: HashMap::new(), report: ReplayReport::default() };
+        let mut rw = Rewriter {
+            fs,
+            open: HashMap::new(),
+            checkpoints: HashMap::new(),
+            report: ReplayReport::default(),
+        };
         let mut failed = None;
         for (path, file, len) in files {
             read_journal(&*file, len, |e| {
@@ -586,6 +630,47 @@ pub(crate) fn wait_released(shared: &Shared) {
     }
 }
 
+/// Encodes the checkpoints that moved into `buf` (entries of segment 0), for journal
+/// generation `generation`; returns them with what they record.
+fn due_checkpoints(
+    checkpoints: Vec<Arc<Shared>>,
+    generation: u64,
+    buf: &mut Vec<u8>,
+) -> Vec<(Arc<Shared>, u64, u64)> {
+    let mut out = Vec::new();
+    for l in checkpoints {
+        l.ckpt_queued.store(false, Ordering::Release);
+        if l.detached.load(Ordering::Acquire) || l.progress.failure().is_some() {
+            continue;
+        }
+        let mut ck = lock(&l.checkpoint);
+        // Cleared first: an ack after `done_seq` is read sets it again.
+        l.checkpoint_dirty.store(false, Ordering::Release);
+        let done = lock(&l.cursor).done_seq;
+        let high_water = l.progress.durable_seq();
+        if done == ck.written_seq && high_water == ck.high_water {
+            ck.written_at = Instant::now();
+            continue;
+        }
+        drop(ck);
+        encode_entry(buf, generation, l.id, 0, done, &high_water.to_le_bytes());
+        out.push((l, done, high_water));
+    }
+    out
+}
+
+/// A checkpoint is durable in journal generation `generation`: the log counts it as written
+/// (retention and the re-delivery bound go by it); its file gets it when the flusher retires
+/// that journal file.
+fn checkpoint_journaled(l: &Shared, done: u64, high_water: u64, generation: u64) {
+    let mut ck = lock(&l.checkpoint);
+    ck.written_seq = ck.written_seq.max(done);
+    ck.high_water = ck.high_water.max(high_water);
+    ck.written_at = Instant::now();
+    l.checkpointed.fetch_max(done, Ordering::AcqRel);
+    let _ = l.ckpt_hold.compare_exchange(0, generation, Ordering::AcqRel, Ordering::Acquire);
+}
+
 /// What the round's logs queued, and the logs that closed; held rounds that are due are
 /// taken again (marked `true`).
 fn take_jobs(
@@ -623,16 +708,20 @@ fn committer(weak: &Weak<GroupInner>) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let Some(g) = weak.upgrade() else { return };
-        let (ready, joining) = {
+        let (ready, joining, checkpoints) = {
             let mut q = lock(&g.queue);
-            (std::mem::take(&mut q.ready), std::mem::take(&mut q.joining))
+            (
+                std::mem::take(&mut q.ready),
+                std::mem::take(&mut q.joining),
+                std::mem::take(&mut q.checkpoints),
+            )
         };
         for w in joining {
             writers.insert(w.shared.key, w);
         }
         let now = Instant::now();
         let held_due = writers.values().any(|w| w.held.is_some() && w.retry_at <= now);
-        if ready.is_empty() && !held_due {
+        if ready.is_empty() && checkpoints.is_empty() && !held_due {
             let next_retry =
                 writers.values().filter(|w| w.held.is_some()).map(|w| w.retry_at).min();
             drop(g);
@@ -642,7 +731,7 @@ fn committer(weak: &Weak<GroupInner>) {
             }
             continue;
         }
-        g.round(&mut writers, ready, &mut buf);
+        g.round(&mut writers, ready, checkpoints, &mut buf);
         if buf.capacity() > 8 << 20 {
             buf = Vec::new();
         }
@@ -664,6 +753,7 @@ impl GroupInner {
         &self,
         writers: &mut HashMap<u64, Writer>,
         ready: Vec<Arc<Shared>>,
+        checkpoints: Vec<Arc<Shared>>,
         buf: &mut Vec<u8>,
     ) {
         self.counters.rounds.fetch_add(1, Ordering::Relaxed);
@@ -680,12 +770,24 @@ impl GroupInner {
         if tight {
             self.give_up_current();
         }
-        let journal = if !tight && jobs.len() >= self.opts.journal_from_logs.max(1) {
-            lock(&self.journal).current.as_ref().map(|f| (f.generation, f.file.clone(), f.len))
-        } else {
+        let file = if tight {
             None
+        } else {
+            lock(&self.journal).current.as_ref().map(|f| (f.generation, f.file.clone(), f.len))
         };
+        let journal =
+            if jobs.len() >= self.opts.journal_from_logs.max(1) { file.clone() } else { None };
         buf.clear();
+        let ckpts = if let Some((generation, _, _)) = &file {
+            due_checkpoints(checkpoints, *generation, buf)
+        } else {
+            // No journal to share: each checkpoint on its own, as without a group.
+            for l in checkpoints {
+                l.ckpt_queued.store(false, Ordering::Release);
+                let _ = crate::retention::write_checkpoint(&l);
+            }
+            Vec::new()
+        };
         let mut staged = Vec::new();
         for (key, job, was_held) in jobs {
             let Some(w) = writers.get_mut(&key) else { continue };
@@ -736,27 +838,8 @@ impl GroupInner {
                 Err(RoundError::Failed) => released.push(key),
             }
         }
-        if !staged.is_empty() {
-            let durable = match &journal {
-                Some((generation, file, len)) => {
-                    self.append_journal(*generation, &**file, *len, buf)
-                }
-                None => false,
-            };
-            if durable {
-                self.counters.journal_rounds.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .journaled_log_rounds
-                    .fetch_add(staged.len() as u64, Ordering::Relaxed);
-            }
-            for (key, job) in staged {
-                let Some(w) = writers.get_mut(&key) else { continue };
-                let outcome = if durable { w.publish_staged(&job) } else { w.sync_staged(&job) };
-                if outcome.is_err() {
-                    released.push(key);
-                }
-                w.round_done();
-            }
+        if !staged.is_empty() || !ckpts.is_empty() {
+            self.commit_journaled(writers, staged, &ckpts, file.as_ref(), buf, &mut released);
         }
         for key in released {
             if let Some(w) = writers.remove(&key) {
@@ -765,6 +848,46 @@ impl GroupInner {
                 if w.shared.close_by_committer.load(Ordering::Acquire) {
                     w.shared.close_in_group();
                     w.shared.detach();
+                }
+            }
+        }
+    }
+
+    /// Makes the staged rounds and the checkpoints of this round durable with one journal
+    /// write and sync; when the journal cannot, each log syncs its own segment (and writes its
+    /// own checkpoint file) instead.
+    fn commit_journaled(
+        &self,
+        writers: &mut HashMap<u64, Writer>,
+        staged: Vec<(u64, Job)>,
+        ckpts: &[(Arc<Shared>, u64, u64)],
+        file: Option<&(u64, Arc<dyn FileHandle>, u64)>,
+        buf: &[u8],
+        released: &mut Vec<u64>,
+    ) {
+        let durable = match file {
+            Some((generation, file, len)) => self.append_journal(*generation, &**file, *len, buf),
+            None => false,
+        };
+        if durable && !staged.is_empty() {
+            self.counters.journal_rounds.fetch_add(1, Ordering::Relaxed);
+            self.counters.journaled_log_rounds.fetch_add(staged.len() as u64, Ordering::Relaxed);
+        }
+        for (key, job) in staged {
+            let Some(w) = writers.get_mut(&key) else { continue };
+            let outcome = if durable { w.publish_staged(&job) } else { w.sync_staged(&job) };
+            if outcome.is_err() {
+                released.push(key);
+            }
+            w.round_done();
+        }
+        for (l, done, high_water) in ckpts {
+            match file {
+                Some((generation, _, _)) if durable => {
+                    checkpoint_journaled(l, *done, *high_water, *generation);
+                }
+                _ => {
+                    let _ = crate::retention::write_checkpoint(l);
                 }
             }
         }
@@ -888,6 +1011,11 @@ impl GroupInner {
     /// `generation`. A log whose sync fails is failed and keeps its journal files.
     fn flush_through(&self, generation: u64) {
         for l in self.live_logs() {
+            let ch = l.ckpt_hold.load(Ordering::Acquire);
+            if ch != 0 && ch <= generation && l.progress.failure().is_none() {
+                // Clears the mark when written; a failure fails the log, which keeps it.
+                let _ = crate::retention::write_checkpoint(&l);
+            }
             let h = l.journal_hold.load(Ordering::Acquire);
             if h == 0 || h > generation || l.progress.failure().is_some() {
                 continue;
@@ -914,9 +1042,10 @@ impl GroupInner {
     fn delete_old(&self) {
         let mut keep = u64::MAX;
         for l in self.live_logs() {
-            let h = l.journal_hold.load(Ordering::Acquire);
-            if h != 0 {
-                keep = keep.min(h);
+            for h in [l.journal_hold.load(Ordering::Acquire), l.ckpt_hold.load(Ordering::Acquire)] {
+                if h != 0 {
+                    keep = keep.min(h);
+                }
             }
         }
         if let Some(p) = lock(&self.pinned).values().min() {

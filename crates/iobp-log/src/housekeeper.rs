@@ -54,8 +54,14 @@ fn pass(budget: &StorageBudget) -> Option<Duration> {
             let since = lock(&l.checkpoint).written_at.elapsed();
             let interval = l.opts.checkpoint_interval;
             if since >= interval || l.checkpoint_overdue() {
-                // A failure is recorded in the log's state by `write_checkpoint` itself.
-                let _ = write_checkpoint(l);
+                match &l.group {
+                    // In a commit group the checkpoints of all logs share the journal's sync.
+                    Some(g) => g.request_checkpoint(l),
+                    // A failure is recorded in the log's state by `write_checkpoint` itself.
+                    None => {
+                        let _ = write_checkpoint(l);
+                    }
+                }
             } else {
                 sooner(interval.saturating_sub(since));
             }

@@ -180,6 +180,9 @@ pub(crate) struct CheckpointState {
     pub generation: u64,
     /// The high-water mark last written.
     pub high_water: u64,
+    /// The Done position and high-water mark in the checkpoint file itself (in a commit
+    /// group, `written_seq` and `high_water` may be newer: made durable in the journal).
+    pub in_file: (u64, u64),
     /// The checkpoint file, open for in-place slot writes; `None` once the log is closed.
     pub file: Option<Box<dyn crate::fs::FileHandle>>,
 }
@@ -241,6 +244,11 @@ pub(crate) struct Shared {
     /// Commit group: the oldest journal generation holding bytes of this log not yet synced to
     /// its segment (0: none).
     pub journal_hold: AtomicU64,
+    /// Commit group: the oldest journal generation holding a checkpoint of this log that its
+    /// checkpoint file does not have yet (0: none).
+    pub ckpt_hold: AtomicU64,
+    /// Commit group: a checkpoint of this log waits for the commit thread.
+    pub ckpt_queued: AtomicBool,
     /// The active segment, for the commit group's flusher.
     pub active_file: Mutex<Option<Arc<dyn FileHandle>>>,
     /// Commit group: set when the commit thread let go of the closing (or failed) log.
@@ -352,8 +360,12 @@ impl Shared {
         if self.progress.failure().is_none() {
             let _ = crate::retention::write_checkpoint(self);
         }
-        let hold = self.journal_hold.load(Ordering::Acquire);
-        if hold != 0 {
+        let hold =
+            [self.journal_hold.load(Ordering::Acquire), self.ckpt_hold.load(Ordering::Acquire)]
+                .into_iter()
+                .filter(|&h| h != 0)
+                .min();
+        if let Some(hold) = hold {
             // Its journaled bytes are written back when the directory is opened again.
             group.pin(&self.dir, hold);
         }
@@ -493,6 +505,7 @@ impl Log {
                 written_at: Instant::now(),
                 generation: rec.checkpoint.generation,
                 high_water: rec.checkpoint.high_water,
+                in_file: (rec.checkpoint.done_seq, rec.checkpoint.high_water),
                 file: Some(rec.checkpoint_file),
             }),
             // Recovery may have moved the Done position or the high-water mark past what the
@@ -515,6 +528,8 @@ impl Log {
             weak_self: weak_self.clone(),
             scheduled: AtomicBool::new(false),
             journal_hold: AtomicU64::new(0),
+            ckpt_hold: AtomicU64::new(0),
+            ckpt_queued: AtomicBool::new(false),
             active_file: Mutex::new(None),
             group_released: (Mutex::new(false), std::sync::Condvar::new()),
             close_by_committer: AtomicBool::new(false),

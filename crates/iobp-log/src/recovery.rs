@@ -459,6 +459,35 @@ fn read_or_create_id(
     Ok(id)
 }
 
+/// Raises the checkpoint in `dir` to a Done position and high-water mark a commit journal
+/// recorded (never lowers it): the next slot is written and synced. A missing, damaged or
+/// version 1 file is left for recovery (which then delivers again from an older position:
+/// never a loss).
+pub(crate) fn raise_checkpoint(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    done: u64,
+    high_water: u64,
+) -> Result<()> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let Ok((c, in_place)) = read_checkpoint(fs, &path) else { return Ok(()) };
+    if !in_place || (done <= c.done_seq && high_water <= c.high_water) {
+        return Ok(());
+    }
+    let n = format::Checkpoint {
+        generation: c.generation + 1,
+        done_seq: done.max(c.done_seq),
+        high_water: high_water.max(c.high_water),
+        written_us: now_us(),
+    };
+    let file = fs.open_rw(&path).map_err(io_err("open", &path))?;
+    let at = format::checkpoint_slot_offset(n.generation) as u64;
+    crate::fs::write_all_at(&*file, &format::encode_checkpoint_slot(&n), at)
+        .map_err(io_err("write", &path))?;
+    file.sync_data().map_err(io_err("sync", &path))?;
+    Ok(())
+}
+
 /// The identity of the log in `dir`, if it has a valid identity file (no side effects).
 pub(crate) fn peek_id(fs: &dyn FileSystem, dir: &Path) -> Option<u64> {
     let mut buf = [0u8; ID_LEN + 1];

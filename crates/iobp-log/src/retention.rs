@@ -499,8 +499,9 @@ pub(crate) fn write_checkpoint(shared: &Shared) -> Result<()> {
     shared.checkpoint_dirty.store(false, Ordering::Release);
     let done = lock(&shared.cursor).done_seq;
     let high_water = shared.progress.durable_seq();
-    if done == ck.written_seq && high_water == ck.high_water {
+    if (done, high_water) == ck.in_file {
         ck.written_at = Instant::now();
+        shared.ckpt_hold.store(0, Ordering::Release);
         return Ok(());
     }
     let Some(file) = ck.file.as_ref() else { return Err(Error::Closed) };
@@ -518,6 +519,9 @@ pub(crate) fn write_checkpoint(shared: &Shared) -> Result<()> {
     ck.generation = c.generation;
     ck.written_seq = done;
     ck.high_water = high_water;
+    ck.in_file = (done, high_water);
+    // Nothing a journaled checkpoint holds is newer than what the file has now.
+    shared.ckpt_hold.store(0, Ordering::Release);
     ck.written_at = Instant::now();
     shared.checkpointed.store(done, Ordering::Release);
     Ok(())

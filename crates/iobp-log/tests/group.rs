@@ -448,3 +448,47 @@ fn a_data_directory_of_the_release_before_groups_opens_with_nothing_lost_or_reor
         }
     }
 }
+
+#[test]
+fn checkpoints_share_the_journal_sync_and_survive_a_power_cut_before_their_file_is_written() {
+    let fs = SimFs::new();
+    // The flusher would write checkpoint files only after a minute: a power cut comes first.
+    let gopts = GroupOptions { flush_interval: Duration::from_secs(60), ..group_opts(&fs) };
+    let budget = StorageBudget::default();
+    let (group, _) = CommitGroup::open(JOURNAL, &[PathBuf::from(LOGS)], gopts.clone()).expect("g");
+    let logs: Vec<Log> = (0..3)
+        .map(|i| Log::open(log_dir(i), log_opts(&fs, &group, &budget)).expect("open"))
+        .collect();
+    for l in &logs {
+        let batch: Vec<Vec<u8>> = (0..100).map(|c| payload(0, c)).collect();
+        l.try_append_batch(&batch).expect("queue").wait().expect("durable");
+        let b = l.read_batch(60, 1 << 20).expect("read");
+        l.ack_through(b.last_seq().expect("records")).expect("ack");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logs.iter().any(|l| l.stats().checkpoint_seq != 60) {
+        assert!(Instant::now() < deadline, "checkpoints never written");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let in_file: Vec<u64> = (0..3)
+        .map(|i| {
+            let f = fs.read_file(&log_dir(i).join("checkpoint")).expect("checkpoint file");
+            iobp_log::format::decode_checkpoint_file(&f).expect("valid").done_seq
+        })
+        .collect();
+    assert_eq!(in_file, [0, 0, 0], "checkpoints went to their files, not the journal");
+    let survivor = fs.power_cut(TornWrites::LoseAll, 5);
+    drop(logs);
+    drop(group);
+    let gopts = GroupOptions { fs: Arc::new(survivor.clone()), ..gopts };
+    let (group, replay) = CommitGroup::open(JOURNAL, &[PathBuf::from(LOGS)], gopts).expect("g");
+    assert!(replay.entries >= 3, "{replay:?}");
+    for i in 0..3 {
+        let log = Log::open(log_dir(i), log_opts(&survivor, &group, &budget)).expect("reopen");
+        assert_eq!(
+            log.open_report().resume_seq,
+            61,
+            "log {i}: delivery resumes after the journaled checkpoint"
+        );
+    }
+}
