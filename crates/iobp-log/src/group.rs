@@ -789,6 +789,13 @@ impl GroupInner {
             Vec::new()
         };
         let mut staged = Vec::new();
+        let closing: Vec<u64> = jobs
+            .iter()
+            .filter(|(key, _, _)| {
+                writers.get(key).is_some_and(|w| w.shared.shutdown.load(Ordering::Acquire))
+            })
+            .map(|(key, _, _)| *key)
+            .collect();
         for (key, job, was_held) in jobs {
             let Some(w) = writers.get_mut(&key) else { continue };
             let outcome = match &journal {
@@ -840,6 +847,13 @@ impl GroupInner {
         }
         if !staged.is_empty() || !ckpts.is_empty() {
             self.commit_journaled(writers, staged, &ckpts, file.as_ref(), buf, &mut released);
+        }
+        // A closing log whose last records were just written is taken again, to close: its
+        // own writer thread would loop until the queue is empty, nothing else schedules it.
+        for key in closing {
+            if let Some(w) = writers.get(&key).filter(|w| w.held.is_none()) {
+                self.schedule(&w.shared);
+            }
         }
         for key in released {
             if let Some(w) = writers.remove(&key) {

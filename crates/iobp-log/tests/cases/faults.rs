@@ -203,14 +203,6 @@ fn bytes_whose_fdatasync_failed_are_never_trusted_after_reopen() {
 #[test]
 fn a_full_file_system_holds_appends_back_and_they_resume_when_space_returns() {
     let fs = SimFs::new();
-    if super::group_for(&fs).is_some() {
-        // KNOWN OPEN (issue 12 note): in a group that journals every round, the held round
-        // on this nearly full file system takes seconds to tens of seconds to get its room
-        // back instead of milliseconds; not yet understood. The engine's and the binary's
-        // full-disk tests (tmpfs, ext4) run the product's group settings.
-        eprintln!("skipped in journal-every-round group mode: known open defect");
-        return;
-    }
     let log = Log::open("/l", LogOptions { segment_bytes: 4096, ..opts(&fs) }).expect("open");
     let p = vec![3u8; 200];
     let mut confirmed = 0u64;
