@@ -557,10 +557,9 @@ impl Writer {
         let shared = self.shared.clone();
         match self.write_chunk(0, self.spare.len()) {
             Ok(()) => Ok(staged),
-            Err((path, e)) if is_no_space(&e) => {
+            Err((_, e)) if is_no_space(&e) => {
                 self.undo(staged.offset, RoundFiles::default())?;
                 self.shared.no_space.store(true, Ordering::Release);
-                let _ = path;
                 Err(RoundError::NoSpace)
             }
             Err((path, e)) => {
