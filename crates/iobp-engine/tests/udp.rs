@@ -78,6 +78,9 @@ async fn datagrams_the_kernel_drops_are_counted_never_silent() {
     let h = Harness::with_fs(&fs).await;
     let ip = loopback();
     let (src, dst) = (free_udp_port(&ip), free_port(&ip));
+    // A destination that takes everything: a failing one would overwrite the source's last
+    // error, which is what this test reads.
+    let (_received, _listener) = receiver((&ip, dst)).await;
     h.add(&udp_pair("u", &ip, src, dst, r#", "receive_buffer_bytes": 65536"#)).await;
     h.wait_for("u", 10, "listening", |s| s.source.color != Color::White).await;
     fs.set_faults(iobp_log::sim::Faults {
