@@ -604,7 +604,13 @@ impl CommitGroup {
 fn log_dirs(fs: &dyn FileSystem, roots: &[PathBuf]) -> HashMap<u64, PathBuf> {
     let mut map = HashMap::new();
     for root in roots {
-        for name in fs.list_dir(root).unwrap_or_default() {
+        // A directory being deleted is no log's any more: never replay into it.
+        for name in fs
+            .list_dir(root)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !crate::retire::is_retired(n))
+        {
             let dir = root.join(name);
             if let Some(id) = crate::recovery::peek_id(fs, &dir) {
                 map.insert(id, dir);

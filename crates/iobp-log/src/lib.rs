@@ -154,6 +154,7 @@ mod ranges;
 mod reader;
 mod recovery;
 mod retention;
+pub mod retire;
 pub mod scan;
 pub mod sim;
 mod wait;
@@ -165,6 +166,7 @@ pub use crate::log::{Log, LogOptions, LogStats, MessageState};
 pub use crate::reader::{Batch, Record, RecordRef};
 pub use crate::recovery::OpenReport;
 pub use crate::retention::{RetentionReport, StorageBudget, WARNING_RATIO};
+pub use crate::retire::{Retired, remove_retired};
 pub use crate::wait::{Commit, Durable, Ready, block_on};
 pub use crate::writer::TaggedAppend;
 

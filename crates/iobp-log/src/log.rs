@@ -836,8 +836,17 @@ impl Log {
         self.shared().check_failed()
     }
 
-    /// Closes the log and removes its directory and every message in it, for good.
+    /// Closes the log and removes its directory and every message in it, for good
+    /// ([`Log::retire`], then [`crate::Retired::remove`]).
     pub fn delete(self) -> Result<()> {
+        self.retire()?.remove()
+    }
+
+    /// Closes the log and moves its directory aside, durably, for deletion: from its return
+    /// no start opens this log again, and a crash leaves only a directory that
+    /// [`crate::remove_retired`] clears (see [`crate::retire`]). Its records leave the storage
+    /// budget now.
+    pub fn retire(self) -> Result<crate::Retired> {
         self.inner.stop_writer();
         let dir = self.shared().dir.clone();
         let fs = self.shared().fs.clone();
@@ -846,10 +855,6 @@ impl Log {
         if let Some(g) = group {
             g.unpin(&dir);
         }
-        fs.remove_dir_all(&dir).map_err(|e| Error::io("remove log directory", &dir, e))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
-        }
-        Ok(())
+        crate::retire::move_aside(fs, &dir)
     }
 }

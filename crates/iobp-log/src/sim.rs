@@ -78,11 +78,15 @@ pub struct SimFs {
 #[derive(Debug, Clone)]
 enum Entry {
     File(u64),
-    Dir,
+    /// A directory, by identity: a renamed directory keeps its identity (and, after a power
+    /// cut that lost the rename, its contents under the old name).
+    Dir(u64),
 }
 
 #[derive(Debug, Default, Clone)]
 struct Dir {
+    /// Identity (an inode number); the root is 0.
+    id: u64,
     entries: BTreeMap<OsString, Entry>,
     durable: BTreeMap<OsString, Entry>,
 }
@@ -247,18 +251,20 @@ impl SimFs {
         let mut new = State { next_ino: st.next_ino, ..State::default() };
         new.dirs.insert(PathBuf::from("/"), Dir::default());
         // Walk the durable tree from the root; anything not reachable through durable entries
-        // is gone.
-        let mut stack = vec![PathBuf::from("/")];
-        while let Some(dir) = stack.pop() {
-            let Some(old) = st.dirs.get(&dir) else {
+        // is gone. Directories are found by identity: one renamed since its parent was last
+        // synced comes back under its durable name.
+        let by_id: HashMap<u64, &Dir> = st.dirs.values().map(|d| (d.id, d)).collect();
+        let mut stack = vec![(PathBuf::from("/"), 0)];
+        while let Some((dir, id)) = stack.pop() {
+            let Some(old) = by_id.get(&id) else {
                 continue;
             };
-            let mut d = Dir::default();
+            let mut d = Dir { id, ..Dir::default() };
             for (name, entry) in &old.durable {
                 d.entries.insert(name.clone(), entry.clone());
                 d.durable.insert(name.clone(), entry.clone());
                 match entry {
-                    Entry::Dir => stack.push(dir.join(name)),
+                    Entry::Dir(child) => stack.push((dir.join(name), *child)),
                     Entry::File(ino) => {
                         if new.nodes.contains_key(ino) {
                             continue;
@@ -372,7 +378,7 @@ impl State {
         let (parent, name) = split(path)?;
         match self.dirs.get(&parent).and_then(|d| d.entries.get(&name)) {
             Some(Entry::File(ino)) => Ok(*ino),
-            Some(Entry::Dir) => Err(io::Error::other("is a directory")),
+            Some(Entry::Dir(_)) => Err(io::Error::other("is a directory")),
             None => Err(not_found(path)),
         }
     }
@@ -523,8 +529,10 @@ impl FileSystem for SimFs {
                 if matches!(parent.entries.get(name), Some(Entry::File(_))) {
                     return Err(io::Error::new(io::ErrorKind::AlreadyExists, "is a file"));
                 }
-                parent.entries.insert(name.to_os_string(), Entry::Dir);
-                st.dirs.insert(child.clone(), Dir::default());
+                let id = st.alloc_ino();
+                let parent = st.dirs.get_mut(&cur).ok_or_else(|| not_found(&cur))?;
+                parent.entries.insert(name.to_os_string(), Entry::Dir(id));
+                st.dirs.insert(child.clone(), Dir { id, ..Dir::default() });
             }
             cur = child;
         }
@@ -570,6 +578,17 @@ impl FileSystem for SimFs {
             .get_mut(&fp)
             .and_then(|d| d.entries.remove(&fname))
             .ok_or_else(|| not_found(from))?;
+        if matches!(entry, Entry::Dir(_)) {
+            // The directory and everything under it now live at the new path.
+            let (from, to) = (normalize(from), normalize(to));
+            let moved: Vec<PathBuf> =
+                st.dirs.keys().filter(|p| p.starts_with(&from)).cloned().collect();
+            for old in moved {
+                if let (Some(d), Ok(rest)) = (st.dirs.remove(&old), old.strip_prefix(&from)) {
+                    st.dirs.insert(to.join(rest), d);
+                }
+            }
+        }
         st.dirs.get_mut(&tp).ok_or_else(|| not_found(&tp))?.entries.insert(tname, entry);
         Ok(())
     }
@@ -687,6 +706,30 @@ mod tests {
         let lost = fs.power_cut(TornWrites::LoseAll, 3);
         assert!(lost.read_file(Path::new("/final")).is_err());
         assert!(lost.read_file(Path::new("/tmp1")).is_ok());
+    }
+
+    #[test]
+    fn a_renamed_directory_keeps_its_files_and_its_durable_name_wins_a_power_cut() {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/d/a/sub")).expect("mkdir");
+        let f = write(&fs, "/d/a/sub/f", b"data");
+        f.sync_data().expect("sync");
+        for dir in ["/", "/d", "/d/a", "/d/a/sub"] {
+            fs.sync_dir(Path::new(dir)).expect("sync dir");
+        }
+        fs.rename(Path::new("/d/a"), Path::new("/d/b")).expect("rename");
+        assert!(!fs.dir_exists(Path::new("/d/a")));
+        assert_eq!(fs.read_file(Path::new("/d/b/sub/f")).expect("moved"), b"data");
+        // Not yet durable: the cut brings it back under its old name, contents and all.
+        let cut = fs.power_cut(TornWrites::LoseAll, 1);
+        assert_eq!(cut.read_file(Path::new("/d/a/sub/f")).expect("old name"), b"data");
+        assert!(!cut.dir_exists(Path::new("/d/b")));
+        // Durable: the new name survives.
+        cut.rename(Path::new("/d/a"), Path::new("/d/b")).expect("rename");
+        cut.sync_dir(Path::new("/d")).expect("sync dir");
+        let cut2 = cut.power_cut(TornWrites::LoseAll, 2);
+        assert_eq!(cut2.read_file(Path::new("/d/b/sub/f")).expect("new name"), b"data");
+        assert!(!cut2.dir_exists(Path::new("/d/a")));
     }
 
     #[test]

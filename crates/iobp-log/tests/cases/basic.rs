@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use iobp_log::fs::FileSystem as _;
 use iobp_log::sim::{SimFs, TornWrites};
 use iobp_log::{Error, Log, LogOptions, MessageState, StorageBudget};
 
@@ -482,4 +483,62 @@ fn the_budget_counts_the_file_systems_free_space() {
     assert!(budget.effective_limit() < 200_000);
     assert!(budget.is_warning());
     assert!(log.failure().is_none());
+}
+
+/// Deletion goes through the file system trait: a power cut at any point after `retire`
+/// returns never brings the log back, a cut before its rename was synced leaves the log whole
+/// where it was, and the next start clears what a cut interrupted — while the log beside it
+/// keeps every record.
+#[test]
+fn a_deleted_log_never_comes_back_and_its_neighbour_keeps_everything() {
+    let modes = [TornWrites::LoseAll, TornWrites::KeepPrefix, TornWrites::Garbage];
+    for (round, torn) in modes.into_iter().enumerate() {
+        let seed = round as u64;
+        for removed in [false, true] {
+            let fs = SimFs::new();
+            let keep = Log::open("/data/keep", sim_opts(&fs)).expect("open keep");
+            let gone = Log::open("/data/gone", sim_opts(&fs)).expect("open gone");
+            append_n(&keep, 1..=40);
+            append_n(&gone, 1..=40);
+            let retired = gone.retire().expect("retire");
+            assert!(!fs.dir_exists(Path::new("/data/gone")), "moved aside at once");
+            if removed {
+                retired.remove().expect("remove");
+            }
+            drop(keep);
+            let after = fs.power_cut(torn, seed);
+            // The group of the new file system (if any) replays its journal here, before the
+            // leftovers are cleared: nothing may go into the retired directory or recreate it.
+            let keep = Log::open("/data/keep", sim_opts(&after)).expect("reopen keep");
+            let left = iobp_log::remove_retired(&after, Path::new("/data")).expect("clear");
+            assert_eq!(
+                left,
+                usize::from(!removed),
+                "{torn:?}: the interrupted deletion is cleared"
+            );
+            let names = after.list_dir(Path::new("/data")).expect("list");
+            assert!(
+                names.iter().all(|n| n == "keep"),
+                "{torn:?}, removed {removed}: only the kept log is left: {names:?}"
+            );
+            assert_eq!(drain(&keep).len(), 40, "{torn:?}: the neighbour kept every record");
+            let fresh = Log::open("/data/gone", sim_opts(&after)).expect("open fresh");
+            assert_eq!(fresh.stats().next_seq, 1, "{torn:?}: the deleted log never comes back");
+        }
+    }
+}
+
+/// A cut between the rename and the sync of its parent: the log is still there, whole.
+#[test]
+fn a_deletion_cut_before_its_rename_was_durable_leaves_the_log_whole() {
+    let fs = SimFs::new();
+    let gone = Log::open("/data/gone", sim_opts(&fs)).expect("open");
+    append_n(&gone, 1..=25);
+    fs.set_faults(iobp_log::sim::Faults { fail_sync_dir: true, ..Default::default() });
+    let err = gone.retire().expect_err("the parent's sync fails");
+    assert!(err.to_string().contains("sync directory"), "{err}");
+    let after = fs.power_cut(TornWrites::LoseAll, 7);
+    assert_eq!(iobp_log::remove_retired(&after, Path::new("/data")).expect("clear"), 0);
+    let back = Log::open("/data/gone", sim_opts(&after)).expect("reopen");
+    assert_eq!(drain(&back).len(), 25, "the rename was never durable: every record is there");
 }
