@@ -4,7 +4,7 @@
 //! validation.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -22,6 +22,12 @@ use crate::feed::LiveFeed;
 use crate::relay::{HandOverError, RelayIo, RelayMode, RelayRefusal};
 use crate::side::SideCtx;
 use crate::stats::{Color, PairSnapshot, PairStats, Side};
+
+mod browse;
+
+pub use browse::{
+    BufferedMessage, MAX_PAGE, MessagePage, MessageQuery, MessageState, StorageFigures,
+};
 
 /// Errors of engine operations.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,30 @@ pub enum EngineError {
     /// The engine is shutting down.
     #[error("ioBufferPro is shutting down")]
     ShuttingDown,
+    /// The message is not in the pair's buffer (never stored, or removed by retention).
+    #[error("message {seq} is not in the buffer")]
+    MessageNotFound {
+        /// The pair.
+        id: String,
+        /// The message's sequence number.
+        seq: u64,
+    },
+    /// Only delivered messages can be re-sent; this one will be delivered anyway.
+    #[error("message {seq} is {}; only delivered (done) messages can be re-sent", state.as_str())]
+    NotDelivered {
+        /// The message's sequence number.
+        seq: u64,
+        /// Where it is.
+        state: MessageState,
+    },
+    /// The buffer (or the storage budget) has no room for the message now.
+    #[error("cannot store the copy: {detail}")]
+    BufferFull {
+        /// The pair.
+        id: String,
+        /// Which limit, and how far.
+        detail: String,
+    },
 }
 
 /// How the engine is set up.
@@ -150,12 +180,13 @@ impl Engine {
     /// pairs. Must be called inside a tokio runtime.
     pub async fn start(opts: EngineOptions, pairs: Vec<ChannelPairSpec>) -> (Engine, StartReport) {
         let logs_dir = opts.data_dir.join("logs");
-        remove_deleted_leftovers(&logs_dir);
+        let log_fs = opts.log_fs.clone().unwrap_or_else(|| Arc::new(iobp_log::fs::StdFs));
+        // Buffers whose deletion a crash interrupted go before anything opens or replays.
+        if let Err(e) = iobp_log::remove_retired(&*log_fs, &logs_dir) {
+            tracing::error!("could not clear deleted buffers: {e}");
+        }
         let mut report = StartReport::default();
-        let group_opts = GroupOptions {
-            fs: opts.log_fs.clone().unwrap_or_else(|| Arc::new(iobp_log::fs::StdFs)),
-            ..GroupOptions::default()
-        };
+        let group_opts = GroupOptions { fs: log_fs, ..GroupOptions::default() };
         let journal_dir = opts.data_dir.join("journal");
         let (root, fs_dir) = (logs_dir.clone(), journal_dir.clone());
         // Replaying a journal reads and writes the disk: off the async workers.
@@ -391,26 +422,6 @@ impl Engine {
         read(&self.inner.settings).clone()
     }
 
-    /// The global storage budget.
-    pub fn budget(&self) -> &StorageBudget {
-        &self.inner.budget
-    }
-
-    /// A pair's buffer (for the message browser).
-    pub fn log(&self, id: &str) -> Option<Log> {
-        read(&self.inner.pairs).get(id).map(|e| e.log.clone())
-    }
-
-    /// A pair's live feed.
-    pub fn feed(&self, id: &str) -> Option<Arc<LiveFeed>> {
-        read(&self.inner.pairs).get(id).map(|e| e.feed.clone())
-    }
-
-    /// A pair's counters.
-    pub fn stats(&self, id: &str) -> Option<Arc<PairStats>> {
-        read(&self.inner.pairs).get(id).map(|e| e.stats.clone())
-    }
-
     fn check_open(&self) -> Result<(), EngineError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             Err(EngineError::ShuttingDown)
@@ -495,9 +506,9 @@ impl Engine {
 
     /// Deletes a pair with its configuration and every buffered message, for good.
     ///
-    /// Crash safety: the buffer directory is first renamed to a `.deleted-…` name (removed
-    /// at the next start if a crash interrupts), then the configuration row is deleted, then
-    /// the directory.
+    /// Crash safety: the buffer is first moved aside ([`iobp_log::Log::retire`]: removed at
+    /// the next start if a crash interrupts), then the configuration row is deleted, then the
+    /// buffer's directory.
     pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
         let _admin = self.inner.admin.lock().await;
         self.check_open()?;
@@ -508,40 +519,21 @@ impl Engine {
         let Some(entry) = write(&self.inner.pairs).remove(id) else {
             return Err(EngineError::NotFound(id.to_string()));
         };
-        if self.inner.log_fs.is_some() {
-            // A substituted (simulated) file system: let the buffer remove itself.
-            self.inner.repo.delete_pair(id)?;
-            return blocking(move || entry.log.delete())
-                .await
-                .map_err(|source| EngineError::Buffer { id: id.to_string(), source });
-        }
-        let dir = self.log_dir(id);
-        let logs_dir = self.inner.logs_dir.clone();
-        let trash = logs_dir.join(format!(
-            ".deleted-{id}-{}",
-            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-        ));
-        // Closing (a final checkpoint) and the renames and syncs are disk work: off the async
-        // workers, which run every other pair.
-        let (moved_dir, trash2) = (dir.clone(), trash.clone());
-        let moved = blocking(move || {
-            let _ = entry.log.close();
-            let moved = std::fs::rename(&moved_dir, &trash2).is_ok();
-            if moved {
-                sync_dir(&logs_dir);
-            }
-            Ok(moved)
-        })
-        .await
-        .unwrap_or(false);
+        // Closing (a final checkpoint), the rename and the syncs are disk work: off the async
+        // workers, which run every other pair. Once the buffer is moved aside no start opens
+        // it again; a crash before it is removed leaves a directory the next start clears.
+        let retired = blocking(move || entry.log.retire()).await;
         self.inner.repo.delete_pair(id)?;
-        let target = if moved { trash } else { dir };
-        let removed = target.clone();
-        if let Ok(Err(e)) =
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&removed)).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::error!(pair = id, "could not remove {}: {e}", target.display());
+        match retired {
+            Ok(retired) => {
+                let path = retired.path().to_path_buf();
+                if let Err(e) = blocking(move || retired.remove()).await {
+                    tracing::error!(pair = id, "could not remove {}: {e}", path.display());
+                }
+            }
+            Err(e) => {
+                tracing::error!(pair = id, "could not move the buffer aside to delete it: {e}");
+            }
         }
         tracing::info!(pair = id, "deleted with its buffer");
         Ok(())
@@ -697,7 +689,7 @@ impl Engine {
         if !due || self.inner.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        let stats = self.stats(id);
+        let stats = read(&self.inner.pairs).get(id).map(|e| e.stats.clone());
         if first {
             tracing::error!(pair = id, "buffer failed ({cause}); healing: reopening it");
             if let Some(s) = &stats {
@@ -990,23 +982,4 @@ fn storage_alarm(
     } else {
         format!("max_storage_mb ({} MiB) is reached: {held}", mib(limit))
     })
-}
-
-/// Removes buffer directories whose deletion a crash interrupted.
-fn remove_deleted_leftovers(logs_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(logs_dir) else { return };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".deleted-") {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(f) = std::fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }

@@ -11,11 +11,11 @@
 //! - **FIFO, at-least-once.** Destinations deliver in sequence order; anything not confirmed
 //!   when a connection fails returns to Pending and is delivered again, first. A duplicate is
 //!   possible only for a message in flight at that moment (counted in `retries`).
-//! - **Isolation.** Each pair has its own tasks and its own buffer (with its own writer
-//!   thread); a stalled or failing pair never blocks another.
+//! - **Isolation.** Each pair has its own tasks and its own buffer (its own segments; all
+//!   buffers share one commit thread); a stalled or failing pair never blocks another.
 //! - **Never silent.** Oversize or malformed frames, undeliverable messages, refused
 //!   datagrams and refused (NAK) messages are counted, logged with a hex preview, and kept for
-//!   operators ([`PairStats::rejections`]).
+//!   operators ([`Engine::rejections`]).
 //! - **Bounded.** Read buffers, batches, in-flight commits per connection, the live feed and
 //!   the rejection list all have fixed upper bounds.
 //!
@@ -35,13 +35,14 @@ mod source;
 mod stats;
 mod tls;
 
-pub use crate::backoff::Backoff;
-pub use crate::engine::{Engine, EngineError, EngineOptions, StartReport};
-pub use crate::feed::{FEED_LEN, FeedEntry, LiveFeed, PREVIEW_BYTES};
+pub use crate::engine::{
+    BufferedMessage, Engine, EngineError, EngineOptions, MAX_PAGE, MessagePage, MessageQuery,
+    MessageState, StartReport, StorageFigures,
+};
+pub use crate::feed::FeedEntry;
 pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{
-    Color, FailoverState, MAX_REJECTED_KEPT, PairSnapshot, PairStats, Rejected, RelayLag, Side,
-    SideSnapshot, SideStatus, hex_preview,
+    Color, FailoverState, PairSnapshot, Rejected, RelayLag, Side, SideSnapshot,
 };
 
 /// Every `fdatasync`/`fsync` (files and directories) this process has asked the operating

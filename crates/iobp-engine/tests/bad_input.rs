@@ -27,7 +27,7 @@ async fn oversize_frame_is_rejected_counted_and_the_stream_resyncs() {
     assert_eq!(got.wait_lines(2, 10).await, vec!["before", "after"]);
     let snap = h.snap("o");
     assert_eq!(snap.rejected, 1);
-    let r = &h.engine.stats("o").expect("stats").rejections()[0];
+    let r = &h.engine.rejections("o").expect("rejections")[0];
     assert!(r.reason.contains("oversize"), "{r:?}");
     assert_eq!(r.len, 5001, "the whole frame with its delimiter is accounted for");
     assert!(r.preview.starts_with("48 48 48"), "hex preview: {}", r.preview);
@@ -53,7 +53,7 @@ async fn malformed_mllp_is_reported_and_valid_frames_still_pass() {
     assert_eq!(got.wait_lines(2, 10).await, vec!["MSH|one", "MSH|two"]);
     h.wait_for("mal", 5, "three rejections", |s| s.rejected == 3).await;
     let reasons: Vec<String> =
-        h.engine.stats("mal").expect("stats").rejections().into_iter().map(|r| r.reason).collect();
+        h.engine.rejections("mal").expect("rejections").into_iter().map(|r| r.reason).collect();
     assert!(reasons.iter().filter(|r| r.contains("outside a frame")).count() == 2, "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("started again")), "{reasons:?}");
 }
@@ -110,7 +110,7 @@ async fn idle_connection_is_closed_and_its_partial_frame_reported() {
         s.rejected == 1 && s.source.connections == 0
     })
     .await;
-    let r = &h.engine.stats("idle").expect("stats").rejections()[0];
+    let r = &h.engine.rejections("idle").expect("rejections")[0];
     assert!(r.reason.contains("idle"), "{r:?}");
     assert_eq!(r.len, "partial without end".len() as u64);
 }

@@ -345,3 +345,46 @@ async fn receiver_restarting_between_bursts_loses_nothing() {
     assert_eq!(all, want);
     assert_eq!(h.snap("r").sent, 800);
 }
+
+/// A re-send is an engine operation: the copy is stored after everything buffered, counted as
+/// received, shown in the source's live view and delivered; only delivered messages can be
+/// re-sent, and a message not in the buffer is said to be missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_message_is_resent_as_a_counted_copy() {
+    use iobp_engine::{EngineError, MessageQuery, MessageState, Side};
+    let h = Harness::new().await;
+    let ip = loopback();
+    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let (got, _r) = receiver((&ip, dst)).await;
+    h.add(&line_pair("r", (&ip, src), (&ip, dst))).await;
+    send_lines((&ip, src), ["one".to_string(), "two".into(), "three".into()]).await;
+    got.wait_lines(3, 10).await;
+    h.wait_for("r", 10, "all done", |s| s.done == 3).await;
+    let done = MessageQuery {
+        state: Some(MessageState::Done),
+        from_seq: Some(1),
+        limit: 10,
+        preview_bytes: 16,
+        ..MessageQuery::default()
+    };
+    let page = h.engine.messages("r", done).await.expect("browse");
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+
+    let copy = h.engine.resend("r", 2).await.expect("resend");
+    assert_eq!(copy, 4, "after everything already buffered");
+    assert_eq!(got.wait_lines(4, 10).await, ["one", "two", "three", "two"]);
+    h.wait_for("r", 10, "the copy delivered", |s| s.done == 4).await;
+    let s = h.snap("r");
+    assert_eq!((s.received, s.sent), (4, 4), "received and sent keep adding up");
+    let recent = h.engine.recent("r", Side::Source).expect("feed");
+    let newest = recent.first().expect("an entry");
+    assert_eq!((newest.seq, newest.peer.as_deref()), (Some(4), Some("re-send of #2")));
+    let stored = h.engine.message("r", 4).await.expect("the copy");
+    assert_eq!((stored.payload.as_slice(), stored.state), (b"two".as_slice(), MessageState::Done));
+
+    assert!(matches!(
+        h.engine.resend("r", 99).await,
+        Err(EngineError::MessageNotFound { seq: 99, .. })
+    ));
+    assert!(matches!(h.engine.resend("nope", 1).await, Err(EngineError::NotFound(_))));
+}

@@ -218,10 +218,16 @@ async fn protocol_violations_are_refused_cleanly() {
         assert_eq!(ack, iobp_relay::Frame::Ack { through: 1 }, "acknowledged once durable");
     }
     b.wait_for("in", 5, "stored once", |s| s.received == 1 && s.duplicates_dropped == 1).await;
-    let stored = b.engine.log("in").expect("log").read_range(1, 10, 1 << 20).expect("browse");
+    let query = iobp_engine::MessageQuery {
+        from_seq: Some(1),
+        limit: 10,
+        preview_bytes: 1 << 20,
+        ..iobp_engine::MessageQuery::default()
+    };
+    let stored = b.engine.messages("in", query).await.expect("browse").messages;
     assert_eq!(stored.len(), 1);
     assert_eq!(
-        stored.iter().next().map(|r| (r.payload, r.origin)),
+        stored.first().map(|m| (m.payload.as_slice(), m.origin)),
         Some((b"one".as_slice(), Some((43, 1))))
     );
 }

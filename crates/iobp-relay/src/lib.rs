@@ -17,7 +17,8 @@
 //!
 //! ## Connection
 //!
-//! HTTP/1.1 on the remote instance's Operations Portal port (`https://` for TLS):
+//! HTTP/1.1 on the remote instance's Operations Portal port (`https://` for TLS); the paths,
+//! headers and JSON shapes are in [`http`]:
 //!
 //! 1. `POST /api/v1/relay/session` with `{"username": "...", "password": "..."}` returns
 //!    `{"token": "...", "expires_in_s": N}` for a user whose role allows relaying (`relay`
@@ -72,6 +73,8 @@
 //!   [`IDLE_TIMEOUT_S`] seconds is dead.
 
 #![warn(missing_docs)]
+
+pub mod http;
 
 use std::fmt;
 

@@ -131,19 +131,19 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
             );
         }
     }
-    let budget = s.engine.budget();
+    let budget = s.engine.storage();
     let instance_gauges: [(&str, &str, u64); 5] = [
-        ("iobp_storage_used_bytes", "Bytes used by all buffers.", budget.used()),
-        ("iobp_storage_limit_bytes", "max_storage_mb in bytes.", budget.limit()),
+        ("iobp_storage_used_bytes", "Bytes used by all buffers.", budget.used),
+        ("iobp_storage_limit_bytes", "max_storage_mb in bytes.", budget.limit),
         (
             "iobp_storage_effective_limit_bytes",
             "The storage limit in force: max_storage_mb, or less where the disk has less room.",
-            budget.effective_limit(),
+            budget.effective_limit,
         ),
         (
             "iobp_storage_disk_bound",
             "1 when the disk, not max_storage_mb, bounds the buffers.",
-            u64::from(budget.disk_bound()),
+            u64::from(budget.disk_bound),
         ),
         ("iobp_uptime_seconds", "Time since start.", s.started.elapsed().as_secs()),
     ];

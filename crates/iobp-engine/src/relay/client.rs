@@ -1,7 +1,7 @@
 //! Opening a relay connection to a remote instance (`remote_icombuffer` with a `url`).
 //!
 //! TCP (TLS for `https://`), then HTTP/1.1 on that connection: a token from
-//! `POST /api/v1/relay/session` (the password is checked once by the remote; the token is
+//! `POST /api/v1/relay/session` (paths and shapes from `iobp_relay::http`) (the password is checked once by the remote; the token is
 //! kept and reused until the remote refuses it), then
 //! `GET /api/v1/relay/channels/{channel}/{push|pull}` upgraded to the relay protocol.
 
@@ -98,7 +98,7 @@ impl Client {
         tokio::spawn(async move {
             let _ = driver.with_upgrades().await;
         });
-        let path = format!("/api/v1/relay/channels/{}/{}", self.spec.channel_id, mode.as_str());
+        let path = iobp_relay::http::channel_path(&self.spec.channel_id, mode);
         for attempt in 0..2 {
             let token = match self.token.clone() {
                 Some(t) => t,
@@ -108,7 +108,7 @@ impl Client {
                 .header(HOST, &self.target.authority)
                 .header(CONNECTION, "upgrade")
                 .header(UPGRADE, iobp_relay::PROTOCOL)
-                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .header(AUTHORIZATION, iobp_relay::http::bearer(&token))
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| format!("request: {e}"))?;
             let resp = send(&mut conn, req).await?;
@@ -156,11 +156,15 @@ impl Client {
         conn: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     ) -> Result<String, String> {
         let auth = self.spec.auth.as_ref().ok_or("no credentials configured (auth)")?;
-        let body = serde_json::json!({"username": auth.username, "password": auth.password});
-        let req = Request::post("/api/v1/relay/session")
+        let body = iobp_relay::http::LoginRequest {
+            username: auth.username.clone(),
+            password: auth.password.clone(),
+        };
+        let body = serde_json::to_string(&body).map_err(|e| format!("request: {e}"))?;
+        let req = Request::post(iobp_relay::http::SESSION_PATH)
             .header(HOST, &self.target.authority)
             .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("request: {e}"))?;
         let resp = send(conn, req).await?;
         let status = resp.status();
@@ -171,16 +175,11 @@ impl Client {
                 auth.username
             ));
         }
-        let t: TokenDto = serde_json::from_str(&text)
+        let t: iobp_relay::http::Token = serde_json::from_str(&text)
             .map_err(|e| format!("unexpected answer to the relay login: {e}"))?;
         self.token = Some(t.token.clone());
         Ok(t.token)
     }
-}
-
-#[derive(serde::Deserialize)]
-struct TokenDto {
-    token: String,
 }
 
 async fn send(

@@ -26,24 +26,10 @@ use tokio::sync::mpsc;
 pub trait RelayIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RelayIo for T {}
 
-/// What the connecting instance wants from this one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RelayMode {
-    /// It sends: this instance's `remote_icombuffer` source (without `url`) receives.
-    Push,
-    /// It receives: this instance's `remote_icombuffer` destination (without `url`) sends.
-    Pull,
-}
-
-impl RelayMode {
-    /// `push` or `pull` (the last element of the relay URL).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RelayMode::Push => "push",
-            RelayMode::Pull => "pull",
-        }
-    }
-}
+/// What the connecting instance wants from this one: it sends (`Push`: this instance's
+/// `remote_icombuffer` source without `url` receives) or receives (`Pull`: this instance's
+/// destination without `url` sends). The protocol crate's type, so both ends agree.
+pub use iobp_relay::http::Direction as RelayMode;
 
 /// Why a relay connection was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -220,11 +220,11 @@ pub(crate) async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let feed = match &q.pair {
         Some(id) => {
-            let f = s
+            let feed = s
                 .engine
-                .feed(pair_id(id)?)
+                .subscribe(pair_id(id)?)
                 .ok_or_else(|| ApiError::not_found(format!("no channel pair with id `{id}`")))?;
-            Some(f.subscribe())
+            Some(feed)
         }
         None => None,
     };

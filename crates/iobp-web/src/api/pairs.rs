@@ -251,11 +251,11 @@ pub(crate) async fn live(
             )));
         }
     };
-    let feed = s
+    let recent = s
         .engine
-        .feed(id)
+        .recent(id, side)
         .ok_or_else(|| ApiError::not_found(format!("no channel pair with id `{id}`")))?;
-    Ok(axum::Json(feed.recent(side).iter().map(FeedEntryDto::from).collect()))
+    Ok(axum::Json(recent.iter().map(FeedEntryDto::from).collect()))
 }
 
 /// Frames and messages that were rejected (oversize, malformed, undeliverable), oldest first.
@@ -267,9 +267,9 @@ pub(crate) async fn rejections(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<axum::Json<Vec<RejectionDto>>> {
     let id = pair_id(&id)?;
-    let stats = s
+    let rejections = s
         .engine
-        .stats(id)
+        .rejections(id)
         .ok_or_else(|| ApiError::not_found(format!("no channel pair with id `{id}`")))?;
-    Ok(axum::Json(stats.rejections().iter().map(RejectionDto::from).collect()))
+    Ok(axum::Json(rejections.iter().map(RejectionDto::from).collect()))
 }

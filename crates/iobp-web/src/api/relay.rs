@@ -133,11 +133,8 @@ pub(crate) async fn connect(
     ApiPath((channel, mode)): ApiPath<(String, String)>,
     mut req: Request,
 ) -> ApiResult<Response> {
-    let mode = match mode.as_str() {
-        "push" => RelayMode::Push,
-        "pull" => RelayMode::Pull,
-        _ => return Err(ApiError::not_found("the relay mode is `push` or `pull`")),
-    };
+    let mode = RelayMode::parse(&mode)
+        .ok_or_else(|| ApiError::not_found("the relay mode is `push` or `pull`"))?;
     let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
     if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case(iobp_relay::PROTOCOL)) {
         return Err(ApiError::bad_request(format!(
@@ -149,7 +146,7 @@ pub(crate) async fn connect(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(iobp_relay::http::token_of)
         .ok_or_else(ApiError::unauthorized)?;
     let (user, role) =
         s.sessions.lookup_relay(&s.store, token)?.ok_or_else(ApiError::unauthorized)?;
@@ -216,5 +213,27 @@ fn refusal(e: RelayRefusal) -> ApiError {
         RelayRefusal::NoSuchChannel(_) => ApiError::not_found(e.to_string()),
         RelayRefusal::WrongSide(_) => ApiError::conflict(e.to_string()),
         RelayRefusal::Stopped(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The relay client (in the engine) builds its requests from `iobp_relay::http`; this is
+    /// what keeps the served paths and the token's shape the same.
+    #[test]
+    fn the_served_relay_paths_and_token_are_the_protocol_crates() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::openapi_json()).expect("the OpenAPI document is JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(paths[iobp_relay::http::SESSION_PATH].get("post").is_some());
+        assert!(paths[iobp_relay::http::CHANNEL_PATH_TEMPLATE].get("get").is_some());
+        let served = super::RelayTokenDto { token: "t".into(), expires_in_s: 60 };
+        let json = serde_json::to_string(&served).expect("json");
+        let read: iobp_relay::http::Token = serde_json::from_str(&json).expect("the same shape");
+        assert_eq!((read.token.as_str(), read.expires_in_s), ("t", 60));
+        let login = iobp_relay::http::LoginRequest { username: "u".into(), password: "p".into() };
+        let json = serde_json::to_string(&login).expect("json");
+        let read: super::LoginRequest = serde_json::from_str(&json).expect("the same shape");
+        assert_eq!(read.username, "u");
     }
 }

@@ -71,7 +71,7 @@ pub(crate) fn health_dto(s: &WebState) -> HealthDto {
     let snaps = s.engine.snapshots();
     let count = |c: iobp_engine::Color| snaps.iter().filter(|p| p.channel == c).count();
     let r = s.system.reading();
-    let b = s.engine.budget();
+    let b = s.engine.storage();
     HealthDto {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_s: s.started.elapsed().as_secs(),
@@ -92,11 +92,11 @@ pub(crate) fn health_dto(s: &WebState) -> HealthDto {
         data_dir: s.data_dir.display().to_string(),
         disk_total_bytes: r.disk_total_bytes,
         disk_free_bytes: r.disk_free_bytes,
-        storage_used_bytes: b.used(),
-        storage_limit_bytes: b.limit(),
-        storage_effective_limit_bytes: b.effective_limit(),
-        storage_disk_bound: b.disk_bound(),
-        storage_warning: b.is_warning(),
+        storage_used_bytes: b.used,
+        storage_limit_bytes: b.limit,
+        storage_effective_limit_bytes: b.effective_limit,
+        storage_disk_bound: b.disk_bound,
+        storage_warning: b.warning,
     }
 }
 
