@@ -91,6 +91,16 @@ async fn run(args: RunArgs, nofile: Option<u64>) -> anyhow::Result<()> {
         Some(a) => a,
         None => settings.mgmt_listen.parse().context("settings.mgmt_listen")?,
     };
+    // The portals bind before the pairs start: an address with port 0 gets a free port, and
+    // the pairs are checked against the ports actually taken (the banner prints them).
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the {what}"))
+    };
+    let ops_l = bind(ops, "Operations Portal").await?;
+    let mgmt_l = bind(mgmt, "Management Dashboard").await?;
+    let (ops, mgmt) = (ops_l.local_addr()?, mgmt_l.local_addr()?);
     let settings_tls = (settings.tls_cert.clone(), settings.tls_key.clone());
     let runtime_settings =
         Settings { ops_listen: ops.to_string(), mgmt_listen: mgmt.to_string(), ..settings };
@@ -126,7 +136,7 @@ async fn run(args: RunArgs, nofile: Option<u64>) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    serve(&web, ops, mgmt, &dir, tls).await
+    serve(&web, ops_l, mgmt_l, &dir, tls).await
 }
 
 /// Relay users reach only the channels granted to them (since schema 3); those without a
@@ -217,25 +227,12 @@ async fn start_engine(dir: &std::path::Path, settings: Settings, store: &Arc<Sto
 /// Serves both portals until SIGINT/SIGTERM, then shuts everything down cleanly.
 async fn serve(
     web: &Arc<WebShared>,
-    ops: SocketAddr,
-    mgmt: SocketAddr,
+    ops_l: tokio::net::TcpListener,
+    mgmt_l: tokio::net::TcpListener,
     dir: &std::path::Path,
     tls: Option<Arc<iobp_tls::rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     let engine = web.engine.clone();
-    let bind = |addr: SocketAddr, what: &'static str| async move {
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for the {what}"))
-    };
-    let (ops_l, mgmt_l) =
-        match (bind(ops, "Operations Portal").await, bind(mgmt, "Management Dashboard").await) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                engine.shutdown().await;
-                return Err(e);
-            }
-        };
     let (ops_addr, mgmt_addr) = (ops_l.local_addr()?, mgmt_l.local_addr()?);
     let stop = tokio::sync::watch::channel(false).0;
     let serve_one = |l: tokio::net::TcpListener, portal: Portal| {

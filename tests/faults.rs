@@ -228,12 +228,13 @@ fn kill_9_at_a_hundred_random_points_with_stop_edit_and_start_in_between() {
     // The portals keep their ports across restarts: new free ports each round could be the
     // ports of the pairs, free while the instance is down (seen once: "source.port: TCP port
     // … is already used by the Management Dashboard").
-    let ops = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mgmt = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // The first start binds port 0 and reports its ports; later starts take them again.
+    let (mut ops, mut mgmt) = (ANY_PORT, ANY_PORT);
     for round in 0..kills() {
         let extra: Vec<&str> =
             if round == 0 { vec!["--config", config.to_str().expect("utf8")] } else { vec![] };
         let inst = Instance::start_on(&data, ops, mgmt, &extra);
+        (ops, mgmt) = (inst.ops, inst.mgmt);
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = senders
             .iter()

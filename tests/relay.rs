@@ -17,13 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use util::{ChildGuard, Instance, Receiver, TEST_ADMIN_PASSWORD, bin, connect, free_port};
+use util::{
+    ANY_PORT, ChildGuard, Instance, Receiver, TEST_ADMIN_PASSWORD, bin, connect, free_port,
+};
 
 const RELAY_PASSWORD: &str = "relay-password-1";
-
-fn localhost(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// One site: an instance on fixed ports, restartable on the same data directory.
 struct Site {
@@ -35,18 +33,16 @@ struct Site {
 
 impl Site {
     fn start(root: &Path, name: &str) -> Site {
-        let mut s = Site {
-            data: root.join(name),
-            ops: localhost(free_port()),
-            mgmt: localhost(free_port()),
-            inst: None,
-        };
+        // The first start binds port 0 and reports its ports; restarts take them again.
+        let mut s = Site { data: root.join(name), ops: ANY_PORT, mgmt: ANY_PORT, inst: None };
         s.restart();
         s
     }
 
     fn restart(&mut self) {
-        self.inst = Some(Instance::start_on(&self.data, self.ops, self.mgmt, &[]));
+        let inst = Instance::start_on(&self.data, self.ops, self.mgmt, &[]);
+        (self.ops, self.mgmt) = (inst.ops, inst.mgmt);
+        self.inst = Some(inst);
     }
 
     fn inst(&self) -> &Instance {
@@ -247,11 +243,9 @@ fn relay_over_https() {
     let (code, out, err) = util::run_cli(&["tls", "lab-pki", "--out", pki.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{out}{err}");
     // B: HTTPS portals, configured over HTTPS by this test.
-    let b_ops = localhost(free_port());
-    let b_mgmt = localhost(free_port());
     let doc = json!({"settings": {
         "tls_cert": pki.join("server.pem"), "tls_key": pki.join("server.key"),
-        "ops_listen": b_ops.to_string(), "mgmt_listen": b_mgmt.to_string()}});
+        "ops_listen": "127.0.0.1:0", "mgmt_listen": "127.0.0.1:0"}});
     let config = tmp.path().join("b.json");
     std::fs::write(&config, doc.to_string()).expect("config");
     let data_b = tmp.path().join("b");
@@ -271,6 +265,7 @@ fn relay_over_https() {
         banner.clear();
         assert!(out.read_line(&mut banner).expect("read") > 0, "B exited early");
     }
+    let b_ops = util::banner_addr(&banner, "Operations Portal ");
     let tls = Https::new(&pki.join("ca.pem"));
     let admin = tls.admin_login(b_ops, &data_b);
     let rb = free_port();

@@ -35,6 +35,20 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("probe").local_addr().expect("addr").port()
 }
 
+/// Loopback, any free port: the instance binds it and reports which in its banner.
+pub const ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// The address after `label` and a URL scheme in the "running" banner.
+pub fn banner_addr(banner: &str, label: &str) -> SocketAddr {
+    banner
+        .split_once(label)
+        .and_then(|(_, rest)| rest.split_once("://"))
+        .and_then(|(_, rest)| rest.split([',', ' ', '\n']).next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no {label}address in the banner: {banner:?}"))
+}
+
 /// A running instance, with an admin session on its Operations Portal.
 pub struct Instance {
     pub child: Child,
@@ -51,9 +65,7 @@ pub const TEST_ADMIN_PASSWORD: &str = "test-admin-password-1";
 impl Instance {
     /// Starts `iobufferpro run` on `data`, with extra arguments; waits until it is ready.
     pub fn start(data: &Path, extra: &[&str]) -> Instance {
-        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        Self::start_on(data, ops, mgmt, extra)
+        Self::start_on(data, ANY_PORT, ANY_PORT, extra)
     }
 
     /// Like [`Instance::start`] on given portal addresses (an instance restarted where its
@@ -67,9 +79,8 @@ impl Instance {
     /// Like [`Instance::start`], with the instance's open-file limit (soft and hard) set to
     /// `nofile`: what the instance finds at start, as on a host with that limit.
     pub fn start_with_nofile(data: &Path, nofile: u64, extra: &[&str]) -> Instance {
-        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut inst = Self::spawn(data, ops, mgmt, extra, "error", Stdio::inherit(), Some(nofile));
+        let mut inst =
+            Self::spawn(data, ANY_PORT, ANY_PORT, extra, "error", Stdio::inherit(), Some(nofile));
         inst.login_admin();
         inst
     }
@@ -351,12 +362,7 @@ impl Instance {
     /// the first-start password (see [`Instance::initial_password`]), for tests that do the
     /// first login themselves. `log` is the `IOBP_LOG` filter (e.g. `info`).
     pub fn start_fresh(data: &Path, extra: &[&str], log: &str) -> Instance {
-        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        while mgmt == ops {
-            mgmt = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        }
-        Self::spawn(data, ops, mgmt, extra, log, Stdio::null(), None)
+        Self::spawn(data, ANY_PORT, ANY_PORT, extra, log, Stdio::null(), None)
     }
 
     /// Runs the binary on `data` and waits for its "running" banner (a first start prints the
@@ -402,6 +408,10 @@ impl Instance {
             }
         }
         assert!(line.contains("running"), "instance did not start: {line:?}");
+        // The portals bound port 0 where asked: the banner says where they listen (no probe
+        // of a free port that another test could take before the instance binds it).
+        let ops = banner_addr(&line, "Operations Portal ");
+        let mgmt = banner_addr(&line, "Management Dashboard ");
         std::thread::spawn(move || {
             let mut sink = String::new();
             while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {

@@ -149,7 +149,9 @@ impl Settings {
                 c.fail(field, "must be an address like 0.0.0.0:8080 or [::]:8080");
             }
         }
-        if self.ops_listen == self.mgmt_listen {
+        // Port 0 means "any free port" (the two portals then get different ones).
+        let any_port = self.ops_listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.port() == 0);
+        if self.ops_listen == self.mgmt_listen && !any_port {
             c.fail("mgmt_listen", "must differ from ops_listen");
         }
         match (&self.tls_cert, &self.tls_key) {

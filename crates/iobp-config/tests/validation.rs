@@ -272,3 +272,13 @@ fn stored_pairs_are_checked_in_order_and_the_first_of_a_conflict_wins() {
     let got = check_pairs_in_order(&specs, &Settings::default());
     assert!(got[1006].is_ok(), "{:?}", got[1006]);
 }
+
+/// Port 0 is "any free port": both portals may ask for it (they get different ones), while
+/// two equal fixed addresses are still refused.
+#[test]
+fn both_portals_may_listen_on_any_free_port_but_not_on_the_same_one() {
+    let any = r#"{"settings": {"ops_listen": "127.0.0.1:0", "mgmt_listen": "127.0.0.1:0"}}"#;
+    assert!(parse_document(any).is_ok(), "{:?}", parse_document(any).err());
+    let same = r#"{"settings": {"ops_listen": "127.0.0.1:8080", "mgmt_listen": "127.0.0.1:8080"}}"#;
+    assert_eq!(paths(same), ["settings.mgmt_listen"]);
+}
