@@ -311,7 +311,13 @@ pub fn connect(port: u16) -> TcpStream {
     }
 }
 
-/// A receiving application on `port` that collects lines from every connection it accepts.
+/// A receiving application on `port` that collects lines from every connection it accepts,
+/// one connection after the other: a connection's lines are taken only once the connection
+/// accepted before it has ended (or 10 s passed). An instance closes a destination connection
+/// before it opens the next one (stop, edit, reconnect, `kill -9`), so its bytes all reached
+/// this machine first; reading connections in parallel threads would let the scheduler put
+/// a new connection's lines before an old one's last lines (seen under load as "first
+/// arrived after a later one").
 pub struct Receiver {
     pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -325,16 +331,25 @@ impl Receiver {
         let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
         let (l2, s2) = (lines.clone(), stop.clone());
         std::thread::spawn(move || {
+            // Signals the end of the previous connection.
+            let mut previous: Option<std::sync::mpsc::Receiver<()>> = None;
             while !s2.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((c, _)) => {
                         let l3 = l2.clone();
+                        let before = previous.take();
+                        let (ended, next) = std::sync::mpsc::channel::<()>();
+                        previous = Some(next);
                         std::thread::spawn(move || {
+                            if let Some(b) = before {
+                                let _ = b.recv_timeout(Duration::from_secs(10));
+                            }
                             let _ = c.set_nonblocking(false);
                             for line in BufReader::new(c).lines() {
                                 let Ok(line) = line else { break };
                                 l3.lock().expect("lock").push(line);
                             }
+                            drop(ended);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Harness, free_port, loopback, receiver, send_lines};
-use iobp_engine::{Color, RelayMode};
+use iobp_engine::{Color, HandOverError, RelayMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// A link between an engine's relay side and the test: bytes pass through a task the test can
@@ -17,18 +17,35 @@ struct Link {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Hands a connection over as the web layer does. Sessions of a link just cut end when they
+/// notice (at once, or a moment later on a loaded machine): until then the channel may be
+/// at its session limit, and a remote instance would retry after a backoff — so does this
+/// (asking for room first, as the web layer does before it upgrades).
+async fn hand_over(
+    h: &Harness,
+    channel: &str,
+    mode: RelayMode,
+    io: Box<dyn iobp_engine::RelayIo>,
+    peer: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(HandOverError::Busy { .. }) = h.engine.relay_room(channel, mode) {
+        assert!(Instant::now() < deadline, "{channel}: the cut sessions never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Err(e) = h.engine.relay_hand_over(channel, mode, io, peer.into()) {
+        panic!("{channel} {}: {e}", mode.as_str());
+    }
+}
+
 impl Link {
     /// Connects the pull-serving side `channel` of `a` to the push-accepting side `channel`
     /// of `b`.
-    fn connect(a: &Harness, b: &Harness, channel: &str) -> Link {
+    async fn connect(a: &Harness, b: &Harness, channel: &str) -> Link {
         let (a_io, mut a_far) = tokio::io::duplex(256 * 1024);
         let (b_io, mut b_far) = tokio::io::duplex(256 * 1024);
-        a.engine
-            .relay_hand_over(channel, RelayMode::Pull, Box::new(a_io), "test-b".into())
-            .expect("a serves pulls");
-        b.engine
-            .relay_hand_over(channel, RelayMode::Push, Box::new(b_io), "test-a".into())
-            .expect("b takes pushes");
+        hand_over(a, channel, RelayMode::Pull, Box::new(a_io), "test-b").await;
+        hand_over(b, channel, RelayMode::Push, Box::new(b_io), "test-a").await;
         let task = tokio::spawn(async move {
             let _ = tokio::io::copy_bidirectional(&mut a_far, &mut b_far).await;
         });
@@ -83,7 +100,7 @@ async fn exactly_once_and_in_order_across_cut_connections() {
     let mut cuts = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let link = Link::connect(&a, &b, "link");
+        let link = Link::connect(&a, &b, "link").await;
         tokio::time::sleep(Duration::from_millis(40 + 13 * (cuts % 5))).await;
         if a.snap("out").done >= N as u64 && cuts >= 5 {
             break;
@@ -126,7 +143,7 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
     send_lines((&ip, src), (0..N).map(|i| format!("{i:07} {}", "f".repeat(90)))).await;
     a.wait_for("out", 10, "all stored at the sender", |s| s.received == N as u64).await;
-    let _link = Link::connect(&a, &b, "full");
+    let _link = Link::connect(&a, &b, "full").await;
     b.wait_for("in", 20, "the receiver full", |s| s.buffer == Color::Red).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("A {:?}\nB {:?}", a.snap("out"), b.snap("in"));
@@ -275,7 +292,7 @@ async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     let (got, _r) = receiver((&ip, dst)).await;
     b.add(&pair_b((&ip, dst), "big", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
-    let _link = Link::connect(&a, &b, "big");
+    let _link = Link::connect(&a, &b, "big").await;
     let lines = got.wait_lines(5, 30).await;
     assert_eq!(lines, (1..=5).map(|i| format!("{i:07} small")).collect::<Vec<_>>());
     a.wait_for("out", 10, "everything Done", |s| s.pending + s.in_flight == 0).await;
