@@ -1,6 +1,6 @@
 //! Both portals in a real headless Chromium, driven through `chromedriver` (the W3C
 //! `WebDriver` protocol), against the real binary: first login and password change, the
-//! Create Channel Pair form with browser and server validation (and every TLS, serial, RS-485
+//! Create Channel Pair form with the server's validation shown at the fields (and every TLS, serial, RS-485
 //! and backup-destination setting: created, stored, edited and saved unchanged), the Live View
 //! (Source and Destination views), stop and start, status colours following a receiver going
 //! down and coming back, the message browser and re-send, rejections, edit, delete with
@@ -633,7 +633,8 @@ async fn operations_portal_story(kind: Kind) {
         assert!(inst.initial_password().is_none(), "the first-start password file is gone");
         inst.login_api();
 
-        // ---- Create Channel Pair, with the browser's and the server's validation.
+        // ---- Create Channel Pair: the form checks only that required fields are filled in;
+        // every other rule is the server's, whose problems are shown at their fields.
         let (src, dst) = (free_port(), free_port());
         let mut receiver = ClosingReceiver::start(dst);
         b.click("a[data-nav=\"channels\"]").await;
@@ -669,13 +670,18 @@ async fn operations_portal_story(kind: Kind) {
         b.click("details.advanced summary").await;
         b.fill("[data-path=\"retry.initial_ms\"]", "100").await;
         b.fill("[data-path=\"retry.max_ms\"]", "400").await;
-        // Browser-side: the port range and a missing port, before anything is sent.
+        // A required field left empty is marked before anything is sent.
         b.click("#pair-submit").await;
-        b.wait_text(".field.invalid:has([data-path=\"source.port\"]) .field-error", "between 1 and 65535").await;
         b.wait_text(".field.invalid:has([data-path=\"destination.port\"]) .field-error", "required").await;
-        // Server-side: the source port is the Operations Portal's; the problem names the field.
-        b.fill("[data-path=\"source.port\"]", &inst.ops.port().to_string()).await;
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "nothing was sent");
+        assert!(!b.shown(".field.invalid:has([data-path=\"source.port\"])").await, "the port's range is the server's to check");
+        // The server: a port out of range, shown at its field.
         b.fill("[data-path=\"destination.port\"]", &dst.to_string()).await;
+        b.click("#pair-submit").await;
+        b.wait_text(".field.invalid:has([data-path=\"source.port\"]) .field-error", "must be at most 65535").await;
+        assert!(!b.shown(".field.invalid:has([data-path=\"destination.port\"])").await, "the corrected field is no longer marked");
+        // The server: the source port is the Operations Portal's; the problem names the field.
+        b.fill("[data-path=\"source.port\"]", &inst.ops.port().to_string()).await;
         b.click("#pair-submit").await;
         b.wait_text(".field.invalid:has([data-path=\"source.port\"]) .field-error", "already used").await;
         assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "nothing was created");
@@ -1282,7 +1288,7 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         assert!(b.text("[data-side=\"destination\"] .insecure-warning").await.contains("lab use only"));
         b.click(&dp("destination.tls.insecure_skip_verify")).await;
         assert!(!b.shown("[data-side=\"destination\"] .insecure-warning").await);
-        // Browser validation: client certificates without a CA; a client certificate without
+        // Server validation: client certificates without a CA; a client certificate without
         // its key.
         b.fill(&dp("source.tls.cert"), &server_cert).await;
         b.fill(&dp("source.tls.key"), &server_key).await;
@@ -1292,7 +1298,7 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         b.click("#pair-submit").await;
         b.wait_text(&field_error("source.tls.ca"), "CA").await;
         b.wait_text(&field_error("destination.tls.key"), "needs its key").await;
-        assert!(no_pairs(), "nothing was sent");
+        assert!(no_pairs(), "the server refused it");
         // Without client certificates the CA is optional again.
         b.select(&dp("source.tls.client_auth"), "none").await;
         b.click("#pair-submit").await;
@@ -1412,14 +1418,18 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         b.fill(&dp("destination.port"), "/dev/ttyIOBP-rs485-a").await;
         b.select(&dp("destination.parity"), "Space").await;
         b.fill(&dp("destination.write_timeout_ms"), "5000").await;
-        // Browser validation: RS-485 with RTS/CTS, a delay out of range, one port twice.
+        // Server validation: RS-485 with RTS/CTS and a delay out of range; once the pair is
+        // valid on its own, its port used twice (checked among the pairs).
+        let nothing_new = || no_pairs() || inst.api("GET", "/api/v1/pairs", None).json().as_array().is_some_and(|a| a.len() == 1);
         b.click("#pair-submit").await;
         b.wait_text(&field_error("source.flow_control"), "RTS/CTS cannot be used with RS-485").await;
         b.wait_text(&field_error("source.rs485.delay_after_send_ms"), "between 0 and 1000").await;
-        b.wait_text(&field_error("destination.port"), "already uses this serial port").await;
-        assert!(no_pairs() || inst.api("GET", "/api/v1/pairs", None).json().as_array().is_some_and(|a| a.len() == 1), "nothing new was sent");
+        assert!(nothing_new(), "refused");
         b.select(&dp("source.flow_control"), "XON/XOFF").await;
         b.fill(&dp("source.rs485.delay_after_send_ms"), "10").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error("destination.port"), "serial port /dev/ttyIOBP-rs485-a is already used").await;
+        assert!(nothing_new(), "refused");
         b.fill(&dp("destination.port"), "/dev/ttyIOBP-rs485-b").await;
         b.form_screenshot("channels-form-serial-rs485").await;
         b.submit_pair_form().await;
@@ -1626,17 +1636,18 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         let stored = inst.exported_pair("with-backups");
         assert_eq!(stored["failover"][0]["type"], "tcp_client", "{stored}");
         assert_eq!(stored["failover"][1]["auth"]["password"], "relay-password-2", "the password moved with its link: {stored}");
-        // A changed link (here its channel id) needs the password typed: the form says so
-        // before sending anything.
+        // A changed link (here its channel id) needs the password typed: the server says so at
+        // the password field.
         b.open_edit("with-backups", "With backups").await;
         let remote = b.backup_prefix(2).await;
         assert_eq!(b.field_value(&remote).await, "remote_icombuffer");
         b.fill(&dp(&format!("{remote}.channel_id")), "plant-10").await;
         b.click("#pair-submit").await;
-        b.wait_text(&field_error(&format!("{remote}.auth.password")), "Enter the password").await;
+        b.wait_text(&field_error(&format!("{remote}.auth.password")), "enter the password").await;
+        assert_eq!(inst.exported_pair("with-backups")["failover"][1]["channel_id"], "plant-9", "refused");
         b.click("#pair-cancel").await;
-        // The server refuses it too, at the same field: here the page is told (a stubbed
-        // answer) that the link was stored with the new channel id, so only the server objects.
+        // Even when the page is told (a stubbed answer) that the link was stored with the new
+        // channel id, the server, which knows better, refuses it at the same field.
         b.goto(&format!("{ops}/channels")).await;
         b.wait_js("the list", "return document.querySelector('#pairs-table tr[data-pair-id=\"with-backups\"]') ? true : null").await;
         b.js(r"const real = window.fetch;
@@ -1820,9 +1831,9 @@ async fn a_relay_between_two_instances_set_up_through_both_portals() {
         br.fill(&dp("destination.tls.cert"), "/etc/iobufferpro/client.pem").await;
         br.fill(&dp("destination.channel_id"), "plant-a").await;
         br.click("#pair-submit").await;
-        br.wait_text(&field_error("destination.tls.key"), "needs its key").await;
+        br.wait_text(&field_error("destination.tls.key"), "needs both cert and key").await;
         br.wait_text(&field_error("destination.auth.username"), "required").await;
-        assert_eq!(a.api("GET", "/api/v1/pairs", None).json(), json!([]), "nothing was sent");
+        assert_eq!(a.api("GET", "/api/v1/pairs", None).json(), json!([]), "the server refused it");
         br.fill(&dp("destination.tls.key"), "/etc/iobufferpro/client.key").await;
         br.click(&dp("destination.tls.insecure_skip_verify")).await;
         br.fill(&dp("destination.auth.username"), "relay-a").await;
@@ -1950,7 +1961,7 @@ async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_porta
         );
         let placeholders = b.js("return ['failures', 'failed_after_ms', 'probe_interval_ms'].map((f) => document.querySelector(`[data-path=\"failover_policy.${f}\"]`).placeholder)").await;
         assert_eq!(placeholders, json!(["1", "5000", "2000"]), "the defaults, as placeholders");
-        // The ranges are checked in the browser.
+        // The server checks the ranges; its problems are shown at the fields.
         b.fill(&dp("failover_policy.failures"), "0").await;
         b.fill(&dp("failover_policy.failed_after_ms"), "3600001").await;
         b.fill(&dp("failover_policy.probe_interval_ms"), "50").await;
@@ -1958,7 +1969,7 @@ async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_porta
         b.wait_text(&field_error("failover_policy.failures"), "between 1 and 1000").await;
         b.wait_text(&field_error("failover_policy.failed_after_ms"), "between 100 and 3600000").await;
         b.wait_text(&field_error("failover_policy.probe_interval_ms"), "between 100 and 3600000").await;
-        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "nothing was sent");
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "the server refused it");
         b.fill(&dp("failover_policy.failures"), "1").await;
         b.fill(&dp("failover_policy.failed_after_ms"), "1000").await;
         b.fill(&dp("failover_policy.probe_interval_ms"), "200").await;

@@ -752,6 +752,47 @@ async fn hostile_input_gets_clear_4xx_never_a_500() {
     assert_eq!(r.body["problems"][0]["path"], "source.port");
 }
 
+/// The portal's pair form sends what was typed and shows each problem at the field its path
+/// names: a problem found while parsing names the field too, in words for people.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_problems_name_the_field_and_what_it_takes() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let cases = [
+        (
+            json!({"id": "a", "source": {"type": "tcp_server", "host": "h", "port": 70000}, "destination": {"type": "udp", "host": "h", "port": 1}}),
+            "source.port",
+            "must be at most 65535",
+        ),
+        (
+            json!({"id": "a", "source": {"type": "tcp_server", "host": "h", "port": 1}, "destination": {"type": "tcp_client", "host": "h"}}),
+            "destination.port",
+            "is required",
+        ),
+        (
+            json!({"id": "a", "source": {"type": "udp", "host": "h", "port": 1}, "destination": {"type": "udp", "host": "h", "port": 2},
+                   "retry": {"initial_ms": -5}}),
+            "retry.initial_ms",
+            "must not be negative",
+        ),
+    ];
+    for (body, path, message) in cases {
+        let r = api
+            .call(
+                Portal::Ops,
+                Method::POST,
+                "/api/v1/pairs",
+                Some(&body.to_string()),
+                Some(&otto),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(r.body["problems"], json!([{"path": path, "message": message}]), "{}", r.body);
+        assert_eq!(r.body["error"], format!("invalid configuration: {path}: {message}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_can_be_browsed_inspected_and_resent() {
     use tokio::io::AsyncWriteExt;

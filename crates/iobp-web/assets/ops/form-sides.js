@@ -1,0 +1,396 @@
+// The sides of the channel-pair form: the type selector and, for each type, its fields
+// (host and port, serial settings, relay URL and user), with the framing, acknowledgement,
+// TLS and RS-485 sub-forms. Only what applies to the chosen type is shown; what is hidden is
+// not sent, except settings marked `keep` (TLS while switched off, relay credentials).
+
+import { $, append, h, replace } from '../common/dom.js';
+import { escapeBytes, field, getPath, hexByte, nextId, readFields } from './form-fields.js';
+
+const TYPES = [
+  ['tcp_server', 'TCP server (listens)'],
+  ['tcp_client', 'TCP client (connects)'],
+  ['udp', 'UDP (datagrams)'],
+  ['serial', 'Serial (RS-232/RS-485)'],
+  ['remote_icombuffer', 'Remote ioBufferPro'],
+];
+const FRAMINGS = [
+  ['raw', 'Raw – byte-transparent, no framing'],
+  ['line', 'Line – ends with a delimiter'],
+  ['mllp', 'MLLP – HL7 (0x0B … 0x1C 0x0D)'],
+  ['stx_etx', 'STX/ETX (0x02 … 0x03)'],
+  ['length_prefixed', 'Length-prefixed (big endian)'],
+  ['delimited', 'Delimited – any start and end bytes'],
+  ['idle_gap', 'Idle gap – ends after a silence'],
+];
+const ACKS = [['none', 'None'], ['mllp', 'MLLP – HL7 ACK'], ['byte', 'Byte – ACK/NAK byte']];
+const CLIENT_AUTH = [
+  ['none', 'None'],
+  ['optional', 'Optional – checked if presented'],
+  ['required', 'Required – mutual TLS'],
+];
+/** What the API shows instead of a stored password (sending it back keeps the password). */
+export const PASSWORD_MASK = '********';
+
+/** The framing sub-form of a side (`prefix`: the side's JSON path). */
+function framingBlock(prefix, f) {
+  f = f || { type: 'raw' };
+  const path = `${prefix}.framing`;
+  const box = h('div', { class: 'fields' });
+  const fill = (type, v) => {
+    const fs = [];
+    if (type === 'line') {
+      fs.push(field({ path: `${path}.delimiter`, label: 'Delimiter', kind: 'bytes', required: true, value: escapeBytes(v.delimiter !== undefined ? v.delimiter : '\n'), help: 'Escapes: \\n \\r \\t \\0 \\xHH. Not part of the message.' }));
+    } else if (type === 'length_prefixed') {
+      fs.push(field({ path: `${path}.length_bytes`, label: 'Length field', kind: 'int', value: v.length_bytes || 4, options: [[1, '1 byte'], [2, '2 bytes'], [4, '4 bytes']] }));
+    } else if (type === 'delimited') {
+      fs.push(field({ path: `${path}.start`, label: 'Start bytes', kind: 'bytes', value: v.start !== undefined ? escapeBytes(v.start) : '', help: 'May be empty. Escapes: \\n \\r \\t \\0 \\xHH.' }));
+      fs.push(field({ path: `${path}.end`, label: 'End bytes', kind: 'bytes', required: true, value: v.end !== undefined ? escapeBytes(v.end) : '', placeholder: '\\r\\n' }));
+    } else if (type === 'idle_gap') {
+      fs.push(field({ path: `${path}.gap_ms`, label: 'Silence that ends a message (ms)', kind: 'int', required: true, value: v.gap_ms }));
+    }
+    fs.push(field({ path: `${path}.max_message_bytes`, label: 'Largest message (bytes)', kind: 'int', value: v.max_message_bytes, placeholder: '1048576', help: type === 'raw' ? 'Longer chunks are split, never dropped.' : 'Longer frames are rejected, counted and kept for inspection.' }));
+    replace(box, fs);
+  };
+  const sel = field({ path: `${path}.type`, label: 'Framing', value: f.type, options: FRAMINGS, help: 'What one message is on the byte stream. Each side frames with its own setting (protocol translation).' });
+  $('select', sel).addEventListener('change', (ev) => fill(ev.target.value, {}));
+  fill(f.type, f);
+  return h('fieldset', { class: 'framing', dataset: { block: `${prefix}-framing` } }, h('legend', { text: 'Framing' }),
+    h('div', { class: 'fields' }, sel), box);
+}
+
+/** The acknowledgement sub-form of a side; `role` is 'source' or 'destination'. */
+function ackBlock(prefix, role, a) {
+  const ack = typeof a === 'string' ? { type: a } : (a || { type: 'none' });
+  const path = `${prefix}.ack`;
+  const dest = role === 'destination';
+  const box = h('div', { class: 'fields' });
+  const fill = (type, v) => {
+    const fs = [];
+    if (type === 'byte') {
+      fs.push(field({ path: `${path}.ack`, label: 'ACK byte', kind: 'byte', value: hexByte(v.ack !== undefined ? v.ack : 6) }));
+      fs.push(field({ path: `${path}.nak`, label: 'NAK byte', kind: 'byte', value: hexByte(v.nak !== undefined ? v.nak : 0x15) }));
+    }
+    if (dest && type !== 'none') {
+      fs.push(field({ path: `${path}.timeout_ms`, label: 'Wait for it (ms)', kind: 'int', value: v.timeout_ms, placeholder: '10000' }));
+    }
+    replace(box, fs);
+  };
+  const help = dest
+    ? 'Wait for the receiving application to confirm each message before it counts as delivered.'
+    : 'Acknowledge each message to the sender once it is stored on disk.';
+  const sel = field({ path: `${path}.type`, label: 'Acknowledgement', value: ack.type, options: ACKS, help });
+  $('select', sel).addEventListener('change', (ev) => fill(ev.target.value, {}));
+  fill(ack.type, ack);
+  return h('fieldset', { class: 'ack', dataset: { block: `${prefix}-ack` } }, h('legend', { text: 'Acknowledgements' }),
+    h('div', { class: 'fields' }, sel), box);
+}
+
+/**
+ * The settings of a TLS client (a tcp_client side, or a relay side with an https:// url):
+ * trusted CA, server name, client certificate and key, and the lab-only skip-verify with its
+ * warning. Kept while hidden, so hiding them loses nothing.
+ */
+function clientTlsFields(path, t, hostWord, relay) {
+  const warning = h('div', { class: 'notice warn insecure-warning', role: 'alert', hidden: !t.insecure_skip_verify },
+    h('strong', { text: 'Certificate verification is OFF. ' }),
+    relay
+      ? 'Any server is accepted, including one in the middle that reads and changes the messages and learns the relay user’s password. For lab use only.'
+      : 'Any server is accepted, including one in the middle that reads and changes the messages. For lab use only; ioBufferPro logs a warning for this side.');
+  return [
+    field({ path: `${path}.ca`, label: 'Trusted CA (PEM, optional)', keep: true, value: t.ca, placeholder: '/etc/iobufferpro/ca.pem', help: 'Verify the server against this CA instead of the system’s roots.' }),
+    field({ path: `${path}.server_name`, label: 'Server name (optional)', keep: true, value: t.server_name, placeholder: `default: ${hostWord}`, help: 'The name the server certificate must carry, when it differs from the host connected to.' }),
+    field({ path: `${path}.cert`, label: 'Client certificate (PEM, optional)', keep: true, value: t.cert, placeholder: '/etc/iobufferpro/client.pem', help: 'For servers that ask for one (mutual TLS). Give certificate and key, or neither.' }),
+    field({ path: `${path}.key`, label: 'Client key (PEM, optional)', keep: true, value: t.key, placeholder: '/etc/iobufferpro/client.key' }),
+    field({
+      path: `${path}.insecure_skip_verify`,
+      label: 'Do not verify the server certificate (insecure_skip_verify) – lab use only',
+      kind: 'bool',
+      keep: true,
+      wide: true,
+      danger: true,
+      value: t.insecure_skip_verify,
+      help: 'Lab use only: accepts any server certificate. Never use it in production.',
+      onChange: (ev) => { warning.hidden = !ev.target.checked; },
+    }),
+    warning,
+  ];
+}
+
+/**
+ * The HTTPS settings of a relay side (remote_icombuffer): shown only while its url starts
+ * with https:// (TLS is implied by the url; there is no on/off switch). Kept while hidden.
+ */
+function remoteTlsBlock(prefix, t) {
+  t = t || {};
+  const path = `${prefix}.tls`;
+  return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: 'remote' } },
+    h('legend', { text: 'HTTPS (the URL starts with https://)' }),
+    h('p', { class: 'muted small', text: 'The connection to the remote instance is encrypted because its URL starts with https://. Without a trusted CA the server certificate is checked against the system’s roots.' }),
+    h('div', { class: 'fields' }, clientTlsFields(path, t, 'the URL’s host', true)));
+}
+
+/**
+ * The TLS sub-form of a TCP side: a server (tcp_server) or a client (tcp_client) side, each
+ * with only the settings that apply to it. With TLS off the settings are hidden but kept, so
+ * switching TLS off and on again (or a stored pair with TLS off) loses nothing.
+ */
+function tlsBlock(prefix, t, server) {
+  t = t || {};
+  const path = `${prefix}.tls`;
+  const box = h('div', { class: 'fields tls-settings', hidden: !t.enabled });
+  if (server) {
+    const auth = field({ path: `${path}.client_auth`, label: 'Client certificates', keep: true, value: t.client_auth || 'none', options: CLIENT_AUTH, help: 'Ask connecting clients for a certificate that chains to the client CA.' });
+    const ca = field({ path: `${path}.ca`, label: 'Client CA (PEM)', mark: true, keep: true, value: t.ca, placeholder: '/etc/iobufferpro/clients-ca.pem', help: 'The CA that client certificates must chain to. Required unless client certificates are None.' });
+    const authSel = $('select', auth);
+    const sync = () => { $('.req', ca).hidden = authSel.value === 'none'; };
+    authSel.addEventListener('change', sync);
+    sync();
+    append(box,
+      field({ path: `${path}.cert`, label: 'Certificate file (PEM)', mark: true, keep: true, value: t.cert, placeholder: '/etc/iobufferpro/server.pem', help: 'This server’s certificate chain.' }),
+      field({ path: `${path}.key`, label: 'Private key file (PEM)', mark: true, keep: true, value: t.key, placeholder: '/etc/iobufferpro/server.key' }),
+      auth, ca);
+  } else {
+    append(box, clientTlsFields(path, t, 'the server host'));
+  }
+  const on = field({ path: `${path}.enabled`, label: 'Use TLS', kind: 'bool', value: t.enabled, help: 'Turned off, the TLS settings are kept but not used.', onChange: (ev) => { box.hidden = !ev.target.checked; } });
+  return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: server ? 'server' : 'client' } },
+    h('legend', { text: server ? 'TLS (this side is the server)' : 'TLS (this side is the client)' }),
+    h('div', { class: 'fields' }, on), box);
+}
+
+/**
+ * The serial port: type any name, or pick one of the machine's ports (with the device a
+ * stable link points to, the pairs that use it, ports configured but missing).
+ */
+function serialPortField(path, value, ctx) {
+  const listId = nextId('ports');
+  const ports = ctx.ports;
+  const others = (p) => (p.used_by || []).filter((id) => id !== ctx.self);
+  const describe = (p) => {
+    const bits = [];
+    if (p.device) bits.push(`→ ${p.device}`);
+    if (!p.present) bits.push('missing: not on this machine now');
+    const o = others(p);
+    if (o.length) bits.push(`used by ${o.join(', ')}`);
+    return bits.join(' · ');
+  };
+  const list = h('datalist', { id: listId }, ports.map((p) => h('option', {
+    value: p.path,
+    label: describe(p) || 'present',
+    dataset: { present: String(!!p.present), usedBy: others(p).join(','), device: p.device || '' },
+  })));
+  const info = h('div', { class: 'port-info', 'aria-live': 'polite' });
+  const f = field({
+    path,
+    label: 'Serial port',
+    required: true,
+    value,
+    placeholder: ports.length ? 'choose from the list or type' : '/dev/ttyUSB0 or COM3',
+    extra: [list, info],
+    help: 'Prefer the stable /dev/serial/by-id/… names: they survive plugging the adapter into another socket.',
+  });
+  const input = $('input', f);
+  input.setAttribute('list', listId);
+  const update = () => {
+    const v = input.value.trim();
+    const bits = [];
+    let state = '';
+    const hit = ports.find((p) => p.path === v) || ports.find((p) => p.device && p.device === v);
+    if (hit) {
+      state = 'present';
+      if (hit.path === v && hit.device) bits.push(h('span', { class: 'device', text: `Links to ${hit.device} now.` }));
+      if (hit.path !== v) bits.push(h('span', { text: `Stable name: ${hit.path} (survives replugging).` }));
+      if (!hit.present) {
+        state = 'missing';
+        bits.push(h('span', { class: 'warn-text', text: 'Missing: not on this machine now (unplugged?). The side stays Red until it is back.' }));
+      }
+      const o = others(hit);
+      if (o.length) {
+        state = 'used';
+        bits.push(h('span', { class: 'warn-text', text: `Used by channel pair ${o.join(', ')}: a port serves one pair only.` }));
+      }
+    } else if (v && ctx.portsError) {
+      state = 'unknown';
+      bits.push(h('span', { text: `The port list could not be loaded (${ctx.portsError}).` }));
+    } else if (v) {
+      state = 'unknown';
+      bits.push(h('span', { text: 'Not among the ports found on this machine now.' }));
+    }
+    info.dataset.state = state;
+    replace(info, bits.map((b, i) => (i ? [' ', b] : b)));
+    info.hidden = !bits.length;
+  };
+  input.addEventListener('input', update);
+  input.addEventListener('change', update);
+  update();
+  return f;
+}
+
+/** The optional RS-485 settings of a serial side. */
+function rs485Block(prefix, r) {
+  const path = `${prefix}.rs485`;
+  const on = !!r;
+  r = r || {};
+  const box = h('div', { class: 'fields rs485-settings', hidden: !on },
+    field({ path: `${path}.rts_on_send`, label: 'RTS high while sending', kind: 'bool', value: r.rts_on_send !== false, help: 'Off: RTS low while sending (rts_on_send).' }),
+    field({ path: `${path}.delay_before_send_ms`, label: 'Delay before sending (ms)', kind: 'int', value: r.delay_before_send_ms, placeholder: '0', help: 'From RTS to the first bit, 0–1000.' }),
+    field({ path: `${path}.delay_after_send_ms`, label: 'Delay after sending (ms)', kind: 'int', value: r.delay_after_send_ms, placeholder: '0', help: 'From the last bit to releasing RTS, 0–1000.' }),
+    field({ path: `${path}.full_duplex`, label: 'Full duplex (RS-422)', kind: 'bool', value: r.full_duplex }),
+    field({ path: `${path}.terminate_bus`, label: 'Terminate the bus', kind: 'bool', value: r.terminate_bus, help: 'Switches on the termination resistor, where the adapter has one.' }));
+  const toggle = field({
+    path,
+    label: 'RS-485 (driver switches the transceiver with RTS)',
+    kind: 'presence',
+    value: on,
+    wide: true,
+    help: 'Linux drivers with RS-485 support; a driver without it is reported as an error. Cannot be combined with RTS/CTS flow control.',
+    onChange: (ev) => { box.hidden = !ev.target.checked; },
+  });
+  return h('fieldset', { class: 'rs485', dataset: { block: `${prefix}-rs485` } }, h('legend', { text: 'RS-485' }),
+    h('div', { class: 'fields' }, toggle), box);
+}
+
+/** The fields of one side for its type; `role` is 'source' or 'destination'. */
+function endpointFields(prefix, role, type, v, ctx) {
+  v = v || {};
+  const p = (f) => `${prefix}.${f}`;
+  const src = role === 'source';
+  const out = [];
+  const fields = h('div', { class: 'fields' });
+  out.push(fields);
+  const port = (help) => field({ path: p('port'), label: 'Port', kind: 'int', required: true, value: v.port, placeholder: '1-65535', help });
+  const writeTimeout = (help) => field({ path: p('write_timeout_ms'), label: 'Write timeout (ms)', kind: 'int', value: v.write_timeout_ms, placeholder: '30000', help });
+  switch (type) {
+    case 'tcp_server':
+      append(fields,
+        field({ path: p('host'), label: 'Listen address', required: true, value: v.host !== undefined ? v.host : '0.0.0.0', help: '0.0.0.0 for every interface, 127.0.0.1 for this machine only.' }),
+        port(src ? 'Senders connect to this port.' : 'Receiving applications connect to this port.'),
+        field({ path: p('max_connections'), label: 'Max connections', kind: 'int', value: v.max_connections, placeholder: '256' }),
+        src
+          ? field({ path: p('idle_timeout_s'), label: 'Close idle connections after (s)', kind: 'int', value: v.idle_timeout_s, placeholder: 'never' })
+          : writeTimeout());
+      out.push(framingBlock(prefix, v.framing), ackBlock(prefix, role, v.ack), tlsBlock(prefix, v.tls, true));
+      break;
+    case 'tcp_client':
+      append(fields,
+        field({ path: p('host'), label: 'Server host', required: true, value: v.host, placeholder: 'host name or IP address' }),
+        port(),
+        field({ path: p('connect_timeout_ms'), label: 'Connect timeout (ms)', kind: 'int', value: v.connect_timeout_ms, placeholder: '10000' }),
+        src ? null : writeTimeout());
+      out.push(framingBlock(prefix, v.framing), ackBlock(prefix, role, v.ack), tlsBlock(prefix, v.tls, false));
+      break;
+    case 'udp':
+      append(fields,
+        field({ path: p('host'), label: src ? 'Listen address' : 'Target host', required: true, value: v.host !== undefined ? v.host : (src ? '0.0.0.0' : undefined), placeholder: src ? undefined : 'host name or IP address' }),
+        port(src ? 'Datagrams arrive on this port.' : 'Datagrams are sent to this port.'),
+        src ? field({ path: p('receive_buffer_bytes'), label: 'Receive buffer (bytes)', kind: 'int', value: v.receive_buffer_bytes, placeholder: '4194304 (4 MiB)', help: 'Holds bursts while the buffer writes to disk. UDP cannot be held back: what overflows it is dropped by the system, counted as refused and shown.' }) : null);
+      break;
+    case 'serial': {
+      const bauds = ctx.bauds;
+      const baud = v.baud_rate || 9600;
+      const preset = bauds.includes(baud);
+      const customId = nextId('baud-custom');
+      const custom = h('input', { type: 'number', id: customId, step: 1, inputmode: 'numeric', value: preset ? '' : String(baud), placeholder: 'e.g. 31250', 'aria-label': 'Other baud rate', hidden: preset });
+      const baudField = field({ path: p('baud_rate'), label: 'Baud rate', value: preset ? baud : 'other', options: [...bauds.map((b) => [b, String(b)]), ['other', 'Other…']], extra: custom, help: 'Or any other rate the driver accepts (Other…).' });
+      const sel = $('select', baudField);
+      Object.assign(sel.dataset, { kind: 'baud', custom: customId });
+      sel.addEventListener('change', () => { custom.hidden = sel.value !== 'other'; if (!custom.hidden) custom.focus(); });
+      append(fields,
+        serialPortField(p('port'), v.port, ctx),
+        baudField,
+        field({ path: p('data_bits'), label: 'Data bits', kind: 'int', value: v.data_bits || 8, options: [[5, '5'], [6, '6'], [7, '7'], [8, '8']] }),
+        field({ path: p('parity'), label: 'Parity', value: v.parity || 'None', options: [['None', 'None'], ['Even', 'Even'], ['Odd', 'Odd'], ['Mark', 'Mark (Linux only)'], ['Space', 'Space (Linux only)']], help: 'Mark and Space work on Linux only.' }),
+        field({ path: p('stop_bits'), label: 'Stop bits', kind: 'int', value: v.stop_bits || 1, options: [[1, '1'], [2, '2']] }),
+        field({ path: p('flow_control'), label: 'Flow control', value: v.flow_control || 'None', options: [['None', 'None'], ['RTS/CTS', 'RTS/CTS (hardware)'], ['XON/XOFF', 'XON/XOFF (software)']] }),
+        src ? null : writeTimeout('A device that takes no data for this long is reopened and the messages retried.'));
+      out.push(rs485Block(prefix, v.rs485), framingBlock(prefix, v.framing), ackBlock(prefix, role, v.ack));
+      break;
+    }
+    case 'remote_icombuffer': {
+      const auth = v.auth || {};
+      const masked = auth.password === PASSWORD_MASK;
+      const urlF = field({
+        path: p('url'),
+        label: 'URL of the remote instance (optional)',
+        value: v.url,
+        placeholder: 'e.g. https://plant-2.example:8080',
+        wide: true,
+        help: src
+          ? 'With a URL this source connects and pulls the channel from that instance (its Operations Portal address). Leave it empty to wait: the remote instance then pushes to this one.'
+          : 'With a URL this destination connects and pushes the channel to that instance (its Operations Portal address). Leave it empty to wait: the remote instance then pulls from this one.',
+      });
+      const urlIn = $('input', urlF);
+      const authSet = h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication (a user of the remote instance)' }),
+        h('p', { class: 'muted small', text: 'A user of the remote instance with the Relay role (created there on the Management Dashboard, Users page). The password is checked when the link connects.' }),
+        h('div', { class: 'fields' },
+          field({ path: p('auth.username'), label: 'User name', keep: true, mark: true, value: auth.username, placeholder: 'e.g. relay-plant-1' }),
+          field({
+            path: p('auth.password'),
+            label: 'Password',
+            kind: 'password',
+            keep: true,
+            mark: true,
+            value: auth.password,
+            help: masked ? 'Stored: leave it to keep the stored password. A changed URL, channel id or user needs the password again.' : undefined,
+          })));
+      const waits = h('div', { class: 'notice info small relay-waits', dataset: { relayRole: 'waits' } },
+        h('strong', { text: 'This side waits for the remote instance. ' }),
+        src
+          ? 'The remote instance’s destination for this channel id has this instance’s URL and pushes; it logs in here with a user of this instance that has the Relay role (Management Dashboard → Users).'
+          : 'The remote instance’s source for this channel id has this instance’s URL and pulls; it logs in here with a user of this instance that has the Relay role (Management Dashboard → Users).');
+      const tls = remoteTlsBlock(prefix, v.tls);
+      const sync = () => {
+        const url = urlIn.value.trim();
+        authSet.hidden = !url;
+        waits.hidden = !!url;
+        tls.hidden = !/^https:\/\//.test(url);
+      };
+      urlIn.addEventListener('input', sync);
+      urlIn.addEventListener('change', sync);
+      append(fields,
+        h('div', { class: 'notice info small relay-explain wide' },
+          'A relay links two ioBufferPro instances. One side of the link has a URL and connects (a destination pushes, a source pulls); the other side, without a URL, waits for it. The channel id names the link and is the same on both instances.'),
+        urlF,
+        field({ path: p('channel_id'), label: 'Channel id', required: true, value: v.channel_id, placeholder: 'e.g. plant-2-results', help: 'The link’s name, the same on both instances (not a pair id). A side without URL is found by it: one source and one destination per channel id on an instance.' }),
+        waits);
+      out.push(authSet, tls);
+      sync();
+      break;
+    }
+    default:
+      break;
+  }
+  return out;
+}
+
+/**
+ * The type selector of a side and that type's fields, below `prefix` (`source`,
+ * `destination`, or a backup's own prefix). Changing the type keeps what the types share.
+ */
+export function sideBlock(prefix, role, spec, ctx, typeId) {
+  const box = h('div', { class: 'side-fields' });
+  const typeField = field({ path: prefix, label: 'Type', value: spec ? spec.type : (role === 'source' ? 'tcp_server' : 'tcp_client'), options: TYPES });
+  const sel = $('select', typeField);
+  sel.dataset.kind = 'type';
+  if (typeId) {
+    sel.id = typeId;
+    $('label', typeField).setAttribute('for', sel.id);
+  }
+  sel.addEventListener('change', () => {
+    // Keep what the new type shares with the old one (host, port, framing, ack, …).
+    const keep = getPath(readFields(box).value, prefix) || {};
+    replace(box, endpointFields(prefix, role, sel.value, keep, ctx));
+  });
+  replace(box, endpointFields(prefix, role, sel.value, spec || {}, ctx));
+  return { typeField, box };
+}
+
+/** The source or the destination. */
+export function mainSide(side, spec, ctx) {
+  const title = side === 'source' ? 'Source' : 'Destination';
+  const sub = side === 'source' ? 'Where messages come from.' : 'Where messages go, in order.';
+  const { typeField, box } = sideBlock(side, side, spec, ctx, `${side}-type`);
+  return h('fieldset', { class: 'side', dataset: { side } },
+    h('legend', { text: title }), h('p', { class: 'muted small', text: sub }),
+    h('div', { class: 'fields' }, typeField), box);
+}
