@@ -28,6 +28,7 @@ mod backoff;
 mod destination;
 mod engine;
 mod feed;
+mod net;
 mod relay;
 pub mod serial;
 mod side;

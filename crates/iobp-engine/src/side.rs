@@ -123,16 +123,3 @@ pub(crate) async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
         () = tokio::time::sleep(d) => true,
     }
 }
-
-/// Turns on TCP keepalive so that a peer that vanished (power loss, cable pulled) is noticed
-/// within about a minute and a half even when no data flows.
-pub(crate) fn keepalive(stream: &tokio::net::TcpStream) {
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10));
-    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
-    let ka = ka.with_retries(3);
-    let sock = socket2::SockRef::from(stream);
-    let _ = sock.set_tcp_keepalive(&ka);
-    let _ = stream.set_nodelay(true);
-}

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use super::return_in_flight;
 use super::stream::{Ended, deliver};
 use crate::backoff::Backoff;
-use crate::side::{SideCtx, keepalive, pause};
+use crate::net::{Stream, keepalive};
+use crate::side::{SideCtx, pause};
 use crate::stats::{Color, Side};
 
 pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
@@ -40,29 +41,22 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
                         let peer: Arc<str> = addr.clone().into();
                         let (framing, ack, write_timeout) =
                             (&spec.framing, &spec.ack, spec.write_timeout_ms);
-                        let ended = if let Some((c, name)) = tls {
-                            match crate::tls::connect(&c, name, stream).await {
-                                Ok(s) => {
-                                    backoff.reset();
-                                    status.peer_up(&peer);
-                                    status.set(
-                                        Color::Green,
-                                        format!("connected to {addr}{tls_note}"),
-                                    );
-                                    let r =
-                                        deliver(&ctx, s, &peer, framing, ack, write_timeout).await;
-                                    status.peer_down(&peer);
-                                    r
-                                }
-                                Err(e) => Err(e),
+                        let stream: Result<Stream, String> = match tls {
+                            Some((c, name)) => {
+                                crate::tls::connect(&c, name, stream).await.map(Stream::from)
                             }
-                        } else {
-                            backoff.reset();
-                            status.peer_up(&peer);
-                            status.set(Color::Green, format!("connected to {addr}"));
-                            let r = deliver(&ctx, stream, &peer, framing, ack, write_timeout).await;
-                            status.peer_down(&peer);
-                            r
+                            None => Ok(stream.into()),
+                        };
+                        let ended = match stream {
+                            Ok(s) => {
+                                backoff.reset();
+                                status.peer_up(&peer);
+                                status.set(Color::Green, format!("connected to {addr}{tls_note}"));
+                                let r = deliver(&ctx, s, &peer, framing, ack, write_timeout).await;
+                                status.peer_down(&peer);
+                                r
+                            }
+                            Err(e) => Err(e),
                         };
                         return_in_flight(&ctx);
                         match ended {
@@ -85,12 +79,6 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
             return;
         }
     }
-}
-
-/// A connected receiver.
-enum Receiver {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
@@ -118,7 +106,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
         }
     };
     // Accepting runs beside delivery so that a newer receiver can take over mid-stream.
-    let (tx, mut rx) = mpsc::channel::<(Receiver, String)>(4);
+    let (tx, mut rx) = mpsc::channel::<(Stream, String)>(4);
     let accept_cancel = ctx.cancel.clone();
     let accept_ctx = ctx.clone();
     let acceptor = tokio::spawn(async move {
@@ -131,11 +119,11 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
                 Ok((s, a)) => {
                     keepalive(&s);
                     let stream = match &acceptor {
-                        None => Receiver::Plain(s),
+                        None => Stream::from(s),
                         // Handshakes run here, one at a time: receivers are few, and a slow
                         // one only delays the next receiver, never delivery to the current.
                         Some(acc) => match crate::tls::accept(acc, s).await {
-                            Ok(t) => Receiver::Tls(Box::new(t)),
+                            Ok(t) => Stream::from(t),
                             Err(e) => {
                                 accept_ctx.error(Side::Destination, format!("receiver {a}: {e}"));
                                 continue;
@@ -155,7 +143,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
     });
     let waiting = format!("listening on {addr}, waiting for a receiver");
     status.set(Color::Yellow, waiting.clone());
-    let mut next: Option<(Receiver, String)> = None;
+    let mut next: Option<(Stream, String)> = None;
     loop {
         let (stream, peer) = if let Some(c) = next.take() {
             c
@@ -170,12 +158,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
         status.set(Color::Green, format!("receiver {peer} connected"));
         let (framing, ack, write_timeout) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
         let outcome = tokio::select! {
-            ended = async {
-                match stream {
-                    Receiver::Plain(s) => deliver(&ctx, s, &peer, framing, ack, write_timeout).await,
-                    Receiver::Tls(s) => deliver(&ctx, *s, &peer, framing, ack, write_timeout).await,
-                }
-            } => Some(ended),
+            ended = deliver(&ctx, stream, &peer, framing, ack, write_timeout) => Some(ended),
             newer = rx.recv() => { next = newer; None }
         };
         return_in_flight(&ctx);

@@ -16,7 +16,7 @@ use iobp_config::{RemoteSpec, TlsSpec};
 use tokio::net::TcpStream;
 
 use super::{RelayIo, RelayMode};
-use crate::side::keepalive;
+use crate::net::{Stream, keepalive};
 
 /// Connecting (TCP and TLS) must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,7 +133,7 @@ impl Client {
         Err("the remote refused the relay: authentication failed".into())
     }
 
-    async fn connect(&self) -> Result<Box<dyn RelayIo>, String> {
+    async fn connect(&self) -> Result<Stream, String> {
         let addr = (self.target.host.as_str(), self.target.port);
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -141,13 +141,13 @@ impl Client {
             .map_err(|e| format!("cannot connect to {}: {e}", self.target.authority))?;
         keepalive(&tcp);
         if !self.target.tls {
-            return Ok(Box::new(tcp));
+            return Ok(tcp.into());
         }
         let tls = TlsSpec { enabled: true, ..self.spec.tls.clone() };
         let Some((c, name)) = crate::tls::connector(&tls, &self.target.host)? else {
             return Err("TLS is required for https".into());
         };
-        Ok(Box::new(crate::tls::connect(&c, name, tcp).await?))
+        Ok(crate::tls::connect(&c, name, tcp).await?.into())
     }
 
     /// Gets a token for the configured user.

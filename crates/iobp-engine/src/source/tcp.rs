@@ -9,7 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::stream::{Ended, WhenFull, serve};
 use crate::backoff::Backoff;
-use crate::side::{SideCtx, keepalive, pause};
+use crate::net::{Stream, keepalive};
+use crate::side::{SideCtx, pause};
 use crate::stats::{Color, Side};
 
 /// Listens and serves every connection (up to `max_connections`) concurrently, each with its
@@ -109,13 +110,13 @@ impl Connection {
         let status = &ctx.stats.source;
         status.peer_up(&peer);
         status.set(Color::Green, format!("{} sender(s) connected{tls_note}", status.connections()));
-        let (framing, ack) = (&spec.framing, &spec.ack);
-        let result = match &acceptor {
-            Some(a) => match crate::tls::accept(a, stream).await {
-                Ok(s) => serve(&ctx, s, &peer, framing, ack, idle, WhenFull::Hold).await,
-                Err(e) => Err(e),
-            },
-            None => serve(&ctx, stream, &peer, framing, ack, idle, WhenFull::Hold).await,
+        let stream: Result<Stream, String> = match &acceptor {
+            Some(a) => crate::tls::accept(a, stream).await.map(Stream::from),
+            None => Ok(stream.into()),
+        };
+        let result = match stream {
+            Ok(s) => serve(&ctx, s, &peer, &spec.framing, &spec.ack, idle, WhenFull::Hold).await,
+            Err(e) => Err(e),
         };
         match result {
             Ok(Ended::IdleTimeout) => {
@@ -157,35 +158,19 @@ pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
                         let peer: Arc<str> = addr.clone().into();
                         status.peer_up(&peer);
                         status.set(Color::Green, format!("connected to {addr}{tls_note}"));
-                        let ended = if let Some((c, name)) = tls {
-                            match crate::tls::connect(&c, name, stream).await {
-                                Ok(s) => {
-                                    backoff.reset();
-                                    serve(
-                                        &ctx,
-                                        s,
-                                        &peer,
-                                        &spec.framing,
-                                        &spec.ack,
-                                        None,
-                                        WhenFull::Hold,
-                                    )
-                                    .await
-                                }
-                                Err(e) => Err(e),
+                        let stream: Result<Stream, String> = match tls {
+                            Some((c, name)) => {
+                                crate::tls::connect(&c, name, stream).await.map(Stream::from)
                             }
-                        } else {
-                            backoff.reset();
-                            serve(
-                                &ctx,
-                                stream,
-                                &peer,
-                                &spec.framing,
-                                &spec.ack,
-                                None,
-                                WhenFull::Hold,
-                            )
-                            .await
+                            None => Ok(stream.into()),
+                        };
+                        let ended = match stream {
+                            Ok(s) => {
+                                backoff.reset();
+                                let (framing, ack) = (&spec.framing, &spec.ack);
+                                serve(&ctx, s, &peer, framing, ack, None, WhenFull::Hold).await
+                            }
+                            Err(e) => Err(e),
                         };
                         status.peer_down(&peer);
                         match ended {
