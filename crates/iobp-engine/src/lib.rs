@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod connector;
 mod destination;
 mod engine;
 mod feed;

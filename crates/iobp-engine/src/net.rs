@@ -1,14 +1,21 @@
 //! TCP connections of the TCP sides and of the relay client: one [`Stream`] type for plain and
 //! TLS connections, so each session is written and called once whatever the transport's
-//! security, and the keepalive every such connection gets.
+//! security; the keepalive every such connection gets; how `tcp_client` sides connect
+//! ([`Dial`]) and `tcp_server` sides listen ([`listen`], [`Accepted`]).
 
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use iobp_config::{TcpClientSpec, TcpServerSpec, TlsSpec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::connector::{Ended, Opened, Opener, Progress, Session, Shape};
+use crate::side::SideCtx;
 
 /// A TCP connection, plain or TLS (client or server end).
 #[derive(Debug)]
@@ -106,6 +113,119 @@ pub(crate) fn keepalive(stream: &TcpStream) {
     let sock = socket2::SockRef::from(stream);
     let _ = sock.set_tcp_keepalive(&ka);
     let _ = stream.set_nodelay(true);
+}
+
+/// Connects to a TCP server, with TLS if configured: the opener of `tcp_client` sides.
+pub(crate) struct Dial {
+    addr: String,
+    host: String,
+    tls: TlsSpec,
+    timeout: Duration,
+    tls_note: &'static str,
+}
+
+impl Dial {
+    pub(crate) fn new(spec: &TcpClientSpec) -> Self {
+        Dial {
+            addr: format!("{}:{}", spec.host, spec.port),
+            host: spec.host.clone(),
+            tls: spec.tls.clone(),
+            timeout: Duration::from_millis(spec.connect_timeout_ms.unwrap_or(10_000)),
+            tls_note: if spec.tls.enabled { " (TLS)" } else { "" },
+        }
+    }
+}
+
+impl Opener for Dial {
+    type Io = Stream;
+
+    fn shape(&self) -> Shape {
+        Shape::Dial
+    }
+
+    fn opening(&self) -> Option<String> {
+        Some(format!("connecting to {}{}", self.addr, self.tls_note))
+    }
+
+    async fn open(&mut self) -> Result<Opened<Stream>, String> {
+        let addr = &self.addr;
+        // Built at every attempt, so a replaced CA or client certificate is used at the next
+        // connection.
+        let tls = crate::tls::connector(&self.tls, &self.host)
+            .map_err(|e| format!("TLS for {addr}: {e}"))?;
+        let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("cannot connect to {addr}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "cannot connect to {addr}: timed out after {} ms",
+                    self.timeout.as_millis()
+                ));
+            }
+        };
+        keepalive(&tcp);
+        let stream = match tls {
+            None => Stream::from(tcp),
+            Some((connector, name)) => crate::tls::connect(&connector, name, tcp)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?
+                .into(),
+        };
+        let detail = format!("connected to {addr}{}", self.tls_note);
+        Ok(Opened::new(stream, addr.as_str().into(), detail))
+    }
+}
+
+/// Binds a `tcp_server` side's listener, with its TLS acceptor if it uses TLS.
+pub(crate) async fn listen(
+    spec: &TcpServerSpec,
+) -> Result<(TcpListener, Option<TlsAcceptor>), String> {
+    let addr = format!("{}:{}", spec.host, spec.port);
+    let acceptor = crate::tls::acceptor(&spec.tls).map_err(|e| format!("TLS for {addr}: {e}"))?;
+    let listener =
+        TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok((listener, acceptor))
+}
+
+/// An accepted TCP connection whose TLS handshake, if its side uses TLS, is still to come.
+pub(crate) struct Accepted {
+    pub tcp: TcpStream,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl Accepted {
+    /// The connection, after its TLS handshake (bounded in time) if it has one.
+    pub(crate) async fn handshake(self) -> Result<Stream, String> {
+        match self.tls {
+            None => Ok(self.tcp.into()),
+            Some(acceptor) => Ok(crate::tls::accept(&acceptor, self.tcp).await?.into()),
+        }
+    }
+}
+
+/// Runs `S` on an accepted connection after its TLS handshake, which thereby happens in the
+/// connection's own task: a slow or silent client never holds up the next one.
+pub(crate) struct AfterHandshake<S>(pub S);
+
+impl<S: Session<Stream>> Session<Accepted> for AfterHandshake<S> {
+    fn about(&self, peer: &str) -> String {
+        self.0.about(peer)
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        self.0.closed(peer)
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: Accepted,
+        peer: &Arc<str>,
+        progress: &Progress,
+    ) -> Result<Ended, String> {
+        let stream = io.handshake().await?;
+        self.0.run(ctx, stream, peer, progress).await
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use iobp_config::SerialSpec;
 
 use super::return_in_flight;
-use super::stream::{Ended, deliver};
+use super::stream::deliver;
 use crate::backoff::Backoff;
+use crate::connector::Ended;
 use crate::serial::{Opened, describe, open};
 use crate::side::{SideCtx, pause};
 use crate::stats::{Color, Side};
@@ -41,7 +42,9 @@ pub(crate) async fn destination(ctx: SideCtx, spec: SerialSpec) {
                 status.peer_down(&port_name);
                 match ended {
                     Ok(Ended::Cancelled) => return,
-                    Ok(Ended::PeerClosed) => format!("{port_name} closed (device unplugged?)"),
+                    Ok(Ended::PeerClosed | Ended::IdleTimeout) => {
+                        format!("{port_name} closed (device unplugged?)")
+                    }
                     Err(e) => format!("delivery to {port_name}: {e}"),
                 }
             }

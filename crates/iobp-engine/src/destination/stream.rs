@@ -29,6 +29,7 @@ use iobp_log::Batch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backoff::Backoff;
+use crate::connector::{Ended, Progress, Session};
 use crate::side::{SideCtx, framing_of, pause};
 use crate::stats::{Rejected, Side, hex_preview};
 
@@ -39,13 +40,33 @@ pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
 /// Default: a receiver that takes longer than this to accept a batch is considered stuck.
 pub(crate) const WRITE_TIMEOUT_MS: u64 = 30_000;
 
-/// How delivery on a connection ended (the caller returns in-flight records to Pending).
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The receiver closed the connection.
-    PeerClosed,
-    /// The pair is stopping.
-    Cancelled,
+/// The session of a byte-stream destination on one connection (see the module
+/// documentation); the connector loop returns what is in flight to Pending when it ends.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamDelivery {
+    pub framing: FramingSpec,
+    pub ack: AckSpec,
+    /// Milliseconds a receiver may take to accept a batch ([`WRITE_TIMEOUT_MS`] if `None`).
+    pub write_timeout: Option<u64>,
+}
+
+impl<S> Session<S> for StreamDelivery
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn about(&self, peer: &str) -> String {
+        format!("delivery to {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: S,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, String> {
+        deliver(ctx, io, peer, &self.framing, &self.ack, self.write_timeout).await
+    }
 }
 
 /// Delivers until the connection fails, the peer closes it or the pair stops.

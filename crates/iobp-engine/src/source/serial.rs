@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use iobp_config::{FlowControl, SerialSpec};
 
-use super::stream::{Ended, WhenFull, serve};
+use super::stream::{WhenFull, serve};
 use crate::backoff::Backoff;
+use crate::connector::Ended;
 use crate::serial::{Opened, describe, open};
 use crate::side::{SideCtx, pause};
 use crate::stats::{Color, Side};

@@ -41,6 +41,7 @@ use iobp_log::Commit;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::connector::{Ended, Progress, Session};
 use crate::side::{IntakeError, SideCtx, framing_of};
 use crate::stats::Side;
 
@@ -71,15 +72,33 @@ pub(crate) enum WhenFull {
     Refuse,
 }
 
-/// How the connection ended.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The peer closed it.
-    PeerClosed,
-    /// The pair is stopping.
-    Cancelled,
-    /// It was idle for longer than the idle timeout.
-    IdleTimeout,
+/// The session of a byte-stream source on one connection (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamIntake {
+    pub framing: FramingSpec,
+    pub ack: AckSpec,
+    /// Close a connection on which nothing arrived for this long (`tcp_server`).
+    pub idle_timeout: Option<Duration>,
+    pub when_full: WhenFull,
+}
+
+impl<S> Session<S> for StreamIntake
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn about(&self, peer: &str) -> String {
+        format!("receiving from {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: S,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, String> {
+        serve(ctx, io, peer, &self.framing, &self.ack, self.idle_timeout, self.when_full).await
+    }
 }
 
 /// An answer the sender is owed, in the order of its messages.
