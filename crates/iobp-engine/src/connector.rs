@@ -120,6 +120,11 @@ pub(crate) trait Opener: Send {
     /// future is dropped), and an error is reported without ending the side.
     fn open(&mut self) -> impl Future<Output = Result<Opened<Self::Io>, String>> + Send;
 
+    /// The status when the peer closed its end.
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed the connection")
+    }
+
     /// Added to messages about a failed connection, as a hint (" (device unplugged?)").
     fn hint(&self) -> &'static str {
         ""
@@ -137,11 +142,6 @@ pub(crate) trait Opener: Send {
 pub(crate) trait Session<Io>: Send + Sync + 'static {
     /// Names the peer in messages about this session's errors ("delivery to 10.0.0.5:5000").
     fn about(&self, peer: &str) -> String;
-
-    /// The status when the peer closed its end.
-    fn closed(&self, peer: &str) -> String {
-        format!("{peer} closed the connection")
-    }
 
     /// Runs until the connection fails, the peer closes it or the pair stops (then it winds
     /// down and returns [`Ended::Cancelled`]).
@@ -161,7 +161,6 @@ pub(crate) struct Progress(AtomicBool);
 
 impl Progress {
     /// Data moved.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the UDP destination comes next"))]
     pub(crate) fn made(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
@@ -185,7 +184,7 @@ where
     match opener.shape() {
         Shape::Dial => dial(&ctx, side, opener, &session, backoff).await,
         Shape::Concurrent { limit } => {
-            concurrent(&ctx, side, opener, Arc::new(session), limit).await
+            concurrent(&ctx, side, opener, Arc::new(session), limit).await;
         }
         Shape::Newest => newest(&ctx, side, opener, &session).await,
     }
@@ -256,7 +255,7 @@ where
                 match ended {
                     Ok(Ended::Cancelled) => return,
                     Ok(Ended::PeerClosed | Ended::IdleTimeout) => {
-                        format!("{}{}", session.closed(&peer), opener.hint())
+                        format!("{}{}", opener.closed(&peer), opener.hint())
                     }
                     Err(e) => format!("{}: {e}{}", session.about(&peer), opener.hint()),
                 }

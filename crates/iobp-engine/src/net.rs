@@ -212,10 +212,6 @@ impl<S: Session<Stream>> Session<Accepted> for AfterHandshake<S> {
         self.0.about(peer)
     }
 
-    fn closed(&self, peer: &str) -> String {
-        self.0.closed(peer)
-    }
-
     async fn run(
         &self,
         ctx: &SideCtx,

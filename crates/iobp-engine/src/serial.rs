@@ -12,13 +12,17 @@
 //!   support is a clear error.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use iobp_config::{FlowControl, Parity, SerialSpec};
 use serial2_tokio::{CharSize, SerialPort, Settings, StopBits};
 
+use crate::connector::{Opened, Opener, Shape};
+use crate::stats::Side;
+
 /// An open port and what the operator should know about it.
 #[derive(Debug)]
-pub(crate) struct Opened {
+pub(crate) struct OpenPort {
     pub port: SerialPort,
     /// Held while the port is open (advisory exclusive lock on the device).
     pub lock: std::fs::File,
@@ -178,20 +182,55 @@ pub(crate) fn ignored_settings(spec: &SerialSpec, got: &Settings) -> Vec<String>
     out
 }
 
-/// Reports settings the driver ignored (logged once per opening); the side shows Yellow
-/// with them. Returns the colour and a note for the status line.
-pub(crate) fn report_ignored(
-    ctx: &crate::side::SideCtx,
-    side: crate::stats::Side,
-    spec: &SerialSpec,
-    ignored: &[String],
-) -> (crate::stats::Color, String) {
-    if ignored.is_empty() {
-        return (crate::stats::Color::Green, String::new());
+/// Opens a `serial` side's port, and opens it again after every loss (unplugged, missing,
+/// busy, not permitted): the opener of serial sides for the connector loop. Settings the
+/// driver ignored are reported at each opening, and the side shows Yellow with them.
+pub(crate) struct PortOpener {
+    spec: SerialSpec,
+    name: Arc<str>,
+    /// "reading" (a source) or "writing to" (a destination).
+    doing: &'static str,
+}
+
+impl PortOpener {
+    pub(crate) fn new(spec: SerialSpec, side: Side) -> Self {
+        let doing = match side {
+            Side::Source => "reading",
+            Side::Destination => "writing to",
+        };
+        PortOpener { name: spec.port.clone().into(), spec, doing }
     }
-    let list = ignored.join(", ");
-    ctx.error(side, format!("{}: the driver did not apply {list}", spec.port));
-    (crate::stats::Color::Yellow, format!("; the driver did not apply {list}"))
+}
+
+impl Opener for PortOpener {
+    type Io = SerialPort;
+
+    fn shape(&self) -> Shape {
+        Shape::Dial
+    }
+
+    fn opening(&self) -> Option<String> {
+        Some(format!("opening {}", self.name))
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed")
+    }
+
+    fn hint(&self) -> &'static str {
+        " (device unplugged?)"
+    }
+
+    async fn open(&mut self) -> Result<Opened<SerialPort>, String> {
+        let OpenPort { port, lock, ignored } = open(&self.spec)?;
+        let mut detail = format!("{} {} ({})", self.doing, self.name, describe(&self.spec));
+        let ignored = (!ignored.is_empty()).then(|| ignored.join(", "));
+        if let Some(list) = &ignored {
+            detail = format!("{detail}; the driver did not apply {list}");
+        }
+        let warning = ignored.map(|list| format!("{}: the driver did not apply {list}", self.name));
+        Ok(Opened { io: port, peer: self.name.clone(), detail, warning, lock: Some(lock) })
+    }
 }
 
 /// Why a port could not be opened, in an operator's words.
@@ -225,7 +264,7 @@ pub(crate) fn probe(spec: &SerialSpec) -> bool {
 }
 
 /// Opens and configures a port; the lock and the report of ignored settings come with it.
-pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
+pub(crate) fn open(spec: &SerialSpec) -> Result<OpenPort, String> {
     let path = spec.port.as_str();
     let lock = lock_device(path)?;
     // The device the checks approved, not whatever the path names a moment later (Linux
@@ -258,7 +297,7 @@ pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
     if let Some(r) = &spec.rs485 {
         set_rs485(&port, r).map_err(|e| format!("{path}: {e}"))?;
     }
-    Ok(Opened { port, lock, ignored })
+    Ok(OpenPort { port, lock, ignored })
 }
 
 #[cfg(target_os = "linux")]

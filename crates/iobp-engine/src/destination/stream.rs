@@ -70,7 +70,7 @@ where
 }
 
 /// Delivers until the connection fails, the peer closes it or the pair stops.
-pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
+async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &SideCtx,
     io: S,
     peer: &Arc<str>,

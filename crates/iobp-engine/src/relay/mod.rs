@@ -246,67 +246,116 @@ impl RelayHub {
     }
 }
 
-/// How a relay session on a connection this side opened ended.
-pub(crate) enum SessionEnd {
-    /// The pair is stopping.
-    Cancelled,
-    /// The connection ended: why, for the status line.
-    Closed(String),
+/// Opens relay connections to a remote instance, one at a time (a side with a `url`): the
+/// opener of such sides for the connector loop. The remote's token is kept between
+/// connections.
+pub(crate) struct Dial {
+    mode: RelayMode,
+    /// The client, or why the side's settings cannot make one (reported once; nothing to
+    /// retry until the pair is edited).
+    client: Result<client::Client, String>,
+    reported: bool,
+    peer: Arc<str>,
 }
 
-/// For a side with a `url`: connects to the remote instance again and again (with the pair's
-/// backoff) and runs `session` on each connection, until the pair stops. Shows the side's
-/// status (connecting Yellow, connected Green, failed Red with the reason).
-pub(crate) async fn connect_loop<F, Fut>(
-    ctx: &crate::side::SideCtx,
-    side: crate::stats::Side,
-    spec: &iobp_config::RemoteSpec,
-    mode: RelayMode,
-    mut session: F,
-) where
-    F: FnMut(Box<dyn RelayIo>, Arc<str>) -> Fut,
-    Fut: std::future::Future<Output = SessionEnd>,
-{
-    use crate::stats::Color;
-    let status = ctx.stats.side(side);
-    let mut backoff = crate::backoff::Backoff::new(ctx.retry);
-    let mut client = match client::Client::new(spec) {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.error(side, e.clone());
-            status.set(Color::Red, e);
-            ctx.cancel.cancelled().await;
-            return;
-        }
-    };
-    let peer: Arc<str> = format!("{} channel {}", client.authority(), spec.channel_id).into();
-    let doing = match mode {
-        RelayMode::Push => "sending to",
-        RelayMode::Pull => "receiving from",
-    };
-    loop {
-        status.set(Color::Yellow, format!("connecting to {peer}"));
-        let why = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            r = client.open(mode) => match r {
-                Err(e) => e,
-                Ok(io) => {
-                    backoff.reset();
-                    status.peer_up(&peer);
-                    status.set(Color::Green, format!("relay: {doing} {peer}"));
-                    let end = session(io, peer.clone()).await;
-                    status.peer_down(&peer);
-                    match end {
-                        SessionEnd::Cancelled => return,
-                        SessionEnd::Closed(why) => why,
-                    }
-                }
-            },
+impl Dial {
+    /// Push: this side sends; pull: it receives.
+    pub(crate) fn new(spec: &iobp_config::RemoteSpec, mode: RelayMode) -> Self {
+        let client = client::Client::new(spec);
+        let authority = client.as_ref().map_or("?", |c| c.authority());
+        let peer = format!("{authority} channel {}", spec.channel_id).into();
+        Dial { mode, client, reported: false, peer }
+    }
+}
+
+impl crate::connector::Opener for Dial {
+    type Io = Box<dyn RelayIo>;
+
+    fn shape(&self) -> crate::connector::Shape {
+        crate::connector::Shape::Dial
+    }
+
+    fn opening(&self) -> Option<String> {
+        self.client.is_ok().then(|| format!("connecting to {}", self.peer))
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed the relay")
+    }
+
+    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, String> {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(why) if !std::mem::replace(&mut self.reported, true) => return Err(why.clone()),
+            // Shown Red already; the pair's stop (or edit) ends the wait.
+            Err(_) => return std::future::pending().await,
         };
-        ctx.error(side, why.clone());
-        status.set(Color::Red, why);
-        if !crate::side::pause(&ctx.cancel, backoff.next_delay()).await {
-            return;
+        let io = client.open(self.mode).await?;
+        let doing = match self.mode {
+            RelayMode::Push => "sending to",
+            RelayMode::Pull => "receiving from",
+        };
+        let detail = format!("relay: {doing} {}", self.peer);
+        Ok(crate::connector::Opened::new(io, self.peer.clone(), detail))
+    }
+}
+
+/// Takes the relay connections remote instances open to a channel of this instance (a side
+/// without `url`), as the web layer hands them over: pushes are served side by side, a newer
+/// pull takes over from an older one.
+pub(crate) struct Hub {
+    _registration: Registration,
+    incoming: mpsc::Receiver<Incoming>,
+    mode: RelayMode,
+    channel: String,
+}
+
+impl Hub {
+    /// Registers the side of `channel` that takes `mode` connections, until it is dropped.
+    pub(crate) fn new(hub: &Arc<RelayHub>, channel: &str, mode: RelayMode) -> Self {
+        let (registration, incoming) = hub.register(channel, mode);
+        Hub { _registration: registration, incoming, mode, channel: channel.to_string() }
+    }
+}
+
+impl crate::connector::Opener for Hub {
+    type Io = Box<dyn RelayIo>;
+
+    fn shape(&self) -> crate::connector::Shape {
+        match self.mode {
+            // The hub bounds the sessions of a channel (MAX_SESSIONS_PER_CHANNEL).
+            RelayMode::Push => crate::connector::Shape::Concurrent { limit: None },
+            RelayMode::Pull => crate::connector::Shape::Newest,
+        }
+    }
+
+    fn waiting(&self) -> String {
+        match self.mode {
+            RelayMode::Push => {
+                format!("relay: waiting for remote instances to push to channel {}", self.channel)
+            }
+            RelayMode::Pull => {
+                format!("relay: waiting for a remote instance to pull channel {}", self.channel)
+            }
+        }
+    }
+
+    fn connected(&self, n: u64) -> String {
+        format!("relay: {n} instance(s) pushing")
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed the relay")
+    }
+
+    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, String> {
+        match self.incoming.recv().await {
+            Some(Incoming { io, peer }) => {
+                let detail = format!("relay: {peer} is pulling");
+                Ok(crate::connector::Opened::new(io, peer, detail))
+            }
+            // The registration lives as long as this side: nothing more will come.
+            None => std::future::pending().await,
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::sender::frame_name;
 use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, now_us, write_all};
+use crate::connector::{Ended, Progress, Session};
 use crate::side::{IntakeError, SideCtx};
 use crate::stats::{RelayLag, Side};
 
@@ -29,13 +30,23 @@ const WINDOW: usize = 8;
 /// How long a sender is asked to wait when the buffer is full.
 const BUSY_RETRY_MS: u32 = 1000;
 
-/// How a session ended without an error.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The pair is stopping.
-    Cancelled,
-    /// The sender closed the connection.
-    PeerClosed,
+/// The receiving session on one relay connection.
+pub(crate) struct RelayReceive;
+
+impl Session<Box<dyn RelayIo>> for RelayReceive {
+    fn about(&self, peer: &str) -> String {
+        format!("relay from {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: Box<dyn RelayIo>,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, String> {
+        receive(ctx, io, peer).await
+    }
 }
 
 struct Waiting {
@@ -51,21 +62,16 @@ struct Waiting {
 }
 
 /// Receives a stream until the connection fails, the sender closes it or the pair stops.
-/// Returns the stream's identity and how it ended.
-pub(crate) async fn receive<S: RelayIo>(
-    ctx: &SideCtx,
-    io: S,
-    peer: &Arc<str>,
-) -> Result<(u64, Ended), String> {
+async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<Ended, String> {
     let (rd, mut wr) = tokio::io::split(io);
     let mut frames = FrameReader::new(rd);
     let mut out = Vec::with_capacity(64);
     let stream = tokio::select! {
-        () = ctx.cancel.cancelled() => return Ok((0, Ended::Cancelled)),
+        () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, hello(&mut frames, &mut wr)) => match r {
             Err(_) => return Err("the sender did not say Hello".into()),
             Ok(Ok(Some(stream))) => stream,
-            Ok(Ok(None)) => return Ok((0, Ended::PeerClosed)),
+            Ok(Ok(None)) => return Ok(Ended::PeerClosed),
             Ok(Err(e)) => return Err(e),
         },
     };
@@ -87,7 +93,7 @@ pub(crate) async fn receive<S: RelayIo>(
         }
     })
     .await;
-    result.map(|ended| (stream, ended))
+    result
 }
 
 /// Waits for the sender's `Hello`; `None` if it closed the connection first.

@@ -22,6 +22,7 @@ use iobp_relay::{DataFull, DataWriter, Frame};
 use tokio::time::Instant;
 
 use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, write_all};
+use crate::connector::{Ended, Progress, Session};
 use crate::destination::stream::undeliverable;
 use crate::side::SideCtx;
 use crate::stats::Side;
@@ -33,13 +34,23 @@ const FRAME_RECORDS: usize = 8192;
 /// Payload bytes per frame (at least one record).
 const FRAME_BYTES: usize = 1024 * 1024;
 
-/// How a session ended without an error.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The pair is stopping.
-    Cancelled,
-    /// The peer closed the connection.
-    PeerClosed,
+/// The sending session on one relay connection.
+pub(crate) struct RelaySend;
+
+impl Session<Box<dyn RelayIo>> for RelaySend {
+    fn about(&self, peer: &str) -> String {
+        format!("relay to {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: Box<dyn RelayIo>,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, String> {
+        send(ctx, io, peer).await
+    }
 }
 
 struct InFlight {
@@ -50,11 +61,7 @@ struct InFlight {
 }
 
 /// Relays the buffer until the connection fails, the peer closes it or the pair stops.
-pub(crate) async fn send<S: RelayIo>(
-    ctx: &SideCtx,
-    io: S,
-    peer: &Arc<str>,
-) -> Result<Ended, String> {
+async fn send<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<Ended, String> {
     let (rd, mut wr) = tokio::io::split(io);
     let mut frames = FrameReader::new(rd);
     let mut out = Vec::with_capacity(FRAME_BYTES + 64 * 1024);
@@ -76,7 +83,7 @@ pub(crate) async fn send<S: RelayIo>(
         );
         return Err(fail(&mut wr, format!("protocol error: {msg}")).await);
     }
-    let mut session = Session {
+    let mut session = Sending {
         last_sent: position,
         skip_through: position,
         acked: position,
@@ -181,7 +188,7 @@ where
     }
 }
 
-struct Session {
+struct Sending {
     /// `pseq` of the last record sent (the next frame's `prev`).
     last_sent: u64,
     /// Records up to this are already at the receiver (`Resume`): marked Done, not sent.
@@ -194,7 +201,7 @@ struct Session {
     last_heard: Instant,
 }
 
-impl Session {
+impl Sending {
     fn can_send(&self) -> bool {
         self.unacked.len() < WINDOW && self.paused_until.is_none()
     }

@@ -153,7 +153,7 @@ impl Intake {
 }
 
 /// Serves one connection until it ends. Errors are I/O errors and a broken buffer.
-pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &SideCtx,
     io: S,
     peer: &Arc<str>,
