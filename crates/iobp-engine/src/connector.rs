@@ -18,7 +18,14 @@
 //!   moved, see [`Progress`]).
 //! - **Stopping.** Every wait observes the pair's cancellation; sessions observe it themselves
 //!   so they can wind down (answer what became durable, return what is in flight).
-//! - **Errors.** Counted and logged ([`SideCtx::error`]) with the peer named.
+//! - **Errors, by kind** ([`SideError`], [`SideError::next`]). A fault of the peer (and TLS and
+//!   protocol faults) is counted and logged ([`SideCtx::error`]) with the peer named; a
+//!   dialled side shows it Red and tries a new connection after the backoff, a listening side
+//!   goes on with its other connections and the next one. A fault of the buffer names no
+//!   peer: if the log failed or closed, the side shows Red and waits for the engine, which
+//!   reopens the buffer and starts the side again — reconnecting (or, listening, accepting)
+//!   could only fail the same way; a buffer error the log survives (a read error) is retried
+//!   like a peer's. Settings that cannot work are reported once and wait for an edit.
 //!
 //! How connections come is the opener's [`Shape`]: dialled one at a time, accepted and served
 //! side by side, or accepted with the newest taking over.
@@ -29,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backoff::Backoff;
-use crate::side::{SideCtx, pause};
+use crate::side::{Next, SideCtx, SideError, pause};
 use crate::stats::{Color, Side};
 
 /// How a session ended without an error.
@@ -110,15 +117,16 @@ pub(crate) trait Opener: Send {
         format!("{n} connected")
     }
 
-    /// Gets ready once (binds a listener); retried with the backoff until it succeeds.
-    fn prepare(&mut self) -> impl Future<Output = Result<(), String>> + Send {
+    /// Gets ready once (binds a listener); retried with the backoff until it succeeds, unless
+    /// the error says there is nothing to retry ([`SideError::next`]).
+    fn prepare(&mut self) -> impl Future<Output = Result<(), SideError>> + Send {
         async { Ok(()) }
     }
 
     /// Opens the next connection: connects, opens the port, or takes the next accepted one.
     /// Listening shapes: cancel-safe (a connection being accepted is never lost when the
     /// future is dropped), and an error is reported without ending the side.
-    fn open(&mut self) -> impl Future<Output = Result<Opened<Self::Io>, String>> + Send;
+    fn open(&mut self) -> impl Future<Output = Result<Opened<Self::Io>, SideError>> + Send;
 
     /// The status when the peer closed its end.
     fn closed(&self, peer: &str) -> String {
@@ -151,7 +159,7 @@ pub(crate) trait Session<Io>: Send + Sync + 'static {
         io: Io,
         peer: &Arc<str>,
         progress: &Progress,
-    ) -> impl Future<Output = Result<Ended, String>> + Send;
+    ) -> impl Future<Output = Result<Ended, SideError>> + Send;
 }
 
 /// Marked by a session each time data moved; a connectionless transport's backoff starts over
@@ -184,9 +192,9 @@ where
     match opener.shape() {
         Shape::Dial => dial(&ctx, side, opener, &session, backoff).await,
         Shape::Concurrent { limit } => {
-            concurrent(&ctx, side, opener, Arc::new(session), limit).await;
+            concurrent(&ctx, side, opener, Arc::new(session), limit, backoff).await;
         }
-        Shape::Newest => newest(&ctx, side, opener, &session).await,
+        Shape::Newest => newest(&ctx, side, opener, &session, backoff).await,
     }
 }
 
@@ -197,23 +205,20 @@ async fn prepare<O: Opener>(
     opener: &mut O,
     backoff: &mut Backoff,
 ) -> bool {
-    let status = ctx.stats.side(side);
     loop {
         if opener.shape() != Shape::Dial
             && let Some(doing) = opener.opening()
         {
-            status.set(Color::Yellow, doing);
+            ctx.stats.side(side).set(Color::Yellow, doing);
         }
-        let why = tokio::select! {
+        let e = tokio::select! {
             () = ctx.cancel.cancelled() => return false,
             r = opener.prepare() => match r {
                 Ok(()) => return true,
-                Err(why) => why,
+                Err(e) => e,
             },
         };
-        ctx.error(side, why.clone());
-        status.set(Color::Red, why);
-        if !pause(&ctx.cancel, backoff.next_delay()).await {
+        if !failed(ctx, side, e.to_string(), e.next(), backoff).await {
             return false;
         }
     }
@@ -235,8 +240,8 @@ where
             () = ctx.cancel.cancelled() => return,
             r = opener.open() => r,
         };
-        let why = match attempt {
-            Err(why) => why,
+        let (why, next) = match attempt {
+            Err(e) => (e.to_string(), e.next()),
             Ok(link) => {
                 if counted {
                     backoff.reset();
@@ -255,15 +260,13 @@ where
                 match ended {
                     Ok(Ended::Cancelled) => return,
                     Ok(Ended::PeerClosed | Ended::IdleTimeout) => {
-                        format!("{}{}", opener.closed(&peer), opener.hint())
+                        (format!("{}{}", opener.closed(&peer), opener.hint()), Next::Retry)
                     }
-                    Err(e) => format!("{}: {e}{}", session.about(&peer), opener.hint()),
+                    Err(e) => (describe(session, &peer, opener.hint(), &e), e.next()),
                 }
             }
         };
-        ctx.error(side, why.clone());
-        status.set(Color::Red, why);
-        if !pause(&ctx.cancel, backoff.next_delay()).await {
+        if !failed(ctx, side, why, next, &mut backoff).await {
             return;
         }
     }
@@ -276,6 +279,7 @@ async fn concurrent<O, S>(
     mut opener: O,
     session: Arc<S>,
     limit: Option<usize>,
+    mut backoff: Backoff,
 ) where
     O: Opener,
     S: Session<O::Io>,
@@ -287,9 +291,17 @@ async fn concurrent<O, S>(
     let mut peers: HashMap<tokio::task::Id, Arc<str>> = HashMap::new();
     loop {
         let attempt = tokio::select! {
+            biased;
             () = ctx.cancel.cancelled() => break,
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                ended(ctx, side, &*session, &mut peers, done);
+                if let Some((why, next)) = ended(ctx, side, &*session, opener.hint(), &mut peers, done) {
+                    // The buffer failed: no new connection until it can take data again.
+                    if !failed(ctx, side, why, next, &mut backoff).await {
+                        break;
+                    }
+                } else {
+                    backoff.reset();
+                }
                 if !ctx.cancel.is_cancelled() {
                     match status.connections() {
                         0 => status.set(waiting_color(side), waiting.clone()),
@@ -302,8 +314,8 @@ async fn concurrent<O, S>(
         };
         let link = match attempt {
             Ok(link) => link,
-            Err(why) => {
-                ctx.error(side, why);
+            Err(e) => {
+                ctx.error(side, e.to_string());
                 continue;
             }
         };
@@ -330,37 +342,43 @@ async fn concurrent<O, S>(
     }
     // Stopping: connections wind down (a bounded wait inside each session).
     while let Some(done) = tasks.join_next_with_id().await {
-        ended(ctx, side, &*session, &mut peers, done);
+        if let Some((why, _)) = ended(ctx, side, &*session, opener.hint(), &mut peers, done) {
+            ctx.error(side, why);
+        }
     }
 }
 
-/// A connection of the concurrent shape ended: its peer goes, its outcome is reported.
+/// A connection of the concurrent shape ended: its peer goes and a fault of the peer's is
+/// reported. A fault of the whole side (the buffer) is returned, with what to do about it.
 fn ended<Io, S: Session<Io>>(
     ctx: &SideCtx,
     side: Side,
     session: &S,
+    hint: &str,
     peers: &mut HashMap<tokio::task::Id, Arc<str>>,
-    done: Result<(tokio::task::Id, Result<Ended, String>), tokio::task::JoinError>,
-) {
+    done: Result<(tokio::task::Id, Result<Ended, SideError>), tokio::task::JoinError>,
+) -> Option<(String, Next)> {
     let (id, outcome) = match done {
         Ok((id, outcome)) => (id, Some(outcome)),
         // A session that panicked: the connection is gone; the loop goes on.
         Err(e) => (e.id(), None),
     };
-    let Some(peer) = peers.remove(&id) else { return };
+    let peer = peers.remove(&id)?;
     down(ctx, side, &peer, true);
     match outcome {
         Some(Ok(Ended::IdleTimeout)) => {
             tracing::info!(pair = &*ctx.pair, %peer, "closed idle connection");
         }
         Some(Ok(Ended::PeerClosed | Ended::Cancelled)) => {}
-        Some(Err(e)) => ctx.error(side, format!("{}: {e}", session.about(&peer))),
+        Some(Err(e)) if e.is_the_peers() => ctx.error(side, describe(session, &peer, hint, &e)),
+        Some(Err(e)) => return Some((e.to_string(), e.next())),
         None => ctx.error(side, format!("{}: the session crashed", session.about(&peer))),
     }
+    None
 }
 
 /// The newest-takes-over shape.
-async fn newest<O, S>(ctx: &SideCtx, side: Side, mut opener: O, session: &S)
+async fn newest<O, S>(ctx: &SideCtx, side: Side, mut opener: O, session: &S, mut backoff: Backoff)
 where
     O: Opener,
     S: Session<O::Io>,
@@ -379,8 +397,8 @@ where
             };
             match attempt {
                 Ok(link) => link,
-                Err(why) => {
-                    ctx.error(side, why);
+                Err(e) => {
+                    ctx.error(side, e.to_string());
                     continue;
                 }
             }
@@ -400,7 +418,7 @@ where
                             next = Some(newer);
                             break None;
                         }
-                        Err(why) => ctx.error(side, why),
+                        Err(e) => ctx.error(side, e.to_string()),
                     },
                 }
             }
@@ -412,11 +430,44 @@ where
             Some(Ok(Ended::PeerClosed | Ended::IdleTimeout)) => {
                 tracing::info!(pair = &*ctx.pair, %peer, "disconnected");
             }
-            Some(Err(e)) => ctx.error(side, format!("{}: {e}", session.about(&peer))),
+            Some(Err(e)) if e.is_the_peers() => {
+                ctx.error(side, describe(session, &peer, opener.hint(), &e));
+            }
+            Some(Err(e)) => {
+                // The buffer failed: no connection is taken until it can give data again.
+                if !failed(ctx, side, e.to_string(), e.next(), &mut backoff).await {
+                    return;
+                }
+                if next.is_none() {
+                    status.set(waiting_color(side), waiting.clone());
+                }
+                continue;
+            }
             None => tracing::info!(pair = &*ctx.pair, %peer, "a newer connection takes over"),
         }
+        backoff.reset();
         if next.is_none() {
             status.set(waiting_color(side), waiting.clone());
+        }
+    }
+}
+
+/// How a session's error reads: the fault of the peer with the peer named (and the opener's
+/// hint); a buffer fault or the side's settings as they are, since they are no peer's.
+fn describe<Io, S: Session<Io>>(session: &S, peer: &str, hint: &str, e: &SideError) -> String {
+    if e.is_the_peers() { format!("{}: {e}{hint}", session.about(peer)) } else { e.to_string() }
+}
+
+/// Reports a failure and shows it Red; then waits the backoff (true: try again) or, when
+/// nothing is to be tried again, until the pair stops (false).
+async fn failed(ctx: &SideCtx, side: Side, why: String, next: Next, backoff: &mut Backoff) -> bool {
+    ctx.error(side, why.clone());
+    ctx.stats.side(side).set(Color::Red, why);
+    match next {
+        Next::Retry => pause(&ctx.cancel, backoff.next_delay()).await,
+        Next::WaitForStop => {
+            ctx.cancel.cancelled().await;
+            false
         }
     }
 }
@@ -466,7 +517,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::{Ended, Opened, Opener, Progress, Session, Shape};
-    use crate::side::SideCtx;
+    use crate::side::{SideCtx, SideError};
     use crate::stats::{Color, Side};
 
     /// What the fake transport does at its next open.
@@ -474,7 +525,7 @@ mod tests {
         /// Opening fails.
         OpenFails,
         /// Opens; the session marks progress if told to and ends so.
-        Session { progress: bool, end: Result<Ended, String> },
+        Session { progress: bool, end: Result<Ended, SideError> },
         /// Opens; the session runs until the pair stops.
         Hold,
     }
@@ -523,12 +574,14 @@ mod tests {
             self.connectionless
         }
 
-        async fn open(&mut self) -> Result<Opened<Step>, String> {
+        async fn open(&mut self) -> Result<Opened<Step>, SideError> {
             self.opens.lock().expect("lock").push(Instant::now());
             let next = self.script.lock().expect("lock").pop_front();
             match next {
                 None => std::future::pending().await,
-                Some(Step::OpenFails) => Err("cannot connect to fake: refused".into()),
+                Some(Step::OpenFails) => {
+                    Err(SideError::Peer("cannot connect to fake: refused".into()))
+                }
                 Some(step) => Ok(Opened::new(step, "fake".into(), "connected to fake".into())),
             }
         }
@@ -547,7 +600,7 @@ mod tests {
             io: Step,
             _peer: &Arc<str>,
             progress: &Progress,
-        ) -> Result<Ended, String> {
+        ) -> Result<Ended, SideError> {
             match io {
                 Step::Session { progress: moved, end } => {
                     if moved {
@@ -623,7 +676,10 @@ mod tests {
     async fn a_connectionless_backoff_starts_over_only_after_progress() {
         let dir = tempfile::tempdir().expect("tmp");
         let ctx = ctx(dir.path());
-        let failed = |progress| Step::Session { progress, end: Err("send: refused".into()) };
+        let failed = |progress| Step::Session {
+            progress,
+            end: Err(SideError::Peer("send: refused".into())),
+        };
         let script = vec![failed(false), failed(false), failed(false), failed(true), failed(false)];
         let opens = run_script(&ctx, Side::Destination, Fake::new(Shape::Dial, true, script)).await;
         assert_eq!(Fake::gaps(&opens), vec![100, 200, 400, 100, 200]);
@@ -716,6 +772,121 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let s = ctx.stats.side_snapshots().1;
         assert_eq!((s.color, s.detail.as_str()), (Color::Yellow, "waiting for fakes"));
+        ctx.cancel.cancel();
+        task.await.expect("stops");
+    }
+
+    fn last_error(ctx: &SideCtx) -> Option<String> {
+        ctx.stats.last_error().map(|e| e.2)
+    }
+
+    fn read_error() -> iobp_log::Error {
+        iobp_log::Error::Io {
+            op: "read",
+            path: "/data/p/00000001.seg".into(),
+            source: std::io::Error::other("Input/output error"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_fault_names_the_peer_and_a_buffer_fault_does_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ctx = ctx(dir.path());
+        let fake = Fake::new(Shape::Dial, false, {
+            let end = |e| Step::Session { progress: false, end: Err(e) };
+            vec![
+                end(SideError::Peer("connection lost: reset".into())),
+                end(SideError::Buffer { doing: "reading the buffer", source: read_error() }),
+            ]
+        });
+        let (opens, script) = (fake.opens.clone(), fake.script.clone());
+        let task = tokio::spawn(super::run(ctx.clone(), Side::Destination, fake, FakeSession));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(last_error(&ctx).as_deref(), Some("delivery to fake: connection lost: reset"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(script.lock().expect("lock").is_empty());
+        // A read error the buffer survives is the buffer's, and is retried like any other.
+        let why = "reading the buffer: read /data/p/00000001.seg: Input/output error";
+        assert_eq!(last_error(&ctx).as_deref(), Some(why));
+        assert_eq!(ctx.stats.side_snapshots().1.color, Color::Red);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(opens.lock().expect("lock").len(), 3, "opened again after the backoff");
+        ctx.cancel.cancel();
+        task.await.expect("stops");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_buffer_is_shown_and_waited_for_never_retried_as_a_peer_fault() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ctx = ctx(dir.path());
+        let closed = SideError::Buffer { doing: "buffer failed", source: iobp_log::Error::Closed };
+        let script = vec![Step::Session { progress: false, end: Err(closed) }];
+        let fake = Fake::new(Shape::Dial, false, script);
+        let opens = fake.opens.clone();
+        let task = tokio::spawn(super::run(ctx.clone(), Side::Source, fake, FakeSession));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let s = ctx.stats.side_snapshots().0;
+        assert_eq!((s.color, s.detail.as_str()), (Color::Red, "buffer failed: log is closed"));
+        assert_eq!(last_error(&ctx).as_deref(), Some("buffer failed: log is closed"));
+        assert_eq!(ctx.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The engine reopens the buffer and starts the side again; nothing reconnects meanwhile.
+        assert_eq!(opens.lock().expect("lock").len(), 1);
+        ctx.cancel.cancel();
+        tokio::time::timeout(Duration::from_millis(1), task)
+            .await
+            .expect("the stop ends the wait at once")
+            .expect("no panic");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settings_that_cannot_work_are_reported_once_and_not_retried() {
+        /// Opens nothing: the side's settings cannot work.
+        struct Unusable(Arc<Mutex<u32>>);
+        impl Opener for Unusable {
+            type Io = Step;
+            fn shape(&self) -> Shape {
+                Shape::Dial
+            }
+            async fn open(&mut self) -> Result<Opened<Step>, SideError> {
+                *self.0.lock().expect("lock") += 1;
+                Err(SideError::Config("`ftp://x` must start with http:// or https://".into()))
+            }
+        }
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let ctx = ctx(dir.path());
+        let tries = Arc::new(Mutex::new(0));
+        let task = tokio::spawn(super::run(
+            ctx.clone(),
+            Side::Destination,
+            Unusable(tries.clone()),
+            FakeSession,
+        ));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(*tries.lock().expect("lock"), 1);
+        let s = ctx.stats.side_snapshots().1;
+        assert_eq!(s.color, Color::Red);
+        assert!(s.detail.contains("must start with http://"), "{s:?}");
+        ctx.cancel.cancel();
+        task.await.expect("stops");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listening_side_takes_no_connection_while_its_buffer_is_failed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ctx = ctx(dir.path());
+        let closed =
+            SideError::Buffer { doing: "buffer unavailable", source: iobp_log::Error::Closed };
+        let script = vec![Step::Session { progress: false, end: Err(closed) }];
+        let fake = Fake::new(Shape::Concurrent { limit: None }, false, script);
+        let opens = fake.opens.clone();
+        let task = tokio::spawn(super::run(ctx.clone(), Side::Source, fake, FakeSession));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let s = ctx.stats.side_snapshots().0;
+        assert_eq!((s.color, s.detail.as_str()), (Color::Red, "buffer unavailable: log is closed"));
+        assert_eq!(s.connections, 0);
+        // The one connection, and the accept that was waiting beside it; no accept after.
+        assert_eq!(opens.lock().expect("lock").len(), 2);
         ctx.cancel.cancel();
         task.await.expect("stops");
     }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::connector::{Ended, Opened, Opener, Progress, Session, Shape};
-use crate::side::SideCtx;
+use crate::side::{SideCtx, SideError};
 
 /// A TCP connection, plain or TLS (client or server end).
 #[derive(Debug)]
@@ -147,29 +147,28 @@ impl Opener for Dial {
         Some(format!("connecting to {}{}", self.addr, self.tls_note))
     }
 
-    async fn open(&mut self) -> Result<Opened<Stream>, String> {
+    async fn open(&mut self) -> Result<Opened<Stream>, SideError> {
         let addr = &self.addr;
         // Built at every attempt, so a replaced CA or client certificate is used at the next
         // connection.
         let tls = crate::tls::connector(&self.tls, &self.host)
-            .map_err(|e| format!("TLS for {addr}: {e}"))?;
+            .map_err(|e| e.within(&format!("TLS for {addr}")))?;
         let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("cannot connect to {addr}: {e}")),
+            Ok(Err(e)) => return Err(SideError::Peer(format!("cannot connect to {addr}: {e}"))),
             Err(_) => {
-                return Err(format!(
+                return Err(SideError::Peer(format!(
                     "cannot connect to {addr}: timed out after {} ms",
                     self.timeout.as_millis()
-                ));
+                )));
             }
         };
         keepalive(&tcp);
         let stream = match tls {
             None => Stream::from(tcp),
-            Some((connector, name)) => crate::tls::connect(&connector, name, tcp)
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?
-                .into(),
+            Some((connector, name)) => {
+                crate::tls::connect(&connector, name, tcp).await.map_err(|e| e.within(addr))?.into()
+            }
         };
         let detail = format!("connected to {addr}{}", self.tls_note);
         Ok(Opened::new(stream, addr.as_str().into(), detail))
@@ -179,11 +178,14 @@ impl Opener for Dial {
 /// Binds a `tcp_server` side's listener, with its TLS acceptor if it uses TLS.
 pub(crate) async fn listen(
     spec: &TcpServerSpec,
-) -> Result<(TcpListener, Option<TlsAcceptor>), String> {
+) -> Result<(TcpListener, Option<TlsAcceptor>), SideError> {
     let addr = format!("{}:{}", spec.host, spec.port);
-    let acceptor = crate::tls::acceptor(&spec.tls).map_err(|e| format!("TLS for {addr}: {e}"))?;
-    let listener =
-        TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let acceptor =
+        crate::tls::acceptor(&spec.tls).map_err(|e| e.within(&format!("TLS for {addr}")))?;
+    // Another program on the port is a problem of this host, retried like a peer's.
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| SideError::Peer(format!("cannot listen on {addr}: {e}")))?;
     Ok((listener, acceptor))
 }
 
@@ -195,7 +197,7 @@ pub(crate) struct Accepted {
 
 impl Accepted {
     /// The connection, after its TLS handshake (bounded in time) if it has one.
-    pub(crate) async fn handshake(self) -> Result<Stream, String> {
+    pub(crate) async fn handshake(self) -> Result<Stream, SideError> {
         match self.tls {
             None => Ok(self.tcp.into()),
             Some(acceptor) => Ok(crate::tls::accept(&acceptor, self.tcp).await?.into()),
@@ -218,7 +220,7 @@ impl<S: Session<Stream>> Session<Accepted> for AfterHandshake<S> {
         io: Accepted,
         peer: &Arc<str>,
         progress: &Progress,
-    ) -> Result<Ended, String> {
+    ) -> Result<Ended, SideError> {
         let stream = io.handshake().await?;
         self.0.run(ctx, stream, peer, progress).await
     }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::stream::StreamDelivery;
 use crate::connector::{Opened, Opener, Shape};
 use crate::net::{Accepted, Dial, Stream, keepalive};
-use crate::side::SideCtx;
+use crate::side::{SideCtx, SideError};
 use crate::stats::Side;
 
 pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
@@ -42,7 +42,7 @@ pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
     crate::connector::run(ctx, Side::Destination, receivers, session).await;
 }
 
-type Accepting = mpsc::Receiver<Result<Opened<Stream>, String>>;
+type Accepting = mpsc::Receiver<Result<Opened<Stream>, SideError>>;
 
 /// The receivers of a `tcp_server` destination, the newest of which is delivered to.
 struct Receivers {
@@ -68,7 +68,7 @@ impl Opener for Receivers {
         format!("listening on {}, waiting for a receiver", self.addr)
     }
 
-    async fn prepare(&mut self) -> Result<(), String> {
+    async fn prepare(&mut self) -> Result<(), SideError> {
         let (listener, acceptor) = crate::net::listen(&self.spec).await?;
         // Accepting runs in a task of its own, beside delivery, so that a newer receiver can
         // take over mid-stream; it ends with the pair or when this side is dropped.
@@ -91,13 +91,13 @@ impl Opener for Receivers {
                                 let detail = format!("receiver {from} connected");
                                 Ok(Opened::new(stream, from.to_string().into(), detail))
                             }
-                            Err(e) => Err(format!("receiver {from}: {e}")),
+                            Err(e) => Err(e.within(&format!("receiver {from}"))),
                         }
                     }
                     Err(e) => {
                         // Out of file descriptors and similar: pause instead of spinning.
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        Err(format!("accept: {e}"))
+                        Err(SideError::Peer(format!("accept: {e}")))
                     }
                 };
                 if tx.send(next).await.is_err() {
@@ -109,7 +109,7 @@ impl Opener for Receivers {
         Ok(())
     }
 
-    async fn open(&mut self) -> Result<Opened<Stream>, String> {
+    async fn open(&mut self) -> Result<Opened<Stream>, SideError> {
         // `prepare` started accepting before the first `open`; the accepting task ends only
         // with the pair, which the loop notices first.
         match &mut self.accepted {

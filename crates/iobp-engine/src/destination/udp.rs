@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 
 use super::stream::{BATCH_BYTES, BATCH_RECORDS, delivered, undeliverable};
 use crate::connector::{Ended, Opened, Opener, Progress, Session, Shape};
-use crate::side::SideCtx;
+use crate::side::{SideCtx, SideError};
 use crate::stats::Side;
 
 /// Largest UDP payload over IPv4.
@@ -38,9 +38,11 @@ impl Opener for Target {
         true
     }
 
-    async fn open(&mut self) -> Result<Opened<UdpSocket>, String> {
+    async fn open(&mut self) -> Result<Opened<UdpSocket>, SideError> {
         let target = &self.0;
-        let socket = open(target).await.map_err(|e| format!("cannot send to {target}: {e}"))?;
+        let socket = open(target)
+            .await
+            .map_err(|e| SideError::Peer(format!("cannot send to {target}: {e}")))?;
         Ok(Opened::new(socket, target.as_str().into(), format!("sending to udp {target}")))
     }
 }
@@ -59,7 +61,7 @@ impl Session<UdpSocket> for Datagrams {
         socket: UdpSocket,
         peer: &Arc<str>,
         progress: &Progress,
-    ) -> Result<Ended, String> {
+    ) -> Result<Ended, SideError> {
         let mut batch = Batch::default();
         loop {
             match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
@@ -69,15 +71,14 @@ impl Session<UdpSocket> for Datagrams {
                     ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
                     continue;
                 }
-                // The pair is stopping.
-                Err(iobp_log::Error::Closed) => return Ok(Ended::Cancelled),
-                // A read error can repeat: the loop backs off (observing the stop).
-                Err(e) => return Err(format!("reading the buffer: {e}")),
+                // A read error can repeat: the loop backs off (observing the stop), or waits
+                // for the engine if the buffer failed or closed.
+                Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
             }
             if batch.is_empty() {
                 tokio::select! {
                     () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
-                    r = ctx.log.readable() => if r.is_err() { return Ok(Ended::Cancelled) },
+                    r = ctx.log.readable() => { r.map_err(SideError::buffer("buffer"))?; }
                 }
                 continue;
             }
@@ -89,7 +90,7 @@ impl Session<UdpSocket> for Datagrams {
                     }
                     continue;
                 }
-                socket.send(r.payload).await.map_err(|e| e.to_string())?;
+                socket.send(r.payload).await.map_err(|e| SideError::Peer(e.to_string()))?;
                 let _ = ctx.log.ack(r.seq);
                 delivered(
                     ctx,

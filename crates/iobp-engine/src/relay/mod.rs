@@ -22,6 +22,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::side::SideError;
+
 /// A connection the relay can run over.
 pub trait RelayIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RelayIo for T {}
@@ -251,10 +253,9 @@ impl RelayHub {
 /// connections.
 pub(crate) struct Dial {
     mode: RelayMode,
-    /// The client, or why the side's settings cannot make one (reported once; nothing to
-    /// retry until the pair is edited).
-    client: Result<client::Client, String>,
-    reported: bool,
+    /// The client, or why the side's settings cannot make one (a configuration error: the
+    /// loop reports it and waits for an edit).
+    client: Result<client::Client, SideError>,
     peer: Arc<str>,
 }
 
@@ -264,7 +265,7 @@ impl Dial {
         let client = client::Client::new(spec);
         let authority = client.as_ref().map_or("?", |c| c.authority());
         let peer = format!("{authority} channel {}", spec.channel_id).into();
-        Dial { mode, client, reported: false, peer }
+        Dial { mode, client, peer }
     }
 }
 
@@ -283,12 +284,13 @@ impl crate::connector::Opener for Dial {
         format!("{peer} closed the relay")
     }
 
-    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, String> {
+    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, SideError> {
         let client = match &mut self.client {
-            Ok(c) => c,
-            Err(why) if !std::mem::replace(&mut self.reported, true) => return Err(why.clone()),
-            // Shown Red already; the pair's stop (or edit) ends the wait.
-            Err(_) => return std::future::pending().await,
+            Ok(client) => client,
+            Err(unusable) => {
+                let again = SideError::Config(unusable.to_string());
+                return Err(std::mem::replace(unusable, again));
+            }
         };
         let io = client.open(self.mode).await?;
         let doing = match self.mode {
@@ -348,7 +350,7 @@ impl crate::connector::Opener for Hub {
         format!("{peer} closed the relay")
     }
 
-    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, String> {
+    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, SideError> {
         match self.incoming.recv().await {
             Some(Incoming { io, peer }) => {
                 let detail = format!("relay: {peer} is pulling");
@@ -378,11 +380,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next frame's bytes (decode them with [`iobp_relay::decode`]); `None` when the
     /// peer closed the connection between frames. Cancel-safe: what was read stays buffered.
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, String> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, SideError> {
         loop {
             if let Some(n) = iobp_relay::needed(&self.buf) {
                 if n - iobp_relay::FRAME_HEADER_LEN > iobp_relay::MAX_FRAME_BODY as usize {
-                    return Err(format!("protocol error: a frame of {n} bytes is too large"));
+                    return Err(protocol(format!("a frame of {n} bytes is too large")));
                 }
                 if self.buf.len() >= n {
                     return Ok(Some(self.buf.split_to(n).freeze()));
@@ -391,12 +393,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             } else if self.buf.capacity() - self.buf.len() < 64 * 1024 {
                 self.buf.reserve(256 * 1024);
             }
-            let read = self.rd.read_buf(&mut self.buf).await.map_err(|e| format!("read: {e}"))?;
+            let read = self
+                .rd
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| SideError::Peer(format!("read: {e}")))?;
             if read == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
-                    Err("the connection closed in the middle of a frame".into())
+                    Err(SideError::Peer("the connection closed in the middle of a frame".into()))
                 };
             }
         }
@@ -404,7 +410,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 /// Writes `buf` and flushes, within [`WRITE_TIMEOUT`].
-pub(crate) async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> Result<(), String> {
+pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+) -> Result<(), SideError> {
     match tokio::time::timeout(WRITE_TIMEOUT, async {
         wr.write_all(buf).await?;
         wr.flush().await
@@ -412,21 +421,29 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> 
     .await
     {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write: {e}")),
-        Err(_) => Err(format!("the peer took no data for {} s", WRITE_TIMEOUT.as_secs())),
+        Ok(Err(e)) => Err(SideError::Peer(format!("write: {e}"))),
+        Err(_) => {
+            Err(SideError::Peer(format!("the peer took no data for {} s", WRITE_TIMEOUT.as_secs())))
+        }
     }
 }
 
-/// Sends an `Error` frame (best effort) and returns the message as the session's error.
-pub(crate) async fn fail<W: AsyncWrite + Unpin>(wr: &mut W, message: String) -> String {
+/// A violation of the relay protocol by the peer ("protocol error: …").
+pub(crate) fn protocol(what: impl std::fmt::Display) -> SideError {
+    SideError::Protocol(format!("protocol error: {what}"))
+}
+
+/// Sends an `Error` frame with the error's text (best effort) and returns the error as the
+/// session's.
+pub(crate) async fn fail<W: AsyncWrite + Unpin>(wr: &mut W, error: SideError) -> SideError {
     let mut out = Vec::new();
-    iobp_relay::encode_error(&mut out, &message);
+    iobp_relay::encode_error(&mut out, &error.to_string());
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = wr.write_all(&out).await;
         let _ = wr.flush().await;
     })
     .await;
-    message
+    error
 }
 
 /// Microseconds since the Unix epoch.

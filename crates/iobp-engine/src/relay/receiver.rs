@@ -20,9 +20,9 @@ use iobp_relay::Frame;
 use tokio::time::Instant;
 
 use super::sender::frame_name;
-use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, now_us, write_all};
+use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, now_us, protocol, write_all};
 use crate::connector::{Ended, Progress, Session};
-use crate::side::{IntakeError, SideCtx};
+use crate::side::{IntakeError, SideCtx, SideError};
 use crate::stats::{RelayLag, Side};
 
 /// Frames whose commit is awaited while reading continues.
@@ -44,7 +44,7 @@ impl Session<Box<dyn RelayIo>> for RelayReceive {
         io: Box<dyn RelayIo>,
         peer: &Arc<str>,
         _progress: &Progress,
-    ) -> Result<Ended, String> {
+    ) -> Result<Ended, SideError> {
         receive(ctx, io, peer).await
     }
 }
@@ -62,14 +62,14 @@ struct Waiting {
 }
 
 /// Receives a stream until the connection fails, the sender closes it or the pair stops.
-async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<Ended, String> {
+async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<Ended, SideError> {
     let (rd, mut wr) = tokio::io::split(io);
     let mut frames = FrameReader::new(rd);
     let mut out = Vec::with_capacity(64);
     let stream = tokio::select! {
         () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, hello(&mut frames, &mut wr)) => match r {
-            Err(_) => return Err("the sender did not say Hello".into()),
+            Err(_) => return Err(SideError::Peer("the sender did not say Hello".into())),
             Ok(Ok(Some(stream))) => stream,
             Ok(Ok(None)) => return Ok(Ended::PeerClosed),
             Ok(Err(e)) => return Err(e),
@@ -79,7 +79,7 @@ async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<En
         .log
         .durable_producer_position(stream)
         .await
-        .map_err(|e| format!("buffer unavailable: {e}"))?;
+        .map_err(SideError::buffer("buffer unavailable"))?;
     iobp_relay::encode_resume(&mut out, position);
     write_all(&mut wr, &out).await?;
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
@@ -97,7 +97,7 @@ async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<En
 }
 
 /// Waits for the sender's `Hello`; `None` if it closed the connection first.
-async fn hello<R, W>(frames: &mut FrameReader<R>, wr: &mut W) -> Result<Option<u64>, String>
+async fn hello<R, W>(frames: &mut FrameReader<R>, wr: &mut W) -> Result<Option<u64>, SideError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -108,18 +108,18 @@ where
             Ok(Some(stream))
         }
         Ok(Some((Frame::Hello { version, .. }, _))) => {
-            let msg = format!(
+            let msg = SideError::Protocol(format!(
                 "protocol version {version} is not supported (this instance speaks {})",
                 iobp_relay::VERSION
-            );
+            ));
             Err(fail(wr, msg).await)
         }
         Ok(Some((other, _))) => {
-            let msg = format!("protocol error: expected Hello, got {}", frame_name(&other));
+            let msg = protocol(format!("expected Hello, got {}", frame_name(&other)));
             Err(fail(wr, msg).await)
         }
-        Ok(None) => Err("protocol error: incomplete frame".into()),
-        Err(e) => Err(fail(wr, format!("protocol error: {e}")).await),
+        Ok(None) => Err(protocol("incomplete frame")),
+        Err(e) => Err(fail(wr, protocol(e)).await),
     }
 }
 
@@ -132,7 +132,7 @@ async fn session<R, W>(
     out: &mut Vec<u8>,
     waiting: &mut VecDeque<Waiting>,
     peer: &Arc<str>,
-) -> Result<Ended, String>
+) -> Result<Ended, SideError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -147,7 +147,7 @@ where
             biased;
             () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
             done = first_commit(waiting) => {
-                done.map_err(|e| format!("buffer failed: {e}"))?;
+                done.map_err(SideError::buffer("buffer failed"))?;
                 if let Some(mut w) = waiting.pop_front() {
                     w.resolved = true;
                     complete(ctx, w, wr, out, peer).await?;
@@ -158,8 +158,8 @@ where
                 last_heard = Instant::now();
                 let frame = match iobp_relay::decode(&bytes) {
                     Ok(Some((frame, _))) => frame,
-                    Ok(None) => return Err("protocol error: incomplete frame".into()),
-                    Err(e) => return Err(fail(wr, format!("protocol error: {e}")).await),
+                    Ok(None) => return Err(protocol("incomplete frame")),
+                    Err(e) => return Err(fail(wr, protocol(e)).await),
                 };
                 match frame {
                     Frame::Data(d) => {
@@ -172,23 +172,21 @@ where
                     }
                     Frame::Pong { .. } => {}
                     Frame::Error { message } => {
-                        return Err(format!("the sender reported: {message}"));
+                        return Err(SideError::Peer(format!("the sender reported: {message}")));
                     }
                     other => {
-                        let msg = format!(
-                            "protocol error: unexpected {} from the sender",
-                            frame_name(&other)
-                        );
+                        let msg =
+                            protocol(format!("unexpected {} from the sender", frame_name(&other)));
                         return Err(fail(wr, msg).await);
                     }
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > Duration::from_secs(iobp_relay::IDLE_TIMEOUT_S) {
-                    return Err(format!(
+                    return Err(SideError::Peer(format!(
                         "the sender has been silent for {} s",
                         iobp_relay::IDLE_TIMEOUT_S
-                    ));
+                    )));
                 }
                 out.clear();
                 iobp_relay::encode_ping(out, now_us());
@@ -214,7 +212,7 @@ async fn data<W: tokio::io::AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     waiting: &mut VecDeque<Waiting>,
     busy_at: &mut Option<u64>,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     let here = ctx.log.producer_position(stream);
     if d.prev > here {
         // A frame before this one was refused: the sender resends from there; this one is
@@ -287,7 +285,9 @@ async fn data<W: tokio::io::AsyncWrite + Unpin>(
                 return write_all(wr, out).await;
             }
             Err(IntakeError::Broken(e)) => {
-                return Err(fail(wr, format!("the receiving buffer is unavailable: {e}")).await);
+                let e =
+                    SideError::Buffer { doing: "the receiving buffer is unavailable", source: e };
+                return Err(fail(wr, e).await);
             }
         }
     }
@@ -318,7 +318,7 @@ async fn intake(
                 "buffer full ({scope} limit: {used} of {limit} bytes used)"
             )))
         }
-        Err(e) => Err(IntakeError::Broken(e.to_string())),
+        Err(e) => Err(IntakeError::Broken(e)),
     }
 }
 
@@ -337,11 +337,11 @@ async fn complete<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     out: &mut Vec<u8>,
     peer: &Arc<str>,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     let mut last_local = None;
     if let Some(mut c) = w.commit {
         if !w.resolved {
-            (&mut c).await.map_err(|e| format!("buffer failed: {e}"))?;
+            (&mut c).await.map_err(SideError::buffer("buffer failed"))?;
         }
         last_local = Some(*c.seqs().end());
     }

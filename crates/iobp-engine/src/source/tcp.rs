@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use super::stream::{StreamIntake, WhenFull};
 use crate::connector::{Opened, Opener, Shape};
 use crate::net::{Accepted, AfterHandshake, Dial, keepalive};
-use crate::side::SideCtx;
+use crate::side::{SideCtx, SideError};
 use crate::stats::Side;
 
 /// How long accepting pauses after a failed accept (out of file descriptors and similar),
@@ -82,12 +82,12 @@ impl Opener for Senders {
         format!("{n} sender(s) connected{}", self.tls_note)
     }
 
-    async fn prepare(&mut self) -> Result<(), String> {
+    async fn prepare(&mut self) -> Result<(), SideError> {
         self.bound = Some(crate::net::listen(&self.spec).await?);
         Ok(())
     }
 
-    async fn open(&mut self) -> Result<Opened<Accepted>, String> {
+    async fn open(&mut self) -> Result<Opened<Accepted>, SideError> {
         if let Some(t) = self.paused_until {
             tokio::time::sleep_until(t).await;
             self.paused_until = None;
@@ -102,7 +102,7 @@ impl Opener for Senders {
             }
             Err(e) => {
                 self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                Err(format!("accept on {}: {e}", self.addr))
+                Err(SideError::Peer(format!("accept on {}: {e}", self.addr)))
             }
         }
     }
