@@ -25,9 +25,11 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod connector;
 mod destination;
 mod engine;
 mod feed;
+mod net;
 mod relay;
 pub mod serial;
 mod side;

@@ -12,13 +12,18 @@
 //!   support is a clear error.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use iobp_config::{FlowControl, Parity, SerialSpec};
 use serial2_tokio::{CharSize, SerialPort, Settings, StopBits};
 
+use crate::connector::{Opened, Opener, Shape};
+use crate::side::SideError;
+use crate::stats::Side;
+
 /// An open port and what the operator should know about it.
 #[derive(Debug)]
-pub(crate) struct Opened {
+pub(crate) struct OpenPort {
     pub port: SerialPort,
     /// Held while the port is open (advisory exclusive lock on the device).
     pub lock: std::fs::File,
@@ -90,9 +95,11 @@ pub(crate) fn describe(spec: &SerialSpec) -> String {
 }
 
 /// The settings a side asks for, built on the port's current ones.
-pub(crate) fn desired(spec: &SerialSpec, mut s: Settings) -> Result<Settings, String> {
+pub(crate) fn desired(spec: &SerialSpec, mut s: Settings) -> Result<Settings, SideError> {
     s.set_raw();
-    s.set_baud_rate(spec.baud_rate).map_err(|e| format!("baud rate {}: {e}", spec.baud_rate))?;
+    // What rates a port takes is up to its driver: another adapter may take this one.
+    s.set_baud_rate(spec.baud_rate)
+        .map_err(|e| SideError::Peer(format!("baud rate {}: {e}", spec.baud_rate)))?;
     s.set_char_size(match spec.data_bits {
         5 => CharSize::Bits5,
         6 => CharSize::Bits6,
@@ -117,18 +124,18 @@ pub(crate) fn desired(spec: &SerialSpec, mut s: Settings) -> Result<Settings, St
 /// Mark/Space parity: "stick" parity (`CMSPAR`), Linux only.
 #[cfg(target_os = "linux")]
 #[expect(clippy::unnecessary_wraps, reason = "fails on other operating systems")]
-fn set_stick_parity(s: &mut Settings, mark: bool) -> Result<(), String> {
+fn set_stick_parity(s: &mut Settings, mark: bool) -> Result<(), SideError> {
     s.set_parity(if mark { serial2_tokio::Parity::Odd } else { serial2_tokio::Parity::Even });
     s.as_termios_mut().c_cflag |= libc::CMSPAR;
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_stick_parity(_s: &mut Settings, mark: bool) -> Result<(), String> {
-    Err(format!(
+fn set_stick_parity(_s: &mut Settings, mark: bool) -> Result<(), SideError> {
+    Err(SideError::Config(format!(
         "{} parity is not supported on this operating system",
         if mark { "Mark" } else { "Space" }
-    ))
+    )))
 }
 
 /// Which requested settings differ from what the driver reports.
@@ -178,20 +185,55 @@ pub(crate) fn ignored_settings(spec: &SerialSpec, got: &Settings) -> Vec<String>
     out
 }
 
-/// Reports settings the driver ignored (logged once per opening); the side shows Yellow
-/// with them. Returns the colour and a note for the status line.
-pub(crate) fn report_ignored(
-    ctx: &crate::side::SideCtx,
-    side: crate::stats::Side,
-    spec: &SerialSpec,
-    ignored: &[String],
-) -> (crate::stats::Color, String) {
-    if ignored.is_empty() {
-        return (crate::stats::Color::Green, String::new());
+/// Opens a `serial` side's port, and opens it again after every loss (unplugged, missing,
+/// busy, not permitted): the opener of serial sides for the connector loop. Settings the
+/// driver ignored are reported at each opening, and the side shows Yellow with them.
+pub(crate) struct PortOpener {
+    spec: SerialSpec,
+    name: Arc<str>,
+    /// "reading" (a source) or "writing to" (a destination).
+    doing: &'static str,
+}
+
+impl PortOpener {
+    pub(crate) fn new(spec: SerialSpec, side: Side) -> Self {
+        let doing = match side {
+            Side::Source => "reading",
+            Side::Destination => "writing to",
+        };
+        PortOpener { name: spec.port.clone().into(), spec, doing }
     }
-    let list = ignored.join(", ");
-    ctx.error(side, format!("{}: the driver did not apply {list}", spec.port));
-    (crate::stats::Color::Yellow, format!("; the driver did not apply {list}"))
+}
+
+impl Opener for PortOpener {
+    type Io = SerialPort;
+
+    fn shape(&self) -> Shape {
+        Shape::Dial
+    }
+
+    fn opening(&self) -> Option<String> {
+        Some(format!("opening {}", self.name))
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed")
+    }
+
+    fn hint(&self) -> &'static str {
+        " (device unplugged?)"
+    }
+
+    async fn open(&mut self) -> Result<Opened<SerialPort>, SideError> {
+        let OpenPort { port, lock, ignored } = open(&self.spec)?;
+        let mut detail = format!("{} {} ({})", self.doing, self.name, describe(&self.spec));
+        let ignored = (!ignored.is_empty()).then(|| ignored.join(", "));
+        if let Some(list) = &ignored {
+            detail = format!("{detail}; the driver did not apply {list}");
+        }
+        let warning = ignored.map(|list| format!("{}: the driver did not apply {list}", self.name));
+        Ok(Opened { io: port, peer: self.name.clone(), detail, warning, lock: Some(lock) })
+    }
 }
 
 /// Why a port could not be opened, in an operator's words.
@@ -225,7 +267,7 @@ pub(crate) fn probe(spec: &SerialSpec) -> bool {
 }
 
 /// Opens and configures a port; the lock and the report of ignored settings come with it.
-pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
+pub(crate) fn open(spec: &SerialSpec) -> Result<OpenPort, SideError> {
     let path = spec.port.as_str();
     let lock = lock_device(path)?;
     // The device the checks approved, not whatever the path names a moment later (Linux
@@ -235,34 +277,33 @@ pub(crate) fn open(spec: &SerialSpec) -> Result<Opened, String> {
     let same = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&lock));
     #[cfg(not(target_os = "linux"))]
     let same = path.to_string();
-    let mut port =
-        SerialPort::open(&same, serial2_tokio::KeepSettings).map_err(|e| open_error(path, &e))?;
-    let current =
-        port.get_configuration().map_err(|e| format!("reading the settings of {path}: {e}"))?;
+    let mut port = SerialPort::open(&same, serial2_tokio::KeepSettings)
+        .map_err(|e| SideError::Peer(open_error(path, &e)))?;
+    let reading =
+        |e: std::io::Error| SideError::Peer(format!("reading the settings of {path}: {e}"));
+    let current = port.get_configuration().map_err(reading)?;
     let want = desired(spec, current)?;
     let ignored = match port.set_configuration(&want) {
         Ok(()) => Vec::new(),
         // The driver applied what it could: find out what it did not.
         Err(e) if e.kind() == std::io::ErrorKind::Other => {
-            let got = port
-                .get_configuration()
-                .map_err(|e| format!("reading the settings of {path}: {e}"))?;
+            let got = port.get_configuration().map_err(reading)?;
             let mut ignored = ignored_settings(spec, &got);
             if ignored.is_empty() {
                 ignored.push(format!("some settings ({e})"));
             }
             ignored
         }
-        Err(e) => return Err(format!("configuring {path}: {e}")),
+        Err(e) => return Err(SideError::Peer(format!("configuring {path}: {e}"))),
     };
     if let Some(r) = &spec.rs485 {
-        set_rs485(&port, r).map_err(|e| format!("{path}: {e}"))?;
+        set_rs485(&port, r).map_err(|e| e.within(path))?;
     }
-    Ok(Opened { port, lock, ignored })
+    Ok(OpenPort { port, lock, ignored })
 }
 
 #[cfg(target_os = "linux")]
-fn set_rs485(port: &SerialPort, r: &iobp_config::Rs485Spec) -> Result<(), String> {
+fn set_rs485(port: &SerialPort, r: &iobp_config::Rs485Spec) -> Result<(), SideError> {
     use serial2_tokio::rs4xx::{Rs485Config, TransceiverMode};
     let mut c = Rs485Config::new();
     c.set_full_duplex(r.full_duplex);
@@ -270,16 +311,17 @@ fn set_rs485(port: &SerialPort, r: &iobp_config::Rs485Spec) -> Result<(), String
     c.set_delay_before_send(std::time::Duration::from_millis(u64::from(r.delay_before_send_ms)));
     c.set_delay_after_send(std::time::Duration::from_millis(u64::from(r.delay_after_send_ms)));
     c.set_invert_rts(!r.rts_on_send);
+    // Whether RS-485 works is up to the port's driver: another adapter may support it.
     port.set_rs4xx_mode(TransceiverMode::Rs485(c)).map_err(|e| match e.raw_os_error() {
         // ENOTTY / EINVAL: the driver has no RS-485 mode.
-        Some(25 | 22) => "this port's driver does not support RS-485 mode".to_string(),
-        _ => format!("enabling RS-485 mode: {e}"),
+        Some(25 | 22) => SideError::Peer("this port's driver does not support RS-485 mode".into()),
+        _ => SideError::Peer(format!("enabling RS-485 mode: {e}")),
     })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_rs485(_port: &SerialPort, _r: &iobp_config::Rs485Spec) -> Result<(), String> {
-    Err("RS-485 mode is only available on Linux".to_string())
+fn set_rs485(_port: &SerialPort, _r: &iobp_config::Rs485Spec) -> Result<(), SideError> {
+    Err(SideError::Config("RS-485 mode is only available on Linux".into()))
 }
 
 /// Refuses what is not a serial port: anything but a character device that is a terminal,
@@ -287,18 +329,26 @@ fn set_rs485(_port: &SerialPort, _r: &iobp_config::Rs485Spec) -> Result<(), Stri
 /// virtual consoles and pseudo-terminals — unless this user owns them. An Operator may
 /// name any path as a port; without this it could open another user's session terminal
 /// and read or type into it.
-fn check_terminal(f: &std::fs::File, path: &str) -> Result<(), String> {
+///
+/// A path that names no port is the side's settings, not a device that may come back.
+fn check_terminal(f: &std::fs::File, path: &str) -> Result<(), SideError> {
     use std::io::IsTerminal;
-    let meta = f.metadata().map_err(|e| format!("cannot open serial port {path}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| SideError::Peer(format!("cannot open serial port {path}: {e}")))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
         if !meta.file_type().is_char_device() {
-            return Err(format!("{path} is not a serial port (not a character device)"));
+            return Err(SideError::Config(format!(
+                "{path} is not a serial port (not a character device)"
+            )));
         }
     }
     if !f.is_terminal() {
-        return Err(format!("{path} is not a serial port (not a terminal device)"));
+        return Err(SideError::Config(format!(
+            "{path} is not a serial port (not a terminal device)"
+        )));
     }
     #[cfg(target_os = "linux")]
     {
@@ -306,16 +356,18 @@ fn check_terminal(f: &std::fs::File, path: &str) -> Result<(), String> {
         let (major, minor) = linux_device_numbers(meta.rdev());
         // 5:0 /dev/tty, 5:1 /dev/console, 5:2 /dev/ptmx.
         if major == 5 && minor <= 2 {
-            return Err(format!("{path} is a session terminal, not a serial port"));
+            return Err(SideError::Config(format!(
+                "{path} is a session terminal, not a serial port"
+            )));
         }
         // 136–143: pseudo-terminal slaves (/dev/pts/N); 4:0–63: virtual consoles (/dev/ttyN).
         let session = (136..=143).contains(&major) || (major == 4 && minor < 64);
         let me = nix::unistd::geteuid().as_raw();
         if session && meta.uid() != me {
-            return Err(format!(
+            return Err(SideError::Config(format!(
                 "{path} is another user's terminal (owner uid {}), not a serial port",
                 meta.uid()
-            ));
+            )));
         }
     }
     Ok(())
@@ -330,20 +382,20 @@ fn linux_device_numbers(dev: u64) -> (u64, u64) {
 }
 
 /// An advisory exclusive lock on the device, held while it is in use.
-fn lock_device(path: &str) -> Result<std::fs::File, String> {
+fn lock_device(path: &str) -> Result<std::fs::File, SideError> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     // Opening a tty must not wait for carrier detect nor make it our controlling terminal.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NONBLOCK | libc::O_NOCTTY);
-    let f = o.open(Path::new(path)).map_err(|e| open_error(path, &e))?;
+    let f = o.open(Path::new(path)).map_err(|e| SideError::Peer(open_error(path, &e)))?;
     check_terminal(&f, path)?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(SideError::Peer(format!(
             "cannot open serial port {path}: in use by another ioBufferPro pair or program"
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(open_error(path, &e)),
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(SideError::Peer(open_error(path, &e))),
     }
 }
 
@@ -445,6 +497,8 @@ mod tests {
     fn a_missing_port_says_so() {
         let s = spec(r#"{"type": "serial", "port": "/dev/does-not-exist-iobp"}"#);
         let e = open(&s).expect_err("missing");
+        assert!(matches!(e, SideError::Peer(_)), "a port that may come back: {e:?}");
+        let e = e.to_string();
         assert!(e.contains("/dev/does-not-exist-iobp") && e.contains("no such port"), "{e}");
     }
 
@@ -460,11 +514,12 @@ mod tests {
         std::fs::write(&file, b"x").expect("file");
         let port = |p: &str| spec(&format!(r#"{{"type": "serial", "port": "{p}"}}"#));
         let e = open(&port(&file.to_string_lossy())).expect_err("a file");
-        assert!(e.contains("not a character device"), "{e}");
-        let e = open(&port("/dev/null")).expect_err("/dev/null");
+        assert!(matches!(e, SideError::Config(_)), "no port to wait for: {e:?}");
+        assert!(e.to_string().contains("not a character device"), "{e}");
+        let e = open(&port("/dev/null")).expect_err("/dev/null").to_string();
         assert!(e.contains("not a terminal"), "{e}");
         // Without a controlling terminal the kernel refuses /dev/tty itself (ENXIO).
-        let e = open(&port("/dev/tty")).expect_err("/dev/tty");
+        let e = open(&port("/dev/tty")).expect_err("/dev/tty").to_string();
         assert!(e.contains("/dev/tty"), "{e}");
         // A pseudo-terminal of this user opens (the tests' serial ports); the same one owned
         // by another user does not.
@@ -483,7 +538,7 @@ mod tests {
         let other = if me == 65534 { 65533 } else { 65534 };
         std::os::unix::fs::chown(&slave, Some(other), None)
             .expect("chown (the tests run as root, like CI)");
-        let e = open(&port(&name)).expect_err("another user's pty");
+        let e = open(&port(&name)).expect_err("another user's pty").to_string();
         assert!(e.contains("another user's terminal"), "{e}");
         std::os::unix::fs::chown(&slave, Some(me), None).expect("chown back");
     }

@@ -1,5 +1,6 @@
-//! What a running source or destination task holds, and the conversions from the
-//! configuration's framing and acknowledgement settings.
+//! What a running source or destination task holds, why one of its connections can fail
+//! ([`SideError`]), and the conversions from the configuration's framing and acknowledgement
+//! settings.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,7 +33,94 @@ pub(crate) enum IntakeError {
     /// Storage is full: hold the sender back, NAK, or refuse.
     Full(String),
     /// The buffer failed or closed; the pair is being restarted.
-    Broken(String),
+    Broken(iobp_log::Error),
+}
+
+/// Why a side's connection, or the session on it, failed. The connector loop decides by the
+/// kind ([`SideError::next`]), never by the text; the text is what operators read (status
+/// line, last error), the peer named by the loop where the fault is the peer's.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SideError {
+    /// The peer (a serial port included): connecting, reading or writing failed, it went
+    /// away mid-exchange or stopped answering in time, or it refused us. Retried after the
+    /// backoff, on a new connection.
+    #[error("{0}")]
+    Peer(String),
+    /// The durable buffer failed under the session: never the peer's fault, and never
+    /// reported as one. A failed or closed log waits for the engine, which reopens it and
+    /// starts the pair's sides again; other buffer errors (a read error) are retried after
+    /// the backoff.
+    #[error("{doing}: {source}")]
+    Buffer {
+        /// What the side was doing with the buffer ("reading the buffer").
+        doing: &'static str,
+        /// The buffer's error.
+        #[source]
+        source: iobp_log::Error,
+    },
+    /// TLS: the side's certificate files, or the handshake. Retried: files may be replaced and
+    /// certificates renewed without an edit.
+    #[error("{0}")]
+    Tls(String),
+    /// The peer broke the protocol: a garbled acknowledgement, a bad relay frame, an answer
+    /// that makes no sense. Retried on a new connection, which starts from a known state.
+    #[error("{0}")]
+    Protocol(String),
+    /// The side's settings cannot work (a relay `url` without host, no credentials, a path
+    /// that is no serial port): reported once, and nothing is tried again until the pair is
+    /// edited (which restarts the side).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What the connector loop does after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Wait the backoff, then open a new connection.
+    Retry,
+    /// Show the failure and wait for the pair to stop (an edit, or the engine healing the
+    /// buffer, starts the side again).
+    WaitForStop,
+}
+
+impl SideError {
+    /// A buffer error met while `doing` something, as a side error (for `map_err`).
+    pub(crate) fn buffer(doing: &'static str) -> impl FnOnce(iobp_log::Error) -> SideError {
+        move |source| SideError::Buffer { doing, source }
+    }
+
+    /// What the connector loop does after this error.
+    pub(crate) fn next(&self) -> Next {
+        match self {
+            SideError::Config(_)
+            | SideError::Buffer {
+                source: iobp_log::Error::Failed(_) | iobp_log::Error::Closed,
+                ..
+            } => Next::WaitForStop,
+            SideError::Peer(_)
+            | SideError::Buffer { .. }
+            | SideError::Tls(_)
+            | SideError::Protocol(_) => Next::Retry,
+        }
+    }
+
+    /// Whether the fault is the peer's (peer, TLS and protocol faults): messages about those
+    /// name the peer; a buffer fault or the side's settings are nobody's at the other end.
+    pub(crate) fn is_the_peers(&self) -> bool {
+        matches!(self, SideError::Peer(_) | SideError::Tls(_) | SideError::Protocol(_))
+    }
+
+    /// The same error with `what` in front of its text ("/dev/ttyUSB0: …").
+    #[must_use]
+    pub(crate) fn within(self, what: &str) -> SideError {
+        match self {
+            SideError::Peer(m) => SideError::Peer(format!("{what}: {m}")),
+            SideError::Tls(m) => SideError::Tls(format!("{what}: {m}")),
+            SideError::Protocol(m) => SideError::Protocol(format!("{what}: {m}")),
+            SideError::Config(m) => SideError::Config(format!("{what}: {m}")),
+            buffer @ SideError::Buffer { .. } => buffer,
+        }
+    }
 }
 
 impl SideCtx {
@@ -54,7 +142,7 @@ impl SideCtx {
                     "buffer full ({scope} limit: {used} of {limit} bytes used)"
                 )))
             }
-            Err(e) => Err(IntakeError::Broken(e.to_string())),
+            Err(e) => Err(IntakeError::Broken(e)),
         }
     }
 
@@ -122,17 +210,4 @@ pub(crate) async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
         () = cancel.cancelled() => false,
         () = tokio::time::sleep(d) => true,
     }
-}
-
-/// Turns on TCP keepalive so that a peer that vanished (power loss, cable pulled) is noticed
-/// within about a minute and a half even when no data flows.
-pub(crate) fn keepalive(stream: &tokio::net::TcpStream) {
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10));
-    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
-    let ka = ka.with_retries(3);
-    let sock = socket2::SockRef::from(stream);
-    let _ = sock.set_tcp_keepalive(&ka);
-    let _ = stream.set_nodelay(true);
 }

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::side::SideError;
+
 /// A TLS handshake must finish within this.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,10 +24,11 @@ fn path(s: Option<&String>) -> Option<PathBuf> {
     s.map(PathBuf::from)
 }
 
-fn server_tls(t: &TlsSpec) -> Result<ServerTls, String> {
+fn server_tls(t: &TlsSpec) -> Result<ServerTls, SideError> {
+    let required = |field: &str| SideError::Tls(format!("{field} is required"));
     Ok(ServerTls {
-        cert: path(t.cert.as_ref()).ok_or("tls.cert is required")?,
-        key: path(t.key.as_ref()).ok_or("tls.key is required")?,
+        cert: path(t.cert.as_ref()).ok_or_else(|| required("tls.cert"))?,
+        key: path(t.key.as_ref()).ok_or_else(|| required("tls.key"))?,
         client_ca: path(t.ca.as_ref()),
         client_auth: match t.client_auth {
             ClientAuthMode::None => ClientAuth::None,
@@ -45,11 +48,12 @@ fn client_tls(t: &TlsSpec) -> ClientTls {
 }
 
 /// The acceptor of a server side, if it uses TLS.
-pub(crate) fn acceptor(t: &TlsSpec) -> Result<Option<TlsAcceptor>, String> {
+pub(crate) fn acceptor(t: &TlsSpec) -> Result<Option<TlsAcceptor>, SideError> {
     if !t.enabled {
         return Ok(None);
     }
-    let cfg = iobp_tls::server_config_reloading(&server_tls(t)?).map_err(|e| e.to_string())?;
+    let cfg = iobp_tls::server_config_reloading(&server_tls(t)?)
+        .map_err(|e| SideError::Tls(e.to_string()))?;
     Ok(Some(TlsAcceptor::from(cfg)))
 }
 
@@ -57,14 +61,14 @@ pub(crate) fn acceptor(t: &TlsSpec) -> Result<Option<TlsAcceptor>, String> {
 pub(crate) fn connector(
     t: &TlsSpec,
     host: &str,
-) -> Result<Option<(TlsConnector, ServerName<'static>)>, String> {
+) -> Result<Option<(TlsConnector, ServerName<'static>)>, SideError> {
     if !t.enabled {
         return Ok(None);
     }
-    let cfg = iobp_tls::client_config(&client_tls(t)).map_err(|e| e.to_string())?;
+    let cfg = iobp_tls::client_config(&client_tls(t)).map_err(|e| SideError::Tls(e.to_string()))?;
     let name = t.server_name.as_deref().unwrap_or(host);
-    let name =
-        ServerName::try_from(name.to_string()).map_err(|e| format!("server name `{name}`: {e}"))?;
+    let name = ServerName::try_from(name.to_string())
+        .map_err(|e| SideError::Tls(format!("server name `{name}`: {e}")))?;
     Ok(Some((TlsConnector::from(cfg), name)))
 }
 
@@ -73,11 +77,11 @@ pub(crate) async fn connect(
     c: &TlsConnector,
     name: ServerName<'static>,
     s: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SideError> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, c.connect(name, s)).await {
         Ok(Ok(t)) => Ok(t),
-        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-        Err(_) => Err("TLS handshake timed out".into()),
+        Ok(Err(e)) => Err(SideError::Tls(format!("TLS handshake failed: {e}"))),
+        Err(_) => Err(SideError::Tls("TLS handshake timed out".into())),
     }
 }
 
@@ -85,11 +89,11 @@ pub(crate) async fn connect(
 pub(crate) async fn accept(
     a: &TlsAcceptor,
     s: TcpStream,
-) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, SideError> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(s)).await {
         Ok(Ok(t)) => Ok(t),
-        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-        Err(_) => Err("TLS handshake timed out".into()),
+        Ok(Err(e)) => Err(SideError::Tls(format!("TLS handshake failed: {e}"))),
+        Err(_) => Err(SideError::Tls("TLS handshake timed out".into())),
     }
 }
 
@@ -137,7 +141,8 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
             }
             _ => Ok(()),
         };
-        if let Err(message) = result {
+        if let Err(error) = result {
+            let message = error.to_string();
             let field = tls_of(e).map_or("tls", |t| field_of(t, &message));
             problems.push(Problem { path: format!("{name}.{field}"), message });
         }

@@ -29,7 +29,8 @@ use iobp_log::Batch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backoff::Backoff;
-use crate::side::{SideCtx, framing_of, pause};
+use crate::connector::{Ended, Progress, Session};
+use crate::side::{SideCtx, SideError, framing_of, pause};
 use crate::stats::{Rejected, Side, hex_preview};
 
 /// Records per batch read from the buffer.
@@ -39,24 +40,44 @@ pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
 /// Default: a receiver that takes longer than this to accept a batch is considered stuck.
 pub(crate) const WRITE_TIMEOUT_MS: u64 = 30_000;
 
-/// How delivery on a connection ended (the caller returns in-flight records to Pending).
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The receiver closed the connection.
-    PeerClosed,
-    /// The pair is stopping.
-    Cancelled,
+/// The session of a byte-stream destination on one connection (see the module
+/// documentation); the connector loop returns what is in flight to Pending when it ends.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamDelivery {
+    pub framing: FramingSpec,
+    pub ack: AckSpec,
+    /// Milliseconds a receiver may take to accept a batch ([`WRITE_TIMEOUT_MS`] if `None`).
+    pub write_timeout: Option<u64>,
+}
+
+impl<S> Session<S> for StreamDelivery
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn about(&self, peer: &str) -> String {
+        format!("delivery to {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: S,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, SideError> {
+        deliver(ctx, io, peer, &self.framing, &self.ack, self.write_timeout).await
+    }
 }
 
 /// Delivers until the connection fails, the peer closes it or the pair stops.
-pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
+async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &SideCtx,
     io: S,
     peer: &Arc<str>,
     framing: &FramingSpec,
     ack: &AckSpec,
     write_timeout: Option<u64>,
-) -> Result<Ended, String> {
+) -> Result<Ended, SideError> {
     let write_timeout = Duration::from_millis(write_timeout.unwrap_or(WRITE_TIMEOUT_MS));
     let (mut rd, mut wr) = tokio::io::split(io);
     let encoder = Encoder::new(framing_of(framing));
@@ -71,17 +92,17 @@ pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
                 ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
                 continue;
             }
-            Err(e) => return Err(format!("reading the buffer: {e}")),
+            Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
         }
         if batch.is_empty() {
             // Idle: wait for data, while watching the connection.
             tokio::select! {
                 () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
-                r = ctx.log.readable() => { r.map_err(|e| format!("buffer: {e}"))?; }
+                r = ctx.log.readable() => { r.map_err(SideError::buffer("buffer"))?; }
                 n = rd.read_buf(&mut replies.buf) => match n {
                     Ok(0) => return Ok(Ended::PeerClosed),
                     Ok(_) => replies.unexpected(ctx),
-                    Err(e) => return Err(format!("connection lost: {e}")),
+                    Err(e) => return Err(SideError::Peer(format!("connection lost: {e}"))),
                 },
             }
             continue;
@@ -100,9 +121,11 @@ pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
             write(&mut wr, &out, write_timeout).await?;
             match replies.wait(ctx, &mut rd, r.payload).await? {
                 Reply::None => {}
+                // Unacknowledged, it returns to Pending with whatever else is in flight.
+                Reply::Stopped => return Ok(Ended::Cancelled),
                 Reply::Accepted => nak_backoff.reset(),
                 Reply::Rejected(why) => {
-                    ctx.log.requeue_from(r.seq).map_err(|e| e.to_string())?;
+                    ctx.log.requeue_from(r.seq).map_err(SideError::buffer("buffer"))?;
                     ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
                     ctx.error(
                         Side::Destination,
@@ -114,7 +137,7 @@ pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
                     break;
                 }
             }
-            ctx.log.ack(r.seq).map_err(|e| e.to_string())?;
+            ctx.log.ack(r.seq).map_err(SideError::buffer("buffer"))?;
             delivered(ctx, 1, r.payload.len() as u64, [(Some(r.seq), r.payload)].into_iter(), peer);
             if let Some(gap) = encoder.gap() {
                 tokio::time::sleep(gap).await;
@@ -132,7 +155,7 @@ async fn send_batch<W: AsyncWrite + Unpin>(
     wr: &mut W,
     peer: &Arc<str>,
     write_timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     out.clear();
     let mut bytes = 0u64;
     let mut count = 0u64;
@@ -146,7 +169,7 @@ async fn send_batch<W: AsyncWrite + Unpin>(
     }
     write(wr, out, write_timeout).await?;
     if let Some(last) = batch.last_seq() {
-        ctx.log.ack_through(last).map_err(|e| e.to_string())?;
+        ctx.log.ack_through(last).map_err(SideError::buffer("buffer"))?;
     }
     delivered(ctx, count, bytes, batch.iter().map(|r| (Some(r.seq), r.payload)), peer);
     Ok(())
@@ -156,7 +179,7 @@ async fn write<W: AsyncWrite + Unpin>(
     wr: &mut W,
     buf: &[u8],
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     match tokio::time::timeout(limit, async {
         wr.write_all(buf).await?;
         wr.flush().await
@@ -164,8 +187,10 @@ async fn write<W: AsyncWrite + Unpin>(
     .await
     {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!("receiver did not take data for {} ms", limit.as_millis())),
+        Ok(Err(e)) => Err(SideError::Peer(format!("write failed: {e}"))),
+        Err(_) => {
+            Err(SideError::Peer(format!("receiver did not take data for {} ms", limit.as_millis())))
+        }
     }
 }
 
@@ -187,7 +212,7 @@ pub(crate) fn undeliverable(
     seq: u64,
     payload: &[u8],
     why: &dyn std::fmt::Display,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     ctx.stats.reject(
         &ctx.pair,
         Rejected {
@@ -200,7 +225,7 @@ pub(crate) fn undeliverable(
             peer: None,
         },
     );
-    ctx.log.ack(seq).map_err(|e| e.to_string())
+    ctx.log.ack(seq).map_err(SideError::buffer("buffer"))
 }
 
 /// An answer from the receiver that is neither an acknowledgement nor a refusal.
@@ -215,6 +240,8 @@ impl std::fmt::Display for ReplyError {
 enum Reply {
     /// No acknowledgement expected.
     None,
+    /// The pair is stopping: the answer will not be waited for.
+    Stopped,
     Accepted,
     Rejected(String),
 }
@@ -255,24 +282,32 @@ impl Replies {
         ctx: &SideCtx,
         rd: &mut R,
         sent: &[u8],
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, SideError> {
         let timeout = Duration::from_millis(self.mode.timeout_ms());
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(r) =
-                self.parse(sent).map_err(|e| format!("garbled acknowledgement: {e}"))?
+            if let Some(r) = self
+                .parse(sent)
+                .map_err(|e| SideError::Protocol(format!("garbled acknowledgement: {e}")))?
             {
                 return Ok(r);
             }
             let n = tokio::select! {
-                () = ctx.cancel.cancelled() => return Err("stopping while waiting for an acknowledgement".into()),
+                () = ctx.cancel.cancelled() => return Ok(Reply::Stopped),
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err(format!("no acknowledgement within {} ms", timeout.as_millis()));
+                    return Err(SideError::Peer(format!(
+                        "no acknowledgement within {} ms",
+                        timeout.as_millis()
+                    )));
                 }
-                n = rd.read_buf(&mut self.buf) => n.map_err(|e| format!("connection lost: {e}"))?,
+                n = rd.read_buf(&mut self.buf) => {
+                    n.map_err(|e| SideError::Peer(format!("connection lost: {e}")))?
+                }
             };
             if n == 0 {
-                return Err("receiver closed the connection before acknowledging".into());
+                return Err(SideError::Peer(
+                    "receiver closed the connection before acknowledging".into(),
+                ));
             }
         }
     }

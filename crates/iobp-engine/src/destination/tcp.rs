@@ -1,4 +1,5 @@
-//! `tcp_client` and `tcp_server` destinations.
+//! `tcp_client` and `tcp_server` destinations: how they open connections; the connector loop
+//! ([`crate::connector`]) runs the byte-stream delivery on each.
 //!
 //! `tcp_server` with several receivers: the most recently connected receiver gets the
 //! messages and any earlier one is closed. A receiver that reconnects after a network
@@ -6,191 +7,117 @@
 //! connection to time out. Messages in flight on the replaced connection return to Pending
 //! and go to the new receiver (at-least-once; counted as retries).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use iobp_config::{TcpClientSpec, TcpServerSpec};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::return_in_flight;
-use super::stream::{Ended, deliver};
-use crate::backoff::Backoff;
-use crate::side::{SideCtx, keepalive, pause};
-use crate::stats::{Color, Side};
+use super::stream::StreamDelivery;
+use crate::connector::{Opened, Opener, Shape};
+use crate::net::{Accepted, Dial, Stream, keepalive};
+use crate::side::{SideCtx, SideError};
+use crate::stats::Side;
 
 pub(crate) async fn client(ctx: SideCtx, spec: TcpClientSpec) {
-    let status = &ctx.stats.destination;
-    let mut backoff = Backoff::new(ctx.retry);
-    let addr = format!("{}:{}", spec.host, spec.port);
-    let tls_note = if spec.tls.enabled { " (TLS)" } else { "" };
-    let timeout = Duration::from_millis(spec.connect_timeout_ms.unwrap_or(10_000));
-    loop {
-        status.set(Color::Yellow, format!("connecting to {addr}{tls_note}"));
-        let why = match crate::tls::connector(&spec.tls, &spec.host) {
-            Err(e) => format!("TLS for {addr}: {e}"),
-            Ok(tls) => {
-                let connected = tokio::select! {
-                    () = ctx.cancel.cancelled() => return,
-                    c = tokio::time::timeout(timeout, TcpStream::connect(&addr)) => c,
-                };
-                match connected {
-                    Ok(Ok(stream)) => {
-                        keepalive(&stream);
-                        let peer: Arc<str> = addr.clone().into();
-                        let (framing, ack, write_timeout) =
-                            (&spec.framing, &spec.ack, spec.write_timeout_ms);
-                        let ended = if let Some((c, name)) = tls {
-                            match crate::tls::connect(&c, name, stream).await {
-                                Ok(s) => {
-                                    backoff.reset();
-                                    status.peer_up(&peer);
-                                    status.set(
-                                        Color::Green,
-                                        format!("connected to {addr}{tls_note}"),
-                                    );
-                                    let r =
-                                        deliver(&ctx, s, &peer, framing, ack, write_timeout).await;
-                                    status.peer_down(&peer);
-                                    r
-                                }
-                                Err(e) => Err(e),
-                            }
-                        } else {
-                            backoff.reset();
-                            status.peer_up(&peer);
-                            status.set(Color::Green, format!("connected to {addr}"));
-                            let r = deliver(&ctx, stream, &peer, framing, ack, write_timeout).await;
-                            status.peer_down(&peer);
-                            r
-                        };
-                        return_in_flight(&ctx);
-                        match ended {
-                            Ok(Ended::Cancelled) => return,
-                            Ok(Ended::PeerClosed) => format!("{addr} closed the connection"),
-                            Err(e) => format!("delivery to {addr}: {e}"),
-                        }
-                    }
-                    Ok(Err(e)) => format!("cannot connect to {addr}: {e}"),
-                    Err(_) => format!(
-                        "cannot connect to {addr}: timed out after {} ms",
-                        timeout.as_millis()
-                    ),
-                }
-            }
-        };
-        ctx.error(Side::Destination, why.clone());
-        status.set(Color::Red, why);
-        if !pause(&ctx.cancel, backoff.next_delay()).await {
-            return;
-        }
-    }
-}
-
-/// A connected receiver.
-enum Receiver {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    let session = StreamDelivery {
+        framing: spec.framing.clone(),
+        ack: spec.ack.clone(),
+        write_timeout: spec.write_timeout_ms,
+    };
+    crate::connector::run(ctx, Side::Destination, Dial::new(&spec), session).await;
 }
 
 pub(crate) async fn server(ctx: SideCtx, spec: TcpServerSpec) {
-    let status = &ctx.stats.destination;
-    let mut backoff = Backoff::new(ctx.retry);
-    let addr = format!("{}:{}", spec.host, spec.port);
-    let (listener, acceptor) = loop {
-        status.set(Color::Yellow, format!("binding {addr}"));
-        let bound = match crate::tls::acceptor(&spec.tls) {
-            Err(e) => Err(format!("TLS for {addr}: {e}")),
-            Ok(a) => match TcpListener::bind(&addr).await {
-                Ok(l) => Ok((l, a)),
-                Err(e) => Err(format!("cannot listen on {addr}: {e}")),
-            },
-        };
-        match bound {
-            Ok(x) => break x,
-            Err(msg) => {
-                ctx.error(Side::Destination, msg.clone());
-                status.set(Color::Red, msg);
-                if !pause(&ctx.cancel, backoff.next_delay()).await {
+    let session = StreamDelivery {
+        framing: spec.framing.clone(),
+        ack: spec.ack.clone(),
+        write_timeout: spec.write_timeout_ms,
+    };
+    let receivers = Receivers {
+        addr: format!("{}:{}", spec.host, spec.port),
+        spec,
+        cancel: ctx.cancel.clone(),
+        accepted: None,
+    };
+    crate::connector::run(ctx, Side::Destination, receivers, session).await;
+}
+
+type Accepting = mpsc::Receiver<Result<Opened<Stream>, SideError>>;
+
+/// The receivers of a `tcp_server` destination, the newest of which is delivered to.
+struct Receivers {
+    spec: TcpServerSpec,
+    addr: String,
+    cancel: tokio_util::sync::CancellationToken,
+    /// Receivers accepted (and through their TLS handshake) by the accepting task.
+    accepted: Option<Accepting>,
+}
+
+impl Opener for Receivers {
+    type Io = Stream;
+
+    fn shape(&self) -> Shape {
+        Shape::Newest
+    }
+
+    fn opening(&self) -> Option<String> {
+        Some(format!("binding {}", self.addr))
+    }
+
+    fn waiting(&self) -> String {
+        format!("listening on {}, waiting for a receiver", self.addr)
+    }
+
+    async fn prepare(&mut self) -> Result<(), SideError> {
+        let (listener, acceptor) = crate::net::listen(&self.spec).await?;
+        // Accepting runs in a task of its own, beside delivery, so that a newer receiver can
+        // take over mid-stream; it ends with the pair or when this side is dropped.
+        let (tx, rx) = mpsc::channel(4);
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tx.closed() => return,
+                    r = listener.accept() => r,
+                };
+                let next = match accepted {
+                    Ok((tcp, from)) => {
+                        keepalive(&tcp);
+                        // Handshakes run here, one at a time: receivers are few, and a slow
+                        // one only delays the next receiver, never delivery to the current.
+                        match (Accepted { tcp, tls: acceptor.clone() }).handshake().await {
+                            Ok(stream) => {
+                                let detail = format!("receiver {from} connected");
+                                Ok(Opened::new(stream, from.to_string().into(), detail))
+                            }
+                            Err(e) => Err(e.within(&format!("receiver {from}"))),
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and similar: pause instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Err(SideError::Peer(format!("accept: {e}")))
+                    }
+                };
+                if tx.send(next).await.is_err() {
                     return;
                 }
             }
-        }
-    };
-    // Accepting runs beside delivery so that a newer receiver can take over mid-stream.
-    let (tx, mut rx) = mpsc::channel::<(Receiver, String)>(4);
-    let accept_cancel = ctx.cancel.clone();
-    let accept_ctx = ctx.clone();
-    let acceptor = tokio::spawn(async move {
-        loop {
-            let r = tokio::select! {
-                () = accept_cancel.cancelled() => return,
-                r = listener.accept() => r,
-            };
-            match r {
-                Ok((s, a)) => {
-                    keepalive(&s);
-                    let stream = match &acceptor {
-                        None => Receiver::Plain(s),
-                        // Handshakes run here, one at a time: receivers are few, and a slow
-                        // one only delays the next receiver, never delivery to the current.
-                        Some(acc) => match crate::tls::accept(acc, s).await {
-                            Ok(t) => Receiver::Tls(Box::new(t)),
-                            Err(e) => {
-                                accept_ctx.error(Side::Destination, format!("receiver {a}: {e}"));
-                                continue;
-                            }
-                        },
-                    };
-                    if tx.send((stream, a.to_string())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    accept_ctx.error(Side::Destination, format!("accept: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
-    let waiting = format!("listening on {addr}, waiting for a receiver");
-    status.set(Color::Yellow, waiting.clone());
-    let mut next: Option<(Receiver, String)> = None;
-    loop {
-        let (stream, peer) = if let Some(c) = next.take() {
-            c
-        } else {
-            tokio::select! {
-                () = ctx.cancel.cancelled() => break,
-                c = rx.recv() => match c { Some(c) => c, None => break },
-            }
-        };
-        let peer: Arc<str> = peer.into();
-        status.peer_up(&peer);
-        status.set(Color::Green, format!("receiver {peer} connected"));
-        let (framing, ack, write_timeout) = (&spec.framing, &spec.ack, spec.write_timeout_ms);
-        let outcome = tokio::select! {
-            ended = async {
-                match stream {
-                    Receiver::Plain(s) => deliver(&ctx, s, &peer, framing, ack, write_timeout).await,
-                    Receiver::Tls(s) => deliver(&ctx, *s, &peer, framing, ack, write_timeout).await,
-                }
-            } => Some(ended),
-            newer = rx.recv() => { next = newer; None }
-        };
-        return_in_flight(&ctx);
-        status.peer_down(&peer);
-        match outcome {
-            Some(Ok(Ended::Cancelled)) => break,
-            Some(Ok(Ended::PeerClosed)) => {
-                tracing::info!(pair = &*ctx.pair, %peer, "receiver disconnected");
-            }
-            Some(Err(e)) => ctx.error(Side::Destination, format!("delivery to {peer}: {e}")),
-            None => tracing::info!(pair = &*ctx.pair, %peer, "a newer receiver takes over"),
-        }
-        if next.is_none() {
-            status.set(Color::Yellow, waiting.clone());
+        });
+        self.accepted = Some(rx);
+        Ok(())
+    }
+
+    async fn open(&mut self) -> Result<Opened<Stream>, SideError> {
+        // `prepare` started accepting before the first `open`; the accepting task ends only
+        // with the pair, which the loop notices first.
+        match &mut self.accepted {
+            Some(rx) => match rx.recv().await {
+                Some(next) => next,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
         }
     }
-    acceptor.abort();
 }

@@ -1,7 +1,9 @@
 //! `udp` destination: each message is sent as one datagram. UDP has no delivery
 //! confirmation; a message is Done once the socket accepted it. A send error (for example
 //! "connection refused" reported by ICMP for an earlier datagram) returns the batch's
-//! unsent messages to Pending and retries after a backoff.
+//! unsent messages to Pending and retries after a backoff, on a new socket (the connector
+//! loop, with UDP as a connectionless transport: its backoff starts over only once
+//! datagrams left).
 
 use std::sync::Arc;
 
@@ -9,34 +11,57 @@ use iobp_config::UdpSpec;
 use iobp_log::Batch;
 use tokio::net::UdpSocket;
 
-use super::return_in_flight;
 use super::stream::{BATCH_BYTES, BATCH_RECORDS, delivered, undeliverable};
-use crate::backoff::Backoff;
-use crate::side::{SideCtx, pause};
-use crate::stats::{Color, Side};
+use crate::connector::{Ended, Opened, Opener, Progress, Session, Shape};
+use crate::side::{SideCtx, SideError};
+use crate::stats::Side;
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
 
 pub(crate) async fn destination(ctx: SideCtx, spec: UdpSpec) {
-    let status = &ctx.stats.destination;
-    let mut backoff = Backoff::new(ctx.retry);
-    let target = format!("{}:{}", spec.host, spec.port);
-    let peer: Arc<str> = target.clone().into();
-    'connect: loop {
-        let socket = match open(&target).await {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = format!("cannot send to {target}: {e}");
-                ctx.error(Side::Destination, msg.clone());
-                status.set(Color::Red, msg);
-                if !pause(&ctx.cancel, backoff.next_delay()).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        status.set(Color::Green, format!("sending to udp {target}"));
+    let target = Target(format!("{}:{}", spec.host, spec.port));
+    crate::connector::run(ctx, Side::Destination, target, Datagrams).await;
+}
+
+/// Where datagrams go: a socket connected to `host:port`.
+struct Target(String);
+
+impl Opener for Target {
+    type Io = UdpSocket;
+
+    fn shape(&self) -> Shape {
+        Shape::Dial
+    }
+
+    fn connectionless(&self) -> bool {
+        true
+    }
+
+    async fn open(&mut self) -> Result<Opened<UdpSocket>, SideError> {
+        let target = &self.0;
+        let socket = open(target)
+            .await
+            .map_err(|e| SideError::Peer(format!("cannot send to {target}: {e}")))?;
+        Ok(Opened::new(socket, target.as_str().into(), format!("sending to udp {target}")))
+    }
+}
+
+/// Sends the buffer, one datagram per message.
+struct Datagrams;
+
+impl Session<UdpSocket> for Datagrams {
+    fn about(&self, peer: &str) -> String {
+        format!("send to {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        socket: UdpSocket,
+        peer: &Arc<str>,
+        progress: &Progress,
+    ) -> Result<Ended, SideError> {
         let mut batch = Batch::default();
         loop {
             match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
@@ -46,55 +71,36 @@ pub(crate) async fn destination(ctx: SideCtx, spec: UdpSpec) {
                     ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
                     continue;
                 }
-                Err(e) => {
-                    // A read error can repeat: back off (observing the stop) instead of spinning.
-                    return_in_flight(&ctx);
-                    let msg = format!("reading the buffer: {e}");
-                    ctx.error(Side::Destination, msg.clone());
-                    status.set(Color::Red, msg);
-                    if matches!(e, iobp_log::Error::Closed)
-                        || !pause(&ctx.cancel, backoff.next_delay()).await
-                    {
-                        return;
-                    }
-                    continue 'connect;
-                }
+                // A read error can repeat: the loop backs off (observing the stop), or waits
+                // for the engine if the buffer failed or closed.
+                Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
             }
             if batch.is_empty() {
                 tokio::select! {
-                    () = ctx.cancel.cancelled() => { return_in_flight(&ctx); return; }
-                    r = ctx.log.readable() => if r.is_err() { return_in_flight(&ctx); return; },
+                    () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
+                    r = ctx.log.readable() => { r.map_err(SideError::buffer("buffer"))?; }
                 }
                 continue;
             }
             for r in batch.iter() {
                 if r.payload.len() > MAX_DATAGRAM {
                     let why = format!("{} bytes do not fit in one UDP datagram", r.payload.len());
-                    if undeliverable(&ctx, r.seq, r.payload, &why).is_err() {
-                        return_in_flight(&ctx);
+                    if undeliverable(ctx, r.seq, r.payload, &why).is_err() {
+                        crate::destination::return_in_flight(ctx);
                     }
                     continue;
                 }
-                if let Err(e) = socket.send(r.payload).await {
-                    return_in_flight(&ctx);
-                    let msg = format!("send to {target}: {e}");
-                    ctx.error(Side::Destination, msg.clone());
-                    status.set(Color::Red, msg);
-                    if !pause(&ctx.cancel, backoff.next_delay()).await {
-                        return;
-                    }
-                    continue 'connect;
-                }
+                socket.send(r.payload).await.map_err(|e| SideError::Peer(e.to_string()))?;
                 let _ = ctx.log.ack(r.seq);
                 delivered(
-                    &ctx,
+                    ctx,
                     1,
                     r.payload.len() as u64,
                     [(Some(r.seq), r.payload)].into_iter(),
-                    &peer,
+                    peer,
                 );
             }
-            backoff.reset();
+            progress.made();
         }
     }
 }

@@ -16,7 +16,8 @@ use iobp_config::{RemoteSpec, TlsSpec};
 use tokio::net::TcpStream;
 
 use super::{RelayIo, RelayMode};
-use crate::side::keepalive;
+use crate::net::{Stream, keepalive};
+use crate::side::SideError;
 
 /// Connecting (TCP and TLS) must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,32 +37,33 @@ pub(crate) struct Target {
 }
 
 /// Parses `http://host[:port][/...]` or `https://...`.
-pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
+pub(crate) fn parse_url(url: &str) -> Result<Target, SideError> {
+    let bad = |why: &str| SideError::Config(format!("`{url}`{why}"));
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else {
-        return Err(format!("`{url}` must start with http:// or https://"));
+        return Err(bad(" must start with http:// or https://"));
     };
     let authority = rest.split('/').next().unwrap_or_default().to_string();
     let default_port = if tls { 443 } else { 80 };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         // [::1]:8080
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("`{url}`: unclosed ["))?;
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad(": unclosed ["))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("`{url}`: bad port"))?,
+            Some(p) => p.parse().map_err(|_| bad(": bad port"))?,
             None => default_port,
         };
         (h.to_string(), port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("`{url}`: bad port"))?),
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad(": bad port"))?),
             None => (authority.clone(), default_port),
         }
     };
     if host.is_empty() {
-        return Err(format!("`{url}` has no host"));
+        return Err(bad(" has no host"));
     }
     Ok(Target { tls, host, port, authority })
 }
@@ -74,8 +76,8 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(spec: &RemoteSpec) -> Result<Client, String> {
-        let url = spec.url.as_deref().ok_or("no url")?;
+    pub(crate) fn new(spec: &RemoteSpec) -> Result<Client, SideError> {
+        let url = spec.url.as_deref().ok_or_else(|| SideError::Config("no url".into()))?;
         Ok(Client { target: parse_url(url)?, spec: spec.clone(), token: None })
     }
 
@@ -85,15 +87,15 @@ impl Client {
     }
 
     /// Opens a relay connection for `mode` (push: this side sends; pull: it receives).
-    pub(crate) async fn open(&mut self, mode: RelayMode) -> Result<Box<dyn RelayIo>, String> {
+    pub(crate) async fn open(&mut self, mode: RelayMode) -> Result<Box<dyn RelayIo>, SideError> {
         let stream = self.connect().await?;
         let (mut conn, driver) = tokio::time::timeout(
             REQUEST_TIMEOUT,
             hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)),
         )
         .await
-        .map_err(|_| "HTTP handshake timed out".to_string())?
-        .map_err(|e| format!("HTTP: {e}"))?;
+        .map_err(|_| SideError::Peer("HTTP handshake timed out".into()))?
+        .map_err(|e| SideError::Peer(format!("HTTP: {e}")))?;
         // Drives the connection until it is upgraded (then the relay owns it) or closed.
         tokio::spawn(async move {
             let _ = driver.with_upgrades().await;
@@ -110,13 +112,13 @@ impl Client {
                 .header(UPGRADE, iobp_relay::PROTOCOL)
                 .header(AUTHORIZATION, iobp_relay::http::bearer(&token))
                 .body(Full::new(Bytes::new()))
-                .map_err(|e| format!("request: {e}"))?;
+                .map_err(|e| SideError::Protocol(format!("request: {e}")))?;
             let resp = send(&mut conn, req).await?;
             match resp.status() {
                 StatusCode::SWITCHING_PROTOCOLS => {
-                    let upgraded = hyper::upgrade::on(resp)
-                        .await
-                        .map_err(|e| format!("upgrade to the relay protocol: {e}"))?;
+                    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
+                        SideError::Peer(format!("upgrade to the relay protocol: {e}"))
+                    })?;
                     return Ok(Box::new(TokioIo::new(upgraded)));
                 }
                 // The token expired or was revoked: log in again, once.
@@ -126,57 +128,66 @@ impl Client {
                 }
                 status => {
                     let why = body_text(resp).await;
-                    return Err(format!("the remote refused the relay ({status}): {why}"));
+                    return Err(SideError::Peer(format!(
+                        "the remote refused the relay ({status}): {why}"
+                    )));
                 }
             }
         }
-        Err("the remote refused the relay: authentication failed".into())
+        Err(SideError::Peer("the remote refused the relay: authentication failed".into()))
     }
 
-    async fn connect(&self) -> Result<Box<dyn RelayIo>, String> {
+    async fn connect(&self) -> Result<Stream, SideError> {
         let addr = (self.target.host.as_str(), self.target.port);
+        let authority = &self.target.authority;
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| format!("cannot connect to {}: timed out", self.target.authority))?
-            .map_err(|e| format!("cannot connect to {}: {e}", self.target.authority))?;
+            .map_err(|_| SideError::Peer(format!("cannot connect to {authority}: timed out")))?
+            .map_err(|e| SideError::Peer(format!("cannot connect to {authority}: {e}")))?;
         keepalive(&tcp);
         if !self.target.tls {
-            return Ok(Box::new(tcp));
+            return Ok(tcp.into());
         }
         let tls = TlsSpec { enabled: true, ..self.spec.tls.clone() };
         let Some((c, name)) = crate::tls::connector(&tls, &self.target.host)? else {
-            return Err("TLS is required for https".into());
+            return Err(SideError::Tls("TLS is required for https".into()));
         };
-        Ok(Box::new(crate::tls::connect(&c, name, tcp).await?))
+        Ok(crate::tls::connect(&c, name, tcp).await?.into())
     }
 
     /// Gets a token for the configured user.
     async fn login(
         &mut self,
         conn: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    ) -> Result<String, String> {
-        let auth = self.spec.auth.as_ref().ok_or("no credentials configured (auth)")?;
+    ) -> Result<String, SideError> {
+        let auth = self
+            .spec
+            .auth
+            .as_ref()
+            .ok_or_else(|| SideError::Config("no credentials configured (auth)".into()))?;
         let body = iobp_relay::http::LoginRequest {
             username: auth.username.clone(),
             password: auth.password.clone(),
         };
-        let body = serde_json::to_string(&body).map_err(|e| format!("request: {e}"))?;
+        let body = serde_json::to_string(&body)
+            .map_err(|e| SideError::Protocol(format!("request: {e}")))?;
         let req = Request::post(iobp_relay::http::SESSION_PATH)
             .header(HOST, &self.target.authority)
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("request: {e}"))?;
+            .map_err(|e| SideError::Protocol(format!("request: {e}")))?;
         let resp = send(conn, req).await?;
         let status = resp.status();
         let text = body_text(resp).await;
         if status != StatusCode::OK {
-            return Err(format!(
+            return Err(SideError::Peer(format!(
                 "the remote refused the login of `{}` ({status}): {text}",
                 auth.username
-            ));
+            )));
         }
-        let t: iobp_relay::http::Token = serde_json::from_str(&text)
-            .map_err(|e| format!("unexpected answer to the relay login: {e}"))?;
+        let t: iobp_relay::http::Token = serde_json::from_str(&text).map_err(|e| {
+            SideError::Protocol(format!("unexpected answer to the relay login: {e}"))
+        })?;
         self.token = Some(t.token.clone());
         Ok(t.token)
     }
@@ -185,13 +196,14 @@ impl Client {
 async fn send(
     conn: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, String> {
+) -> Result<Response<hyper::body::Incoming>, SideError> {
+    let http = |e: hyper::Error| SideError::Peer(format!("HTTP: {e}"));
     tokio::time::timeout(REQUEST_TIMEOUT, async {
-        conn.ready().await.map_err(|e| format!("HTTP: {e}"))?;
-        conn.send_request(req).await.map_err(|e| format!("HTTP: {e}"))
+        conn.ready().await.map_err(http)?;
+        conn.send_request(req).await.map_err(http)
     })
     .await
-    .map_err(|_| "the remote did not answer within 30 s".to_string())?
+    .map_err(|_| SideError::Peer("the remote did not answer within 30 s".into()))?
 }
 
 /// The body of an answer as text, bounded; the `error` field of a JSON error if there is one.

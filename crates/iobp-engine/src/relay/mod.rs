@@ -22,6 +22,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::side::SideError;
+
 /// A connection the relay can run over.
 pub trait RelayIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RelayIo for T {}
@@ -232,67 +234,116 @@ impl RelayHub {
     }
 }
 
-/// How a relay session on a connection this side opened ended.
-pub(crate) enum SessionEnd {
-    /// The pair is stopping.
-    Cancelled,
-    /// The connection ended: why, for the status line.
-    Closed(String),
+/// Opens relay connections to a remote instance, one at a time (a side with a `url`): the
+/// opener of such sides for the connector loop. The remote's token is kept between
+/// connections.
+pub(crate) struct Dial {
+    mode: RelayMode,
+    /// The client, or why the side's settings cannot make one (a configuration error: the
+    /// loop reports it and waits for an edit).
+    client: Result<client::Client, SideError>,
+    peer: Arc<str>,
 }
 
-/// For a side with a `url`: connects to the remote instance again and again (with the pair's
-/// backoff) and runs `session` on each connection, until the pair stops. Shows the side's
-/// status (connecting Yellow, connected Green, failed Red with the reason).
-pub(crate) async fn connect_loop<F, Fut>(
-    ctx: &crate::side::SideCtx,
-    side: crate::stats::Side,
-    spec: &iobp_config::RemoteSpec,
-    mode: RelayMode,
-    mut session: F,
-) where
-    F: FnMut(Box<dyn RelayIo>, Arc<str>) -> Fut,
-    Fut: std::future::Future<Output = SessionEnd>,
-{
-    use crate::stats::Color;
-    let status = ctx.stats.side(side);
-    let mut backoff = crate::backoff::Backoff::new(ctx.retry);
-    let mut client = match client::Client::new(spec) {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.error(side, e.clone());
-            status.set(Color::Red, e);
-            ctx.cancel.cancelled().await;
-            return;
-        }
-    };
-    let peer: Arc<str> = format!("{} channel {}", client.authority(), spec.channel_id).into();
-    let doing = match mode {
-        RelayMode::Push => "sending to",
-        RelayMode::Pull => "receiving from",
-    };
-    loop {
-        status.set(Color::Yellow, format!("connecting to {peer}"));
-        let why = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            r = client.open(mode) => match r {
-                Err(e) => e,
-                Ok(io) => {
-                    backoff.reset();
-                    status.peer_up(&peer);
-                    status.set(Color::Green, format!("relay: {doing} {peer}"));
-                    let end = session(io, peer.clone()).await;
-                    status.peer_down(&peer);
-                    match end {
-                        SessionEnd::Cancelled => return,
-                        SessionEnd::Closed(why) => why,
-                    }
-                }
-            },
+impl Dial {
+    /// Push: this side sends; pull: it receives.
+    pub(crate) fn new(spec: &iobp_config::RemoteSpec, mode: RelayMode) -> Self {
+        let client = client::Client::new(spec);
+        let authority = client.as_ref().map_or("?", |c| c.authority());
+        let peer = format!("{authority} channel {}", spec.channel_id).into();
+        Dial { mode, client, peer }
+    }
+}
+
+impl crate::connector::Opener for Dial {
+    type Io = Box<dyn RelayIo>;
+
+    fn shape(&self) -> crate::connector::Shape {
+        crate::connector::Shape::Dial
+    }
+
+    fn opening(&self) -> Option<String> {
+        self.client.is_ok().then(|| format!("connecting to {}", self.peer))
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed the relay")
+    }
+
+    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, SideError> {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(unusable) => {
+                let again = SideError::Config(unusable.to_string());
+                return Err(std::mem::replace(unusable, again));
+            }
         };
-        ctx.error(side, why.clone());
-        status.set(Color::Red, why);
-        if !crate::side::pause(&ctx.cancel, backoff.next_delay()).await {
-            return;
+        let io = client.open(self.mode).await?;
+        let doing = match self.mode {
+            RelayMode::Push => "sending to",
+            RelayMode::Pull => "receiving from",
+        };
+        let detail = format!("relay: {doing} {}", self.peer);
+        Ok(crate::connector::Opened::new(io, self.peer.clone(), detail))
+    }
+}
+
+/// Takes the relay connections remote instances open to a channel of this instance (a side
+/// without `url`), as the web layer hands them over: pushes are served side by side, a newer
+/// pull takes over from an older one.
+pub(crate) struct Hub {
+    _registration: Registration,
+    incoming: mpsc::Receiver<Incoming>,
+    mode: RelayMode,
+    channel: String,
+}
+
+impl Hub {
+    /// Registers the side of `channel` that takes `mode` connections, until it is dropped.
+    pub(crate) fn new(hub: &Arc<RelayHub>, channel: &str, mode: RelayMode) -> Self {
+        let (registration, incoming) = hub.register(channel, mode);
+        Hub { _registration: registration, incoming, mode, channel: channel.to_string() }
+    }
+}
+
+impl crate::connector::Opener for Hub {
+    type Io = Box<dyn RelayIo>;
+
+    fn shape(&self) -> crate::connector::Shape {
+        match self.mode {
+            // The hub bounds the sessions of a channel (MAX_SESSIONS_PER_CHANNEL).
+            RelayMode::Push => crate::connector::Shape::Concurrent { limit: None },
+            RelayMode::Pull => crate::connector::Shape::Newest,
+        }
+    }
+
+    fn waiting(&self) -> String {
+        match self.mode {
+            RelayMode::Push => {
+                format!("relay: waiting for remote instances to push to channel {}", self.channel)
+            }
+            RelayMode::Pull => {
+                format!("relay: waiting for a remote instance to pull channel {}", self.channel)
+            }
+        }
+    }
+
+    fn connected(&self, n: u64) -> String {
+        format!("relay: {n} instance(s) pushing")
+    }
+
+    fn closed(&self, peer: &str) -> String {
+        format!("{peer} closed the relay")
+    }
+
+    async fn open(&mut self) -> Result<crate::connector::Opened<Self::Io>, SideError> {
+        match self.incoming.recv().await {
+            Some(Incoming { io, peer }) => {
+                let detail = format!("relay: {peer} is pulling");
+                Ok(crate::connector::Opened::new(io, peer, detail))
+            }
+            // The registration lives as long as this side: nothing more will come.
+            None => std::future::pending().await,
         }
     }
 }
@@ -315,11 +366,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next frame's bytes (decode them with [`iobp_relay::decode`]); `None` when the
     /// peer closed the connection between frames. Cancel-safe: what was read stays buffered.
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, String> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, SideError> {
         loop {
             if let Some(n) = iobp_relay::needed(&self.buf) {
                 if n - iobp_relay::FRAME_HEADER_LEN > iobp_relay::MAX_FRAME_BODY as usize {
-                    return Err(format!("protocol error: a frame of {n} bytes is too large"));
+                    return Err(protocol(format!("a frame of {n} bytes is too large")));
                 }
                 if self.buf.len() >= n {
                     return Ok(Some(self.buf.split_to(n).freeze()));
@@ -328,12 +379,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             } else if self.buf.capacity() - self.buf.len() < 64 * 1024 {
                 self.buf.reserve(256 * 1024);
             }
-            let read = self.rd.read_buf(&mut self.buf).await.map_err(|e| format!("read: {e}"))?;
+            let read = self
+                .rd
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| SideError::Peer(format!("read: {e}")))?;
             if read == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
-                    Err("the connection closed in the middle of a frame".into())
+                    Err(SideError::Peer("the connection closed in the middle of a frame".into()))
                 };
             }
         }
@@ -341,7 +396,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 /// Writes `buf` and flushes, within [`WRITE_TIMEOUT`].
-pub(crate) async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> Result<(), String> {
+pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+) -> Result<(), SideError> {
     match tokio::time::timeout(WRITE_TIMEOUT, async {
         wr.write_all(buf).await?;
         wr.flush().await
@@ -349,21 +407,29 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, buf: &[u8]) -> 
     .await
     {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write: {e}")),
-        Err(_) => Err(format!("the peer took no data for {} s", WRITE_TIMEOUT.as_secs())),
+        Ok(Err(e)) => Err(SideError::Peer(format!("write: {e}"))),
+        Err(_) => {
+            Err(SideError::Peer(format!("the peer took no data for {} s", WRITE_TIMEOUT.as_secs())))
+        }
     }
 }
 
-/// Sends an `Error` frame (best effort) and returns the message as the session's error.
-pub(crate) async fn fail<W: AsyncWrite + Unpin>(wr: &mut W, message: String) -> String {
+/// A violation of the relay protocol by the peer ("protocol error: …").
+pub(crate) fn protocol(what: impl std::fmt::Display) -> SideError {
+    SideError::Protocol(format!("protocol error: {what}"))
+}
+
+/// Sends an `Error` frame with the error's text (best effort) and returns the error as the
+/// session's.
+pub(crate) async fn fail<W: AsyncWrite + Unpin>(wr: &mut W, error: SideError) -> SideError {
     let mut out = Vec::new();
-    iobp_relay::encode_error(&mut out, &message);
+    iobp_relay::encode_error(&mut out, &error.to_string());
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = wr.write_all(&out).await;
         let _ = wr.flush().await;
     })
     .await;
-    message
+    error
 }
 
 /// Microseconds since the Unix epoch.

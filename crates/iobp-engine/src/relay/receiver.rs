@@ -20,8 +20,9 @@ use iobp_relay::Frame;
 use tokio::time::Instant;
 
 use super::sender::frame_name;
-use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, now_us, write_all};
-use crate::side::{IntakeError, SideCtx};
+use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, now_us, protocol, write_all};
+use crate::connector::{Ended, Progress, Session};
+use crate::side::{IntakeError, SideCtx, SideError};
 use crate::stats::{RelayLag, Side};
 
 /// Frames whose commit is awaited while reading continues.
@@ -29,13 +30,23 @@ const WINDOW: usize = 8;
 /// How long a sender is asked to wait when the buffer is full.
 const BUSY_RETRY_MS: u32 = 1000;
 
-/// How a session ended without an error.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The pair is stopping.
-    Cancelled,
-    /// The sender closed the connection.
-    PeerClosed,
+/// The receiving session on one relay connection.
+pub(crate) struct RelayReceive;
+
+impl Session<Box<dyn RelayIo>> for RelayReceive {
+    fn about(&self, peer: &str) -> String {
+        format!("relay from {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: Box<dyn RelayIo>,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, SideError> {
+        receive(ctx, io, peer).await
+    }
 }
 
 struct Waiting {
@@ -51,21 +62,16 @@ struct Waiting {
 }
 
 /// Receives a stream until the connection fails, the sender closes it or the pair stops.
-/// Returns the stream's identity and how it ended.
-pub(crate) async fn receive<S: RelayIo>(
-    ctx: &SideCtx,
-    io: S,
-    peer: &Arc<str>,
-) -> Result<(u64, Ended), String> {
+async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<Ended, SideError> {
     let (rd, mut wr) = tokio::io::split(io);
     let mut frames = FrameReader::new(rd);
     let mut out = Vec::with_capacity(64);
     let stream = tokio::select! {
-        () = ctx.cancel.cancelled() => return Ok((0, Ended::Cancelled)),
+        () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, hello(&mut frames, &mut wr)) => match r {
-            Err(_) => return Err("the sender did not say Hello".into()),
+            Err(_) => return Err(SideError::Peer("the sender did not say Hello".into())),
             Ok(Ok(Some(stream))) => stream,
-            Ok(Ok(None)) => return Ok((0, Ended::PeerClosed)),
+            Ok(Ok(None)) => return Ok(Ended::PeerClosed),
             Ok(Err(e)) => return Err(e),
         },
     };
@@ -73,7 +79,7 @@ pub(crate) async fn receive<S: RelayIo>(
         .log
         .durable_producer_position(stream)
         .await
-        .map_err(|e| format!("buffer unavailable: {e}"))?;
+        .map_err(SideError::buffer("buffer unavailable"))?;
     iobp_relay::encode_resume(&mut out, position);
     write_all(&mut wr, &out).await?;
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
@@ -87,11 +93,11 @@ pub(crate) async fn receive<S: RelayIo>(
         }
     })
     .await;
-    result.map(|ended| (stream, ended))
+    result
 }
 
 /// Waits for the sender's `Hello`; `None` if it closed the connection first.
-async fn hello<R, W>(frames: &mut FrameReader<R>, wr: &mut W) -> Result<Option<u64>, String>
+async fn hello<R, W>(frames: &mut FrameReader<R>, wr: &mut W) -> Result<Option<u64>, SideError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -102,18 +108,18 @@ where
             Ok(Some(stream))
         }
         Ok(Some((Frame::Hello { version, .. }, _))) => {
-            let msg = format!(
+            let msg = SideError::Protocol(format!(
                 "protocol version {version} is not supported (this instance speaks {})",
                 iobp_relay::VERSION
-            );
+            ));
             Err(fail(wr, msg).await)
         }
         Ok(Some((other, _))) => {
-            let msg = format!("protocol error: expected Hello, got {}", frame_name(&other));
+            let msg = protocol(format!("expected Hello, got {}", frame_name(&other)));
             Err(fail(wr, msg).await)
         }
-        Ok(None) => Err("protocol error: incomplete frame".into()),
-        Err(e) => Err(fail(wr, format!("protocol error: {e}")).await),
+        Ok(None) => Err(protocol("incomplete frame")),
+        Err(e) => Err(fail(wr, protocol(e)).await),
     }
 }
 
@@ -126,7 +132,7 @@ async fn session<R, W>(
     out: &mut Vec<u8>,
     waiting: &mut VecDeque<Waiting>,
     peer: &Arc<str>,
-) -> Result<Ended, String>
+) -> Result<Ended, SideError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -141,7 +147,7 @@ where
             biased;
             () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
             done = first_commit(waiting) => {
-                done.map_err(|e| format!("buffer failed: {e}"))?;
+                done.map_err(SideError::buffer("buffer failed"))?;
                 if let Some(mut w) = waiting.pop_front() {
                     w.resolved = true;
                     complete(ctx, w, wr, out, peer).await?;
@@ -152,8 +158,8 @@ where
                 last_heard = Instant::now();
                 let frame = match iobp_relay::decode(&bytes) {
                     Ok(Some((frame, _))) => frame,
-                    Ok(None) => return Err("protocol error: incomplete frame".into()),
-                    Err(e) => return Err(fail(wr, format!("protocol error: {e}")).await),
+                    Ok(None) => return Err(protocol("incomplete frame")),
+                    Err(e) => return Err(fail(wr, protocol(e)).await),
                 };
                 match frame {
                     Frame::Data(d) => {
@@ -166,23 +172,21 @@ where
                     }
                     Frame::Pong { .. } => {}
                     Frame::Error { message } => {
-                        return Err(format!("the sender reported: {message}"));
+                        return Err(SideError::Peer(format!("the sender reported: {message}")));
                     }
                     other => {
-                        let msg = format!(
-                            "protocol error: unexpected {} from the sender",
-                            frame_name(&other)
-                        );
+                        let msg =
+                            protocol(format!("unexpected {} from the sender", frame_name(&other)));
                         return Err(fail(wr, msg).await);
                     }
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > Duration::from_secs(iobp_relay::IDLE_TIMEOUT_S) {
-                    return Err(format!(
+                    return Err(SideError::Peer(format!(
                         "the sender has been silent for {} s",
                         iobp_relay::IDLE_TIMEOUT_S
-                    ));
+                    )));
                 }
                 out.clear();
                 iobp_relay::encode_ping(out, now_us());
@@ -208,7 +212,7 @@ async fn data<W: tokio::io::AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     waiting: &mut VecDeque<Waiting>,
     busy_at: &mut Option<u64>,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     let here = ctx.log.producer_position(stream);
     if d.prev > here {
         // A frame before this one was refused: the sender resends from there; this one is
@@ -281,7 +285,9 @@ async fn data<W: tokio::io::AsyncWrite + Unpin>(
                 return write_all(wr, out).await;
             }
             Err(IntakeError::Broken(e)) => {
-                return Err(fail(wr, format!("the receiving buffer is unavailable: {e}")).await);
+                let e =
+                    SideError::Buffer { doing: "the receiving buffer is unavailable", source: e };
+                return Err(fail(wr, e).await);
             }
         }
     }
@@ -312,7 +318,7 @@ async fn intake(
                 "buffer full ({scope} limit: {used} of {limit} bytes used)"
             )))
         }
-        Err(e) => Err(IntakeError::Broken(e.to_string())),
+        Err(e) => Err(IntakeError::Broken(e)),
     }
 }
 
@@ -331,11 +337,11 @@ async fn complete<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     out: &mut Vec<u8>,
     peer: &Arc<str>,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     let mut last_local = None;
     if let Some(mut c) = w.commit {
         if !w.resolved {
-            (&mut c).await.map_err(|e| format!("buffer failed: {e}"))?;
+            (&mut c).await.map_err(SideError::buffer("buffer failed"))?;
         }
         last_local = Some(*c.seqs().end());
     }

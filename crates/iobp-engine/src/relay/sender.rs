@@ -21,9 +21,10 @@ use iobp_log::Batch;
 use iobp_relay::{DataFull, DataWriter, Frame};
 use tokio::time::Instant;
 
-use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, write_all};
+use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, protocol, write_all};
+use crate::connector::{Ended, Progress, Session};
 use crate::destination::stream::undeliverable;
-use crate::side::SideCtx;
+use crate::side::{SideCtx, SideError};
 use crate::stats::Side;
 
 /// Frames sent and not yet acknowledged.
@@ -33,13 +34,23 @@ const FRAME_RECORDS: usize = 8192;
 /// Payload bytes per frame (at least one record).
 const FRAME_BYTES: usize = 1024 * 1024;
 
-/// How a session ended without an error.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The pair is stopping.
-    Cancelled,
-    /// The peer closed the connection.
-    PeerClosed,
+/// The sending session on one relay connection.
+pub(crate) struct RelaySend;
+
+impl Session<Box<dyn RelayIo>> for RelaySend {
+    fn about(&self, peer: &str) -> String {
+        format!("relay to {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: Box<dyn RelayIo>,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, SideError> {
+        send(ctx, io, peer).await
+    }
 }
 
 struct InFlight {
@@ -50,11 +61,7 @@ struct InFlight {
 }
 
 /// Relays the buffer until the connection fails, the peer closes it or the pair stops.
-pub(crate) async fn send<S: RelayIo>(
-    ctx: &SideCtx,
-    io: S,
-    peer: &Arc<str>,
-) -> Result<Ended, String> {
+async fn send<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<Ended, SideError> {
     let (rd, mut wr) = tokio::io::split(io);
     let mut frames = FrameReader::new(rd);
     let mut out = Vec::with_capacity(FRAME_BYTES + 64 * 1024);
@@ -64,7 +71,7 @@ pub(crate) async fn send<S: RelayIo>(
         () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, resume(&mut frames, &mut wr)) => match r {
             Ok(r) => r?,
-            Err(_) => return Err("the receiver did not answer Hello".into()),
+            Err(_) => return Err(SideError::Peer("the receiver did not answer Hello".into())),
         },
     };
     // Anything handed out by an earlier session goes out again (or is skipped, below).
@@ -74,9 +81,9 @@ pub(crate) async fn send<S: RelayIo>(
         let msg = format!(
             "the receiver has records up to {position} of this buffer, which holds only {durable}"
         );
-        return Err(fail(&mut wr, format!("protocol error: {msg}")).await);
+        return Err(fail(&mut wr, protocol(msg)).await);
     }
-    let mut session = Session {
+    let mut session = Sending {
         last_sent: position,
         skip_through: position,
         acked: position,
@@ -105,8 +112,8 @@ pub(crate) async fn send<S: RelayIo>(
                 session.last_heard = Instant::now();
                 let frame = match iobp_relay::decode(&bytes) {
                     Ok(Some((frame, _))) => frame,
-                    Ok(None) => return Err("protocol error: incomplete frame".into()),
-                    Err(e) => return Err(fail(&mut wr, format!("protocol error: {e}")).await),
+                    Ok(None) => return Err(protocol("incomplete frame")),
+                    Err(e) => return Err(fail(&mut wr, protocol(e)).await),
                 };
                 match frame {
                     Frame::Ack { through } => {
@@ -125,9 +132,11 @@ pub(crate) async fn send<S: RelayIo>(
                         write_all(&mut wr, &out).await?;
                     }
                     Frame::Pong { .. } => {}
-                    Frame::Error { message } => return Err(format!("the receiver reported: {message}")),
+                    Frame::Error { message } => {
+                        return Err(SideError::Peer(format!("the receiver reported: {message}")));
+                    }
                     other => {
-                        let msg = format!("protocol error: unexpected {} from the receiver", name(&other));
+                        let msg = protocol(format!("unexpected {} from the receiver", name(&other)));
                         return Err(fail(&mut wr, msg).await);
                     }
                 }
@@ -135,31 +144,31 @@ pub(crate) async fn send<S: RelayIo>(
             () = sleep_until_opt(session.paused_until) => session.paused_until = None,
             _ = ping.tick() => {
                 if session.last_heard.elapsed() > Duration::from_secs(iobp_relay::IDLE_TIMEOUT_S) {
-                    return Err(format!(
+                    return Err(SideError::Peer(format!(
                         "the receiver has been silent for {} s",
                         iobp_relay::IDLE_TIMEOUT_S
-                    ));
+                    )));
                 }
                 out.clear();
                 iobp_relay::encode_ping(&mut out, iobp_relay_nonce());
                 write_all(&mut wr, &out).await?;
             }
             r = ctx.log.readable(), if wait_data => {
-                r.map_err(|e| format!("buffer: {e}"))?;
+                r.map_err(SideError::buffer("buffer"))?;
             }
         }
     }
 }
 
 /// Waits for the receiver's `Resume` (answering pings).
-async fn resume<R, W>(frames: &mut FrameReader<R>, wr: &mut W) -> Result<u64, String>
+async fn resume<R, W>(frames: &mut FrameReader<R>, wr: &mut W) -> Result<u64, SideError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
     loop {
         let Some(bytes) = frames.next().await? else {
-            return Err("the receiver closed the connection before Resume".into());
+            return Err(SideError::Peer("the receiver closed the connection before Resume".into()));
         };
         match iobp_relay::decode(&bytes) {
             Ok(Some((Frame::Resume { position }, _))) => return Ok(position),
@@ -169,19 +178,19 @@ where
                 write_all(wr, &out).await?;
             }
             Ok(Some((Frame::Error { message }, _))) => {
-                return Err(format!("the receiver reported: {message}"));
+                return Err(SideError::Peer(format!("the receiver reported: {message}")));
             }
             Ok(Some((other, _))) => {
-                let msg = format!("protocol error: expected Resume, got {}", name(&other));
+                let msg = protocol(format!("expected Resume, got {}", name(&other)));
                 return Err(fail(wr, msg).await);
             }
-            Ok(None) => return Err("protocol error: incomplete frame".into()),
-            Err(e) => return Err(fail(wr, format!("protocol error: {e}")).await),
+            Ok(None) => return Err(protocol("incomplete frame")),
+            Err(e) => return Err(fail(wr, protocol(e)).await),
         }
     }
 }
 
-struct Session {
+struct Sending {
     /// `pseq` of the last record sent (the next frame's `prev`).
     last_sent: u64,
     /// Records up to this are already at the receiver (`Resume`): marked Done, not sent.
@@ -194,14 +203,19 @@ struct Session {
     last_heard: Instant,
 }
 
-impl Session {
+impl Sending {
     fn can_send(&self) -> bool {
         self.unacked.len() < WINDOW && self.paused_until.is_none()
     }
 
     /// Reads a batch and encodes it as one `Data` frame into `out`; returns the number of
     /// records in it (0: nothing to send now).
-    fn fill(&mut self, ctx: &SideCtx, out: &mut Vec<u8>, peer: &Arc<str>) -> Result<usize, String> {
+    fn fill(
+        &mut self,
+        ctx: &SideCtx,
+        out: &mut Vec<u8>,
+        peer: &Arc<str>,
+    ) -> Result<usize, SideError> {
         loop {
             match ctx.log.read_batch_into(&mut self.batch, FRAME_RECORDS, FRAME_BYTES) {
                 Ok(()) => {}
@@ -210,7 +224,7 @@ impl Session {
                     ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
                     continue;
                 }
-                Err(e) => return Err(format!("reading the buffer: {e}")),
+                Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
             }
             if self.batch.is_empty() {
                 return Ok(0);
@@ -219,7 +233,7 @@ impl Session {
             if let Some(last_skipped) =
                 self.batch.iter().map(|r| r.seq).take_while(|s| *s <= self.skip_through).last()
             {
-                ctx.log.ack_through(last_skipped).map_err(|e| e.to_string())?;
+                ctx.log.ack_through(last_skipped).map_err(SideError::buffer("buffer"))?;
                 let (n, b) = self
                     .batch
                     .iter()
@@ -251,7 +265,10 @@ impl Session {
                     }
                     // The frame's bounds are those of the batch.
                     Err(DataFull::Full | DataFull::OutOfOrder) => {
-                        return Err(format!("record {} does not fit a relay frame", r.seq));
+                        return Err(protocol(format!(
+                            "record {} does not fit a relay frame",
+                            r.seq
+                        )));
                     }
                 }
                 count += 1;
@@ -277,17 +294,17 @@ impl Session {
     }
 
     /// The receiver has everything up to `through` durably.
-    fn acked(&mut self, ctx: &SideCtx, through: u64) -> Result<(), String> {
+    fn acked(&mut self, ctx: &SideCtx, through: u64) -> Result<(), SideError> {
         if through > self.last_sent {
-            return Err(format!(
-                "protocol error: acknowledgement of {through}, but only {} was sent",
+            return Err(protocol(format!(
+                "acknowledgement of {through}, but only {} was sent",
                 self.last_sent
-            ));
+            )));
         }
         if through <= self.acked {
             return Ok(());
         }
-        ctx.log.ack_through(through).map_err(|e| format!("buffer: {e}"))?;
+        ctx.log.ack_through(through).map_err(SideError::buffer("buffer"))?;
         self.acked = through;
         let (mut n, mut b) = (0, 0);
         while let Some(f) = self.unacked.front_mut() {
@@ -322,16 +339,16 @@ impl Session {
         position: u64,
         retry_ms: u32,
         reason: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), SideError> {
         if position > self.last_sent {
-            return Err(format!(
-                "protocol error: Busy at {position}, but only {} was sent",
+            return Err(protocol(format!(
+                "Busy at {position}, but only {} was sent",
                 self.last_sent
-            ));
+            )));
         }
         let position = position.max(self.acked);
         if position < self.last_sent {
-            ctx.log.requeue_from(position + 1).map_err(|e| format!("buffer: {e}"))?;
+            ctx.log.requeue_from(position + 1).map_err(SideError::buffer("buffer"))?;
             let mut returned = 0;
             while let Some(f) = self.unacked.pop_back() {
                 if f.last <= position {

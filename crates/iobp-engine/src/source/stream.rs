@@ -41,7 +41,8 @@ use iobp_log::Commit;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::side::{IntakeError, SideCtx, framing_of};
+use crate::connector::{Ended, Progress, Session};
+use crate::side::{IntakeError, SideCtx, SideError, framing_of};
 use crate::stats::Side;
 
 /// Batches per connection waiting for their fdatasync while reading continues. Measured
@@ -71,15 +72,33 @@ pub(crate) enum WhenFull {
     Refuse,
 }
 
-/// How the connection ended.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// The peer closed it.
-    PeerClosed,
-    /// The pair is stopping.
-    Cancelled,
-    /// It was idle for longer than the idle timeout.
-    IdleTimeout,
+/// The session of a byte-stream source on one connection (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamIntake {
+    pub framing: FramingSpec,
+    pub ack: AckSpec,
+    /// Close a connection on which nothing arrived for this long (`tcp_server`).
+    pub idle_timeout: Option<Duration>,
+    pub when_full: WhenFull,
+}
+
+impl<S> Session<S> for StreamIntake
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn about(&self, peer: &str) -> String {
+        format!("receiving from {peer}")
+    }
+
+    async fn run(
+        &self,
+        ctx: &SideCtx,
+        io: S,
+        peer: &Arc<str>,
+        _progress: &Progress,
+    ) -> Result<Ended, SideError> {
+        serve(ctx, io, peer, &self.framing, &self.ack, self.idle_timeout, self.when_full).await
+    }
 }
 
 /// An answer the sender is owed, in the order of its messages.
@@ -134,7 +153,7 @@ impl Intake {
 }
 
 /// Serves one connection until it ends. Errors are I/O errors and a broken buffer.
-pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &SideCtx,
     io: S,
     peer: &Arc<str>,
@@ -142,7 +161,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ack: &AckSpec,
     idle_timeout: Option<Duration>,
     when_full: WhenFull,
-) -> Result<Ended, String> {
+) -> Result<Ended, SideError> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut deframer = Deframer::new(framing_of(framing), framing.max_message_bytes() as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -168,7 +187,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let idle_at = idle_timeout
             .filter(|_| st.owed.is_empty() && st.held.is_empty())
             .map(|t| last_activity + t);
-        let step: Result<(), String> = tokio::select! {
+        let step: Result<(), SideError> = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
                 incomplete(ctx, &buf, "incomplete frame when the pair stopped", peer);
@@ -192,7 +211,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             n = rd.read_buf(&mut buf), if can_read => {
                 match n {
-                    Err(e) => Err(format!("read: {e}")),
+                    Err(e) => Err(SideError::Peer(format!("read: {e}"))),
                     Ok(n) => {
                         st.quiet = st.owed.is_empty() && last_activity.elapsed() >= RESUME_QUIET;
                         last_activity = Instant::now();
@@ -236,7 +255,7 @@ async fn answer<W: AsyncWrite + Unpin>(
     done: iobp_log::Result<()>,
     wr: &mut W,
     peer: &Arc<str>,
-) -> Result<(), String> {
+) -> Result<(), SideError> {
     let Some(front) = st.owed.pop_front() else { return Ok(()) };
     match (front, done) {
         (Owed::Stored { commit, frames, count, bytes }, Ok(())) => {
@@ -245,7 +264,7 @@ async fn answer<W: AsyncWrite + Unpin>(
         (Owed::Stored { frames, count, .. }, Err(e)) => {
             not_stored(ctx, &frames, count, &mut st.acks, &format!("the buffer failed: {e}"));
             st.acks.flush(wr).await?;
-            return Err(format!("buffer failed: {e}"));
+            return Err(SideError::Buffer { doing: "buffer failed", source: e });
         }
         (Owed::Refused { frames, .. }, _) => {
             for f in &frames {
@@ -368,7 +387,7 @@ fn drain(
 
 /// Queues frames into the buffer, or handles a full buffer. Frames arriving while others are
 /// held go behind them, so order is kept.
-async fn submit(ctx: &SideCtx, frames: Vec<Bytes>, st: &mut Intake) -> Result<(), String> {
+async fn submit(ctx: &SideCtx, frames: Vec<Bytes>, st: &mut Intake) -> Result<(), SideError> {
     if frames.is_empty() {
         return Ok(());
     }
@@ -449,7 +468,7 @@ async fn submit(ctx: &SideCtx, frames: Vec<Bytes>, st: &mut Intake) -> Result<()
                 Side::Source,
                 format!("buffer unavailable, {count} message(s) not stored: {e}"),
             );
-            Err(format!("buffer unavailable: {e}"))
+            Err(SideError::Buffer { doing: "buffer unavailable", source: e })
         }
     }
 }
@@ -533,12 +552,16 @@ impl AckWriter {
         }
     }
 
-    pub(crate) async fn flush<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> Result<(), String> {
+    pub(crate) async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+    ) -> Result<(), SideError> {
         if self.out.is_empty() {
             return Ok(());
         }
-        wr.write_all(&self.out).await.map_err(|e| format!("sending acknowledgement: {e}"))?;
-        wr.flush().await.map_err(|e| format!("sending acknowledgement: {e}"))?;
+        let failed = |e: std::io::Error| SideError::Peer(format!("sending acknowledgement: {e}"));
+        wr.write_all(&self.out).await.map_err(failed)?;
+        wr.flush().await.map_err(failed)?;
         self.out.clear();
         Ok(())
     }
