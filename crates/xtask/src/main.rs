@@ -230,7 +230,7 @@ fn provision(tiers: &BTreeSet<Tier>) -> Result<(), String> {
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(["install", "-y", "-qq"])
             .args(&apt))?;
     }
     for n in &missing {
