@@ -155,6 +155,7 @@ mod reader;
 mod recovery;
 mod retention;
 pub mod scan;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod wait;
 mod writer;
