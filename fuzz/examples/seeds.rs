@@ -5,7 +5,8 @@
 //! the checksummed paths (a record that verifies, a journal entry that replays) at once.
 //!
 //! ```sh
-//! cd fuzz && cargo run --example seeds
+//! cd fuzz && cargo run --example seeds            # into fuzz/seeds
+//! cd fuzz && cargo run --example seeds -- DIR     # elsewhere, to compare
 //! ```
 //!
 //! Rewrites every seed (segment headers and records carry timestamps, so the bytes change from
@@ -31,13 +32,15 @@ const SEGMENT_BYTES: u64 = 512;
 type Error = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Error> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let root = std::env::args_os()
+        .nth(1)
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds"), PathBuf::from);
     let mut seeds = Seeds { root, written: 0 };
     segment_scan_and_log_open(&mut seeds)?;
     journal_replay(&mut seeds)?;
     deframe(&mut seeds)?;
     hl7(&mut seeds)?;
-    relay_frames(&mut seeds);
+    relay_frames(&mut seeds)?;
     println!("{} seeds written under {}", seeds.written, seeds.root.display());
     Ok(())
 }
@@ -48,21 +51,23 @@ struct Seeds {
 }
 
 impl Seeds {
-    fn write(&mut self, target: &str, name: &str, bytes: &[u8]) {
+    fn write(&mut self, target: &str, name: &str, bytes: &[u8]) -> Result<(), Error> {
         let dir = self.root.join(target);
-        std::fs::create_dir_all(&dir).expect("create the seed directory");
-        std::fs::write(dir.join(name), bytes).expect("write a seed");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(name), bytes)?;
         self.written += 1;
+        Ok(())
     }
 }
 
 /// `[kind or generation u8][len u16 LE][bytes]`: one file as `log_open` and `journal_replay`
 /// read them.
-fn file_entry(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
-    let len = u16::try_from(bytes.len()).expect("a seed file fits in 64 KiB");
+fn file_entry(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) -> Result<(), Error> {
+    let len = u16::try_from(bytes.len()).map_err(|_| "a seed file must fit in 64 KiB")?;
     out.push(kind);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(bytes);
+    Ok(())
 }
 
 /// A log with a few plain and tagged records over several segments, some acknowledged:
@@ -112,16 +117,16 @@ fn segment_scan_and_log_open(seeds: &mut Seeds) -> Result<(), Error> {
         return Err(format!("expected several segments, got {names:?}").into());
     }
 
-    seeds.write("segment_scan", "segment-first", &segments[0].1);
-    seeds.write("segment_scan", "segment-with-producers", &segments[segments.len() - 1].1);
-    seeds.write("segment_scan", "checkpoint", &checkpoint);
+    seeds.write("segment_scan", "segment-first", &segments[0].1)?;
+    seeds.write("segment_scan", "segment-with-producers", &segments[segments.len() - 1].1)?;
+    seeds.write("segment_scan", "checkpoint", &checkpoint)?;
     // The target's second reading: 8 bytes of first sequence number, then bare records.
     let (first, bytes) = &segments[0];
     let (_, header_len) = iobp_log::format::SegmentHeader::decode(bytes)
         .map_err(iobp_log::format::HeaderError::describe)?;
     let mut raw = first.to_le_bytes().to_vec();
     raw.extend_from_slice(&bytes[header_len..]);
-    seeds.write("segment_scan", "records-after-a-sequence-number", &raw);
+    seeds.write("segment_scan", "records-after-a-sequence-number", &raw)?;
 
     // log_open: kind % 4 == 0 is the checkpoint, kind 4n + 2 the segment starting at n.
     let segment_kind = |first: u64| u8::try_from(first * 4 + 2).ok();
@@ -130,16 +135,16 @@ fn segment_scan_and_log_open(seeds: &mut Seeds) -> Result<(), Error> {
         &mut one,
         segment_kind(segments[0].0).ok_or("first segment number")?,
         &segments[0].1,
-    );
-    seeds.write("log_open", "one-segment", &one);
+    )?;
+    seeds.write("log_open", "one-segment", &one)?;
     let mut all = Vec::new();
     for (first, bytes) in &segments {
         if let Some(kind) = segment_kind(*first) {
-            file_entry(&mut all, kind, bytes);
+            file_entry(&mut all, kind, bytes)?;
         }
     }
-    file_entry(&mut all, 0, &checkpoint);
-    seeds.write("log_open", "segments-and-checkpoint", &all);
+    file_entry(&mut all, 0, &checkpoint)?;
+    seeds.write("log_open", "segments-and-checkpoint", &all)?;
     Ok(())
 }
 
@@ -193,12 +198,12 @@ fn journal_replay(seeds: &mut Seeds) -> Result<(), Error> {
             continue;
         }
         let generation: u64 = name.trim_end_matches(".jnl").parse()?;
-        file_entry(&mut input, u8::try_from(generation)?, &bytes);
+        file_entry(&mut input, u8::try_from(generation)?, &bytes)?;
     }
     if input.is_empty() {
         return Err(format!("no journal entries were written: {journals:?}").into());
     }
-    seeds.write("journal_replay", "two-logs-and-a-checkpoint", &input);
+    seeds.write("journal_replay", "two-logs-and-a-checkpoint", &input)?;
     a.close()?;
     b.close()?;
     Ok(())
@@ -231,7 +236,7 @@ fn deframe(seeds: &mut Seeds) -> Result<(), Error> {
         for m in msgs {
             encoder.encode(m, &mut input)?;
         }
-        seeds.write("deframe", name, &input);
+        seeds.write("deframe", name, &input)?;
     }
     Ok(())
 }
@@ -241,24 +246,24 @@ fn hl7(seeds: &mut Seeds) -> Result<(), Error> {
     let mut input = vec![0x80, 2];
     input.extend_from_slice(b"ok");
     input.extend_from_slice(ADT);
-    seeds.write("hl7", "adt-a01", &input);
+    seeds.write("hl7", "adt-a01", &input)?;
 
     let ack = build_ack(ADT, AckCode::AE, Some("field 3 | missing"), "20260101120001", "ACK|1^\r");
     let mut input = vec![1, 0];
     input.extend_from_slice(&ack);
-    seeds.write("hl7", "ack-ae", &input);
+    seeds.write("hl7", "ack-ae", &input)?;
     Ok(())
 }
 
 /// Relay frames back to back: a session's exchange, and a data frame alone.
-fn relay_frames(seeds: &mut Seeds) {
+fn relay_frames(seeds: &mut Seeds) -> Result<(), Error> {
     let mut data = Vec::new();
     let mut w = iobp_relay::DataWriter::begin(&mut data, 41, 3, 1_767_225_600_000_000);
     for (pseq, payload) in [(42, &b"MSH|^~\\&|LAB|1"[..]), (43, b"temperature=21.5"), (44, b"")] {
-        w.push(&mut data, pseq, payload).expect("a small record fits a data frame");
+        w.push(&mut data, pseq, payload).map_err(|e| format!("{e:?}"))?;
     }
     w.finish(&mut data);
-    seeds.write("relay_frames", "data", &data);
+    seeds.write("relay_frames", "data", &data)?;
 
     let mut session = Vec::new();
     iobp_relay::encode_hello(&mut session, 0x1234_5678_9abc_def0);
@@ -269,5 +274,6 @@ fn relay_frames(seeds: &mut Seeds) {
     iobp_relay::encode_pong(&mut session, 7);
     iobp_relay::encode_busy(&mut session, 44, 500, "channel full");
     iobp_relay::encode_error(&mut session, "bye");
-    seeds.write("relay_frames", "session", &session);
+    seeds.write("relay_frames", "session", &session)?;
+    Ok(())
 }
