@@ -1,8 +1,6 @@
 //! `iobufferpro`: the binary. Command line, wiring and process concerns only; the work lives
 //! in the crates under `crates/` (see ARCHITECTURE.md).
 
-mod bench;
-mod bench_many;
 mod config_cmd;
 mod data_dir;
 mod run;
@@ -31,8 +29,6 @@ enum Command {
     /// Check, export or import the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Measure throughput, latency, memory and backlog drain of a real instance.
-    Bench(bench::BenchArgs),
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -142,7 +138,6 @@ fn main() -> std::process::ExitCode {
         Command::Config(ConfigCommand::Import { file, data_dir, merge }) => {
             config_cmd::import(&file, data_dir, merge)
         }
-        Command::Bench(args) => bench::main(&args),
         Command::Tls(TlsCommand::LabPki { out, names }) => lab_pki(&out, &names),
     };
     match result {

@@ -108,7 +108,7 @@ async fn a_paced_stream_is_stored_or_counted_datagram_by_datagram() {
     let before = device_drops();
     let sent = blast(&ip, src, 50_000, 20_000).join().expect("sender");
     wait_accounted(&h, "u", sent, before).await;
-    // The loss rate is a benchmark figure (`iobufferpro bench`); here: never silent.
+    // The loss rate is a benchmark figure (`iobp-bench`); here: never silent.
     let s = h.snap("u");
     eprintln!("paced 20,000/s: {} stored, {} refused", s.received, s.refused);
 }

@@ -1,5 +1,5 @@
 //! The file operations the log needs, behind a trait so tests can substitute a file system
-//! that injects faults or simulates a power cut ([`crate::sim::SimFs`]).
+//! that injects faults or simulates a power cut (`sim::SimFs`, with the feature `sim`).
 //!
 //! The trait is deliberately small: positional reads and writes, `fdatasync`, truncation,
 //! create/rename/remove, directory sync and an exclusive directory lock. Durability rules

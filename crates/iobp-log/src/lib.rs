@@ -156,6 +156,7 @@ mod recovery;
 mod retention;
 pub mod retire;
 pub mod scan;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod wait;
 mod writer;

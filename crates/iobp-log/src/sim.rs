@@ -20,8 +20,9 @@
 //! durable before (zeros past the old end). A log that trusted those bytes after the error
 //! would hold a hole that only a power cut reveals.
 //!
-//! This module is part of the public API so that crates above the log can run their own
-//! crash tests; it has no dependencies and costs nothing when unused.
+//! This module is part of the public API, behind the cargo feature `sim`, so that crates
+//! above the log can run their own crash tests (they enable it in their dev-dependencies);
+//! nothing that ships compiles it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;

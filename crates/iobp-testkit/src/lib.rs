@@ -1,10 +1,13 @@
-//! # iobp-testkit: fixtures for tests (never a dependency of shipped code)
+//! # iobp-testkit: fixtures for tests and the benchmark (never a dependency of shipped code)
 //!
 //! - [`TestPki`]: a throwaway certificate authority with server and client certificates, an
 //!   expired one and a foreign CA, written as PEM files into a directory. Generated per test
 //!   run: no keys in the repository, nothing that expires in CI.
+//! - [`ports`]: free loopback ports, never the same one twice in a process.
 
 #![warn(missing_docs)]
+
+pub mod ports;
 
 use std::path::{Path, PathBuf};
 
