@@ -117,7 +117,7 @@ async fn run(args: RunArgs, nofile: Option<u64>) -> anyhow::Result<()> {
     match ensure_admin(&store, &web.passwords, &dir).await {
         Ok(Some(password)) => say(&format!(
             "First start: log in as `admin` with password `{password}` (also in {}, readable only by this user); you will be asked to change it.",
-            dir.join(iobp_web::auth::INITIAL_PASSWORD_FILE).display()
+            dir.join(iobp_web::INITIAL_PASSWORD_FILE).display()
         )),
         Ok(None) => {}
         Err(e) => tracing::error!("could not create the first admin user: {e:?}"),
@@ -238,7 +238,7 @@ async fn serve(
     let serve_one = |l: tokio::net::TcpListener, portal: Portal| {
         let app = router(web.clone(), portal, tls.is_some());
         let gate = web.connections(portal).clone();
-        tokio::spawn(iobp_web::serve::serve_portal(l, app, tls.clone(), gate, stop.subscribe()))
+        tokio::spawn(iobp_web::serve_portal(l, app, tls.clone(), gate, stop.subscribe()))
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let ops_task = serve_one(ops_l, Portal::Ops);

@@ -41,7 +41,7 @@ impl Phase {
         {
             std::fs::create_dir_all(&dir)?;
             let store = iobp_store::Store::open(&dir)?;
-            let hash = iobp_web::auth::Passwords::new()
+            let hash = iobp_web::Passwords::new()
                 .hash(&password)
                 .await
                 .map_err(|e| anyhow::anyhow!("hashing the relay password: {e:?}"))?;

@@ -23,18 +23,18 @@
 
 #![warn(missing_docs)]
 
-pub mod api;
+mod api;
 mod assets;
-pub mod auth;
+mod auth;
 mod error;
-pub mod limits;
-pub mod logbuf;
+mod limits;
+mod logbuf;
 mod metrics;
-pub mod relay_links;
-pub mod serve;
-pub mod system;
-pub mod throttle;
-pub mod tls;
+mod relay_links;
+mod serve;
+mod system;
+mod throttle;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,10 +49,11 @@ use axum::routing::get;
 use iobp_engine::Engine;
 use iobp_store::Store;
 
-pub use crate::auth::{Passwords, ensure_admin};
+pub use crate::auth::{FREE_FAILURES, INITIAL_PASSWORD_FILE, Passwords, ensure_admin};
 pub use crate::error::{ApiError, ApiResult, ErrorBody, ProblemDto};
 pub use crate::limits::{ConnectionGate, PortalLimits, StreamSlots};
 pub use crate::logbuf::{LogBuffer, LogLayer};
+pub use crate::serve::serve_portal;
 pub use crate::system::SystemMonitor;
 
 /// Largest request body accepted.

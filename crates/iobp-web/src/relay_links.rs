@@ -79,12 +79,14 @@ impl RelayLinks {
         before - open.len()
     }
 
-    /// How many relay connections are open.
+    /// How many relay connections are open (the tests' view).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// Whether no relay connection is open.
+    /// Whether no relay connection is open (the tests' view).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -599,7 +599,7 @@ async fn first_start_admin_must_change_the_password_first() {
         iobp_web::ensure_admin(&store, &api.web.passwords, dir.path()).await.expect("ok").is_none(),
         "only once"
     );
-    let file = dir.path().join(iobp_web::auth::INITIAL_PASSWORD_FILE);
+    let file = dir.path().join(iobp_web::INITIAL_PASSWORD_FILE);
     let text = std::fs::read_to_string(&file).expect("file");
     assert!(text.contains(&pw));
     #[cfg(unix)]
@@ -659,7 +659,7 @@ async fn first_start_admin_must_change_the_password_first() {
 async fn failed_logins_are_slowed_and_audited() {
     let api = setup().await;
     let bad = json!({"username": "otto", "password": "wrong"}).to_string();
-    for _ in 0..iobp_web::auth::FREE_FAILURES {
+    for _ in 0..iobp_web::FREE_FAILURES {
         let r = api.call(Portal::Ops, Method::POST, "/api/v1/session", Some(&bad), None, &[]).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }

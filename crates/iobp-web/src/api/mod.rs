@@ -13,7 +13,6 @@ mod system;
 mod users;
 
 pub use dto::*;
-pub use relay::RelayTokenDto;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
