@@ -5,7 +5,7 @@
 //!   `cargo install`), then runs every tier and the doc tests. Nothing is ever skipped: a
 //!   missing tool that cannot be installed stops the run with the command that installs it.
 //! - `cargo xtask test --fast` — the inner loop: the fast tier only (no browsers, no root, no
-//!   million-message or hundred-kill runs), a couple of minutes after the build.
+//!   million-message or hundred-kill runs), under a minute after the build.
 //! - `cargo xtask test --tier slow|browser|fast` (repeatable) — chosen tiers.
 //! - `cargo xtask provision [--tier …]` — install what the tiers need and run nothing.
 //! - Arguments after `--` go to `cargo nextest run` (a filter, `--no-fail-fast`, …).
