@@ -7,8 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, free_port, loopback, receiver, send_lines};
+use common::{Harness, send_lines};
 use iobp_engine::{Color, HandOverError, RelayMode};
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// A link between an engine's relay side and the test: bytes pass through a task the test can
@@ -86,9 +88,9 @@ fn check_exactly_once(lines: &[String], n: usize) {
 async fn exactly_once_and_in_order_across_cut_connections() {
     const N: usize = 50_000;
     let (a, b) = (Harness::new().await, Harness::new().await);
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     a.add(&pair_a((&ip, src), "link")).await;
     b.add(&pair_b((&ip, dst), "link", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
@@ -135,8 +137,8 @@ async fn exactly_once_and_in_order_across_cut_connections() {
 async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     const N: usize = 30_000;
     let (a, b) = (Harness::new().await, Harness::new().await);
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     a.add(&pair_a((&ip, src), "full")).await;
     // 1 MiB at the receiver, and its destination is down: it fills up.
     b.add(&pair_b((&ip, dst), "full", r#", "max_storage_mb": 1"#)).await;
@@ -158,7 +160,7 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     );
     assert_eq!(b.snap("in").refused, 0, "nothing refused for good");
     // The receiver's destination comes: everything flows through, once, in order.
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     got.wait_lines(N, 60).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     check_exactly_once(&got.lines(), N);
@@ -170,8 +172,8 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_are_refused_cleanly() {
     let b = Harness::new().await;
-    let ip = loopback();
-    let dst = free_port(&ip);
+    let ip = ports::loopback();
+    let dst = ports::tcp_on(&ip);
     b.add(&pair_b((&ip, dst), "strict", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
     let attempt = |bytes: Vec<u8>| {
@@ -260,8 +262,8 @@ fn the_configuration_and_the_protocol_agree_on_the_largest_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     let (a, b) = (Harness::new().await, Harness::new().await);
-    let ip = loopback();
-    let (src, dead, dst) = (free_port(&ip), free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dead, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip));
     let big_source = |max: u32| {
         format!(
             r#"{{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line", "max_message_bytes": {max}}}}}"#
@@ -289,7 +291,7 @@ async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     spec.destination =
         iobp_config::parse_pair(&pair_a((&ip, src), "big")).expect("relay destination").destination;
     a.engine.update(spec).await.expect("edit");
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     b.add(&pair_b((&ip, dst), "big", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
     let _link = Link::connect(&a, &b, "big").await;

@@ -11,6 +11,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use iobp_engine::{Engine, EngineOptions};
 use iobp_store::{RelayDirection, RelayGrant, Role, Store};
+use iobp_testkit::ports;
 use iobp_web::{LogBuffer, Portal, WebShared, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -164,7 +165,7 @@ impl Api {
         role: Option<Role>,
     ) -> (String, Option<Login>) {
         let pair = format!("p-{role_name}");
-        let body = pair_json(&pair, free_port());
+        let body = pair_json(&pair, ports::tcp());
         let r = self
             .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&body), Some(admin), &[])
             .await;
@@ -200,10 +201,6 @@ fn pair_json(id: &str, port: u16) -> String {
     .to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Every API route, with the least role that may use it (None: no login needed).
 fn routes(
     existing_pair: &str,
@@ -224,7 +221,7 @@ fn routes(
         (
             Method::PUT,
             format!("/api/v1/pairs/{p}"),
-            Some(pair_json(p, free_port())),
+            Some(pair_json(p, ports::tcp())),
             Some(Role::Operator),
         ),
         (Method::POST, format!("/api/v1/pairs/{p}/stop"), None, Some(Role::Operator)),
@@ -279,7 +276,7 @@ async fn every_route_enforces_its_role() {
     ] {
         let admin = api.login(Portal::Ops, "ada").await;
         let (pair, login) = api.pair_and_session(&admin, role_name, role).await;
-        let new_pair = pair_json(&format!("n-{role_name}"), free_port());
+        let new_pair = pair_json(&format!("n-{role_name}"), ports::tcp());
         for (method, path, body, need) in routes(&pair, &new_pair) {
             let r = api
                 .call(Portal::Ops, method.clone(), &path, body.as_deref(), login.as_ref(), &[])
@@ -388,7 +385,7 @@ async fn every_answer_is_one_the_openapi_document_names() {
         ("ada", Some(Role::Admin)),
     ] {
         let (pair, login) = api.pair_and_session(&admin, role_name, role).await;
-        let new_pair = pair_json(&format!("n-{role_name}"), free_port());
+        let new_pair = pair_json(&format!("n-{role_name}"), ports::tcp());
         let templates = routes("{id}", "");
         for ((method, path, body, _), (_, template, _, _)) in
             routes(&pair, &new_pair).into_iter().zip(templates)
@@ -493,7 +490,7 @@ async fn openapi_document_matches_the_checked_in_copy() {
 async fn state_changes_need_the_csrf_token_and_a_same_origin() {
     let api = setup().await;
     let otto = api.login(Portal::Ops, "otto").await;
-    let body = pair_json("x", free_port());
+    let body = pair_json("x", ports::tcp());
     let no_token = Login { csrf: String::new(), ..otto.clone() };
     let r = api
         .call(Portal::Ops, Method::POST, "/api/v1/pairs", Some(&body), Some(&no_token), &[])
@@ -687,7 +684,7 @@ async fn changes_are_audited_with_who_what_and_when() {
             Portal::Ops,
             Method::POST,
             "/api/v1/pairs",
-            Some(&pair_json("audited", free_port())),
+            Some(&pair_json("audited", ports::tcp())),
             Some(&otto),
             &[],
         )
@@ -798,7 +795,7 @@ async fn messages_can_be_browsed_inspected_and_resent() {
     use tokio::io::AsyncWriteExt;
     let api = setup().await;
     let otto = api.login(Portal::Ops, "otto").await;
-    let port = free_port();
+    let port = ports::tcp();
     let r = api
         .call(
             Portal::Ops,
@@ -886,7 +883,7 @@ async fn metrics_health_and_pages_are_served() {
             Portal::Ops,
             Method::POST,
             "/api/v1/pairs",
-            Some(&pair_json("met\"x", free_port())),
+            Some(&pair_json("met\"x", ports::tcp())),
             Some(&admin),
             &[],
         )
@@ -901,7 +898,7 @@ async fn metrics_health_and_pages_are_served() {
             Portal::Ops,
             Method::POST,
             "/api/v1/pairs",
-            Some(&pair_json("met", free_port())),
+            Some(&pair_json("met", ports::tcp())),
             Some(&admin),
             &[],
         )
@@ -1022,7 +1019,7 @@ async fn remote_passwords_are_never_shown_and_survive_an_edit() {
     let op = api.login(Portal::Ops, "otto").await;
     let mut body = json!({
         "id": "relay-out",
-        "source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port()},
+        "source": {"type": "tcp_server", "host": "127.0.0.1", "port": ports::tcp()},
         "destination": {"type": "remote_icombuffer", "url": "http://127.0.0.1:9",
                         "channel_id": "plant-2", "auth": {"username": "relay", "password": "s3cret-relay-pw"}}
     });
@@ -1429,7 +1426,7 @@ async fn relay_channels(api: &Api, ops: &Login) {
         ),
         (
             "a-out",
-            json!({"source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port()},
+            json!({"source": {"type": "tcp_server", "host": "127.0.0.1", "port": ports::tcp()},
                           "destination": {"type": "remote_icombuffer", "channel_id": "site-a-out"}}),
         ),
         (
@@ -1439,7 +1436,7 @@ async fn relay_channels(api: &Api, ops: &Login) {
         ),
         (
             "b-out",
-            json!({"source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port()},
+            json!({"source": {"type": "tcp_server", "host": "127.0.0.1", "port": ports::tcp()},
                           "destination": {"type": "remote_icombuffer", "channel_id": "site-b-out"}}),
         ),
     ] {
