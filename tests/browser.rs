@@ -34,8 +34,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use iobp_testkit::receiver::Receiver;
+use iobp_testkit::{TestPki, ports, wait};
 use serde_json::{Value, json};
-use util::{AckingReceiver, ClosingReceiver, Instance, TEST_ADMIN_PASSWORD, connect, free_port};
+use util::{Instance, TEST_ADMIN_PASSWORD, connect, send_lines};
 
 /// How long one scenario may take in all.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
@@ -152,7 +154,7 @@ impl Browser {
                      set {driver_var}. They are never skipped."
                 )
             });
-        let port = free_port();
+        let port = ports::tcp();
         let mut driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -559,22 +561,9 @@ async fn scenario(name: &str, f: impl Future<Output = ()>) {
     assert!(finished.is_ok(), "scenario {name} did not finish within {SCENARIO_LIMIT:?}");
 }
 
-/// Polls `f` (a check through the API) until it holds, for at most [`WAIT`].
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Sends `lines` to a line-framed TCP source.
-fn send_lines(port: u16, lines: &[String]) {
-    let mut s = connect(port);
-    for l in lines {
-        s.write_all(format!("{l}\n").as_bytes()).expect("send");
-    }
-    s.flush().expect("flush");
+/// Polls `f` (a check through the API or at a receiver) until it holds, for at most [`WAIT`].
+async fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    wait::until_async(WAIT.as_secs(), what, f).await;
 }
 
 fn lines(prefix: &str, n: usize) -> Vec<String> {
@@ -635,8 +624,8 @@ async fn operations_portal_story(kind: Kind) {
 
         // ---- Create Channel Pair: the form checks only that required fields are filled in;
         // every other rule is the server's, whose problems are shown at their fields.
-        let (src, dst) = (free_port(), free_port());
-        let mut receiver = ClosingReceiver::start(dst);
+        let (src, dst) = (ports::tcp(), ports::tcp());
+        let mut receiver = Receiver::start(ports::localhost(dst));
         b.click("a[data-nav=\"channels\"]").await;
         b.wait_path("/channels").await;
         b.click("#create-pair").await;
@@ -729,7 +718,7 @@ async fn operations_portal_story(kind: Kind) {
         b.click("#view-destination").await;
         b.wait_feed("hello 5").await;
         b.wait_text("#feed-explain", "delivered").await;
-        send_lines(src, &lines("more", 2));
+        send_lines(src, lines("more", 2));
         b.wait_feed("more 2").await;
         assert_eq!(b.feed_texts().await[0], "more 2", "the destination view follows deliveries live");
         b.click("#view-source").await;
@@ -759,11 +748,11 @@ async fn operations_portal_story(kind: Kind) {
         let label = b.wait_indicator("#indicators", "destination", "red", WAIT).await;
         assert_eq!(label, "Disconnected");
         b.wait_js("the last error", "return document.querySelector('#pair-last-error').textContent.includes('destination') ? true : null").await;
-        send_lines(src, &lines("while down", 3));
+        send_lines(src, lines("while down", 3));
         b.wait_feed("while down 3").await;
         b.wait_js("pending messages", "const e = document.querySelector('#tiles [data-count=\"pending\"] .n'); return e && Number(e.textContent.replace(/[^0-9]/g, '')) + Number(document.querySelector('#tiles [data-count=\"in_flight\"] .n').textContent.replace(/[^0-9]/g, '')) === 3 ? true : null").await;
         b.screenshot("pair-destination-down", false).await;
-        let receiver = ClosingReceiver::start(dst);
+        let receiver = Receiver::start(ports::localhost(dst));
         assert_eq!(b.wait_indicator("#indicators", "destination", "green", WAIT).await, "Connected");
         b.wait_count("#tiles", "pending", 0).await;
         wait_until("the messages kept while the receiver was down", || {
@@ -819,7 +808,7 @@ async fn operations_portal_story(kind: Kind) {
         b.wait_path("/").await;
         b.wait_indicator("[data-pair-id=\"lab-1\"]", "destination", "green", WAIT).await;
         let before = b.text("[data-pair-id=\"lab-1\"] [data-count=\"received\"] .n").await;
-        send_lines(src, &lines("overview", 1));
+        send_lines(src, lines("overview", 1));
         b.wait_js("the overview to update live", &format!(
             "const e = document.querySelector('[data-pair-id=\"lab-1\"] [data-count=\"received\"] .n'); return e && e.textContent !== {} ? true : null",
             json!(before)
@@ -946,15 +935,15 @@ async fn a_viewer_sees_no_edit_controls_and_the_api_refuses_changes() {
     scenario("viewer", async {
         let dir = tempfile::tempdir().expect("tmp");
         let inst = Instance::start(dir.path(), &[]);
-        let (src, dst) = (free_port(), free_port());
+        let (src, dst) = (ports::tcp(), ports::tcp());
         let body = format!(
             r#"{{"id": "view-1", "name": "Ward monitor", "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line"}}}},
                 "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
         );
         let r = inst.api("POST", "/api/v1/pairs", Some(&body));
         assert_eq!(r.status, 201, "{}", r.body);
-        let receiver = ClosingReceiver::start(dst);
-        send_lines(src, &lines("reading", 3));
+        let receiver = Receiver::start(ports::localhost(dst));
+        send_lines(src, lines("reading", 3));
         inst.wait_for("view-1", 20, "delivery", |s| s["counts"]["sent"] == 3);
         let ops = format!("http://{}", inst.ops);
         let mgmt = format!("http://{}", inst.mgmt);
@@ -1037,7 +1026,7 @@ async fn a_viewer_sees_no_edit_controls_and_the_api_refuses_changes() {
         // ---- Trying anyway: the API refuses with 403.
         assert_eq!(b.fetch_status("POST", "/api/v1/pairs/view-1/stop", None).await, 403);
         assert_eq!(b.fetch_status("DELETE", "/api/v1/pairs/view-1?confirm=view-1", None).await, 403);
-        let pair = json!({"id": "sneaky", "source": {"type": "udp", "host": "127.0.0.1", "port": free_port()}, "destination": {"type": "udp", "host": "127.0.0.1", "port": free_port()}});
+        let pair = json!({"id": "sneaky", "source": {"type": "udp", "host": "127.0.0.1", "port": ports::tcp()}, "destination": {"type": "udp", "host": "127.0.0.1", "port": ports::tcp()}});
         assert_eq!(b.fetch_status("POST", "/api/v1/pairs", Some(&pair)).await, 403);
         assert_eq!(b.fetch_status("POST", "/api/v1/pairs/view-1/messages/0/resend", None).await, 403);
         assert_eq!(inst.pair("view-1")["channel"], "green", "still running");
@@ -1161,13 +1150,9 @@ impl Browser {
     }
 }
 
-/// A receiving application behind TLS that requires a client certificate of the lab CA
-/// (mutual TLS): the lines it received.
-async fn mutual_tls_receiver(
-    port: u16,
-    pki: &iobp_tls::LabPki,
-) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
-    use tokio::io::AsyncBufReadExt as _;
+/// A receiving application behind TLS that requires a client certificate of the test CA
+/// (mutual TLS).
+fn mutual_tls_receiver(port: u16, pki: &TestPki) -> Receiver {
     let cfg = iobp_tls::server_config_reloading(&iobp_tls::ServerTls {
         cert: pki.server_cert.clone(),
         key: pki.server_key.clone(),
@@ -1175,27 +1160,11 @@ async fn mutual_tls_receiver(
         client_auth: iobp_tls::ClientAuth::Required,
     })
     .expect("receiver TLS configuration");
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind receiver");
-    let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-    let seen = lines.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, seen) = (acceptor.clone(), seen.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let mut reader = tokio::io::BufReader::new(tls).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    seen.lock().expect("lock").push(line);
-                }
-            });
-        }
-    });
-    (lines, task)
+    Receiver::on(ports::localhost(port)).tls(cfg).start()
 }
 
 /// Sends `lines` to a TLS source that requires a client certificate, as `localhost`.
-async fn send_lines_mutual_tls(port: u16, pki: &iobp_tls::LabPki, lines: &[String]) {
+async fn send_lines_mutual_tls(port: u16, pki: &TestPki, lines: &[String]) {
     use tokio::io::AsyncWriteExt as _;
     let cfg = iobp_tls::client_config(&iobp_tls::ClientTls {
         ca: Some(pki.ca.clone()),
@@ -1231,7 +1200,7 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         let pki_dir = tempfile::tempdir().expect("tmp");
         // The server certificate names only `localhost`: a destination that connects to
         // 127.0.0.1 verifies it only through its `server_name`.
-        let pki = iobp_tls::generate_lab_pki(pki_dir.path(), &["localhost".to_string()]).expect("lab PKI");
+        let pki = TestPki::generate_for(pki_dir.path(), &["localhost"]);
         let path_of = |p: &Path| p.display().to_string();
         let (ca, server_cert, server_key) = (path_of(&pki.ca), path_of(&pki.server_cert), path_of(&pki.server_key));
         let (client_cert, client_key) = (path_of(&pki.client_cert), path_of(&pki.client_key));
@@ -1246,8 +1215,8 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
 
         // ---- (a) TLS: a server source asking for client certificates, a client destination
         // with a server name, a client certificate and a CA.
-        let (src, dst) = (free_port(), free_port());
-        let (tls_lines, tls_receiver) = mutual_tls_receiver(dst, &pki).await;
+        let (src, dst) = (ports::tcp(), ports::tcp());
+        let tls_receiver = mutual_tls_receiver(dst, &pki);
         b.click("#create-pair").await;
         b.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
         b.fill("#pair-name-input", "Secure link").await;
@@ -1334,8 +1303,8 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         // and the source takes a sender with a client certificate.
         b.wait_indicator("tr[data-pair-id=\"secure-link\"]", "destination", "green", WAIT).await;
         send_lines_mutual_tls(src, &pki, &lines("secure", 2)).await;
-        wait_until("two lines through mutual TLS on both sides", || tls_lines.lock().expect("lock").len() >= 2).await;
-        assert_eq!(*tls_lines.lock().expect("lock"), lines("secure", 2));
+        wait_until("two lines through mutual TLS on both sides", || tls_receiver.line_count() >= 2).await;
+        assert_eq!(tls_receiver.lines(), lines("secure", 2));
         // Edit: everything pre-filled; saving unchanged changes nothing.
         b.open_edit("secure-link", "Secure link").await;
         for (path, want) in [
@@ -1362,9 +1331,9 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         // TLS switched off keeps its settings, unused: a pair stored that way saves unchanged.
         let body = json!({
             "id": "tls-off", "enabled": false,
-            "source": {"type": "tcp_server", "host": "127.0.0.1", "port": free_port(),
+            "source": {"type": "tcp_server", "host": "127.0.0.1", "port": ports::tcp(),
                        "tls": {"enabled": false, "cert": "/etc/iobp/server.pem", "key": "/etc/iobp/server.key", "client_auth": "optional"}},
-            "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": free_port(),
+            "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": ports::tcp(),
                             "tls": {"enabled": false, "server_name": "plant.example", "insecure_skip_verify": true}},
         });
         let r = inst.api("POST", "/api/v1/pairs", Some(&body.to_string()));
@@ -1519,7 +1488,7 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         b.wait_js("the list", "return document.querySelector('#pairs-table') ? true : null").await;
 
         // ---- (c) Backup destinations: added, checked, reordered, removed; failback off.
-        let (src3, dst3, backup_port, udp_port) = (free_port(), free_port(), free_port(), free_port());
+        let (src3, dst3, backup_port, udp_port) = (ports::tcp(), ports::tcp(), ports::tcp(), ports::tcp());
         b.click("#create-pair").await;
         b.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
         b.fill("#pair-name-input", "With backups").await;
@@ -1697,7 +1666,7 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         assert_eq!(sent["failover"][0]["tls"]["future_tls_setting"], true, "{sent}");
         assert_eq!(sent["failover"][0]["tls"]["server_name"], "localhost", "{sent}");
 
-        tls_receiver.abort();
+        drop(tls_receiver);
         b.close().await;
         let _ = inst.terminate();
     })
@@ -1724,10 +1693,10 @@ async fn a_relay_between_two_instances_set_up_through_both_portals() {
         // port, so the two instances' sessions must not share a host.
         let on_b = |port: u16| SocketAddr::from(([127, 0, 0, 2], port));
         let a = Instance::start(dir_a.path(), &[]);
-        let b = Instance::start_on(dir_b.path(), on_b(free_port()), on_b(free_port()), &[]);
+        let b = Instance::start_on(dir_b.path(), on_b(ports::tcp()), on_b(ports::tcp()), &[]);
         let (ops_a, ops_b, mgmt_b) = (format!("http://{}", a.ops), format!("http://{}", b.ops), format!("http://{}", b.mgmt));
-        let (src, dst) = (free_port(), free_port());
-        let receiver = ClosingReceiver::start(dst);
+        let (src, dst) = (ports::tcp(), ports::tcp());
+        let receiver = Receiver::start(ports::localhost(dst));
         let br = Browser::start("relay").await;
 
         // ---- B: a relay user, created on the Users page. A machine account never logs into
@@ -1905,7 +1874,7 @@ async fn a_relay_between_two_instances_set_up_through_both_portals() {
         assert_eq!(a.api("GET", "/api/v1/pairs/to-plant-b", None).json()["spec"], spec_a, "an unchanged save keeps the configuration");
         assert_eq!(a.exported_pair("to-plant-b")["destination"]["auth"]["password"], RELAY_PASSWORD, "the stored password is kept");
         br.wait_indicator("tr[data-pair-id=\"to-plant-b\"]", "destination", "green", WAIT).await;
-        send_lines(src, &lines("after edit", 5));
+        send_lines(src, lines("after edit", 5));
         wait_until("the lines sent after the edit", || receiver.lines().iter().any(|l| l == "after edit 5")).await;
         assert_eq!(receiver.lines()[500..], lines("after edit", 5)[..], "{:?}", &receiver.lines()[500..]);
         br.close().await;
@@ -1928,9 +1897,9 @@ async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_porta
         let dir = tempfile::tempdir().expect("tmp");
         let inst = Instance::start(dir.path(), &[]);
         let ops = format!("http://{}", inst.ops);
-        let (src, primary_port, backup_port) = (free_port(), free_port(), free_port());
-        let mut primary = AckingReceiver::start(primary_port);
-        let backup = AckingReceiver::start(backup_port);
+        let (src, primary_port, backup_port) = (ports::tcp(), ports::tcp(), ports::tcp());
+        let mut primary = Receiver::on(ports::localhost(primary_port)).acking().start();
+        let backup = Receiver::on(ports::localhost(backup_port)).acking().start();
         let b = Browser::start("failover").await;
         b.goto(&format!("{ops}/channels")).await;
         b.login("admin", TEST_ADMIN_PASSWORD).await;
@@ -2042,12 +2011,12 @@ async fn failover_to_a_backup_destination_and_back_set_up_and_shown_in_the_porta
         // ---- The primary's receiver returns: failback, and the primary delivers again.
         b.goto(&format!("{ops}/pairs/lab-with-backup")).await;
         b.wait_text("#failover-active", "backup 1 of 2").await;
-        let primary_again = AckingReceiver::start(primary_port);
+        let primary_again = Receiver::on(ports::localhost(primary_port)).acking().start();
         b.wait_text("#failover-active", "primary").await;
         assert_eq!(b.wait_indicator("#indicators", "channel", "green", WAIT).await, "Running");
         b.wait_text("#failover-switches", "2 switches").await;
         b.wait_text("#failover-reason", "answers again").await;
-        send_lines(src, &lines("after failback", 5));
+        send_lines(src, lines("after failback", 5));
         wait_until("the primary to get the new lines", || primary_again.lines().iter().any(|l| l == "after failback 5")).await;
         assert!(!backup.lines().iter().any(|l| l.starts_with("after failback")), "{:?}", backup.lines());
 
@@ -2089,17 +2058,17 @@ async fn management_dashboard_story(kind: Kind) {
         let dir = tempfile::tempdir().expect("tmp");
         let mut inst = Instance::start_fresh(dir.path(), &[], "info");
         inst.login_api();
-        let receivers: Vec<ClosingReceiver> = (0..2)
+        let receivers: Vec<Receiver> = (0..2)
             .map(|i| {
-                let (src, dst) = (free_port(), free_port());
+                let (src, dst) = (ports::tcp(), ports::tcp());
                 let body = format!(
                     r#"{{"id": "m-{i}", "name": "Plant line {i}", "retry": {{"initial_ms": 100, "max_ms": 400}}, "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line"}}}},
                         "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
                 );
                 let r = inst.api("POST", "/api/v1/pairs", Some(&body));
                 assert_eq!(r.status, 201, "{}", r.body);
-                let rec = ClosingReceiver::start(dst);
-                send_lines(src, &lines("sample", 4));
+                let rec = Receiver::start(ports::localhost(dst));
+                send_lines(src, lines("sample", 4));
                 rec
             })
             .collect();
@@ -2107,8 +2076,8 @@ async fn management_dashboard_story(kind: Kind) {
         let body = format!(
             r#"{{"id": "m-down", "name": "Archive (receiver down)", "retry": {{"initial_ms": 100, "max_ms": 400}}, "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {}, "framing": {{"type": "line"}}}},
                 "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {}, "framing": {{"type": "line"}}}}}}"#,
-            free_port(),
-            free_port()
+            ports::tcp(),
+            ports::tcp()
         );
         assert_eq!(inst.api("POST", "/api/v1/pairs", Some(&body)).status, 201);
         // Enough audit entries for two pages of 25.
@@ -2239,15 +2208,15 @@ async fn portal_figures_first_paint_and_memory_with_both_portals_open() {
         let inst = Instance::start(dir.path(), &[]);
         let mut receivers = Vec::new();
         for i in 0..10 {
-            let (src, dst) = (free_port(), free_port());
-            receivers.push(ClosingReceiver::start(dst));
+            let (src, dst) = (ports::tcp(), ports::tcp());
+            receivers.push(Receiver::start(ports::localhost(dst)));
             let body = format!(
                 r#"{{"id": "fig-{i:02}", "name": "Figure pair {i}", "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line"}}}},
                     "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
             );
             let r = inst.api("POST", "/api/v1/pairs", Some(&body));
             assert_eq!(r.status, 201, "{}", r.body);
-            send_lines(src, &lines("figure", 10));
+            send_lines(src, lines("figure", 10));
         }
         let ops = format!("http://{}", inst.ops);
         let mgmt = format!("http://{}", inst.mgmt);

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -89,6 +89,11 @@ pub fn tcp_on(ip: &str) -> u16 {
 /// If `ip` is not an IP address or no port can be probed on it.
 pub fn udp_on(ip: &str) -> u16 {
     free_udp_port_on(parse(ip)).unwrap_or_else(|e| panic!("no free UDP port on {ip}: {e}"))
+}
+
+/// `127.0.0.1:port`: where tests of the binary run their receivers and pairs.
+pub fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 fn parse(ip: &str) -> IpAddr {
