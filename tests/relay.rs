@@ -46,6 +46,23 @@ fn pair(id: &str, source: Value, destination: Value) -> Value {
     p
 }
 
+/// Every line `receiver` got, once the pair whose `status` this is has delivered all it holds
+/// (at least `n`) and the receiver has every line the pair wrote: nothing more can arrive
+/// then, so the lines can be checked for exactly once without waiting a while for
+/// duplicates that might come.
+fn all_delivered(status: impl Fn() -> Value, receiver: &Receiver, n: u64) -> Vec<String> {
+    let sent = wait::poll(60, "the receiving pair to deliver everything", || {
+        let s = status();
+        let count = |k: &str| s["counts"][k].as_u64().unwrap_or(0);
+        if count("pending") + count("in_flight") == 0 && count("sent") >= n {
+            Ok(count("sent"))
+        } else {
+            Err(format!("{s:#}"))
+        }
+    });
+    receiver.wait_lines(usize::try_from(sent).expect("a count"), 30)
+}
+
 fn check_lines(lines: &[String], prefix: &str, n: usize) {
     assert_eq!(lines.len(), n, "exactly once: {} lines", lines.len());
     for (i, l) in lines.iter().enumerate() {
@@ -72,9 +89,8 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     let push = remote(Some(&url_b), "inbound", "relay", RELAY_PASSWORD);
     a.add_pair(&pair("a-push", tcp_server(src, "line", "none"), push));
     send_lines(src, (0..5000).map(|i| format!("push-{i:06}")));
-    wait::until(60, "5000 pushed messages", || receiver_b.lines().len() >= 5000);
-    std::thread::sleep(Duration::from_millis(300));
-    check_lines(&receiver_b.lines(), "push-", 5000);
+    let lines = all_delivered(|| b.status("b-in"), &receiver_b, 5000);
+    check_lines(&lines, "push-", 5000);
     let s = a.status("a-push");
     assert_eq!(s["destination"]["status"], "green", "{s}");
     assert!(s["destination"]["peers"][0].as_str().is_some_and(|p| p.contains("inbound")), "{s}");
@@ -90,9 +106,8 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     let pull = remote(Some(&url_a), "outbound", "relay", RELAY_PASSWORD);
     b.add_pair(&pair("b-pull", pull, tcp_client(rb2)));
     send_lines(src2, (0..5000).map(|i| format!("pull-{i:06}")));
-    wait::until(60, "5000 pulled messages", || receiver_b2.lines().len() >= 5000);
-    std::thread::sleep(Duration::from_millis(300));
-    check_lines(&receiver_b2.lines(), "pull-", 5000);
+    let lines = all_delivered(|| b.status("b-pull"), &receiver_b2, 5000);
+    check_lines(&lines, "pull-", 5000);
     // The receiving side reports the lag (nothing waits at the sender now).
     let s = b.status("b-pull");
     assert_eq!(s["source"]["lag"]["messages"], 0, "{s}");
@@ -151,6 +166,7 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     send_lines(src2, (5000..5100).map(|i| format!("pull-{i:06}")));
     a.inst().wait_for("a-push", 20, "100 pending", |st| st["counts"]["pending"] == 100);
     a.inst().wait_for("a-serve", 20, "100 pending", |st| st["counts"]["pending"] == 100);
+    // Nothing must arrive for a while: a quiet period is what this checks.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(receiver_b.lines().len(), 5000, "nothing pushed after the revocation");
     assert_eq!(receiver_b2.lines().len(), 5000, "nothing pulled after the revocation");
@@ -214,9 +230,12 @@ fn relay_over_https() {
     push["tls"] = json!({"ca": pki.join("ca.pem")});
     a.add_pair(&pair("a-push", tcp_server(src, "line", "none"), push.clone()));
     send_lines(src, (0..3000).map(|i| format!("tls-{i:06}")));
-    wait::until(60, "3000 messages over https", || receiver.lines().len() >= 3000);
-    std::thread::sleep(Duration::from_millis(300));
-    check_lines(&receiver.lines(), "tls-", 3000);
+    let status = || {
+        let r = tls.request(b_ops, "GET", "/api/v1/pairs/b-in", None, Some(&admin));
+        r.body["status"].clone()
+    };
+    let lines = all_delivered(status, &receiver, 3000);
+    check_lines(&lines, "tls-", 3000);
     // Without the CA the certificate is not trusted: refused, with the reason.
     push["tls"] = json!({});
     a.add_pair(&pair("a-untrusted", tcp_server(ports::tcp(), "line", "none"), push));

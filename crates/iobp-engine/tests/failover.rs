@@ -165,7 +165,7 @@ async fn with_every_destination_down_messages_wait_and_nothing_is_lost() {
     .await;
     send(ip.clone(), src, 0, 500, Duration::ZERO).await;
     h.wait_for("ha3", 10, "stored, none delivered", |s| s.received == 500).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.wait_for("ha3", 10, "every destination tried and down", |s| s.channel == Color::Red).await;
     let s = h.snap("ha3");
     assert_eq!((s.sent, s.pending), (0, 500), "{s:?}");
     assert_eq!(s.channel, Color::Red, "{s:?}");

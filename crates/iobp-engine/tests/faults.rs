@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use iobp_log::sim::{Faults, SimFs, TornWrites};
-use iobp_testkit::ports;
 use iobp_testkit::receiver::AsyncReceiver;
+use iobp_testkit::{ports, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ACK: u8 = 0x06;
@@ -133,11 +133,8 @@ async fn naks_never_overtake_acks_when_the_buffer_fills() {
     fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(100)), ..Faults::default() });
     let n = 20_000;
     let (answers, _reader) = pipelining_sender((&ip, src), n, 500).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while answers.lock().expect("lock").len() < n {
-        assert!(std::time::Instant::now() < deadline, "not every message was answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_async(60, "every message answered", || answers.lock().expect("lock").len() >= n)
+        .await;
     let answers = answers.lock().expect("lock").clone();
     assert!(answers.contains(&NAK), "the buffer never filled");
     h.engine.shutdown().await;
@@ -197,8 +194,12 @@ async fn a_udp_destination_that_cannot_read_its_buffer_backs_off_and_stops_when_
     assert_eq!(h.snap("u").rejected, 0);
     // Sick again: the pair still stops at once.
     fs.set_faults(Faults { fail_reads: true, ..Faults::default() });
+    let errors = h.snap("u").errors;
     sender.send_to(b"d10", (ip.as_str(), src)).expect("send");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.wait_for("u", 10, "d10 stored and its read failing", |s| {
+        s.received == 11 && s.errors > errors
+    })
+    .await;
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(3), h.engine.stop_pair("u"))
         .await

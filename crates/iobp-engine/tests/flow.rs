@@ -200,7 +200,8 @@ async fn every_framing_as_source_and_as_destination() {
             assert_eq!(got, msgs.concat(), "raw is byte-transparent");
         } else {
             h.wait_for(&id, 10, "all delivered", |s| s.sent == 60).await;
-            let out = decode_all(framing, &got.wait_bytes(1, 10).await);
+            // Framed the same way on both sides: what arrives is what was sent.
+            let out = decode_all(framing, &got.wait_bytes(wire.len(), 10).await);
             assert_eq!(out, msgs, "framing {json}");
         }
         assert_eq!(h.snap(&id).rejected, 0);
@@ -227,7 +228,9 @@ async fn protocol_translation_between_framings() {
     let mut s = connect((&ip, src)).await;
     s.write_all(&wire).await.expect("send");
     h.wait_for("x", 10, "delivered", |s| s.sent == 30).await;
-    assert_eq!(decode_all(Framing::stx_etx(), &got.bytes()), msgs);
+    // "Sent" is written to the connection: wait until the receiver has read all of it.
+    let framed = encode_all(&Framing::stx_etx(), &msgs);
+    assert_eq!(decode_all(Framing::stx_etx(), &got.wait_bytes(framed.len(), 10).await), msgs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
