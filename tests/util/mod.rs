@@ -321,7 +321,7 @@ pub fn connect(port: u16) -> TcpStream {
     }
 }
 
-// ---- Additions for the browser tests (tests/browser.rs).
+// ---- For the browser tests (tests/browser/).
 
 impl Instance {
     /// Starts `iobufferpro run` like [`Instance::start`] but does not log in: `admin` keeps
@@ -417,7 +417,7 @@ impl Instance {
     }
 }
 
-// ---- Additions for the pair form tests (tests/browser.rs).
+// ---- For the pair form tests (tests/browser/pair_form.rs).
 
 impl Instance {
     /// One pair as stored, passwords included: `config export --include-secrets` on the
