@@ -6,6 +6,8 @@ mod util;
 use std::io::Write;
 use std::time::Duration;
 
+use iobp_testkit::ports;
+use iobp_testkit::receiver::Receiver;
 use util::*;
 
 #[test]
@@ -32,7 +34,7 @@ fn config_check_accepts_valid_documents_and_names_the_field_of_invalid_ones() {
 fn run_with_config_persists_and_export_import_round_trip() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let (src, dst) = (free_port(), free_port());
+    let (src, dst) = (ports::tcp(), ports::tcp());
     let config = tmp.path().join("c.json");
     std::fs::write(&config, line_pair_doc("kept", src, dst, r#""none""#)).expect("write");
     let inst = Instance::start(&data, &["--config", config.to_str().expect("utf8")]);
@@ -55,14 +57,10 @@ fn run_with_config_persists_and_export_import_round_trip() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("another ioBufferPro is running"), "{err}");
-    let receiver = Receiver::start(dst);
+    let receiver = Receiver::start(ports::localhost(dst));
     inst.wait_for("kept", 10, "delivered after restart", |p| p["counts"]["sent"] == 2);
     // "sent" means written to the connection; the receiver's thread may not have read it yet.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while receiver.lines().len() < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(receiver.lines(), vec!["00000000", "00000001"]);
+    assert_eq!(receiver.wait_lines(2, 10), vec!["00000000", "00000001"]);
     assert_eq!(inst.terminate().code(), Some(0));
 
     let (code, out, err) =
@@ -92,9 +90,9 @@ fn a_second_instance_on_the_same_data_directory_is_refused() {
         "--data-dir",
         tmp.path().to_str().expect("utf8"),
         "--ops-listen",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", ports::tcp()),
         "--mgmt-listen",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", ports::tcp()),
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("another ioBufferPro is running"), "{err}");
@@ -103,7 +101,7 @@ fn a_second_instance_on_the_same_data_directory_is_refused() {
 #[test]
 fn without_a_command_it_runs_and_serves_health_on_both_ports() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (ops, mgmt) = (free_port(), free_port());
+    let (ops, mgmt) = (ports::tcp(), ports::tcp());
     let child = std::process::Command::new(bin())
         .env("IOBP_DATA_DIR", tmp.path())
         .env("IOBP_OPS_LISTEN", format!("127.0.0.1:{ops}"))
@@ -160,7 +158,7 @@ fn the_data_directory_and_its_files_are_private_to_the_user() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let (src, dst) = (free_port(), free_port());
+    let (src, dst) = (ports::tcp(), ports::tcp());
     let config = tmp.path().join("c.json");
     std::fs::write(&config, line_pair_doc("p", src, dst, r#""none""#)).expect("write");
     let inst = Instance::start(&data, &["--config", config.to_str().expect("utf8")]);
@@ -187,7 +185,7 @@ fn the_data_directory_and_its_files_are_private_to_the_user() {
 fn config_export_redacts_relay_passwords_unless_asked() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let src = free_port();
+    let src = ports::tcp();
     let config = tmp.path().join("c.json");
     std::fs::write(
         &config,

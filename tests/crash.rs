@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use iobp_testkit::ports;
+use iobp_testkit::receiver::Receiver;
 use util::*;
 
 fn frame(seq: u64) -> Vec<u8> {
@@ -48,8 +50,8 @@ fn check_delivery(lines: &[String], must: u64) -> (u64, u64) {
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_message() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (src, dst) = (free_port(), free_port());
-    let receiver = Receiver::start(dst);
+    let (src, dst) = (ports::tcp(), ports::tcp());
+    let receiver = Receiver::start(ports::localhost(dst));
     let config = tmp.path().join("config.json");
     std::fs::write(&config, line_pair_doc("crash", src, dst, r#""byte""#)).expect("config");
     let mut rng = Xs(0xDEAD_BEEF_1234_5678);
@@ -122,8 +124,8 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
 #[test]
 fn kill_9_without_acks_delivers_everything_counted_as_received() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (src, dst) = (free_port(), free_port());
-    let receiver = Receiver::start(dst);
+    let (src, dst) = (ports::tcp(), ports::tcp());
+    let receiver = Receiver::start(ports::localhost(dst));
     let config = tmp.path().join("config.json");
     std::fs::write(&config, line_pair_doc("noack", src, dst, r#""none""#)).expect("config");
     let inst =

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use iobp_testkit::ports;
+use iobp_testkit::receiver::{ACK, Received, Receiver};
 use util::*;
-
-const ACK: u8 = 0x06;
 
 /// How a source acknowledges.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -212,10 +212,10 @@ fn kills() -> u64 {
 fn kill_9_at_a_hundred_random_points_with_stop_edit_and_start_in_between() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let (byte_src, mllp_src, byte_dst, mllp_dst) = (ports[0], ports[1], ports[2], ports[3]);
-    let byte_rx = Receiver::start(byte_dst);
-    let mllp_rx = Receiver::start(mllp_dst);
+    let p: Vec<u16> = (0..4).map(|_| ports::tcp()).collect();
+    let (byte_src, mllp_src, byte_dst, mllp_dst) = (p[0], p[1], p[2], p[3]);
+    let byte_rx = Receiver::start(ports::localhost(byte_dst));
+    let mllp_rx = Receiver::start(ports::localhost(mllp_dst));
     let config = tmp.path().join("config.json");
     std::fs::write(&config, two_pair_doc(byte_src, mllp_src, byte_dst, mllp_dst)).expect("cfg");
     let mut rng = Xs(0x05EE_D0FF_A175_u64 | 1);
@@ -299,51 +299,26 @@ fn kill_9_at_a_hundred_random_points_with_stop_edit_and_start_in_between() {
     eprintln!("{stops} stop/start and {edits} edits in {:?}", started.elapsed());
 }
 
-/// A receiving application that acknowledges each line with 0x06 and dies (closes its
-/// listener and every connection) after a random 100–300 ms, then comes back, until `stop`.
+/// A receiving application that acknowledges each line and dies (closes its listener and
+/// every connection) after a random 100–300 ms, then comes back at once, until `stop`;
+/// collecting into `lines`. Returns how often it died.
 fn flaky_acking_receiver(
     port: u16,
     stop: Arc<AtomicBool>,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: &Received,
 ) -> std::thread::JoinHandle<u64> {
+    let mut receiver =
+        Receiver::on(ports::localhost(port)).acking().sharing(lines, "flaky").start();
     std::thread::spawn(move || {
         let mut rng = Xs(0xFACE_B00C_u64 ^ u64::from(port));
         let mut deaths = 0;
         while !stop.load(Ordering::Relaxed) {
-            let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            listener.set_nonblocking(true).expect("nonblocking");
-            let until = Instant::now() + Duration::from_millis(rng.range(100, 300));
-            let mut conns: Vec<TcpStream> = Vec::new();
-            while Instant::now() < until {
-                if let Ok((c, _)) = listener.accept() {
-                    let _ = c.set_nonblocking(false);
-                    let (Ok(mut ack), Ok(handle)) = (c.try_clone(), c.try_clone()) else {
-                        continue;
-                    };
-                    conns.push(handle);
-                    let l = lines.clone();
-                    std::thread::spawn(move || {
-                        use std::io::BufRead;
-                        for line in std::io::BufReader::new(c).lines() {
-                            let Ok(line) = line else { break };
-                            l.lock().expect("lock").push(line);
-                            if ack.write_all(&[ACK]).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            drop(listener);
-            for c in conns {
-                let _ = c.shutdown(std::net::Shutdown::Both);
-            }
+            // Up for a while: the scenario's pace, not a wait for anything.
+            std::thread::sleep(Duration::from_millis(rng.range(100, 300)));
+            receiver.restart();
             deaths += 1;
         }
+        receiver.stop();
         deaths
     })
 }
@@ -351,7 +326,7 @@ fn flaky_acking_receiver(
 #[test]
 fn a_destination_dying_every_100_to_300_ms_for_30_s_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (src, dst) = (free_port(), free_port());
+    let (src, dst) = (ports::tcp(), ports::tcp());
     let config = tmp.path().join("config.json");
     std::fs::write(
         &config,
@@ -365,9 +340,9 @@ fn a_destination_dying_every_100_to_300_ms_for_30_s_loses_nothing() {
     .expect("config");
     let inst =
         Instance::start(&tmp.path().join("data"), &["--config", config.to_str().expect("utf8")]);
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let lines = Received::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let receiver = flaky_acking_receiver(dst, stop.clone(), lines.clone());
+    let receiver = flaky_acking_receiver(dst, stop.clone(), &lines);
     let sender = Arc::new(Mutex::new(AckSender::new(Kind::Byte, src)));
     let sending = {
         let (s, stop) = (sender.clone(), stop.clone());
@@ -378,11 +353,11 @@ fn a_destination_dying_every_100_to_300_ms_for_30_s_loses_nothing() {
     sending.join().expect("sender");
     let deaths = receiver.join().expect("receiver");
     // A receiver that stays: everything still pending arrives.
-    let rest = AckingReceiver::start(dst);
+    let rest = Receiver::on(ports::localhost(dst)).acking().start();
     inst.wait_for("flaky", 60, "drained", |s| {
         s["counts"]["pending"] == 0 && s["counts"]["in_flight"] == 0
     });
-    let mut all = lines.lock().expect("lock").clone();
+    let mut all = lines.lines();
     all.extend(rest.lines());
     let s = sender.lock().expect("lock");
     let (distinct, dups) = check_delivery(Kind::Byte, &all, &s.acked);
@@ -451,7 +426,7 @@ fn a_real_full_disk_is_backpressure_and_the_pair_recovers_by_itself() {
         let mib = 24;
         let fs = SmallFs::mount(kind, &tmp.path().join("disk"), mib);
         let data = fs.dir.join("data");
-        let (src, dst) = (free_port(), free_port());
+        let (src, dst) = (ports::tcp(), ports::tcp());
         let config = tmp.path().join("config.json");
         std::fs::write(&config, line_pair_doc("full", src, dst, r#""byte""#)).expect("config");
         let inst = Instance::start(&data, &["--config", config.to_str().expect("utf8")]);
@@ -488,7 +463,7 @@ fn a_real_full_disk_is_backpressure_and_the_pair_recovers_by_itself() {
         assert!(st["buffer_failure"].is_null(), "{kind}: a full disk is not a failure: {st:#}");
         assert_eq!(st["buffer"], "red", "{kind}: {st:#}");
         // The destination comes: delivery frees space, the alarm clears, the pair accepts again.
-        let rx = Receiver::start(dst);
+        let rx = Receiver::start(ports::localhost(dst));
         inst.wait_for("full", 120, "drained and the alarm cleared", |s| {
             s["counts"]["pending"] == 0 && s["storage_alarm"].is_null()
         });

@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use util::{AckingReceiver, Instance, TEST_ADMIN_PASSWORD, connect, free_port};
+use iobp_testkit::ports;
+use iobp_testkit::receiver::Receiver;
+use util::{Instance, TEST_ADMIN_PASSWORD, connect};
 
 /// The instance's open-file limit (soft and hard).
 const NOFILE: u64 = 1024;
@@ -197,7 +199,7 @@ impl Drop for Sender {
 }
 
 /// Lines delivered to every receiver so far, in arrival order.
-fn delivered(receivers: &Mutex<Vec<AckingReceiver>>, earlier: &[String]) -> Vec<String> {
+fn delivered(receivers: &Mutex<Vec<Receiver>>, earlier: &[String]) -> Vec<String> {
     let mut all = earlier.to_vec();
     for r in receivers.lock().expect("lock").iter() {
         all.extend(r.lines());
@@ -266,7 +268,7 @@ fn a_connection_flood_never_starves_the_pairs_the_health_checks_or_memory() {
     // This process holds the flood's client ends.
     rlimit::increase_nofile_limit(u64::MAX).expect("raise the test's open-file limit");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (src, dst) = (free_port(), free_port());
+    let (src, dst) = (ports::tcp(), ports::tcp());
     let config = dir.path().join("pair.json");
     let doc = serde_json::json!({"channel_pairs": [{
         "id": "flooded", "retry": {"initial_ms": 50, "max_ms": 300},
@@ -275,7 +277,7 @@ fn a_connection_flood_never_starves_the_pairs_the_health_checks_or_memory() {
         "destination": {"type": "tcp_client", "host": "127.0.0.1", "port": dst,
                         "framing": {"type": "line"}, "ack": "byte"}}]});
     std::fs::write(&config, doc.to_string()).expect("write config");
-    let receivers = Mutex::new(vec![AckingReceiver::start(dst)]);
+    let receivers = Mutex::new(vec![Receiver::on(ports::localhost(dst)).acking().start()]);
     let data = dir.path().join("data");
     let config_arg = config.display().to_string();
     let inst = Instance::start_with_nofile(&data, NOFILE, &["--config", &config_arg]);
@@ -342,7 +344,7 @@ fn a_connection_flood_never_starves_the_pairs_the_health_checks_or_memory() {
         let mut old = rs.pop().expect("receiver");
         old.stop();
         let lines = old.lines();
-        rs.push(AckingReceiver::start(dst));
+        rs.push(Receiver::on(ports::localhost(dst)).acking().start());
         lines
     };
     // New batches (new connections to the source) are accepted, stored and delivered.

@@ -7,77 +7,19 @@
 
 mod util;
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use iobp_testkit::receiver::Receiver;
+use iobp_testkit::{ports, wait};
 use serde_json::{Value, json};
-use util::{
-    ANY_PORT, ChildGuard, Instance, Receiver, TEST_ADMIN_PASSWORD, bin, connect, free_port,
-};
-
-const RELAY_PASSWORD: &str = "relay-password-1";
-
-/// One site: an instance on fixed ports, restartable on the same data directory.
-struct Site {
-    data: PathBuf,
-    ops: SocketAddr,
-    mgmt: SocketAddr,
-    inst: Option<Instance>,
-}
-
-impl Site {
-    fn start(root: &Path, name: &str) -> Site {
-        // The first start binds port 0 and reports its ports; restarts take them again.
-        let mut s = Site { data: root.join(name), ops: ANY_PORT, mgmt: ANY_PORT, inst: None };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        let inst = Instance::start_on(&self.data, self.ops, self.mgmt, &[]);
-        (self.ops, self.mgmt) = (inst.ops, inst.mgmt);
-        self.inst = Some(inst);
-    }
-
-    fn inst(&self) -> &Instance {
-        self.inst.as_ref().expect("running")
-    }
-
-    fn kill9(&mut self) {
-        if let Some(i) = self.inst.take() {
-            i.kill9();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.ops)
-    }
-
-    /// A user; `grants` are (channel, `push`|`pull`) pairs for a relay user.
-    fn add_user(&self, name: &str, role: &str, grants: &[(&str, &str)]) {
-        let grants: Vec<Value> =
-            grants.iter().map(|(c, d)| json!({"channel_id": c, "direction": d})).collect();
-        let body = json!({"username": name, "password": RELAY_PASSWORD, "role": role,
-                          "must_change_password": false, "relay_grants": grants});
-        let r = self.inst().api("POST", "/api/v1/users", Some(&body.to_string()));
-        assert_eq!(r.status, 201, "{}", r.body);
-    }
-
-    fn add_pair(&self, pair: &Value) {
-        let r = self.inst().api("POST", "/api/v1/pairs", Some(&pair.to_string()));
-        assert_eq!(r.status, 201, "{}", r.body);
-    }
-
-    fn status(&self, id: &str) -> Value {
-        self.inst().pair(id)
-    }
-}
+use util::https::Https;
+use util::site::{RELAY_PASSWORD, Site};
+use util::{ChildGuard, bin, connect, send_lines};
 
 fn remote(url: Option<&str>, channel: &str, user: &str, password: &str) -> Value {
     let mut r = json!({"type": "remote_icombuffer", "channel_id": channel});
@@ -104,23 +46,21 @@ fn pair(id: &str, source: Value, destination: Value) -> Value {
     p
 }
 
-fn send_lines(port: u16, lines: impl Iterator<Item = String>) {
-    let mut s = connect(port);
-    let mut buf = Vec::new();
-    for l in lines {
-        buf.extend_from_slice(l.as_bytes());
-        buf.push(b'\n');
-    }
-    s.write_all(&buf).expect("send");
-    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
-}
-
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Every line `receiver` got, once the pair whose `status` this is has delivered all it holds
+/// (at least `n`) and the receiver has every line the pair wrote: nothing more can arrive
+/// then, so the lines can be checked for exactly once without waiting a while for
+/// duplicates that might come.
+fn all_delivered(status: impl Fn() -> Value, receiver: &Receiver, n: u64) -> Vec<String> {
+    let sent = wait::poll(60, "the receiving pair to deliver everything", || {
+        let s = status();
+        let count = |k: &str| s["counts"][k].as_u64().unwrap_or(0);
+        if count("pending") + count("in_flight") == 0 && count("sent") >= n {
+            Ok(count("sent"))
+        } else {
+            Err(format!("{s:#}"))
+        }
+    });
+    receiver.wait_lines(usize::try_from(sent).expect("a count"), 30)
 }
 
 fn check_lines(lines: &[String], prefix: &str, n: usize) {
@@ -142,22 +82,21 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
         s.add_user("watcher", "viewer", &[]);
     }
     // Push: A's destination connects to B and sends into B's channel "inbound".
-    let (src, rb) = (free_port(), free_port());
-    let receiver_b = Receiver::start(rb);
+    let (src, rb) = (ports::tcp(), ports::tcp());
+    let receiver_b = Receiver::start(ports::localhost(rb));
     b.add_pair(&pair("b-in", remote(None, "inbound", "", ""), tcp_client(rb)));
     let url_b = b.url();
     let push = remote(Some(&url_b), "inbound", "relay", RELAY_PASSWORD);
     a.add_pair(&pair("a-push", tcp_server(src, "line", "none"), push));
     send_lines(src, (0..5000).map(|i| format!("push-{i:06}")));
-    wait_until(60, "5000 pushed messages", || receiver_b.lines().len() >= 5000);
-    std::thread::sleep(Duration::from_millis(300));
-    check_lines(&receiver_b.lines(), "push-", 5000);
+    let lines = all_delivered(|| b.status("b-in"), &receiver_b, 5000);
+    check_lines(&lines, "push-", 5000);
     let s = a.status("a-push");
     assert_eq!(s["destination"]["status"], "green", "{s}");
     assert!(s["destination"]["peers"][0].as_str().is_some_and(|p| p.contains("inbound")), "{s}");
     // Pull: B's source connects to A and receives from A's channel "outbound".
-    let (src2, rb2) = (free_port(), free_port());
-    let receiver_b2 = Receiver::start(rb2);
+    let (src2, rb2) = (ports::tcp(), ports::tcp());
+    let receiver_b2 = Receiver::start(ports::localhost(rb2));
     a.add_pair(&pair(
         "a-serve",
         tcp_server(src2, "line", "none"),
@@ -167,9 +106,8 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     let pull = remote(Some(&url_a), "outbound", "relay", RELAY_PASSWORD);
     b.add_pair(&pair("b-pull", pull, tcp_client(rb2)));
     send_lines(src2, (0..5000).map(|i| format!("pull-{i:06}")));
-    wait_until(60, "5000 pulled messages", || receiver_b2.lines().len() >= 5000);
-    std::thread::sleep(Duration::from_millis(300));
-    check_lines(&receiver_b2.lines(), "pull-", 5000);
+    let lines = all_delivered(|| b.status("b-pull"), &receiver_b2, 5000);
+    check_lines(&lines, "pull-", 5000);
     // The receiving side reports the lag (nothing waits at the sender now).
     let s = b.status("b-pull");
     assert_eq!(s["source"]["lag"]["messages"], 0, "{s}");
@@ -180,7 +118,7 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     ] {
         let p = pair(
             id,
-            tcp_server(free_port(), "line", "none"),
+            tcp_server(ports::tcp(), "line", "none"),
             remote(Some(&url_b), "inbound", user, password),
         );
         a.add_pair(&p);
@@ -191,11 +129,11 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     }
     // A channel B takes but the relay user was not granted: refused with the reason, like a
     // channel nobody takes.
-    let rb3 = free_port();
+    let rb3 = ports::tcp();
     b.add_pair(&pair("b-in-other", remote(None, "other-site", "", ""), tcp_client(rb3)));
     let p = pair(
         "a-ungranted",
-        tcp_server(free_port(), "line", "none"),
+        tcp_server(ports::tcp(), "line", "none"),
         remote(Some(&url_b), "other-site", "relay", RELAY_PASSWORD),
     );
     a.add_pair(&p);
@@ -206,7 +144,7 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     // A channel nobody takes: refused with the reason.
     let p = pair(
         "a-nowhere",
-        tcp_server(free_port(), "line", "none"),
+        tcp_server(ports::tcp(), "line", "none"),
         remote(Some(&url_b), "no-such-channel", "relay", RELAY_PASSWORD),
     );
     a.add_pair(&p);
@@ -228,6 +166,7 @@ fn push_and_pull_between_two_instances_and_credentials_checked() {
     send_lines(src2, (5000..5100).map(|i| format!("pull-{i:06}")));
     a.inst().wait_for("a-push", 20, "100 pending", |st| st["counts"]["pending"] == 100);
     a.inst().wait_for("a-serve", 20, "100 pending", |st| st["counts"]["pending"] == 100);
+    // Nothing must arrive for a while: a quiet period is what this checks.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(receiver_b.lines().len(), 5000, "nothing pushed after the revocation");
     assert_eq!(receiver_b2.lines().len(), 5000, "nothing pulled after the revocation");
@@ -268,17 +207,20 @@ fn relay_over_https() {
     let b_ops = util::banner_addr(&banner, "Operations Portal ");
     let tls = Https::new(&pki.join("ca.pem"));
     let admin = tls.admin_login(b_ops, &data_b);
-    let rb = free_port();
-    let receiver = Receiver::start(rb);
+    let rb = ports::tcp();
+    let receiver = Receiver::start(ports::localhost(rb));
     let user = json!({"username": "relay", "password": RELAY_PASSWORD, "role": "relay",
                       "must_change_password": false,
                       "relay_grants": [{"channel_id": "secure", "direction": "push"}]});
-    assert_eq!(tls.request(b_ops, "POST", "/api/v1/users", Some(&user), Some(&admin)).0, 201);
+    assert_eq!(tls.request(b_ops, "POST", "/api/v1/users", Some(&user), Some(&admin)).status, 201);
     let inbound = pair("b-in", remote(None, "secure", "", ""), tcp_client(rb));
-    assert_eq!(tls.request(b_ops, "POST", "/api/v1/pairs", Some(&inbound), Some(&admin)).0, 201);
+    assert_eq!(
+        tls.request(b_ops, "POST", "/api/v1/pairs", Some(&inbound), Some(&admin)).status,
+        201
+    );
     // A: plain portals; its destination pushes to https://B, trusting the lab CA.
     let a = Site::start(tmp.path(), "a");
-    let src = free_port();
+    let src = ports::tcp();
     let mut push = remote(
         Some(&format!("https://localhost:{}", b_ops.port())),
         "secure",
@@ -288,102 +230,19 @@ fn relay_over_https() {
     push["tls"] = json!({"ca": pki.join("ca.pem")});
     a.add_pair(&pair("a-push", tcp_server(src, "line", "none"), push.clone()));
     send_lines(src, (0..3000).map(|i| format!("tls-{i:06}")));
-    wait_until(60, "3000 messages over https", || receiver.lines().len() >= 3000);
-    std::thread::sleep(Duration::from_millis(300));
-    check_lines(&receiver.lines(), "tls-", 3000);
+    let status = || {
+        let r = tls.request(b_ops, "GET", "/api/v1/pairs/b-in", None, Some(&admin));
+        r.body["status"].clone()
+    };
+    let lines = all_delivered(status, &receiver, 3000);
+    check_lines(&lines, "tls-", 3000);
     // Without the CA the certificate is not trusted: refused, with the reason.
     push["tls"] = json!({});
-    a.add_pair(&pair("a-untrusted", tcp_server(free_port(), "line", "none"), push));
+    a.add_pair(&pair("a-untrusted", tcp_server(ports::tcp(), "line", "none"), push));
     a.inst().wait_for("a-untrusted", 20, "refused", |s| {
         s["destination"]["status"] == "red"
             && s["destination"]["detail"].as_str().is_some_and(|d| d.contains("TLS"))
     });
-}
-
-/// A minimal blocking HTTPS client trusting one CA.
-struct Https {
-    config: Arc<tokio_rustls::rustls::ClientConfig>,
-}
-
-/// Cookie and CSRF token of a session.
-struct Login {
-    cookie: String,
-    csrf: String,
-}
-
-impl Https {
-    fn new(ca: &Path) -> Https {
-        let config = iobp_tls::client_config(&iobp_tls::ClientTls {
-            ca: Some(ca.to_path_buf()),
-            ..iobp_tls::ClientTls::default()
-        })
-        .expect("client config");
-        Https { config }
-    }
-
-    fn request(
-        &self,
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-        login: Option<&Login>,
-    ) -> (u16, Value, Option<String>) {
-        use tokio_rustls::rustls::{ClientConnection, StreamOwned, pki_types::ServerName};
-        let name = ServerName::try_from("localhost").expect("name");
-        let conn = ClientConnection::new(self.config.clone(), name).expect("tls");
-        let mut s = StreamOwned::new(conn, TcpStream::connect(addr).expect("connect"));
-        let body = body.map(ToString::to_string).unwrap_or_default();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            addr.port(),
-            body.len()
-        );
-        if let Some(l) = login {
-            let _ = write!(req, "Cookie: {}\r\nX-CSRF-Token: {}\r\n", l.cookie, l.csrf);
-        }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        s.write_all(req.as_bytes()).expect("send");
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
-        let text = String::from_utf8_lossy(&resp).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let cookie = head.lines().find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("set-cookie:")
-                .then(|| l[11..].trim().split(';').next().unwrap_or_default().to_string())
-        });
-        (status, serde_json::from_str(body).unwrap_or(Value::Null), cookie)
-    }
-
-    /// First login as admin (the first-start password), then the password change.
-    fn admin_login(&self, addr: SocketAddr, data: &Path) -> Login {
-        let first = std::fs::read_to_string(data.join("initial-admin-password.txt")).expect("file");
-        let password =
-            first.lines().find_map(|l| l.strip_prefix("password: ")).expect("password line");
-        let (status, body, cookie) = self.request(
-            addr,
-            "POST",
-            "/api/v1/session",
-            Some(&json!({"username": "admin", "password": password})),
-            None,
-        );
-        assert_eq!(status, 200, "{body}");
-        let login = Login {
-            cookie: cookie.expect("cookie"),
-            csrf: body["csrf_token"].as_str().expect("csrf").to_string(),
-        };
-        let change = json!({"current_password": password, "new_password": TEST_ADMIN_PASSWORD});
-        let (status, body, cookie) =
-            self.request(addr, "POST", "/api/v1/session/password", Some(&change), Some(&login));
-        assert_eq!(status, 200, "{body}");
-        Login {
-            cookie: cookie.expect("cookie"),
-            csrf: body["csrf_token"].as_str().expect("csrf").to_string(),
-        }
-    }
 }
 
 /// A TCP proxy whose connections the test can cut, refusing new ones until restored.
@@ -459,11 +318,11 @@ fn a_three_site_chain_survives_kill_9_and_a_cut_link() {
     b.add_user("relay", "relay", &[("ab", "push")]);
     c.add_user("relay", "relay", &[("bc", "push")]);
     let proxy = Proxy::start(b.ops);
-    let nowhere = free_port();
+    let nowhere = ports::tcp();
     c.add_pair(&pair("c", remote(None, "bc", "", ""), tcp_client(nowhere)));
     let to_c = remote(Some(&c.url()), "bc", "relay", RELAY_PASSWORD);
     b.add_pair(&pair("b", remote(None, "ab", "", ""), to_c));
-    let src = free_port();
+    let src = ports::tcp();
     let to_b =
         remote(Some(&format!("http://127.0.0.1:{}", proxy.port)), "ab", "relay", RELAY_PASSWORD);
     a.add_pair(&pair("a", tcp_server(src, "stx_etx", "byte"), to_b));
@@ -497,7 +356,7 @@ fn a_three_site_chain_survives_kill_9_and_a_cut_link() {
         conn.write_all(&batch).expect("send to A");
     });
     let progress = |what: &str, at: u64| {
-        wait_until(300, what, || acked.load(Ordering::Relaxed) >= at);
+        wait::until(300, what, || acked.load(Ordering::Relaxed) >= at);
     };
     progress("a fifth acknowledged", N / 5);
     b.kill9();
@@ -540,7 +399,7 @@ fn a_three_site_chain_survives_kill_9_and_a_cut_link() {
     assert!(left > 0, "A was killed in the middle of relaying");
     std::thread::sleep(Duration::from_millis(500));
     a.restart();
-    wait_until(600, "everything at C", || at_c(&c) >= N);
+    wait::until(600, "everything at C", || at_c(&c) >= N);
     let (sa, sb) = (a.status("a"), b.status("b"));
     assert_eq!(sa["counts"]["pending"], 0, "nothing left at A: {sa}");
     assert_eq!(sb["counts"]["pending"], 0, "nothing left at B: {sb}");
@@ -565,13 +424,14 @@ fn failover_between_relay_destinations() {
     let a = Site::start(tmp.path(), "a");
     let mut b = Site::start(tmp.path(), "b");
     let c = Site::start(tmp.path(), "c");
-    let (rb, rc) = (free_port(), free_port());
-    let (at_b, at_c) = (Receiver::start(rb), Receiver::start(rc));
+    let (rb, rc) = (ports::tcp(), ports::tcp());
+    let (at_b, at_c) =
+        (Receiver::start(ports::localhost(rb)), Receiver::start(ports::localhost(rc)));
     for (s, port) in [(&b, rb), (&c, rc)] {
         s.add_user("relay", "relay", &[("ha", "push")]);
         s.add_pair(&pair("in", remote(None, "ha", "", ""), tcp_client(port)));
     }
-    let src = free_port();
+    let src = ports::tcp();
     let mut out = pair(
         "out",
         tcp_server(src, "line", "none"),
@@ -587,11 +447,11 @@ fn failover_between_relay_destinations() {
             std::thread::sleep(Duration::from_micros(500));
         }
     });
-    wait_until(30, "the primary delivering", || at_b.lines().len() >= 500);
+    wait::until(30, "the primary delivering", || at_b.lines().len() >= 500);
     b.kill9();
     a.inst().wait_for("out", 10, "on the backup", |s| s["failover"]["active"] == 1);
     assert_eq!(a.status("out")["channel"], "yellow", "degraded while on the backup");
-    wait_until(30, "the backup delivering", || at_c.lines().len() >= 500);
+    wait::until(30, "the backup delivering", || at_c.lines().len() >= 500);
     b.restart();
     a.inst().wait_for("out", 20, "failed back", |s| s["failover"]["active"] == 0);
     let back_at = at_b.lines().len();
@@ -599,7 +459,7 @@ fn failover_between_relay_destinations() {
     a.inst().wait_for("out", 30, "all relayed", |s| {
         s["counts"]["pending"] == 0 && s["counts"]["in_flight"] == 0
     });
-    wait_until(30, "everything received", || {
+    wait::until(30, "everything received", || {
         let all: std::collections::BTreeSet<String> =
             at_b.lines().into_iter().chain(at_c.lines()).collect();
         all.len() >= N

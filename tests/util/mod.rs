@@ -1,7 +1,13 @@
 //! Helpers for black-box tests of the `iobufferpro` binary: start it on a temporary data
-//! directory and free ports, read its status over HTTP, stop it with a signal or `kill -9`.
+//! directory and free ports, read its status over HTTP, stop it with a signal or `kill -9`;
+//! [`site`]: an instance restarted where its peers expect it; [`https`]: a client for portals
+//! that speak TLS. Fixtures that are not about the binary (ports, receivers, certificates,
+//! waits) are `iobp_testkit`'s.
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod https;
+pub mod site;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,10 +35,6 @@ impl Xs {
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_iobufferpro")
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("probe").local_addr().expect("addr").port()
 }
 
 /// Loopback, any free port: the instance binds it and reports which in its banner.
@@ -144,15 +146,10 @@ impl Instance {
         what: &str,
         f: impl Fn(&serde_json::Value) -> bool,
     ) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
+        iobp_testkit::wait::poll(secs, what, || {
             let s = self.pair(id);
-            if f(&s) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#}");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            if f(&s) { Ok(()) } else { Err(format!("{s:#}")) }
+        });
     }
 
     /// SIGTERM, then wait for the exit.
@@ -297,6 +294,19 @@ pub fn line_pair_doc(id: &str, src: u16, dst: u16, ack: &str) -> String {
     )
 }
 
+/// Sends `lines` (each followed by `\n`) to a line-framed TCP source on 127.0.0.1 over one
+/// connection, then closes it.
+pub fn send_lines<L: AsRef<str>>(port: u16, lines: impl IntoIterator<Item = L>) {
+    let mut s = connect(port);
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.as_ref().as_bytes());
+        buf.push(b'\n');
+    }
+    s.write_all(&buf).expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+}
+
 /// Connects, retrying for a while.
 pub fn connect(port: u16) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -311,66 +321,7 @@ pub fn connect(port: u16) -> TcpStream {
     }
 }
 
-/// A receiving application on `port` that collects lines from every connection it accepts,
-/// one connection after the other: a connection's lines are taken only once the connection
-/// accepted before it has ended (or 10 s passed). An instance closes a destination connection
-/// before it opens the next one (stop, edit, reconnect, `kill -9`), so its bytes all reached
-/// this machine first; reading connections in parallel threads would let the scheduler put
-/// a new connection's lines before an old one's last lines (seen under load as "first
-/// arrived after a later one").
-pub struct Receiver {
-    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Receiver {
-    pub fn start(port: u16) -> Receiver {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
-        let (l2, s2) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            // Signals the end of the previous connection.
-            let mut previous: Option<std::sync::mpsc::Receiver<()>> = None;
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        let l3 = l2.clone();
-                        let before = previous.take();
-                        let (ended, next) = std::sync::mpsc::channel::<()>();
-                        previous = Some(next);
-                        std::thread::spawn(move || {
-                            if let Some(b) = before {
-                                let _ = b.recv_timeout(Duration::from_secs(10));
-                            }
-                            let _ = c.set_nonblocking(false);
-                            for line in BufReader::new(c).lines() {
-                                let Ok(line) = line else { break };
-                                l3.lock().expect("lock").push(line);
-                            }
-                            drop(ended);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Receiver { lines, stop }
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-// ---- Additions for the browser tests (tests/browser.rs).
+// ---- For the browser tests (tests/browser/).
 
 impl Instance {
     /// Starts `iobufferpro run` like [`Instance::start`] but does not log in: `admin` keeps
@@ -466,80 +417,7 @@ impl Instance {
     }
 }
 
-/// A receiving application like [`Receiver`], but [`ClosingReceiver::stop`] also closes the
-/// connections it accepted: the receiving application goes down, as far as its peers can tell.
-pub struct ClosingReceiver {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
-    acceptor: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ClosingReceiver {
-    /// Listens on `port` (retrying the bind for a while) and collects lines.
-    pub fn start(port: u16) -> ClosingReceiver {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match std::net::TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "bind receiver on {port}: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        };
-        listener.set_nonblocking(true).expect("nonblocking");
-        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
-        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = std::sync::Arc::default();
-        let (l2, s2, c2) = (lines.clone(), stop.clone(), conns.clone());
-        let acceptor = std::thread::spawn(move || {
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        if let Ok(handle) = c.try_clone() {
-                            c2.lock().expect("lock").push(handle);
-                        }
-                        let l3 = l2.clone();
-                        std::thread::spawn(move || {
-                            for line in BufReader::new(c).lines() {
-                                let Ok(line) = line else { break };
-                                l3.lock().expect("lock").push(line);
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        ClosingReceiver { lines, stop, conns, acceptor: Some(acceptor) }
-    }
-
-    /// Every line received so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("lock").clone()
-    }
-
-    /// Stops listening and closes every accepted connection.
-    pub fn stop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-        for c in self.conns.lock().expect("lock").drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-impl Drop for ClosingReceiver {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-// ---- Additions for the pair form tests (tests/browser.rs).
+// ---- For the pair form tests (tests/browser/pair_form.rs).
 
 impl Instance {
     /// One pair as stored, passwords included: `config export --include-secrets` on the
@@ -555,85 +433,5 @@ impl Instance {
             .and_then(|pairs| pairs.iter().find(|p| p["id"] == id))
             .cloned()
             .unwrap_or_else(|| panic!("no pair {id} in the export: {out}"))
-    }
-}
-
-// ---- Additions for the relay and failover browser tests (tests/browser.rs).
-
-/// A receiving application like [`ClosingReceiver`] that acknowledges every line it has with
-/// one byte (0x06), for destinations with `"ack": "byte"`: a message counts as delivered only
-/// once this receiver has it, so stopping it loses nothing.
-pub struct AckingReceiver {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
-    acceptor: Option<std::thread::JoinHandle<()>>,
-}
-
-impl AckingReceiver {
-    /// Listens on `port` (retrying the bind for a while), collects lines and acknowledges each.
-    pub fn start(port: u16) -> AckingReceiver {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match std::net::TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "bind receiver on {port}: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        };
-        listener.set_nonblocking(true).expect("nonblocking");
-        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
-        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = std::sync::Arc::default();
-        let (l2, s2, c2) = (lines.clone(), stop.clone(), conns.clone());
-        let acceptor = std::thread::spawn(move || {
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        let Ok(mut ack) = c.try_clone() else { continue };
-                        if let Ok(handle) = c.try_clone() {
-                            c2.lock().expect("lock").push(handle);
-                        }
-                        let l3 = l2.clone();
-                        std::thread::spawn(move || {
-                            for line in BufReader::new(c).lines() {
-                                let Ok(line) = line else { break };
-                                l3.lock().expect("lock").push(line);
-                                if ack.write_all(&[0x06]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        AckingReceiver { lines, stop, conns, acceptor: Some(acceptor) }
-    }
-
-    /// Every line received so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("lock").clone()
-    }
-
-    /// Stops listening and closes every accepted connection.
-    pub fn stop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-        for c in self.conns.lock().expect("lock").drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-impl Drop for AckingReceiver {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

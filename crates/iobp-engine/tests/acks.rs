@@ -11,6 +11,8 @@ use common::*;
 use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
 use iobp_codec::{Decoded, Deframer, Encoder, Framing};
 use iobp_engine::Color;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -37,8 +39,8 @@ fn hl7(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_destination_retries_on_ae_and_completes_on_aa() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     let listener = TcpListener::bind((ip.as_str(), dst)).await.expect("bind");
     h.add(&format!(
         r#"{{"id": "m", "retry": {{"initial_ms": 20, "max_ms": 100}},
@@ -86,8 +88,8 @@ async fn mllp_destination_retries_on_ae_and_completes_on_aa() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_ack_destination_times_out_and_resends_on_a_new_connection() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     let listener = TcpListener::bind((ip.as_str(), dst)).await.expect("bind");
     h.add(&format!(
         r#"{{"id": "b", "retry": {{"initial_ms": 20, "max_ms": 100}},
@@ -125,8 +127,8 @@ async fn byte_ack_destination_times_out_and_resends_on_a_new_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_ack_source_acks_when_stored_and_naks_when_full() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     // Destination never reachable, buffer limited to 1 MiB: it fills up.
     h.add(&format!(
         r#"{{"id": "full", "max_storage_mb": 1,
@@ -167,8 +169,8 @@ async fn byte_ack_source_acks_when_stored_and_naks_when_full() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_nak_for_a_full_buffer_later_frames_wait_for_its_retransmission() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&format!(
         r#"{{"id": "gbn", "max_storage_mb": 1, "retry": {{"initial_ms": 50, "max_ms": 100}},
             "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "stx_etx"}}, "ack": "byte"}},
@@ -198,7 +200,7 @@ async fn after_a_nak_for_a_full_buffer_later_frames_wait_for_its_retransmission(
         assert!(k < 100, "never full");
     }
     // Room comes back (the destination drains the buffer).
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     got.wait_lines(k, 30).await;
     h.wait_for("gbn", 20, "delivered", |p| p.pending == 0).await;
     // Frames behind k (sent before the sender saw k's NAK) are refused, even once an append
@@ -227,8 +229,8 @@ async fn after_a_nak_for_a_full_buffer_later_frames_wait_for_its_retransmission(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_holds_a_tcp_sender_back_and_loses_nothing() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&format!(
         r#"{{"id": "hold", "max_storage_mb": 1, "retry": {{"initial_ms": 50, "max_ms": 200}},
             "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
@@ -247,7 +249,7 @@ async fn full_buffer_holds_a_tcp_sender_back_and_loses_nothing() {
     assert!(!sender.is_finished(), "the sender is held back, not dropped");
     assert_eq!(h.snap("hold").refused, 0);
     // The receiver comes: everything flows, in order, nothing lost.
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let lines = got.wait_lines(total, 60).await;
     for (i, l) in lines.iter().enumerate() {
         assert!(l.starts_with(&format!("{i:08} ")), "line {i}: {l}");
@@ -258,8 +260,8 @@ async fn full_buffer_holds_a_tcp_sender_back_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_refuses_udp_datagrams_and_counts_them() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_udp_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::udp_on(&ip), ports::tcp_on(&ip));
     h.add(&format!(
         r#"{{"id": "udpfull", "max_storage_mb": 1,
             "source": {{"type": "udp", "host": "{ip}", "port": {src}}},

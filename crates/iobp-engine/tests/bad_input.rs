@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use common::*;
 use iobp_engine::Color;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::{AsyncReceiver, Receiver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frame_is_rejected_counted_and_the_stream_resyncs() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "o", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line", "max_message_bytes": 100}}}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
@@ -39,9 +41,9 @@ async fn oversize_frame_is_rejected_counted_and_the_stream_resyncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_mllp_is_reported_and_valid_frames_still_pass() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "mal", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "mllp"}}}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
@@ -61,9 +63,9 @@ async fn malformed_mllp_is_reported_and_valid_frames_still_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_garbage_in_a_line_protocol_passes_through_byte_exact() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&line_pair("bin", (&ip, src), (&ip, dst))).await;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let garbage: Vec<u8> = (0..50_000)
@@ -88,9 +90,9 @@ async fn binary_garbage_in_a_line_protocol_passes_through_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_closed_and_its_partial_frame_reported() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "idle", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}, "idle_timeout_s": 1}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
@@ -118,9 +120,9 @@ async fn idle_connection_is_closed_and_its_partial_frame_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_simultaneous_connections() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "many", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}, "max_connections": 1000}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
@@ -146,8 +148,8 @@ async fn a_thousand_simultaneous_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused_and_counted() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&format!(
         r#"{{"id": "lim", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "max_connections": 5}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}}}}}"#
@@ -189,8 +191,8 @@ async fn a_receiver_that_never_reads_is_detected_without_ack() {
     // Defined behaviour: the stuck receiver is detected, nothing the buffer still holds is
     // lost, and delivery resumes with a contiguous tail.
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     let stuck = stuck_receiver(&ip, dst).await;
     h.add(&format!(
         r#"{{"id": "stuck", "retry": {{"initial_ms": 100, "max_ms": 200}},
@@ -209,7 +211,7 @@ async fn a_receiver_that_never_reads_is_detected_without_ack() {
     assert!(done_before < 30_000, "the stuck receiver did not take everything");
     stuck.abort();
     let _ = stuck.await;
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.wait_for("stuck", 30, "all delivered", |s| s.pending == 0 && s.in_flight == 0).await;
     // Written is not yet read: wait for the last line to reach the receiver.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -227,8 +229,8 @@ async fn a_receiver_that_never_reads_is_detected_without_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_reads_loses_nothing_with_acks() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     let stuck = stuck_receiver(&ip, dst).await;
     h.add(&format!(
         r#"{{"id": "acked", "retry": {{"initial_ms": 50, "max_ms": 100}},
@@ -242,30 +244,18 @@ async fn a_receiver_that_never_reads_loses_nothing_with_acks() {
     stuck.abort();
     let _ = stuck.await;
     // A receiver that acknowledges every line.
-    let listener = tokio::net::TcpListener::bind((ip.as_str(), dst)).await.expect("bind");
-    let lines = tokio::spawn(async move {
-        let (mut c, _) = listener.accept().await.expect("accept");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        while got.len() < 50 {
-            let n = c.read(&mut buf).await.expect("read");
-            for l in String::from_utf8_lossy(&buf[..n]).lines() {
-                got.push(l.to_string());
-                c.write_all(&[0x06]).await.expect("ack");
-            }
-        }
-        got
-    });
-    let got =
-        tokio::time::timeout(Duration::from_secs(20), lines).await.expect("in time").expect("task");
-    assert_eq!(got, (0..50).map(|i| format!("m{i:03}")).collect::<Vec<_>>());
+    let got = Receiver::on((ip.as_str(), dst)).acking().start_async();
+    assert_eq!(
+        got.wait_lines(50, 20).await,
+        (0..50).map(|i| format!("m{i:03}")).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_in_use_turns_the_side_red_until_it_is_free() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     let squatter = std::net::TcpListener::bind((ip.as_str(), src)).expect("squat");
     h.add(&format!(
         r#"{{"id": "busy", "retry": {{"initial_ms": 50, "max_ms": 200}},

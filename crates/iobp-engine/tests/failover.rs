@@ -4,60 +4,19 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Harness, connect, free_port, loopback};
+use common::{Harness, connect};
 use iobp_engine::Color;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::{Received, Receiver};
+use tokio::io::AsyncWriteExt;
 
-/// Lines received, in arrival order, with the receiver that got each.
-type Log = Arc<Mutex<Vec<(&'static str, String)>>>;
-
-/// A receiving application that acknowledges each line; `stop` kills it (listener and
-/// connections), `start` again brings it back on the same address.
-struct AckReceiver {
-    name: &'static str,
-    addr: (String, u16),
-    log: Log,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl AckReceiver {
-    async fn start(name: &'static str, addr: (String, u16), log: Log) -> AckReceiver {
-        let mut r = AckReceiver { name, addr, log, task: None };
-        r.restart().await;
-        r
-    }
-
-    async fn restart(&mut self) {
-        let listener = TcpListener::bind((self.addr.0.as_str(), self.addr.1)).await.expect("bind");
-        let (name, log) = (self.name, self.log.clone());
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((s, _)) = listener.accept().await else { return };
-                let log = log.clone();
-                conns.spawn(async move {
-                    let (rd, mut wr) = s.into_split();
-                    let mut lines = BufReader::new(rd).lines();
-                    while let Ok(Some(l)) = lines.next_line().await {
-                        log.lock().expect("lock").push((name, l));
-                        if wr.write_all(&[6]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        }));
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
+/// A receiving application that acknowledges each line, collecting into `log` under `name`
+/// (one arrival order across the primary and its backups); `stop` kills it (listener and
+/// connections), `restart` brings it back on the same address.
+fn ack_receiver(name: &'static str, ip: &str, port: u16, log: &Received) -> Receiver {
+    Receiver::on((ip, port)).acking().sharing(log, name).start()
 }
 
 fn dest(ip: &str, port: u16) -> String {
@@ -67,14 +26,14 @@ fn dest(ip: &str, port: u16) -> String {
     )
 }
 
-fn count(log: &Log, name: &str) -> usize {
-    log.lock().expect("lock").iter().filter(|(n, _)| *n == name).count()
+fn count(log: &Received, name: &str) -> usize {
+    log.line_count_from(name)
 }
 
 /// Every message 0..n arrived; first arrivals in order; duplicates only for messages in
 /// flight at a switch (at most one per switch with stop-and-wait acknowledgements).
-fn check(log: &Log, n: usize, switches: usize) {
-    let got = log.lock().expect("lock").clone();
+fn check(log: &Received, n: usize, switches: usize) {
+    let got = log.tagged_lines();
     let mut next = 0usize;
     let mut dups = 0;
     for (_, l) in &got {
@@ -102,11 +61,11 @@ async fn send(ip: String, port: u16, from: usize, to: usize, pace: Duration) {
 async fn the_backup_takes_over_in_order_and_the_primary_gets_it_back() {
     const N: usize = 3000;
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, p1, b1) = (free_port(&ip), free_port(&ip), free_port(&ip));
-    let log: Log = Arc::default();
-    let mut primary = AckReceiver::start("primary", (ip.clone(), p1), log.clone()).await;
-    let _backup = AckReceiver::start("backup", (ip.clone(), b1), log.clone()).await;
+    let ip = ports::loopback();
+    let (src, p1, b1) = (ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let log = Received::new();
+    let mut primary = ack_receiver("primary", &ip, p1, &log);
+    let _backup = ack_receiver("backup", &ip, b1, &log);
     h.add(&format!(
         r#"{{"id": "ha", "retry": {{"initial_ms": 50, "max_ms": 200}},
             "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
@@ -136,7 +95,7 @@ async fn the_backup_takes_over_in_order_and_the_primary_gets_it_back() {
     assert_eq!(s.channel, Color::Yellow, "degraded while on a backup: {s:?}");
     // The primary comes back: traffic returns to it.
     h.wait_for("ha", 20, "more on the backup", |s| s.sent >= 1500).await;
-    primary.restart().await;
+    primary.restart();
     h.wait_for("ha", 10, "failed back", |s| s.failover.as_ref().is_some_and(|f| f.active == 0))
         .await;
     let back_at = count(&log, "primary");
@@ -154,12 +113,13 @@ async fn the_backup_takes_over_in_order_and_the_primary_gets_it_back() {
 async fn a_dead_first_backup_is_skipped_for_the_second() {
     const N: usize = 2000;
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, p1, b1, b2) = (free_port(&ip), free_port(&ip), free_port(&ip), free_port(&ip));
-    let log: Log = Arc::default();
-    let mut primary = AckReceiver::start("primary", (ip.clone(), p1), log.clone()).await;
+    let ip = ports::loopback();
+    let (src, p1, b1, b2) =
+        (ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let log = Received::new();
+    let mut primary = ack_receiver("primary", &ip, p1, &log);
     // b1 has no receiver at all.
-    let _second = AckReceiver::start("second", (ip.clone(), b2), log.clone()).await;
+    let _second = ack_receiver("second", &ip, b2, &log);
     h.add(&format!(
         r#"{{"id": "ha2", "retry": {{"initial_ms": 50, "max_ms": 200}}, "failback": false,
             "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
@@ -179,7 +139,7 @@ async fn a_dead_first_backup_is_skipped_for_the_second() {
     sender.await.expect("sender");
     h.wait_for("ha2", 20, "all delivered", |s| s.sent >= N as u64 && s.pending == 0).await;
     // No failback configured: it stays on the second backup even with the primary back.
-    primary.restart().await;
+    primary.restart();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = h.snap("ha2");
     assert_eq!(s.failover.as_ref().map(|f| f.active), Some(2), "{s:?}");
@@ -193,8 +153,8 @@ async fn a_dead_first_backup_is_skipped_for_the_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_destination_down_messages_wait_and_nothing_is_lost() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, p1, b1) = (free_port(&ip), free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, p1, b1) = (ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&format!(
         r#"{{"id": "ha3", "retry": {{"initial_ms": 50, "max_ms": 200}},
             "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
@@ -205,13 +165,13 @@ async fn with_every_destination_down_messages_wait_and_nothing_is_lost() {
     .await;
     send(ip.clone(), src, 0, 500, Duration::ZERO).await;
     h.wait_for("ha3", 10, "stored, none delivered", |s| s.received == 500).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.wait_for("ha3", 10, "every destination tried and down", |s| s.channel == Color::Red).await;
     let s = h.snap("ha3");
     assert_eq!((s.sent, s.pending), (0, 500), "{s:?}");
     assert_eq!(s.channel, Color::Red, "{s:?}");
     // The backup appears: everything goes there, in order.
-    let log: Log = Arc::default();
-    let _backup = AckReceiver::start("backup", (ip.clone(), b1), log.clone()).await;
+    let log = Received::new();
+    let _backup = ack_receiver("backup", &ip, b1, &log);
     h.wait_for("ha3", 20, "all delivered", |s| s.sent >= 500 && s.pending == 0).await;
     check(&log, 500, 0);
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use iobp_log::sim::{Faults, SimFs, TornWrites};
+use iobp_testkit::receiver::AsyncReceiver;
+use iobp_testkit::{ports, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ACK: u8 = 0x06;
@@ -89,8 +91,8 @@ async fn stop_edit_and_shutdown_with_slow_fsyncs_acknowledge_only_durable_messag
     for how in ["stop", "edit", "shutdown"] {
         let fs = SimFs::new();
         let h = Harness::with_fs(&fs).await;
-        let ip = loopback();
-        let (src, dst) = (free_port(&ip), free_port(&ip));
+        let ip = ports::loopback();
+        let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
         let spec = h.add(&byte_ack_pair("p", &ip, src, dst, "")).await;
         // Every fdatasync takes 400 ms: batches wait for their commit when the pair stops.
         fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(400)), ..Faults::default() });
@@ -124,18 +126,15 @@ async fn stop_edit_and_shutdown_with_slow_fsyncs_acknowledge_only_durable_messag
 async fn naks_never_overtake_acks_when_the_buffer_fills() {
     let fs = SimFs::new();
     let h = Harness::with_fs(&fs).await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     // A 1 MiB buffer fills after about 16,000 of these messages.
     h.add(&byte_ack_pair("p", &ip, src, dst, r#""max_storage_mb": 1,"#)).await;
     fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(100)), ..Faults::default() });
     let n = 20_000;
     let (answers, _reader) = pipelining_sender((&ip, src), n, 500).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while answers.lock().expect("lock").len() < n {
-        assert!(std::time::Instant::now() < deadline, "not every message was answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_async(60, "every message answered", || answers.lock().expect("lock").len() >= n)
+        .await;
     let answers = answers.lock().expect("lock").clone();
     assert!(answers.contains(&NAK), "the buffer never filled");
     h.engine.shutdown().await;
@@ -158,8 +157,8 @@ fn cpu_time() -> Duration {
 async fn a_udp_destination_that_cannot_read_its_buffer_backs_off_and_stops_when_asked() {
     let fs = SimFs::new();
     let h = Harness::with_fs(&fs).await;
-    let ip = loopback();
-    let (src, dst) = (free_udp_port(&ip), free_udp_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::udp_on(&ip), ports::udp_on(&ip));
     h.add(&format!(
         r#"{{"id": "u", "retry": {{"initial_ms": 100, "max_ms": 400}},
             "source": {{"type": "udp", "host": "{ip}", "port": {src}}},
@@ -195,8 +194,12 @@ async fn a_udp_destination_that_cannot_read_its_buffer_backs_off_and_stops_when_
     assert_eq!(h.snap("u").rejected, 0);
     // Sick again: the pair still stops at once.
     fs.set_faults(Faults { fail_reads: true, ..Faults::default() });
+    let errors = h.snap("u").errors;
     sender.send_to(b"d10", (ip.as_str(), src)).expect("send");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.wait_for("u", 10, "d10 stored and its read failing", |s| {
+        s.received == 11 && s.errors > errors
+    })
+    .await;
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(3), h.engine.stop_pair("u"))
         .await
@@ -237,9 +240,9 @@ async fn write_and_fsync_errors_heal_the_pair_without_a_restart() {
     ] {
         let fs = SimFs::new();
         let h = Harness::with_fs(&fs).await;
-        let ip = loopback();
-        let (src, dst) = (free_port(&ip), free_port(&ip));
-        let (got, _r) = receiver((&ip, dst)).await;
+        let ip = ports::loopback();
+        let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+        let got = AsyncReceiver::start((ip.as_str(), dst));
         h.add(&byte_ack_pair("p", &ip, src, dst, "")).await;
         let batch = |from: usize| (from..from + 100).map(msg).collect::<Vec<_>>();
         let first = send_and_collect((&ip, src), &batch(0), Duration::from_secs(10)).await;
@@ -281,8 +284,8 @@ async fn a_full_disk_holds_senders_back_and_the_pair_recovers_by_itself() {
     let fs = SimFs::new();
     fs.set_faults(Faults { capacity_bytes: Some(2 << 20), ..Faults::default() });
     let h = Harness::with_fs(&fs).await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&line_pair("p", (&ip, src), (&ip, dst))).await;
     let n = 10_000usize;
     let line = |i: usize| format!("{i:07}-{}", "d".repeat(992));
@@ -302,7 +305,7 @@ async fn a_full_disk_holds_senders_back_and_the_pair_recovers_by_itself() {
     assert!(s.received < n as u64 / 2, "{s:#?}");
     assert_eq!(s.refused, 0, "a TCP sender is held back, not refused");
     // The destination comes: delivery frees space, the sender is let through, nothing lost.
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let lines = got.wait_lines(n, 120).await;
     let expected: Vec<String> = (0..n).map(line).collect();
     let mut seen = HashSet::new();
@@ -319,8 +322,8 @@ async fn frames_held_for_room_are_counted_when_the_pair_stops() {
     // wait for room. When the pair stops meanwhile they were never stored: counted as refused
     // and reported, never dropped silently.
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     let spec = line_pair("held", (&ip, src), (&ip, dst)).replacen(
         r#""retry""#,
         r#""max_storage_mb": 1, "retry""#,

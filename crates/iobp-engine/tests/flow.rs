@@ -10,14 +10,16 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::*;
 use iobp_codec::{Decoded, Deframer, Encoder, Framing};
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_to_tcp_many_senders_each_in_order() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&line_pair("p", (&ip, src), (&ip, dst))).await;
     let senders = 4;
     let per = 5_000;
@@ -51,9 +53,9 @@ async fn tcp_to_tcp_many_senders_each_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_to_tcp() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_udp_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::udp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "u", "source": {{"type": "udp", "host": "{ip}", "port": {src}}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
@@ -77,8 +79,8 @@ async fn udp_to_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_to_udp() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_udp_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::udp_on(&ip));
     let sink = tokio::net::UdpSocket::bind((ip.as_str(), dst)).await.expect("bind sink");
     h.add(&format!(
         r#"{{"id": "t", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
@@ -103,9 +105,9 @@ async fn tcp_to_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_in_line_out_with_hl7_acks_after_storage() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "hl7", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "mllp"}}, "ack": "mllp"}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line", "delimiter": "\r\n"}}}}}}"#
@@ -169,9 +171,9 @@ fn payloads(n: usize) -> Vec<Vec<u8>> {
 async fn every_framing_as_source_and_as_destination() {
     let h = Harness::new().await;
     for (i, (json, framing)) in framings().into_iter().enumerate() {
-        let ip = loopback();
-        let (src, dst) = (free_port(&ip), free_port(&ip));
-        let (got, _r) = receiver((&ip, dst)).await;
+        let ip = ports::loopback();
+        let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+        let got = AsyncReceiver::start((ip.as_str(), dst));
         let id = format!("f{i}");
         // The framing under test on the source; line on the destination, then the reverse on
         // a second pair: together every framing is exercised both ways.
@@ -198,7 +200,8 @@ async fn every_framing_as_source_and_as_destination() {
             assert_eq!(got, msgs.concat(), "raw is byte-transparent");
         } else {
             h.wait_for(&id, 10, "all delivered", |s| s.sent == 60).await;
-            let out = decode_all(framing, &got.wait_bytes(1, 10).await);
+            // Framed the same way on both sides: what arrives is what was sent.
+            let out = decode_all(framing, &got.wait_bytes(wire.len(), 10).await);
             assert_eq!(out, msgs, "framing {json}");
         }
         assert_eq!(h.snap(&id).rejected, 0);
@@ -209,9 +212,9 @@ async fn every_framing_as_source_and_as_destination() {
 async fn protocol_translation_between_framings() {
     // length-prefixed in, STX/ETX out: each side frames with its own setting.
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "x", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "length_prefixed", "length_bytes": 2}}}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "stx_etx"}}}}}}"#
@@ -225,16 +228,18 @@ async fn protocol_translation_between_framings() {
     let mut s = connect((&ip, src)).await;
     s.write_all(&wire).await.expect("send");
     h.wait_for("x", 10, "delivered", |s| s.sent == 30).await;
-    assert_eq!(decode_all(Framing::stx_etx(), &got.bytes()), msgs);
+    // "Sent" is written to the connection: wait until the receiver has read all of it.
+    let framed = encode_all(&Framing::stx_etx(), &msgs);
+    assert_eq!(decode_all(Framing::stx_etx(), &got.wait_bytes(framed.len(), 10).await), msgs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_gap_framing_both_ways() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     // idle_gap in (source), line out; and a second pair line in, idle_gap out.
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&format!(
         r#"{{"id": "gin", "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "idle_gap", "gap_ms": 40}}}},
             "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
@@ -252,8 +257,8 @@ async fn idle_gap_framing_both_ways() {
     let lines = got.wait_lines(5, 10).await;
     assert_eq!(lines, (0..5).map(|i| format!("msg-{i}-end")).collect::<Vec<_>>());
 
-    let ip2 = loopback();
-    let (src2, dst2) = (free_port(&ip2), free_port(&ip2));
+    let ip2 = ports::loopback();
+    let (src2, dst2) = (ports::tcp_on(&ip2), ports::tcp_on(&ip2));
     let listener = tokio::net::TcpListener::bind((ip2.as_str(), dst2)).await.expect("bind");
     h.add(&format!(
         r#"{{"id": "gout", "source": {{"type": "tcp_server", "host": "{ip2}", "port": {src2}, "framing": {{"type": "line"}}}},
@@ -287,8 +292,8 @@ async fn idle_gap_framing_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destination_down_for_a_while_then_up() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&line_pair("d", (&ip, src), (&ip, dst))).await;
     send_lines((&ip, src), (0..3000).map(|i| format!("m{i:05}"))).await;
     h.wait_for("d", 10, "all stored while the destination is down", |s| s.received == 3000).await;
@@ -296,7 +301,7 @@ async fn destination_down_for_a_while_then_up() {
     assert_eq!(s.sent, 0);
     assert_eq!(s.destination.color, iobp_engine::Color::Red);
     assert!(s.last_error.is_some());
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let lines = got.wait_lines(3000, 20).await;
     assert_eq!(lines, (0..3000).map(|i| format!("m{i:05}")).collect::<Vec<_>>());
     h.wait_for("d", 10, "green again", |s| {
@@ -308,8 +313,8 @@ async fn destination_down_for_a_while_then_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_restarting_between_bursts_loses_nothing() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&line_pair("r", (&ip, src), (&ip, dst))).await;
     let mut all = Vec::new();
     for burst in 0..4 {
@@ -353,9 +358,9 @@ async fn receiver_restarting_between_bursts_loses_nothing() {
 async fn a_delivered_message_is_resent_as_a_counted_copy() {
     use iobp_engine::{EngineError, MessageQuery, MessageState, Side};
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&line_pair("r", (&ip, src), (&ip, dst))).await;
     send_lines((&ip, src), ["one".to_string(), "two".into(), "three".into()]).await;
     got.wait_lines(3, 10).await;

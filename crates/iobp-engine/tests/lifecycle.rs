@@ -8,6 +8,8 @@ use std::time::Duration;
 use common::*;
 use iobp_config::parse_pair;
 use iobp_engine::{Color, EngineError};
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
 use tokio::io::AsyncWriteExt;
 
 /// Sends numbered lines continuously (one connection, reconnecting if the source restarts)
@@ -42,10 +44,10 @@ fn start_sender(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_start_and_edit_while_traffic_flows() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst, dst2) = (free_port(&ip), free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
-    let (got2, _r2) = receiver((&ip, dst2)).await;
+    let ip = ports::loopback();
+    let (src, dst, dst2) = (ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    let got2 = AsyncReceiver::start((ip.as_str(), dst2));
     h.add(&line_pair("p", (&ip, src), (&ip, dst))).await;
     let (stop, sender) = start_sender(ip.clone(), src);
     h.wait_for("p", 10, "traffic", |s| s.sent > 1000).await;
@@ -108,8 +110,8 @@ async fn stop_start_and_edit_while_traffic_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_removes_the_pair_and_its_messages() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     h.add(&line_pair("gone", (&ip, src), (&ip, dst))).await;
     send_lines((&ip, src), (0..500).map(|i| format!("x{i}"))).await;
     h.wait_for("gone", 10, "stored", |s| s.received == 500 && s.pending == 500).await;
@@ -134,10 +136,10 @@ async fn fifty_pairs_one_dead_destination_the_others_unaffected() {
     let mut receivers = Vec::new();
     let mut sources = Vec::new();
     for i in 0..50 {
-        let ip = loopback();
-        let (src, dst) = (free_port(&ip), free_port(&ip));
+        let ip = ports::loopback();
+        let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
         if i != 7 {
-            receivers.push((i, receiver((&ip, dst)).await));
+            receivers.push((i, AsyncReceiver::start((ip.as_str(), dst))));
         }
         h.add(&line_pair(&format!("p{i:02}"), (&ip, src), (&ip, dst))).await;
         sources.push((ip, src));
@@ -151,7 +153,7 @@ async fn fifty_pairs_one_dead_destination_the_others_unaffected() {
     for t in tasks {
         t.await.expect("sender");
     }
-    for (i, (got, _task)) in &receivers {
+    for (i, got) in &receivers {
         let lines = got.wait_lines(400, 30).await;
         assert_eq!(lines.len(), 400, "pair {i}");
         assert_eq!(lines[399], format!("pair{i} line399"));
@@ -168,9 +170,9 @@ async fn fifty_pairs_one_dead_destination_the_others_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_edit_leaves_the_running_pair_alone() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&line_pair("keep", (&ip, src), (&ip, dst))).await;
     let mut broken = h.engine.get("keep").expect("spec");
     if let iobp_config::EndpointSpec::TcpServer(s) = &mut broken.source {

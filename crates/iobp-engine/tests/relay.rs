@@ -7,8 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, free_port, loopback, receiver, send_lines};
+use common::{Harness, send_lines};
 use iobp_engine::{Color, HandOverError, RelayMode};
+use iobp_testkit::receiver::AsyncReceiver;
+use iobp_testkit::{ports, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// A link between an engine's relay side and the test: bytes pass through a task the test can
@@ -75,6 +77,18 @@ fn pair_b(dst: (&str, u16), channel: &str, limit: &str) -> String {
     )
 }
 
+/// Every line at `got` once pair `in` of `b` delivered everything it holds (at least `n`) and
+/// `got` has every line the pair wrote: nothing more can arrive then, so exactly once can be
+/// checked without waiting a while for duplicates that might come.
+async fn all_delivered(b: &Harness, got: &AsyncReceiver, n: usize) -> Vec<String> {
+    b.wait_for("in", 60, "everything delivered", |s| {
+        s.pending + s.in_flight == 0 && s.sent >= n as u64
+    })
+    .await;
+    let written = usize::try_from(b.snap("in").sent).expect("a count");
+    got.wait_lines(written, 30).await
+}
+
 fn check_exactly_once(lines: &[String], n: usize) {
     assert_eq!(lines.len(), n, "every message once, nothing more");
     for (i, l) in lines.iter().enumerate() {
@@ -86,9 +100,9 @@ fn check_exactly_once(lines: &[String], n: usize) {
 async fn exactly_once_and_in_order_across_cut_connections() {
     const N: usize = 50_000;
     let (a, b) = (Harness::new().await, Harness::new().await);
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     a.add(&pair_a((&ip, src), "link")).await;
     b.add(&pair_b((&ip, dst), "link", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
@@ -108,14 +122,14 @@ async fn exactly_once_and_in_order_across_cut_connections() {
         link.cut();
         cuts += 1;
         assert!(Instant::now() < deadline, "relay did not finish: {:?}", a.snap("out"));
-        // Let both sides notice before the next connection.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Both sides notice before the next connection.
+        wait::until_async(10, "both sides to notice the cut", || {
+            a.snap("out").destination.connections == 0 && b.snap("in").source.connections == 0
+        })
+        .await;
     }
     sender.await.expect("sender");
-    let lines = got.wait_lines(N, 30).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    check_exactly_once(&got.lines(), N);
-    drop(lines);
+    check_exactly_once(&all_delivered(&b, &got, N).await, N);
     let (sa, sb) = (a.snap("out"), b.snap("in"));
     assert_eq!((sa.received, sb.received), (N as u64, N as u64), "{sa:?}\n{sb:?}");
     assert_eq!(sa.sent, N as u64, "each record counted sent once: {sa:?}");
@@ -135,8 +149,8 @@ async fn exactly_once_and_in_order_across_cut_connections() {
 async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     const N: usize = 30_000;
     let (a, b) = (Harness::new().await, Harness::new().await);
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     a.add(&pair_a((&ip, src), "full")).await;
     // 1 MiB at the receiver, and its destination is down: it fills up.
     b.add(&pair_b((&ip, dst), "full", r#", "max_storage_mb": 1"#)).await;
@@ -145,7 +159,10 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     a.wait_for("out", 10, "all stored at the sender", |s| s.received == N as u64).await;
     let _link = Link::connect(&a, &b, "full").await;
     b.wait_for("in", 20, "the receiver full", |s| s.buffer == Color::Red).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.wait_for("out", 20, "the sender to wait for room", |s| {
+        s.last_error.as_ref().is_some_and(|e| e.2.contains("remote buffer is full"))
+    })
+    .await;
     eprintln!("A {:?}\nB {:?}", a.snap("out"), b.snap("in"));
     let s = a.snap("out");
     assert!(
@@ -158,10 +175,8 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     );
     assert_eq!(b.snap("in").refused, 0, "nothing refused for good");
     // The receiver's destination comes: everything flows through, once, in order.
-    let (got, _r) = receiver((&ip, dst)).await;
-    got.wait_lines(N, 60).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    check_exactly_once(&got.lines(), N);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    check_exactly_once(&all_delivered(&b, &got, N).await, N);
     a.wait_for("out", 20, "all Done at the sender", |s| s.sent == N as u64 && s.pending == 0).await;
 }
 
@@ -170,8 +185,8 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_are_refused_cleanly() {
     let b = Harness::new().await;
-    let ip = loopback();
-    let dst = free_port(&ip);
+    let ip = ports::loopback();
+    let dst = ports::tcp_on(&ip);
     b.add(&pair_b((&ip, dst), "strict", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
     let attempt = |bytes: Vec<u8>| {
@@ -260,8 +275,8 @@ fn the_configuration_and_the_protocol_agree_on_the_largest_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     let (a, b) = (Harness::new().await, Harness::new().await);
-    let ip = loopback();
-    let (src, dead, dst) = (free_port(&ip), free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dead, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip), ports::tcp_on(&ip));
     let big_source = |max: u32| {
         format!(
             r#"{{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line", "max_message_bytes": {max}}}}}"#
@@ -289,7 +304,7 @@ async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     spec.destination =
         iobp_config::parse_pair(&pair_a((&ip, src), "big")).expect("relay destination").destination;
     a.engine.update(spec).await.expect("edit");
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     b.add(&pair_b((&ip, dst), "big", "")).await;
     b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
     let _link = Link::connect(&a, &b, "big").await;

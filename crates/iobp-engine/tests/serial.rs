@@ -1,7 +1,8 @@
-//! Serial sources and destinations over real pseudo-terminal pairs: the engine opens the
-//! terminal side through a symlink (like `/dev/serial/by-id/...`), the test plays the
-//! instrument on the other side. Unplugging is closing the pair (the engine sees a hangup and
-//! then a missing device); plugging in again is a new pair behind the same symlink.
+//! Serial sources and destinations over real pseudo-terminal pairs (`iobp_testkit::pty`): the
+//! engine opens the terminal side through a symlink (like `/dev/serial/by-id/...`), the test
+//! plays the instrument on the other side. Unplugging is closing the pair (the engine sees a
+//! hangup and then a missing device); plugging in again is a new pair behind the same
+//! symlink.
 //!
 //! Real adapters: `IOBP_HIL_SERIAL=/dev/ttyUSB0,/dev/ttyUSB1` (two ports wired to each
 //! other with a null-modem cable) runs `hardware_loopback` against them.
@@ -12,120 +13,35 @@ mod common;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Harness, connect, decode_all, encode_all, free_port, loopback, receiver};
+use common::{Harness, connect, decode_all, encode_all};
 use iobp_codec::{Decoded, Deframer, Framing};
 use iobp_engine::Color;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::unix::pipe::{Receiver, Sender};
+use iobp_testkit::ports;
+use iobp_testkit::pty::Device;
+use iobp_testkit::receiver::AsyncReceiver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The instrument's end of a pseudo-terminal pair, async. Dropping it unplugs the device:
-/// the terminal and the symlink to it disappear, as udev removes `/dev/serial/by-id/...`
-/// links. (A stale link would point at a recycled pseudo-terminal number that another test,
-/// in this process or another, may be using.)
-struct Device {
-    master: Master,
-    /// Kept open so that the terminal exists while the engine has it closed (between
-    /// reconnects), as a real port does.
-    _slave: OwnedFd,
-    link: PathBuf,
-    tty: PathBuf,
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        if std::fs::read_link(&self.link).is_ok_and(|t| t == self.tty) {
-            let _ = std::fs::remove_file(&self.link);
-        }
-    }
-}
-
-impl Device {
-    /// Creates a pseudo-terminal pair and points `link` at its terminal side.
-    fn plug(link: &Path) -> Device {
-        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        for fd in [&pty.master, &pty.slave] {
-            let mut t = tcgetattr(fd).expect("tcgetattr");
-            cfmakeraw(&mut t);
-            tcsetattr(fd, SetArg::TCSANOW, &t).expect("tcsetattr");
-        }
-        let path = nix::unistd::ttyname(pty.slave.as_fd()).expect("ttyname");
-        let tmp = link.with_extension("new");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&path, &tmp).expect("symlink");
-        std::fs::rename(&tmp, link).expect("replace symlink");
-        let flags = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_GETFL).expect("getfl");
-        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(flags)).expect("setfl");
-        let dup = pty.master.try_clone().expect("dup");
-        let master = Master {
-            rx: Receiver::from_owned_fd_unchecked(pty.master).expect("reader"),
-            tx: Sender::from_owned_fd_unchecked(dup).expect("writer"),
-        };
-        Device { master, _slave: pty.slave, link: link.to_path_buf(), tty: path }
-    }
-
-    /// Reads until `n` frames of `framing` arrived (or panics after `secs`).
-    async fn read_frames(&mut self, framing: Framing, n: usize, secs: u64) -> Vec<Vec<u8>> {
-        let mut d = Deframer::new(framing, 1 << 20);
-        let mut buf = BytesMut::with_capacity(1 << 16);
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        while out.len() < n {
-            let r = tokio::time::timeout_at(deadline, self.master.read_buf(&mut buf)).await;
-            let got = r.unwrap_or_else(|_| panic!("only {} of {n} frames arrived", out.len()));
-            assert!(got.expect("read device") > 0, "device closed");
-            while let Some(x) = d.decode(&mut buf) {
-                if let Decoded::Frame(f) = x {
-                    out.push(f.to_vec());
-                }
+/// Reads from the device until `n` frames of `framing` arrived (or panics after `secs`).
+async fn read_frames(dev: &mut Device, framing: Framing, n: usize, secs: u64) -> Vec<Vec<u8>> {
+    let mut d = Deframer::new(framing, 1 << 20);
+    let mut buf = BytesMut::with_capacity(1 << 16);
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while out.len() < n {
+        let r = tokio::time::timeout_at(deadline, dev.master.read_buf(&mut buf)).await;
+        let got = r.unwrap_or_else(|_| panic!("only {} of {n} frames arrived", out.len()));
+        assert!(got.expect("read device") > 0, "device closed");
+        while let Some(x) = d.decode(&mut buf) {
+            if let Decoded::Frame(f) = x {
+                out.push(f.to_vec());
             }
         }
-        out
     }
-}
-
-/// A pseudo-terminal master as an async byte stream. Tokio's pipe types serve any pollable
-/// file descriptor (`*_unchecked` skips their FIFO check): one for reading, one for writing
-/// on a duplicate of the same descriptor.
-struct Master {
-    rx: Receiver,
-    tx: Sender,
-}
-
-impl AsyncRead for Master {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.rx).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Master {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tx).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tx).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tx).poll_shutdown(cx)
-    }
+    out
 }
 
 /// A symlink path for a port, in a directory the test owns.
@@ -181,15 +97,15 @@ async fn every_framing_serial_to_tcp_and_tcp_to_serial() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     for (i, (json, framing)) in framings().into_iter().enumerate() {
-        let ip = loopback();
+        let ip = ports::loopback();
         let msgs = payloads(150);
         let wire = encode_all(&framing, &msgs);
 
         // serial → tcp
         let link_in = port_link(&dir, &format!("in{i}"));
         let mut dev_in = Device::plug(&link_in);
-        let dst = free_port(&ip);
-        let (got, _r) = receiver((&ip, dst)).await;
+        let dst = ports::tcp_on(&ip);
+        let got = AsyncReceiver::start((ip.as_str(), dst));
         let id = format!("in{i}");
         let src = serial(&link_in, &format!(r#", "framing": {json}"#));
         h.add(&pair(&id, &src, &tcp_client(&ip, dst, json))).await;
@@ -205,13 +121,13 @@ async fn every_framing_serial_to_tcp_and_tcp_to_serial() {
         // tcp → serial
         let link_out = port_link(&dir, &format!("out{i}"));
         let mut dev_out = Device::plug(&link_out);
-        let src_port = free_port(&ip);
+        let src_port = ports::tcp_on(&ip);
         let id = format!("out{i}");
         let dst = serial(&link_out, &format!(r#", "framing": {json}"#));
         h.add(&pair(&id, &tcp_server(&ip, src_port, json), &dst)).await;
         let mut s = connect((&ip, src_port)).await;
         s.write_all(&wire).await.expect("send");
-        let out = dev_out.read_frames(framing, 150, 20).await;
+        let out = read_frames(&mut dev_out, framing, 150, 20).await;
         assert_eq!(out, msgs, "tcp → serial with framing {json}");
         h.wait_for(&id, 10, "all marked delivered", |s| s.sent == 150).await;
         for id in [format!("in{i}"), format!("out{i}")] {
@@ -225,11 +141,11 @@ async fn every_framing_serial_to_tcp_and_tcp_to_serial() {
 async fn raw_framing_is_byte_transparent_over_serial() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "raw");
     let mut dev = Device::plug(&link);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "raw",
         &serial(&link, r#", "framing": {"type": "raw"}"#),
@@ -247,13 +163,13 @@ async fn raw_framing_is_byte_transparent_over_serial() {
 async fn idle_gap_framing_over_serial_both_ways() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let gap = r#"{"type": "idle_gap", "gap_ms": 40}"#;
     // serial (idle gap) → tcp (line): each burst the instrument sends is one message.
     let link_in = port_link(&dir, "gap-in");
     let mut dev_in = Device::plug(&link_in);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "gi",
         &serial(&link_in, &format!(r#", "framing": {gap}"#)),
@@ -275,7 +191,7 @@ async fn idle_gap_framing_over_serial_both_ways() {
     // tcp (line) → serial (idle gap): messages leave one by one, separated by the gap.
     let link_out = port_link(&dir, "gap-out");
     let mut dev_out = Device::plug(&link_out);
-    let src = free_port(&ip);
+    let src = ports::tcp_on(&ip);
     h.add(&pair(
         "go",
         &tcp_server(&ip, src, r#"{"type": "line"}"#),
@@ -325,12 +241,12 @@ async fn answer(dev: &mut Device) -> Option<u8> {
 async fn byte_acks_over_serial_both_ways() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     // Instrument → ioBufferPro: each frame is answered with ACK once it is stored.
     let link_in = port_link(&dir, "ack-in");
     let mut dev_in = Device::plug(&link_in);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let stx = r#"{"type": "stx_etx"}"#;
     h.add(&pair(
         "ai",
@@ -351,7 +267,7 @@ async fn byte_acks_over_serial_both_ways() {
     // ioBufferPro → instrument: stop-and-wait; a NAK makes it send the same frame again.
     let link_out = port_link(&dir, "ack-out");
     let mut dev_out = Device::plug(&link_out);
-    let src = free_port(&ip);
+    let src = ports::tcp_on(&ip);
     h.add(&pair(
         "ao",
         &tcp_server(&ip, src, r#"{"type": "line"}"#),
@@ -370,7 +286,7 @@ async fn byte_acks_over_serial_both_ways() {
     let mut seen = Vec::new();
     let mut naked = false;
     while seen.len() < 50 {
-        let f = dev_out.read_frames(Framing::stx_etx(), 1, 10).await.remove(0);
+        let f = read_frames(&mut dev_out, Framing::stx_etx(), 1, 10).await.remove(0);
         if f == b"C020" && !naked {
             naked = true;
             dev_out.master.write_all(&[NAK]).await.expect("nak");
@@ -393,7 +309,7 @@ async fn hl7_over_serial_with_mllp_acks_both_ways() {
     use iobp_codec::hl7::{AckCode, build_ack, parse_ack};
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let mllp = r#"{"type": "mllp"}"#;
     let msg = |i: u32| {
         format!(
@@ -403,8 +319,8 @@ async fn hl7_over_serial_with_mllp_acks_both_ways() {
     // Analyzer → ioBufferPro: an HL7 ACK (AA) per stored message.
     let link_in = port_link(&dir, "hl7-in");
     let mut dev_in = Device::plug(&link_in);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "hi",
         &serial(&link_in, &format!(r#", "framing": {mllp}, "ack": "mllp""#)),
@@ -418,7 +334,7 @@ async fn hl7_over_serial_with_mllp_acks_both_ways() {
             .write_all(&encode_all(&Framing::mllp(), &[msg(i).into_bytes()]))
             .await
             .expect("write");
-        let ack = dev_in.read_frames(Framing::mllp(), 1, 10).await.remove(0);
+        let ack = read_frames(&mut dev_in, Framing::mllp(), 1, 10).await.remove(0);
         let ack = parse_ack(&ack).expect("an HL7 ACK");
         assert_eq!(
             (ack.code, ack.control_id.as_str()),
@@ -432,7 +348,7 @@ async fn hl7_over_serial_with_mllp_acks_both_ways() {
     // ioBufferPro → LIS on a serial line: waits for each AA; an AE is retried.
     let link_out = port_link(&dir, "hl7-out");
     let mut dev_out = Device::plug(&link_out);
-    let src = free_port(&ip);
+    let src = ports::tcp_on(&ip);
     h.add(&pair(
         "ho",
         &tcp_server(&ip, src, mllp),
@@ -449,7 +365,7 @@ async fn hl7_over_serial_with_mllp_acks_both_ways() {
     let mut seen = Vec::new();
     let mut refused = false;
     while seen.len() < 20 {
-        let m = dev_out.read_frames(Framing::mllp(), 1, 10).await.remove(0);
+        let m = read_frames(&mut dev_out, Framing::mllp(), 1, 10).await.remove(0);
         let code = if seen.len() == 7 && !refused {
             refused = true;
             AckCode::AE
@@ -489,11 +405,11 @@ async fn a_million_messages_serial_to_tcp() {
     const N: usize = 1_000_000;
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "m-in");
     let mut dev = Device::plug(&link);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "mi",
         &serial(&link, &format!(r#", "framing": {LINE}, "flow_control": "RTS/CTS""#)),
@@ -517,10 +433,10 @@ async fn a_million_messages_tcp_to_serial() {
     const N: usize = 1_000_000;
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "m-out");
     let mut dev = Device::plug(&link);
-    let src = free_port(&ip);
+    let src = ports::tcp_on(&ip);
     h.add(&pair(
         "mo",
         &tcp_server(&ip, src, LINE),
@@ -558,10 +474,10 @@ async fn a_million_messages_tcp_to_serial() {
 async fn a_port_missing_at_start_is_opened_when_it_appears() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "later");
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "late",
         &serial(&link, &format!(r#", "framing": {LINE}"#)),
@@ -590,11 +506,11 @@ async fn send_acked(dev: &mut Device, range: std::ops::Range<u32>) {
 async fn a_source_port_unplugged_mid_stream_resumes_when_plugged_in() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "usb-in");
     let mut dev = Device::plug(&link);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "ui",
         &serial(&link, r#", "framing": {"type": "stx_etx"}, "ack": "byte""#),
@@ -639,10 +555,10 @@ async fn a_source_port_unplugged_mid_stream_resumes_when_plugged_in() {
 async fn a_destination_port_unplugged_keeps_messages_pending_until_it_returns() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "usb-out");
     let mut dev = Device::plug(&link);
-    let src = free_port(&ip);
+    let src = ports::tcp_on(&ip);
     h.add(&pair(
         "uo",
         &tcp_server(&ip, src, r#"{"type": "line"}"#),
@@ -660,12 +576,12 @@ async fn a_destination_port_unplugged_keeps_messages_pending_until_it_returns() 
     s.write_all(lines.as_bytes()).await.expect("send");
     let mut seen = Vec::new();
     while seen.len() < 100 {
-        let f = dev.read_frames(Framing::stx_etx(), 1, 10).await.remove(0);
+        let f = read_frames(&mut dev, Framing::stx_etx(), 1, 10).await.remove(0);
         seen.push(String::from_utf8(f).expect("utf8"));
         dev.master.write_all(&[ACK]).await.expect("ack");
     }
     // The 101st frame is on the wire when the device disappears: never acknowledged.
-    let _unacked = dev.read_frames(Framing::stx_etx(), 1, 10).await;
+    let _unacked = read_frames(&mut dev, Framing::stx_etx(), 1, 10).await;
     drop(dev); // unplugged
     h.wait_for("uo", 10, "red with the reason, messages pending", |s| {
         s.destination.color == Color::Red
@@ -676,7 +592,7 @@ async fn a_destination_port_unplugged_keeps_messages_pending_until_it_returns() 
     .await;
     let mut dev = Device::plug(&link);
     while seen.len() < 300 {
-        let f = dev.read_frames(Framing::stx_etx(), 1, 10).await.remove(0);
+        let f = read_frames(&mut dev, Framing::stx_etx(), 1, 10).await.remove(0);
         seen.push(String::from_utf8(f).expect("utf8"));
         dev.master.write_all(&[ACK]).await.expect("ack");
     }
@@ -692,14 +608,14 @@ async fn a_destination_port_unplugged_keeps_messages_pending_until_it_returns() 
 async fn a_busy_port_is_reported_and_taken_once_free() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "busy");
     let mut dev = Device::plug(&link);
     // Another program holds the port.
     let other = std::fs::OpenOptions::new().read(true).open(&link).expect("open");
     other.try_lock().expect("lock");
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&pair(
         "busy",
         &serial(&link, &format!(r#", "framing": {LINE}"#)),
@@ -720,10 +636,10 @@ async fn a_busy_port_is_reported_and_taken_once_free() {
 async fn rs485_on_a_port_without_it_is_a_clear_error() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "rs485");
     let _dev = Device::plug(&link);
-    let dst = free_port(&ip);
+    let dst = ports::tcp_on(&ip);
     h.add(&pair(
         "r",
         &serial(&link, r#", "rs485": {"delay_before_send_ms": 1}"#),
@@ -740,10 +656,10 @@ async fn rs485_on_a_port_without_it_is_a_clear_error() {
 async fn a_full_buffer_holds_a_flow_controlled_serial_sender_back() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "hold");
     let mut dev = Device::plug(&link);
-    let dst = free_port(&ip);
+    let dst = ports::tcp_on(&ip);
     h.add(&format!(
         r#"{{"id": "hold", "max_storage_mb": 1, "retry": {{"initial_ms": 50, "max_ms": 200}},
             "source": {}, "destination": {}}}"#,
@@ -768,7 +684,7 @@ async fn a_full_buffer_holds_a_flow_controlled_serial_sender_back() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!writer.is_finished(), "the instrument is held back");
     assert_eq!(h.snap("hold").refused, 0, "nothing refused");
-    let (got, _r) = receiver((&ip, dst)).await;
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let bytes = got.wait_bytes(total, 60).await;
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), n);
@@ -782,10 +698,10 @@ async fn a_full_buffer_holds_a_flow_controlled_serial_sender_back() {
 async fn a_full_buffer_without_flow_control_refuses_and_counts() {
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "nofc");
     let mut dev = Device::plug(&link);
-    let dst = free_port(&ip);
+    let dst = ports::tcp_on(&ip);
     h.add(&format!(
         r#"{{"id": "nofc", "max_storage_mb": 1, "source": {}, "destination": {}}}"#,
         serial(&link, &format!(r#", "framing": {LINE}"#)),
@@ -820,9 +736,9 @@ async fn hardware_loopback() {
     let baud: u32 =
         std::env::var("IOBP_HIL_BAUD").ok().and_then(|v| v.parse().ok()).unwrap_or(115_200);
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let (got, _r) = receiver((&ip, dst)).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let port = |p: &str| {
         format!(
             r#"{{"type": "serial", "port": "{p}", "baud_rate": {baud}, "framing": {{"type": "stx_etx"}}, "ack": "byte"}}"#
@@ -852,11 +768,11 @@ async fn settings_the_driver_ignores_are_reported_not_hidden() {
     // A pseudo-terminal has no UART: it keeps 8 data bits and no parity whatever is asked.
     let h = Harness::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ip = loopback();
+    let ip = ports::loopback();
     let link = port_link(&dir, "7e1");
     let mut dev = Device::plug(&link);
-    let dst = free_port(&ip);
-    let (got, _r) = receiver((&ip, dst)).await;
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
     let src = serial(&link, &format!(r#", "data_bits": 7, "parity": "Even", "framing": {LINE}"#));
     h.add(&pair("7e1", &src, &tcp_client(&ip, dst, LINE))).await;
     h.wait_for("7e1", 10, "yellow, naming what was not applied", |s| {

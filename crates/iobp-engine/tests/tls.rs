@@ -9,6 +9,8 @@ use std::time::Duration;
 use common::*;
 use iobp_engine::Color;
 use iobp_testkit::TestPki;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::{AsyncReceiver, Receiver};
 use iobp_tls::{ClientAuth, ClientTls, ServerTls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -18,7 +20,7 @@ fn p(path: &std::path::Path) -> String {
 }
 
 /// A TLS receiver collecting lines.
-async fn tls_receiver(addr: (&str, u16), pki: &TestPki) -> Received {
+fn tls_receiver(addr: (&str, u16), pki: &TestPki) -> AsyncReceiver {
     let cfg = iobp_tls::server_config_reloading(&ServerTls {
         cert: pki.server_cert.clone(),
         key: pki.server_key.clone(),
@@ -26,23 +28,7 @@ async fn tls_receiver(addr: (&str, u16), pki: &TestPki) -> Received {
         client_auth: ClientAuth::None,
     })
     .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let got = Received::default();
-    let g = got.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            let Ok(mut tls) = acceptor.accept(s).await else { continue };
-            let mut buf = vec![0u8; 8192];
-            loop {
-                match tls.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => g.0.lock().expect("lock").extend_from_slice(&buf[..n]),
-                }
-            }
-        }
-    });
-    got
+    Receiver::on(addr).tls(cfg).start_async()
 }
 
 async fn tls_send(addr: (&str, u16), tls: &ClientTls, data: &[u8]) -> Result<(), String> {
@@ -82,9 +68,9 @@ async fn tls_in_and_out_end_to_end() {
     let dir = tempfile::tempdir().expect("tmp");
     let pki = TestPki::generate(dir.path());
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let got = tls_receiver((&ip, dst), &pki).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = tls_receiver((&ip, dst), &pki);
     h.add(&pair("t", &ip, src, dst, &pki, "none")).await;
     let trusting = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
     let lines = (0..500).fold(String::new(), |mut acc, i| {
@@ -100,7 +86,12 @@ async fn tls_in_and_out_end_to_end() {
     // A plain-text sender is refused at the handshake and stores nothing.
     let mut plain = connect((&ip, src)).await;
     plain.write_all(b"not tls\n").await.expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The source answers the failed handshake by closing the connection.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut rest))
+        .await
+        .expect("the plain-text connection closed by the source")
+        .ok();
     assert_eq!(h.snap("t").received, 500);
 }
 
@@ -109,9 +100,9 @@ async fn mutual_tls_required_at_the_source() {
     let dir = tempfile::tempdir().expect("tmp");
     let pki = TestPki::generate(dir.path());
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
-    let _got = tls_receiver((&ip, dst), &pki).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let _got = tls_receiver((&ip, dst), &pki);
     h.add(&pair("m", &ip, src, dst, &pki, "required")).await;
     let no_cert = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
     assert!(
@@ -133,15 +124,15 @@ async fn a_destination_that_does_not_trust_its_receiver_keeps_messages() {
     let dir = tempfile::tempdir().expect("tmp");
     let pki = TestPki::generate(dir.path());
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
     // The receiver presents a certificate of another CA.
     let other = TestPki {
         server_cert: pki.other_server_cert.clone(),
         server_key: pki.other_server_key.clone(),
         ..pki.clone()
     };
-    let _got = tls_receiver((&ip, dst), &other).await;
+    let _got = tls_receiver((&ip, dst), &other);
     h.add(&pair("w", &ip, src, dst, &pki, "none")).await;
     let trusting = ClientTls { ca: Some(pki.ca.clone()), ..ClientTls::default() };
     tls_send((&ip, src), &trusting, b"kept\n").await.expect("send");
@@ -159,8 +150,8 @@ async fn certificate_files_that_do_not_load_are_refused_at_create() {
     let dir = tempfile::tempdir().expect("tmp");
     let pki = TestPki::generate(dir.path());
     let h = Harness::new().await;
-    let ip = loopback();
-    let missing = pair("x", &ip, free_port(&ip), free_port(&ip), &pki, "none")
+    let ip = ports::loopback();
+    let missing = pair("x", &ip, ports::tcp_on(&ip), ports::tcp_on(&ip), &pki, "none")
         .replace(&p(&pki.server_key), "/nonexistent/server.key");
     let err = h
         .engine

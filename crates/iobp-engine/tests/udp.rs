@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use iobp_engine::Color;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
 
 fn udp_pair(id: &str, ip: &str, src: u16, dst: u16, extra: &str) -> String {
     format!(
@@ -76,11 +78,11 @@ async fn datagrams_the_kernel_drops_are_counted_never_silent() {
     // receive buffer then overflows and the kernel drops datagrams at the socket.
     let fs = iobp_log::sim::SimFs::new();
     let h = Harness::with_fs(&fs).await;
-    let ip = loopback();
-    let (src, dst) = (free_udp_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::udp_on(&ip), ports::tcp_on(&ip));
     // A destination that takes everything: a failing one would overwrite the source's last
     // error, which is what this test reads.
-    let (_received, _listener) = receiver((&ip, dst)).await;
+    let _received = AsyncReceiver::start((ip.as_str(), dst));
     h.add(&udp_pair("u", &ip, src, dst, r#", "receive_buffer_bytes": 65536"#)).await;
     h.wait_for("u", 10, "listening", |s| s.source.color != Color::White).await;
     fs.set_faults(iobp_log::sim::Faults {
@@ -101,8 +103,8 @@ async fn datagrams_the_kernel_drops_are_counted_never_silent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paced_stream_is_stored_or_counted_datagram_by_datagram() {
     let h = Harness::new().await;
-    let ip = loopback();
-    let (src, dst) = (free_udp_port(&ip), free_port(&ip));
+    let ip = ports::loopback();
+    let (src, dst) = (ports::udp_on(&ip), ports::tcp_on(&ip));
     h.add(&udp_pair("u", &ip, src, dst, "")).await;
     h.wait_for("u", 10, "listening", |s| s.source.color != Color::White).await;
     let before = device_drops();

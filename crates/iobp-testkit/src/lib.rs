@@ -1,103 +1,30 @@
 //! # iobp-testkit: fixtures for tests and the benchmark (never a dependency of shipped code)
 //!
-//! - [`TestPki`]: a throwaway certificate authority with server and client certificates, an
-//!   expired one and a foreign CA, written as PEM files into a directory. Generated per test
-//!   run: no keys in the repository, nothing that expires in CI.
-//! - [`ports`]: free loopback ports, never the same one twice in a process.
+//! The one place the test suites of every crate (and the benchmark) take their fixtures from,
+//! so that a fix to a fixture — a flake found in one suite — reaches all of them:
+//!
+//! - [`ports`]: free ports, never the same one twice in a process, and unique loopback
+//!   addresses (parallel tests never collide).
+//! - [`pki`] ([`TestPki`]): a throwaway certificate authority with server, client, expired and
+//!   foreign certificates, as PEM files. The only way tests make certificates.
+//! - [`receiver`]: a receiving application on a TCP port (plain or TLS, optionally
+//!   acknowledging each line) that takes connections in the order they were accepted;
+//!   blocking ([`receiver::Receiver`]) and async ([`receiver::AsyncReceiver`]) fronts.
+//! - [`pty`] (Linux): a pseudo-terminal pair behind a symlink, standing in for a serial
+//!   device.
+//! - [`wait`]: waiting for a condition with a deadline, instead of sleeping for a while.
+//!
+//! Fixtures panic when the machine cannot provide them (a test has nothing better to do), and
+//! say so in their `# Panics` sections; [`ports`] also has error-returning functions for the
+//! benchmark.
 
 #![warn(missing_docs)]
 
+pub mod pki;
 pub mod ports;
+#[cfg(target_os = "linux")]
+pub mod pty;
+pub mod receiver;
+pub mod wait;
 
-use std::path::{Path, PathBuf};
-
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
-
-/// PEM files of a test PKI.
-#[derive(Debug, Clone)]
-pub struct TestPki {
-    /// The CA certificate (trust anchor).
-    pub ca: PathBuf,
-    /// Server certificate for `localhost` / `127.0.0.1`, signed by the CA.
-    pub server_cert: PathBuf,
-    /// Its key.
-    pub server_key: PathBuf,
-    /// Client certificate (CN `client-1`), signed by the CA.
-    pub client_cert: PathBuf,
-    /// Its key.
-    pub client_key: PathBuf,
-    /// A server certificate signed by the CA that expired in 2020.
-    pub expired_cert: PathBuf,
-    /// Its key.
-    pub expired_key: PathBuf,
-    /// Another CA, unrelated to the first.
-    pub other_ca: PathBuf,
-    /// A server certificate signed by the other CA.
-    pub other_server_cert: PathBuf,
-    /// Its key.
-    pub other_server_key: PathBuf,
-}
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("CA")
-}
-
-fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    names: &[&str],
-    cn: &str,
-    expired: bool,
-) -> (String, String) {
-    let mut p = CertificateParams::new(names.iter().map(|s| (*s).to_string()).collect::<Vec<_>>())
-        .expect("params");
-    p.distinguished_name.push(DnType::CommonName, cn);
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2019, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2020, 1, 1);
-    }
-    let key = KeyPair::generate().expect("key");
-    let cert = p.signed_by(&key, issuer).expect("sign");
-    (cert.pem(), key.serialize_pem())
-}
-
-impl TestPki {
-    /// Generates the PKI into `dir`.
-    ///
-    /// # Panics
-    /// If a key cannot be generated or a file cannot be written (a broken test machine).
-    pub fn generate(dir: &Path) -> TestPki {
-        let write = |name: &str, pem: &str| {
-            let p = dir.join(name);
-            std::fs::write(&p, pem).expect("write PEM");
-            p
-        };
-        let main = ca("ioBufferPro test CA");
-        let other = ca("Some other CA");
-        let (sc, sk) = leaf(&main, &["localhost", "127.0.0.1"], "server", false);
-        let (cc, ck) = leaf(&main, &["client-1"], "client-1", false);
-        let (ec, ek) = leaf(&main, &["localhost", "127.0.0.1"], "expired", true);
-        let (oc, ok) = leaf(&other, &["localhost", "127.0.0.1"], "other", false);
-        TestPki {
-            ca: write("ca.pem", &main.pem()),
-            server_cert: write("server.pem", &sc),
-            server_key: write("server.key", &sk),
-            client_cert: write("client.pem", &cc),
-            client_key: write("client.key", &ck),
-            expired_cert: write("expired.pem", &ec),
-            expired_key: write("expired.key", &ek),
-            other_ca: write("other-ca.pem", &other.pem()),
-            other_server_cert: write("other-server.pem", &oc),
-            other_server_key: write("other-server.key", &ok),
-        }
-    }
-}
+pub use pki::TestPki;

@@ -133,9 +133,15 @@ async fn a_certificate_replaced_on_disk_is_used_without_restart() {
     exchange(port, &trusting(&pki)).await.expect_err("serving the other CA's certificate at first");
     std::fs::copy(&pki.server_cert, &cert).expect("copy");
     std::fs::copy(&pki.server_key, &key).expect("copy");
-    tokio::time::sleep(iobp_tls::RELOAD_CHECK + Duration::from_millis(200)).await;
-    exchange(port, &trusting(&pki)).await.expect("the replaced certificate is served");
-    // A broken replacement keeps the last good certificate.
+    // Handshakes until one gets the replaced certificate (the files are looked at again once
+    // `RELOAD_CHECK` passed).
+    let deadline = std::time::Instant::now() + iobp_tls::RELOAD_CHECK + Duration::from_secs(5);
+    while let Err(e) = exchange(port, &trusting(&pki)).await {
+        assert!(std::time::Instant::now() < deadline, "the replaced certificate is served: {e}");
+        tokio::time::sleep(iobp_testkit::wait::POLL).await;
+    }
+    // A broken replacement keeps the last good certificate: once a check period passed (the
+    // files were looked at again), the good one is still served.
     std::fs::write(&key, "garbage").expect("write");
     tokio::time::sleep(iobp_tls::RELOAD_CHECK + Duration::from_millis(200)).await;
     exchange(port, &trusting(&pki)).await.expect("still the good one");

@@ -1,37 +1,16 @@
-//! Shared fixtures: an engine in a temporary directory, unique loopback addresses, simple
-//! senders and receivers on real sockets, and polling with a deadline.
+//! The engine's own fixtures: an engine in a temporary directory, pair documents, senders on
+//! real sockets, and framing helpers. Ports, loopback addresses, receivers, the pty device and
+//! waits are `iobp_testkit`'s.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iobp_config::{ChannelPairSpec, NoRepository, Settings, parse_pair};
 use iobp_engine::{Engine, EngineOptions, PairSnapshot};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A loopback address no other test uses: 127.<pid-derived>.<counter>.<counter>. Linux routes
-/// all of 127.0.0.0/8 to the loopback interface.
-pub fn loopback() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let p = std::process::id();
-    format!("127.{}.{}.{}", 1 + p % 250, 1 + (n / 250) % 250, 1 + n % 250)
-}
-
-/// A free TCP port on `ip`.
-pub fn free_port(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind((ip, 0)).expect("bind probe");
-    l.local_addr().expect("addr").port()
-}
-
-/// A free UDP port on `ip`.
-pub fn free_udp_port(ip: &str) -> u16 {
-    let s = std::net::UdpSocket::bind((ip, 0)).expect("bind probe");
-    s.local_addr().expect("addr").port()
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 pub struct Harness {
     pub engine: Engine,
@@ -94,15 +73,11 @@ impl Harness {
         what: &str,
         f: impl Fn(&PairSnapshot) -> bool,
     ) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
+        iobp_testkit::wait::poll_async(secs, what, || {
             let s = self.snap(id);
-            if f(&s) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if f(&s) { Ok(()) } else { Err(format!("{s:#?}")) }
+        })
+        .await;
     }
 }
 
@@ -129,65 +104,6 @@ pub async fn connect(addr: (&str, u16)) -> TcpStream {
             }
         }
     }
-}
-
-/// A receiving application: accepts connections one after another and collects everything
-/// they send.
-#[derive(Clone, Default)]
-pub struct Received(pub Arc<Mutex<Vec<u8>>>);
-
-impl Received {
-    pub fn bytes(&self) -> Vec<u8> {
-        self.0.lock().expect("lock").clone()
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.bytes()).lines().map(String::from).collect()
-    }
-
-    pub async fn wait_lines(&self, n: usize, secs: u64) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let l = self.lines();
-            if l.len() >= n {
-                return l;
-            }
-            assert!(Instant::now() < deadline, "only {} of {n} lines arrived", l.len());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn wait_bytes(&self, n: usize, secs: u64) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let b = self.bytes();
-            if b.len() >= n {
-                return b;
-            }
-            assert!(Instant::now() < deadline, "only {} of {n} bytes arrived", b.len());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Starts a receiver on `addr`; returns what it receives and the listener task.
-pub async fn receiver(addr: (&str, u16)) -> (Received, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind(addr).await.expect("bind receiver");
-    let got = Received::default();
-    let g = got.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => g.0.lock().expect("lock").extend_from_slice(&buf[..n]),
-                }
-            }
-        }
-    });
-    (got, task)
 }
 
 /// Sends `lines` (each followed by `\n`) over one connection and closes it.
