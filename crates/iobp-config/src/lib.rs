@@ -42,6 +42,7 @@ pub use crate::secrets::PASSWORD_MASK;
 pub use crate::spec::*;
 pub use crate::validate::{
     ConfigError, Problem, Side, check_id, check_pair_among, check_pairs_in_order, check_url,
+    parse_mqtt_url,
 };
 
 use serde::de::DeserializeOwned;

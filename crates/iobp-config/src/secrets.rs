@@ -1,69 +1,71 @@
-//! Secrets in the configuration: the passwords of relay links (`auth.password` of a
-//! `remote_icombuffer` side). Wherever a configuration leaves the process — the API, the audit
+//! Secrets in the configuration: the passwords of relay links and brokers (`auth.password`
+//! of a `remote_icombuffer` or `mqtt` side). Wherever a configuration leaves the process — the API, the audit
 //! trail, `config export` — they are shown as [`PASSWORD_MASK`]; a configuration that comes
 //! back with the mask in place (an edit that did not change the password, an import of a
 //! redacted export) gets the stored password of the same link back, or is refused: storing the
 //! mask as a password would lock the link out.
 
-use crate::spec::{ChannelPairSpec, ConfigDocument, EndpointSpec, RemoteSpec};
+use crate::spec::{AuthSpec, ChannelPairSpec, ConfigDocument, EndpointSpec};
 use crate::validate::Problem;
 
 /// What is shown instead of a password.
 pub const PASSWORD_MASK: &str = "********";
 
-/// The relay sides of a pair, with their paths.
-fn remote_sides_mut(pair: &mut ChannelPairSpec) -> impl Iterator<Item = (String, &mut RemoteSpec)> {
+/// A side's credentials, with what identifies the link they open (everything but the
+/// password: where it connects, as whom, how the peer is verified).
+fn credentials_mut(e: &mut EndpointSpec) -> Option<(String, &mut AuthSpec)> {
+    match e {
+        EndpointSpec::Remote(r) => {
+            let link = format!("relay {:?} {} {:?}", r.url, r.channel_id, r.tls);
+            Some((link, r.auth.as_mut()?))
+        }
+        EndpointSpec::Mqtt(m) => {
+            let link = format!("mqtt {} {:?} {:?}", m.url, m.client_id, m.tls);
+            Some((link, m.auth.as_mut()?))
+        }
+        _ => None,
+    }
+}
+
+/// The credentials of a pair's sides, with their paths and links.
+fn credentials_of(
+    pair: &mut ChannelPairSpec,
+) -> impl Iterator<Item = (String, String, &mut AuthSpec)> {
     [("source".to_string(), &mut pair.source), ("destination".to_string(), &mut pair.destination)]
         .into_iter()
         .chain(pair.failover.iter_mut().enumerate().map(|(i, e)| (format!("failover[{i}]"), e)))
-        .filter_map(|(path, e)| match e {
-            EndpointSpec::Remote(r) => Some((path, r)),
-            _ => None,
-        })
-}
-
-fn remote_sides(pair: &ChannelPairSpec) -> impl Iterator<Item = &RemoteSpec> {
-    std::iter::once(&pair.source)
-        .chain(std::iter::once(&pair.destination))
-        .chain(pair.failover.iter())
-        .filter_map(|e| match e {
-            EndpointSpec::Remote(r) => Some(r),
-            _ => None,
-        })
+        .filter_map(|(path, e)| credentials_mut(e).map(|(link, auth)| (path, link, auth)))
 }
 
 impl ChannelPairSpec {
-    /// Replaces every relay password with [`PASSWORD_MASK`]; returns how many there were.
+    /// Replaces every password (relay links, brokers) with [`PASSWORD_MASK`]; returns how
+    /// many there were.
     pub fn mask_passwords(&mut self) -> usize {
         let mut n = 0;
-        for (_, r) in remote_sides_mut(self) {
-            if let Some(a) = r.auth.as_mut() {
-                a.password = PASSWORD_MASK.into();
-                n += 1;
-            }
+        for (_, _, auth) in credentials_of(self) {
+            auth.password = PASSWORD_MASK.into();
+            n += 1;
         }
         n
     }
 
     /// Puts the passwords of `stored` back where this configuration has [`PASSWORD_MASK`]. A
-    /// link is found by what identifies it (url, channel, user and its TLS settings), not by
-    /// position, so reordering backup destinations keeps each password with its link. A link
-    /// whose TLS settings changed does not get its password back: whoever changes how the
-    /// peer is verified (`insecure_skip_verify`, another CA or server name) must know it.
+    /// link is found by what identifies it (where it connects, the user and its TLS settings),
+    /// not by position, so reordering backup destinations keeps each password with its link.
+    /// A link whose TLS settings changed does not get its password back: whoever changes how
+    /// the peer is verified (`insecure_skip_verify`, another CA or server name) must know it.
     pub fn restore_masked_passwords(&mut self, stored: &ChannelPairSpec) {
-        let links: Vec<&RemoteSpec> = remote_sides(stored).collect();
-        for (_, n) in remote_sides_mut(self) {
-            let Some(na) = n.auth.as_mut().filter(|a| a.password == PASSWORD_MASK) else {
+        let mut stored = stored.clone();
+        let links: Vec<(String, AuthSpec)> =
+            credentials_of(&mut stored).map(|(_, link, a)| (link, a.clone())).collect();
+        for (_, link, auth) in credentials_of(self) {
+            if auth.password != PASSWORD_MASK {
                 continue;
-            };
-            let same = links.iter().find(|o| {
-                o.url == n.url
-                    && o.channel_id == n.channel_id
-                    && o.tls == n.tls
-                    && o.auth.as_ref().is_some_and(|a| a.username == na.username)
-            });
-            if let Some(oa) = same.and_then(|o| o.auth.as_ref()) {
-                na.password.clone_from(&oa.password);
+            }
+            if let Some((_, old)) =
+                links.iter().find(|(l, a)| *l == link && a.username == auth.username)
+            {
+                auth.password.clone_from(&old.password);
             }
         }
     }
@@ -71,12 +73,12 @@ impl ChannelPairSpec {
     /// A problem for each password still masked (paths relative to the pair).
     pub fn masked_password_problems(&self) -> Vec<Problem> {
         let mut pair = self.clone();
-        remote_sides_mut(&mut pair)
-            .filter(|(_, r)| r.auth.as_ref().is_some_and(|a| a.password == PASSWORD_MASK))
-            .map(|(path, _)| Problem {
+        credentials_of(&mut pair)
+            .filter(|(_, _, a)| a.password == PASSWORD_MASK)
+            .map(|(path, _, _)| Problem {
                 path: format!("{path}.auth.password"),
-                message: "enter the password: this link is new, its url, channel or user \
-                          changed, or it comes from an export that masked it"
+                message: "enter the password: this link is new, where it connects, its user or \
+                          its TLS settings changed, or it comes from an export that masked it"
                     .into(),
             })
             .collect()

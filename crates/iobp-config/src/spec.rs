@@ -167,6 +167,8 @@ pub enum EndpointSpec {
     Remote(RemoteSpec),
     /// UDP datagrams: one datagram is one message.
     Udp(UdpSpec),
+    /// An MQTT broker (3.1.1 or 5): one `PUBLISH` is one message.
+    Mqtt(MqttSpec),
 }
 
 /// Marks the inner path of an error raised inside a tagged value, so the parser can report
@@ -188,7 +190,8 @@ pub(crate) fn at_path<T: serde::de::DeserializeOwned, E: serde::de::Error>(
 impl<'de> Deserialize<'de> for EndpointSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        const TYPES: &[&str] = &["tcp_server", "tcp_client", "serial", "remote_icombuffer", "udp"];
+        const TYPES: &[&str] =
+            &["tcp_server", "tcp_client", "serial", "remote_icombuffer", "udp", "mqtt"];
         let serde_json::Value::Object(mut obj) = serde_json::Value::deserialize(d)? else {
             return Err(D::Error::custom("expected an object with a `type`"));
         };
@@ -204,6 +207,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
             "serial" => at_path(v).map(EndpointSpec::Serial),
             "remote_icombuffer" => at_path(v).map(EndpointSpec::Remote),
             "udp" => at_path(v).map(EndpointSpec::Udp),
+            "mqtt" => at_path(v).map(EndpointSpec::Mqtt),
             other => Err(D::Error::unknown_variant(other, TYPES)),
         }
     }
@@ -218,6 +222,7 @@ impl EndpointSpec {
             EndpointSpec::Serial(_) => "serial",
             EndpointSpec::Remote(_) => "remote_icombuffer",
             EndpointSpec::Udp(_) => "udp",
+            EndpointSpec::Mqtt(_) => "mqtt",
         }
     }
 
@@ -227,7 +232,7 @@ impl EndpointSpec {
             EndpointSpec::TcpServer(s) => Some(&s.framing),
             EndpointSpec::TcpClient(s) => Some(&s.framing),
             EndpointSpec::Serial(s) => Some(&s.framing),
-            EndpointSpec::Remote(_) | EndpointSpec::Udp(_) => None,
+            EndpointSpec::Remote(_) | EndpointSpec::Udp(_) | EndpointSpec::Mqtt(_) => None,
         }
     }
 
@@ -238,7 +243,7 @@ impl EndpointSpec {
             EndpointSpec::TcpServer(s) => &s.ack,
             EndpointSpec::TcpClient(s) => &s.ack,
             EndpointSpec::Serial(s) => &s.ack,
-            EndpointSpec::Remote(_) | EndpointSpec::Udp(_) => NONE,
+            EndpointSpec::Remote(_) | EndpointSpec::Udp(_) | EndpointSpec::Mqtt(_) => NONE,
         }
     }
 }
@@ -488,6 +493,69 @@ pub struct RemoteSpec {
     #[serde(default, skip_serializing_if = "is_default")]
     pub tls: TlsSpec,
 }
+
+/// An MQTT broker, as a destination (publishes each message) or a source (subscribes).
+///
+/// A destination's message is Done only once the broker acknowledged it (`PUBACK` for `QoS` 1,
+/// `PUBCOMP` for `QoS` 2); a source acknowledges a message to the broker only once it is durable
+/// here, on a persistent session so nothing published while the link is down is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSpec {
+    /// The broker: `mqtt://host:1883`, or `mqtts://host:8883` for TLS.
+    pub url: String,
+    /// Protocol version: `"5"` (default) or `"3.1.1"` for brokers that speak only that.
+    #[serde(default)]
+    pub version: MqttVersion,
+    /// Client identifier; default `iobp-<pair id>`. A source's persistent session belongs to
+    /// it: two clients with the same id take the session from each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Destination: the topic each message is published to, where `{pair}` becomes the pair's
+    /// id. Source: the topic filter subscribed to (`+` and `#` wildcards allowed).
+    pub topic: String,
+    /// Quality of service: 1 (default, at least once) or 2 (exactly once between us and the
+    /// broker).
+    #[serde(default = "default_mqtt_qos")]
+    pub qos: u8,
+    /// User name and password for the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// For `mqtts://`: which server certificates to trust (`ca`, else the system's roots;
+    /// `server_name`; `insecure_skip_verify` for lab use) and an optional client certificate
+    /// (`cert`, `key`). `enabled` is implied by the scheme.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls: TlsSpec,
+    /// Destination: messages published and not yet acknowledged, at most (default 64, 1–1024).
+    /// The broker may allow fewer (MQTT 5 Receive Maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u16>,
+    /// Seconds between keep-alive pings (default 30, 5–3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_s: Option<u16>,
+    /// Give up a connection attempt after this long. Default 10000 ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1.
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5.0: reason codes, and each message carries its id as a user property.
+    #[default]
+    #[serde(rename = "5")]
+    V5,
+}
+
+fn default_mqtt_qos() -> u8 {
+    1
+}
+
+/// Default publish window of an `mqtt` destination.
+pub const DEFAULT_MQTT_IN_FLIGHT: u16 = 64;
 
 /// User name and password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

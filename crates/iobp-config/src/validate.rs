@@ -327,11 +327,141 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             }
             check_remote_tls(c, path, r);
         }
+        EndpointSpec::Mqtt(m) => check_mqtt(c, path, m, side),
     }
     if let Some(f) = e.framing() {
         check_framing(c, &p("framing"), f);
     }
     check_ack(c, path, e, side);
+}
+
+/// An `mqtt` side: the broker url, the topic (a name to publish to, a filter to subscribe
+/// to), `QoS`, window, timers and TLS (client settings, for an `mqtts://` url only).
+fn check_mqtt(c: &mut Check, path: &str, m: &crate::spec::MqttSpec, side: Side) {
+    let p = |f: &str| format!("{path}.{f}");
+    if let Err(e) = parse_mqtt_url(&m.url) {
+        c.fail(&p("url"), e);
+    }
+    if let Some(id) = &m.client_id
+        && (id.is_empty()
+            || id.len() > 256
+            || id.chars().any(|ch| ch.is_control() || ch.is_whitespace()))
+    {
+        c.fail(&p("client_id"), "must be 1 to 256 printable characters without spaces");
+    }
+    if let Err(e) = check_mqtt_topic(&m.topic, side) {
+        c.fail(&p("topic"), e);
+    }
+    if !(1..=2).contains(&m.qos) {
+        c.fail(&p("qos"), "must be 1 (at least once) or 2 (exactly once): QoS 0 can lose messages");
+    }
+    match m.in_flight {
+        Some(_) if side == Side::Source => c.fail(&p("in_flight"), "applies to destinations only"),
+        Some(n) if !(1..=1024).contains(&n) => {
+            c.fail(&p("in_flight"), "must be between 1 and 1024");
+        }
+        _ => {}
+    }
+    if m.keep_alive_s.is_some_and(|k| !(5..=3600).contains(&k)) {
+        c.fail(&p("keep_alive_s"), "must be between 5 and 3600");
+    }
+    if m.connect_timeout_ms.is_some_and(|t| !(10..=600_000).contains(&t)) {
+        c.fail(&p("connect_timeout_ms"), "must be between 10 and 600000");
+    }
+    if let Some(a) = &m.auth
+        && a.username.is_empty()
+    {
+        c.fail(&p("auth.username"), "must not be empty");
+    }
+    let tls = &m.tls;
+    if *tls != TlsSpec::default() {
+        if !m.url.starts_with("mqtts://") {
+            c.fail(&p("tls"), "applies to an mqtts:// url only");
+        }
+        if tls.client_auth != ClientAuthMode::None {
+            c.fail(&p("tls.client_auth"), "applies to servers only");
+        }
+        if tls.cert.is_some() != tls.key.is_some() {
+            let missing = if tls.cert.is_some() { "key" } else { "cert" };
+            c.fail(&p(&format!("tls.{missing}")), "a client certificate needs both cert and key");
+        }
+    }
+}
+
+/// A broker address from an `mqtt` side's url: `(host, port, tls)`. `mqtt://host[:1883]` or
+/// `mqtts://host[:8883]`; IPv6 hosts in brackets.
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (r, false, 1883)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (r, true, 8883)
+    } else {
+        return Err("must start with mqtt:// or mqtts://".into());
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty()
+        || authority.contains(['/', '?', '#', '@'])
+        || authority.chars().any(char::is_whitespace)
+    {
+        return Err(
+            "must be mqtt://host:port or mqtts://host:port (no path, no user in the url: use auth)"
+                .into(),
+        );
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("an IPv6 address needs its closing ]")?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("expected :port after the IPv6 address")?),
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() || host.len() > 253 {
+        return Err("must name the broker's host".into());
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err("the port must be between 1 and 65535".into()),
+        },
+    };
+    Ok((host, port, tls))
+}
+
+/// A topic to publish to (destination: no wildcards; `{pair}` is replaced) or a filter to
+/// subscribe to (source: `+` a whole level, `#` the whole last level).
+fn check_mqtt_topic(topic: &str, side: Side) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        return Err("must not be empty");
+    }
+    if topic.len() > 32_767 || topic.contains('\0') {
+        return Err("must be at most 32767 bytes without NUL characters");
+    }
+    match side {
+        Side::Destination => {
+            if topic.contains(['+', '#']) {
+                return Err("is where messages are published: no + or # wildcards");
+            }
+        }
+        Side::Source => {
+            let levels: Vec<&str> = topic.split('/').collect();
+            for (i, level) in levels.iter().enumerate() {
+                if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+                    return Err("# must be a whole level and the last one (sensors/#)");
+                }
+                if level.contains('+') && *level != "+" {
+                    return Err("+ must be a whole level (sensors/+/temperature)");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A relay side's `tls`: for an https url, client settings only.

@@ -29,6 +29,7 @@ mod connector;
 mod destination;
 mod engine;
 mod feed;
+mod mqtt;
 mod net;
 mod relay;
 pub mod serial;

@@ -88,6 +88,12 @@ const NEEDS: &[Need] = &[
         tiers: &[Tier::Slow],
     },
     Need {
+        what: "mosquitto (the MQTT broker the mqtt sides are tested against)",
+        probe: &["sh", "-c", "test -x /usr/sbin/mosquitto && command -v mosquitto_passwd"],
+        source: Source::Apt("mosquitto"),
+        tiers: &[Tier::Fast, Tier::Slow],
+    },
+    Need {
         what: "chromium",
         probe: &["chromium", "--version"],
         source: Source::Apt("chromium"),
