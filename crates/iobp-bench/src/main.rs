@@ -29,13 +29,17 @@
 //! CPU per message, fsyncs per second, threads and memory of the instance (`--skip-many`);
 //! and idle ([`idle`]) — `--idle-pairs` pairs (1000) whose destinations nobody listens on:
 //! the time until every source port accepts at the first start and at a restart, then CPU,
-//! threads and memory over 10 s of idling (`--skip-idle`). Both end in a line per target (met,
-//! or missed by how much). `--only many,idle` runs just these.
+//! threads and memory over 10 s of idling (`--skip-idle`); and MQTT ([`broker`]) — through a
+//! mosquitto the bench starts: the rate into the broker with acknowledgements, end to end
+//! through a destination and a source pair, the broker's own `mosquitto_pub` figure, and latency
+//! at 1,000 msg/s (`--skip-mqtt`). Each ends in a line per target (met, or missed by how much).
+//! `--only many,idle,mqtt` runs just these.
 //!
 //! Shared parts: [`load`] (the message format and the load generator), [`receiver`] (the
 //! verifying receiving application), [`instance`] (the child instances and what `/metrics`
 //! and `/proc` say about them), [`report`] (percentiles and target lines).
 
+mod broker;
 mod failover;
 mod idle;
 mod instance;
@@ -115,6 +119,9 @@ struct BenchArgs {
     /// Skip the idle phase.
     #[arg(long)]
     skip_idle: bool,
+    /// Skip the MQTT phase (through a mosquitto the bench starts).
+    #[arg(long)]
+    skip_mqtt: bool,
     /// Run only these phases (comma-separated), none of the others.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Only>,
@@ -127,6 +134,8 @@ enum Only {
     Many,
     /// The idle phase.
     Idle,
+    /// The MQTT phase.
+    Mqtt,
 }
 
 /// Which of the scaling phases (each with instances of its own) run.
@@ -134,6 +143,7 @@ enum Only {
 struct Scaling {
     many: bool,
     idle: bool,
+    mqtt: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -186,6 +196,7 @@ async fn bench(args: &BenchArgs, binary: &Binary) -> anyhow::Result<()> {
     let scaling = Scaling {
         many: picked(Only::Many) && !args.skip_many,
         idle: picked(Only::Idle) && !args.skip_idle,
+        mqtt: picked(Only::Mqtt) && !args.skip_mqtt,
     };
     let result = if args.only.is_empty() {
         all_phases(args, binary, &data, epoch, scaling).await
@@ -286,6 +297,19 @@ async fn scaling_phases(
     }
     if phases.idle {
         targets.extend(idle::run(binary, &data.join("idle"), args.idle_pairs, args.size).await?);
+    }
+    if phases.mqtt {
+        let (in_order, mqtt_targets) = broker::run(
+            binary,
+            data,
+            args.messages.min(1_000_000),
+            args.latency_secs,
+            args.size,
+            epoch,
+        )
+        .await?;
+        ok &= in_order;
+        targets.extend(mqtt_targets);
     }
     for t in targets {
         println!("{t}");

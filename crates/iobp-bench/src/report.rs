@@ -40,6 +40,24 @@ pub(crate) fn target(what: &str, value: f64, limit: f64, unit: &str, decimals: u
     format!("target  {what} <= {limit}{unit}: {value:.decimals$}{unit}  {verdict}")
 }
 
+/// `target  <what> >= <limit><unit>: <value><unit>  met | missed by <shortfall><unit>`.
+pub(crate) fn target_at_least(
+    what: &str,
+    value: f64,
+    limit: f64,
+    unit: &str,
+    decimals: usize,
+) -> String {
+    let verdict = if value.is_nan() {
+        "unknown".to_string()
+    } else if value >= limit {
+        "met".to_string()
+    } else {
+        format!("missed by {:.decimals$}{unit}", limit - value)
+    };
+    format!("target  {what} >= {limit}{unit}: {value:.decimals$}{unit}  {verdict}")
+}
+
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
