@@ -29,6 +29,7 @@ mod connector;
 mod destination;
 mod engine;
 mod feed;
+mod nats;
 mod net;
 mod relay;
 pub mod serial;

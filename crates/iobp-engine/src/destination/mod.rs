@@ -3,6 +3,7 @@
 //! attempt ends without confirmation.
 
 mod failover;
+mod nats;
 mod remote;
 mod serial;
 pub(crate) mod stream;
@@ -30,6 +31,7 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Udp(s) => udp::destination(ctx, s).await,
         EndpointSpec::Serial(s) => serial::destination(ctx, s).await,
         EndpointSpec::Remote(s) => remote::destination(ctx, s).await,
+        EndpointSpec::Nats(s) => nats::destination(ctx, s).await,
     }
 }
 
