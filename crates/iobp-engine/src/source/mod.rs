@@ -1,6 +1,7 @@
 //! Sources: where messages come from. Each runs as one supervised task per pair that keeps
 //! going — rebinding, reconnecting with backoff — until the pair stops.
 
+mod nats;
 mod remote;
 mod serial;
 pub(crate) mod stream;
@@ -19,5 +20,6 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Udp(s) => udp::source(ctx, s).await,
         EndpointSpec::Serial(s) => serial::source(ctx, s).await,
         EndpointSpec::Remote(s) => remote::source(ctx, s).await,
+        EndpointSpec::Nats(s) => nats::source(ctx, s).await,
     }
 }
