@@ -1,0 +1,343 @@
+//! The `nats` source and destination against a real `nats-server` (JetStream, file storage):
+//! every message once and in order both ways, a server killed with SIGKILL mid-stream, a
+//! redelivered message stored once, and wrong credentials. Each test starts its own server on
+//! a free port with its own store directory, and kills it when done.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use common::*;
+use futures_util::StreamExt;
+use iobp_engine::Color;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
+use tokio::io::AsyncWriteExt;
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+/// A `nats-server` child process with JetStream on, stopped (SIGKILL) when dropped.
+struct NatsServer {
+    child: Option<Child>,
+    ip: String,
+    port: u16,
+    store: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl NatsServer {
+    fn start(extra: &[&str]) -> NatsServer {
+        let ip = ports::loopback();
+        let port = ports::tcp_on(&ip);
+        let store = tempfile::tempdir().expect("store dir");
+        let mut s = NatsServer {
+            child: None,
+            ip,
+            port,
+            store,
+            extra: extra.iter().map(ToString::to_string).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(NATS_SERVER)
+            .args(["-js", "-sd"])
+            .arg(self.store.path())
+            .args(["-a", &self.ip, "-p", &self.port.to_string()])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (Debian package nats-server)");
+        self.child = Some(child);
+        iobp_testkit::wait::poll(10, "nats-server listening", || {
+            std::net::TcpStream::connect((self.ip.as_str(), self.port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    /// SIGKILL: the server gets no chance to flush or say goodbye.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9 nats-server");
+            c.wait().expect("reap nats-server");
+        }
+    }
+
+    /// Starts again on the same port with the same store.
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://{}:{}", self.ip, self.port)
+    }
+
+    /// A client of the test's own (user `u` / `right` where the server asks for it).
+    async fn client(&self) -> async_nats::Client {
+        let mut opts = async_nats::ConnectOptions::new();
+        if self.extra.iter().any(|a| a == "--user") {
+            opts = opts.user_and_password("u".into(), "right".into());
+        }
+        opts.connect(self.url()).await.expect("test client connects")
+    }
+
+    /// Creates stream `name` over `subjects`: file storage, duplicate window 2 minutes.
+    async fn create_stream(&self, name: &str, subjects: &[&str]) -> jetstream::Context {
+        let js = jetstream::new(self.client().await);
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: subjects.iter().map(ToString::to_string).collect(),
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        js
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every message in `stream`: (Nats-Msg-Id, payload), in stream order.
+async fn read_stream(js: &jetstream::Context, name: &str) -> Vec<(String, String)> {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    let total = stream.info().await.expect("info").state.messages;
+    let c = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("reading consumer");
+    let mut msgs = c.messages().await.expect("messages");
+    let mut out = Vec::new();
+    while (out.len() as u64) < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .expect("the stream's messages come")
+            .expect("more")
+            .expect("a message");
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        out.push((id, String::from_utf8_lossy(&m.payload).into_owned()));
+    }
+    out
+}
+
+/// Asserts that each id and each payload appears once.
+fn assert_no_duplicates(msgs: &[(String, String)]) {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut payloads: HashMap<&str, usize> = HashMap::new();
+    for (id, p) in msgs {
+        assert!(!id.is_empty(), "every message has a Nats-Msg-Id");
+        *ids.entry(id).or_default() += 1;
+        *payloads.entry(p).or_default() += 1;
+    }
+    let twice: Vec<_> = payloads.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "payloads stored twice: {twice:?}");
+    assert_eq!(ids.len(), msgs.len(), "each Nats-Msg-Id once");
+}
+
+/// A ~100-byte line numbered `i`.
+fn line(i: usize) -> String {
+    format!("message {i:08} {}", "x".repeat(83))
+}
+
+/// A `tcp_server` line source into a `nats` destination publishing to `iobp.{pair}`.
+fn to_nats(id: &str, src: (&str, u16), url: &str, auth: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 400}},
+            "source": {{"type": "tcp_server", "host": "{}", "port": {}, "framing": {{"type": "line"}}}},
+            "destination": {{"type": "nats", "servers": ["{url}"], "subject": "iobp.{{pair}}",
+                             "stream": "EDGE"{auth}}}}}"#,
+        src.0, src.1
+    )
+}
+
+/// A `nats` source on stream `EDGE`, `subject`, into a line `tcp_client` destination.
+fn from_nats(id: &str, url: &str, subject: &str, extra: &str, dst: (&str, u16)) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 400}}{extra},
+            "source": {{"type": "nats", "servers": ["{url}"], "stream": "EDGE", "subject": "{subject}"}},
+            "destination": {{"type": "tcp_client", "host": "{}", "port": {}, "framing": {{"type": "line"}}}}}}"#,
+        dst.0, dst.1
+    )
+}
+
+/// Sends `lines` over one connection, in chunks, and closes it.
+async fn send_all(addr: (&str, u16), lines: impl Iterator<Item = String>) {
+    let mut s = connect(addr).await;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
+        if buf.len() >= 1 << 20 {
+            s.write_all(&buf).await.expect("send");
+            buf.clear();
+        }
+    }
+    s.write_all(&buf).await.expect("send");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_messages_through_jetstream_and_back_once_in_order() {
+    const N: usize = 100_000;
+    let nats = NatsServer::start(&[]);
+    let js = nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    h.add(&to_nats("out", (&ip, src), &nats.url(), "")).await;
+    h.add(&from_nats("in", &nats.url(), "iobp.out", "", (&ip, dst))).await;
+    h.wait_for("out", 10, "destination connected", |s| s.destination.color == Color::Green).await;
+    let detail = h.snap("out").destination.detail;
+    assert!(detail.contains("JetStream stream EDGE"), "{detail}");
+    send_all((&ip, src), (0..N).map(line)).await;
+    let lines = got.wait_lines(N, 60).await;
+    assert_eq!(lines.len(), N, "exactly once");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(*l, line(i), "in order");
+    }
+    h.wait_for("out", 10, "all Done", |s| s.sent == N as u64 && s.pending == 0).await;
+    h.wait_for("in", 10, "all received", |s| s.received == N as u64).await;
+    let info = js.get_stream("EDGE").await.expect("stream").get_info().await.expect("info");
+    assert_eq!(info.state.messages, N as u64, "the stream holds each message once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_stream_loses_nothing_acknowledged_and_stores_no_duplicate() {
+    const N: usize = 30_000;
+    let mut nats = NatsServer::start(&[]);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("k", (&ip, src), &nats.url(), "")).await;
+    h.wait_for("k", 10, "destination connected", |s| s.destination.color == Color::Green).await;
+    let sender = {
+        let ip = ip.clone();
+        tokio::spawn(async move { send_all((&ip, src), (0..N).map(line)).await })
+    };
+    h.wait_for("k", 20, "some delivered", |s| s.sent >= 3_000).await;
+    nats.kill();
+    let at_kill = h.snap("k").sent;
+    h.wait_for("k", 10, "the loss shown", |s| s.destination.color == Color::Red).await;
+    let why = h.snap("k").last_error.map(|e| e.2).unwrap_or_default();
+    assert!(!why.is_empty(), "an error is reported");
+    nats.restart();
+    sender.await.expect("sender");
+    h.wait_for("k", 30, "everything Done after the restart", |s| {
+        s.sent >= N as u64 && s.pending == 0 && s.in_flight == 0
+    })
+    .await;
+    assert!(at_kill < N as u64, "the kill came mid-stream ({at_kill} of {N} Done)");
+    let js = jetstream::new(nats.client().await);
+    let msgs = read_stream(&js, "EDGE").await;
+    assert_no_duplicates(&msgs);
+    let mut payloads: Vec<&str> = msgs.iter().map(|(_, p)| p.as_str()).collect();
+    payloads.sort_unstable();
+    let want: Vec<String> = (0..N).map(line).collect();
+    assert_eq!(payloads, want, "every message in the stream, none twice");
+    // In order: the stream's order is the buffer's (ids are <log id>:<sequence>).
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|(id, _)| id.rsplit_once(':').and_then(|(_, s)| s.parse().ok()).expect("id"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "published in buffer order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_jetstream_message_is_stored_once() {
+    // The buffer fills (1 MiB, no receiver yet), so a batch waits longer than the consumer's
+    // ack_wait (1 s): JetStream delivers it again while it is being stored. Every message must
+    // still reach the receiver once, and the redeliveries be counted as dropped duplicates.
+    const N: usize = 3_000;
+    let nats = NatsServer::start(&[]);
+    let js = nats.create_stream("EDGE", &["in.>"]).await;
+    let payload = |i: usize| format!("in {i:06} {}", "y".repeat(1000));
+    for i in 0..N {
+        js.publish("in.x", payload(i).into_bytes().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let dst = ports::tcp_on(&ip);
+    let json = from_nats("r", &nats.url(), "in.x", r#", "max_storage_mb": 1"#, (&ip, dst))
+        .replace(r#""subject": "in.x"}"#, r#""subject": "in.x", "ack_wait_s": 1}"#);
+    h.add(&json).await;
+    h.wait_for("r", 20, "buffer full", |s| s.storage_alarm.is_some() || s.buffer == Color::Red)
+        .await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // past ack_wait: redeliveries come
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    let lines = got.wait_lines(N, 30).await;
+    let want: Vec<String> = (0..N).map(payload).collect();
+    assert_eq!(lines, want, "each message once, in order");
+    h.wait_for("r", 10, "all received", |s| s.received == N as u64).await;
+    let s = h.snap("r");
+    assert!(s.duplicates_dropped > 0, "redeliveries were met and dropped: {s:#?}");
+    // And JetStream has them all acknowledged.
+    let info = js
+        .get_stream("EDGE")
+        .await
+        .expect("stream")
+        .consumer_info("iobp-r")
+        .await
+        .expect("consumer");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_show_red_lose_nothing_and_recover_after_an_edit() {
+    const N: usize = 500;
+    let nats = NatsServer::start(&["--user", "u", "--pass", "right"]);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    let wrong = r#", "auth": {"username": "u", "password": "wrong"}"#;
+    h.add(&to_nats("a", (&ip, src), &nats.url(), wrong)).await;
+    send_all((&ip, src), (0..N).map(line)).await;
+    h.wait_for("a", 10, "stored", |s| s.received == N as u64).await;
+    h.wait_for("a", 10, "shown red", |s| s.destination.color == Color::Red).await;
+    let s = h.snap("a");
+    let why = s.last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.contains("refused the credentials"), "{why}");
+    assert_eq!((s.sent, s.pending), (0, N as u64), "nothing lost, nothing delivered");
+    // Backoff: more than one attempt, not a busy loop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let errors = h.snap("a").errors;
+    assert!((2..=40).contains(&errors), "{errors} attempts in about a second and a half");
+    // The edit with the right password delivers everything.
+    let right = r#", "auth": {"username": "u", "password": "right"}"#;
+    let spec =
+        iobp_config::parse_pair(&to_nats("a", (&ip, src), &nats.url(), right)).expect("spec");
+    h.engine.update(spec).await.expect("edit");
+    h.wait_for("a", 20, "delivered after the edit", |s| s.sent == N as u64 && s.pending == 0).await;
+    assert_eq!(h.snap("a").destination.color, Color::Green);
+    let js = jetstream::new(nats.client().await);
+    let msgs = read_stream(&js, "EDGE").await;
+    assert_eq!(msgs.len(), N);
+    assert_no_duplicates(&msgs);
+}
