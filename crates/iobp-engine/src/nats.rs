@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use iobp_config::NatsSpec;
 use tokio::sync::watch;
+use tokio_rustls::rustls;
 
 use crate::connector::{Opened, Opener, Shape};
 use crate::side::SideError;
@@ -168,15 +169,7 @@ async fn connect(spec: &NatsSpec) -> Result<(NatsLink, String), SideError> {
             return Err(SideError::Config(CREDS_UNSUPPORTED.into()));
         }
     }
-    let tls_url = spec.servers.iter().any(|s| s.starts_with("tls://"));
-    if spec.tls.enabled || tls_url || spec.tls.ca.is_some() || spec.tls.cert.is_some() {
-        let cfg = iobp_tls::client_config(&iobp_tls::ClientTls {
-            ca: spec.tls.ca.as_ref().map(Into::into),
-            cert: spec.tls.cert.as_ref().map(Into::into),
-            key: spec.tls.key.as_ref().map(Into::into),
-            insecure_skip_verify: spec.tls.insecure_skip_verify,
-        })
-        .map_err(|e| SideError::Tls(e.to_string()))?;
+    if let Some(cfg) = client_tls(spec)? {
         opts = opts.require_tls(true).tls_client_config((*cfg).clone());
     }
     let servers: Vec<async_nats::ServerAddr> = spec
@@ -193,6 +186,29 @@ async fn connect(spec: &NatsSpec) -> Result<(NatsLink, String), SideError> {
     };
     let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client.clone());
     Ok((NatsLink { js, lost, _client: client }, server))
+}
+
+/// The TLS client configuration of a side that uses TLS (`tls.enabled`, a `tls://` server, a
+/// CA or a client certificate), from the same rustls + ring stack as every other side.
+fn client_tls(spec: &NatsSpec) -> Result<Option<Arc<rustls::ClientConfig>>, SideError> {
+    let t = &spec.tls;
+    let tls_url = spec.servers.iter().any(|s| s.starts_with("tls://"));
+    if !(t.enabled || tls_url || t.ca.is_some() || t.cert.is_some()) {
+        return Ok(None);
+    }
+    let cfg = iobp_tls::client_config(&iobp_tls::ClientTls {
+        ca: t.ca.as_ref().map(Into::into),
+        cert: t.cert.as_ref().map(Into::into),
+        key: t.key.as_ref().map(Into::into),
+        insecure_skip_verify: t.insecure_skip_verify,
+    })
+    .map_err(|e| SideError::Tls(e.to_string()))?;
+    Ok(Some(cfg))
+}
+
+/// Checks that a `nats` side's TLS files load (when a pair is created or edited).
+pub(crate) fn check_tls(spec: &NatsSpec) -> Result<(), SideError> {
+    client_tls(spec).map(|_| ())
 }
 
 /// A failed connection attempt, in words an operator can act on.
