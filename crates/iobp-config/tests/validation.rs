@@ -288,7 +288,7 @@ fn nats_sides_parse_with_defaults_and_round_trip() {
     let dst = r#"{"type": "nats", "servers": ["nats://10.0.0.9:4222", "tls://[::1]:4222"],
                   "subject": "plant.{pair}.out", "auth": {"username": "u", "password": "p"}}"#;
     let src = r#"{"type": "nats", "servers": ["nats://h"], "subject": "in.>", "stream": "IN",
-                  "auth": {"creds_file": "/etc/iobp/edge.creds"}, "ack_wait_s": 5}"#;
+                  "auth": {"token": "t"}, "ack_wait_s": 5}"#;
     let spec = parse_pair(&pair("a", src, dst)).expect("valid nats sides");
     let (iobp_config::EndpointSpec::Nats(s), iobp_config::EndpointSpec::Nats(d)) =
         (&spec.source, &spec.destination)
