@@ -30,7 +30,10 @@ struct NatsServer {
 
 impl NatsServer {
     fn start(extra: &[&str]) -> NatsServer {
-        let ip = ports::loopback();
+        Self::start_on(ports::loopback(), extra)
+    }
+
+    fn start_on(ip: String, extra: &[&str]) -> NatsServer {
         let port = ports::tcp_on(&ip);
         let store = tempfile::tempdir().expect("store dir");
         let mut s = NatsServer {
@@ -49,7 +52,8 @@ impl NatsServer {
             .args(["-js", "-sd"])
             .arg(self.store.path())
             .args(["-a", &self.ip, "-p", &self.port.to_string()])
-            .args(&self.extra)
+            // `--tlscacert_for_clients <ca>` is the test client's, not the server's.
+            .args(self.server_args())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -60,6 +64,19 @@ impl NatsServer {
                 .map(drop)
                 .map_err(|e| e.to_string())
         });
+    }
+
+    fn server_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.extra.iter();
+        while let Some(a) = it.next() {
+            if a == "--tlscacert_for_clients" {
+                it.next();
+            } else {
+                out.push(a.clone());
+            }
+        }
+        out
     }
 
     /// SIGKILL: the server gets no chance to flush or say goodbye.
@@ -77,7 +94,8 @@ impl NatsServer {
     }
 
     fn url(&self) -> String {
-        format!("nats://{}:{}", self.ip, self.port)
+        let scheme = if self.extra.iter().any(|a| a == "--tls") { "tls" } else { "nats" };
+        format!("{scheme}://{}:{}", self.ip, self.port)
     }
 
     /// A client of the test's own (user `u` / `right` where the server asks for it).
@@ -85,6 +103,9 @@ impl NatsServer {
         let mut opts = async_nats::ConnectOptions::new();
         if self.extra.iter().any(|a| a == "--user") {
             opts = opts.user_and_password("u".into(), "right".into());
+        }
+        if let Some(i) = self.extra.iter().position(|a| a == "--tlscacert_for_clients") {
+            opts = opts.require_tls(true).add_root_certificates(self.extra[i + 1].clone().into());
         }
         opts.connect(self.url()).await.expect("test client connects")
     }
@@ -388,4 +409,54 @@ async fn a_source_stopped_or_cut_off_mid_stream_stores_each_message_once_in_orde
     h.wait_for("s", 10, "all received once", |s| s.received == N as u64).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.snap("s").received, N as u64, "nothing stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_no_stream_captures_is_red_until_a_stream_does() {
+    let nats = NatsServer::start(&[]);
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("ns", (&ip, src), &nats.url(), "")).await;
+    send_all((&ip, src), (0..100).map(line)).await;
+    h.wait_for("ns", 10, "stored", |s| s.received == 100).await;
+    h.wait_for("ns", 10, "shown red", |s| s.destination.color == Color::Red).await;
+    let why = h.snap("ns").destination.detail;
+    assert!(why.contains("no JetStream stream captures subject `iobp.ns`"), "{why}");
+    assert_eq!(h.snap("ns").pending, 100, "nothing lost");
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    h.wait_for("ns", 10, "delivered once a stream exists", |s| s.sent == 100).await;
+    let js = jetstream::new(nats.client().await);
+    assert_no_duplicates(&read_stream(&js, "EDGE").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
+    let ip = ports::loopback();
+    let dir = tempfile::tempdir().expect("pki dir");
+    let pki = iobp_testkit::pki::TestPki::generate_for(dir.path(), &[ip.as_str()]);
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let nats = NatsServer::start_on(
+        ip.clone(),
+        &["--tls", "--tlscert", &cert, "--tlskey", &key, "--tlscacert_for_clients", &ca],
+    );
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let src = ports::tcp_on(&ip);
+    let trusted = format!(r#", "tls": {{"ca": "{ca}"}}"#);
+    h.add(&to_nats("t", (&ip, src), &nats.url(), &trusted)).await;
+    send_all((&ip, src), (0..200).map(line)).await;
+    h.wait_for("t", 10, "delivered over TLS", |s| s.sent == 200).await;
+    // A server this side cannot verify is refused, with TLS named.
+    let foreign = format!(r#", "tls": {{"ca": "{}"}}"#, path(&pki.other_ca));
+    let src2 = ports::tcp_on(&ip);
+    h.add(&to_nats("f", (&ip, src2), &nats.url(), &foreign)).await;
+    send_all((&ip, src2), (0..10).map(line)).await;
+    h.wait_for("f", 10, "stored", |s| s.received == 10).await;
+    h.wait_for("f", 10, "refused", |s| s.destination.color == Color::Red).await;
+    let s = h.snap("f");
+    assert_eq!((s.sent, s.pending), (0, 10));
+    let why = s.last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.to_lowercase().contains("tls"), "{why}");
 }
