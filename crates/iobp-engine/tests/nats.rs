@@ -460,3 +460,18 @@ async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
     let why = s.last_error.map(|e| e.2).unwrap_or_default();
     assert!(why.to_lowercase().contains("tls"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_side_whose_ca_does_not_load_is_refused_at_its_field() {
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let tls = r#", "tls": {"ca": "/nonexistent/nats-ca.pem"}"#;
+    let json = to_nats("c", (&ip, ports::tcp_on(&ip)), "tls://127.0.0.1:4222", tls);
+    let spec = iobp_config::parse_pair(&json).expect("valid as a document");
+    match h.engine.create(spec).await {
+        Err(iobp_engine::EngineError::Invalid(e)) => {
+            assert_eq!(e.problems[0].path, "destination.tls.ca", "{e}");
+        }
+        other => panic!("refused at create, not {other:?}"),
+    }
+}
