@@ -211,6 +211,19 @@ pub(crate) fn check_tls(spec: &NatsSpec) -> Result<(), SideError> {
     client_tls(spec).map(|_| ())
 }
 
+/// The host and port of a server URL (`nats://h:4222`, `tls://[::1]`; 4222 by default), for
+/// the failover probe.
+pub(crate) fn host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("nats://").or_else(|| url.strip_prefix("tls://"))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (h.ends_with(']') || !h.contains(':')) => {
+            Some((h.trim_start_matches('[').trim_end_matches(']').to_string(), p.parse().ok()?))
+        }
+        _ => Some((rest.trim_start_matches('[').trim_end_matches(']').to_string(), 4222)),
+    }
+}
+
 /// A failed connection attempt, in words an operator can act on.
 fn connect_error(servers: &[String], e: &async_nats::ConnectError) -> SideError {
     use async_nats::ConnectErrorKind as K;
@@ -222,5 +235,18 @@ fn connect_error(servers: &[String], e: &async_nats::ConnectError) -> SideError 
         K::Tls => SideError::Tls(format!("{at}: TLS: {e}")),
         K::ServerParse => SideError::Config(format!("{at}: {e}")),
         _ => SideError::Peer(format!("cannot connect to {at}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_urls_give_host_and_port_for_the_failover_probe() {
+        let hp = |u| super::host_port(u);
+        assert_eq!(hp("nats://h:4333"), Some(("h".into(), 4333)));
+        assert_eq!(hp("tls://h"), Some(("h".into(), 4222)));
+        assert_eq!(hp("nats://[::1]:5000/"), Some(("::1".into(), 5000)));
+        assert_eq!(hp("nats://[::1]"), Some(("::1".into(), 4222)));
+        assert_eq!(hp("http://h:1"), None);
     }
 }

@@ -475,3 +475,40 @@ async fn a_nats_side_whose_ca_does_not_load_is_refused_at_its_field() {
         other => panic!("refused at create, not {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_primary_fails_over_to_a_backup_and_gets_the_traffic_back() {
+    let mut nats = NatsServer::start(&[]);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (src, b1) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let backup = AsyncReceiver::start((ip.as_str(), b1));
+    h.add(&format!(
+        r#"{{"id": "hn", "retry": {{"initial_ms": 50, "max_ms": 200}},
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
+            "destination": {{"type": "nats", "servers": ["{}"], "subject": "iobp.{{pair}}"}},
+            "failover": [{{"type": "tcp_client", "host": "{ip}", "port": {b1}, "framing": {{"type": "line"}}}}],
+            "failover_policy": {{"probe_interval_ms": 200, "failed_after_ms": 500}}}}"#,
+        nats.url()
+    ))
+    .await;
+    send_all((&ip, src), (0..100).map(line)).await;
+    h.wait_for("hn", 10, "on the primary", |s| s.sent == 100).await;
+    nats.kill();
+    send_all((&ip, src), (100..200).map(line)).await;
+    h.wait_for("hn", 10, "on the backup", |s| s.failover.as_ref().is_some_and(|f| f.active == 1))
+        .await;
+    let on_backup = backup.wait_lines(100, 10).await;
+    assert_eq!(on_backup, (100..200).map(line).collect::<Vec<_>>());
+    nats.restart();
+    h.wait_for("hn", 10, "failed back", |s| s.failover.as_ref().is_some_and(|f| f.active == 0))
+        .await;
+    send_all((&ip, src), (200..300).map(line)).await;
+    h.wait_for("hn", 10, "all delivered", |s| s.sent == 300 && s.pending == 0).await;
+    let js = jetstream::new(nats.client().await);
+    let in_stream: Vec<String> =
+        read_stream(&js, "EDGE").await.into_iter().map(|(_, p)| p).collect();
+    let want: Vec<String> = (0..100).chain(200..300).map(line).collect();
+    assert_eq!(in_stream, want, "the primary got the first and the last hundred, in order");
+}
