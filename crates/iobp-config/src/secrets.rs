@@ -1,11 +1,12 @@
-//! Secrets in the configuration: the passwords of relay links and brokers (`auth.password`
-//! of a `remote_icombuffer` or `mqtt` side). Wherever a configuration leaves the process — the API, the audit
+//! Secrets in the configuration: the passwords of relay links and MQTT brokers
+//! (`auth.password` of a `remote_icombuffer` or `mqtt` side) and the credentials of NATS sides
+//! (`auth.password`, `auth.token` of a `nats` side). Wherever a configuration leaves the process — the API, the audit
 //! trail, `config export` — they are shown as [`PASSWORD_MASK`]; a configuration that comes
 //! back with the mask in place (an edit that did not change the password, an import of a
 //! redacted export) gets the stored password of the same link back, or is refused: storing the
 //! mask as a password would lock the link out.
 
-use crate::spec::{AuthSpec, ChannelPairSpec, ConfigDocument, EndpointSpec};
+use crate::spec::{AuthSpec, ChannelPairSpec, ConfigDocument, EndpointSpec, NatsSpec};
 use crate::validate::Problem;
 
 /// What is shown instead of a password.
@@ -37,14 +38,48 @@ fn credentials_of(
         .filter_map(|(path, e)| credentials_mut(e).map(|(link, auth)| (path, link, auth)))
 }
 
+/// The NATS sides of a pair, with their paths.
+fn nats_sides_mut(pair: &mut ChannelPairSpec) -> impl Iterator<Item = (String, &mut NatsSpec)> {
+    [("source".to_string(), &mut pair.source), ("destination".to_string(), &mut pair.destination)]
+        .into_iter()
+        .chain(pair.failover.iter_mut().enumerate().map(|(i, e)| (format!("failover[{i}]"), e)))
+        .filter_map(|(path, e)| match e {
+            EndpointSpec::Nats(n) => Some((path, n)),
+            _ => None,
+        })
+}
+
+/// The secret fields of a NATS side's credentials, by name.
+fn nats_secrets(n: &mut NatsSpec) -> impl Iterator<Item = (&'static str, &mut String)> {
+    n.auth.as_mut().into_iter().flat_map(|a| {
+        [("password", a.password.as_mut()), ("token", a.token.as_mut())]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+    })
+}
+
+/// Whether two NATS sides are the same link as far as its credentials go: same servers, same
+/// user (or none) and the same TLS settings (whoever changes how the server is verified must
+/// know the secret).
+fn same_nats_link(a: &NatsSpec, b: &NatsSpec) -> bool {
+    let user = |n: &NatsSpec| n.auth.as_ref().and_then(|x| x.username.clone());
+    a.servers == b.servers && a.tls == b.tls && user(a) == user(b)
+}
+
 impl ChannelPairSpec {
-    /// Replaces every password (relay links, brokers) with [`PASSWORD_MASK`]; returns how
-    /// many there were.
+    /// Replaces every password (relay links, MQTT brokers) and NATS password or token with
+    /// [`PASSWORD_MASK`]; returns how many there were.
     pub fn mask_passwords(&mut self) -> usize {
         let mut n = 0;
         for (_, _, auth) in credentials_of(self) {
             auth.password = PASSWORD_MASK.into();
             n += 1;
+        }
+        for (_, side) in nats_sides_mut(self) {
+            for (_, secret) in nats_secrets(side) {
+                *secret = PASSWORD_MASK.into();
+                n += 1;
+            }
         }
         n
     }
@@ -68,12 +103,39 @@ impl ChannelPairSpec {
                 auth.password.clone_from(&old.password);
             }
         }
+        let mut old = stored;
+        let old_nats: Vec<&mut NatsSpec> = nats_sides_mut(&mut old).map(|(_, n)| n).collect();
+        for (_, n) in nats_sides_mut(self) {
+            let Some(o) = old_nats.iter().find(|o| same_nats_link(o, n)) else { continue };
+            let Some(oa) = o.auth.as_ref() else { continue };
+            if let Some(a) = n.auth.as_mut() {
+                if a.password.as_deref() == Some(PASSWORD_MASK) {
+                    a.password.clone_from(&oa.password);
+                }
+                if a.token.as_deref() == Some(PASSWORD_MASK) {
+                    a.token.clone_from(&oa.token);
+                }
+            }
+        }
     }
 
     /// A problem for each password still masked (paths relative to the pair).
     pub fn masked_password_problems(&self) -> Vec<Problem> {
         let mut pair = self.clone();
-        credentials_of(&mut pair)
+        let mut nats: Vec<Problem> = Vec::new();
+        for (path, n) in nats_sides_mut(&mut pair) {
+            for (field, secret) in nats_secrets(n) {
+                if secret == PASSWORD_MASK {
+                    nats.push(Problem {
+                        path: format!("{path}.auth.{field}"),
+                        message: "enter it again: this NATS link is new, its servers, user or \
+                                  TLS settings changed, or it comes from an export that masked it"
+                            .into(),
+                    });
+                }
+            }
+        }
+        let others: Vec<Problem> = credentials_of(&mut pair)
             .filter(|(_, _, a)| a.password == PASSWORD_MASK)
             .map(|(path, _, _)| Problem {
                 path: format!("{path}.auth.password"),
@@ -81,7 +143,8 @@ impl ChannelPairSpec {
                           its TLS settings changed, or it comes from an export that masked it"
                     .into(),
             })
-            .collect()
+            .collect();
+        others.into_iter().chain(nats).collect()
     }
 }
 
@@ -156,5 +219,43 @@ mod tests {
         let problems = doc.restore_masked_passwords(&[]);
         assert_eq!(problems[0].path, "channel_pairs[0].destination.auth.password");
         assert!(doc.restore_masked_passwords(&[stored]).is_empty());
+    }
+
+    fn nats_pair(auth: &str, server: &str) -> ChannelPairSpec {
+        crate::parse_pair(&format!(
+            r#"{{"id": "p", "source": {{"type": "udp", "host": "0.0.0.0", "port": 5000}},
+                "destination": {{"type": "nats", "servers": ["{server}"], "subject": "s",
+                                 "auth": {auth}}}}}"#
+        ))
+        .expect("pair")
+    }
+
+    #[test]
+    fn nats_passwords_and_tokens_are_masked_and_come_back_only_for_the_same_link() {
+        let user = r#"{"username": "u", "password": "s3cret"}"#;
+        let stored = nats_pair(user, "nats://h:4222");
+        let mut shown = stored.clone();
+        assert_eq!(shown.mask_passwords(), 1);
+        assert!(!serde_json::to_string(&shown).expect("json").contains("s3cret"));
+        shown.restore_masked_passwords(&stored);
+        assert_eq!(shown, stored);
+        // Another server is another link: the mask stays and is a problem.
+        let mut moved = stored.clone();
+        moved.mask_passwords();
+        if let EndpointSpec::Nats(n) = &mut moved.destination {
+            n.servers = vec!["nats://elsewhere:4222".into()];
+        }
+        moved.restore_masked_passwords(&stored);
+        let problems = moved.masked_password_problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "destination.auth.password");
+        // Tokens too.
+        let stored = nats_pair(r#"{"token": "t0ken"}"#, "nats://h:4222");
+        let mut shown = stored.clone();
+        assert_eq!(shown.mask_passwords(), 1);
+        assert!(!serde_json::to_string(&shown).expect("json").contains("t0ken"));
+        assert_eq!(shown.masked_password_problems()[0].path, "destination.auth.token");
+        shown.restore_masked_passwords(&stored);
+        assert_eq!(shown, stored);
     }
 }

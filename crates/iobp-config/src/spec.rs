@@ -169,6 +169,8 @@ pub enum EndpointSpec {
     Udp(UdpSpec),
     /// An MQTT broker (3.1.1 or 5): one `PUBLISH` is one message.
     Mqtt(MqttSpec),
+    /// NATS JetStream: a destination publishes to a subject, a source pulls from a stream.
+    Nats(NatsSpec),
 }
 
 /// Marks the inner path of an error raised inside a tagged value, so the parser can report
@@ -191,7 +193,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         const TYPES: &[&str] =
-            &["tcp_server", "tcp_client", "serial", "remote_icombuffer", "udp", "mqtt"];
+            &["tcp_server", "tcp_client", "serial", "remote_icombuffer", "udp", "mqtt", "nats"];
         let serde_json::Value::Object(mut obj) = serde_json::Value::deserialize(d)? else {
             return Err(D::Error::custom("expected an object with a `type`"));
         };
@@ -208,6 +210,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
             "remote_icombuffer" => at_path(v).map(EndpointSpec::Remote),
             "udp" => at_path(v).map(EndpointSpec::Udp),
             "mqtt" => at_path(v).map(EndpointSpec::Mqtt),
+            "nats" => at_path(v).map(EndpointSpec::Nats),
             other => Err(D::Error::unknown_variant(other, TYPES)),
         }
     }
@@ -223,6 +226,7 @@ impl EndpointSpec {
             EndpointSpec::Remote(_) => "remote_icombuffer",
             EndpointSpec::Udp(_) => "udp",
             EndpointSpec::Mqtt(_) => "mqtt",
+            EndpointSpec::Nats(_) => "nats",
         }
     }
 
@@ -232,7 +236,10 @@ impl EndpointSpec {
             EndpointSpec::TcpServer(s) => Some(&s.framing),
             EndpointSpec::TcpClient(s) => Some(&s.framing),
             EndpointSpec::Serial(s) => Some(&s.framing),
-            EndpointSpec::Remote(_) | EndpointSpec::Udp(_) | EndpointSpec::Mqtt(_) => None,
+            EndpointSpec::Remote(_)
+            | EndpointSpec::Udp(_)
+            | EndpointSpec::Mqtt(_)
+            | EndpointSpec::Nats(_) => None,
         }
     }
 
@@ -243,7 +250,10 @@ impl EndpointSpec {
             EndpointSpec::TcpServer(s) => &s.ack,
             EndpointSpec::TcpClient(s) => &s.ack,
             EndpointSpec::Serial(s) => &s.ack,
-            EndpointSpec::Remote(_) | EndpointSpec::Udp(_) | EndpointSpec::Mqtt(_) => NONE,
+            EndpointSpec::Remote(_)
+            | EndpointSpec::Udp(_)
+            | EndpointSpec::Mqtt(_)
+            | EndpointSpec::Nats(_) => NONE,
         }
     }
 }
@@ -320,6 +330,85 @@ pub struct UdpSpec {
     /// only with the privilege to force it (root, `CAP_NET_ADMIN`), else the side says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_buffer_bytes: Option<u64>,
+}
+
+/// NATS JetStream settings (`"type": "nats"`). A destination publishes every message to
+/// `subject` through JetStream and marks it Done once the stream acknowledged it (deduplicated
+/// by a `Nats-Msg-Id`); a source consumes `stream` with a durable pull consumer and
+/// acknowledges each message to JetStream only once it is durable here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSpec {
+    /// Server URLs, `nats://host:4222` or `tls://host:4222`; at least one (a cluster: several).
+    pub servers: Vec<String>,
+    /// Destination: the subject to publish to, where `{pair}` becomes the pair id. Source: the
+    /// consumer's filter subject (wildcards allowed), within `stream`.
+    pub subject: String,
+    /// Source: the stream to consume (required). Destination: the stream expected to capture
+    /// `subject`, shown in the status (informative).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stream: String,
+    /// Source: the durable consumer's name. Default `iobp-<pair id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// Credentials: `username` and `password`, or `token`, or `creds_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<NatsAuth>,
+    /// TLS: `ca` (else the system's roots), a client certificate (`cert`, `key`),
+    /// `insecure_skip_verify` for lab use; `enabled` (or a `tls://` server) requires TLS.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls: TlsSpec,
+    /// Destination: messages published and not yet acknowledged by JetStream, at most.
+    /// 1–4096, default [`DEFAULT_NATS_IN_FLIGHT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    /// Source: the consumer's `ack_wait`: a message not acknowledged within this long is
+    /// delivered again. 1–3600 s, default [`DEFAULT_NATS_ACK_WAIT_S`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_wait_s: Option<u64>,
+}
+
+/// Default `in_flight` of a `nats` destination.
+pub const DEFAULT_NATS_IN_FLIGHT: u32 = 256;
+/// Largest `in_flight` of a `nats` destination.
+pub const MAX_NATS_IN_FLIGHT: u32 = 4096;
+/// Default `ack_wait_s` of a `nats` source.
+pub const DEFAULT_NATS_ACK_WAIT_S: u64 = 30;
+
+impl NatsSpec {
+    /// The publish window (destination).
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.unwrap_or(DEFAULT_NATS_IN_FLIGHT)
+    }
+
+    /// The consumer's `ack_wait`, in seconds (source).
+    pub fn ack_wait_s(&self) -> u64 {
+        self.ack_wait_s.unwrap_or(DEFAULT_NATS_ACK_WAIT_S)
+    }
+
+    /// The durable consumer's name (source): `consumer`, or `iobp-<pair id>`.
+    pub fn consumer_name(&self, pair_id: &str) -> String {
+        self.consumer.clone().unwrap_or_else(|| format!("iobp-{pair_id}"))
+    }
+}
+
+/// How a `nats` side authenticates: exactly one of `username` with `password`, `token`, or
+/// `creds_file` (a NATS `.creds` file: user JWT and NKey seed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NatsAuth {
+    /// User name (with `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password (with `username`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// An authentication token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Path of a `.creds` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creds_file: Option<String>,
 }
 
 /// Default receive buffer of a `udp` source: about 4,000 small datagrams of kernel memory.

@@ -328,6 +328,7 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             check_remote_tls(c, path, r);
         }
         EndpointSpec::Mqtt(m) => check_mqtt(c, path, m, side),
+        EndpointSpec::Nats(n) => check_nats(c, path, n, side),
     }
     if let Some(f) = e.framing() {
         check_framing(c, &p("framing"), f);
@@ -462,6 +463,177 @@ fn check_mqtt_topic(topic: &str, side: Side) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// A `nats` side: servers, subject, stream and consumer, credentials, TLS (client settings
+/// only), and the settings that belong to one side.
+fn check_nats(c: &mut Check, path: &str, n: &crate::spec::NatsSpec, side: Side) {
+    let p = |f: &str| format!("{path}.{f}");
+    if n.servers.is_empty() {
+        c.fail(&p("servers"), "must list at least one server (nats://host:4222)");
+    }
+    for (i, url) in n.servers.iter().enumerate() {
+        if let Err(e) = check_nats_url(url) {
+            c.fail(&p(&format!("servers[{i}]")), e);
+        }
+    }
+    match side {
+        Side::Destination => {
+            let subject = n.subject.replace("{pair}", "pair");
+            if let Err(e) = check_subject(&subject, false) {
+                c.fail(&p("subject"), e);
+            }
+            if n.consumer.is_some() {
+                c.fail(&p("consumer"), "applies to nats sources only");
+            }
+            if n.ack_wait_s.is_some() {
+                c.fail(&p("ack_wait_s"), "applies to nats sources only");
+            }
+            if n.in_flight.is_some_and(|w| !(1..=crate::spec::MAX_NATS_IN_FLIGHT).contains(&w)) {
+                c.fail(&p("in_flight"), "must be between 1 and 4096");
+            }
+        }
+        Side::Source => {
+            if let Err(e) = check_subject(&n.subject, true) {
+                c.fail(&p("subject"), e);
+            }
+            if n.stream.trim().is_empty() {
+                c.fail(&p("stream"), "is required on a nats source: the stream to consume");
+            }
+            if n.in_flight.is_some() {
+                c.fail(&p("in_flight"), "applies to nats destinations only");
+            }
+            if n.ack_wait_s.is_some_and(|w| !(1..=3600).contains(&w)) {
+                c.fail(&p("ack_wait_s"), "must be between 1 and 3600");
+            }
+            if let Some(name) = &n.consumer
+                && (name.is_empty() || name.chars().any(|ch| " .*>\t\r\n/\\".contains(ch)))
+            {
+                c.fail(&p("consumer"), "must be a name without spaces, `.`, `*`, `>` or `/`");
+            }
+        }
+    }
+    if !n.stream.is_empty() && n.stream.chars().any(|ch| " .*>\t\r\n/\\".contains(ch)) {
+        c.fail(&p("stream"), "must be a stream name without spaces, `.`, `*`, `>` or `/`");
+    }
+    if let Some(a) = &n.auth {
+        check_nats_auth(c, &p("auth"), a);
+    }
+    let t = &n.tls;
+    if t.client_auth != ClientAuthMode::None {
+        c.fail(&p("tls.client_auth"), "applies to TLS servers (tcp_server) only");
+    }
+    if t.server_name.is_some() {
+        c.fail(
+            &p("tls.server_name"),
+            "is not supported on nats sides: the certificate must name the host of the server url",
+        );
+    }
+    match (&t.cert, &t.key) {
+        (Some(_), None) => c.fail(&p("tls.key"), "a client certificate needs its key"),
+        (None, Some(_)) => c.fail(&p("tls.cert"), "a client key needs its certificate"),
+        _ => {}
+    }
+    for (field, v) in [("cert", &t.cert), ("key", &t.key), ("ca", &t.ca)] {
+        if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            c.fail(&p(&format!("tls.{field}")), "must not be empty when given");
+        }
+    }
+}
+
+/// A NATS server URL: `nats://host[:port]` or `tls://host[:port]`, without user info (the
+/// credentials go in `auth`, which the API masks).
+pub fn check_nats_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("nats://")
+        .or_else(|| url.strip_prefix("tls://"))
+        .ok_or("must start with nats:// or tls://")?;
+    if rest.contains('@') {
+        return Err("must not contain credentials: put them in `auth`".into());
+    }
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err("must be nats://host:port or tls://host:port, without a path".into());
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') && h.contains(':') => {
+            // An IPv6 address without brackets is ambiguous.
+            return Err(format!("write the IPv6 address in brackets: [{h}:{port}]"));
+        }
+        Some((h, port)) => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err("has an invalid port".into());
+            }
+            h
+        }
+        None => authority,
+    };
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err("must contain a host name".into());
+    }
+    Ok(())
+}
+
+/// A NATS subject: dot-separated tokens, none empty, no whitespace; wildcards (`*`, `>` as the
+/// last token) only where `wildcards` (a consumer's filter).
+fn check_subject(s: &str, wildcards: bool) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 1024 {
+        return Err("must be at most 1024 characters".into());
+    }
+    let tokens: Vec<&str> = s.split('.').collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_empty() {
+            return Err("must not have empty tokens (`..`, or a `.` at either end)".into());
+        }
+        if t.chars().any(char::is_whitespace) {
+            return Err("must not contain whitespace".into());
+        }
+        let wild = *t == "*" || (*t == ">" && i == tokens.len() - 1);
+        if (t.contains('*') || t.contains('>')) && !(wildcards && wild) {
+            return Err(if wildcards {
+                "wildcards must be whole tokens: `*`, or `>` as the last token".into()
+            } else {
+                "a destination publishes to one subject: no wildcards (`*`, `>`)".into()
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_nats_auth(c: &mut Check, path: &str, a: &crate::spec::NatsAuth) {
+    let p = |f: &str| format!("{path}.{f}");
+    let user = a.username.is_some() || a.password.is_some();
+    let ways =
+        usize::from(user) + usize::from(a.token.is_some()) + usize::from(a.creds_file.is_some());
+    if ways != 1 {
+        c.fail(path, "give exactly one of: username and password, token, creds_file");
+        return;
+    }
+    if user {
+        match (&a.username, &a.password) {
+            (Some(u), Some(_)) if u.trim().is_empty() => {
+                c.fail(&p("username"), "must not be empty");
+            }
+            (None, _) => c.fail(&p("username"), "is required with password"),
+            (_, None) => c.fail(&p("password"), "is required with username"),
+            _ => {}
+        }
+    }
+    if a.token.as_deref().is_some_and(str::is_empty) {
+        c.fail(&p("token"), "must not be empty");
+    }
+    if a.creds_file.is_some() {
+        // Signing the server's nonce with the NKey needs async-nats's `nkeys` feature
+        // (ed25519-dalek and friends), which this build leaves out.
+        c.fail(
+            &p("creds_file"),
+            "NKey/JWT credentials are not supported by this build; use username and password, \
+             or a token",
+        );
+    }
 }
 
 /// A relay side's `tls`: for an https url, client settings only.

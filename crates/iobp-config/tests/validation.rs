@@ -282,3 +282,122 @@ fn both_portals_may_listen_on_any_free_port_but_not_on_the_same_one() {
     let same = r#"{"settings": {"ops_listen": "127.0.0.1:8080", "mgmt_listen": "127.0.0.1:8080"}}"#;
     assert_eq!(paths(same), ["settings.mgmt_listen"]);
 }
+
+#[test]
+fn nats_sides_parse_with_defaults_and_round_trip() {
+    let dst = r#"{"type": "nats", "servers": ["nats://10.0.0.9:4222", "tls://[::1]:4222"],
+                  "subject": "plant.{pair}.out", "auth": {"username": "u", "password": "p"}}"#;
+    let src = r#"{"type": "nats", "servers": ["nats://h"], "subject": "in.>", "stream": "IN",
+                  "auth": {"token": "t"}, "ack_wait_s": 5}"#;
+    let spec = parse_pair(&pair("a", src, dst)).expect("valid nats sides");
+    let (iobp_config::EndpointSpec::Nats(s), iobp_config::EndpointSpec::Nats(d)) =
+        (&spec.source, &spec.destination)
+    else {
+        panic!("both sides are nats: {spec:?}");
+    };
+    assert_eq!((d.in_flight(), s.ack_wait_s()), (256, 5));
+    assert_eq!(s.consumer_name("a"), "iobp-a");
+    assert_eq!((spec.source.type_name(), spec.source.framing()), ("nats", None));
+    assert_eq!(*spec.destination.ack(), AckSpec::None);
+    let json = serde_json::to_string(&spec).expect("serialise");
+    assert_eq!(parse_pair(&json).expect("round trip"), spec);
+    let e = parse_pair(&pair("a", src, r#"{"type": "nats", "servers": [], "subjct": "x"}"#))
+        .expect_err("typo");
+    assert!(e.to_string().contains("subjct"), "{e}");
+}
+
+#[test]
+fn nats_settings_are_checked_with_their_paths() {
+    let ok_dst = r#"{"type": "nats", "servers": ["nats://h:4222"], "subject": "s"}"#;
+    let ok_src = r#"{"type": "nats", "servers": ["nats://h:4222"], "subject": "s", "stream": "S"}"#;
+    parse_pair(&pair("a", ok_src, ok_dst)).expect("minimal nats sides");
+    let dst_cases = [
+        (r#"{"type": "nats", "servers": [], "subject": "s"}"#, "destination.servers"),
+        (r#"{"type": "nats", "servers": ["http://h"], "subject": "s"}"#, "destination.servers[0]"),
+        (
+            r#"{"type": "nats", "servers": ["nats://u:p@h"], "subject": "s"}"#,
+            "destination.servers[0]",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h:0"], "subject": "s"}"#,
+            "destination.servers[0]",
+        ),
+        (r#"{"type": "nats", "servers": ["nats://h"], "subject": "a.*"}"#, "destination.subject"),
+        (r#"{"type": "nats", "servers": ["nats://h"], "subject": "a..b"}"#, "destination.subject"),
+        (r#"{"type": "nats", "servers": ["nats://h"], "subject": ""}"#, "destination.subject"),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "in_flight": 0}"#,
+            "destination.in_flight",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "in_flight": 4097}"#,
+            "destination.in_flight",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "ack_wait_s": 5}"#,
+            "destination.ack_wait_s",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "consumer": "c"}"#,
+            "destination.consumer",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "auth": {}}"#,
+            "destination.auth",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "auth": {"token": "t", "creds_file": "/c"}}"#,
+            "destination.auth",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "auth": {"password": "p"}}"#,
+            "destination.auth.username",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"cert": "/c.pem"}}"#,
+            "destination.tls.key",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"client_auth": "required"}}"#,
+            "destination.tls.client_auth",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"server_name": "x"}}"#,
+            "destination.tls.server_name",
+        ),
+    ];
+    for (dst, field) in dst_cases {
+        let e = parse_pair(&pair("a", ok_src, dst)).expect_err(field);
+        assert_eq!(e.problems[0].path, field, "{e}");
+    }
+    let src_cases = [
+        (r#"{"type": "nats", "servers": ["nats://h"], "subject": "s"}"#, "source.stream"),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "a.b"}"#,
+            "source.stream",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "a.>.b", "stream": "S"}"#,
+            "source.subject",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "S", "in_flight": 5}"#,
+            "source.in_flight",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "S", "ack_wait_s": 0}"#,
+            "source.ack_wait_s",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "S", "consumer": "a b"}"#,
+            "source.consumer",
+        ),
+    ];
+    for (src, field) in src_cases {
+        let e = parse_pair(&pair("a", src, ok_dst)).expect_err(field);
+        assert_eq!(e.problems[0].path, field, "{e}");
+    }
+    // Wildcards are whole tokens in a source's filter.
+    let wild = r#"{"type": "nats", "servers": ["nats://h"], "subject": "a.*.c.>", "stream": "S"}"#;
+    parse_pair(&pair("a", wild, ok_dst)).expect("wildcard filter");
+}

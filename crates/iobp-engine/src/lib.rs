@@ -30,6 +30,7 @@ mod destination;
 mod engine;
 mod feed;
 mod mqtt;
+mod nats;
 mod net;
 mod relay;
 pub mod serial;

@@ -102,6 +102,7 @@ fn tls_of(e: &EndpointSpec) -> Option<&TlsSpec> {
         EndpointSpec::TcpServer(s) => Some(&s.tls),
         EndpointSpec::TcpClient(s) => Some(&s.tls),
         EndpointSpec::Remote(r) => Some(&r.tls),
+        EndpointSpec::Nats(n) => Some(&n.tls),
         _ => None,
     }
 }
@@ -139,6 +140,7 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
                     _ => Ok(()),
                 }
             }
+            EndpointSpec::Nats(n) => crate::nats::check_tls(n),
             _ => Ok(()),
         };
         if let Err(error) = result {
@@ -148,6 +150,7 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
         }
         let skips_verify = match e {
             EndpointSpec::TcpClient(s) => s.tls.enabled && s.tls.insecure_skip_verify,
+            EndpointSpec::Nats(n) => n.tls.insecure_skip_verify,
             EndpointSpec::Remote(r) => {
                 r.tls.insecure_skip_verify
                     && r.url.as_deref().is_some_and(|u| u.starts_with("https://"))

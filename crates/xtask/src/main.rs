@@ -76,6 +76,13 @@ const NEEDS: &[Need] = &[
         tiers: &[Tier::Fast, Tier::Slow, Tier::Browser],
     },
     Need {
+        // The nats source and destination tests run a real JetStream server.
+        what: "nats-server",
+        probe: &["/usr/sbin/nats-server", "--version"],
+        source: Source::Apt("nats-server"),
+        tiers: &[Tier::Fast, Tier::Slow],
+    },
+    Need {
         what: "mkfs.ext4 (a real full disk, loop-mounted)",
         probe: &["mkfs.ext4", "-V"],
         source: Source::Apt("e2fsprogs"),

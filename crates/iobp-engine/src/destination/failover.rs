@@ -199,8 +199,8 @@ async fn stop(
     }
 }
 
-/// Whether the primary answers: a TCP connection for `tcp_client` and relays with a `url`,
-/// opening the port for `serial`. Other types cannot be probed.
+/// Whether the primary answers: a TCP connection for `tcp_client`, relays with a `url` and
+/// `nats` (any server), opening the port for `serial`. Other types cannot be probed.
 async fn probe(e: &EndpointSpec) -> bool {
     let connect = |host: String, port: u16| async move {
         matches!(
@@ -221,6 +221,15 @@ async fn probe(e: &EndpointSpec) -> bool {
         EndpointSpec::Serial(s) => {
             let s = s.clone();
             tokio::task::spawn_blocking(move || crate::serial::probe(&s)).await.unwrap_or(false)
+        }
+        // Any of its servers answering TCP.
+        EndpointSpec::Nats(n) => {
+            for (host, port) in n.servers.iter().filter_map(|u| crate::nats::host_port(u)) {
+                if connect(host, port).await {
+                    return true;
+                }
+            }
+            false
         }
         _ => false,
     }

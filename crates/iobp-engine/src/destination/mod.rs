@@ -4,6 +4,7 @@
 
 mod failover;
 mod mqtt;
+mod nats;
 mod remote;
 mod serial;
 pub(crate) mod stream;
@@ -32,6 +33,7 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Serial(s) => serial::destination(ctx, s).await,
         EndpointSpec::Remote(s) => remote::destination(ctx, s).await,
         EndpointSpec::Mqtt(s) => mqtt::destination(ctx, s).await,
+        EndpointSpec::Nats(s) => nats::destination(ctx, s).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! going — rebinding, reconnecting with backoff — until the pair stops.
 
 mod mqtt;
+mod nats;
 mod remote;
 mod serial;
 pub(crate) mod stream;
@@ -21,5 +22,6 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Serial(s) => serial::source(ctx, s).await,
         EndpointSpec::Remote(s) => remote::source(ctx, s).await,
         EndpointSpec::Mqtt(s) => mqtt::source(ctx, s).await,
+        EndpointSpec::Nats(s) => nats::source(ctx, s).await,
     }
 }

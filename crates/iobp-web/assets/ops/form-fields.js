@@ -60,7 +60,7 @@ export const nextId = (what) => `f${++fieldSeq}-${what}`;
 
 /**
  * A labelled form field. o: {path, label, kind ('str', 'int', 'password', 'bytes', 'byte',
- * 'bool', 'presence'), value, required, mark (the required mark only: when the field is
+ * 'bool', 'presence', 'list': values separated by commas or spaces, sent as an array), value, required, mark (the required mark only: when the field is
  * required depends on other fields, which the server checks), keep (read even while hidden),
  * placeholder, help, options [[value, label]], wide, extra (nodes after the input)}.
  *
@@ -96,7 +96,7 @@ export function field(o) {
       spellcheck: 'false',
       readonly: o.readonly,
       required: o.required,
-      value: o.value === undefined || o.value === null ? '' : String(o.value),
+      value: o.value === undefined || o.value === null ? '' : Array.isArray(o.value) ? o.value.join(', ') : String(o.value),
     });
   }
   Object.assign(input.dataset, data);
@@ -160,6 +160,8 @@ export function readFields(root) {
       try {
         setPath(value, path, bytesJson(parseEscapes(raw)));
       } catch (e) { fail(path, e.message); }
+    } else if (kind === 'list') {
+      setPath(value, path, raw.split(/[\s,]+/).filter(Boolean));
     } else if (kind === 'byte') {
       const n = /^0x[0-9a-f]{1,2}$/i.test(raw) ? parseInt(raw, 16) : /^\d{1,3}$/.test(raw) ? Number(raw) : NaN;
       if (!(n >= 0 && n <= 255)) { fail(path, `${label} must be a byte: 0x00 to 0xff, or 0 to 255.`); continue; }

@@ -12,6 +12,7 @@ const TYPES = [
   ['udp', 'UDP (datagrams)'],
   ['serial', 'Serial (RS-232/RS-485)'],
   ['remote_icombuffer', 'Remote ioBufferPro'],
+  ['nats', 'NATS JetStream'],
 ];
 const FRAMINGS = [
   ['raw', 'Raw – byte-transparent, no framing'],
@@ -156,6 +157,49 @@ function tlsBlock(prefix, t, server) {
   return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: server ? 'server' : 'client' } },
     h('legend', { text: server ? 'TLS (this side is the server)' : 'TLS (this side is the client)' }),
     h('div', { class: 'fields' }, on), box);
+}
+
+/**
+ * The settings of a `nats` side: servers, subject, stream, consumer (source), publish window
+ * (destination), credentials (none, user and password, or a token; only the chosen way's
+ * fields are sent) and TLS as a client (without a server name: the certificate must name
+ * the URL's host).
+ */
+function natsFields(prefix, role, v, fields, out) {
+  const p = (f) => `${prefix}.${f}`;
+  const src = role === 'source';
+  const auth = v.auth || {};
+  const masked = auth.password === PASSWORD_MASK || auth.token === PASSWORD_MASK;
+  append(fields,
+    field({ path: p('servers'), label: 'Servers', kind: 'list', required: true, wide: true, value: v.servers, placeholder: 'nats://nats-1:4222, nats://nats-2:4222', help: 'nats:// or tls:// URLs, separated by commas; several for a cluster. Credentials go below, not in the URL.' }),
+    field({ path: p('subject'), label: src ? 'Subject filter' : 'Subject', required: true, value: v.subject, placeholder: src ? 'e.g. plant.>' : 'e.g. plant.{pair}.results', help: src ? 'The consumer takes the stream’s messages on this subject (wildcards: * for one token, > for the rest).' : 'Every message is published to it; {pair} becomes the pair id. A JetStream stream must capture it.' }),
+    field({ path: p('stream'), label: src ? 'Stream' : 'Stream (optional)', required: src, value: v.stream, placeholder: 'e.g. PLANT', help: src ? 'The JetStream stream to consume.' : 'The stream expected to capture the subject: shown in the status, with a warning if another one does.' }),
+    src
+      ? field({ path: p('consumer'), label: 'Durable consumer (optional)', value: v.consumer, placeholder: 'default: iobp-<pair id>', help: 'One pair per consumer: it restarts the consumer after what it has stored.' })
+      : field({ path: p('in_flight'), label: 'Published ahead of their acknowledgement', kind: 'int', value: v.in_flight, placeholder: '256', help: '1–4096. A message is delivered (Done) only once JetStream acknowledged it.' }),
+    src ? field({ path: p('ack_wait_s'), label: 'Ack wait (s)', kind: 'int', value: v.ack_wait_s, placeholder: '30', help: 'A message not acknowledged within this long is delivered again (and stored once).' }) : null);
+  const mode = auth.token !== undefined ? 'token' : auth.username !== undefined ? 'user' : 'none';
+  const modeId = nextId('nats-auth');
+  const modeSel = h('select', { id: modeId, dataset: { natsAuth: prefix } },
+    [['none', 'None'], ['user', 'User name and password'], ['token', 'Token']].map(([val, text]) => h('option', { value: val, text })));
+  modeSel.value = mode;
+  const userBox = h('div', { class: 'fields', hidden: mode !== 'user' },
+    field({ path: p('auth.username'), label: 'User name', mark: true, value: auth.username }),
+    field({ path: p('auth.password'), label: 'Password', kind: 'password', mark: true, value: auth.password, help: masked ? 'Stored: leave it to keep the stored password.' : undefined }));
+  const tokenBox = h('div', { class: 'fields', hidden: mode !== 'token' },
+    field({ path: p('auth.token'), label: 'Token', kind: 'password', mark: true, value: auth.token }));
+  modeSel.addEventListener('change', () => {
+    userBox.hidden = modeSel.value !== 'user';
+    tokenBox.hidden = modeSel.value !== 'token';
+  });
+  const authSet = h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication' }),
+    h('div', { class: 'fields' }, h('div', { class: 'field' }, h('label', { for: modeId, text: 'Credentials' }), modeSel)),
+    userBox, tokenBox);
+  const tls = tlsBlock(prefix, v.tls, false);
+  // A nats side verifies the certificate against the URL's host: no server name to set.
+  const serverName = tls.querySelector(`[data-path="${CSS.escape(p('tls.server_name'))}"]`);
+  if (serverName) serverName.closest('.field').remove();
+  out.push(authSet, tls);
 }
 
 /**
@@ -357,6 +401,9 @@ function endpointFields(prefix, role, type, v, ctx) {
       sync();
       break;
     }
+    case 'nats':
+      natsFields(prefix, role, v, fields, out);
+      break;
     default:
       break;
   }

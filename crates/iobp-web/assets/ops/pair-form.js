@@ -63,6 +63,7 @@ const KNOWN = {
   udp: ['type', 'host', 'port', 'receive_buffer_bytes'],
   serial: ['type', 'port', 'baud_rate', 'data_bits', 'parity', 'stop_bits', 'flow_control', 'framing', 'ack', 'rs485', 'write_timeout_ms'],
   remote_icombuffer: ['type', 'url', 'channel_id', 'auth', 'tls'],
+  nats: ['type', 'servers', 'subject', 'stream', 'consumer', 'auth', 'tls', 'in_flight', 'ack_wait_s'],
   tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
   // A relay side's TLS follows its url: no `enabled`, and it is always a client.
   remote_tls: ['cert', 'key', 'ca', 'insecure_skip_verify', 'server_name'],
@@ -79,7 +80,7 @@ function unknownSettings(orig, known, prefix) {
 function unknownOfEndpoint(orig, prefix) {
   if (!orig || !KNOWN[orig.type]) return [];
   const out = unknownSettings(orig, KNOWN[orig.type], prefix);
-  if ((orig.type === 'tcp_server' || orig.type === 'tcp_client') && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.tls, `${prefix}.tls`));
+  if ((orig.type === 'tcp_server' || orig.type === 'tcp_client' || orig.type === 'nats') && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.tls, `${prefix}.tls`));
   if (orig.type === 'remote_icombuffer' && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.remote_tls, `${prefix}.tls`));
   return out;
 }

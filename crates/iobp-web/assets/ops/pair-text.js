@@ -25,6 +25,11 @@ export function endpointSummary(e) {
     }
     case 'remote_icombuffer':
       return e.url ? `${e.url} · channel ${e.channel_id}` : `waits for the remote instance · channel ${e.channel_id}`;
+    case 'nats': {
+      const servers = e.servers || [];
+      const natsTls = tls || (servers.some((u) => u.startsWith('tls://')) ? ' · TLS' : '');
+      return `${servers.join(', ')} · ${e.stream ? `stream ${e.stream} · ` : ''}subject ${e.subject}${natsTls}`;
+    }
     default: return '';
   }
 }

@@ -100,7 +100,8 @@ fn mask_passwords(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if k == "password" {
+                // `token`: a nats side's credential (iobp_config::secrets).
+                if k == "password" || k == "token" {
                     *x = serde_json::Value::String(PASSWORD_MASK.into());
                 } else {
                     mask_passwords(x);

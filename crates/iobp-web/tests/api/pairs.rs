@@ -208,3 +208,38 @@ async fn backup_passwords_follow_their_link(api: &Api, op: &Login, mut body: Val
     let r = api.get("/api/v1/audit").on(Portal::Mgmt).by(&admin).send().await;
     assert!(!r.body.to_string().contains("a-new-password"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_passwords_and_tokens_are_never_shown_and_survive_an_edit() {
+    let api = setup().await;
+    let op = api.login(Portal::Ops, "otto").await;
+    let mut body = json!({
+        "id": "nats-out",
+        "source": {"type": "tcp_server", "host": "127.0.0.1", "port": ports::tcp()},
+        "destination": {"type": "nats", "servers": ["nats://127.0.0.1:9"], "subject": "s",
+                        "auth": {"token": "s3cret-nats-token"}}
+    });
+    let r = api.post("/api/v1/pairs").json(&body).by(&op).send().await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["spec"]["destination"]["auth"]["token"], "********");
+    let r = api.get("/api/v1/pairs").by(&op).send().await;
+    assert!(!r.body.to_string().contains("s3cret"), "{}", r.body);
+    // The mask sent back keeps the stored token.
+    body["name"] = json!("renamed");
+    body["destination"]["auth"]["token"] = json!("********");
+    let r = api.put("/api/v1/pairs/nats-out").json(&body).by(&op).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stored = |api: &Api| match api.web.engine.get("nats-out").expect("pair").destination {
+        iobp_config::EndpointSpec::Nats(n) => n.auth.expect("auth").token,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(stored(&api).as_deref(), Some("s3cret-nats-token"));
+    // Another server is another link: the token must be typed again.
+    body["destination"]["servers"] = json!(["nats://127.0.0.2:9"]);
+    let r = api.put("/api/v1/pairs/nats-out").json(&body).by(&op).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["problems"][0]["path"], "destination.auth.token", "{}", r.body);
+    let admin = api.login(Portal::Mgmt, "ada").await;
+    let r = api.get("/api/v1/audit").on(Portal::Mgmt).by(&admin).send().await;
+    assert!(!r.body.to_string().contains("s3cret"), "{}", r.body);
+}

@@ -1,0 +1,514 @@
+//! The `nats` source and destination against a real `nats-server` (JetStream, file storage):
+//! every message once and in order both ways, a server killed with SIGKILL mid-stream, a
+//! redelivered message stored once, and wrong credentials. Each test starts its own server on
+//! a free port with its own store directory, and kills it when done.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use common::*;
+use futures_util::StreamExt;
+use iobp_engine::Color;
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
+use tokio::io::AsyncWriteExt;
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+/// A `nats-server` child process with JetStream on, stopped (SIGKILL) when dropped.
+struct NatsServer {
+    child: Option<Child>,
+    ip: String,
+    port: u16,
+    store: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl NatsServer {
+    fn start(extra: &[&str]) -> NatsServer {
+        Self::start_on(ports::loopback(), extra)
+    }
+
+    fn start_on(ip: String, extra: &[&str]) -> NatsServer {
+        let port = ports::tcp_on(&ip);
+        let store = tempfile::tempdir().expect("store dir");
+        let mut s = NatsServer {
+            child: None,
+            ip,
+            port,
+            store,
+            extra: extra.iter().map(ToString::to_string).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(NATS_SERVER)
+            .args(["-js", "-sd"])
+            .arg(self.store.path())
+            .args(["-a", &self.ip, "-p", &self.port.to_string()])
+            // `--tlscacert_for_clients <ca>` is the test client's, not the server's.
+            .args(self.server_args())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (Debian package nats-server)");
+        self.child = Some(child);
+        iobp_testkit::wait::poll(10, "nats-server listening", || {
+            std::net::TcpStream::connect((self.ip.as_str(), self.port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    fn server_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.extra.iter();
+        while let Some(a) = it.next() {
+            if a == "--tlscacert_for_clients" {
+                it.next();
+            } else {
+                out.push(a.clone());
+            }
+        }
+        out
+    }
+
+    /// SIGKILL: the server gets no chance to flush or say goodbye.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9 nats-server");
+            c.wait().expect("reap nats-server");
+        }
+    }
+
+    /// Starts again on the same port with the same store.
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.extra.iter().any(|a| a == "--tls") { "tls" } else { "nats" };
+        format!("{scheme}://{}:{}", self.ip, self.port)
+    }
+
+    /// A client of the test's own (user `u` / `right` where the server asks for it).
+    async fn client(&self) -> async_nats::Client {
+        let mut opts = async_nats::ConnectOptions::new();
+        if self.extra.iter().any(|a| a == "--user") {
+            opts = opts.user_and_password("u".into(), "right".into());
+        }
+        if let Some(i) = self.extra.iter().position(|a| a == "--tlscacert_for_clients") {
+            opts = opts.require_tls(true).add_root_certificates(self.extra[i + 1].clone().into());
+        }
+        opts.connect(self.url()).await.expect("test client connects")
+    }
+
+    /// Creates stream `name` over `subjects`: file storage, duplicate window 2 minutes.
+    async fn create_stream(&self, name: &str, subjects: &[&str]) -> jetstream::Context {
+        let js = jetstream::new(self.client().await);
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: subjects.iter().map(ToString::to_string).collect(),
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        js
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every message in `stream`: (Nats-Msg-Id, payload), in stream order.
+async fn read_stream(js: &jetstream::Context, name: &str) -> Vec<(String, String)> {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    let total = stream.info().await.expect("info").state.messages;
+    let c = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("reading consumer");
+    let mut msgs = c.messages().await.expect("messages");
+    let mut out = Vec::new();
+    while (out.len() as u64) < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .expect("the stream's messages come")
+            .expect("more")
+            .expect("a message");
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        out.push((id, String::from_utf8_lossy(&m.payload).into_owned()));
+    }
+    out
+}
+
+/// Asserts that each id and each payload appears once.
+fn assert_no_duplicates(msgs: &[(String, String)]) {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut payloads: HashMap<&str, usize> = HashMap::new();
+    for (id, p) in msgs {
+        assert!(!id.is_empty(), "every message has a Nats-Msg-Id");
+        *ids.entry(id).or_default() += 1;
+        *payloads.entry(p).or_default() += 1;
+    }
+    let twice: Vec<_> = payloads.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "payloads stored twice: {twice:?}");
+    assert_eq!(ids.len(), msgs.len(), "each Nats-Msg-Id once");
+}
+
+/// Publishes `msgs` to `subject`, a thousand PubAcks outstanding at most (the context holds
+/// 5,000 and waits for room beyond that).
+async fn publish_all(js: &jetstream::Context, subject: &str, msgs: impl Iterator<Item = String>) {
+    let mut acks = std::collections::VecDeque::new();
+    for m in msgs {
+        acks.push_back(
+            js.publish(subject.to_string(), m.into_bytes().into()).await.expect("publish"),
+        );
+        if acks.len() >= 1_000
+            && let Some(a) = acks.pop_front()
+        {
+            a.await.expect("stored");
+        }
+    }
+    for a in acks {
+        a.await.expect("stored");
+    }
+}
+
+/// A ~100-byte line numbered `i`.
+fn line(i: usize) -> String {
+    format!("message {i:08} {}", "x".repeat(83))
+}
+
+/// A `tcp_server` line source into a `nats` destination publishing to `iobp.{pair}`.
+fn to_nats(id: &str, src: (&str, u16), url: &str, auth: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 400}},
+            "source": {{"type": "tcp_server", "host": "{}", "port": {}, "framing": {{"type": "line"}}}},
+            "destination": {{"type": "nats", "servers": ["{url}"], "subject": "iobp.{{pair}}",
+                             "stream": "EDGE"{auth}}}}}"#,
+        src.0, src.1
+    )
+}
+
+/// A `nats` source on stream `EDGE`, `subject`, into a line `tcp_client` destination.
+fn from_nats(id: &str, url: &str, subject: &str, extra: &str, dst: (&str, u16)) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 400}}{extra},
+            "source": {{"type": "nats", "servers": ["{url}"], "stream": "EDGE", "subject": "{subject}"}},
+            "destination": {{"type": "tcp_client", "host": "{}", "port": {}, "framing": {{"type": "line"}}}}}}"#,
+        dst.0, dst.1
+    )
+}
+
+/// Sends `lines` over one connection, in chunks, and closes it.
+async fn send_all(addr: (&str, u16), lines: impl Iterator<Item = String>) {
+    let mut s = connect(addr).await;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
+        if buf.len() >= 1 << 20 {
+            s.write_all(&buf).await.expect("send");
+            buf.clear();
+        }
+    }
+    s.write_all(&buf).await.expect("send");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_messages_through_jetstream_and_back_once_in_order() {
+    const N: usize = 100_000;
+    let nats = NatsServer::start(&[]);
+    let js = nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    h.add(&to_nats("out", (&ip, src), &nats.url(), "")).await;
+    h.add(&from_nats("in", &nats.url(), "iobp.out", "", (&ip, dst))).await;
+    h.wait_for("out", 10, "destination connected", |s| s.destination.color == Color::Green).await;
+    let detail = h.snap("out").destination.detail;
+    assert!(detail.contains("JetStream stream EDGE"), "{detail}");
+    send_all((&ip, src), (0..N).map(line)).await;
+    let lines = got.wait_lines(N, 60).await;
+    assert_eq!(lines.len(), N, "exactly once");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(*l, line(i), "in order");
+    }
+    h.wait_for("out", 10, "all Done", |s| s.sent == N as u64 && s.pending == 0).await;
+    h.wait_for("in", 10, "all received", |s| s.received == N as u64).await;
+    let info = js.get_stream("EDGE").await.expect("stream").get_info().await.expect("info");
+    assert_eq!(info.state.messages, N as u64, "the stream holds each message once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_stream_loses_nothing_acknowledged_and_stores_no_duplicate() {
+    const N: usize = 30_000;
+    let mut nats = NatsServer::start(&[]);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("k", (&ip, src), &nats.url(), "")).await;
+    h.wait_for("k", 10, "destination connected", |s| s.destination.color == Color::Green).await;
+    let sender = {
+        let ip = ip.clone();
+        tokio::spawn(async move { send_all((&ip, src), (0..N).map(line)).await })
+    };
+    h.wait_for("k", 20, "some delivered", |s| s.sent >= 3_000).await;
+    nats.kill();
+    let at_kill = h.snap("k").sent;
+    h.wait_for("k", 10, "the loss shown", |s| s.destination.color == Color::Red).await;
+    let why = h.snap("k").last_error.map(|e| e.2).unwrap_or_default();
+    assert!(!why.is_empty(), "an error is reported");
+    nats.restart();
+    sender.await.expect("sender");
+    h.wait_for("k", 30, "everything Done after the restart", |s| {
+        s.sent >= N as u64 && s.pending == 0 && s.in_flight == 0
+    })
+    .await;
+    assert!(at_kill < N as u64, "the kill came mid-stream ({at_kill} of {N} Done)");
+    let js = jetstream::new(nats.client().await);
+    let msgs = read_stream(&js, "EDGE").await;
+    assert_no_duplicates(&msgs);
+    let mut payloads: Vec<&str> = msgs.iter().map(|(_, p)| p.as_str()).collect();
+    payloads.sort_unstable();
+    let want: Vec<String> = (0..N).map(line).collect();
+    assert_eq!(payloads, want, "every message in the stream, none twice");
+    // In order: the stream's order is the buffer's (ids are <log id>:<sequence>).
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|(id, _)| id.rsplit_once(':').and_then(|(_, s)| s.parse().ok()).expect("id"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "published in buffer order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_jetstream_message_is_stored_once() {
+    // The buffer fills (1 MiB, no receiver yet), so a batch waits longer than the consumer's
+    // ack_wait (1 s): JetStream delivers it again while it is being stored. Every message must
+    // still reach the receiver once, and the redeliveries be counted as dropped duplicates.
+    const N: usize = 3_000;
+    let nats = NatsServer::start(&[]);
+    let js = nats.create_stream("EDGE", &["in.>"]).await;
+    let payload = |i: usize| format!("in {i:06} {}", "y".repeat(1000));
+    publish_all(&js, "in.x", (0..N).map(payload)).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let dst = ports::tcp_on(&ip);
+    let json = from_nats("r", &nats.url(), "in.x", r#", "max_storage_mb": 1"#, (&ip, dst))
+        .replace(r#""subject": "in.x"}"#, r#""subject": "in.x", "ack_wait_s": 1}"#);
+    h.add(&json).await;
+    h.wait_for("r", 20, "buffer full", |s| s.storage_alarm.is_some() || s.buffer == Color::Red)
+        .await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // past ack_wait: redeliveries come
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    let lines = got.wait_lines(N, 30).await;
+    let want: Vec<String> = (0..N).map(payload).collect();
+    assert_eq!(lines, want, "each message once, in order");
+    h.wait_for("r", 10, "all received", |s| s.received == N as u64).await;
+    let s = h.snap("r");
+    assert!(s.duplicates_dropped > 0, "redeliveries were met and dropped: {s:#?}");
+    // And JetStream has them all acknowledged.
+    let info = js
+        .get_stream("EDGE")
+        .await
+        .expect("stream")
+        .consumer_info("iobp-r")
+        .await
+        .expect("consumer");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_show_red_lose_nothing_and_recover_after_an_edit() {
+    const N: usize = 500;
+    let nats = NatsServer::start(&["--user", "u", "--pass", "right"]);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    let wrong = r#", "auth": {"username": "u", "password": "wrong"}"#;
+    h.add(&to_nats("a", (&ip, src), &nats.url(), wrong)).await;
+    send_all((&ip, src), (0..N).map(line)).await;
+    h.wait_for("a", 10, "stored", |s| s.received == N as u64).await;
+    h.wait_for("a", 10, "shown red", |s| s.destination.color == Color::Red).await;
+    let s = h.snap("a");
+    let why = s.last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.contains("refused the credentials"), "{why}");
+    assert_eq!((s.sent, s.pending), (0, N as u64), "nothing lost, nothing delivered");
+    // Backoff: more than one attempt, not a busy loop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let errors = h.snap("a").errors;
+    assert!((2..=40).contains(&errors), "{errors} attempts in about a second and a half");
+    // The edit with the right password delivers everything.
+    let right = r#", "auth": {"username": "u", "password": "right"}"#;
+    let spec =
+        iobp_config::parse_pair(&to_nats("a", (&ip, src), &nats.url(), right)).expect("spec");
+    h.engine.update(spec).await.expect("edit");
+    h.wait_for("a", 20, "delivered after the edit", |s| s.sent == N as u64 && s.pending == 0).await;
+    assert_eq!(h.snap("a").destination.color, Color::Green);
+    let js = jetstream::new(nats.client().await);
+    let msgs = read_stream(&js, "EDGE").await;
+    assert_eq!(msgs.len(), N);
+    assert_no_duplicates(&msgs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_stopped_or_cut_off_mid_stream_stores_each_message_once_in_order() {
+    // Stopping the pair can fall between a batch's append and its acks, and a killed server
+    // forgets acks it had not written: either way JetStream holds messages this buffer already
+    // stored, and the next session must neither store them again nor skip one.
+    const N: usize = 100_000;
+    let mut nats = NatsServer::start(&[]);
+    let js = nats.create_stream("EDGE", &["in.>"]).await;
+    publish_all(&js, "in.x", (0..N).map(line)).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    h.add(&from_nats("s", &nats.url(), "in.x", "", (&ip, dst))).await;
+    for k in 1..=3u64 {
+        h.wait_for("s", 20, "consuming", |s| s.received >= k * 10_000).await;
+        h.engine.stop_pair("s").await.expect("stop");
+        let at = h.snap("s").received;
+        assert!(at < N as u64, "stopped mid-stream ({at} of {N} stored)");
+        h.engine.start_pair("s").await.expect("start");
+    }
+    h.wait_for("s", 20, "consuming", |s| s.received >= 50_000).await;
+    nats.kill();
+    let at = h.snap("s").received;
+    assert!(at < N as u64, "cut off mid-stream ({at} of {N} stored)");
+    h.wait_for("s", 10, "the loss shown", |s| s.source.color == Color::Red).await;
+    nats.restart();
+    let lines = got.wait_lines(N, 30).await;
+    let want: Vec<String> = (0..N).map(line).collect();
+    assert_eq!(lines, want, "each message once, in order");
+    h.wait_for("s", 10, "all received once", |s| s.received == N as u64).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.snap("s").received, N as u64, "nothing stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_no_stream_captures_is_red_until_a_stream_does() {
+    let nats = NatsServer::start(&[]);
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("ns", (&ip, src), &nats.url(), "")).await;
+    send_all((&ip, src), (0..100).map(line)).await;
+    h.wait_for("ns", 10, "stored", |s| s.received == 100).await;
+    h.wait_for("ns", 10, "shown red", |s| s.destination.color == Color::Red).await;
+    let why = h.snap("ns").destination.detail;
+    assert!(why.contains("no JetStream stream captures subject `iobp.ns`"), "{why}");
+    assert_eq!(h.snap("ns").pending, 100, "nothing lost");
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    h.wait_for("ns", 10, "delivered once a stream exists", |s| s.sent == 100).await;
+    let js = jetstream::new(nats.client().await);
+    assert_no_duplicates(&read_stream(&js, "EDGE").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
+    let ip = ports::loopback();
+    let dir = tempfile::tempdir().expect("pki dir");
+    let pki = iobp_testkit::pki::TestPki::generate_for(dir.path(), &[ip.as_str()]);
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let nats = NatsServer::start_on(
+        ip.clone(),
+        &["--tls", "--tlscert", &cert, "--tlskey", &key, "--tlscacert_for_clients", &ca],
+    );
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let src = ports::tcp_on(&ip);
+    let trusted = format!(r#", "tls": {{"ca": "{ca}"}}"#);
+    h.add(&to_nats("t", (&ip, src), &nats.url(), &trusted)).await;
+    send_all((&ip, src), (0..200).map(line)).await;
+    h.wait_for("t", 10, "delivered over TLS", |s| s.sent == 200).await;
+    // A server this side cannot verify is refused, with TLS named.
+    let foreign = format!(r#", "tls": {{"ca": "{}"}}"#, path(&pki.other_ca));
+    let src2 = ports::tcp_on(&ip);
+    h.add(&to_nats("f", (&ip, src2), &nats.url(), &foreign)).await;
+    send_all((&ip, src2), (0..10).map(line)).await;
+    h.wait_for("f", 10, "stored", |s| s.received == 10).await;
+    h.wait_for("f", 10, "refused", |s| s.destination.color == Color::Red).await;
+    let s = h.snap("f");
+    assert_eq!((s.sent, s.pending), (0, 10));
+    let why = s.last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.to_lowercase().contains("tls"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_side_whose_ca_does_not_load_is_refused_at_its_field() {
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let tls = r#", "tls": {"ca": "/nonexistent/nats-ca.pem"}"#;
+    let json = to_nats("c", (&ip, ports::tcp_on(&ip)), "tls://127.0.0.1:4222", tls);
+    let spec = iobp_config::parse_pair(&json).expect("valid as a document");
+    match h.engine.create(spec).await {
+        Err(iobp_engine::EngineError::Invalid(e)) => {
+            assert_eq!(e.problems[0].path, "destination.tls.ca", "{e}");
+        }
+        other => panic!("refused at create, not {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_primary_fails_over_to_a_backup_and_gets_the_traffic_back() {
+    let mut nats = NatsServer::start(&[]);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (src, b1) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let backup = AsyncReceiver::start((ip.as_str(), b1));
+    h.add(&format!(
+        r#"{{"id": "hn", "retry": {{"initial_ms": 50, "max_ms": 200}},
+            "source": {{"type": "tcp_server", "host": "{ip}", "port": {src}, "framing": {{"type": "line"}}}},
+            "destination": {{"type": "nats", "servers": ["{}"], "subject": "iobp.{{pair}}"}},
+            "failover": [{{"type": "tcp_client", "host": "{ip}", "port": {b1}, "framing": {{"type": "line"}}}}],
+            "failover_policy": {{"probe_interval_ms": 200, "failed_after_ms": 500}}}}"#,
+        nats.url()
+    ))
+    .await;
+    send_all((&ip, src), (0..100).map(line)).await;
+    h.wait_for("hn", 10, "on the primary", |s| s.sent == 100).await;
+    nats.kill();
+    send_all((&ip, src), (100..200).map(line)).await;
+    h.wait_for("hn", 10, "on the backup", |s| s.failover.as_ref().is_some_and(|f| f.active == 1))
+        .await;
+    let on_backup = backup.wait_lines(100, 10).await;
+    assert_eq!(on_backup, (100..200).map(line).collect::<Vec<_>>());
+    nats.restart();
+    h.wait_for("hn", 10, "failed back", |s| s.failover.as_ref().is_some_and(|f| f.active == 0))
+        .await;
+    send_all((&ip, src), (200..300).map(line)).await;
+    h.wait_for("hn", 10, "all delivered", |s| s.sent == 300 && s.pending == 0).await;
+    let js = jetstream::new(nats.client().await);
+    let in_stream: Vec<String> =
+        read_stream(&js, "EDGE").await.into_iter().map(|(_, p)| p).collect();
+    let want: Vec<String> = (0..100).chain(200..300).map(line).collect();
+    assert_eq!(in_stream, want, "the primary got the first and the last hundred, in order");
+}
