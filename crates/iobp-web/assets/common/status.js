@@ -24,6 +24,7 @@ export const TYPE_NAMES = {
   udp: 'UDP',
   serial: 'Serial',
   remote_icombuffer: 'Remote ioBufferPro',
+  mqtt: 'MQTT broker',
 };
 
 export const typeName = (t) => TYPE_NAMES[t] || t;

@@ -25,6 +25,8 @@ export function endpointSummary(e) {
     }
     case 'remote_icombuffer':
       return e.url ? `${e.url} · channel ${e.channel_id}` : `waits for the remote instance · channel ${e.channel_id}`;
+    case 'mqtt':
+      return `${e.url} · topic ${e.topic} · QoS ${e.qos || 1}${e.version === '3.1.1' ? ' · MQTT 3.1.1' : ''}`;
     default: return '';
   }
 }
