@@ -65,8 +65,10 @@ const KNOWN = {
   remote_icombuffer: ['type', 'url', 'channel_id', 'auth', 'tls'],
   mqtt: ['type', 'url', 'version', 'client_id', 'topic', 'qos', 'auth', 'tls', 'in_flight', 'keep_alive_s', 'connect_timeout_ms'],
   tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
-  // A relay or mqtt side's TLS follows its url: no `enabled`, and it is always a client.
-  remote_tls: ['cert', 'key', 'ca', 'insecure_skip_verify', 'server_name'],
+  // A relay or mqtt side's TLS follows its url, and it is always a client. The server answers
+  // `enabled: false` with any other TLS setting; the form leaves it out (the same default)
+  // rather than report it as a setting it does not show.
+  remote_tls: ['enabled', 'cert', 'key', 'ca', 'insecure_skip_verify', 'server_name'],
   failover_policy: ['failures', 'failed_after_ms', 'probe_interval_ms'],
 };
 
