@@ -536,8 +536,8 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
 }
 
 /// MQTT sides in the form: choosing MQTT shows its fields (a source has no publish window,
-/// the topic's help says what it is on each side, TLS only for mqtts://), the server's
-/// problems land at the url, topic and QoS fields, and a created pair comes back in the edit
+/// the topic's help says what it is on each side, TLS only for `mqtts://`), the server's
+/// problems land at the url, topic and `QoS` fields, and a created pair comes back in the edit
 /// form with every field filled and the broker password masked, saved unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_form_mqtt_sides() {

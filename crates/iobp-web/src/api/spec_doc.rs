@@ -136,45 +136,53 @@ impl ToSchema for Endpoint {
     }
 }
 
+/// The `auth` of an mqtt side.
+fn broker_auth() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some("User name and password for the broker."))
+        .property("username", string("User name.").min_length(Some(1)))
+        .property(
+            "password",
+            string(
+                "Password. Always answered as `********`; sending `********` back keeps the \
+                 stored password as long as url, client id, user and TLS settings are \
+                 unchanged (else it must be typed again).",
+            ),
+        )
+        .required("username")
+        .required("password")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// The `tls` of an mqtt side: a TLS client's settings.
+fn client_tls() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some(
+            "For an `mqtts://` url only (TLS is implied by the scheme): which server \
+             certificates to trust and an optional client certificate.",
+        ))
+        .property(
+            "enabled",
+            boolean("Not used: TLS follows the url's scheme (answered as `false`)."),
+        )
+        .property("ca", string("Trust this CA (PEM file) instead of the system's roots."))
+        .property(
+            "server_name",
+            string("The name the broker's certificate must carry (default: the url's host)."),
+        )
+        .property("cert", string("Client certificate (PEM file), with `key`."))
+        .property("key", string("Private key of `cert` (PEM file)."))
+        .property(
+            "insecure_skip_verify",
+            boolean("Accept any server certificate. For lab use only; logged as a warning."),
+        )
+}
+
 /// An `mqtt` side (`iobp_config::MqttSpec`).
 pub(crate) enum MqttEndpoint {}
 
 impl PartialSchema for MqttEndpoint {
     fn schema() -> RefOr<Schema> {
-        let auth = ObjectBuilder::new()
-            .description(Some("User name and password for the broker."))
-            .property("username", string("User name.").min_length(Some(1)))
-            .property(
-                "password",
-                string(
-                    "Password. Always answered as `********`; sending `********` back keeps the \
-                     stored password as long as url, client id, user and TLS settings are \
-                     unchanged (else it must be typed again).",
-                ),
-            )
-            .required("username")
-            .required("password")
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        let tls = ObjectBuilder::new()
-            .description(Some(
-                "For an `mqtts://` url only (TLS is implied by the scheme): which server \
-                 certificates to trust and an optional client certificate.",
-            ))
-            .property(
-                "enabled",
-                boolean("Not used: TLS follows the url's scheme (answered as `false`)."),
-            )
-            .property("ca", string("Trust this CA (PEM file) instead of the system's roots."))
-            .property(
-                "server_name",
-                string("The name the broker's certificate must carry (default: the url's host)."),
-            )
-            .property("cert", string("Client certificate (PEM file), with `key`."))
-            .property("key", string("Private key of `cert` (PEM file)."))
-            .property(
-                "insecure_skip_verify",
-                boolean("Accept any server certificate. For lab use only; logged as a warning."),
-            );
         ObjectBuilder::new()
             .description(Some(
                 "An MQTT broker (3.1.1 or 5): one `PUBLISH` is one message. A destination \
@@ -224,8 +232,8 @@ impl PartialSchema for MqttEndpoint {
                 )
                 .default(Some(json!(1))),
             )
-            .property("auth", auth)
-            .property("tls", tls)
+            .property("auth", broker_auth())
+            .property("tls", client_tls())
             .property(
                 "in_flight",
                 integer(
