@@ -537,8 +537,9 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
 
 /// MQTT sides in the form: choosing MQTT shows its fields (a source has no publish window,
 /// the topic's help says what it is on each side, TLS only for `mqtts://`), the server's
-/// problems land at the url, topic and `QoS` fields, and a created pair comes back in the edit
-/// form with every field filled and the broker password masked, saved unchanged.
+/// problems land at the url, topic and `QoS` fields (a backup's too), and a created pair with
+/// an mqtt backup comes back in the edit form with every field filled and the broker passwords
+/// masked, saved unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_form_mqtt_sides() {
     let _turn = take_turn();
@@ -592,7 +593,18 @@ async fn pair_form_mqtt_sides() {
         b.fill(&dp("destination.topic"), "plant/+/results").await;
         b.fill(&dp("destination.auth.username"), "bridge").await;
         b.fill(&dp("destination.auth.password"), "broker-password-1").await;
+        // A backup destination on another broker: the destination's fields, under its prefix.
+        b.click("#add-backup").await;
+        let backup = b.backup_prefix(1).await;
+        b.select(&dp(&backup), "mqtt").await;
+        let at = |f: &str| format!("{backup}.{f}");
+        assert!(b.shown_paths(&format!("{backup}.")).await.contains(&at("in_flight")), "a backup is a destination");
+        b.fill(&dp(&at("url")), &format!("mqtt://127.0.0.1:{broker}")).await;
+        b.fill(&dp(&at("topic")), "backup/#").await;
+        b.fill(&dp(&at("auth.username")), "bridge-backup").await;
+        b.fill(&dp(&at("auth.password")), "backup-password-1").await;
         b.click("#pair-submit").await;
+        b.wait_text(&field_error(&at("topic")), "no + or # wildcards").await;
         b.wait_text(&field_error("destination.topic"), "no + or # wildcards").await;
         b.wait_text(&field_error("destination.url"), "mqtt://").await;
         b.wait_text(&field_error("source.topic"), "last one").await;
@@ -611,6 +623,7 @@ async fn pair_form_mqtt_sides() {
         b.fill(&dp("destination.client_id"), "bridge-out").await;
         b.fill(&dp("destination.in_flight"), "16").await;
         b.fill(&dp("destination.keep_alive_s"), "15").await;
+        b.fill(&dp(&at("topic")), "backup/{pair}").await;
         b.submit_pair_form().await;
         let spec = inst.api("GET", "/api/v1/pairs/broker-bridge", None).json()["spec"].clone();
         assert_eq!(
@@ -626,7 +639,15 @@ async fn pair_form_mqtt_sides() {
             json!({"type": "mqtt", "url": format!("mqtt://127.0.0.1:{broker}"), "version": "5", "topic": "plant/+/results", "qos": 1}),
             "{spec}"
         );
-        assert_eq!(inst.exported_pair("broker-bridge")["destination"]["auth"]["password"], "broker-password-1");
+        assert_eq!(
+            spec["failover"],
+            json!([{"type": "mqtt", "url": format!("mqtt://127.0.0.1:{broker}"), "version": "5", "topic": "backup/{pair}", "qos": 1,
+                    "auth": {"username": "bridge-backup", "password": "********"}}]),
+            "{spec}"
+        );
+        let exported = inst.exported_pair("broker-bridge");
+        assert_eq!(exported["destination"]["auth"]["password"], "broker-password-1");
+        assert_eq!(exported["failover"][0]["auth"]["password"], "backup-password-1");
         b.wait_text("tr[data-pair-id=\"broker-bridge\"]", "topic bridge/{pair} · QoS 2 · MQTT 3.1.1").await;
 
         // The edit form has every field back, the password masked; an unchanged save keeps it.
@@ -650,13 +671,20 @@ async fn pair_form_mqtt_sides() {
         ] {
             assert_eq!(b.field_value(path).await, want, "{path} pre-filled");
         }
+        let backup = b.backup_prefix(1).await;
+        for (field, want) in [("", "mqtt"), (".topic", "backup/{pair}"), (".auth.username", "bridge-backup"), (".auth.password", "********")] {
+            let path = format!("{backup}{field}");
+            assert_eq!(b.field_value(&path).await, want, "{path} pre-filled");
+        }
         assert!(b.text(&help("destination.auth.password")).await.contains("Stored"));
         assert!(!b.shown("#pair-hidden-settings").await, "the form shows every setting of an mqtt side");
         assert!(b.shown(&dp("destination.tls.server_name")).await, "TLS shown for mqtts://");
         b.submit_pair_form().await;
         let after = inst.api("GET", "/api/v1/pairs/broker-bridge", None).json()["spec"].clone();
         assert_eq!(after, spec, "an unchanged save keeps the stored configuration");
-        assert_eq!(inst.exported_pair("broker-bridge")["destination"]["auth"]["password"], "broker-password-1", "the stored password is kept");
+        let exported = inst.exported_pair("broker-bridge");
+        assert_eq!(exported["destination"]["auth"]["password"], "broker-password-1", "the stored password is kept");
+        assert_eq!(exported["failover"][0]["auth"]["password"], "backup-password-1", "the backup's too");
 
         b.close().await;
         let _ = inst.terminate();
