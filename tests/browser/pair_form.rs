@@ -1,5 +1,5 @@
-//! The Create/Edit Channel Pair form with every TLS, serial, RS-485 and backup-destination
-//! setting: created, stored, edited and saved unchanged.
+//! The Create/Edit Channel Pair form with every TLS, serial, RS-485, MQTT and
+//! backup-destination setting: created, stored, edited and saved unchanged.
 
 use std::path::Path;
 
@@ -529,6 +529,163 @@ async fn pair_form_tls_serial_rs485_and_backup_destinations() {
         assert_eq!(sent["failover"][0]["tls"]["server_name"], "localhost", "{sent}");
 
         drop(tls_receiver);
+        b.close().await;
+        let _ = inst.terminate();
+    })
+    .await;
+}
+
+/// MQTT sides in the form: choosing MQTT shows its fields (a source has no publish window,
+/// the topic's help says what it is on each side, TLS only for `mqtts://`), the server's
+/// problems land at the url, topic and `QoS` fields (a backup's too), and a created pair with
+/// an mqtt backup comes back in the edit form with every field filled and the broker passwords
+/// masked, saved unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_form_mqtt_sides() {
+    let _turn = take_turn();
+    scenario("pair form mqtt", async {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inst = Instance::start(dir.path(), &[]);
+        let ops = format!("http://{}", inst.ops);
+        let b = Browser::start("pair-form-mqtt").await;
+        b.goto(&format!("{ops}/channels")).await;
+        b.login("admin", TEST_ADMIN_PASSWORD).await;
+        b.wait_path("/channels").await;
+        b.wait_js("the empty list", "return document.querySelector('#no-pairs') ? true : null").await;
+        b.click("#create-pair").await;
+        b.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
+        b.fill("#pair-name-input", "Broker bridge").await;
+        let help = |path: &str| format!(".field:has({}) .help", dp(path));
+
+        // Choosing MQTT shows its fields; TLS only once the url says mqtts://.
+        b.select(&dp("source"), "mqtt").await;
+        b.select(&dp("destination"), "mqtt").await;
+        let common = ["url", "version", "topic", "qos", "client_id"];
+        let timers = ["keep_alive_s", "connect_timeout_ms", "auth.username", "auth.password"];
+        let want = |side: &str, window: bool| -> Vec<String> {
+            let mid: &[&str] = if window { &["in_flight"] } else { &[] };
+            common.iter().chain(mid).chain(&timers).map(|f| format!("{side}.{f}")).collect()
+        };
+        assert_eq!(b.shown_paths("source.").await, want("source", false), "a source has no in_flight");
+        assert_eq!(b.shown_paths("destination.").await, want("destination", true));
+        let versions = b.js(&format!("return Array.from(document.querySelectorAll('{} option')).map((o) => o.value)", dp("destination.version"))).await;
+        assert_eq!(versions, json!(["5", "3.1.1"]));
+        let qos = b.js(&format!("return Array.from(document.querySelectorAll('{} option')).map((o) => o.value)", dp("source.qos"))).await;
+        assert_eq!(qos, json!(["1", "2"]));
+        assert!(b.text(&help("source.topic")).await.contains("subscribes"), "a source's topic is a filter");
+        assert!(b.text(&help("destination.topic")).await.contains("{pair}"), "a destination's topic is where it publishes");
+        let broker = ports::tcp();
+        b.fill(&dp("destination.url"), &format!("mqtts://127.0.0.1:{broker}")).await;
+        assert_eq!(
+            b.shown_paths("destination.tls.").await,
+            ["destination.tls.ca", "destination.tls.server_name", "destination.tls.cert", "destination.tls.key", "destination.tls.insecure_skip_verify"],
+        );
+        b.fill(&dp("destination.url"), &format!("mqtt://127.0.0.1:{broker}")).await;
+        assert!(b.shown_paths("destination.tls.").await.is_empty(), "no TLS for mqtt://");
+
+        // The server's problems at their fields: a url that is no broker's, a wildcard where a
+        // destination publishes, # not last in a filter, QoS 0 (not offered: a page could
+        // still send it).
+        b.fill(&dp("source.url"), &format!("mqtt://127.0.0.1:{broker}")).await;
+        b.fill(&dp("source.topic"), "plant/#/results").await;
+        b.js(&format!("const s = document.querySelector('{}'); s.add(new Option('0', '0')); s.value = '0'", dp("source.qos"))).await;
+        b.fill(&dp("destination.url"), &format!("http://127.0.0.1:{broker}")).await;
+        b.fill(&dp("destination.topic"), "plant/+/results").await;
+        b.fill(&dp("destination.auth.username"), "bridge").await;
+        b.fill(&dp("destination.auth.password"), "broker-password-1").await;
+        // A backup destination on another broker: the destination's fields, under its prefix.
+        b.click("#add-backup").await;
+        let backup = b.backup_prefix(1).await;
+        b.select(&dp(&backup), "mqtt").await;
+        let at = |f: &str| format!("{backup}.{f}");
+        assert!(b.shown_paths(&format!("{backup}.")).await.contains(&at("in_flight")), "a backup is a destination");
+        b.fill(&dp(&at("url")), &format!("mqtt://127.0.0.1:{broker}")).await;
+        b.fill(&dp(&at("topic")), "backup/#").await;
+        b.fill(&dp(&at("auth.username")), "bridge-backup").await;
+        b.fill(&dp(&at("auth.password")), "backup-password-1").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error(&at("topic")), "no + or # wildcards").await;
+        b.wait_text(&field_error("destination.topic"), "no + or # wildcards").await;
+        b.wait_text(&field_error("destination.url"), "mqtt://").await;
+        b.wait_text(&field_error("source.topic"), "last one").await;
+        b.wait_text(&field_error("source.qos"), "QoS 0").await;
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "the server refused it");
+
+        // Corrected, with TLS and every destination setting: created.
+        b.fill(&dp("source.topic"), "plant/+/results").await;
+        b.js(&format!("const s = document.querySelector('{}'); s.remove(s.options.length - 1)", dp("source.qos"))).await;
+        b.select(&dp("source.qos"), "1").await;
+        b.fill(&dp("destination.url"), &format!("mqtts://127.0.0.1:{broker}")).await;
+        b.fill(&dp("destination.tls.server_name"), "broker.test").await;
+        b.fill(&dp("destination.topic"), "bridge/{pair}").await;
+        b.select(&dp("destination.version"), "3.1.1").await;
+        b.select(&dp("destination.qos"), "2").await;
+        b.fill(&dp("destination.client_id"), "bridge-out").await;
+        b.fill(&dp("destination.in_flight"), "16").await;
+        b.fill(&dp("destination.keep_alive_s"), "15").await;
+        b.fill(&dp(&at("topic")), "backup/{pair}").await;
+        b.submit_pair_form().await;
+        let spec = inst.api("GET", "/api/v1/pairs/broker-bridge", None).json()["spec"].clone();
+        assert_eq!(
+            spec["destination"],
+            json!({"type": "mqtt", "url": format!("mqtts://127.0.0.1:{broker}"), "version": "3.1.1",
+                   "client_id": "bridge-out", "topic": "bridge/{pair}", "qos": 2,
+                   "auth": {"username": "bridge", "password": "********"},
+                   "tls": {"enabled": false, "server_name": "broker.test"}, "in_flight": 16, "keep_alive_s": 15}),
+            "{spec}"
+        );
+        assert_eq!(
+            spec["source"],
+            json!({"type": "mqtt", "url": format!("mqtt://127.0.0.1:{broker}"), "version": "5", "topic": "plant/+/results", "qos": 1}),
+            "{spec}"
+        );
+        assert_eq!(
+            spec["failover"],
+            json!([{"type": "mqtt", "url": format!("mqtt://127.0.0.1:{broker}"), "version": "5", "topic": "backup/{pair}", "qos": 1,
+                    "auth": {"username": "bridge-backup", "password": "********"}}]),
+            "{spec}"
+        );
+        let exported = inst.exported_pair("broker-bridge");
+        assert_eq!(exported["destination"]["auth"]["password"], "broker-password-1");
+        assert_eq!(exported["failover"][0]["auth"]["password"], "backup-password-1");
+        b.wait_text("tr[data-pair-id=\"broker-bridge\"]", "topic bridge/{pair} · QoS 2 · MQTT 3.1.1").await;
+
+        // The edit form has every field back, the password masked; an unchanged save keeps it.
+        b.open_edit("broker-bridge", "Broker bridge").await;
+        let url = format!("mqtts://127.0.0.1:{broker}");
+        for (path, want) in [
+            ("source", "mqtt"),
+            ("source.topic", "plant/+/results"),
+            ("source.qos", "1"),
+            ("destination", "mqtt"),
+            ("destination.url", url.as_str()),
+            ("destination.version", "3.1.1"),
+            ("destination.topic", "bridge/{pair}"),
+            ("destination.qos", "2"),
+            ("destination.client_id", "bridge-out"),
+            ("destination.in_flight", "16"),
+            ("destination.keep_alive_s", "15"),
+            ("destination.auth.username", "bridge"),
+            ("destination.auth.password", "********"),
+            ("destination.tls.server_name", "broker.test"),
+        ] {
+            assert_eq!(b.field_value(path).await, want, "{path} pre-filled");
+        }
+        let backup = b.backup_prefix(1).await;
+        for (field, want) in [("", "mqtt"), (".topic", "backup/{pair}"), (".auth.username", "bridge-backup"), (".auth.password", "********")] {
+            let path = format!("{backup}{field}");
+            assert_eq!(b.field_value(&path).await, want, "{path} pre-filled");
+        }
+        assert!(b.text(&help("destination.auth.password")).await.contains("Stored"));
+        assert!(!b.shown("#pair-hidden-settings").await, "the form shows every setting of an mqtt side");
+        assert!(b.shown(&dp("destination.tls.server_name")).await, "TLS shown for mqtts://");
+        b.submit_pair_form().await;
+        let after = inst.api("GET", "/api/v1/pairs/broker-bridge", None).json()["spec"].clone();
+        assert_eq!(after, spec, "an unchanged save keeps the stored configuration");
+        let exported = inst.exported_pair("broker-bridge");
+        assert_eq!(exported["destination"]["auth"]["password"], "broker-password-1", "the stored password is kept");
+        assert_eq!(exported["failover"][0]["auth"]["password"], "backup-password-1", "the backup's too");
+
         b.close().await;
         let _ = inst.terminate();
     })

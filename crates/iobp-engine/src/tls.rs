@@ -103,6 +103,7 @@ fn tls_of(e: &EndpointSpec) -> Option<&TlsSpec> {
         EndpointSpec::TcpClient(s) => Some(&s.tls),
         EndpointSpec::Remote(r) => Some(&r.tls),
         EndpointSpec::Nats(n) => Some(&n.tls),
+        EndpointSpec::Mqtt(m) => Some(&m.tls),
         _ => None,
     }
 }
@@ -141,6 +142,12 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
                 }
             }
             EndpointSpec::Nats(n) => crate::nats::check_tls(n),
+            EndpointSpec::Mqtt(m) => match iobp_config::parse_mqtt_url(&m.url) {
+                Ok((host, _, true)) => {
+                    connector(&TlsSpec { enabled: true, ..m.tls.clone() }, &host).map(|_| ())
+                }
+                _ => Ok(()),
+            },
             _ => Ok(()),
         };
         if let Err(error) = result {
@@ -151,6 +158,7 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
         let skips_verify = match e {
             EndpointSpec::TcpClient(s) => s.tls.enabled && s.tls.insecure_skip_verify,
             EndpointSpec::Nats(n) => n.tls.insecure_skip_verify,
+            EndpointSpec::Mqtt(m) => m.tls.insecure_skip_verify && m.url.starts_with("mqtts://"),
             EndpointSpec::Remote(r) => {
                 r.tls.insecure_skip_verify
                     && r.url.as_deref().is_some_and(|u| u.starts_with("https://"))

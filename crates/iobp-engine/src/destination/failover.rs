@@ -231,6 +231,10 @@ async fn probe(e: &EndpointSpec) -> bool {
             }
             false
         }
+        EndpointSpec::Mqtt(m) => match iobp_config::parse_mqtt_url(&m.url) {
+            Ok((host, port, _)) => connect(host, port).await,
+            Err(_) => false,
+        },
         _ => false,
     }
 }

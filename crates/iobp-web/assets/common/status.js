@@ -24,6 +24,8 @@ export const TYPE_NAMES = {
   udp: 'UDP',
   serial: 'Serial',
   remote_icombuffer: 'Remote ioBufferPro',
+  mqtt: 'MQTT broker',
+  nats: 'NATS JetStream',
 };
 
 export const typeName = (t) => TYPE_NAMES[t] || t;

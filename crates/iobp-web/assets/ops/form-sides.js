@@ -1,6 +1,6 @@
 // The sides of the channel-pair form: the type selector and, for each type, its fields
-// (host and port, serial settings, relay URL and user), with the framing, acknowledgement,
-// TLS and RS-485 sub-forms. Only what applies to the chosen type is shown; what is hidden is
+// (host and port, serial settings, relay URL and user, MQTT broker and topic), with the
+// framing, acknowledgement, TLS and RS-485 sub-forms. Only what applies to the chosen type is shown; what is hidden is
 // not sent, except settings marked `keep` (TLS while switched off, relay credentials).
 
 import { $, append, h, replace } from '../common/dom.js';
@@ -13,6 +13,7 @@ const TYPES = [
   ['serial', 'Serial (RS-232/RS-485)'],
   ['remote_icombuffer', 'Remote ioBufferPro'],
   ['nats', 'NATS JetStream'],
+  ['mqtt', 'MQTT broker'],
 ];
 const FRAMINGS = [
   ['raw', 'Raw – byte-transparent, no framing'],
@@ -87,15 +88,16 @@ function ackBlock(prefix, role, a) {
 }
 
 /**
- * The settings of a TLS client (a tcp_client side, or a relay side with an https:// url):
- * trusted CA, server name, client certificate and key, and the lab-only skip-verify with its
- * warning. Kept while hidden, so hiding them loses nothing.
+ * The settings of a TLS client (a tcp_client side, a relay side with an https:// url, an
+ * mqtt side with an mqtts:// url): trusted CA, server name, client certificate and key, and
+ * the lab-only skip-verify with its warning (`secret`: the password it gives away, if any).
+ * Kept while hidden, so hiding them loses nothing.
  */
-function clientTlsFields(path, t, hostWord, relay) {
+function clientTlsFields(path, t, hostWord, secret) {
   const warning = h('div', { class: 'notice warn insecure-warning', role: 'alert', hidden: !t.insecure_skip_verify },
     h('strong', { text: 'Certificate verification is OFF. ' }),
-    relay
-      ? 'Any server is accepted, including one in the middle that reads and changes the messages and learns the relay user’s password. For lab use only.'
+    secret
+      ? `Any server is accepted, including one in the middle that reads and changes the messages and learns ${secret}. For lab use only.`
       : 'Any server is accepted, including one in the middle that reads and changes the messages. For lab use only; ioBufferPro logs a warning for this side.');
   return [
     field({ path: `${path}.ca`, label: 'Trusted CA (PEM, optional)', keep: true, value: t.ca, placeholder: '/etc/iobufferpro/ca.pem', help: 'Verify the server against this CA instead of the system’s roots.' }),
@@ -127,7 +129,77 @@ function remoteTlsBlock(prefix, t) {
   return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: 'remote' } },
     h('legend', { text: 'HTTPS (the URL starts with https://)' }),
     h('p', { class: 'muted small', text: 'The connection to the remote instance is encrypted because its URL starts with https://. Without a trusted CA the server certificate is checked against the system’s roots.' }),
-    h('div', { class: 'fields' }, clientTlsFields(path, t, 'the URL’s host', true)));
+    h('div', { class: 'fields' }, clientTlsFields(path, t, 'the URL’s host', 'the relay user’s password')));
+}
+
+/**
+ * The TLS settings of an mqtt side: shown only while its url starts with mqtts:// (TLS is
+ * implied by the url, as for a relay side). Kept while hidden.
+ */
+function mqttTlsBlock(prefix, t) {
+  t = t || {};
+  const path = `${prefix}.tls`;
+  return h('fieldset', { class: 'tls', dataset: { block: `${prefix}-tls`, tls: 'mqtt' } },
+    h('legend', { text: 'TLS (the URL starts with mqtts://)' }),
+    h('p', { class: 'muted small', text: 'The connection to the broker is encrypted because its URL starts with mqtts://. Without a trusted CA the broker’s certificate is checked against the system’s roots.' }),
+    h('div', { class: 'fields' }, clientTlsFields(path, t, 'the URL’s host', 'the broker password')));
+}
+
+/**
+ * The fields of an mqtt side: broker url and protocol version, the topic (a destination
+ * publishes to it, a source subscribes to it as a filter), QoS, client id, the publish window
+ * (destinations), timers, the broker credentials (a stored password comes back masked and is
+ * kept when sent back unchanged) and TLS for mqtts:// urls.
+ */
+function mqttFields(p, prefix, src, v, fields, out) {
+  const auth = v.auth || {};
+  const masked = auth.password === PASSWORD_MASK;
+  const urlF = field({
+    path: p('url'),
+    label: 'Broker URL',
+    required: true,
+    value: v.url,
+    placeholder: 'e.g. mqtt://broker.example:1883',
+    wide: true,
+    help: 'mqtt://host:port (default port 1883), or mqtts://host:port (default 8883) for TLS. No user name in the URL: use Authentication.',
+  });
+  const urlIn = $('input', urlF);
+  const authSet = h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication (optional)' }),
+    h('p', { class: 'muted small', text: 'A user of the broker, if it asks for one. Leave both empty for a broker without authentication.' }),
+    h('div', { class: 'fields' },
+      field({ path: p('auth.username'), label: 'User name', value: auth.username, placeholder: 'e.g. iobp-plant-1' }),
+      field({
+        path: p('auth.password'),
+        label: 'Password',
+        kind: 'password',
+        value: auth.password,
+        help: masked ? 'Stored: leave it to keep the stored password. A changed URL, client id, user or TLS setting needs the password again.' : undefined,
+      })));
+  const tls = mqttTlsBlock(prefix, v.tls);
+  const sync = () => { tls.hidden = !/^mqtts:\/\//.test(urlIn.value.trim()); };
+  urlIn.addEventListener('input', sync);
+  urlIn.addEventListener('change', sync);
+  append(fields,
+    urlF,
+    field({ path: p('version'), label: 'Protocol version', value: v.version || '5', options: [['5', 'MQTT 5'], ['3.1.1', 'MQTT 3.1.1']], help: 'MQTT 5 unless the broker speaks only 3.1.1.' }),
+    field({
+      path: p('topic'),
+      label: src ? 'Topic filter' : 'Topic',
+      required: true,
+      value: v.topic,
+      placeholder: src ? 'e.g. plant/+/results or plant/#' : 'e.g. plant/{pair}/results',
+      wide: true,
+      help: src
+        ? 'What this source subscribes to: + stands for one whole level (plant/+/results), # for all remaining levels and must be last (plant/#).'
+        : 'Where each message is published; {pair} becomes this pair’s id. No + or # wildcards.',
+    }),
+    field({ path: p('qos'), label: 'Quality of service', kind: 'int', value: v.qos || 1, options: [[1, '1 – at least once'], [2, '2 – exactly once']], help: src ? 'A message is acknowledged to the broker only once it is stored on disk here.' : 'A message counts as delivered once the broker acknowledged it (PUBACK for QoS 1, PUBCOMP for QoS 2).' }),
+    field({ path: p('client_id'), label: 'Client id (optional)', value: v.client_id, placeholder: src ? 'default: iobp-<pair id>-<filter hash>' : 'default: iobp-<pair id>', help: src ? 'The persistent session belongs to this id: two clients with the same id take it from each other. The default changes with the filter and QoS, so that an edit starts a new session.' : 'Unique on the broker: two clients with the same id take the connection from each other.' }),
+    src ? null : field({ path: p('in_flight'), label: 'Messages in flight', kind: 'int', value: v.in_flight, placeholder: '64', help: 'Published and not yet acknowledged, at most (1–1024). The broker may allow fewer.' }),
+    field({ path: p('keep_alive_s'), label: 'Keep-alive (s)', kind: 'int', value: v.keep_alive_s, placeholder: '30', help: 'Seconds between pings while idle (5–3600).' }),
+    field({ path: p('connect_timeout_ms'), label: 'Connect timeout (ms)', kind: 'int', value: v.connect_timeout_ms, placeholder: '10000' }));
+  out.push(authSet, tls);
+  sync();
 }
 
 /**
@@ -403,6 +475,9 @@ function endpointFields(prefix, role, type, v, ctx) {
     }
     case 'nats':
       natsFields(prefix, role, v, fields, out);
+      break;
+    case 'mqtt':
+      mqttFields(p, prefix, src, v, fields, out);
       break;
     default:
       break;

@@ -64,9 +64,12 @@ const KNOWN = {
   serial: ['type', 'port', 'baud_rate', 'data_bits', 'parity', 'stop_bits', 'flow_control', 'framing', 'ack', 'rs485', 'write_timeout_ms'],
   remote_icombuffer: ['type', 'url', 'channel_id', 'auth', 'tls'],
   nats: ['type', 'servers', 'subject', 'stream', 'consumer', 'auth', 'tls', 'in_flight', 'ack_wait_s'],
+  mqtt: ['type', 'url', 'version', 'client_id', 'topic', 'qos', 'auth', 'tls', 'in_flight', 'keep_alive_s', 'connect_timeout_ms'],
   tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
-  // A relay side's TLS follows its url: no `enabled`, and it is always a client.
-  remote_tls: ['cert', 'key', 'ca', 'insecure_skip_verify', 'server_name'],
+  // A relay or mqtt side's TLS follows its url, and it is always a client. The server answers
+  // `enabled: false` with any other TLS setting; the form leaves it out (the same default)
+  // rather than report it as a setting it does not show.
+  remote_tls: ['enabled', 'cert', 'key', 'ca', 'insecure_skip_verify', 'server_name'],
   failover_policy: ['failures', 'failed_after_ms', 'probe_interval_ms'],
 };
 
@@ -81,22 +84,22 @@ function unknownOfEndpoint(orig, prefix) {
   if (!orig || !KNOWN[orig.type]) return [];
   const out = unknownSettings(orig, KNOWN[orig.type], prefix);
   if ((orig.type === 'tcp_server' || orig.type === 'tcp_client' || orig.type === 'nats') && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.tls, `${prefix}.tls`));
-  if (orig.type === 'remote_icombuffer' && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.remote_tls, `${prefix}.tls`));
+  if ((orig.type === 'remote_icombuffer' || orig.type === 'mqtt') && orig.tls) out.push(...unknownSettings(orig.tls, KNOWN.remote_tls, `${prefix}.tls`));
   return out;
 }
 
 /**
- * Tidies a relay side the form produced: TLS settings left at their defaults are dropped
- * (the server stores none), and so is a password typed for no user on a side without url
- * (the fields are hidden there and not used).
+ * Tidies a relay or mqtt side the form produced: TLS settings left at their defaults are
+ * dropped (the server stores none), and so is a password typed for no user on a relay side
+ * without url (the fields are hidden there and not used).
  */
 function tidyRemote(e) {
-  if (!e || e.type !== 'remote_icombuffer') return;
+  if (!e || (e.type !== 'remote_icombuffer' && e.type !== 'mqtt')) return;
   if (e.tls) {
     if (!e.tls.insecure_skip_verify) delete e.tls.insecure_skip_verify;
     if (!Object.keys(e.tls).length) delete e.tls;
   }
-  if (!e.url && e.auth && !e.auth.username) delete e.auth;
+  if (e.type === 'remote_icombuffer' && !e.url && e.auth && !e.auth.username) delete e.auth;
 }
 
 

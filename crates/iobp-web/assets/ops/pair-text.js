@@ -30,6 +30,8 @@ export function endpointSummary(e) {
       const natsTls = tls || (servers.some((u) => u.startsWith('tls://')) ? ' · TLS' : '');
       return `${servers.join(', ')} · ${e.stream ? `stream ${e.stream} · ` : ''}subject ${e.subject}${natsTls}`;
     }
+    case 'mqtt':
+      return `${e.url} · topic ${e.topic} · QoS ${e.qos || 1}${e.version === '3.1.1' ? ' · MQTT 3.1.1' : ''}`;
     default: return '';
   }
 }

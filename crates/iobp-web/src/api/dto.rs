@@ -238,8 +238,8 @@ pub struct PairDto {
     pub name: String,
     /// Configured to run.
     pub enabled: bool,
-    /// The configuration, in the format of the README.
-    #[schema(value_type = Object)]
+    /// The configuration, in the format of the README (passwords masked).
+    #[schema(value_type = super::spec_doc::ChannelPairSpec)]
     pub spec: serde_json::Value,
     /// Live status.
     pub status: PairStatusDto,

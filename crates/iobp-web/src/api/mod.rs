@@ -9,6 +9,7 @@ mod relay;
 mod responses;
 mod session;
 mod settings;
+mod spec_doc;
 mod system;
 mod users;
 
@@ -29,7 +30,7 @@ use crate::error::ApiError;
 #[derive(OpenApi)]
 #[openapi(
     version = "3.2.0",
-    components(schemas(crate::error::ErrorBody, events::StreamEvent)),
+    components(schemas(crate::error::ErrorBody, events::StreamEvent, spec_doc::ChannelPairSpec)),
     info(
         title = "ioBufferPro REST API",
         description = "Everything the Operations Portal and the Management Dashboard do. \

@@ -64,7 +64,7 @@ pub(crate) async fn list(
 
 /// Creates a channel pair (started at once if enabled).
 #[utoipa::path(post, path = "/api/v1/pairs", tag = "pairs", operation_id = "create_pair",
-    request_body(content = Object, description = "A channel pair in the configuration format"),
+    request_body(content = super::spec_doc::ChannelPairSpec, description = "A channel pair in the configuration format"),
     responses(
         SessionWrite, Malformed, TooLarge,
         (status = 201, body = PairDto),
@@ -126,7 +126,7 @@ pub(crate) async fn get_one(
 
 /// Replaces a pair's configuration; the pair restarts with it and keeps its buffer.
 #[utoipa::path(put, path = "/api/v1/pairs/{id}", tag = "pairs", operation_id = "update_pair", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
-    request_body(content = Object, description = "The whole channel pair; its id must match the path"),
+    request_body(content = super::spec_doc::ChannelPairSpec, description = "The whole channel pair; its id must match the path"),
     responses(
         SessionWrite, Malformed, TooLarge,
         (status = 200, body = PairDto),

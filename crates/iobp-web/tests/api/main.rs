@@ -3,12 +3,14 @@
 //! (compared with the checked-in copy so API drift shows up in review).
 //!
 //! One module per story: `auth` (roles, sessions, CSRF and origins, the first start, login
-//! throttling), `pairs`, `messages`, `users`, `relay` (tokens, upgrades, grants), `system`
-//! (audit trail, metrics, health, pages) and `openapi`; `support` holds the API in process
+//! throttling), `pairs`, `mqtt` (broker sides: settings, masked passwords, field paths),
+//! `messages`, `users`, `relay` (tokens, upgrades, grants), `system` (audit trail, metrics,
+//! health, pages) and `openapi`; `support` holds the API in process
 //! (both portals' routers on one engine and store) and the request builder every test uses.
 
 mod auth;
 mod messages;
+mod mqtt;
 mod openapi;
 mod pairs;
 mod relay;

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use iobp_store::Role;
 use iobp_testkit::ports;
 use iobp_web::Portal;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{pair_json, routes, setup, template_of};
 
@@ -158,4 +158,74 @@ async fn openapi_document_matches_the_checked_in_copy() {
     let r = api.get("/api/openapi.json").on(Portal::Mgmt).send().await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["info"]["title"], "ioBufferPro REST API");
+}
+
+/// The pair bodies and answers are described, every setting of an mqtt side with them: a new
+/// field of `MqttSpec` fails to compile here until it is added below, and then this test until
+/// the document describes it; a new connector type fails it until the document names it.
+#[test]
+fn the_openapi_document_describes_every_mqtt_setting() {
+    use std::collections::BTreeSet;
+    let doc: Value = serde_json::from_str(&iobp_web::openapi_json()).expect("openapi");
+    let schemas = &doc["components"]["schemas"];
+    let every = iobp_config::MqttSpec {
+        url: "mqtts://broker:8883".into(),
+        version: iobp_config::MqttVersion::V311,
+        client_id: Some("c".into()),
+        topic: "t/{pair}".into(),
+        qos: 2,
+        auth: Some(iobp_config::AuthSpec { username: "u".into(), password: "p".into() }),
+        tls: iobp_config::TlsSpec {
+            ca: Some("ca.pem".into()),
+            cert: Some("c.pem".into()),
+            key: Some("c.key".into()),
+            server_name: Some("broker".into()),
+            insecure_skip_verify: true,
+            ..iobp_config::TlsSpec::default()
+        },
+        in_flight: Some(8),
+        keep_alive_s: Some(5),
+        connect_timeout_ms: Some(10),
+    };
+    let json = serde_json::to_value(iobp_config::EndpointSpec::Mqtt(every)).expect("json");
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object().unwrap_or_else(|| panic!("an object: {v}")).keys().cloned().collect()
+    };
+    let mqtt = &schemas["MqttEndpoint"]["properties"];
+    assert_eq!(keys(&json), keys(mqtt), "every setting of an mqtt side, nothing else");
+    assert_eq!(keys(&json["auth"]), keys(&mqtt["auth"]["properties"]));
+    assert_eq!(keys(&json["tls"]), keys(&mqtt["tls"]["properties"]), "a TLS client's settings");
+    for (name, p) in mqtt.as_object().expect("properties") {
+        assert!(
+            p["description"].as_str().is_some_and(|d| !d.is_empty()) || name == "type",
+            "{name}"
+        );
+    }
+    // Every connector type is named: mqtt by its schema, the others by their type.
+    let err = serde_json::from_value::<iobp_config::EndpointSpec>(json!({"type": "?"}))
+        .expect_err("no such type")
+        .to_string();
+    let types: BTreeSet<String> = err
+        .split_once("expected one of ")
+        .map(|(_, list)| list.split(", ").map(|t| t.trim_matches(['`', ' ']).to_string()).collect())
+        .unwrap_or_default();
+    assert!(types.contains("mqtt") && types.len() > 1, "{err}");
+    let endpoint = &schemas["Endpoint"]["oneOf"];
+    assert_eq!(endpoint[0]["$ref"], "#/components/schemas/MqttEndpoint", "{endpoint}");
+    let mut named: BTreeSet<String> = BTreeSet::from(["mqtt".to_string()]);
+    for t in endpoint[1]["properties"]["type"]["enum"].as_array().expect("the other types") {
+        named.insert(t.as_str().expect("a type name").to_string());
+    }
+    assert_eq!(named, types, "the document names every connector type");
+    // The pair's bodies and answers refer to the description.
+    let pair = "#/components/schemas/ChannelPairSpec";
+    for (path, method) in [("/api/v1/pairs", "post"), ("/api/v1/pairs/{id}", "put")] {
+        let body = &doc["paths"][path][method]["requestBody"]["content"]["application/json"];
+        assert_eq!(body["schema"]["$ref"], pair, "{method} {path}: {body}");
+    }
+    assert_eq!(schemas["PairDto"]["properties"]["spec"]["$ref"], pair);
+    for side in ["source", "destination"] {
+        let s = &schemas["ChannelPairSpec"]["properties"][side];
+        assert_eq!(s["$ref"], "#/components/schemas/Endpoint", "{side}");
+    }
 }

@@ -1,0 +1,266 @@
+//! How the OpenAPI document describes a channel pair's configuration (the body of create and
+//! edit, and `spec` of a pair): the pair's own settings, and its sides by `type`. The `mqtt`
+//! side is described field by field; the other types by their name, their settings being
+//! those of the README. The descriptions follow the doc comments of `iobp_config::spec`;
+//! `api::openapi` tests that every setting of an mqtt side is described.
+
+use serde_json::json;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+/// The connector types described only by name here (their settings: the README).
+const OTHER_TYPES: [&str; 6] =
+    ["tcp_server", "tcp_client", "udp", "serial", "remote_icombuffer", "nats"];
+
+fn string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).description(Some(description))
+}
+
+fn integer(description: &str, min: u64, max: u64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+}
+
+fn boolean(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Boolean).description(Some(description))
+}
+
+/// A free-form object (settings described in the README).
+fn object(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .description(Some(description))
+}
+
+/// A channel pair in the configuration format (README, "Configuration").
+pub(crate) enum ChannelPairSpec {}
+
+impl PartialSchema for ChannelPairSpec {
+    fn schema() -> RefOr<Schema> {
+        let side = || Ref::from_schema_name(Endpoint::name());
+        ObjectBuilder::new()
+            .description(Some(
+                "A channel pair in the configuration format of the README: a source, its own \
+                 durable buffer, a destination. Unknown settings are refused, naming the field.",
+            ))
+            .property(
+                "id",
+                string(
+                    "Stable identifier: 1–64 of `A–Z a–z 0–9 . _ -`, not starting with `.`. \
+                     Names the buffer and the pair in the API.",
+                )
+                .pattern(Some("^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+            )
+            .property("name", string("Descriptive name; defaults to the id."))
+            .property(
+                "enabled",
+                boolean("Whether the pair runs. Default true.").default(Some(json!(true))),
+            )
+            .property("source", side())
+            .property("destination", side())
+            .property(
+                "failover",
+                ArrayBuilder::new().items(side()).description(Some(
+                    "Ordered backup destinations, used when the destination fails.",
+                )),
+            )
+            .property(
+                "failback",
+                boolean("Return to the primary destination once it answers again. Default true.")
+                    .default(Some(json!(true))),
+            )
+            .property(
+                "failover_policy",
+                object(
+                    "When a destination counts as failed (`failures`, `failed_after_ms`), and how \
+                     often the primary is tried for failback (`probe_interval_ms`).",
+                ),
+            )
+            .property(
+                "retry",
+                object("Reconnect and retry backoff: `initial_ms`, `max_ms`, `jitter_percent`."),
+            )
+            .property(
+                "max_storage_mb",
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).description(Some(
+                    "This pair's own storage limit in MiB, within the global one.",
+                )),
+            )
+            .required("id")
+            .required("source")
+            .required("destination")
+            .into()
+    }
+}
+
+impl ToSchema for ChannelPairSpec {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Endpoint::name().into(), Endpoint::schema()));
+        <Endpoint as ToSchema>::schemas(schemas);
+    }
+}
+
+/// A source or destination, by `type`.
+pub(crate) enum Endpoint {}
+
+impl PartialSchema for Endpoint {
+    fn schema() -> RefOr<Schema> {
+        let others = ObjectBuilder::new()
+            .description(Some(
+                "A TCP server or client, UDP, a serial port or another ioBufferPro instance: \
+                 their settings are those of the README (host, port, tls, framing, ack, …).",
+            ))
+            .property(
+                "type",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(OTHER_TYPES)),
+            )
+            .required("type")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)));
+        OneOfBuilder::new()
+            .description(Some("A source or destination; `type` names the connector."))
+            .item(Ref::from_schema_name(MqttEndpoint::name()))
+            .item(others)
+            .into()
+    }
+}
+
+impl ToSchema for Endpoint {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((MqttEndpoint::name().into(), MqttEndpoint::schema()));
+    }
+}
+
+/// The `auth` of an mqtt side.
+fn broker_auth() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some("User name and password for the broker."))
+        .property("username", string("User name.").min_length(Some(1)))
+        .property(
+            "password",
+            string(
+                "Password. Always answered as `********`; sending `********` back keeps the \
+                 stored password as long as url, client id, user and TLS settings are \
+                 unchanged (else it must be typed again).",
+            ),
+        )
+        .required("username")
+        .required("password")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// The `tls` of an mqtt side: a TLS client's settings.
+fn client_tls() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some(
+            "For an `mqtts://` url only (TLS is implied by the scheme): which server \
+             certificates to trust and an optional client certificate.",
+        ))
+        .property(
+            "enabled",
+            boolean("Not used: TLS follows the url's scheme (answered as `false`)."),
+        )
+        .property("ca", string("Trust this CA (PEM file) instead of the system's roots."))
+        .property(
+            "server_name",
+            string("The name the broker's certificate must carry (default: the url's host)."),
+        )
+        .property("cert", string("Client certificate (PEM file), with `key`."))
+        .property("key", string("Private key of `cert` (PEM file)."))
+        .property(
+            "insecure_skip_verify",
+            boolean("Accept any server certificate. For lab use only; logged as a warning."),
+        )
+}
+
+/// An `mqtt` side (`iobp_config::MqttSpec`).
+pub(crate) enum MqttEndpoint {}
+
+impl PartialSchema for MqttEndpoint {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "An MQTT broker (3.1.1 or 5): one `PUBLISH` is one message. A destination \
+                 publishes each message and counts it Done once the broker acknowledged it \
+                 (`PUBACK` for QoS 1, `PUBCOMP` for QoS 2); a source subscribes on a persistent \
+                 session and acknowledges a message to the broker only once it is durable here.",
+            ))
+            .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["mqtt"])))
+            .property(
+                "url",
+                string("The broker: `mqtt://host:1883`, or `mqtts://host:8883` for TLS. No path, no user.")
+                    .pattern(Some("^mqtts?://")),
+            )
+            .property(
+                "version",
+                string("Protocol version: `5` (default) or `3.1.1` for brokers that speak only that.")
+                    .enum_values(Some(["5", "3.1.1"]))
+                    .default(Some(json!("5"))),
+            )
+            .property(
+                "client_id",
+                string(
+                    "Client identifier (1–256 printable characters, no spaces); default \
+                     `iobp-<pair id>` (a source's also names its filter). A source's persistent \
+                     session belongs to it.",
+                )
+                .min_length(Some(1))
+                .max_length(Some(256)),
+            )
+            .property(
+                "topic",
+                string(
+                    "Destination: the topic each message is published to (no `+` or `#`), where \
+                     `{pair}` becomes the pair's id. Source: the topic filter subscribed to (`+` \
+                     a whole level, `#` the whole last level).",
+                )
+                .min_length(Some(1))
+                .max_length(Some(32_767)),
+            )
+            .property(
+                "qos",
+                integer(
+                    "Quality of service: 1 (default, at least once) or 2 (exactly once between \
+                     this instance and the broker). QoS 0 is refused: it can lose messages.",
+                    1,
+                    2,
+                )
+                .default(Some(json!(1))),
+            )
+            .property("auth", broker_auth())
+            .property("tls", client_tls())
+            .property(
+                "in_flight",
+                integer(
+                    "Destination only: messages published and not yet acknowledged, at most \
+                     (default 64). The broker may allow fewer (MQTT 5 Receive Maximum).",
+                    1,
+                    1024,
+                )
+                .default(Some(json!(64))),
+            )
+            .property(
+                "keep_alive_s",
+                integer("Seconds between keep-alive pings (default 30).", 5, 3600)
+                    .default(Some(json!(30))),
+            )
+            .property(
+                "connect_timeout_ms",
+                integer("Give up a connection attempt after this long (default 10000).", 10, 600_000)
+                    .default(Some(json!(10_000))),
+            )
+            .required("type")
+            .required("url")
+            .required("topic")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for MqttEndpoint {}
