@@ -32,8 +32,9 @@
 //! threads and memory over 10 s of idling (`--skip-idle`); and MQTT ([`broker`]) — through a
 //! mosquitto the bench starts: the rate into the broker with acknowledgements, end to end
 //! through a destination and a source pair, the broker's own `mosquitto_pub` figure, and latency
-//! at 1,000 msg/s (`--skip-mqtt`). Each ends in a line per target (met, or missed by how much).
-//! `--only many,idle,mqtt` runs just these.
+//! at 1,000 msg/s (`--skip-mqtt`); and JetStream ([`jetstream`]), the same through a
+//! `nats-server -js` (`--skip-jetstream`). Each ends in a line per target (met, or missed by how much).
+//! `--only many,idle,mqtt,jetstream` runs just these.
 //!
 //! Shared parts: [`load`] (the message format and the load generator), [`receiver`] (the
 //! verifying receiving application), [`instance`] (the child instances and what `/metrics`
@@ -43,6 +44,7 @@ mod broker;
 mod failover;
 mod idle;
 mod instance;
+mod jetstream;
 mod load;
 mod many;
 mod receiver;
@@ -122,6 +124,9 @@ struct BenchArgs {
     /// Skip the MQTT phase (through a mosquitto the bench starts).
     #[arg(long)]
     skip_mqtt: bool,
+    /// Skip the JetStream phase (through a nats-server the bench starts).
+    #[arg(long)]
+    skip_jetstream: bool,
     /// Run only these phases (comma-separated), none of the others.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Only>,
@@ -136,14 +141,18 @@ enum Only {
     Idle,
     /// The MQTT phase.
     Mqtt,
+    /// The JetStream phase.
+    Jetstream,
 }
 
 /// Which of the scaling phases (each with instances of its own) run.
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::struct_excessive_bools)] // one switch per phase, read once
 struct Scaling {
     many: bool,
     idle: bool,
     mqtt: bool,
+    jetstream: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -197,6 +206,7 @@ async fn bench(args: &BenchArgs, binary: &Binary) -> anyhow::Result<()> {
         many: picked(Only::Many) && !args.skip_many,
         idle: picked(Only::Idle) && !args.skip_idle,
         mqtt: picked(Only::Mqtt) && !args.skip_mqtt,
+        jetstream: picked(Only::Jetstream) && !args.skip_jetstream,
     };
     let result = if args.only.is_empty() {
         all_phases(args, binary, &data, epoch, scaling).await
@@ -310,6 +320,13 @@ async fn scaling_phases(
         .await?;
         ok &= in_order;
         targets.extend(mqtt_targets);
+    }
+    if phases.jetstream {
+        let n = args.messages.min(1_000_000);
+        let (in_order, js_targets) =
+            jetstream::run(binary, data, n, args.latency_secs, args.size, epoch).await?;
+        ok &= in_order;
+        targets.extend(js_targets);
     }
     for t in targets {
         println!("{t}");

@@ -164,7 +164,8 @@ async fn load_run(
     let before_next = next.clone();
     reset_peak_rss(pid);
     // Scraping /metrics costs the instance CPU: not inside the measured span.
-    let syncs0 = metric(inst.ops, SYNCS).await?;
+    // An older build (`--binary`) may not count syncs: then the figure is NaN.
+    let syncs0 = metric(inst.ops, SYNCS).await.ok();
     let (cpu0, own0) = (cpu_time(pid), cpu_time(std::process::id()));
     let t = Instant::now();
     let max_lag = paced_many(&mut conns, &mut next, MANY_RATE, secs, size, epoch).await?;
@@ -173,7 +174,7 @@ async fn load_run(
     let (cpu1, own1) = (cpu_time(pid), cpu_time(std::process::id()));
     let threads = threads(pid);
     let (peak_rss_kib, rss_kib) = rss_kib(pid);
-    let syncs1 = metric(inst.ops, SYNCS).await?;
+    let syncs1 = metric(inst.ops, SYNCS).await.ok();
     let messages: u64 = next.iter().zip(&before_next).map(|(a, b)| a - b).sum();
 
     // Let anything sent twice arrive before the check.
@@ -209,7 +210,10 @@ async fn load_run(
         latencies,
         messages,
         cpu_per_msg_us,
-        syncs_per_s: syncs1.saturating_sub(syncs0) as f64 / el.as_secs_f64(),
+        syncs_per_s: match (syncs0, syncs1) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / el.as_secs_f64(),
+            _ => f64::NAN,
+        },
         threads,
         rss_kib,
         peak_rss_kib,

