@@ -24,14 +24,24 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    /// A broker that takes anyone, or only `user` (with `password`) when given.
+    /// A broker that takes anyone, or only `user` (with `password`) when given, and writes its
+    /// store at every change (so a SIGKILL loses nothing it acknowledged).
     fn start(user: Option<(&str, &str)>) -> Mosquitto {
+        Self::configured(user, true)
+    }
+
+    /// A broker that keeps everything in memory: fast, for tests where it never dies.
+    fn in_memory() -> Mosquitto {
+        Self::configured(None, false)
+    }
+
+    fn configured(user: Option<(&str, &str)>, persistent: bool) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = ports::tcp();
         let mut conf = format!(
             "listener {port} 127.0.0.1\n\
              user root\n\
-             persistence true\n\
+             persistence {persistent}\n\
              persistence_location {}/\n\
              autosave_on_changes true\n\
              autosave_interval 1\n\
@@ -155,7 +165,7 @@ fn assert_in_order_complete(sent: &[String], got: &[String]) {
 }
 
 async fn round_trip(version: &str, n: usize) {
-    let broker = Mosquitto::start(None);
+    let broker = Mosquitto::in_memory();
     let h = Harness::new().await;
     let ip = ports::loopback();
     let src = ports::tcp_on(&ip);
