@@ -299,3 +299,60 @@ async fn a_subscription_the_broker_holds_while_we_are_down_is_delivered_after() 
     let got = rx.wait_lines(2_000, 30).await;
     assert_eq!(got, sent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_verifies_the_broker_against_the_configured_ca() {
+    // mosquitto with a TLS listener whose certificate the test CA signed: a side trusting that
+    // CA delivers; a side trusting another CA is Red with a TLS error and delivers nothing.
+    let dir = tempfile::tempdir().expect("pki dir");
+    let pki = iobp_testkit::pki::TestPki::generate(dir.path());
+    let port = ports::tcp();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nuser root\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 1000000\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            pki.ca.display(),
+            pki.server_cert.display(),
+            pki.server_key.display()
+        ),
+    )
+    .expect("conf");
+    let mut child = Command::new(mosquitto_binary())
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto");
+    iobp_testkit::wait::poll(10, "mosquitto (TLS) to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).map(drop).map_err(|e| e.to_string())
+    });
+    let url = format!("mqtts://localhost:{port}");
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (src, wrong_src) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let rx = AsyncReceiver::start((ip.as_str(), ports::tcp_on(&ip)));
+    let dst = rx.addr();
+    let trust = format!(r#", "tls": {{"ca": "{}"}}"#, pki.ca.display());
+    h.add(&from_broker("from", &url, "plant/to", &trust, (&ip, dst.port()))).await;
+    h.wait_for("from", 10, "subscribed over TLS", |s| s.source.color == Color::Green).await;
+    h.add(&to_broker("to", (&ip, src), &url, &trust)).await;
+    let foreign = format!(r#", "tls": {{"ca": "{}"}}"#, pki.other_ca.display());
+    h.add(&to_broker("wrong", (&ip, wrong_src), &url, &foreign)).await;
+    h.wait_for("wrong", 10, "refused by TLS", |s| {
+        s.destination.color == Color::Red
+            && s.last_error.as_ref().is_some_and(|e| e.2.contains("TLS"))
+    })
+    .await;
+    let sent = lines(1_000);
+    send_lines((&ip, src), sent.clone()).await;
+    send_lines((&ip, wrong_src), lines(10)).await;
+    let got = rx.wait_lines(1_000, 30).await;
+    assert_eq!(got, sent);
+    let s = h.snap("wrong");
+    assert_eq!((s.sent, s.pending), (0, 10), "{s:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
