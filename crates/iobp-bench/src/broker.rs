@@ -9,68 +9,20 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 
+use iobp_testkit::{Broker, MosquittoConfig};
+
 use crate::instance::{Binary, line_framing, metric, pair_json};
 use crate::load::{blast, connect, latency, put_message, throughput};
 use crate::receiver::{Shared, receiver, verified, wait_count};
 use crate::report::{percentile, print_latency, target, target_at_least};
-
-/// A mosquitto on a free loopback port; killed when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mosquitto_binary() -> Option<PathBuf> {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn start_mosquitto(dir: &Path) -> anyhow::Result<Mosquitto> {
-    let binary = mosquitto_binary().context("mosquitto is not installed")?;
-    std::fs::create_dir_all(dir)?;
-    let port = iobp_testkit::ports::free_port()?;
-    let conf = dir.join("mosquitto.conf");
-    std::fs::File::create(&conf)?.write_all(
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 10000000\nmax_inflight_messages 1000\nuser root\n"
-        )
-        .as_bytes(),
-    )?;
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto")?;
-    let m = Mosquitto { child, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("mosquitto did not listen on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(m)
-}
 
 /// The broker's own figure: `mosquitto_pub` publishing `n` lines at `QoS` 1 from stdin.
 #[allow(clippy::cast_precision_loss)] // figures for display
@@ -106,12 +58,15 @@ pub(crate) async fn run(
     size: usize,
     epoch: Instant,
 ) -> anyhow::Result<(bool, Vec<String>)> {
-    if mosquitto_binary().is_none() {
-        println!("mqtt: skipped (mosquitto is not installed: apt-get install mosquitto)");
-        return Ok((true, Vec::new()));
-    }
-    let broker = start_mosquitto(&data.join("mosquitto"))?;
-    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    // In memory: the figures are ours and the broker's forwarding, not its disk.
+    let broker = match Broker::try_mosquitto(&MosquittoConfig::default()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("mqtt: skipped ({e} is not installed)");
+            return Ok((true, Vec::new()));
+        }
+        started => started.context("starting mosquitto")?,
+    };
+    let url = broker.url();
     let src = iobp_testkit::ports::free_port()?;
     let dst = iobp_testkit::ports::free_port()?;
     let got: Shared = Arc::default();
@@ -158,7 +113,7 @@ pub(crate) async fn run(
         "mqtt end to end:        {e2e:>12.0} msg/s  ({n} messages in {:.2} s: TCP -> instance -> mosquitto -> instance -> TCP, durable on our side both ways)",
         el.as_secs_f64()
     );
-    let plain = plain_publisher(broker.port, n.min(200_000), size)?;
+    let plain = plain_publisher(broker.port(), n.min(200_000), size)?;
     println!(
         "mosquitto_pub alone:    {plain:>12.0} msg/s  (QoS 1 from stdin, the broker's own figure on this machine)"
     );

@@ -10,13 +10,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_nats::jetstream;
+use iobp_testkit::Broker;
 use tokio::net::TcpListener;
 
 use crate::instance::{Binary, line_framing, metric, pair_json};
@@ -27,45 +27,6 @@ use crate::report::{percentile, print_latency, target, target_at_least};
 /// PubAcks our destination keeps outstanding (its default `in_flight`), and the plain
 /// publisher too.
 const WINDOW: usize = 256;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn server_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-async fn start_server(dir: &Path) -> anyhow::Result<(Server, String)> {
-    let binary = server_binary().context("nats-server is not installed")?;
-    std::fs::create_dir_all(dir)?;
-    let port = iobp_testkit::ports::free_port()?;
-    let child = Command::new(binary)
-        .args(["-js", "-sd"])
-        .arg(dir)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nats-server")?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nats-server did not listen on {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok((server, format!("nats://127.0.0.1:{port}")))
-}
 
 /// The server's own figure: `n` publishes with at most [`WINDOW`] PubAcks outstanding.
 #[allow(clippy::cast_precision_loss)] // figures for display
@@ -101,11 +62,14 @@ pub(crate) async fn run(
     size: usize,
     epoch: Instant,
 ) -> anyhow::Result<(bool, Vec<String>)> {
-    if server_binary().is_none() {
-        println!("jetstream: skipped (nats-server is not installed: apt-get install nats-server)");
-        return Ok((true, Vec::new()));
-    }
-    let (server, url) = start_server(&data.join("nats-store")).await?;
+    let server = match Broker::try_nats("127.0.0.1", &[]) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("jetstream: skipped ({e} is not installed)");
+            return Ok((true, Vec::new()));
+        }
+        started => started.context("starting nats-server")?,
+    };
+    let url = server.url();
     let js = jetstream::new(async_nats::connect(&url).await?);
     for (name, subject) in [("BENCH", "bench.>"), ("PLAIN", "plain.>")] {
         js.create_stream(jetstream::stream::Config {

@@ -6,125 +6,26 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use iobp_engine::Color;
-use iobp_testkit::ports;
 use iobp_testkit::receiver::AsyncReceiver;
+use iobp_testkit::{Broker, MosquittoConfig, ports};
 
-/// A mosquitto broker on 127.0.0.1 with a store in its own directory; killed when dropped.
-struct Mosquitto {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
+/// A broker that takes anyone, or only `user` (with `password`) when given, and writes its
+/// store at every change (so a SIGKILL loses nothing it acknowledged).
+fn persistent_broker(user: Option<(&str, &str)>) -> Broker {
+    Broker::mosquitto(&MosquittoConfig {
+        user: user.map(|(u, p)| (u.to_string(), p.to_string())),
+        persistent: true,
+        ..MosquittoConfig::default()
+    })
 }
 
-impl Mosquitto {
-    /// A broker that takes anyone, or only `user` (with `password`) when given, and writes its
-    /// store at every change (so a SIGKILL loses nothing it acknowledged).
-    fn start(user: Option<(&str, &str)>) -> Mosquitto {
-        Self::configured(user, true)
-    }
-
-    /// A broker that keeps everything in memory: fast, for tests where it never dies.
-    fn in_memory() -> Mosquitto {
-        Self::configured(None, false)
-    }
-
-    fn configured(user: Option<(&str, &str)>, persistent: bool) -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = ports::tcp();
-        let mut conf = format!(
-            "listener {port} 127.0.0.1\n\
-             user root\n\
-             persistence {persistent}\n\
-             persistence_location {}/\n\
-             autosave_on_changes true\n\
-             autosave_interval 1\n\
-             max_queued_messages 1000000\n\
-             max_inflight_messages 100\n\
-             log_dest stderr\n",
-            dir.path().display()
-        );
-        match user {
-            None => conf.push_str("allow_anonymous true\n"),
-            Some((u, p)) => {
-                let file = dir.path().join("passwords");
-                let ok = Command::new("mosquitto_passwd")
-                    .args(["-b", "-c"])
-                    .arg(&file)
-                    .args([u, p])
-                    .status()
-                    .expect("mosquitto_passwd (Debian package mosquitto) is needed");
-                assert!(ok.success());
-                conf += "allow_anonymous false\npassword_file ";
-                conf += &file.display().to_string();
-                conf += "\n";
-            }
-        }
-        let mut f = std::fs::File::create(dir.path().join("mosquitto.conf")).expect("conf");
-        f.write_all(conf.as_bytes()).expect("conf");
-        let mut m = Mosquitto { child: None, port, dir };
-        m.restart();
-        m
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("mosquitto.conf")
-    }
-
-    /// Starts the broker (again) on the same port and store, and waits until it listens.
-    fn restart(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).expect("log");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(self.conf())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto (Debian package mosquitto) is needed: the tests never skip");
-        self.child = Some(child);
-        iobp_testkit::wait::poll(10, "mosquitto to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).map(drop).map_err(|e| {
-                let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log"));
-                format!("{e}; log: {}", log.unwrap_or_default())
-            })
-        });
-    }
-
-    /// SIGKILL: no shutdown, nothing saved beyond what the broker already wrote.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log"));
-            eprintln!("mosquitto's log:\n{}", log.unwrap_or_default());
-        }
-    }
-}
-
-fn mosquitto_binary() -> &'static Path {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("mosquitto"))
+/// A broker that keeps everything in memory: fast, for tests where it never dies.
+fn in_memory_broker() -> Broker {
+    Broker::mosquitto(&MosquittoConfig::default())
 }
 
 /// A pair taking lines on a tcp source and publishing them to `url` (topic `plant/{pair}`).
@@ -165,7 +66,7 @@ fn assert_in_order_complete(sent: &[String], got: &[String]) {
 }
 
 async fn round_trip(version: &str, n: usize) {
-    let broker = Mosquitto::in_memory();
+    let broker = in_memory_broker();
     let h = Harness::new().await;
     let ip = ports::loopback();
     let src = ports::tcp_on(&ip);
@@ -200,7 +101,7 @@ async fn messages_go_through_mosquitto_in_order_mqtt311() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_mid_stream_loses_nothing_acknowledged() {
-    let mut broker = Mosquitto::start(None);
+    let mut broker = persistent_broker(None);
     let h = Harness::new().await;
     let ip = ports::loopback();
     let src = ports::tcp_on(&ip);
@@ -246,7 +147,7 @@ async fn a_broker_killed_mid_stream_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_show_a_clear_error_lose_nothing_and_heal_with_an_edit() {
-    let broker = Mosquitto::start(Some(("plant", "right")));
+    let broker = persistent_broker(Some(("plant", "right")));
     let h = Harness::new().await;
     let ip = ports::loopback();
     let src = ports::tcp_on(&ip);
@@ -281,7 +182,7 @@ async fn wrong_credentials_show_a_clear_error_lose_nothing_and_heal_with_an_edit
 async fn a_subscription_the_broker_holds_while_we_are_down_is_delivered_after() {
     // The persistent session: what is published while the source is stopped waits at the
     // broker and arrives when it starts again.
-    let broker = Mosquitto::start(None);
+    let broker = persistent_broker(None);
     let h = Harness::new().await;
     let ip = ports::loopback();
     let src = ports::tcp_on(&ip);
@@ -306,30 +207,18 @@ async fn mqtts_verifies_the_broker_against_the_configured_ca() {
     // CA delivers; a side trusting another CA is Red with a TLS error and delivers nothing.
     let dir = tempfile::tempdir().expect("pki dir");
     let pki = iobp_testkit::pki::TestPki::generate(dir.path());
-    let port = ports::tcp();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nuser root\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 1000000\ncafile {}\ncertfile {}\nkeyfile {}\n",
+    let broker = Broker::mosquitto(&MosquittoConfig {
+        extra: format!(
+            "cafile {}\ncertfile {}\nkeyfile {}",
             pki.ca.display(),
             pki.server_cert.display(),
             pki.server_key.display()
         ),
-    )
-    .expect("conf");
-    let mut child = Command::new(mosquitto_binary())
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    iobp_testkit::wait::poll(10, "mosquitto (TLS) to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).map(drop).map_err(|e| e.to_string())
+        scheme: Some("mqtts"),
+        url_host: Some("localhost".into()),
+        ..MosquittoConfig::default()
     });
-    let url = format!("mqtts://localhost:{port}");
+    let url = broker.url();
     let h = Harness::new().await;
     let ip = ports::loopback();
     let (src, wrong_src) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
@@ -353,6 +242,4 @@ async fn mqtts_verifies_the_broker_against_the_configured_ca() {
     assert_eq!(got, sent);
     let s = h.snap("wrong");
     assert_eq!((s.sent, s.pending), (0, 10), "{s:?}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -6,106 +6,57 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use common::*;
 use futures_util::StreamExt;
 use iobp_engine::Color;
-use iobp_testkit::ports;
 use iobp_testkit::receiver::AsyncReceiver;
+use iobp_testkit::{Broker, ports};
 use tokio::io::AsyncWriteExt;
 
-const NATS_SERVER: &str = "/usr/sbin/nats-server";
-
-/// A `nats-server` child process with JetStream on, stopped (SIGKILL) when dropped.
+/// A `nats-server` with JetStream on (the testkit's [`Broker`]), and how the test's own client
+/// reaches it.
 struct NatsServer {
-    child: Option<Child>,
-    ip: String,
-    port: u16,
-    store: tempfile::TempDir,
-    extra: Vec<String>,
+    broker: Broker,
+    /// The server asks for user `u` / `right`.
+    user: bool,
+    /// The CA the test's client trusts (a TLS server).
+    client_ca: Option<String>,
 }
 
 impl NatsServer {
     fn start(extra: &[&str]) -> NatsServer {
-        Self::start_on(ports::loopback(), extra)
+        Self::start_on(&ports::loopback(), extra, None)
     }
 
-    fn start_on(ip: String, extra: &[&str]) -> NatsServer {
-        let port = ports::tcp_on(&ip);
-        let store = tempfile::tempdir().expect("store dir");
-        let mut s = NatsServer {
-            child: None,
-            ip,
-            port,
-            store,
-            extra: extra.iter().map(ToString::to_string).collect(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(NATS_SERVER)
-            .args(["-js", "-sd"])
-            .arg(self.store.path())
-            .args(["-a", &self.ip, "-p", &self.port.to_string()])
-            // `--tlscacert_for_clients <ca>` is the test client's, not the server's.
-            .args(self.server_args())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server (Debian package nats-server)");
-        self.child = Some(child);
-        iobp_testkit::wait::poll(10, "nats-server listening", || {
-            std::net::TcpStream::connect((self.ip.as_str(), self.port))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-    }
-
-    fn server_args(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut it = self.extra.iter();
-        while let Some(a) = it.next() {
-            if a == "--tlscacert_for_clients" {
-                it.next();
-            } else {
-                out.push(a.clone());
-            }
-        }
-        out
+    fn start_on(ip: &str, extra: &[&str], client_ca: Option<String>) -> NatsServer {
+        NatsServer { broker: Broker::nats(ip, extra), user: extra.contains(&"--user"), client_ca }
     }
 
     /// SIGKILL: the server gets no chance to flush or say goodbye.
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill -9 nats-server");
-            c.wait().expect("reap nats-server");
-        }
+        self.broker.kill();
     }
 
     /// Starts again on the same port with the same store.
     fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.broker.restart();
     }
 
     fn url(&self) -> String {
-        let scheme = if self.extra.iter().any(|a| a == "--tls") { "tls" } else { "nats" };
-        format!("{scheme}://{}:{}", self.ip, self.port)
+        self.broker.url()
     }
 
     /// A client of the test's own (user `u` / `right` where the server asks for it).
     async fn client(&self) -> async_nats::Client {
         let mut opts = async_nats::ConnectOptions::new();
-        if self.extra.iter().any(|a| a == "--user") {
+        if self.user {
             opts = opts.user_and_password("u".into(), "right".into());
         }
-        if let Some(i) = self.extra.iter().position(|a| a == "--tlscacert_for_clients") {
-            opts = opts.require_tls(true).add_root_certificates(self.extra[i + 1].clone().into());
+        if let Some(ca) = &self.client_ca {
+            opts = opts.require_tls(true).add_root_certificates(ca.into());
         }
         opts.connect(self.url()).await.expect("test client connects")
     }
@@ -123,12 +74,6 @@ impl NatsServer {
         .await
         .expect("create stream");
         js
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -438,8 +383,9 @@ async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
     let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
     let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
     let nats = NatsServer::start_on(
-        ip.clone(),
-        &["--tls", "--tlscert", &cert, "--tlskey", &key, "--tlscacert_for_clients", &ca],
+        &ip,
+        &["--tls", "--tlscert", &cert, "--tlskey", &key],
+        Some(ca.clone()),
     );
     nats.create_stream("EDGE", &["iobp.>"]).await;
     let h = Harness::new().await;

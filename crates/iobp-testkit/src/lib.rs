@@ -12,6 +12,8 @@
 //!   blocking ([`receiver::Receiver`]) and async ([`receiver::AsyncReceiver`]) fronts.
 //! - [`pty`] (Linux): a pseudo-terminal pair behind a symlink, standing in for a serial
 //!   device.
+//! - [`brokers`] ([`Broker`]): real `mosquitto` and `nats-server` processes on loopback, each
+//!   with its own port, directory and log; killed with SIGKILL and restarted at will.
 //! - [`wait`]: waiting for a condition with a deadline, instead of sleeping for a while.
 //!
 //! Fixtures panic when the machine cannot provide them (a test has nothing better to do), and
@@ -20,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod brokers;
 pub mod pki;
 pub mod ports;
 #[cfg(target_os = "linux")]
@@ -27,4 +30,5 @@ pub mod pty;
 pub mod receiver;
 pub mod wait;
 
+pub use brokers::{Broker, MosquittoConfig};
 pub use pki::TestPki;
