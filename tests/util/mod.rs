@@ -435,3 +435,99 @@ impl Instance {
             .unwrap_or_else(|| panic!("no pair {id} in the export: {out}"))
     }
 }
+
+// ---- For the kill -9 suites (crash.rs, fleet.rs): numbered messages, an acknowledged
+// sender, and the check of what arrived.
+
+/// An STX/ETX frame carrying message number `seq` (8 digits).
+pub fn frame(seq: u64) -> Vec<u8> {
+    format!("\x02{seq:08}\x03").into_bytes()
+}
+
+/// Streams [`frame`]s numbered from `start` into an ack-byte `stx_etx` source on 127.0.0.1:`port`
+/// until `inst` is killed with SIGKILL after `after`; returns the number of the first message
+/// not acknowledged (ACK bytes come in order, so `start..returned` were acknowledged).
+pub fn stream_until_kill9(port: u16, start: u64, after: Duration, inst: Instance) -> u64 {
+    use std::io::Read as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut conn = connect(port);
+    let mut reader = conn.try_clone().expect("clone");
+    let acks = Arc::new(AtomicU64::new(0));
+    let (a2, stop) = (acks.clone(), Arc::new(AtomicBool::new(false)));
+    let stop2 = stop.clone();
+    let counter = std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            assert!(b[..n].iter().all(|&x| x == 0x06), "only ACKs expected");
+            a2.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    });
+    let writer = std::thread::spawn(move || {
+        let mut seq = start;
+        while !stop2.load(Ordering::Relaxed) {
+            let mut batch = Vec::new();
+            for s in seq..seq + 50 {
+                batch.extend(frame(s));
+            }
+            if conn.write_all(&batch).is_err() {
+                break;
+            }
+            seq += 50;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    std::thread::sleep(after);
+    inst.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    let _ = counter.join();
+    let acked = start + acks.load(Ordering::SeqCst);
+    assert!(acked > start, "nothing was acknowledged in {after:?}");
+    acked
+}
+
+/// Checks what a receiver saw of numbered messages: every number in `0..must` present; the
+/// distinct numbers form a gap-free range; first appearances in increasing order. Returns
+/// (distinct, duplicates).
+pub fn check_delivery(lines: &[String], must: u64) -> (u64, u64) {
+    let nums: Vec<u64> = lines.iter().map(|l| l.parse().expect("number")).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last_new = None;
+    let mut dups = 0;
+    for n in &nums {
+        if seen.insert(*n) {
+            assert!(
+                last_new.is_none_or(|l| *n > l),
+                "message {n} first delivered after a later one"
+            );
+            last_new = Some(*n);
+        } else {
+            dups += 1;
+        }
+    }
+    let distinct = seen.len() as u64;
+    if let (Some(&first), Some(&last)) = (seen.first(), seen.last()) {
+        assert_eq!(first, 0);
+        assert_eq!(last + 1, distinct, "a hole in the delivered messages");
+    }
+    assert!(distinct >= must, "only {distinct} delivered, {must} were acknowledged");
+    (distinct, dups)
+}
+
+/// Waits until `receiver` has seen at least `n` distinct lines.
+pub fn wait_distinct(receiver: &iobp_testkit::receiver::Receiver, n: u64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let lines = receiver.lines();
+        let distinct: std::collections::BTreeSet<&String> = lines.iter().collect();
+        if distinct.len() as u64 >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {} of {n} delivered", distinct.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -5,14 +5,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream;
 use common::*;
-use futures_util::StreamExt;
 use iobp_engine::Color;
 use iobp_testkit::receiver::AsyncReceiver;
+use iobp_testkit::streams::{self, assert_unique_ids_and_payloads, read_stream};
 use iobp_testkit::{Broker, ports};
 use tokio::io::AsyncWriteExt;
 
@@ -61,64 +60,12 @@ impl NatsServer {
         opts.connect(self.url()).await.expect("test client connects")
     }
 
-    /// Creates stream `name` over `subjects`: file storage, duplicate window 2 minutes.
+    /// Creates stream `name` over `subjects` (see [`iobp_testkit::streams::create_stream`]).
     async fn create_stream(&self, name: &str, subjects: &[&str]) -> jetstream::Context {
         let js = jetstream::new(self.client().await);
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: subjects.iter().map(ToString::to_string).collect(),
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .expect("create stream");
+        streams::create_stream(&js, name, subjects).await;
         js
     }
-}
-
-/// Every message in `stream`: (Nats-Msg-Id, payload), in stream order.
-async fn read_stream(js: &jetstream::Context, name: &str) -> Vec<(String, String)> {
-    let mut stream = js.get_stream(name).await.expect("stream");
-    let total = stream.info().await.expect("info").state.messages;
-    let c = stream
-        .create_consumer(consumer::pull::Config {
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("reading consumer");
-    let mut msgs = c.messages().await.expect("messages");
-    let mut out = Vec::new();
-    while (out.len() as u64) < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
-            .await
-            .expect("the stream's messages come")
-            .expect("more")
-            .expect("a message");
-        let id = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        out.push((id, String::from_utf8_lossy(&m.payload).into_owned()));
-    }
-    out
-}
-
-/// Asserts that each id and each payload appears once.
-fn assert_no_duplicates(msgs: &[(String, String)]) {
-    let mut ids: HashMap<&str, usize> = HashMap::new();
-    let mut payloads: HashMap<&str, usize> = HashMap::new();
-    for (id, p) in msgs {
-        assert!(!id.is_empty(), "every message has a Nats-Msg-Id");
-        *ids.entry(id).or_default() += 1;
-        *payloads.entry(p).or_default() += 1;
-    }
-    let twice: Vec<_> = payloads.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(twice.is_empty(), "payloads stored twice: {twice:?}");
-    assert_eq!(ids.len(), msgs.len(), "each Nats-Msg-Id once");
 }
 
 /// Publishes `msgs` to `subject`, a thousand PubAcks outstanding at most (the context holds
@@ -237,7 +184,7 @@ async fn a_server_killed_mid_stream_loses_nothing_acknowledged_and_stores_no_dup
     assert!(at_kill < N as u64, "the kill came mid-stream ({at_kill} of {N} Done)");
     let js = jetstream::new(nats.client().await);
     let msgs = read_stream(&js, "EDGE").await;
-    assert_no_duplicates(&msgs);
+    assert_unique_ids_and_payloads(&msgs);
     let mut payloads: Vec<&str> = msgs.iter().map(|(_, p)| p.as_str()).collect();
     payloads.sort_unstable();
     let want: Vec<String> = (0..N).map(line).collect();
@@ -318,7 +265,7 @@ async fn wrong_credentials_show_red_lose_nothing_and_recover_after_an_edit() {
     let js = jetstream::new(nats.client().await);
     let msgs = read_stream(&js, "EDGE").await;
     assert_eq!(msgs.len(), N);
-    assert_no_duplicates(&msgs);
+    assert_unique_ids_and_payloads(&msgs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +319,7 @@ async fn a_subject_no_stream_captures_is_red_until_a_stream_does() {
     nats.create_stream("EDGE", &["iobp.>"]).await;
     h.wait_for("ns", 10, "delivered once a stream exists", |s| s.sent == 100).await;
     let js = jetstream::new(nats.client().await);
-    assert_no_duplicates(&read_stream(&js, "EDGE").await);
+    assert_unique_ids_and_payloads(&read_stream(&js, "EDGE").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,8 @@
 //!   device.
 //! - [`brokers`] ([`Broker`]): real `mosquitto` and `nats-server` processes on loopback, each
 //!   with its own port, directory and log; killed with SIGKILL and restarted at will.
+//! - [`streams`]: JetStream streams created as operators are told to, read back with their
+//!   message ids, and the duplicate-window checks.
 //! - [`wait`]: waiting for a condition with a deadline, instead of sleeping for a while.
 //!
 //! Fixtures panic when the machine cannot provide them (a test has nothing better to do), and
@@ -28,6 +30,7 @@ pub mod ports;
 #[cfg(target_os = "linux")]
 pub mod pty;
 pub mod receiver;
+pub mod streams;
 pub mod wait;
 
 pub use brokers::{Broker, MosquittoConfig};
