@@ -27,12 +27,8 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
             if round == 0 { vec!["--config", config.to_str().expect("utf8")] } else { vec![] };
         let inst = Instance::start(&tmp.path().join("data"), &extra);
         let start = acked_total;
-        acked_total = stream_until_kill9(
-            src,
-            start,
-            Duration::from_millis(200 + rng.next() % 600),
-            inst,
-        );
+        acked_total =
+            stream_until_kill9(src, start, Duration::from_millis(200 + rng.next() % 600), inst);
         assert!(acked_total > start, "round {round}: nothing was acknowledged");
     }
     // Restart once more and let everything drain.

@@ -30,12 +30,8 @@ fn kill_rounds(data: &Path, config: &Path, src: u16, receiver: &Receiver, rounds
         let inst = Instance::start(data, &extra);
         // The subscription must exist before anything is published (a broker keeps messages
         // only for sessions it knows), and after a restart both sides reconnect.
-        inst.wait_for("down", 20, "the down side subscribed", |s| {
-            s["source"]["status"] == "green"
-        });
-        inst.wait_for("up", 20, "the up side connected", |s| {
-            s["destination"]["status"] == "green"
-        });
+        inst.wait_for("down", 20, "the down side subscribed", |s| s["source"]["status"] == "green");
+        inst.wait_for("up", 20, "the up side connected", |s| s["destination"]["status"] == "green");
         acked = stream_until_kill9(src, acked, Duration::from_millis(300 + rng.next() % 700), inst);
     }
     let inst = Instance::start(data, &[]);
@@ -121,7 +117,10 @@ fn kill_9_mid_stream_through_mosquitto_loses_nothing_acknowledged_and_re_sends_k
         }
     }
     assert!(message_of.len() as u64 >= acked, "the observer saw {} of {acked}", message_of.len());
-    eprintln!("{} messages at the broker, {copies} re-sent copies with their ids", message_of.len());
+    eprintln!(
+        "{} messages at the broker, {copies} re-sent copies with their ids",
+        message_of.len()
+    );
 }
 
 #[test]

@@ -14,8 +14,9 @@
 //!   `peer_up`/`peer_down`); a destination returns what was in flight to Pending after each;
 //!   the relay lag is cleared when the last connection ends.
 //! - **Backoff.** A failed open or an ended connection waits the pair's backoff before the next
-//!   attempt; it starts over once a connection opened (a connectionless transport: once data
-//!   moved, see [`Progress`]).
+//!   attempt; it starts over once a session moved messages ([`Progress`], or the side's
+//!   received / delivered count grew) or a connection stayed up 10 s. Opening alone proves
+//!   nothing: a peer that accepts and then refuses every message meets a growing backoff.
 //! - **Stopping.** Every wait observes the pair's cancellation; sessions observe it themselves
 //!   so they can wind down (answer what became durable, return what is in flight).
 //! - **Errors, by kind** ([`SideError`], [`SideError::next`]). A fault of the peer (and TLS and
@@ -34,6 +35,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::side::{Next, SideCtx, SideError, pause};
@@ -162,6 +164,18 @@ pub(crate) trait Session<Io>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Ended, SideError>> + Send;
 }
 
+/// A connection that stayed up this long was a working one, even if nothing moved (an idle
+/// destination): the backoff starts over after it.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// The side's count of messages moved (received by a source, delivered by a destination).
+fn messages_moved(ctx: &SideCtx, side: Side) -> u64 {
+    match side {
+        Side::Source => ctx.stats.received.load(Ordering::Relaxed),
+        Side::Destination => ctx.stats.sent.load(Ordering::Relaxed),
+    }
+}
+
 /// Marked by a session each time data moved; a connectionless transport's backoff starts over
 /// only then.
 #[derive(Debug, Default)]
@@ -243,18 +257,22 @@ where
         let (why, next) = match attempt {
             Err(e) => (e.to_string(), e.next()),
             Ok(link) => {
-                if counted {
-                    backoff.reset();
-                }
                 let Opened { io, peer, detail, warning, lock } = link;
                 let shown = if warning.is_some() { Color::Yellow } else { Color::Green };
                 up(ctx, side, &peer, counted, warning);
                 status.set(shown, detail);
                 let progress = Progress::default();
+                let (moved, began) = (messages_moved(ctx, side), tokio::time::Instant::now());
                 let ended = session.run(ctx, io, &peer, &progress).await;
                 drop(lock);
                 down(ctx, side, &peer, counted);
-                if progress.take() {
+                // Opening proves little: a peer that takes the connection and refuses the
+                // first message (a broker's ACL or quota, a receiver that closes at once)
+                // must meet a growing backoff, not a reconnection every `initial_ms`.
+                let proven = progress.take()
+                    || messages_moved(ctx, side) != moved
+                    || (counted && began.elapsed() >= STABLE_SESSION);
+                if proven {
                     backoff.reset();
                 }
                 match ended {
@@ -524,8 +542,8 @@ mod tests {
     enum Step {
         /// Opening fails.
         OpenFails,
-        /// Opens; the session marks progress if told to and ends so.
-        Session { progress: bool, end: Result<Ended, SideError> },
+        /// Opens; the session marks progress if told to, stays up `lasts`, and ends so.
+        Session { progress: bool, lasts: Duration, end: Result<Ended, SideError> },
         /// Opens; the session runs until the pair stops.
         Hold,
     }
@@ -602,10 +620,11 @@ mod tests {
             progress: &Progress,
         ) -> Result<Ended, SideError> {
             match io {
-                Step::Session { progress: moved, end } => {
+                Step::Session { progress: moved, lasts, end } => {
                     if moved {
                         progress.made();
                     }
+                    tokio::time::sleep(lasts).await;
                     end
                 }
                 Step::Hold => {
@@ -646,28 +665,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_backoff_grows_while_opening_fails_and_starts_over_once_a_connection_opened() {
+    async fn the_backoff_starts_over_only_after_a_session_moved_messages_or_stayed_up() {
         let dir = tempfile::tempdir().expect("tmp");
         let ctx = ctx(dir.path());
-        let closed = || Step::Session { progress: false, end: Ok(Ended::PeerClosed) };
+        let closed =
+            |progress, lasts| Step::Session { progress, lasts, end: Ok(Ended::PeerClosed) };
         let script = vec![
             Step::OpenFails,
             Step::OpenFails,
             Step::OpenFails,
+            // Opened and closed at once, nothing moved (a peer refusing every message).
+            closed(false, Duration::ZERO),
             Step::OpenFails,
+            // Messages moved.
+            closed(true, Duration::ZERO),
             Step::OpenFails,
-            closed(),
+            // Up for 10 s, idle: a working connection.
+            closed(false, Duration::from_secs(10)),
             Step::OpenFails,
         ];
         let opens =
             run_script(&ctx, Side::Destination, Fake::new(Shape::Dial, false, script)).await;
-        // Doubling to the cap (800), then from the start after the connection.
-        assert_eq!(Fake::gaps(&opens), vec![100, 200, 400, 800, 800, 100, 200]);
+        // Doubling to the cap (800) through the connection that proved nothing, from the start
+        // after the one that moved messages and after the one that stayed up.
+        assert_eq!(Fake::gaps(&opens), vec![100, 200, 400, 800, 800, 100, 200, 10_100, 200]);
         // Opening again (the script's end): Yellow, nothing connected.
         let s = ctx.stats.side_snapshots().1;
         assert_eq!((s.color, s.detail.as_str()), (Color::Yellow, "connecting to fake"));
         assert_eq!(s.connections, 0, "the closed connection is no longer counted");
-        assert_eq!(ctx.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 7);
+        assert_eq!(ctx.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 9);
         let last = ctx.stats.last_error().map(|e| e.2);
         assert_eq!(last.as_deref(), Some("cannot connect to fake: refused"));
     }
@@ -678,6 +704,7 @@ mod tests {
         let ctx = ctx(dir.path());
         let failed = |progress| Step::Session {
             progress,
+            lasts: Duration::ZERO,
             end: Err(SideError::Peer("send: refused".into())),
         };
         let script = vec![failed(false), failed(false), failed(false), failed(true), failed(false)];
@@ -793,7 +820,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let ctx = ctx(dir.path());
         let fake = Fake::new(Shape::Dial, false, {
-            let end = |e| Step::Session { progress: false, end: Err(e) };
+            let end = |e| Step::Session { progress: false, lasts: Duration::ZERO, end: Err(e) };
             vec![
                 end(SideError::Peer("connection lost: reset".into())),
                 end(SideError::Buffer { doing: "reading the buffer", source: read_error() }),
@@ -820,7 +847,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let ctx = ctx(dir.path());
         let closed = SideError::Buffer { doing: "buffer failed", source: iobp_log::Error::Closed };
-        let script = vec![Step::Session { progress: false, end: Err(closed) }];
+        let script =
+            vec![Step::Session { progress: false, lasts: Duration::ZERO, end: Err(closed) }];
         let fake = Fake::new(Shape::Dial, false, script);
         let opens = fake.opens.clone();
         let task = tokio::spawn(super::run(ctx.clone(), Side::Source, fake, FakeSession));
@@ -877,7 +905,8 @@ mod tests {
         let ctx = ctx(dir.path());
         let closed =
             SideError::Buffer { doing: "buffer unavailable", source: iobp_log::Error::Closed };
-        let script = vec![Step::Session { progress: false, end: Err(closed) }];
+        let script =
+            vec![Step::Session { progress: false, lasts: Duration::ZERO, end: Err(closed) }];
         let fake = Fake::new(Shape::Concurrent { limit: None }, false, script);
         let opens = fake.opens.clone();
         let task = tokio::spawn(super::run(ctx.clone(), Side::Source, fake, FakeSession));

@@ -173,12 +173,17 @@ impl Broker {
                 Client::V4(c) => c.subscribe_tracked(filter, qos).await.map_err(client_error)?,
                 Client::V5(_) => unreachable_version(),
             };
-            conn.until(notice.wait_async()).await?.map_err(|e| {
+            let suback = conn.until(notice.wait_async()).await?.map_err(|e| {
                 SideError::Peer(format!(
                     "the broker refused the subscription to {}: {e}",
                     spec.topic
                 ))
             })?;
+            let granted = match suback.return_codes.first() {
+                Some(v4::SubscribeReasonCode::Success(q)) => Ok(*q as u8),
+                other => Err(format!("{other:?}")),
+            };
+            check_granted(&spec.topic, spec.qos, granted)?;
         }
         Ok(conn)
     }
@@ -254,12 +259,17 @@ impl Broker {
                 Client::V5(c) => c.subscribe_tracked(filter, qos).await.map_err(client_error)?,
                 Client::V4(_) => unreachable_version(),
             };
-            conn.until(notice.wait_async()).await?.map_err(|e| {
+            let suback = conn.until(notice.wait_async()).await?.map_err(|e| {
                 SideError::Peer(format!(
                     "the broker refused the subscription to {}: {e}",
                     spec.topic
                 ))
             })?;
+            let granted = match suback.return_codes.first() {
+                Some(v5::SubscribeReasonCode::Success(q)) => Ok(*q as u8),
+                other => Err(format!("{other:?}")),
+            };
+            check_granted(&spec.topic, spec.qos, granted)?;
         }
         Ok(conn)
     }
@@ -406,7 +416,7 @@ impl Conn {
                     .await
                     .map_err(client_error)?;
                 Ok(Box::pin(async move {
-                    notice.wait_async().await.map(drop).map_err(|e| {
+                    notice.wait_completion_async().await.map_err(|e| {
                         SideError::Peer(format!("the broker did not acknowledge a message: {e}"))
                     })
                 }))
@@ -422,7 +432,9 @@ impl Conn {
                     .await
                     .map_err(client_error)?;
                 Ok(Box::pin(async move {
-                    notice.wait_async().await.map(drop).map_err(|e| {
+                    // `wait_completion_async`, not `wait_async`: a PUBACK or PUBCOMP with a
+                    // failing reason code is a refusal, never a delivery.
+                    notice.wait_completion_async().await.map_err(|e| {
                         // A refusal by reason code (quota exceeded, not authorised, topic
                         // name invalid) is the broker's answer, not a broken connection.
                         SideError::Protocol(format!("the broker refused a message: {e}"))
@@ -501,6 +513,22 @@ pub(crate) const MESSAGE_ID_PROPERTY: &str = "iobp-id";
 
 fn unreachable_version() -> ! {
     unreachable!("a connection's client has the version it was built with")
+}
+
+/// A subscription is what the side needs only if the broker granted it at the `QoS` asked
+/// for: granted at `QoS` 0, the broker would drop messages while we are away (no persistent
+/// session keeps them) and never wait for our acknowledgement.
+fn check_granted(topic: &str, asked: u8, granted: Result<u8, String>) -> Result<(), SideError> {
+    match granted {
+        Ok(q) if q >= asked.max(1) => Ok(()),
+        Ok(q) => Err(SideError::Peer(format!(
+            "the broker granted the subscription to {topic} at QoS {q} only (asked for QoS \
+             {asked}): messages could be lost; allow QoS {asked} at the broker"
+        ))),
+        Err(code) => {
+            Err(SideError::Peer(format!("the broker refused the subscription to {topic}: {code}")))
+        }
+    }
 }
 
 fn v4_qos(q: u8) -> v4::QoS {

@@ -405,3 +405,53 @@ async fn a_nats_primary_fails_over_to_a_backup_and_gets_the_traffic_back() {
     let want: Vec<String> = (0..100).chain(200..300).map(line).collect();
     assert_eq!(in_stream, want, "the primary got the first and the last hundred, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_at_its_limit_refuses_shows_why_loses_nothing_and_heals_when_room_is_made() {
+    // A stream limited to 100 messages that refuses new ones when full (discard "new"): the
+    // PubAck carries JetStream's refusal. Nothing refused is Done; the side is Red with the
+    // server's reason and retries with backoff; once the operator raises the limit, the rest
+    // goes, in order, each message once.
+    let nats = NatsServer::start(&[]);
+    let js = jetstream::new(nats.client().await);
+    js.create_stream(jetstream::stream::Config {
+        name: "EDGE".into(),
+        subjects: vec!["iobp.>".into()],
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        max_messages: 100,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("full", (&ip, src), &nats.url(), "")).await;
+    send_all((&ip, src), (0..300).map(line)).await;
+    h.wait_for("full", 10, "refused with JetStream's reason", |s| {
+        s.destination.color == Color::Red
+            && s.sent == 100
+            && s.last_error.as_ref().is_some_and(|e| e.2.contains("maximum messages"))
+    })
+    .await;
+    let errors = h.snap("full").errors;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = h.snap("full");
+    assert_eq!((s.sent, s.pending + s.in_flight), (100, 200), "nothing refused is Done: {s:?}");
+    let retries = s.errors - errors;
+    assert!(retries <= 12, "{retries} refusals in 2 s: backoff, not a loop");
+
+    let mut config = js.get_stream("EDGE").await.expect("stream").cached_info().config.clone();
+    config.max_messages = 1_000;
+    js.update_stream(config).await.expect("raise the limit");
+    h.wait_for("full", 30, "everything delivered", |s| {
+        s.destination.color == Color::Green && s.sent == 300 && s.pending == 0
+    })
+    .await;
+    let stored = read_stream(&js, "EDGE").await;
+    assert_unique_ids_and_payloads(&stored);
+    let payloads: Vec<String> = stored.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, (0..300).map(line).collect::<Vec<_>>(), "in order, each once");
+}

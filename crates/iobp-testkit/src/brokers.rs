@@ -186,6 +186,17 @@ impl Broker {
         }
     }
 
+    /// SIGHUP: mosquitto reloads its password and ACL files (a broker operator's change,
+    /// without a restart).
+    ///
+    /// # Panics
+    /// When it is not running or the signal cannot be sent.
+    pub fn reload(&self) {
+        let pid = self.child.as_ref().expect("the broker is running").id();
+        let ok = Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+        assert!(ok.as_ref().is_ok_and(|s| s.success()), "SIGHUP to the broker: {ok:?}");
+    }
+
     /// Starts it (again, after [`Broker::kill`]) on the same port and store, and waits until
     /// it listens.
     ///

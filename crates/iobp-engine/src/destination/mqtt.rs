@@ -19,10 +19,11 @@ use crate::mqtt::{Broker, Confirmation, Conn, Role};
 use crate::side::{SideCtx, SideError};
 use crate::stats::Side;
 
-pub(crate) async fn destination(ctx: SideCtx, spec: MqttSpec) {
-    let topic = spec.topic.replace("{pair}", &ctx.pair);
+pub(crate) async fn destination(ctx: SideCtx, mut spec: MqttSpec) {
+    // The topic as published (and shown in the status), the template filled in.
+    spec.topic = spec.topic.replace("{pair}", &ctx.pair);
     let window = usize::from(spec.in_flight.unwrap_or(iobp_config::DEFAULT_MQTT_IN_FLIGHT));
-    let session = Publishing { topic, qos: spec.qos, window };
+    let session = Publishing { topic: spec.topic.clone(), qos: spec.qos, window };
     let broker = Broker::new(spec, Role::Publish, &ctx.pair);
     crate::connector::run(ctx, Side::Destination, broker, session).await;
 }
