@@ -22,7 +22,6 @@
 //!   again by the broker on the next connection, and what was published meanwhile waits there.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,6 +32,7 @@ use mqtt5 as v5;
 use tokio::sync::mpsc;
 
 use crate::connector::{Opened, Opener, Shape};
+use crate::destination::window::Confirmation;
 use crate::net::{Dial, Stream};
 use crate::side::SideError;
 
@@ -393,9 +393,6 @@ impl Incoming {
         }
     }
 }
-
-/// Resolves when the broker acknowledged a publish (`PUBACK` for `QoS` 1, `PUBCOMP` for `QoS` 2).
-pub(crate) type Confirmation = Pin<Box<dyn Future<Output = Result<(), SideError>> + Send>>;
 
 impl Conn {
     /// Queues a publish of `payload` to `topic` carrying `id` (MQTT 5: the user property

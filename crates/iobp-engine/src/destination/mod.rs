@@ -10,6 +10,7 @@ mod serial;
 pub(crate) mod stream;
 mod tcp;
 mod udp;
+pub(crate) mod window;
 
 use iobp_config::EndpointSpec;
 
