@@ -365,6 +365,10 @@ fn nats_settings_are_checked_with_their_paths() {
             r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"server_name": "x"}}"#,
             "destination.tls.server_name",
         ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "auth": {"creds_file": ""}}"#,
+            "destination.auth.creds_file",
+        ),
     ];
     for (dst, field) in dst_cases {
         let e = parse_pair(&pair("a", ok_src, dst)).expect_err(field);
@@ -397,6 +401,9 @@ fn nats_settings_are_checked_with_their_paths() {
         let e = parse_pair(&pair("a", src, ok_dst)).expect_err(field);
         assert_eq!(e.problems[0].path, field, "{e}");
     }
+    // A creds file is taken (the engine checks the file at create).
+    let creds = r#"{"type": "nats", "servers": ["tls://10.0.0.1"], "subject": "s", "auth": {"creds_file": "/etc/iobp/edge.creds"}}"#;
+    parse_pair(&pair("a", ok_src, creds)).expect("creds_file");
     // Wildcards are whole tokens in a source's filter.
     let wild = r#"{"type": "nats", "servers": ["nats://h"], "subject": "a.*.c.>", "stream": "S"}"#;
     parse_pair(&pair("a", wild, ok_dst)).expect("wildcard filter");

@@ -26,6 +26,8 @@ struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     extra: Vec<String>,
+    /// The `.creds` file the test's own client signs in with (operator mode).
+    creds: Option<String>,
 }
 
 impl NatsServer {
@@ -42,6 +44,7 @@ impl NatsServer {
             port,
             store,
             extra: extra.iter().map(ToString::to_string).collect(),
+            creds: None,
         };
         s.spawn();
         s
@@ -104,6 +107,9 @@ impl NatsServer {
         if self.extra.iter().any(|a| a == "--user") {
             opts = opts.user_and_password("u".into(), "right".into());
         }
+        if let Some(creds) = &self.creds {
+            opts = opts.credentials_file(creds).await.expect("the test client's creds");
+        }
         if let Some(i) = self.extra.iter().position(|a| a == "--tlscacert_for_clients") {
             opts = opts.require_tls(true).add_root_certificates(self.extra[i + 1].clone().into());
         }
@@ -130,6 +136,118 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// NATS decentralised authentication for a test: an operator, an account it signed (JetStream
+/// on, no limits), and users the account signs. The JWTs are written as `nsc` writes them: a
+/// base64url header `{"typ":"JWT","alg":"ed25519-nkey"}`, base64url claims, and the issuer's
+/// ed25519 signature of `header.claims`.
+struct Operator {
+    dir: tempfile::TempDir,
+    account: nkeys::KeyPair,
+    config: String,
+}
+
+impl Operator {
+    fn new() -> Operator {
+        let op = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        let op_jwt =
+            jwt(&op, &op.public_key(), serde_json::json!({"type": "operator", "version": 2}));
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+        });
+        let account_jwt = jwt(
+            &op,
+            &account.public_key(),
+            serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+        );
+        // JetStream needs a system account in operator mode (its own, without JetStream).
+        let system = nkeys::KeyPair::new_account();
+        let system_jwt = jwt(
+            &op,
+            &system.public_key(),
+            serde_json::json!({"type": "account", "version": 2, "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+            }}),
+        );
+        let dir = tempfile::tempdir().expect("auth dir");
+        let config = dir.path().join("operator.conf");
+        let (acc, sys) = (account.public_key(), system.public_key());
+        std::fs::write(
+            &config,
+            format!(
+                "operator: \"{op_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
+                 resolver_preload: {{\n  {acc}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n"
+            ),
+        )
+        .expect("write server config");
+        let config = config.to_str().expect("utf-8 path").to_string();
+        Operator { dir, account, config }
+    }
+
+    /// A user of this operator's account, as a `.creds` file; returns its path.
+    fn user_creds(&self, name: &str) -> String {
+        user_creds_signed_by(&self.account, self.dir.path(), name)
+    }
+
+    /// A server in operator mode, trusting this operator; its test client signs in as `admin`.
+    fn server(&self) -> NatsServer {
+        let mut s = NatsServer::start(&["-c", &self.config]);
+        s.creds = Some(self.user_creds("admin"));
+        s
+    }
+}
+
+/// A user signed by `account`, written as a `.creds` file in `dir`.
+fn user_creds_signed_by(account: &nkeys::KeyPair, dir: &std::path::Path, name: &str) -> String {
+    let user = nkeys::KeyPair::new_user();
+    let claims = serde_json::json!({
+        "type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+    });
+    let user_jwt = jwt(account, &user.public_key(), claims);
+    let seed = user.seed().expect("a new key has its seed");
+    let path = dir.join(format!("{name}.creds"));
+    std::fs::write(&path, creds_text(&user_jwt, &seed)).expect("write creds");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+/// A `.creds` file's text, as `nsc` writes it.
+fn creds_text(jwt: &str, seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    )
+}
+
+/// A NATS JWT (v2) with `nats` claims about `subject`, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{subject}-{now}"),
+        "iat": now,
+        "iss": issuer.public_key(),
+        "name": subject.get(..8).unwrap_or(subject),
+        "sub": subject,
+        "nats": nats,
+    });
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = b64(claims.to_string().as_bytes());
+    let signing_input = format!("{header}.{body}");
+    let sig = issuer.sign(signing_input.as_bytes()).expect("sign the JWT");
+    format!("{signing_input}.{}", b64(&sig))
 }
 
 /// Every message in `stream`: (Nats-Msg-Id, payload), in stream order.
@@ -511,4 +629,119 @@ async fn a_nats_primary_fails_over_to_a_backup_and_gets_the_traffic_back() {
         read_stream(&js, "EDGE").await.into_iter().map(|(_, p)| p).collect();
     let want: Vec<String> = (0..100).chain(200..300).map(line).collect();
     assert_eq!(in_stream, want, "the primary got the first and the last hundred, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_signs_in_to_an_operator_mode_server_and_a_foreign_one_is_refused() {
+    // The server trusts one operator; the pair signs in with a user JWT of that operator's
+    // account and proves it holds the user's NKey by signing the server's nonce.
+    let auth = Operator::new();
+    let nats = auth.server();
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    let creds = auth.user_creds("edge");
+    let with = |path: &str| format!(r#", "auth": {{"creds_file": "{path}"}}"#);
+    h.add(&to_nats("cr", (&ip, src), &nats.url(), &with(&creds))).await;
+    send_all((&ip, src), (0..200).map(line)).await;
+    h.wait_for("cr", 10, "delivered with the creds", |s| s.sent == 200 && s.pending == 0).await;
+    assert_eq!(h.snap("cr").destination.color, Color::Green);
+    // A source signs in the same way.
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    let json = from_nats("cs", &nats.url(), "iobp.cr", "", (&ip, dst))
+        .replace(r#""subject": "iobp.cr"}"#, &format!(r#""subject": "iobp.cr"{}}}"#, with(&creds)));
+    h.add(&json).await;
+    assert_eq!(got.wait_lines(200, 10).await, (0..200).map(line).collect::<Vec<_>>());
+
+    // A well-formed creds file of an account this server does not trust: refused by the
+    // server (not by the check at create), shown Red, nothing lost.
+    let stranger = nkeys::KeyPair::new_account();
+    let foreign = user_creds_signed_by(&stranger, auth.dir.path(), "foreign");
+    let src2 = ports::tcp_on(&ip);
+    h.add(&to_nats("cf", (&ip, src2), &nats.url(), &with(&foreign))).await;
+    send_all((&ip, src2), (0..10).map(line)).await;
+    h.wait_for("cf", 10, "stored", |s| s.received == 10).await;
+    h.wait_for("cf", 10, "refused", |s| s.destination.color == Color::Red).await;
+    let s = h.snap("cf");
+    assert_eq!((s.sent, s.pending), (0, 10), "nothing delivered, nothing lost");
+    let why = s.last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.contains("refused the credentials"), "{why}");
+    let text = std::fs::read_to_string(&foreign).expect("creds");
+    let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line");
+    assert!(!why.contains(seed), "the seed is never shown: {why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_that_cannot_work_is_refused_at_its_field_without_quoting_it() {
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let dir = tempfile::tempdir().expect("dir");
+    let account = nkeys::KeyPair::new_account();
+    let good = user_creds_signed_by(&account, dir.path(), "good");
+    let text = std::fs::read_to_string(&good).expect("creds");
+    let user_jwt = text.lines().nth(1).expect("jwt line").to_string();
+    let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line").to_string();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let other_user = nkeys::KeyPair::new_user().seed().expect("seed");
+    let account_seed = account.seed().expect("seed");
+    let cases = [
+        ("/nonexistent/edge.creds".to_string(), "cannot read"),
+        (write("empty.creds", ""), "holds no user JWT"),
+        (write("seedless.creds", &creds_text(&user_jwt, "")), "holds no NKey seed"),
+        (write("garbled.creds", &creds_text("not-a-jwt", &seed)), "not a JWT"),
+        (
+            write(
+                "bad-seed.creds",
+                &creds_text(&user_jwt, "SUAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ),
+            "not a valid NKey seed",
+        ),
+        (write("account-seed.creds", &creds_text(&user_jwt, &account_seed)), "not a user's"),
+        (
+            write("other-seed.creds", &creds_text(&user_jwt, &other_user)),
+            "not the key the user JWT was issued to",
+        ),
+        (
+            write(
+                "account-jwt.creds",
+                &creds_text(
+                    &jwt(
+                        &account,
+                        &account.public_key(),
+                        serde_json::json!({"type": "account", "version": 2}),
+                    ),
+                    &seed,
+                ),
+            ),
+            "not a user's",
+        ),
+    ];
+    for (i, (path, why)) in cases.iter().enumerate() {
+        let auth = format!(r#", "auth": {{"creds_file": "{path}"}}"#);
+        let json =
+            to_nats(&format!("b{i}"), (&ip, ports::tcp_on(&ip)), "nats://127.0.0.1:4222", &auth);
+        let spec = iobp_config::parse_pair(&json).expect("valid as a document");
+        match h.engine.create(spec).await {
+            Err(iobp_engine::EngineError::Invalid(e)) => {
+                assert_eq!(e.problems[0].path, "destination.auth.creds_file", "{e}");
+                let m = &e.problems[0].message;
+                assert!(m.contains(path.as_str()) && m.contains(why), "{path}: {m}");
+                assert!(
+                    !m.contains(&seed) && !m.contains(&other_user) && !m.contains(&account_seed),
+                    "{m}"
+                );
+                assert!(!m.contains(&user_jwt), "{m}");
+            }
+            other => panic!("{path}: refused at create, not {other:?}"),
+        }
+    }
+    // The well-formed file passes the check (no server is needed for it).
+    let auth = format!(r#", "auth": {{"creds_file": "{good}"}}"#);
+    h.add(&to_nats("ok", (&ip, ports::tcp_on(&ip)), "nats://127.0.0.1:4222", &auth)).await;
 }
