@@ -523,11 +523,8 @@ fn check_nats(c: &mut Check, path: &str, n: &crate::spec::NatsSpec, side: Side) 
     if t.client_auth != ClientAuthMode::None {
         c.fail(&p("tls.client_auth"), "applies to TLS servers (tcp_server) only");
     }
-    if t.server_name.is_some() {
-        c.fail(
-            &p("tls.server_name"),
-            "is not supported on nats sides: the certificate must name the host of the server url",
-        );
+    if t.server_name.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        c.fail(&p("tls.server_name"), "must not be empty when given");
     }
     match (&t.cert, &t.key) {
         (Some(_), None) => c.fail(&p("tls.key"), "a client certificate needs its key"),

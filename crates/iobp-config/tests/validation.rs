@@ -362,7 +362,7 @@ fn nats_settings_are_checked_with_their_paths() {
             "destination.tls.client_auth",
         ),
         (
-            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"server_name": "x"}}"#,
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"server_name": " "}}"#,
             "destination.tls.server_name",
         ),
         (
@@ -401,9 +401,9 @@ fn nats_settings_are_checked_with_their_paths() {
         let e = parse_pair(&pair("a", src, ok_dst)).expect_err(field);
         assert_eq!(e.problems[0].path, field, "{e}");
     }
-    // A creds file is taken (the engine checks the file at create).
-    let creds = r#"{"type": "nats", "servers": ["tls://10.0.0.1"], "subject": "s", "auth": {"creds_file": "/etc/iobp/edge.creds"}}"#;
-    parse_pair(&pair("a", ok_src, creds)).expect("creds_file");
+    // A creds file and a server name are taken (the engine checks the file at create).
+    let creds = r#"{"type": "nats", "servers": ["tls://10.0.0.1"], "subject": "s", "auth": {"creds_file": "/etc/iobp/edge.creds"}, "tls": {"server_name": "nats.plant"}}"#;
+    parse_pair(&pair("a", ok_src, creds)).expect("creds_file and tls.server_name");
     // Wildcards are whole tokens in a source's filter.
     let wild = r#"{"type": "nats", "servers": ["nats://h"], "subject": "a.*.c.>", "stream": "S"}"#;
     parse_pair(&pair("a", wild, ok_dst)).expect("wildcard filter");

@@ -194,19 +194,26 @@ async fn connect(spec: &NatsSpec) -> Result<(NatsLink, String), SideError> {
 }
 
 /// The TLS client configuration of a side that uses TLS (`tls.enabled`, a `tls://` server, a
-/// CA or a client certificate), from the same rustls + ring stack as every other side.
+/// CA, a client certificate or a server name), from the same rustls + ring stack as every
+/// other side.
 fn client_tls(spec: &NatsSpec) -> Result<Option<Arc<rustls::ClientConfig>>, SideError> {
     let t = &spec.tls;
     let tls_url = spec.servers.iter().any(|s| s.starts_with("tls://"));
-    if !(t.enabled || tls_url || t.ca.is_some() || t.cert.is_some()) {
+    if !(t.enabled || tls_url || t.ca.is_some() || t.cert.is_some() || t.server_name.is_some()) {
         return Ok(None);
     }
-    let cfg = iobp_tls::client_config(&iobp_tls::ClientTls {
+    let client = iobp_tls::ClientTls {
         ca: t.ca.as_ref().map(Into::into),
         cert: t.cert.as_ref().map(Into::into),
         key: t.key.as_ref().map(Into::into),
         insecure_skip_verify: t.insecure_skip_verify,
-    })
+    };
+    // async-nats verifies the certificate for the host of the URL it dials (a server it
+    // learnt from the cluster included); `server_name` replaces that name in the verifier.
+    let cfg = match t.server_name.as_deref() {
+        Some(name) => iobp_tls::client_config_for_name(&client, name),
+        None => iobp_tls::client_config(&client),
+    }
     .map_err(|e| SideError::Tls(e.to_string()))?;
     Ok(Some(cfg))
 }

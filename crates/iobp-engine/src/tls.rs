@@ -117,6 +117,8 @@ fn field_of(t: &TlsSpec, message: &str) -> &'static str {
         "tls.key"
     } else if names(t.ca.as_ref()) {
         "tls.ca"
+    } else if t.server_name.is_some() && message.contains("server name `") {
+        "tls.server_name"
     } else {
         "tls"
     }

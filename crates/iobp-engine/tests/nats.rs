@@ -55,7 +55,8 @@ impl NatsServer {
             .args(["-js", "-sd"])
             .arg(self.store.path())
             .args(["-a", &self.ip, "-p", &self.port.to_string()])
-            // `--tlscacert_for_clients <ca>` is the test client's, not the server's.
+            // `--tlscacert_for_clients <ca>` and `--tlsname_for_clients <name>` are the test
+            // client's, not the server's.
             .args(self.server_args())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -73,7 +74,7 @@ impl NatsServer {
         let mut out = Vec::new();
         let mut it = self.extra.iter();
         while let Some(a) = it.next() {
-            if a == "--tlscacert_for_clients" {
+            if a == "--tlscacert_for_clients" || a == "--tlsname_for_clients" {
                 it.next();
             } else {
                 out.push(a.clone());
@@ -110,8 +111,20 @@ impl NatsServer {
         if let Some(creds) = &self.creds {
             opts = opts.credentials_file(creds).await.expect("the test client's creds");
         }
-        if let Some(i) = self.extra.iter().position(|a| a == "--tlscacert_for_clients") {
-            opts = opts.require_tls(true).add_root_certificates(self.extra[i + 1].clone().into());
+        let arg = |name: &str| {
+            let i = self.extra.iter().position(|a| a == name)?;
+            self.extra.get(i + 1).cloned()
+        };
+        match (arg("--tlscacert_for_clients"), arg("--tlsname_for_clients")) {
+            (Some(ca), Some(name)) => {
+                let tls = iobp_tls::ClientTls { ca: Some(ca.into()), ..Default::default() };
+                let cfg = iobp_tls::client_config_for_name(&tls, &name).expect("client TLS");
+                opts = opts.require_tls(true).tls_client_config((*cfg).clone());
+            }
+            (Some(ca), None) => {
+                opts = opts.require_tls(true).add_root_certificates(ca.into());
+            }
+            _ => {}
         }
         opts.connect(self.url()).await.expect("test client connects")
     }
@@ -577,6 +590,61 @@ async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
     assert_eq!((s.sent, s.pending), (0, 10));
     let why = s.last_error.map(|e| e.2).unwrap_or_default();
     assert!(why.to_lowercase().contains("tls"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_name_verifies_a_server_dialled_by_address_for_that_name() {
+    // The server's certificate names `nats.plant.test` only; the side dials its IP address.
+    let ip = ports::loopback();
+    let dir = tempfile::tempdir().expect("pki dir");
+    let pki = iobp_testkit::pki::TestPki::generate_for(dir.path(), &["nats.plant.test"]);
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let nats = NatsServer::start_on(
+        ip.clone(),
+        &[
+            "--tls",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "--tlscacert_for_clients",
+            &ca,
+            "--tlsname_for_clients",
+            "nats.plant.test",
+        ],
+    );
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let named = format!(r#", "tls": {{"ca": "{ca}", "server_name": "nats.plant.test"}}"#);
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("sn", (&ip, src), &nats.url(), &named)).await;
+    send_all((&ip, src), (0..100).map(line)).await;
+    h.wait_for("sn", 10, "delivered over TLS", |s| s.sent == 100).await;
+    // Without the name (the address is verified) or with another name: refused, TLS named.
+    let wrong = format!(r#", "tls": {{"ca": "{ca}", "server_name": "other.plant.test"}}"#);
+    for (id, tls) in [("sa", format!(r#", "tls": {{"ca": "{ca}"}}"#)), ("sw", wrong)] {
+        let src = ports::tcp_on(&ip);
+        h.add(&to_nats(id, (&ip, src), &nats.url(), &tls)).await;
+        send_all((&ip, src), (0..10).map(line)).await;
+        h.wait_for(id, 10, "stored", |s| s.received == 10).await;
+        h.wait_for(id, 10, "refused", |s| s.destination.color == Color::Red).await;
+        let s = h.snap(id);
+        assert_eq!((s.sent, s.pending), (0, 10), "{id}");
+        let why = s.last_error.map(|e| e.2).unwrap_or_default();
+        assert!(why.to_lowercase().contains("tls"), "{id}: {why}");
+    }
+    // A name no certificate can carry is refused when the pair is created, at its field.
+    let bad = format!(r#", "tls": {{"ca": "{ca}", "server_name": "not a name"}}"#);
+    let spec =
+        iobp_config::parse_pair(&to_nats("sb", (&ip, ports::tcp_on(&ip)), &nats.url(), &bad))
+            .expect("valid as a document");
+    match h.engine.create(spec).await {
+        Err(iobp_engine::EngineError::Invalid(e)) => {
+            assert_eq!(e.problems[0].path, "destination.tls.server_name", "{e}");
+        }
+        other => panic!("refused at create, not {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
