@@ -13,6 +13,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use common::*;
 use futures_util::StreamExt;
 use iobp_engine::Color;
+use iobp_testkit::nats_auth::{self, NatsOperator, creds_text, jwt, user_creds_signed_by};
 use iobp_testkit::ports;
 use iobp_testkit::receiver::AsyncReceiver;
 use tokio::io::AsyncWriteExt;
@@ -151,116 +152,16 @@ impl Drop for NatsServer {
     }
 }
 
-/// NATS decentralised authentication for a test: an operator, an account it signed (JetStream
-/// on, no limits), and users the account signs. The JWTs are written as `nsc` writes them: a
-/// base64url header `{"typ":"JWT","alg":"ed25519-nkey"}`, base64url claims, and the issuer's
-/// ed25519 signature of `header.claims`.
-struct Operator {
-    dir: tempfile::TempDir,
-    account: nkeys::KeyPair,
-    config: String,
+/// A server in operator mode trusting `auth`'s operator; its test client signs in as `admin`.
+fn operator_server(auth: &NatsOperator) -> NatsServer {
+    let config = auth.config.to_str().expect("utf-8 path");
+    let mut s = NatsServer::start(&["-c", config]);
+    s.creds = Some(path_str(&auth.user_creds("admin")));
+    s
 }
 
-impl Operator {
-    fn new() -> Operator {
-        let op = nkeys::KeyPair::new_operator();
-        let account = nkeys::KeyPair::new_account();
-        let op_jwt =
-            jwt(&op, &op.public_key(), serde_json::json!({"type": "operator", "version": 2}));
-        let unlimited = serde_json::json!({
-            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
-            "wildcards": true, "conn": -1, "leaf": -1,
-            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
-        });
-        let account_jwt = jwt(
-            &op,
-            &account.public_key(),
-            serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
-        );
-        // JetStream needs a system account in operator mode (its own, without JetStream).
-        let system = nkeys::KeyPair::new_account();
-        let system_jwt = jwt(
-            &op,
-            &system.public_key(),
-            serde_json::json!({"type": "account", "version": 2, "limits": {
-                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
-                "wildcards": true, "conn": -1, "leaf": -1,
-            }}),
-        );
-        let dir = tempfile::tempdir().expect("auth dir");
-        let config = dir.path().join("operator.conf");
-        let (acc, sys) = (account.public_key(), system.public_key());
-        std::fs::write(
-            &config,
-            format!(
-                "operator: \"{op_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
-                 resolver_preload: {{\n  {acc}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n"
-            ),
-        )
-        .expect("write server config");
-        let config = config.to_str().expect("utf-8 path").to_string();
-        Operator { dir, account, config }
-    }
-
-    /// A user of this operator's account, as a `.creds` file; returns its path.
-    fn user_creds(&self, name: &str) -> String {
-        user_creds_signed_by(&self.account, self.dir.path(), name)
-    }
-
-    /// A server in operator mode, trusting this operator; its test client signs in as `admin`.
-    fn server(&self) -> NatsServer {
-        let mut s = NatsServer::start(&["-c", &self.config]);
-        s.creds = Some(self.user_creds("admin"));
-        s
-    }
-}
-
-/// A user signed by `account`, written as a `.creds` file in `dir`.
-fn user_creds_signed_by(account: &nkeys::KeyPair, dir: &std::path::Path, name: &str) -> String {
-    let user = nkeys::KeyPair::new_user();
-    let claims = serde_json::json!({
-        "type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
-    });
-    let user_jwt = jwt(account, &user.public_key(), claims);
-    let seed = user.seed().expect("a new key has its seed");
-    let path = dir.join(format!("{name}.creds"));
-    std::fs::write(&path, creds_text(&user_jwt, &seed)).expect("write creds");
-    path.to_str().expect("utf-8 path").to_string()
-}
-
-/// A `.creds` file's text, as `nsc` writes it.
-fn creds_text(jwt: &str, seed: &str) -> String {
-    format!(
-        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
-         ************************* IMPORTANT *************************\n\
-         NKEY Seed printed below can be used to sign and prove identity.\n\
-         NKEYs are sensitive and should be treated as secrets.\n\n\
-         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
-         *************************************************************\n"
-    )
-}
-
-/// A NATS JWT (v2) with `nats` claims about `subject`, signed by `issuer`.
-fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
-    use base64::Engine as _;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    let claims = serde_json::json!({
-        "jti": format!("{subject}-{now}"),
-        "iat": now,
-        "iss": issuer.public_key(),
-        "name": subject.get(..8).unwrap_or(subject),
-        "sub": subject,
-        "nats": nats,
-    });
-    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-    let body = b64(claims.to_string().as_bytes());
-    let signing_input = format!("{header}.{body}");
-    let sig = issuer.sign(signing_input.as_bytes()).expect("sign the JWT");
-    format!("{signing_input}.{}", b64(&sig))
+fn path_str(p: &std::path::Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
 }
 
 /// Every message in `stream`: (Nats-Msg-Id, payload), in stream order.
@@ -703,13 +604,14 @@ async fn a_nats_primary_fails_over_to_a_backup_and_gets_the_traffic_back() {
 async fn a_creds_file_signs_in_to_an_operator_mode_server_and_a_foreign_one_is_refused() {
     // The server trusts one operator; the pair signs in with a user JWT of that operator's
     // account and proves it holds the user's NKey by signing the server's nonce.
-    let auth = Operator::new();
-    let nats = auth.server();
+    let dir = tempfile::tempdir().expect("auth dir");
+    let auth = NatsOperator::generate(dir.path());
+    let nats = operator_server(&auth);
     nats.create_stream("EDGE", &["iobp.>"]).await;
     let h = Harness::new().await;
     let ip = ports::loopback();
     let src = ports::tcp_on(&ip);
-    let creds = auth.user_creds("edge");
+    let creds = path_str(&auth.user_creds("edge"));
     let with = |path: &str| format!(r#", "auth": {{"creds_file": "{path}"}}"#);
     h.add(&to_nats("cr", (&ip, src), &nats.url(), &with(&creds))).await;
     send_all((&ip, src), (0..200).map(line)).await;
@@ -725,8 +627,8 @@ async fn a_creds_file_signs_in_to_an_operator_mode_server_and_a_foreign_one_is_r
 
     // A well-formed creds file of an account this server does not trust: refused by the
     // server (not by the check at create), shown Red, nothing lost.
-    let stranger = nkeys::KeyPair::new_account();
-    let foreign = user_creds_signed_by(&stranger, auth.dir.path(), "foreign");
+    let stranger = nats_auth::KeyPair::new_account();
+    let foreign = path_str(&user_creds_signed_by(&stranger, dir.path(), "foreign"));
     let src2 = ports::tcp_on(&ip);
     h.add(&to_nats("cf", (&ip, src2), &nats.url(), &with(&foreign))).await;
     send_all((&ip, src2), (0..10).map(line)).await;
@@ -746,8 +648,8 @@ async fn a_creds_file_that_cannot_work_is_refused_at_its_field_without_quoting_i
     let h = Harness::new().await;
     let ip = ports::loopback();
     let dir = tempfile::tempdir().expect("dir");
-    let account = nkeys::KeyPair::new_account();
-    let good = user_creds_signed_by(&account, dir.path(), "good");
+    let account = nats_auth::KeyPair::new_account();
+    let good = path_str(&user_creds_signed_by(&account, dir.path(), "good"));
     let text = std::fs::read_to_string(&good).expect("creds");
     let user_jwt = text.lines().nth(1).expect("jwt line").to_string();
     let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line").to_string();
@@ -756,7 +658,7 @@ async fn a_creds_file_that_cannot_work_is_refused_at_its_field_without_quoting_i
         std::fs::write(&p, body).expect("write");
         p.to_str().expect("utf-8").to_string()
     };
-    let other_user = nkeys::KeyPair::new_user().seed().expect("seed");
+    let other_user = nats_auth::KeyPair::new_user().seed().expect("seed");
     let account_seed = account.seed().expect("seed");
     let cases = [
         ("/nonexistent/edge.creds".to_string(), "cannot read"),
