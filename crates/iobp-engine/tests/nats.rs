@@ -641,6 +641,22 @@ async fn a_creds_file_signs_in_to_an_operator_mode_server_and_a_foreign_one_is_r
     let text = std::fs::read_to_string(&foreign).expect("creds");
     let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line");
     assert!(!why.contains(seed), "the seed is never shown: {why}");
+
+    // A file replaced under a running pair is read at the next connection: a broken one is a
+    // Red error naming the field and the file, never quoting it.
+    let rotated = path_str(&auth.user_creds("rotated"));
+    let src3 = ports::tcp_on(&ip);
+    h.add(&to_nats("cx", (&ip, src3), &nats.url(), &with(&rotated))).await;
+    h.wait_for("cx", 10, "connected", |s| s.destination.color == Color::Green).await;
+    let text = std::fs::read_to_string(&rotated).expect("creds");
+    let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line").to_string();
+    std::fs::write(&rotated, creds_text("not-a-jwt", &seed)).expect("replace the file");
+    h.engine.stop_pair("cx").await.expect("stop");
+    h.engine.start_pair("cx").await.expect("start");
+    h.wait_for("cx", 10, "refused", |s| s.destination.color == Color::Red).await;
+    let why = h.snap("cx").last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.contains("auth.creds_file") && why.contains(&rotated), "{why}");
+    assert!(!why.contains(&seed), "the seed is never shown: {why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
