@@ -700,7 +700,7 @@ async fn a_creds_file_that_cannot_work_is_refused_at_its_field_without_quoting_i
                     &jwt(
                         &account,
                         &account.public_key(),
-                        serde_json::json!({"type": "account", "version": 2}),
+                        &serde_json::json!({"type": "account", "version": 2}),
                     ),
                     &seed,
                 ),

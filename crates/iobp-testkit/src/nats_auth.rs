@@ -32,7 +32,7 @@ impl NatsOperator {
         let op = KeyPair::new_operator();
         let account = KeyPair::new_account();
         let system = KeyPair::new_account();
-        let op_jwt = jwt(&op, &op.public_key(), json!({"type": "operator", "version": 2}));
+        let op_jwt = jwt(&op, &op.public_key(), &json!({"type": "operator", "version": 2}));
         let mut limits = json!({
             "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
             "wildcards": true, "conn": -1, "leaf": -1,
@@ -40,7 +40,7 @@ impl NatsOperator {
         let system_jwt = jwt(
             &op,
             &system.public_key(),
-            json!({"type": "account", "version": 2, "limits": limits.clone()}),
+            &json!({"type": "account", "version": 2, "limits": limits.clone()}),
         );
         for k in ["mem_storage", "disk_storage", "streams", "consumer"] {
             limits[k] = json!(-1);
@@ -48,7 +48,7 @@ impl NatsOperator {
         let account_jwt = jwt(
             &op,
             &account.public_key(),
-            json!({"type": "account", "version": 2, "limits": limits}),
+            &json!({"type": "account", "version": 2, "limits": limits}),
         );
         let (acc, sys) = (account.public_key(), system.public_key());
         let config = dir.join("operator.conf");
@@ -78,7 +78,7 @@ pub fn user_creds_signed_by(account: &KeyPair, dir: &Path, name: &str) -> PathBu
     let claims = json!({
         "type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
     });
-    let user_jwt = jwt(account, &user.public_key(), claims);
+    let user_jwt = jwt(account, &user.public_key(), &claims);
     let seed = user.seed().expect("a new key has its seed");
     let path = dir.join(format!("{name}.creds"));
     std::fs::write(&path, creds_text(&user_jwt, &seed)).expect("write the creds file");
@@ -101,7 +101,7 @@ pub fn creds_text(jwt: &str, seed: &str) -> String {
 ///
 /// # Panics
 /// If `issuer` has no seed (a public key only).
-pub fn jwt(issuer: &KeyPair, subject: &str, nats: Value) -> String {
+pub fn jwt(issuer: &KeyPair, subject: &str, nats: &Value) -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

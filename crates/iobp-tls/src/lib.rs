@@ -331,7 +331,7 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// `server_name` for a client that cannot pass it: the WebPKI verification, for this name
+/// `server_name` for a client that cannot pass it: the `WebPKI` verification, for this name
 /// instead of the dialled host.
 #[derive(Debug)]
 struct FixedName {

@@ -141,7 +141,6 @@ async fn an_operator_sets_up_nats_pairs_and_their_secrets_stay_hidden() {
 async fn invalid_nats_settings_name_their_field() {
     let api = setup().await;
     let otto = api.login(Portal::Ops, "otto").await;
-    let dir = tempfile::tempdir().expect("dir");
     let dst =
         || json!({"type": "nats", "servers": ["nats://127.0.0.1:4222"], "subject": "plant.{pair}"});
     let src = || json!({"type": "nats", "servers": ["nats://127.0.0.1:4222"], "subject": "in.>", "stream": "IN"});
@@ -206,7 +205,25 @@ async fn invalid_nats_settings_name_their_field() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.body);
         assert_eq!(r.body["problems"], json!([{"path": path, "message": message}]), "{}", r.body);
     }
-    // Found when the files are checked at create: the path and the reason.
+    for id in ["bad-nats", "bad-nats.", "bad.nats"] {
+        let r = api.get(format!("/api/v1/pairs/{id}")).by(&otto).send().await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "none was created: {}", r.body);
+    }
+}
+
+/// Found when the files are checked at create: the field, the file and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_files_that_cannot_work_are_refused_at_their_field() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let dst =
+        || json!({"type": "nats", "servers": ["nats://127.0.0.1:4222"], "subject": "plant.{pair}"});
+    let tcp_src = json!({"type": "tcp_server", "host": "127.0.0.1", "port": ports::tcp()});
+    let with = |mut side: Value, key: &str, v: Value| {
+        side[key] = v;
+        side
+    };
     let seed = KeyPair::new_user().seed().expect("seed");
     let seedless = dir.path().join("seedless.creds");
     std::fs::write(&seedless, creds_text("a.b.c", "")).expect("write");
@@ -248,8 +265,6 @@ async fn invalid_nats_settings_name_their_field() {
         assert!(m.contains(reason), "{field}: {m}");
         assert!(!r.body.to_string().contains(&seed), "the seed is never answered: {}", r.body);
     }
-    for id in ["bad-nats", "bad-nats.", "bad.nats"] {
-        let r = api.get(format!("/api/v1/pairs/{id}")).by(&otto).send().await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "none was created: {}", r.body);
-    }
+    let r = api.get("/api/v1/pairs/bad-nats").by(&otto).send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "none was created: {}", r.body);
 }
