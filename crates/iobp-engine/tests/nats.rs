@@ -1,7 +1,8 @@
 //! The `nats` source and destination against a real `nats-server` (JetStream, file storage):
 //! every message once and in order both ways, a server killed with SIGKILL mid-stream, a
-//! redelivered message stored once, and wrong credentials. Each test starts its own server on
-//! a free port with its own store directory, and kills it when done.
+//! redelivered message stored once, wrong credentials, `.creds` files against a server in
+//! operator (JWT) mode, and TLS verified by a configured server name. Each test starts its own
+//! server on a free port with its own store directory, and kills it when done.
 
 mod common;
 
