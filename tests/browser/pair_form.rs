@@ -1,4 +1,4 @@
-//! The Create/Edit Channel Pair form with every TLS, serial, RS-485, MQTT and
+//! The Create/Edit Channel Pair form with every TLS, serial, RS-485, MQTT, NATS and
 //! backup-destination setting: created, stored, edited and saved unchanged.
 
 use std::path::Path;
@@ -685,6 +685,158 @@ async fn pair_form_mqtt_sides() {
         let exported = inst.exported_pair("broker-bridge");
         assert_eq!(exported["destination"]["auth"]["password"], "broker-password-1", "the stored password is kept");
         assert_eq!(exported["failover"][0]["auth"]["password"], "backup-password-1", "the backup's too");
+
+        b.close().await;
+        let _ = inst.terminate();
+    })
+    .await;
+}
+
+/// NATS JetStream sides in the form: choosing NATS shows its fields (a source has its stream,
+/// consumer and ack wait, a destination its publish window), the credentials chooser shows
+/// only the chosen way's fields (user and password, a token, or a `.creds` file), TLS has a
+/// server name; the server's problems land at their fields (a backup's creds file too); a
+/// created pair is listed, comes back in the edit form with every field filled and its
+/// password and token masked, and is saved unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_form_nats_sides() {
+    let _turn = take_turn();
+    scenario("pair form nats", async {
+        let dir = tempfile::tempdir().expect("tmp");
+        let files = tempfile::tempdir().expect("files");
+        let pki = TestPki::generate(files.path());
+        let creds = iobp_testkit::nats_auth::NatsOperator::generate(files.path()).user_creds("edge-1");
+        let creds = creds.to_str().expect("utf-8 path").to_string();
+        let ca = pki.ca.to_str().expect("utf-8 path").to_string();
+        let inst = Instance::start(dir.path(), &[]);
+        let ops = format!("http://{}", inst.ops);
+        let b = Browser::start("pair-form-nats").await;
+        b.goto(&format!("{ops}/channels")).await;
+        b.login("admin", TEST_ADMIN_PASSWORD).await;
+        b.wait_path("/channels").await;
+        b.wait_js("the empty list", "return document.querySelector('#no-pairs') ? true : null").await;
+        b.click("#create-pair").await;
+        b.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
+        b.fill("#pair-name-input", "JetStream bridge").await;
+        let auth_mode = |prefix: &str| format!("select[data-nats-auth=\"{prefix}\"]");
+
+        // Choosing NATS shows its fields: each side its own, no credentials until chosen.
+        b.select(&dp("source"), "nats").await;
+        b.select(&dp("destination"), "nats").await;
+        let fields = |side: &str, own: &[&str]| -> Vec<String> {
+            ["servers", "subject", "stream"].iter().chain(own).chain(&["tls.enabled"]).map(|f| format!("{side}.{f}")).collect()
+        };
+        assert_eq!(b.shown_paths("source.").await, fields("source", &["consumer", "ack_wait_s"]));
+        assert_eq!(b.shown_paths("destination.").await, fields("destination", &["in_flight"]));
+        let modes = b.js(&format!("return Array.from(document.querySelectorAll('{} option')).map((o) => o.value)", auth_mode("destination"))).await;
+        assert_eq!(modes, json!(["none", "user", "token", "creds"]));
+        b.select(&auth_mode("destination"), "creds").await;
+        assert!(b.shown_paths("destination.auth.").await == ["destination.auth.creds_file"], "only the creds file");
+        b.select(&auth_mode("destination"), "user").await;
+        assert_eq!(b.shown_paths("destination.auth.").await, ["destination.auth.username", "destination.auth.password"]);
+        b.select(&auth_mode("source"), "token").await;
+        assert_eq!(b.shown_paths("source.auth.").await, ["source.auth.token"]);
+        // TLS: a server name among a client's settings.
+        b.click(&dp("destination.tls.enabled")).await;
+        assert_eq!(
+            b.shown_paths("destination.tls.").await,
+            ["destination.tls.enabled", "destination.tls.ca", "destination.tls.server_name", "destination.tls.cert", "destination.tls.key", "destination.tls.insecure_skip_verify"],
+        );
+
+        // The server's problems at their fields: a wildcard where a destination publishes, a
+        // backup's creds file that is not there.
+        let server = format!("nats://127.0.0.1:{}", ports::tcp());
+        b.fill(&dp("source.servers"), &server).await;
+        b.fill(&dp("source.subject"), "orders.>").await;
+        b.fill(&dp("source.stream"), "ORDERS").await;
+        b.fill(&dp("source.consumer"), "bridge-orders").await;
+        b.fill(&dp("source.auth.token"), "nats-token-1").await;
+        b.fill(&dp("destination.servers"), &format!("{server}, nats://127.0.0.2:{}", ports::tcp())).await;
+        b.fill(&dp("destination.subject"), "plant.*").await;
+        b.fill(&dp("destination.auth.username"), "edge-1").await;
+        b.fill(&dp("destination.auth.password"), "nats-password-1").await;
+        b.fill(&dp("destination.tls.ca"), &ca).await;
+        b.fill(&dp("destination.tls.server_name"), "nats.plant.test").await;
+        b.click("#add-backup").await;
+        let backup = b.backup_prefix(1).await;
+        b.select(&dp(&backup), "nats").await;
+        let at = |f: &str| format!("{backup}.{f}");
+        b.fill(&dp(&at("servers")), &server).await;
+        b.fill(&dp(&at("subject")), "backup.{pair}").await;
+        b.select(&auth_mode(&backup), "creds").await;
+        b.fill(&dp(&at("auth.creds_file")), "/nonexistent/edge-1.creds").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error("destination.subject"), "no wildcards").await;
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "the server refused it");
+        b.fill(&dp("destination.subject"), "plant.{pair}.results").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error(&at("auth.creds_file")), "cannot read /nonexistent/edge-1.creds").await;
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "the server refused it");
+
+        // Corrected: created, the password and the token masked, the creds file by its path.
+        b.fill(&dp(&at("auth.creds_file")), &creds).await;
+        b.fill(&dp("destination.in_flight"), "64").await;
+        b.fill(&dp("source.ack_wait_s"), "60").await;
+        b.submit_pair_form().await;
+        let spec = inst.api("GET", "/api/v1/pairs/jetstream-bridge", None).json()["spec"].clone();
+        let servers: Vec<String> = spec["destination"]["servers"].as_array().expect("servers").iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect();
+        assert_eq!(servers.len(), 2, "{spec}");
+        assert_eq!(
+            spec["destination"],
+            json!({"type": "nats", "servers": servers, "subject": "plant.{pair}.results",
+                   "auth": {"username": "edge-1", "password": "********"},
+                   "tls": {"enabled": true, "ca": ca, "server_name": "nats.plant.test"}, "in_flight": 64}),
+            "{spec}"
+        );
+        assert_eq!(
+            spec["source"],
+            json!({"type": "nats", "servers": [server], "subject": "orders.>", "stream": "ORDERS",
+                   "consumer": "bridge-orders", "auth": {"token": "********"}, "ack_wait_s": 60}),
+            "{spec}"
+        );
+        assert_eq!(
+            spec["failover"],
+            json!([{"type": "nats", "servers": [server], "subject": "backup.{pair}", "auth": {"creds_file": creds}}]),
+            "{spec}"
+        );
+        let exported = inst.exported_pair("jetstream-bridge");
+        assert_eq!(exported["destination"]["auth"]["password"], "nats-password-1");
+        assert_eq!(exported["source"]["auth"]["token"], "nats-token-1");
+        b.wait_text("tr[data-pair-id=\"jetstream-bridge\"]", "subject plant.{pair}.results").await;
+
+        // The edit form has every field back, the secrets masked; an unchanged save keeps them.
+        b.open_edit("jetstream-bridge", "JetStream bridge").await;
+        for (path, want) in [
+            ("source", "nats"),
+            ("source.servers", server.as_str()),
+            ("source.subject", "orders.>"),
+            ("source.stream", "ORDERS"),
+            ("source.consumer", "bridge-orders"),
+            ("source.ack_wait_s", "60"),
+            ("source.auth.token", "********"),
+            ("destination", "nats"),
+            ("destination.subject", "plant.{pair}.results"),
+            ("destination.in_flight", "64"),
+            ("destination.auth.username", "edge-1"),
+            ("destination.auth.password", "********"),
+            ("destination.tls.ca", ca.as_str()),
+            ("destination.tls.server_name", "nats.plant.test"),
+        ] {
+            assert_eq!(b.field_value(path).await, want, "{path} pre-filled");
+        }
+        let backup = b.backup_prefix(1).await;
+        assert_eq!(b.field_value(&format!("{backup}.auth.creds_file")).await, creds.as_str());
+        for (prefix, mode) in [("source", "token"), ("destination", "user"), (backup.as_str(), "creds")] {
+            let v = b.js(&format!("return document.querySelector('{}').value", auth_mode(prefix))).await;
+            assert_eq!(v, mode, "{prefix}'s credentials");
+        }
+        assert!(!b.shown("#pair-hidden-settings").await, "the form shows every setting of a nats side");
+        b.submit_pair_form().await;
+        let after = inst.api("GET", "/api/v1/pairs/jetstream-bridge", None).json()["spec"].clone();
+        assert_eq!(after, spec, "an unchanged save keeps the stored configuration");
+        let exported = inst.exported_pair("jetstream-bridge");
+        assert_eq!(exported["destination"]["auth"]["password"], "nats-password-1", "the stored password is kept");
+        assert_eq!(exported["source"]["auth"]["token"], "nats-token-1", "the token too");
 
         b.close().await;
         let _ = inst.terminate();

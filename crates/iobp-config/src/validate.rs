@@ -194,6 +194,9 @@ impl ChannelPairSpec {
         for (i, f) in self.failover.iter().enumerate() {
             check_endpoint(&mut c, &format!("failover[{i}]"), f, Side::Destination);
         }
+        if check_id(&self.id).is_ok() {
+            check_nats_names_with_id(&mut c, self);
+        }
         check_backoff(&mut c, "retry", &self.retry);
         if self.max_storage_mb == Some(0) {
             c.fail("max_storage_mb", "must be at least 1");
@@ -523,11 +526,8 @@ fn check_nats(c: &mut Check, path: &str, n: &crate::spec::NatsSpec, side: Side) 
     if t.client_auth != ClientAuthMode::None {
         c.fail(&p("tls.client_auth"), "applies to TLS servers (tcp_server) only");
     }
-    if t.server_name.is_some() {
-        c.fail(
-            &p("tls.server_name"),
-            "is not supported on nats sides: the certificate must name the host of the server url",
-        );
+    if t.server_name.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        c.fail(&p("tls.server_name"), "must not be empty when given");
     }
     match (&t.cert, &t.key) {
         (Some(_), None) => c.fail(&p("tls.key"), "a client certificate needs its key"),
@@ -537,6 +537,61 @@ fn check_nats(c: &mut Check, path: &str, n: &crate::spec::NatsSpec, side: Side) 
     for (field, v) in [("cert", &t.cert), ("key", &t.key), ("ca", &t.ca)] {
         if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
             c.fail(&p(&format!("tls.{field}")), "must not be empty when given");
+        }
+    }
+}
+
+/// What the pair id becomes in a `nats` side: the `{pair}` of a destination's subject (an id
+/// ending in `.` or holding `..` makes an empty token), and a source's default consumer name
+/// `iobp-<id>` (a durable name cannot hold `.`). Refused here, at the field, rather than by
+/// JetStream at run time. Only sides whose own settings passed are looked at.
+fn check_nats_names_with_id(c: &mut Check, pair: &ChannelPairSpec) {
+    let id = pair.id.as_str();
+    let sides = [
+        ("source", &pair.source, Side::Source),
+        ("destination", &pair.destination, Side::Destination),
+    ]
+    .into_iter()
+    .map(|(p, e, s)| (p.to_string(), e, s))
+    .chain(
+        pair.failover
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("failover[{i}]"), e, Side::Destination)),
+    );
+    for (path, e, side) in sides {
+        let EndpointSpec::Nats(n) = e else { continue };
+        match side {
+            Side::Destination => {
+                let template_ok =
+                    check_subject(&n.subject.replace("{pair}", "pair"), false).is_ok();
+                if !template_ok || !n.subject.contains("{pair}") {
+                    continue;
+                }
+                let subject = n.subject.replace("{pair}", id);
+                if let Err(e) = check_subject(&subject, false) {
+                    c.fail(
+                        &format!("{path}.subject"),
+                        format!(
+                            "with the pair id `{id}` in place of {{pair}} it is `{subject}`, which {e}; \
+                             change the subject or the pair id"
+                        ),
+                    );
+                }
+            }
+            Side::Source => {
+                if n.consumer.is_none() && id.contains('.') {
+                    c.fail(
+                        &format!("{path}.consumer"),
+                        format!(
+                            "the default consumer name `{}` holds the `.` of the pair id, which a \
+                             JetStream consumer name cannot: set `consumer` (e.g. `{}`)",
+                            n.consumer_name(id),
+                            n.consumer_name(id).replace('.', "-")
+                        ),
+                    );
+                }
+            }
         }
     }
 }
@@ -625,14 +680,10 @@ fn check_nats_auth(c: &mut Check, path: &str, a: &crate::spec::NatsAuth) {
     if a.token.as_deref().is_some_and(str::is_empty) {
         c.fail(&p("token"), "must not be empty");
     }
-    if a.creds_file.is_some() {
-        // Signing the server's nonce with the NKey needs async-nats's `nkeys` feature
-        // (ed25519-dalek and friends), which this build leaves out.
-        c.fail(
-            &p("creds_file"),
-            "NKey/JWT credentials are not supported by this build; use username and password, \
-             or a token",
-        );
+    // Whether the file exists and holds a user JWT with its NKey is checked by the engine when
+    // the pair is created or edited (like TLS files), not here: validation reads no files.
+    if a.creds_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        c.fail(&p("creds_file"), "must not be empty when given");
     }
 }
 

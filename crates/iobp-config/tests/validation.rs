@@ -362,8 +362,12 @@ fn nats_settings_are_checked_with_their_paths() {
             "destination.tls.client_auth",
         ),
         (
-            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"server_name": "x"}}"#,
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "tls": {"server_name": " "}}"#,
             "destination.tls.server_name",
+        ),
+        (
+            r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "auth": {"creds_file": ""}}"#,
+            "destination.auth.creds_file",
         ),
     ];
     for (dst, field) in dst_cases {
@@ -397,7 +401,45 @@ fn nats_settings_are_checked_with_their_paths() {
         let e = parse_pair(&pair("a", src, ok_dst)).expect_err(field);
         assert_eq!(e.problems[0].path, field, "{e}");
     }
+    // A creds file and a server name are taken (the engine checks the file at create).
+    let creds = r#"{"type": "nats", "servers": ["tls://10.0.0.1"], "subject": "s", "auth": {"creds_file": "/etc/iobp/edge.creds"}, "tls": {"server_name": "nats.plant"}}"#;
+    parse_pair(&pair("a", ok_src, creds)).expect("creds_file and tls.server_name");
     // Wildcards are whole tokens in a source's filter.
     let wild = r#"{"type": "nats", "servers": ["nats://h"], "subject": "a.*.c.>", "stream": "S"}"#;
     parse_pair(&pair("a", wild, ok_dst)).expect("wildcard filter");
+}
+
+#[test]
+fn a_pair_id_that_breaks_a_nats_subject_or_consumer_name_is_refused_at_validation() {
+    // The id replaces `{pair}` in a destination's subject: an id ending in `.` or holding `..`
+    // makes an empty token, which JetStream would refuse only at run time, message by message.
+    let dst = |subject: &str| {
+        format!(r#"{{"type": "nats", "servers": ["nats://h"], "subject": "{subject}"}}"#)
+    };
+    for (id, subject) in
+        [("a.", "plant.{pair}.results"), ("a..b", "plant.{pair}"), ("x.", "{pair}")]
+    {
+        let e = parse_pair(&pair(id, TCP_5000, &dst(subject))).expect_err(id);
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].path, "destination.subject", "{e}");
+        assert!(e.problems[0].message.contains(&format!("pair id `{id}`")), "{e}");
+    }
+    // In a backup destination too.
+    let json = format!(
+        r#"{{"id": "a.", "source": {TCP_5000}, "destination": {CLIENT}, "failover": [{}]}}"#,
+        dst("plant.{pair}")
+    );
+    let e = parse_pair(&json).expect_err("backup");
+    assert_eq!(e.problems[0].path, "failover[0].subject", "{e}");
+    // An id with inner dots makes more tokens, which is a valid subject.
+    parse_pair(&pair("line.3", TCP_5000, &dst("plant.{pair}.results"))).expect("a.b ids");
+    // The id is not used where the subject has no `{pair}`.
+    parse_pair(&pair("a.", TCP_5000, &dst("plant.results"))).expect("no {pair}");
+    // A source's default consumer is `iobp-<pair id>`; a durable name cannot hold `.`.
+    let src = r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "S"}"#;
+    let e = parse_pair(&pair("line.3", src, CLIENT)).expect_err("default consumer");
+    assert_eq!(e.problems[0].path, "source.consumer", "{e}");
+    assert!(e.problems[0].message.contains("iobp-line.3"), "{e}");
+    let named = r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "S", "consumer": "line3"}"#;
+    parse_pair(&pair("line.3", named, CLIENT)).expect("a named consumer");
 }

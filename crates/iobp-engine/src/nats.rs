@@ -25,9 +25,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// JetStream API requests and publish acknowledgements must be answered within this.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why `auth.creds_file` is refused (validation says the same).
-const CREDS_UNSUPPORTED: &str = "auth.creds_file: NKey/JWT credentials are not supported by \
-     this build (async-nats without its `nkeys` feature); use username and password, or a token";
+/// Largest `.creds` file read: one written by `nsc` is about 1 KiB.
+const MAX_CREDS_BYTES: u64 = 64 * 1024;
 
 /// One open NATS connection, for a session.
 pub(crate) struct NatsLink {
@@ -164,9 +163,15 @@ async fn connect(spec: &NatsSpec) -> Result<(NatsLink, String), SideError> {
             opts = opts.user_and_password(u.clone(), p.clone());
         } else if let Some(t) = &a.token {
             opts = opts.token(t.clone());
-        } else if a.creds_file.is_some() {
-            // Validation refuses it; a stored pair from a build that took it fails clearly.
-            return Err(SideError::Config(CREDS_UNSUPPORTED.into()));
+        } else if let Some(path) = &a.creds_file {
+            // Read at every connection: a rotated file is used from the next one on.
+            let creds = load_creds(path)
+                .map_err(|e| SideError::Credentials(format!("auth.creds_file: {e}")))?;
+            let key = Arc::new(creds.key);
+            opts = opts.jwt(creds.jwt, move |nonce| {
+                let key = key.clone();
+                async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+            });
         }
     }
     if let Some(cfg) = client_tls(spec)? {
@@ -189,19 +194,26 @@ async fn connect(spec: &NatsSpec) -> Result<(NatsLink, String), SideError> {
 }
 
 /// The TLS client configuration of a side that uses TLS (`tls.enabled`, a `tls://` server, a
-/// CA or a client certificate), from the same rustls + ring stack as every other side.
+/// CA, a client certificate or a server name), from the same rustls + ring stack as every
+/// other side.
 fn client_tls(spec: &NatsSpec) -> Result<Option<Arc<rustls::ClientConfig>>, SideError> {
     let t = &spec.tls;
     let tls_url = spec.servers.iter().any(|s| s.starts_with("tls://"));
-    if !(t.enabled || tls_url || t.ca.is_some() || t.cert.is_some()) {
+    if !(t.enabled || tls_url || t.ca.is_some() || t.cert.is_some() || t.server_name.is_some()) {
         return Ok(None);
     }
-    let cfg = iobp_tls::client_config(&iobp_tls::ClientTls {
+    let client = iobp_tls::ClientTls {
         ca: t.ca.as_ref().map(Into::into),
         cert: t.cert.as_ref().map(Into::into),
         key: t.key.as_ref().map(Into::into),
         insecure_skip_verify: t.insecure_skip_verify,
-    })
+    };
+    // async-nats verifies the certificate for the host of the URL it dials (a server it
+    // learnt from the cluster included); `server_name` replaces that name in the verifier.
+    let cfg = match t.server_name.as_deref() {
+        Some(name) => iobp_tls::client_config_for_name(&client, name),
+        None => iobp_tls::client_config(&client),
+    }
     .map_err(|e| SideError::Tls(e.to_string()))?;
     Ok(Some(cfg))
 }
@@ -209,6 +221,145 @@ fn client_tls(spec: &NatsSpec) -> Result<Option<Arc<rustls::ClientConfig>>, Side
 /// Checks that a `nats` side's TLS files load (when a pair is created or edited).
 pub(crate) fn check_tls(spec: &NatsSpec) -> Result<(), SideError> {
     client_tls(spec).map(|_| ())
+}
+
+/// What a `.creds` file holds: the user's JWT (sent to the server) and the user's NKey (signs
+/// the server's nonce). No `Debug`: nothing of it is ever printed.
+pub(crate) struct Creds {
+    jwt: String,
+    key: nkeys::KeyPair,
+}
+
+/// Why a `.creds` file cannot be used. The text names the file and what is wrong with it, and
+/// never quotes the file: the seed is a secret.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CredsError {
+    /// The file cannot be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is no usable `.creds` file.
+    #[error("{path}: {problem}")]
+    Invalid { path: String, problem: &'static str },
+}
+
+/// The claims of a user JWT this side looks at.
+#[derive(serde::Deserialize)]
+struct UserClaims {
+    /// The user's public NKey.
+    #[serde(default)]
+    sub: String,
+    /// Expiry, seconds since the epoch (absent or 0: never).
+    #[serde(default)]
+    exp: Option<i64>,
+    /// JWT v2: `nats.type`.
+    #[serde(default)]
+    nats: Option<TypeClaim>,
+    /// JWT v1: the type at the top level.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypeClaim {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// Reads and checks a `.creds` file (`nsc` format: a `-----BEGIN NATS USER JWT-----` block,
+/// then a `-----BEGIN USER NKEY SEED-----` block). Checked: the JWT is a user's and not
+/// expired, the seed is a user's and is the key the JWT was issued to. Whether the server
+/// trusts the JWT's issuer only the server can tell.
+pub(crate) fn load_creds(path: &str) -> Result<Creds, CredsError> {
+    use std::io::Read;
+    let invalid = |problem| CredsError::Invalid { path: path.to_string(), problem };
+    let read = |source| CredsError::Read { path: path.to_string(), source };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CREDS_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > MAX_CREDS_BYTES {
+        return Err(invalid("is larger than 64 KiB: not a .creds file"));
+    }
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| invalid("is not text: not a .creds file"))?;
+    let blocks = decorated_blocks(text);
+    let jwt = *blocks.first().ok_or(invalid(
+        "holds no user JWT (a block between -----BEGIN NATS USER JWT----- and \
+         ------END NATS USER JWT------ lines)",
+    ))?;
+    let seed = *blocks.get(1).ok_or(invalid(
+        "holds no NKey seed after the user JWT (a block between -----BEGIN USER NKEY SEED----- \
+         and ------END USER NKEY SEED------ lines)",
+    ))?;
+    let claims = jwt_claims(jwt).ok_or(invalid(
+        "the user JWT is not a JWT (three base64url parts, the second JSON claims)",
+    ))?;
+    let kind = claims.nats.and_then(|n| n.kind).or(claims.kind);
+    if kind.as_deref() != Some("user") {
+        return Err(invalid("the JWT is not a user's (its claims' nats.type is not \"user\")"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if claims.exp.is_some_and(|exp| exp > 0 && exp <= now) {
+        return Err(invalid("the user JWT has expired: the server would refuse it"));
+    }
+    let key = nkeys::KeyPair::from_seed(seed)
+        .map_err(|_| invalid("the NKey seed is not a valid NKey seed"))?;
+    if key.key_pair_type() != nkeys::KeyPairType::User {
+        return Err(invalid("the NKey seed is not a user's (a user seed starts with SU)"));
+    }
+    if key.public_key() != claims.sub {
+        return Err(invalid("the NKey seed is not the key the user JWT was issued to"));
+    }
+    Ok(Creds { jwt: jwt.to_string(), key })
+}
+
+/// The values of the decorated blocks of a `.creds` file, in order: a line of dashes (at least
+/// three at each end, `-----BEGIN …-----`), one line of base64url/NKey characters, a line of
+/// dashes. The NATS clients read the first as the JWT and the second as the seed; so does this.
+fn decorated_blocks(text: &str) -> Vec<&str> {
+    let dashes = |l: &str| l.len() >= 6 && l.starts_with("---") && l.ends_with("---");
+    let value = |l: &str| {
+        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.=".contains(&b))
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < lines.len() {
+        if dashes(lines[i]) && value(lines[i + 1]) && dashes(lines[i + 2]) {
+            out.push(lines[i + 1]);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The claims of a JWT (`header.claims.signature`, base64url), if it is one.
+fn jwt_claims(jwt: &str) -> Option<UserClaims> {
+    use base64::Engine as _;
+    let mut parts = jwt.split('.');
+    let (_header, claims, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || sig.is_empty() {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// Checks that a `nats` side's credentials file loads (when a pair is created or edited).
+pub(crate) fn check_creds(spec: &NatsSpec) -> Result<(), CredsError> {
+    match spec.auth.as_ref().and_then(|a| a.creds_file.as_deref()) {
+        Some(path) => load_creds(path).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// The host and port of a server URL (`nats://h:4222`, `tls://[::1]`; 4222 by default), for

@@ -66,6 +66,11 @@ pub(crate) enum SideError {
     /// that makes no sense. Retried on a new connection, which starts from a known state.
     #[error("{0}")]
     Protocol(String),
+    /// A credentials file of the side (a NATS `.creds` file) cannot be read or used. Retried:
+    /// the file may be replaced (rotated) without an edit. The text names the file, never
+    /// quotes it.
+    #[error("{0}")]
+    Credentials(String),
     /// The side's settings cannot work (a relay `url` without host, no credentials, a path
     /// that is no serial port): reported once, and nothing is tried again until the pair is
     /// edited (which restarts the side).
@@ -100,6 +105,7 @@ impl SideError {
             SideError::Peer(_)
             | SideError::Buffer { .. }
             | SideError::Tls(_)
+            | SideError::Credentials(_)
             | SideError::Protocol(_) => Next::Retry,
         }
     }
@@ -117,6 +123,7 @@ impl SideError {
             SideError::Peer(m) => SideError::Peer(format!("{what}: {m}")),
             SideError::Tls(m) => SideError::Tls(format!("{what}: {m}")),
             SideError::Protocol(m) => SideError::Protocol(format!("{what}: {m}")),
+            SideError::Credentials(m) => SideError::Credentials(format!("{what}: {m}")),
             SideError::Config(m) => SideError::Config(format!("{what}: {m}")),
             buffer @ SideError::Buffer { .. } => buffer,
         }

@@ -117,12 +117,15 @@ fn field_of(t: &TlsSpec, message: &str) -> &'static str {
         "tls.key"
     } else if names(t.ca.as_ref()) {
         "tls.ca"
+    } else if t.server_name.is_some() && message.contains("server name `") {
+        "tls.server_name"
     } else {
         "tls"
     }
 }
 
-/// Checks that every TLS side's files load (done when a pair is created or edited).
+/// Checks that every side's TLS files, and the `.creds` file of a `nats` side, load (done
+/// when a pair is created or edited).
 pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
     let sides = [("source", &spec.source), ("destination", &spec.destination)]
         .into_iter()
@@ -154,6 +157,14 @@ pub(crate) fn check_pair(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
             let message = error.to_string();
             let field = tls_of(e).map_or("tls", |t| field_of(t, &message));
             problems.push(Problem { path: format!("{name}.{field}"), message });
+        }
+        if let EndpointSpec::Nats(n) = e
+            && let Err(error) = crate::nats::check_creds(n)
+        {
+            problems.push(Problem {
+                path: format!("{name}.auth.creds_file"),
+                message: error.to_string(),
+            });
         }
         let skips_verify = match e {
             EndpointSpec::TcpClient(s) => s.tls.enabled && s.tls.insecure_skip_verify,

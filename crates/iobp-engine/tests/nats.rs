@@ -1,7 +1,8 @@
 //! The `nats` source and destination against a real `nats-server` (JetStream, file storage):
 //! every message once and in order both ways, a server killed with SIGKILL mid-stream, a
-//! redelivered message stored once, and wrong credentials. Each test starts its own server on
-//! a free port with its own store directory, and kills it when done.
+//! redelivered message stored once, wrong credentials, `.creds` files against a server in
+//! operator (JWT) mode, and TLS verified by a configured server name. Each test starts its own
+//! server on a free port with its own store directory, and kills it when done.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::*;
 use iobp_engine::Color;
+use iobp_testkit::nats_auth::{self, NatsOperator, creds_text, jwt, user_creds_signed_by};
 use iobp_testkit::receiver::AsyncReceiver;
 use iobp_testkit::streams::{self, assert_unique_ids_and_payloads, read_stream};
 use iobp_testkit::{Broker, ports};
@@ -19,19 +21,34 @@ use tokio::io::AsyncWriteExt;
 /// reaches it.
 struct NatsServer {
     broker: Broker,
-    /// The server asks for user `u` / `right`.
-    user: bool,
-    /// The CA the test's client trusts (a TLS server).
-    client_ca: Option<String>,
+    /// The arguments as the test gave them, with the test client's own (below).
+    extra: Vec<String>,
+    /// The `.creds` file the test's own client signs in with (operator mode).
+    creds: Option<String>,
 }
 
 impl NatsServer {
     fn start(extra: &[&str]) -> NatsServer {
-        Self::start_on(&ports::loopback(), extra, None)
+        Self::start_on(&ports::loopback(), extra)
     }
 
-    fn start_on(ip: &str, extra: &[&str], client_ca: Option<String>) -> NatsServer {
-        NatsServer { broker: Broker::nats(ip, extra), user: extra.contains(&"--user"), client_ca }
+    /// Starts the server with `extra` arguments; `--tlscacert_for_clients <ca>` and
+    /// `--tlsname_for_clients <name>` among them are the test client's, not the server's.
+    fn start_on(ip: &str, extra: &[&str]) -> NatsServer {
+        let mut server = Vec::new();
+        let mut it = extra.iter();
+        while let Some(a) = it.next() {
+            if *a == "--tlscacert_for_clients" || *a == "--tlsname_for_clients" {
+                it.next();
+            } else {
+                server.push(*a);
+            }
+        }
+        NatsServer {
+            broker: Broker::nats(ip, &server),
+            extra: extra.iter().map(ToString::to_string).collect(),
+            creds: None,
+        }
     }
 
     /// SIGKILL: the server gets no chance to flush or say goodbye.
@@ -51,11 +68,26 @@ impl NatsServer {
     /// A client of the test's own (user `u` / `right` where the server asks for it).
     async fn client(&self) -> async_nats::Client {
         let mut opts = async_nats::ConnectOptions::new();
-        if self.user {
+        if self.extra.iter().any(|a| a == "--user") {
             opts = opts.user_and_password("u".into(), "right".into());
         }
-        if let Some(ca) = &self.client_ca {
-            opts = opts.require_tls(true).add_root_certificates(ca.into());
+        if let Some(creds) = &self.creds {
+            opts = opts.credentials_file(creds).await.expect("the test client's creds");
+        }
+        let arg = |name: &str| {
+            let i = self.extra.iter().position(|a| a == name)?;
+            self.extra.get(i + 1).cloned()
+        };
+        match (arg("--tlscacert_for_clients"), arg("--tlsname_for_clients")) {
+            (Some(ca), Some(name)) => {
+                let tls = iobp_tls::ClientTls { ca: Some(ca.into()), ..Default::default() };
+                let cfg = iobp_tls::client_config_for_name(&tls, &name).expect("client TLS");
+                opts = opts.require_tls(true).tls_client_config((*cfg).clone());
+            }
+            (Some(ca), None) => {
+                opts = opts.require_tls(true).add_root_certificates(ca.into());
+            }
+            _ => {}
         }
         opts.connect(self.url()).await.expect("test client connects")
     }
@@ -66,6 +98,18 @@ impl NatsServer {
         streams::create_stream(&js, name, subjects).await;
         js
     }
+}
+
+/// A server in operator mode trusting `auth`'s operator; its test client signs in as `admin`.
+fn operator_server(auth: &NatsOperator) -> NatsServer {
+    let config = auth.config.to_str().expect("utf-8 path");
+    let mut s = NatsServer::start(&["-c", config]);
+    s.creds = Some(path_str(&auth.user_creds("admin")));
+    s
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
 }
 
 /// Publishes `msgs` to `subject`, a thousand PubAcks outstanding at most (the context holds
@@ -331,8 +375,7 @@ async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
     let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
     let nats = NatsServer::start_on(
         &ip,
-        &["--tls", "--tlscert", &cert, "--tlskey", &key],
-        Some(ca.clone()),
+        &["--tls", "--tlscert", &cert, "--tlskey", &key, "--tlscacert_for_clients", &ca],
     );
     nats.create_stream("EDGE", &["iobp.>"]).await;
     let h = Harness::new().await;
@@ -352,6 +395,61 @@ async fn tls_to_jetstream_verifies_the_server_against_the_configured_ca() {
     assert_eq!((s.sent, s.pending), (0, 10));
     let why = s.last_error.map(|e| e.2).unwrap_or_default();
     assert!(why.to_lowercase().contains("tls"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_name_verifies_a_server_dialled_by_address_for_that_name() {
+    // The server's certificate names `nats.plant.test` only; the side dials its IP address.
+    let ip = ports::loopback();
+    let dir = tempfile::tempdir().expect("pki dir");
+    let pki = iobp_testkit::pki::TestPki::generate_for(dir.path(), &["nats.plant.test"]);
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let nats = NatsServer::start_on(
+        &ip,
+        &[
+            "--tls",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "--tlscacert_for_clients",
+            &ca,
+            "--tlsname_for_clients",
+            "nats.plant.test",
+        ],
+    );
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let named = format!(r#", "tls": {{"ca": "{ca}", "server_name": "nats.plant.test"}}"#);
+    let src = ports::tcp_on(&ip);
+    h.add(&to_nats("sn", (&ip, src), &nats.url(), &named)).await;
+    send_all((&ip, src), (0..100).map(line)).await;
+    h.wait_for("sn", 10, "delivered over TLS", |s| s.sent == 100).await;
+    // Without the name (the address is verified) or with another name: refused, TLS named.
+    let wrong = format!(r#", "tls": {{"ca": "{ca}", "server_name": "other.plant.test"}}"#);
+    for (id, tls) in [("sa", format!(r#", "tls": {{"ca": "{ca}"}}"#)), ("sw", wrong)] {
+        let src = ports::tcp_on(&ip);
+        h.add(&to_nats(id, (&ip, src), &nats.url(), &tls)).await;
+        send_all((&ip, src), (0..10).map(line)).await;
+        h.wait_for(id, 10, "stored", |s| s.received == 10).await;
+        h.wait_for(id, 10, "refused", |s| s.destination.color == Color::Red).await;
+        let s = h.snap(id);
+        assert_eq!((s.sent, s.pending), (0, 10), "{id}");
+        let why = s.last_error.map(|e| e.2).unwrap_or_default();
+        assert!(why.to_lowercase().contains("tls"), "{id}: {why}");
+    }
+    // A name no certificate can carry is refused when the pair is created, at its field.
+    let bad = format!(r#", "tls": {{"ca": "{ca}", "server_name": "not a name"}}"#);
+    let spec =
+        iobp_config::parse_pair(&to_nats("sb", (&ip, ports::tcp_on(&ip)), &nats.url(), &bad))
+            .expect("valid as a document");
+    match h.engine.create(spec).await {
+        Err(iobp_engine::EngineError::Invalid(e)) => {
+            assert_eq!(e.problems[0].path, "destination.tls.server_name", "{e}");
+        }
+        other => panic!("refused at create, not {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,4 +552,136 @@ async fn a_stream_at_its_limit_refuses_shows_why_loses_nothing_and_heals_when_ro
     assert_unique_ids_and_payloads(&stored);
     let payloads: Vec<String> = stored.into_iter().map(|(_, p)| p).collect();
     assert_eq!(payloads, (0..300).map(line).collect::<Vec<_>>(), "in order, each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_signs_in_to_an_operator_mode_server_and_a_foreign_one_is_refused() {
+    // The server trusts one operator; the pair signs in with a user JWT of that operator's
+    // account and proves it holds the user's NKey by signing the server's nonce.
+    let dir = tempfile::tempdir().expect("auth dir");
+    let auth = NatsOperator::generate(dir.path());
+    let nats = operator_server(&auth);
+    nats.create_stream("EDGE", &["iobp.>"]).await;
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let src = ports::tcp_on(&ip);
+    let creds = path_str(&auth.user_creds("edge"));
+    let with = |path: &str| format!(r#", "auth": {{"creds_file": "{path}"}}"#);
+    h.add(&to_nats("cr", (&ip, src), &nats.url(), &with(&creds))).await;
+    send_all((&ip, src), (0..200).map(line)).await;
+    h.wait_for("cr", 10, "delivered with the creds", |s| s.sent == 200 && s.pending == 0).await;
+    assert_eq!(h.snap("cr").destination.color, Color::Green);
+    // A source signs in the same way.
+    let dst = ports::tcp_on(&ip);
+    let got = AsyncReceiver::start((ip.as_str(), dst));
+    let json = from_nats("cs", &nats.url(), "iobp.cr", "", (&ip, dst))
+        .replace(r#""subject": "iobp.cr"}"#, &format!(r#""subject": "iobp.cr"{}}}"#, with(&creds)));
+    h.add(&json).await;
+    assert_eq!(got.wait_lines(200, 10).await, (0..200).map(line).collect::<Vec<_>>());
+
+    // A well-formed creds file of an account this server does not trust: refused by the
+    // server (not by the check at create), shown Red, nothing lost.
+    let stranger = nats_auth::KeyPair::new_account();
+    let foreign = path_str(&user_creds_signed_by(&stranger, dir.path(), "foreign"));
+    let src2 = ports::tcp_on(&ip);
+    h.add(&to_nats("cf", (&ip, src2), &nats.url(), &with(&foreign))).await;
+    send_all((&ip, src2), (0..10).map(line)).await;
+    h.wait_for("cf", 10, "stored", |s| s.received == 10).await;
+    h.wait_for("cf", 10, "refused", |s| s.destination.color == Color::Red).await;
+    let s = h.snap("cf");
+    assert_eq!((s.sent, s.pending), (0, 10), "nothing delivered, nothing lost");
+    let why = s.last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.contains("refused the credentials"), "{why}");
+    let text = std::fs::read_to_string(&foreign).expect("creds");
+    let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line");
+    assert!(!why.contains(seed), "the seed is never shown: {why}");
+
+    // A file replaced under a running pair is read at the next connection: a broken one is a
+    // Red error naming the field and the file, never quoting it.
+    let rotated = path_str(&auth.user_creds("rotated"));
+    let src3 = ports::tcp_on(&ip);
+    h.add(&to_nats("cx", (&ip, src3), &nats.url(), &with(&rotated))).await;
+    h.wait_for("cx", 10, "connected", |s| s.destination.color == Color::Green).await;
+    let text = std::fs::read_to_string(&rotated).expect("creds");
+    let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line").to_string();
+    std::fs::write(&rotated, creds_text("not-a-jwt", &seed)).expect("replace the file");
+    h.engine.stop_pair("cx").await.expect("stop");
+    h.engine.start_pair("cx").await.expect("start");
+    h.wait_for("cx", 10, "refused", |s| s.destination.color == Color::Red).await;
+    let why = h.snap("cx").last_error.map(|e| e.2).unwrap_or_default();
+    assert!(why.contains("auth.creds_file") && why.contains(&rotated), "{why}");
+    assert!(!why.contains(&seed), "the seed is never shown: {why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_that_cannot_work_is_refused_at_its_field_without_quoting_it() {
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let dir = tempfile::tempdir().expect("dir");
+    let account = nats_auth::KeyPair::new_account();
+    let good = path_str(&user_creds_signed_by(&account, dir.path(), "good"));
+    let text = std::fs::read_to_string(&good).expect("creds");
+    let user_jwt = text.lines().nth(1).expect("jwt line").to_string();
+    let seed = text.lines().find(|l| l.starts_with("SU")).expect("seed line").to_string();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let other_user = nats_auth::KeyPair::new_user().seed().expect("seed");
+    let account_seed = account.seed().expect("seed");
+    let cases = [
+        ("/nonexistent/edge.creds".to_string(), "cannot read"),
+        (write("empty.creds", ""), "holds no user JWT"),
+        (write("seedless.creds", &creds_text(&user_jwt, "")), "holds no NKey seed"),
+        (write("garbled.creds", &creds_text("not-a-jwt", &seed)), "not a JWT"),
+        (
+            write(
+                "bad-seed.creds",
+                &creds_text(&user_jwt, "SUAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ),
+            "not a valid NKey seed",
+        ),
+        (write("account-seed.creds", &creds_text(&user_jwt, &account_seed)), "not a user's"),
+        (
+            write("other-seed.creds", &creds_text(&user_jwt, &other_user)),
+            "not the key the user JWT was issued to",
+        ),
+        (
+            write(
+                "account-jwt.creds",
+                &creds_text(
+                    &jwt(
+                        &account,
+                        &account.public_key(),
+                        &serde_json::json!({"type": "account", "version": 2}),
+                    ),
+                    &seed,
+                ),
+            ),
+            "not a user's",
+        ),
+    ];
+    for (i, (path, why)) in cases.iter().enumerate() {
+        let auth = format!(r#", "auth": {{"creds_file": "{path}"}}"#);
+        let json =
+            to_nats(&format!("b{i}"), (&ip, ports::tcp_on(&ip)), "nats://127.0.0.1:4222", &auth);
+        let spec = iobp_config::parse_pair(&json).expect("valid as a document");
+        match h.engine.create(spec).await {
+            Err(iobp_engine::EngineError::Invalid(e)) => {
+                assert_eq!(e.problems[0].path, "destination.auth.creds_file", "{e}");
+                let m = &e.problems[0].message;
+                assert!(m.contains(path.as_str()) && m.contains(why), "{path}: {m}");
+                assert!(
+                    !m.contains(&seed) && !m.contains(&other_user) && !m.contains(&account_seed),
+                    "{m}"
+                );
+                assert!(!m.contains(&user_jwt), "{m}");
+            }
+            other => panic!("{path}: refused at create, not {other:?}"),
+        }
+    }
+    // The well-formed file passes the check (no server is needed for it).
+    let auth = format!(r#", "auth": {{"creds_file": "{good}"}}"#);
+    h.add(&to_nats("ok", (&ip, ports::tcp_on(&ip)), "nats://127.0.0.1:4222", &auth)).await;
 }

@@ -17,6 +17,8 @@
 //! - [`streams`]: JetStream streams created as operators are told to, read back with their
 //!   message ids, and the duplicate-window checks.
 //! - [`wait`]: waiting for a condition with a deadline, instead of sleeping for a while.
+//! - [`nats_auth`]: NATS JWT authentication (operator, accounts, users' `.creds` files and the
+//!   `nats-server` configuration trusting them), generated per test like the PKI.
 //!
 //! Fixtures panic when the machine cannot provide them (a test has nothing better to do), and
 //! say so in their `# Panics` sections; [`ports`] also has error-returning functions for the
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod brokers;
+pub mod nats_auth;
 pub mod pki;
 pub mod ports;
 #[cfg(target_os = "linux")]

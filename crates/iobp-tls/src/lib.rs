@@ -249,6 +249,27 @@ pub struct ClientTls {
 
 /// A client configuration.
 pub fn client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_inner(tls, None)
+}
+
+/// A client configuration that verifies every server's certificate for `server_name`, whatever
+/// host the caller dials (the `tls.server_name` of a side whose client library takes the name
+/// from the URL it connects to, such as async-nats). The chain is verified against the same
+/// roots as [`client_config`]; only the name checked differs. With `insecure_skip_verify`
+/// nothing is verified, as there.
+pub fn client_config_for_name(
+    tls: &ClientTls,
+    server_name: &str,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| TlsError::Config(format!("server name `{server_name}`: {e}")))?;
+    client_config_inner(tls, Some(name))
+}
+
+fn client_config_inner(
+    tls: &ClientTls,
+    name: Option<ServerName<'static>>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     install_provider();
     let builder = if tls.insecure_skip_verify {
         ClientConfig::builder()
@@ -259,7 +280,20 @@ pub fn client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, TlsError> {
             Some(ca) => load_roots(ca)?,
             None => system_roots()?,
         };
-        ClientConfig::builder().with_root_certificates(roots)
+        match name {
+            None => ClientConfig::builder().with_root_certificates(roots),
+            Some(name) => {
+                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| TlsError::Config(format!("certificate verifier: {e}")))?;
+                ClientConfig::builder()
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(FixedName { inner, name }))
+            }
+        }
     };
     let cfg = match (&tls.cert, &tls.key) {
         (Some(c), Some(k)) => {
@@ -295,6 +329,49 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
         )));
     }
     Ok(roots)
+}
+
+/// `server_name` for a client that cannot pass it: the `WebPKI` verification, for this name
+/// instead of the dialled host.
+#[derive(Debug)]
+struct FixedName {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for FixedName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _dialled: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// `insecure_skip_verify`: accepts any certificate (signatures are still checked so the

@@ -233,9 +233,9 @@ function tlsBlock(prefix, t, server) {
 
 /**
  * The settings of a `nats` side: servers, subject, stream, consumer (source), publish window
- * (destination), credentials (none, user and password, or a token; only the chosen way's
- * fields are sent) and TLS as a client (without a server name: the certificate must name
- * the URL's host).
+ * (destination), credentials (none, user and password, a token, or a `.creds` file; only the
+ * chosen way's fields are sent) and TLS as a client (a server name replaces the host of the
+ * URLs in the certificate check).
  */
 function natsFields(prefix, role, v, fields, out) {
   const p = (f) => `${prefix}.${f}`;
@@ -250,28 +250,29 @@ function natsFields(prefix, role, v, fields, out) {
       ? field({ path: p('consumer'), label: 'Durable consumer (optional)', value: v.consumer, placeholder: 'default: iobp-<pair id>', help: 'One pair per consumer: it restarts the consumer after what it has stored.' })
       : field({ path: p('in_flight'), label: 'Published ahead of their acknowledgement', kind: 'int', value: v.in_flight, placeholder: '256', help: '1–4096. A message is delivered (Done) only once JetStream acknowledged it.' }),
     src ? field({ path: p('ack_wait_s'), label: 'Ack wait (s)', kind: 'int', value: v.ack_wait_s, placeholder: '30', help: 'A message not acknowledged within this long is delivered again (and stored once).' }) : null);
-  const mode = auth.token !== undefined ? 'token' : auth.username !== undefined ? 'user' : 'none';
+  const mode = auth.creds_file !== undefined ? 'creds'
+    : auth.token !== undefined ? 'token'
+      : auth.username !== undefined ? 'user' : 'none';
   const modeId = nextId('nats-auth');
   const modeSel = h('select', { id: modeId, dataset: { natsAuth: prefix } },
-    [['none', 'None'], ['user', 'User name and password'], ['token', 'Token']].map(([val, text]) => h('option', { value: val, text })));
+    [['none', 'None'], ['user', 'User name and password'], ['token', 'Token'], ['creds', 'Credentials file (.creds)']].map(([val, text]) => h('option', { value: val, text })));
   modeSel.value = mode;
   const userBox = h('div', { class: 'fields', hidden: mode !== 'user' },
     field({ path: p('auth.username'), label: 'User name', mark: true, value: auth.username }),
     field({ path: p('auth.password'), label: 'Password', kind: 'password', mark: true, value: auth.password, help: masked ? 'Stored: leave it to keep the stored password.' : undefined }));
   const tokenBox = h('div', { class: 'fields', hidden: mode !== 'token' },
     field({ path: p('auth.token'), label: 'Token', kind: 'password', mark: true, value: auth.token }));
+  const credsBox = h('div', { class: 'fields', hidden: mode !== 'creds' },
+    field({ path: p('auth.creds_file'), label: 'Credentials file', mark: true, wide: true, value: auth.creds_file, placeholder: '/etc/iobufferpro/edge.creds', help: 'A .creds file as nsc writes it (user JWT and NKey seed) on this machine. Checked when saved; read again at every connection, so a renewed file needs no edit. Only its path is stored.' }));
   modeSel.addEventListener('change', () => {
     userBox.hidden = modeSel.value !== 'user';
     tokenBox.hidden = modeSel.value !== 'token';
+    credsBox.hidden = modeSel.value !== 'creds';
   });
   const authSet = h('fieldset', { class: 'auth' }, h('legend', { text: 'Authentication' }),
     h('div', { class: 'fields' }, h('div', { class: 'field' }, h('label', { for: modeId, text: 'Credentials' }), modeSel)),
-    userBox, tokenBox);
-  const tls = tlsBlock(prefix, v.tls, false);
-  // A nats side verifies the certificate against the URL's host: no server name to set.
-  const serverName = tls.querySelector(`[data-path="${CSS.escape(p('tls.server_name'))}"]`);
-  if (serverName) serverName.closest('.field').remove();
-  out.push(authSet, tls);
+    userBox, tokenBox, credsBox);
+  out.push(authSet, tlsBlock(prefix, v.tls, false));
 }
 
 /**

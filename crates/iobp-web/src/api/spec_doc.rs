@@ -1,8 +1,9 @@
 //! How the OpenAPI document describes a channel pair's configuration (the body of create and
 //! edit, and `spec` of a pair): the pair's own settings, and its sides by `type`. The `mqtt`
-//! side is described field by field; the other types by their name, their settings being
-//! those of the README. The descriptions follow the doc comments of `iobp_config::spec`;
-//! `api::openapi` tests that every setting of an mqtt side is described.
+//! and `nats` sides are described field by field; the other types by their name, their
+//! settings being those of the README. The descriptions follow the doc comments of
+//! `iobp_config::spec`; `api::openapi` tests that every setting of an mqtt and a nats side is
+//! described.
 
 use serde_json::json;
 use utoipa::openapi::schema::{
@@ -12,8 +13,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 /// The connector types described only by name here (their settings: the README).
-const OTHER_TYPES: [&str; 6] =
-    ["tcp_server", "tcp_client", "udp", "serial", "remote_icombuffer", "nats"];
+const OTHER_TYPES: [&str; 5] = ["tcp_server", "tcp_client", "udp", "serial", "remote_icombuffer"];
 
 fn string(description: &str) -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String).description(Some(description))
@@ -126,6 +126,7 @@ impl PartialSchema for Endpoint {
         OneOfBuilder::new()
             .description(Some("A source or destination; `type` names the connector."))
             .item(Ref::from_schema_name(MqttEndpoint::name()))
+            .item(Ref::from_schema_name(NatsEndpoint::name()))
             .item(others)
             .into()
     }
@@ -134,6 +135,7 @@ impl PartialSchema for Endpoint {
 impl ToSchema for Endpoint {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         schemas.push((MqttEndpoint::name().into(), MqttEndpoint::schema()));
+        schemas.push((NatsEndpoint::name().into(), NatsEndpoint::schema()));
     }
 }
 
@@ -155,22 +157,14 @@ fn broker_auth() -> ObjectBuilder {
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 }
 
-/// The `tls` of an mqtt side: a TLS client's settings.
-fn client_tls() -> ObjectBuilder {
+/// The `tls` of a client side (mqtt, nats): when TLS is used, and which name the server's
+/// certificate must carry, differ.
+fn client_tls(description: &str, enabled: &str, server_name: &str) -> ObjectBuilder {
     ObjectBuilder::new()
-        .description(Some(
-            "For an `mqtts://` url only (TLS is implied by the scheme): which server \
-             certificates to trust and an optional client certificate.",
-        ))
-        .property(
-            "enabled",
-            boolean("Not used: TLS follows the url's scheme (answered as `false`)."),
-        )
+        .description(Some(description))
+        .property("enabled", boolean(enabled))
         .property("ca", string("Trust this CA (PEM file) instead of the system's roots."))
-        .property(
-            "server_name",
-            string("The name the broker's certificate must carry (default: the url's host)."),
-        )
+        .property("server_name", string(server_name))
         .property("cert", string("Client certificate (PEM file), with `key`."))
         .property("key", string("Private key of `cert` (PEM file)."))
         .property(
@@ -234,7 +228,15 @@ impl PartialSchema for MqttEndpoint {
                 .default(Some(json!(1))),
             )
             .property("auth", broker_auth())
-            .property("tls", client_tls())
+            .property(
+                "tls",
+                client_tls(
+                    "For an `mqtts://` url only (TLS is implied by the scheme): which server \
+                     certificates to trust and an optional client certificate.",
+                    "Not used: TLS follows the url's scheme (answered as `false`).",
+                    "The name the broker's certificate must carry (default: the url's host).",
+                ),
+            )
             .property(
                 "in_flight",
                 integer(
@@ -264,3 +266,134 @@ impl PartialSchema for MqttEndpoint {
 }
 
 impl ToSchema for MqttEndpoint {}
+
+/// The `auth` of a nats side: one way to sign in.
+fn nats_auth() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some(
+            "Exactly one of: `username` with `password`, `token`, or `creds_file`. Without \
+             `auth` the side connects anonymously.",
+        ))
+        .property("username", string("User name (with `password`).").min_length(Some(1)))
+        .property(
+            "password",
+            string(
+                "Password (with `username`). Always answered as `********`; sending `********` \
+                 back keeps the stored one as long as servers, user and TLS settings are \
+                 unchanged (else it must be typed again).",
+            ),
+        )
+        .property(
+            "token",
+            string("An authentication token. Masked like `password`.").min_length(Some(1)),
+        )
+        .property(
+            "creds_file",
+            string(
+                "Path of a `.creds` file on this instance (a user JWT and its NKey seed, as \
+                 `nsc` writes it). Checked when the pair is created or edited: refused at \
+                 `auth.creds_file` if it cannot be read, holds no user JWT or seed, the seed is \
+                 not the JWT's key, or the JWT expired. Read again at every connection. The \
+                 path is not a secret and is answered as given; the file's content never \
+                 appears in an answer.",
+            )
+            .min_length(Some(1)),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// A `nats` side (`iobp_config::NatsSpec`).
+pub(crate) enum NatsEndpoint {}
+
+impl PartialSchema for NatsEndpoint {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "NATS JetStream. A destination publishes each message to `subject` with a \
+                 `Nats-Msg-Id` (the stream's duplicate window drops a copy sent again) and \
+                 counts it Done once JetStream acknowledged it, in order; no stream is created. \
+                 A source pulls from `stream` with a durable consumer and acknowledges a message \
+                 to JetStream only once it is durable here; a message delivered again is stored \
+                 once.",
+            ))
+            .property(
+                "type",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["nats"])),
+            )
+            .property(
+                "servers",
+                ArrayBuilder::new()
+                    .items(
+                        string("`nats://host:4222` or `tls://host:4222`; no user, no path.")
+                            .pattern(Some("^(nats|tls)://")),
+                    )
+                    .min_items(Some(1))
+                    .description(Some("Server URLs, at least one (a cluster: several).")),
+            )
+            .property(
+                "subject",
+                string(
+                    "Destination: the subject each message is published to (no wildcards), \
+                     where `{pair}` becomes the pair id (an id that would leave an empty token \
+                     is refused). Source: the consumer's filter subject within `stream` (`*` \
+                     a whole token, `>` the last).",
+                )
+                .min_length(Some(1))
+                .max_length(Some(1024)),
+            )
+            .property(
+                "stream",
+                string(
+                    "Source: the stream to consume (required). Destination: the stream \
+                     expected to capture `subject`, shown in the status (informative). No \
+                     spaces, `.`, `*`, `>` or `/`.",
+                ),
+            )
+            .property(
+                "consumer",
+                string(
+                    "Source only: the durable consumer's name; default `iobp-<pair id>` (then \
+                     the pair id must hold no `.`). One pair per consumer.",
+                )
+                .min_length(Some(1)),
+            )
+            .property("auth", nats_auth())
+            .property(
+                "tls",
+                client_tls(
+                    "TLS to the servers: implied by `tls://` servers, `enabled`, a `ca`, a client \
+                     certificate or a `server_name`.",
+                    "Require TLS even with `nats://` servers.",
+                    "The name every server's certificate must carry, instead of the host of its \
+                     URL (servers given by address; not sent as SNI).",
+                ),
+            )
+            .property(
+                "in_flight",
+                integer(
+                    "Destination only: messages published and not yet acknowledged by JetStream, \
+                     at most (default 256).",
+                    1,
+                    4096,
+                )
+                .default(Some(json!(256))),
+            )
+            .property(
+                "ack_wait_s",
+                integer(
+                    "Source only: the consumer's `ack_wait`: a message not acknowledged within \
+                     this long is delivered again (default 30).",
+                    1,
+                    3600,
+                )
+                .default(Some(json!(30))),
+            )
+            .required("type")
+            .required("servers")
+            .required("subject")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for NatsEndpoint {}

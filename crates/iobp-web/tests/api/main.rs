@@ -4,6 +4,7 @@
 //!
 //! One module per story: `auth` (roles, sessions, CSRF and origins, the first start, login
 //! throttling), `pairs`, `mqtt` (broker sides: settings, masked passwords, field paths),
+//! `nats` (JetStream sides: settings, masked passwords and tokens, creds files, field paths),
 //! `messages`, `users`, `relay` (tokens, upgrades, grants), `system` (audit trail, metrics,
 //! health, pages) and `openapi`; `support` holds the API in process
 //! (both portals' routers on one engine and store) and the request builder every test uses.
@@ -11,6 +12,7 @@
 mod auth;
 mod messages;
 mod mqtt;
+mod nats;
 mod openapi;
 mod pairs;
 mod relay;

@@ -201,7 +201,7 @@ fn the_openapi_document_describes_every_mqtt_setting() {
             "{name}"
         );
     }
-    // Every connector type is named: mqtt by its schema, the others by their type.
+    // Every connector type is named: mqtt and nats by their schemas, the others by their type.
     let err = serde_json::from_value::<iobp_config::EndpointSpec>(json!({"type": "?"}))
         .expect_err("no such type")
         .to_string();
@@ -212,8 +212,9 @@ fn the_openapi_document_describes_every_mqtt_setting() {
     assert!(types.contains("mqtt") && types.len() > 1, "{err}");
     let endpoint = &schemas["Endpoint"]["oneOf"];
     assert_eq!(endpoint[0]["$ref"], "#/components/schemas/MqttEndpoint", "{endpoint}");
-    let mut named: BTreeSet<String> = BTreeSet::from(["mqtt".to_string()]);
-    for t in endpoint[1]["properties"]["type"]["enum"].as_array().expect("the other types") {
+    assert_eq!(endpoint[1]["$ref"], "#/components/schemas/NatsEndpoint", "{endpoint}");
+    let mut named: BTreeSet<String> = BTreeSet::from(["mqtt".to_string(), "nats".to_string()]);
+    for t in endpoint[2]["properties"]["type"]["enum"].as_array().expect("the other types") {
         named.insert(t.as_str().expect("a type name").to_string());
     }
     assert_eq!(named, types, "the document names every connector type");
@@ -228,4 +229,50 @@ fn the_openapi_document_describes_every_mqtt_setting() {
         let s = &schemas["ChannelPairSpec"]["properties"][side];
         assert_eq!(s["$ref"], "#/components/schemas/Endpoint", "{side}");
     }
+}
+
+/// Every setting of a nats side is described: a new field of `NatsSpec` or `NatsAuth` fails to
+/// compile here until it is added below, and then this test until the document describes it.
+#[test]
+fn the_openapi_document_describes_every_nats_setting() {
+    use std::collections::BTreeSet;
+    let doc: Value = serde_json::from_str(&iobp_web::openapi_json()).expect("openapi");
+    let nats = &doc["components"]["schemas"]["NatsEndpoint"]["properties"];
+    let every = iobp_config::NatsSpec {
+        servers: vec!["tls://nats-1:4222".into()],
+        subject: "plant.{pair}".into(),
+        stream: "PLANT".into(),
+        consumer: Some("c".into()),
+        auth: Some(iobp_config::NatsAuth {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            token: Some("t".into()),
+            creds_file: Some("/etc/edge.creds".into()),
+        }),
+        tls: iobp_config::TlsSpec {
+            enabled: true,
+            ca: Some("ca.pem".into()),
+            cert: Some("c.pem".into()),
+            key: Some("c.key".into()),
+            server_name: Some("nats".into()),
+            insecure_skip_verify: true,
+            ..iobp_config::TlsSpec::default()
+        },
+        in_flight: Some(8),
+        ack_wait_s: Some(5),
+    };
+    let json = serde_json::to_value(iobp_config::EndpointSpec::Nats(every)).expect("json");
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object().unwrap_or_else(|| panic!("an object: {v}")).keys().cloned().collect()
+    };
+    assert_eq!(keys(&json), keys(nats), "every setting of a nats side, nothing else");
+    assert_eq!(keys(&json["auth"]), keys(&nats["auth"]["properties"]));
+    assert_eq!(keys(&json["tls"]), keys(&nats["tls"]["properties"]), "a TLS client's settings");
+    for (name, p) in nats.as_object().expect("properties") {
+        assert!(
+            p["description"].as_str().is_some_and(|d| !d.is_empty()) || name == "type",
+            "{name}"
+        );
+    }
+    assert_eq!(doc["components"]["schemas"]["NatsEndpoint"]["additionalProperties"], false);
 }
