@@ -38,6 +38,7 @@ mod side;
 mod source;
 mod stats;
 mod tls;
+mod write_behind;
 
 pub use crate::engine::{
     BufferedMessage, Engine, EngineError, EngineOptions, MAX_PAGE, MessagePage, MessageQuery,

@@ -35,6 +35,7 @@ use crate::connector::{Opened, Opener, Shape};
 use crate::destination::window::Confirmation;
 use crate::net::{Dial, Stream};
 use crate::side::SideError;
+use crate::write_behind::WriteBehind;
 
 /// How long a source's session outlives its connection at the broker (MQTT 5): a week of
 /// messages wait there for an edge that is down. (MQTT 3.1.1 has no expiry: the broker's
@@ -337,14 +338,16 @@ fn default_client_id(spec: &MqttSpec, role: Role, pair: &str) -> String {
 
 /// A socket connector that hands the client the stream we opened, once: the client never
 /// reconnects by itself (a session ends at its first error and the connector loop opens the
-/// next one), so a second call is refused.
+/// next one), so a second call is refused. The stream goes behind a writer of its own
+/// ([`WriteBehind`]): the client writes and flushes each acknowledgement by itself, and a
+/// source acknowledging a batch of 256 messages would otherwise cost 256 system calls.
 fn hand_over(
     stream: Stream,
-) -> impl Fn(String, v4::NetworkOptions) -> std::future::Ready<std::io::Result<Stream>>
+) -> impl Fn(String, v4::NetworkOptions) -> std::future::Ready<std::io::Result<WriteBehind<Stream>>>
 + Send
 + Sync
 + 'static {
-    let stream = Mutex::new(Some(stream));
+    let stream = Mutex::new(Some(WriteBehind::new(stream)));
     move |_host, _options| {
         let taken = stream.lock().ok().and_then(|mut s| s.take());
         std::future::ready(taken.ok_or_else(|| {
