@@ -147,44 +147,9 @@ impl Broker {
                 Err(e) => return Err(v4_error(&e)),
             }
         }
-        let (tx, rx) = mpsc::channel(INCOMING);
-        let driver = tokio::spawn(async move {
-            loop {
-                let next = match events.poll().await {
-                    Ok(v4::Event::Incoming(v4::Packet::Publish(p))) => Ok(Incoming::V4(p)),
-                    Ok(_) => continue,
-                    Err(e) => Err(v4_error(&e)),
-                };
-                let last = next.is_err();
-                if tx.send(next).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-        let mut conn = Conn {
-            client: Client::V4(client),
-            incoming: rx,
-            early: std::collections::VecDeque::new(),
-            driver: Driver(driver),
-        };
+        let mut conn = Conn::driven(Client::V4(client), events);
         if self.role == Role::Subscribe {
-            let qos = v4_qos(spec.qos);
-            let filter = spec.topic.clone();
-            let notice = match &conn.client {
-                Client::V4(c) => c.subscribe_tracked(filter, qos).await.map_err(client_error)?,
-                Client::V5(_) => unreachable_version(),
-            };
-            let suback = conn.until(notice.wait_async()).await?.map_err(|e| {
-                SideError::Peer(format!(
-                    "the broker refused the subscription to {}: {e}",
-                    spec.topic
-                ))
-            })?;
-            let granted = match suback.return_codes.first() {
-                Some(v4::SubscribeReasonCode::Success(q)) => Ok(*q as u8),
-                other => Err(format!("{other:?}")),
-            };
-            check_granted(&spec.topic, spec.qos, granted)?;
+            conn.subscribe(&spec.topic, spec.qos).await?;
         }
         Ok(conn)
     }
@@ -227,50 +192,12 @@ impl Broker {
                 Err(e) => return Err(v5_error(&e)),
             }
         };
-        let (tx, rx) = mpsc::channel(INCOMING);
-        let driver = tokio::spawn(async move {
-            loop {
-                let next = match events.poll().await {
-                    Ok(v5::Event::Incoming(v5::Packet::Publish(p))) => Ok(Incoming::V5(p)),
-                    Ok(v5::Event::Incoming(v5::Packet::Disconnect(d))) => Err(SideError::Peer(
-                        format!("the broker disconnected: {:?}", d.reason_code),
-                    )),
-                    Ok(_) => continue,
-                    Err(e) => Err(v5_error(&e)),
-                };
-                let last = next.is_err();
-                if tx.send(next).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-        let mut conn = Conn {
-            client: Client::V5(client),
-            incoming: rx,
-            early: std::collections::VecDeque::new(),
-            driver: Driver(driver),
-        };
+        let mut conn = Conn::driven(Client::V5(client), events);
         // A resumed session already holds the subscription (the default client id names the
         // filter and QoS, so a changed filter is a new session), and an MQTT 5 client without
         // the session's packet-id state must not allocate packet ids on it.
         if self.role == Role::Subscribe && !resumed {
-            let qos = v5_qos(spec.qos);
-            let filter = spec.topic.clone();
-            let notice = match &conn.client {
-                Client::V5(c) => c.subscribe_tracked(filter, qos).await.map_err(client_error)?,
-                Client::V4(_) => unreachable_version(),
-            };
-            let suback = conn.until(notice.wait_async()).await?.map_err(|e| {
-                SideError::Peer(format!(
-                    "the broker refused the subscription to {}: {e}",
-                    spec.topic
-                ))
-            })?;
-            let granted = match suback.return_codes.first() {
-                Some(v5::SubscribeReasonCode::Success(q)) => Ok(*q as u8),
-                other => Err(format!("{other:?}")),
-            };
-            check_granted(&spec.topic, spec.qos, granted)?;
+            conn.subscribe(&spec.topic, spec.qos).await?;
         }
         Ok(conn)
     }
@@ -397,7 +324,90 @@ impl Incoming {
     }
 }
 
+/// A client's event loop, as the session's driver sees it.
+trait Events: Send + 'static {
+    /// Polls the event loop once: a message for the session, why the session ended, or
+    /// `None` (nothing the session needs to see).
+    fn next_event(&mut self) -> impl Future<Output = Option<Result<Incoming, SideError>>> + Send;
+}
+
+impl Events for v4::EventLoop {
+    async fn next_event(&mut self) -> Option<Result<Incoming, SideError>> {
+        match self.poll().await {
+            Ok(v4::Event::Incoming(v4::Packet::Publish(p))) => Some(Ok(Incoming::V4(p))),
+            Ok(_) => None,
+            Err(e) => Some(Err(v4_error(&e))),
+        }
+    }
+}
+
+impl Events for v5::EventLoop {
+    async fn next_event(&mut self) -> Option<Result<Incoming, SideError>> {
+        match self.poll().await {
+            Ok(v5::Event::Incoming(v5::Packet::Publish(p))) => Some(Ok(Incoming::V5(p))),
+            Ok(v5::Event::Incoming(v5::Packet::Disconnect(d))) => {
+                Some(Err(SideError::Peer(format!("the broker disconnected: {:?}", d.reason_code))))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(v5_error(&e))),
+        }
+    }
+}
+
 impl Conn {
+    /// A session on `client` whose protocol is driven by a task of its own polling `events`.
+    fn driven<E: Events>(client: Client, mut events: E) -> Conn {
+        let (tx, rx) = mpsc::channel(INCOMING);
+        let driver = tokio::spawn(async move {
+            loop {
+                let Some(next) = events.next_event().await else { continue };
+                let last = next.is_err();
+                if tx.send(next).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Conn {
+            client,
+            incoming: rx,
+            early: std::collections::VecDeque::new(),
+            driver: Driver(driver),
+        }
+    }
+
+    /// Subscribes to `filter` at `qos` and checks what the broker granted: a refusal, or a
+    /// grant below what was asked, is an error.
+    async fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), SideError> {
+        let refused = |e: &dyn std::fmt::Display| {
+            SideError::Peer(format!("the broker refused the subscription to {filter}: {e}"))
+        };
+        let granted = match &self.client {
+            Client::V4(c) => {
+                let notice = c
+                    .subscribe_tracked(filter.to_string(), v4_qos(qos))
+                    .await
+                    .map_err(client_error)?;
+                let suback = self.until(notice.wait_async()).await?.map_err(|e| refused(&e))?;
+                match suback.return_codes.first() {
+                    Some(v4::SubscribeReasonCode::Success(q)) => Ok(*q as u8),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+            Client::V5(c) => {
+                let notice = c
+                    .subscribe_tracked(filter.to_string(), v5_qos(qos))
+                    .await
+                    .map_err(client_error)?;
+                let suback = self.until(notice.wait_async()).await?.map_err(|e| refused(&e))?;
+                match suback.return_codes.first() {
+                    Some(v5::SubscribeReasonCode::Success(q)) => Ok(*q as u8),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        };
+        check_granted(filter, qos, granted)
+    }
+
     /// Queues a publish of `payload` to `topic` carrying `id` (MQTT 5: the user property
     /// [`MESSAGE_ID_PROPERTY`]); returns what resolves once the broker acknowledged it. Waits
     /// while the client's request queue is full.
@@ -510,10 +520,6 @@ impl Conn {
 /// The MQTT 5 user property that carries a message's id: `<buffer id>:<sequence number>`,
 /// the same on every copy of a message published again after a reconnect.
 pub(crate) const MESSAGE_ID_PROPERTY: &str = "iobp-id";
-
-fn unreachable_version() -> ! {
-    unreachable!("a connection's client has the version it was built with")
-}
 
 /// A subscription is what the side needs only if the broker granted it at the `QoS` asked
 /// for: granted at `QoS` 0, the broker would drop messages while we are away (no persistent
