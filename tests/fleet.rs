@@ -105,10 +105,10 @@ fn kill_9_mid_stream_through_mosquitto_loses_nothing_acknowledged_and_re_sends_k
     // (the same id again) did happen. (The same payload may be two messages: our TCP client
     // sent again what it had not seen acknowledged.)
     std::thread::sleep(Duration::from_millis(500));
-    let observed = std::fs::read_to_string(&seen).expect("observed");
+    let at_broker = std::fs::read_to_string(&seen).expect("observed");
     let mut message_of: HashMap<&str, &str> = HashMap::new();
     let mut copies = 0;
-    for line in observed.lines() {
+    for line in at_broker.lines() {
         let (props, payload) = line.split_once('|').expect("props|payload");
         let id = props.strip_prefix("iobp-id:").expect("an iobp-id user property");
         if let Some(before) = message_of.insert(id, payload) {

@@ -53,6 +53,7 @@ mod relay;
 mod report;
 mod serial;
 mod socat;
+mod through_broker;
 mod throughput;
 mod tls;
 mod udp;

@@ -171,8 +171,9 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(1 << 20);
         let mut w = WriteBehind::new(a);
         let mut want = Vec::new();
-        for i in 0..10_000u32 {
-            let packet = [0x40, 0x02, (i >> 8) as u8, i as u8];
+        for i in 0..10_000u16 {
+            let [hi, lo] = i.to_be_bytes();
+            let packet = [0x40, 0x02, hi, lo];
             want.extend_from_slice(&packet);
             w.write_all(&packet).await.expect("write");
             w.flush().await.expect("flush");

@@ -194,7 +194,10 @@ impl Broker {
     pub fn reload(&self) {
         let pid = self.child.as_ref().expect("the broker is running").id();
         let ok = Command::new("kill").args(["-HUP", &pid.to_string()]).status();
-        assert!(ok.as_ref().is_ok_and(|s| s.success()), "SIGHUP to the broker: {ok:?}");
+        assert!(
+            ok.as_ref().is_ok_and(std::process::ExitStatus::success),
+            "SIGHUP to the broker: {ok:?}"
+        );
     }
 
     /// Starts it (again, after [`Broker::kill`]) on the same port and store, and waits until

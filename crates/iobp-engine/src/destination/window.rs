@@ -81,12 +81,12 @@ pub(crate) async fn deliver<P: Publisher>(
             }
             for r in batch.iter() {
                 let id = format!("{log_id:016x}:{}", r.seq);
-                let published = tokio::select! {
+                let sent = tokio::select! {
                     biased;
                     () = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
                     p = publisher.publish(ctx, r.seq, id, r.payload) => p?,
                 };
-                if let Some(confirmed) = published {
+                if let Some(confirmed) = sent {
                     let bytes = r.payload.len() as u64;
                     waiting.push_back(Unconfirmed { seq: r.seq, bytes, confirmed });
                 }
