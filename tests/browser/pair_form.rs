@@ -562,11 +562,15 @@ async fn pair_form_mqtt_sides() {
         b.select(&dp("destination"), "mqtt").await;
         let common = ["url", "version", "topic", "qos", "client_id"];
         let timers = ["keep_alive_s", "connect_timeout_ms", "auth.username", "auth.password"];
-        let want = |side: &str, window: bool| -> Vec<String> {
-            let mid: &[&str] = if window { &["in_flight"] } else { &[] };
+        let want = |side: &str, destination: bool| -> Vec<String> {
+            let mid: &[&str] = if destination { &["in_flight"] } else { &["drop_duplicates"] };
             common.iter().chain(mid).chain(&timers).map(|f| format!("{side}.{f}")).collect()
         };
-        assert_eq!(b.shown_paths("source.").await, want("source", false), "a source has no in_flight");
+        assert_eq!(
+            b.shown_paths("source.").await,
+            want("source", false),
+            "a source has no in_flight, a destination no drop_duplicates"
+        );
         assert_eq!(b.shown_paths("destination.").await, want("destination", true));
         let versions = b.js(&format!("return Array.from(document.querySelectorAll('{} option')).map((o) => o.value)", dp("destination.version"))).await;
         assert_eq!(versions, json!(["5", "3.1.1"]));
@@ -588,6 +592,7 @@ async fn pair_form_mqtt_sides() {
         // still send it).
         b.fill(&dp("source.url"), &format!("mqtt://127.0.0.1:{broker}")).await;
         b.fill(&dp("source.topic"), "plant/#/results").await;
+        b.click(&dp("source.drop_duplicates")).await;
         b.js(&format!("const s = document.querySelector('{}'); s.add(new Option('0', '0')); s.value = '0'", dp("source.qos"))).await;
         b.fill(&dp("destination.url"), &format!("http://127.0.0.1:{broker}")).await;
         b.fill(&dp("destination.topic"), "plant/+/results").await;
@@ -636,7 +641,8 @@ async fn pair_form_mqtt_sides() {
         );
         assert_eq!(
             spec["source"],
-            json!({"type": "mqtt", "url": format!("mqtt://127.0.0.1:{broker}"), "version": "5", "topic": "plant/+/results", "qos": 1}),
+            json!({"type": "mqtt", "url": format!("mqtt://127.0.0.1:{broker}"), "version": "5", "topic": "plant/+/results", "qos": 1,
+                   "drop_duplicates": true}),
             "{spec}"
         );
         assert_eq!(
@@ -671,6 +677,7 @@ async fn pair_form_mqtt_sides() {
         ] {
             assert_eq!(b.field_value(path).await, want, "{path} pre-filled");
         }
+        assert_eq!(b.field_value("source.drop_duplicates").await, json!(true), "checked again");
         let backup = b.backup_prefix(1).await;
         for (field, want) in [("", "mqtt"), (".topic", "backup/{pair}"), (".auth.username", "bridge-backup"), (".auth.password", "********")] {
             let path = format!("{backup}{field}");

@@ -625,6 +625,13 @@ pub struct MqttSpec {
     /// Give up a connection attempt after this long. Default 10000 ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
+    /// Source, MQTT 5: store a message carrying the `iobp-id` user property of another
+    /// ioBufferPro (`<buffer id>:<sequence>`) only once — a copy its sender published again
+    /// after a reconnect or a crash is dropped. Off by default: turn it on only where the
+    /// publishers to the filter are ioBufferPro instances the broker's ACL trusts, since a
+    /// forged id could make later messages of that sender be dropped.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub drop_duplicates: bool,
 }
 
 /// MQTT protocol version.

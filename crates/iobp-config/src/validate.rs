@@ -377,6 +377,13 @@ fn check_mqtt(c: &mut Check, path: &str, m: &crate::spec::MqttSpec, side: Side) 
     {
         c.fail(&p("auth.username"), "must not be empty");
     }
+    if m.drop_duplicates {
+        if side != Side::Source {
+            c.fail(&p("drop_duplicates"), "applies to sources only");
+        } else if m.version != crate::spec::MqttVersion::V5 {
+            c.fail(&p("drop_duplicates"), "needs MQTT 5 (3.1.1 messages carry no id)");
+        }
+    }
     let tls = &m.tls;
     if *tls != TlsSpec::default() {
         if !m.url.starts_with("mqtts://") {

@@ -322,6 +322,26 @@ impl Incoming {
             Incoming::V5(p) => &p.payload,
         }
     }
+
+    /// The id another ioBufferPro gave the message ([`MESSAGE_ID_PROPERTY`]): its buffer's id
+    /// and the message's sequence number there (from 1). `None` without a well-formed one.
+    pub(crate) fn sender_id(&self) -> Option<(u64, u64)> {
+        let Incoming::V5(p) = self else { return None };
+        let props = p.properties.as_ref()?;
+        let (_, value) = props.user_properties.iter().find(|(k, _)| k == MESSAGE_ID_PROPERTY)?;
+        parse_message_id(value)
+    }
+}
+
+/// `<16 hex digits>:<decimal sequence ≥ 1>` → (buffer id, sequence).
+fn parse_message_id(value: &str) -> Option<(u64, u64)> {
+    let (buffer, seq) = value.split_once(':')?;
+    if buffer.len() != 16 {
+        return None;
+    }
+    let buffer = u64::from_str_radix(buffer, 16).ok()?;
+    let seq: u64 = seq.parse().ok()?;
+    (seq >= 1).then_some((buffer, seq))
 }
 
 /// A client's event loop, as the session's driver sees it.

@@ -138,10 +138,29 @@ impl SideCtx {
     /// Queues frames into the buffer, waiting while the append queue is full. The frames are
     /// accepted only once the returned commit resolves.
     pub(crate) async fn intake(&self, frames: &[Bytes]) -> Result<Commit, IntakeError> {
-        match self.log.append_queued(frames).await {
-            Ok(c) => {
+        let appended = self.log.append_queued(frames).await;
+        self.intake_outcome(appended)
+    }
+
+    /// Like [`SideCtx::intake`], for an idempotent producer `origin` whose records carry
+    /// increasing tags: a record whose tag the buffer already holds is skipped as a duplicate
+    /// (see [`iobp_log::Log::try_append_tagged`]).
+    pub(crate) async fn intake_tagged(
+        &self,
+        origin: u64,
+        records: &[(u64, Bytes)],
+    ) -> Result<iobp_log::TaggedAppend, IntakeError> {
+        let appended = self.log.append_tagged_queued(origin, records).await;
+        self.intake_outcome(appended)
+    }
+
+    /// A full buffer is shown (and cleared once an append succeeds) and told apart from a
+    /// broken one.
+    fn intake_outcome<T>(&self, appended: iobp_log::Result<T>) -> Result<T, IntakeError> {
+        match appended {
+            Ok(a) => {
                 self.stats.clear_full();
-                Ok(c)
+                Ok(a)
             }
             Err(iobp_log::Error::Full { scope, used, limit, needed }) => {
                 self.stats.set_full(needed);

@@ -297,3 +297,60 @@ async fn a_broker_refusing_messages_is_red_with_its_reason_loses_nothing_and_hea
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_another_instances_messages_are_stored_once_with_drop_duplicates() {
+    // Messages published as another ioBufferPro would (MQTT 5 user property `iobp-id:
+    // <buffer id>:<sequence>`), some of them again as after its reconnect, one without an id
+    // and one from a second sender. A source with `drop_duplicates` stores each once, in
+    // order; one without stores every copy.
+    let broker = in_memory_broker();
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (once, every) = (
+        AsyncReceiver::start((ip.as_str(), ports::tcp_on(&ip))),
+        AsyncReceiver::start((ip.as_str(), ports::tcp_on(&ip))),
+    );
+    let on = r#", "drop_duplicates": true"#;
+    h.add(&from_broker("once", &broker.url(), "plant/dups", on, (&ip, once.addr().port()))).await;
+    h.add(&from_broker("every", &broker.url(), "plant/dups", "", (&ip, every.addr().port()))).await;
+    for id in ["once", "every"] {
+        h.wait_for(id, 10, "subscribed", |s| s.source.color == Color::Green).await;
+    }
+    let a = "00000000000000aa";
+    let b = "00000000000000bb";
+    let mut published = Vec::new();
+    let mut sent = |id: Option<String>, payload: String| {
+        let mut cmd = std::process::Command::new("mosquitto_pub");
+        cmd.args(["-V", "mqttv5", "-q", "1", "-h", "127.0.0.1", "-t", "plant/dups"]).args([
+            "-p",
+            &broker.port().to_string(),
+            "-m",
+            &payload,
+        ]);
+        if let Some(id) = id {
+            cmd.args(["-D", "publish", "user-property", "iobp-id", &id]);
+        }
+        let ok = cmd.status().expect("mosquitto_pub (Debian package mosquitto-clients)");
+        assert!(ok.success());
+        published.push(payload);
+    };
+    for seq in 1..=5 {
+        sent(Some(format!("{a}:{seq}")), format!("a{seq}"));
+    }
+    // The sender reconnected: 3..5 again, then on.
+    for seq in 3..=7 {
+        sent(Some(format!("{a}:{seq}")), format!("a{seq}"));
+    }
+    sent(None, "no id".into());
+    sent(Some(format!("{b}:1")), "b1".into());
+    sent(Some(format!("{a}:2")), "a2".into());
+    let want: Vec<String> =
+        ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "no id", "b1"].map(String::from).to_vec();
+    assert_eq!(once.wait_lines(want.len(), 20).await, want);
+    assert_eq!(every.wait_lines(published.len(), 20).await, published);
+    h.wait_for("once", 10, "counted", |s| s.received == 9 && s.duplicates_dropped == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(once.lines(), want, "nothing more arrives");
+    assert_eq!(h.snap("every").duplicates_dropped, 0);
+}

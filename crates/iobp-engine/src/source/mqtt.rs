@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,20 +33,34 @@ const FULL_RETRY: Duration = Duration::from_millis(200);
 const SHOWN: usize = 16;
 
 pub(crate) async fn source(ctx: SideCtx, spec: MqttSpec) {
+    let session = Subscribing { drop_duplicates: spec.drop_duplicates };
     let broker = Broker::new(spec, Role::Subscribe, &ctx.pair);
-    crate::connector::run(ctx, Side::Source, broker, Subscribing).await;
+    crate::connector::run(ctx, Side::Source, broker, session).await;
 }
 
 /// Takes a subscription's messages into the buffer on one client session.
-struct Subscribing;
+struct Subscribing {
+    /// Store messages carrying another ioBufferPro's id as that sender's idempotent producer.
+    drop_duplicates: bool,
+}
 
 /// A batch queued into the buffer, acknowledged to the broker once durable.
 struct Waiting {
-    commit: Commit,
+    /// The batch's appends, in order (one per run of messages from one sender when
+    /// duplicates are dropped, else one), each with whether it stored anything new; removed
+    /// as each becomes durable.
+    commits: VecDeque<(Commit, bool)>,
+    /// The log sequence number of the last message stored, once known (durable).
+    last_seq: Option<u64>,
+    /// Every message of the batch: acknowledged to the broker once all commits resolved.
     messages: Vec<Incoming>,
+    /// Messages stored now, their payload bytes, and the last of them (for the Live View).
+    stored: u64,
     bytes: u64,
+    shown: VecDeque<Bytes>,
+    /// Copies of messages the buffer already held (dropped).
+    duplicates: u64,
 }
-
 impl Session<Conn> for Subscribing {
     fn about(&self, peer: &str) -> String {
         format!("subscription at {peer}")
@@ -66,8 +81,8 @@ impl Session<Conn> for Subscribing {
                 r = first_commit(&mut waiting), if !waiting.is_empty() => {
                     let Some(w) = waiting.pop_front() else { continue };
                     match r {
-                        Ok(seqs) => {
-                            if let Err(e) = acknowledge(ctx, &conn, &w, *seqs.end(), peer) {
+                        Ok(()) => {
+                            if let Err(e) = acknowledge(ctx, &conn, &w, peer) {
                                 break Err(e);
                             }
                             progress.made();
@@ -93,7 +108,7 @@ impl Session<Conn> for Subscribing {
                             None => break,
                         }
                     }
-                    match store(ctx, messages).await {
+                    match store(ctx, messages, self.drop_duplicates).await {
                         Ok(Some(w)) => waiting.push_back(w),
                         Ok(None) => break Ok(Ended::Cancelled),
                         Err(e) => break Err(e),
@@ -107,61 +122,144 @@ impl Session<Conn> for Subscribing {
     }
 }
 
-/// Queues `messages` into the buffer; while it is full, tries again until there is room or
-/// the pair stops (`None`: nothing was stored, and nothing is acknowledged).
-async fn store(ctx: &SideCtx, messages: Vec<Incoming>) -> Result<Option<Waiting>, SideError> {
-    let payloads: Vec<Bytes> = messages.iter().map(|m| m.payload().clone()).collect();
-    let bytes = payloads.iter().map(|p| p.len() as u64).sum();
-    let mut reported = false;
-    loop {
-        match ctx.intake(&payloads).await {
-            Ok(commit) => return Ok(Some(Waiting { commit, messages, bytes })),
-            Err(IntakeError::Full(why)) => {
-                if !reported {
-                    ctx.error(
-                        Side::Source,
-                        format!("{why}: messages are held at the broker until there is room"),
-                    );
-                    reported = true;
-                }
-                if !crate::side::pause(&ctx.cancel, FULL_RETRY).await {
-                    return Ok(None);
-                }
-            }
-            Err(IntakeError::Broken(e)) => {
-                return Err(SideError::Buffer { doing: "storing", source: e });
-            }
-        }
-    }
+/// What one append stores: plain payloads, or records of one sending ioBufferPro (its buffer
+/// id, and each message's sequence number there as the tag).
+enum Run {
+    Plain(Vec<Bytes>),
+    From(u64, Vec<(u64, Bytes)>),
 }
 
-/// The batch `w`, durable through `last_seq`: counted, shown, and acknowledged to the broker.
-fn acknowledge(
+/// Splits `messages` into runs, in order; with `drop_duplicates`, consecutive messages of one
+/// sender form a tagged run. Each run comes with how many messages it covers (a copy inside
+/// the batch, older than what its run already holds, is covered and dropped here).
+fn runs(messages: &[Incoming], drop_duplicates: bool, duplicates: &mut u64) -> Vec<(Run, usize)> {
+    let mut out: Vec<(Run, usize)> = Vec::new();
+    for m in messages {
+        let payload = m.payload().clone();
+        match (drop_duplicates.then(|| m.sender_id()).flatten(), out.last_mut()) {
+            (Some((origin, tag)), Some((Run::From(o, records), covered))) if *o == origin => {
+                *covered += 1;
+                if records.last().is_some_and(|(last, _)| tag <= *last) {
+                    *duplicates += 1;
+                } else {
+                    records.push((tag, payload));
+                }
+            }
+            (Some((origin, tag)), _) => out.push((Run::From(origin, vec![(tag, payload)]), 1)),
+            (None, Some((Run::Plain(payloads), covered))) => {
+                payloads.push(payload);
+                *covered += 1;
+            }
+            (None, _) => out.push((Run::Plain(vec![payload]), 1)),
+        }
+    }
+    out
+}
+
+/// Queues `messages` into the buffer; while it is full, tries again until there is room or
+/// the pair stops (`None`: nothing was stored, and nothing is acknowledged; when the pair
+/// stops after some runs were queued, the batch is cut to the messages they cover).
+async fn store(
     ctx: &SideCtx,
-    conn: &Conn,
-    w: &Waiting,
-    last_seq: u64,
-    peer: &Arc<str>,
-) -> Result<(), SideError> {
-    let count = w.messages.len() as u64;
-    let shown: Vec<Bytes> =
-        w.messages.iter().rev().take(SHOWN).rev().map(|m| m.payload().clone()).collect();
-    let first_shown = last_seq + 1 - shown.len() as u64;
-    ctx.accepted_counts(count, w.bytes, &shown, first_shown, Some(peer));
+    mut messages: Vec<Incoming>,
+    drop_duplicates: bool,
+) -> Result<Option<Waiting>, SideError> {
+    let mut w = Waiting {
+        commits: VecDeque::new(),
+        last_seq: None,
+        messages: Vec::new(),
+        stored: 0,
+        bytes: 0,
+        shown: VecDeque::with_capacity(SHOWN),
+        duplicates: 0,
+    };
+    let runs = runs(&messages, drop_duplicates, &mut w.duplicates);
+    let mut covered = 0;
+    let mut reported = false;
+    for (run, n) in runs {
+        let (commit, new): (Commit, Vec<Bytes>) = loop {
+            let queued = match &run {
+                Run::Plain(payloads) => ctx.intake(payloads).await.map(|c| (c, payloads.clone())),
+                Run::From(origin, records) => ctx.intake_tagged(*origin, records).await.map(|a| {
+                    w.duplicates += a.duplicates as u64;
+                    // Duplicates are always a prefix (tags increase): the new ones are the rest.
+                    let new = records[a.duplicates..].iter().map(|(_, p)| p.clone()).collect();
+                    (a.commit, new)
+                }),
+            };
+            match queued {
+                Ok(queued) => break queued,
+                Err(IntakeError::Full(why)) => {
+                    if !reported {
+                        ctx.error(
+                            Side::Source,
+                            format!("{why}: messages are held at the broker until there is room"),
+                        );
+                        reported = true;
+                    }
+                    if !crate::side::pause(&ctx.cancel, FULL_RETRY).await {
+                        if w.commits.is_empty() {
+                            return Ok(None);
+                        }
+                        messages.truncate(covered);
+                        w.messages = messages;
+                        return Ok(Some(w));
+                    }
+                }
+                Err(IntakeError::Broken(e)) => {
+                    return Err(SideError::Buffer { doing: "storing", source: e });
+                }
+            }
+        };
+        covered += n;
+        w.commits.push_back((commit, !new.is_empty()));
+        w.stored += new.len() as u64;
+        for p in new {
+            w.bytes += p.len() as u64;
+            if w.shown.len() == SHOWN {
+                w.shown.pop_front();
+            }
+            w.shown.push_back(p);
+        }
+    }
+    w.messages = messages;
+    Ok(Some(w))
+}
+
+/// The batch `w`, durable: what it stored counted and shown, its copies counted as dropped,
+/// and every message acknowledged to the broker.
+fn acknowledge(ctx: &SideCtx, conn: &Conn, w: &Waiting, peer: &Arc<str>) -> Result<(), SideError> {
+    if let Some(last) = w.last_seq {
+        let shown: Vec<Bytes> = w.shown.iter().cloned().collect();
+        let first_shown = last + 1 - shown.len() as u64;
+        ctx.accepted_counts(w.stored, w.bytes, &shown, first_shown, Some(peer));
+    }
+    if w.duplicates > 0 {
+        ctx.stats.duplicates_dropped.fetch_add(w.duplicates, Ordering::Relaxed);
+    }
     for m in &w.messages {
         conn.ack(m)?;
     }
     Ok(())
 }
 
-/// Resolves when the oldest batch is durable (never, if none waits).
-async fn first_commit(
-    waiting: &mut VecDeque<Waiting>,
-) -> iobp_log::Result<std::ops::RangeInclusive<u64>> {
-    match waiting.front_mut() {
-        Some(w) => (&mut w.commit).await,
-        None => std::future::pending().await,
+/// Resolves when every append of the oldest batch is durable (never, if none waits).
+/// Cancellation-safe: an append is removed once durable.
+async fn first_commit(waiting: &mut VecDeque<Waiting>) -> iobp_log::Result<()> {
+    let Some(w) = waiting.front_mut() else { return std::future::pending().await };
+    durable(w).await
+}
+
+/// Waits for `w`'s appends, oldest first, noting the last sequence number stored.
+async fn durable(w: &mut Waiting) -> iobp_log::Result<()> {
+    while let Some((commit, stores)) = w.commits.front_mut() {
+        let seqs = commit.await?;
+        if *stores {
+            w.last_seq = Some(*seqs.end());
+        }
+        w.commits.pop_front();
     }
+    Ok(())
 }
 
 /// The session ends: batches already queued are acknowledged once durable (within the
@@ -169,10 +267,10 @@ async fn first_commit(
 async fn wind_down(ctx: &SideCtx, conn: &Conn, waiting: &mut VecDeque<Waiting>, peer: &Arc<str>) {
     let deadline = Instant::now() + crate::source::stream::WIND_DOWN;
     while let Some(mut w) = waiting.pop_front() {
-        match tokio::time::timeout_at(deadline, &mut w.commit).await {
-            Ok(Ok(seqs)) => {
+        match tokio::time::timeout_at(deadline, durable(&mut w)).await {
+            Ok(Ok(())) => {
                 // Counted even if the acknowledgement cannot leave: the message is stored.
-                let _ = acknowledge(ctx, conn, &w, *seqs.end(), peer);
+                let _ = acknowledge(ctx, conn, &w, peer);
             }
             Ok(Err(_)) | Err(_) => break,
         }

@@ -257,6 +257,16 @@ impl PartialSchema for MqttEndpoint {
                 integer("Give up a connection attempt after this long (default 10000).", 10, 600_000)
                     .default(Some(json!(10_000))),
             )
+            .property(
+                "drop_duplicates",
+                boolean(
+                    "Source, MQTT 5 only: store a message carrying another ioBufferPro's `iobp-id` \
+                     user property once; a copy its sender published again is dropped. Turn on \
+                     only where the broker lets only trusted ioBufferPro instances publish to the \
+                     filter (a forged id could drop that sender's later messages). Default false.",
+                )
+                .default(Some(json!(false))),
+            )
             .required("type")
             .required("url")
             .required("topic")

@@ -181,6 +181,17 @@ async fn invalid_mqtt_settings_name_their_field() {
             "applies to destinations only",
         ),
         (
+            json!({"source": tcp_src, "destination": with(dst(), "drop_duplicates", json!(true))}),
+            "destination.drop_duplicates",
+            "applies to sources only",
+        ),
+        (
+            json!({"source": with(with(src(), "drop_duplicates", json!(true)), "version", json!("3.1.1")),
+                   "destination": tcp_dst}),
+            "source.drop_duplicates",
+            "needs MQTT 5 (3.1.1 messages carry no id)",
+        ),
+        (
             json!({"source": tcp_src, "destination": with(dst(), "tls", json!({"server_name": "b"}))}),
             "destination.tls",
             "applies to an mqtts:// url only",

@@ -186,6 +186,7 @@ fn the_openapi_document_describes_every_mqtt_setting() {
         in_flight: Some(8),
         keep_alive_s: Some(5),
         connect_timeout_ms: Some(10),
+        drop_duplicates: true,
     };
     let json = serde_json::to_value(iobp_config::EndpointSpec::Mqtt(every)).expect("json");
     let keys = |v: &Value| -> BTreeSet<String> {
