@@ -4,7 +4,8 @@
 //! killed with SIGKILL at random points and restarted. Every message our source acknowledged
 //! reaches the receiver, first appearances in order; into JetStream no message id is stored
 //! twice (the duplicate window removes the re-sends); through MQTT a re-sent copy carries its
-//! message's `iobp-id` user property, and no id names two messages.
+//! message's `iobp-id` user property, no id names two messages, and a source with
+//! `drop_duplicates` stores each of them once.
 
 #![cfg(unix)]
 
@@ -66,7 +67,7 @@ fn line_destination(port: u16) -> String {
 }
 
 #[test]
-fn kill_9_mid_stream_through_mosquitto_loses_nothing_acknowledged_and_re_sends_keep_their_id() {
+fn kill_9_mid_stream_through_mosquitto_loses_nothing_and_stores_each_message_once_downstream() {
     let broker = Broker::mosquitto(&MosquittoConfig::default());
     let tmp = tempfile::tempdir().expect("tmp");
     // An observer on the broker sees every publish, re-sends included, with its user
@@ -87,7 +88,7 @@ fn kill_9_mid_stream_through_mosquitto_loses_nothing_acknowledged_and_re_sends_k
         r#"{{"channel_pairs": [
             {{"id": "up", {retry}, "source": {source},
               "destination": {{"type": "mqtt", "url": "{url}", "topic": "plant/{{pair}}"}}}},
-            {{"id": "down", {retry}, "source": {{"type": "mqtt", "url": "{url}", "topic": "plant/up"}},
+            {{"id": "down", {retry}, "source": {{"type": "mqtt", "url": "{url}", "topic": "plant/up", "drop_duplicates": true}},
               "destination": {destination}}}]}}"#,
         retry = retry(),
         source = ack_source(src),
@@ -121,6 +122,19 @@ fn kill_9_mid_stream_through_mosquitto_loses_nothing_acknowledged_and_re_sends_k
         "{} messages at the broker, {copies} re-sent copies with their ids",
         message_of.len()
     );
+
+    // `down` drops what `up` re-sent (`drop_duplicates`): its buffer holds each record of
+    // `up`'s once, in order, across the kills.
+    let read = |id: &str| -> Vec<Vec<u8>> {
+        let dir = tmp.path().join("data").join("logs").join(id);
+        let log = iobp_log::Log::open(dir, iobp_log::LogOptions::default()).expect("buffer");
+        let all = log.read_range(1, usize::MAX, usize::MAX).expect("read");
+        all.iter().map(|r| r.payload.to_vec()).collect()
+    };
+    let (up, down) = (read("up"), read("down"));
+    assert!(copies > 0, "the kills made re-sends (else this proves nothing)");
+    assert_eq!(down.len(), up.len(), "each of up's records stored once downstream");
+    assert!(down == up, "in up's order");
 }
 
 #[test]
