@@ -40,6 +40,7 @@ fn main() -> Result<(), Error> {
     journal_replay(&mut seeds)?;
     deframe(&mut seeds)?;
     hl7(&mut seeds)?;
+    astm(&mut seeds)?;
     relay_frames(&mut seeds)?;
     println!("{} seeds written under {}", seeds.written, seeds.root.display());
     Ok(())
@@ -252,6 +253,20 @@ fn hl7(seeds: &mut Seeds) -> Result<(), Error> {
     let mut input = vec![1, 0];
     input.extend_from_slice(&ack);
     seeds.write("hl7", "ack-ae", &input)?;
+    Ok(())
+}
+
+/// `[control u8][len u8][bytes]` chunks: an analyzer's transmission of one E1394 message,
+/// stored at its terminator, then EOT.
+fn astm(seeds: &mut Seeds) -> Result<(), Error> {
+    use iobp_codec::astm::{ENQ, EOT, frames_of};
+    let mut input = vec![3, 1, ENQ];
+    for f in frames_of(b"H|\\^&|||Analyzer\rP|1\rO|1|S-100||^^^GLU\rR|1|^^^GLU|5.4|mmol/L\rL|1|N\r") {
+        input.extend_from_slice(&[0, u8::try_from(f.len())?]);
+        input.extend_from_slice(&f);
+    }
+    input.extend_from_slice(&[3, 1, EOT]);
+    seeds.write("astm", "one-message", &input)?;
     Ok(())
 }
 

@@ -99,6 +99,7 @@
 
 #![warn(missing_docs)]
 
+pub mod astm;
 mod deframer;
 mod encoder;
 mod framing;

@@ -1,0 +1,304 @@
+//! ASTM E1381 link layer: golden frames (checksums, ETB/ETX, numbering 7 → 0), the receiver's
+//! answers to good, bad, repeated and out-of-order frames, its ACK held until the message is
+//! durable, and a property test against a sender model that corrupts frames and loses ACKs at
+//! random: every message stored exactly once, in order.
+
+use iobp_codec::astm::{
+    ACK, Action, CR, ENQ, EOT, ETB, ETX, FrameError, LF, MAX_FRAME_TEXT, NAK, RECEIVER_TIMEOUT,
+    Receiver, STX, checksum, encode_frame, frames_from, frames_of, parse_frame,
+};
+use proptest::prelude::*;
+
+fn frame(number: u8, text: &str, last: bool) -> Vec<u8> {
+    encode_frame(number, text.as_bytes(), last)
+}
+
+#[test]
+fn checksums_of_published_example_frames() {
+    // Frames as analyzers send them (the checksum covers FN through ETX).
+    let cases: [(&[u8], &[u8; 2]); 3] = [
+        (b"7L|1|N\r\x03", b"0A"),
+        (b"1H|\\^&|||CT-90^00-15 ^00001^^^^BD934079||||||||E1394-97|20171104070923\r\x03", b"58"),
+        (b"3O|1|||||20171104070923|||||N||||||||||||||F|||||\r\x03", b"A4"),
+    ];
+    for (body, want) in cases {
+        assert_eq!(&checksum(body), want, "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(frame(7, "L|1|N\r", true), b"\x027L|1|N\r\x030A\r\n".to_vec());
+}
+
+#[test]
+fn a_message_goes_one_record_per_frame_numbered_from_1_and_wrapping_after_7() {
+    let records: Vec<String> = (0..10).map(|i| format!("R|{i}|^^^GLU|5.{i}\r")).collect();
+    let message = records.concat();
+    let frames = frames_of(message.as_bytes());
+    assert_eq!(frames.len(), 10);
+    let numbers: Vec<u8> = frames.iter().map(|f| parse_frame(f).expect("frame").number).collect();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5, 6, 7, 0, 1, 2]);
+    for (f, r) in frames.iter().zip(&records) {
+        let p = parse_frame(f).expect("frame");
+        assert!(p.last);
+        assert_eq!(p.text, r.as_bytes());
+    }
+}
+
+#[test]
+fn a_long_record_is_split_into_intermediate_frames_of_240_bytes() {
+    let record = format!("R|1|{}\r", "x".repeat(600));
+    let frames = frames_of(record.as_bytes());
+    assert_eq!(frames.len(), 3);
+    let parsed: Vec<_> = frames.iter().map(|f| parse_frame(f).expect("frame")).collect();
+    assert_eq!(parsed.iter().map(|p| p.text.len()).collect::<Vec<_>>(), [240, 240, 125]);
+    assert_eq!(parsed.iter().map(|p| p.last).collect::<Vec<_>>(), [false, false, true]);
+    assert_eq!(frames[0][frames[0].len() - 5], ETB);
+    assert_eq!(frames[2][frames[2].len() - 5], ETX);
+    let joined: Vec<u8> = parsed.iter().flat_map(|p| p.text.to_vec()).collect();
+    assert_eq!(joined, record.as_bytes());
+    // A last record without CR gets one.
+    assert_eq!(parse_frame(&frames_of(b"L|1")[0]).expect("frame").text, b"L|1\r");
+}
+
+#[test]
+fn malformed_frames_are_refused_with_the_reason() {
+    let good = frame(1, "H|\\^&\r", true);
+    let mut bad_sum = good.clone();
+    let n = bad_sum.len();
+    bad_sum[n - 3] = if bad_sum[n - 3] == b'0' { b'1' } else { b'0' };
+    assert!(matches!(parse_frame(&bad_sum), Err(FrameError::Checksum { .. })));
+    let mut bad_number = good.clone();
+    bad_number[1] = b'8';
+    assert_eq!(parse_frame(&bad_number), Err(FrameError::Number(b'8')));
+    assert!(matches!(parse_frame(&good[..good.len() - 1]), Err(FrameError::Shape(_))));
+    assert!(matches!(parse_frame(b"\x02"), Err(FrameError::Shape(_))));
+    let long = encode_frame(1, &vec![b'x'; MAX_FRAME_TEXT + 1], true);
+    assert_eq!(parse_frame(&long), Err(FrameError::TooLong(MAX_FRAME_TEXT + 1)));
+    // Lower-case checksum digits are accepted.
+    let mut lower = frame(7, "L|1|N\r", true);
+    let n = lower.len();
+    lower[n - 4..n - 2].make_ascii_lowercase();
+    assert!(parse_frame(&lower).is_ok());
+}
+
+/// Bytes the receiver sent in `actions`.
+fn sent(actions: &[Action]) -> Vec<u8> {
+    actions
+        .iter()
+        .filter_map(|a| if let Action::Send(b) = a { Some(b.clone()) } else { None })
+        .flatten()
+        .collect()
+}
+
+/// Messages the receiver asked to store in `actions`.
+fn stores(actions: &[Action]) -> Vec<Vec<u8>> {
+    actions
+        .iter()
+        .filter_map(|a| if let Action::Store(m) = a { Some(m.clone()) } else { None })
+        .collect()
+}
+
+const MESSAGE: &str = "H|\\^&|||Analyzer\rP|1\rO|1|S-100||^^^GLU\rR|1|^^^GLU|5.4|mmol/L\rL|1|N\r";
+
+#[test]
+fn a_message_is_stored_and_its_last_frame_acknowledged_only_once_durable() {
+    let mut r = Receiver::new(1 << 20);
+    let a = r.feed(&[ENQ]);
+    assert_eq!(sent(&a), [ACK]);
+    assert!(a.contains(&Action::Arm(RECEIVER_TIMEOUT)));
+    let frames = frames_of(MESSAGE.as_bytes());
+    for f in &frames[..frames.len() - 1] {
+        assert_eq!(sent(&r.feed(f)), [ACK]);
+    }
+    let a = r.feed(frames.last().expect("L"));
+    assert_eq!(sent(&a), [] as [u8; 0], "no ACK before the message is durable");
+    assert_eq!(stores(&a), [MESSAGE.as_bytes().to_vec()]);
+    // Bytes arriving meanwhile wait.
+    assert!(r.feed(&[EOT]).is_empty());
+    let a = r.stored();
+    assert_eq!(sent(&a), [ACK]);
+    assert!(!r.busy(), "the EOT that waited was handled: neutral");
+}
+
+#[test]
+fn a_bad_frame_is_nakked_and_its_retransmission_taken_once() {
+    let mut r = Receiver::new(1 << 20);
+    r.feed(&[ENQ]);
+    let frames = frames_of(MESSAGE.as_bytes());
+    let mut corrupt = frames[1].clone();
+    corrupt[3] ^= 0x20;
+    assert_eq!(sent(&r.feed(&corrupt)), [NAK], "frame 1 expected, and a bad checksum");
+    let mut r = Receiver::new(1 << 20);
+    r.feed(&[ENQ]);
+    assert_eq!(sent(&r.feed(&frames[0])), [ACK]);
+    assert_eq!(sent(&r.feed(&corrupt)), [NAK], "bad checksum");
+    assert_eq!(sent(&r.feed(&frames[1])), [ACK], "the retransmission");
+    assert_eq!(sent(&r.feed(&frames[1])), [ACK], "again (our ACK lost): acknowledged, ignored");
+    assert_eq!(sent(&r.feed(&frames[3])), [NAK], "a skipped frame");
+    for f in &frames[2..frames.len() - 1] {
+        assert_eq!(sent(&r.feed(f)), [ACK]);
+    }
+    let a = r.feed(frames.last().expect("L"));
+    assert_eq!(stores(&a), [MESSAGE.as_bytes().to_vec()], "each record once");
+}
+
+#[test]
+fn a_message_the_buffer_refuses_is_nakked_and_stored_when_sent_again() {
+    let mut r = Receiver::new(1 << 20);
+    r.feed(&[ENQ]);
+    let frames = frames_of(MESSAGE.as_bytes());
+    for f in &frames[..frames.len() - 1] {
+        r.feed(f);
+    }
+    let last = frames.last().expect("L");
+    assert_eq!(stores(&r.feed(last)).len(), 1);
+    assert_eq!(sent(&r.refused()), [NAK]);
+    let a = r.feed(last);
+    assert_eq!(stores(&a), [MESSAGE.as_bytes().to_vec()], "complete again");
+    assert_eq!(sent(&r.stored()), [ACK]);
+    // The buffer full at the next ENQ: NAK, the analyzer waits.
+    r.feed(&[EOT]);
+    r.set_accepting(false);
+    assert_eq!(sent(&r.feed(&[ENQ])), [NAK]);
+    r.set_accepting(true);
+    assert_eq!(sent(&r.feed(&[ENQ])), [ACK]);
+}
+
+#[test]
+fn a_transmission_that_stops_is_dropped_after_the_timeout_and_restarts_cleanly() {
+    let mut r = Receiver::new(1 << 20);
+    r.feed(&[ENQ]);
+    let frames = frames_of(MESSAGE.as_bytes());
+    r.feed(&frames[0]);
+    r.feed(&frames[1]);
+    let a = r.timed_out();
+    assert!(a.contains(&Action::Disarm));
+    assert!(stores(&a).is_empty(), "an unfinished message is not stored");
+    assert!(!r.busy());
+    r.feed(&[ENQ]);
+    for f in &frames[..frames.len() - 1] {
+        assert_eq!(sent(&r.feed(f)), [ACK]);
+    }
+    assert_eq!(stores(&r.feed(frames.last().expect("L"))), [MESSAGE.as_bytes().to_vec()]);
+}
+
+#[test]
+fn records_without_a_terminator_are_stored_at_eot() {
+    let mut r = Receiver::new(1 << 20);
+    r.feed(&[ENQ]);
+    for f in frames_of(b"H|\\^&\rR|1|^^^GLU|5.4\r") {
+        assert_eq!(sent(&r.feed(&f)), [ACK]);
+    }
+    let a = r.feed(&[EOT]);
+    assert_eq!(stores(&a), [b"H|\\^&\rR|1|^^^GLU|5.4\r".to_vec()]);
+    assert!(!r.busy());
+}
+
+#[test]
+fn noise_between_frames_and_before_enq_is_ignored_and_an_endless_frame_nakked() {
+    let mut r = Receiver::new(1 << 20);
+    assert!(r.feed(b"garbage\r\n").is_empty());
+    r.feed(&[ENQ]);
+    assert!(r.feed(&[CR, LF, 0x00]).is_empty());
+    let mut endless = vec![STX, b'1'];
+    endless.extend(std::iter::repeat_n(b'x', 300));
+    assert_eq!(sent(&r.feed(&endless)), [NAK]);
+}
+
+#[test]
+fn a_message_over_the_size_limit_is_refused() {
+    let mut r = Receiver::new(10);
+    r.feed(&[ENQ]);
+    let frames = frames_of(MESSAGE.as_bytes());
+    assert_eq!(sent(&r.feed(&frames[0])), [NAK], "longer than 10 bytes");
+}
+
+/// What goes wrong with one frame on the way.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    None,
+    /// A byte flipped: the receiver NAKs.
+    Corrupt,
+    /// The receiver's ACK is lost: the sender sends the frame again.
+    AckLost,
+    /// The buffer refuses the message (only matters on a message's last frame).
+    Refuse,
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        6 => Just(Fault::None),
+        1 => Just(Fault::Corrupt),
+        1 => Just(Fault::AckLost),
+        1 => Just(Fault::Refuse),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Vec<u8>> {
+    let record = proptest::collection::vec(0x20u8..0x7F, 1..600).prop_map(|mut r| {
+        r.retain(|b| *b != b'L' && *b != b'H');
+        r.insert(0, b'R');
+        r.push(CR);
+        r
+    });
+    proptest::collection::vec(record, 0..6).prop_map(|records| {
+        let mut m = b"H|\\^&\r".to_vec();
+        for r in records {
+            m.extend(r);
+        }
+        m.extend_from_slice(b"L|1|N\r");
+        m
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A sender model following E1381 (retransmit on NAK, resend when the ACK is lost) through
+    /// random faults: every message is stored exactly once, in order, and complete.
+    #[test]
+    fn every_message_is_stored_exactly_once_in_order_through_random_faults(
+        messages in proptest::collection::vec(message(), 1..5),
+        faults in proptest::collection::vec(fault(), 64),
+    ) {
+        let mut r = Receiver::new(1 << 20);
+        let mut faults = faults.into_iter().cycle();
+        let mut stored: Vec<Vec<u8>> = Vec::new();
+        prop_assert_eq!(sent(&r.feed(&[ENQ])), [ACK]);
+        let mut number = 1;
+        for m in &messages {
+            let (frames, next) = frames_from(m, number);
+            number = next;
+            for f in frames {
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    prop_assert!(tries < 100, "a frame never got through");
+                    // Faults on the first tries only: a link that always fails is not the point.
+                    let fault = if tries <= 3 { faults.next().unwrap_or(Fault::None) } else { Fault::None };
+                    let mut wire = f.clone();
+                    if let Fault::Corrupt = fault {
+                        let i = 2 + (tries % (wire.len() - 6));
+                        wire[i] ^= 0x01;
+                    }
+                    let mut actions = r.feed(&wire);
+                    let asked = stores(&actions);
+                    if !asked.is_empty() {
+                        if let Fault::Refuse = fault {
+                            actions.extend(r.refused());
+                        } else {
+                            stored.extend(asked);
+                            actions.extend(r.stored());
+                        }
+                    }
+                    let answer = sent(&actions);
+                    prop_assert_eq!(answer.len(), 1, "one answer per frame: {:?}", actions);
+                    if answer[0] == ACK && !matches!(fault, Fault::AckLost) {
+                        break;
+                    }
+                }
+            }
+        }
+        let a = r.feed(&[EOT]);
+        prop_assert!(stores(&a).is_empty());
+        prop_assert_eq!(stored, messages);
+    }
+}
