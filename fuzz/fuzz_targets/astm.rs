@@ -1,9 +1,10 @@
-//! The ASTM E1381 receiver on arbitrary bytes and answers: never panics, answers each frame
-//! with at most one ACK or NAK, never asks to store a message larger than its limit, and
-//! frame parsing agrees with frame encoding.
+//! The ASTM E1381 receiver and sender on arbitrary bytes and answers: never panic; the
+//! receiver answers only ACK or NAK and never asks to store a message larger than its limit;
+//! the sender reports a message delivered only after sending its frames; frame parsing agrees
+//! with frame encoding.
 #![no_main]
 
-use iobp_codec::astm::{ACK, Action, NAK, Receiver, encode_frame, parse_frame};
+use iobp_codec::astm::{ACK, Action, NAK, Receiver, SendAction, Sender, encode_frame, parse_frame};
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: usize = 4096;
@@ -13,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     // Layout: chunks of [control u8][len u8][bytes]; the control says what the caller
     // answers after feeding the chunk (stored, refused, a timeout, buffer full or not).
     let mut r = Receiver::new(LIMIT);
+    // A sender answered by the same bytes: never panics, delivers only after frames went out.
+    let mut s = Sender::new();
+    let mut frames_out = 0usize;
     let mut rest = data;
     while let [control, len, tail @ ..] = rest {
         let (chunk, after) = tail.split_at(usize::from(*len).min(tail.len()));
@@ -30,6 +34,21 @@ fuzz_target!(|data: &[u8]| {
             match a {
                 Action::Store(m) => assert!(m.len() <= LIMIT, "a message over the limit"),
                 Action::Send(b) => assert!(b.iter().all(|x| *x == ACK || *x == NAK)),
+                _ => {}
+            }
+        }
+        if !s.busy() {
+            s.start(b"H|\\^&\rR|1|^^^GLU|5.4\rL|1|N\r");
+            frames_out = 0;
+        }
+        let mut sent = s.feed(chunk);
+        if control & 0x20 != 0 {
+            sent.extend(s.timed_out());
+        }
+        for a in &sent {
+            match a {
+                SendAction::Send(b) if b.first() == Some(&0x02) => frames_out += 1,
+                SendAction::Delivered => assert!(frames_out >= 3, "delivered before its frames"),
                 _ => {}
             }
         }

@@ -35,6 +35,18 @@
 //! of their own — already `ACK`ed frame by frame, the one case where an `ACK` comes before
 //! durability. Without a frame for [`RECEIVER_TIMEOUT`] the receiver returns to neutral and
 //! discards an unfinished message: the sender restarts it from its first record.
+//!
+//! ## Sender (a destination)
+//!
+//! One message per transmission, as an instrument sends: `ENQ`; on `ACK` the frames one by one,
+//! each answered before the next; a `NAK`ed frame is sent again, at most
+//! [`MAX_RETRANSMISSIONS`] times; then `EOT` and [`SendAction::Delivered`] — the message is Done
+//! only once its last frame was acknowledged. An `ENQ` answered `NAK`, a frame refused too
+//! often, or no answer within [`SENDER_TIMEOUT`] gives the attempt up
+//! ([`SendAction::Failed`]): the caller tries again later from the first frame. A lost final
+//! `ACK` therefore sends the message again: at least once, like every destination. On
+//! contention (the receiver sends `ENQ` too) the sender keeps priority, waits
+//! [`CONTENTION_WAIT`] and asks again.
 
 use std::time::Duration;
 
@@ -471,6 +483,162 @@ impl Receiver {
         } else {
             "no frame for 30 s: back to neutral".into()
         }));
+        out
+    }
+}
+
+/// A sender waits this long for an answer to `ENQ` or to a frame (E1381: 15 s).
+pub const SENDER_TIMEOUT: Duration = Duration::from_secs(15);
+/// After contention (both sides sent `ENQ`), the instrument side waits this long before its
+/// next `ENQ` (E1381: at least 1 s; the computer system side yields and receives).
+pub const CONTENTION_WAIT: Duration = Duration::from_secs(1);
+/// A frame is sent again after a `NAK` at most this many times (E1381: 6), then the
+/// transmission is given up.
+pub const MAX_RETRANSMISSIONS: u32 = 6;
+
+/// What the caller of a [`Sender`] must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendAction {
+    /// Send these bytes to the peer.
+    Send(Vec<u8>),
+    /// (Re)arm the timer: call [`Sender::timed_out`] if no answer arrives for this long.
+    Arm(Duration),
+    /// No timer is needed.
+    Disarm,
+    /// The message was accepted: its last frame was acknowledged (mark it Done).
+    Delivered,
+    /// This attempt is given up (the reason says why); the message is not delivered: try
+    /// again after the backoff, from its first frame.
+    Failed(String),
+}
+
+/// Where the sender is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// Nothing to send, or between attempts.
+    Idle,
+    /// `ENQ` sent; waiting for `ACK`.
+    Establishing,
+    /// Both sides sent `ENQ`: waiting [`CONTENTION_WAIT`] before asking again.
+    Contention,
+    /// Frame `index` sent; waiting for its answer.
+    Transfer { index: usize, retransmissions: u32 },
+}
+
+/// The sending side of the link, as an instrument sends (it keeps priority on contention):
+/// one message per transmission — `ENQ`, its frames one by one, `EOT`.
+#[derive(Debug)]
+pub struct Sender {
+    state: Sending,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sender {
+    /// An idle sender.
+    #[must_use]
+    pub fn new() -> Self {
+        Sender { state: Sending::Idle, frames: Vec::new() }
+    }
+
+    /// Whether a transmission is in progress.
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        self.state != Sending::Idle
+    }
+
+    /// Starts sending `message` (E1394 records): asks for the line with `ENQ`. A message
+    /// already in progress is abandoned.
+    pub fn start(&mut self, message: &[u8]) -> Vec<SendAction> {
+        self.frames = frames_of(message);
+        self.state = Sending::Establishing;
+        vec![SendAction::Send(vec![ENQ]), SendAction::Arm(SENDER_TIMEOUT)]
+    }
+
+    /// Handles received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SendAction> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            self.byte(b, &mut out);
+        }
+        out
+    }
+
+    fn byte(&mut self, b: u8, out: &mut Vec<SendAction>) {
+        match (self.state, b) {
+            (Sending::Establishing, ACK) => self.send_frame(0, 0, out),
+            (Sending::Establishing, NAK) => {
+                self.give_up("the receiver answered ENQ with NAK (busy)", false, out);
+            }
+            (Sending::Establishing, ENQ) => {
+                // Contention: the receiver yields to the instrument, which asks again later.
+                self.state = Sending::Contention;
+                out.push(SendAction::Arm(CONTENTION_WAIT));
+            }
+            // ACK, or EOT (the receiver asks to interrupt: E1381 treats it as an ACK; this
+            // sender finishes its message first).
+            (Sending::Transfer { index, .. }, ACK | EOT) => {
+                if index + 1 < self.frames.len() {
+                    self.send_frame(index + 1, 0, out);
+                } else {
+                    self.state = Sending::Idle;
+                    self.frames.clear();
+                    out.push(SendAction::Send(vec![EOT]));
+                    out.push(SendAction::Disarm);
+                    out.push(SendAction::Delivered);
+                }
+            }
+            (Sending::Transfer { index, retransmissions }, NAK) => {
+                if retransmissions >= MAX_RETRANSMISSIONS {
+                    self.give_up("a frame was refused (NAK) 7 times", true, out);
+                } else {
+                    self.send_frame(index, retransmissions + 1, out);
+                }
+            }
+            // Anything else (noise, a late answer) is ignored, as E1381 asks.
+            _ => {}
+        }
+    }
+
+    fn send_frame(&mut self, index: usize, retransmissions: u32, out: &mut Vec<SendAction>) {
+        let Some(frame) = self.frames.get(index) else {
+            self.give_up("no frame to send", true, out);
+            return;
+        };
+        out.push(SendAction::Send(frame.clone()));
+        out.push(SendAction::Arm(SENDER_TIMEOUT));
+        self.state = Sending::Transfer { index, retransmissions };
+    }
+
+    fn give_up(&mut self, why: &str, end_transmission: bool, out: &mut Vec<SendAction>) {
+        self.state = Sending::Idle;
+        if end_transmission {
+            out.push(SendAction::Send(vec![EOT]));
+        }
+        out.push(SendAction::Disarm);
+        out.push(SendAction::Failed(why.to_string()));
+    }
+
+    /// The timer expired: after contention, `ENQ` again; while waiting for an answer, the
+    /// transmission is given up (`EOT`).
+    pub fn timed_out(&mut self) -> Vec<SendAction> {
+        let mut out = Vec::new();
+        match self.state {
+            Sending::Contention => {
+                self.state = Sending::Establishing;
+                out.push(SendAction::Send(vec![ENQ]));
+                out.push(SendAction::Arm(SENDER_TIMEOUT));
+            }
+            Sending::Establishing | Sending::Transfer { .. } => {
+                self.give_up("no answer within 15 s", true, &mut out);
+            }
+            Sending::Idle => {}
+        }
         out
     }
 }

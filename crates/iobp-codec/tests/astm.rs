@@ -302,3 +302,180 @@ proptest! {
         prop_assert_eq!(stored, messages);
     }
 }
+
+mod sender {
+    use iobp_codec::astm::{
+        ACK, CONTENTION_WAIT, ENQ, EOT, NAK, Receiver, SENDER_TIMEOUT, SendAction, Sender,
+        frames_of, parse_frame,
+    };
+    use proptest::prelude::*;
+
+    use super::{Action, MESSAGE};
+
+    fn wire(actions: &[SendAction]) -> Vec<Vec<u8>> {
+        actions
+            .iter()
+            .filter_map(|a| if let SendAction::Send(b) = a { Some(b.clone()) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_goes_enq_frames_eot_and_is_delivered_on_the_last_ack() {
+        let mut s = Sender::new();
+        let a = s.start(MESSAGE.as_bytes());
+        assert_eq!(a, [SendAction::Send(vec![ENQ]), SendAction::Arm(SENDER_TIMEOUT)]);
+        let frames = frames_of(MESSAGE.as_bytes());
+        let mut a = s.feed(&[ACK]);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(wire(&a), std::slice::from_ref(f), "frame {i}");
+            assert!(!a.contains(&SendAction::Delivered));
+            a = s.feed(&[ACK]);
+        }
+        assert_eq!(wire(&a), [vec![EOT]]);
+        assert!(a.contains(&SendAction::Delivered));
+        assert!(!s.busy());
+    }
+
+    #[test]
+    fn a_nakked_frame_is_sent_again_six_times_then_the_attempt_fails() {
+        let mut s = Sender::new();
+        s.start(MESSAGE.as_bytes());
+        let first = wire(&s.feed(&[ACK]));
+        for _ in 0..6 {
+            assert_eq!(wire(&s.feed(&[NAK])), first, "the same frame again");
+        }
+        let a = s.feed(&[NAK]);
+        assert_eq!(wire(&a), [vec![EOT]]);
+        assert!(matches!(a.last(), Some(SendAction::Failed(_))));
+        assert!(!s.busy());
+    }
+
+    #[test]
+    fn busy_receiver_silence_and_contention() {
+        let mut s = Sender::new();
+        s.start(MESSAGE.as_bytes());
+        let a = s.feed(&[NAK]);
+        assert!(matches!(a.last(), Some(SendAction::Failed(_))), "ENQ refused: try later");
+        assert!(wire(&a).is_empty(), "no EOT before a transmission began");
+        s.start(MESSAGE.as_bytes());
+        let a = s.timed_out();
+        assert_eq!(wire(&a), [vec![EOT]]);
+        assert!(matches!(a.last(), Some(SendAction::Failed(_))));
+        s.start(MESSAGE.as_bytes());
+        assert_eq!(s.feed(&[ENQ]), [SendAction::Arm(CONTENTION_WAIT)], "contention: wait");
+        assert_eq!(wire(&s.timed_out()), [vec![ENQ]], "then ask again");
+        let frame = wire(&s.feed(&[ACK]));
+        assert_eq!(parse_frame(&frame[0]).expect("frame").number, 1);
+    }
+
+    /// What happens to one byte string on the wire.
+    #[derive(Debug, Clone, Copy)]
+    enum Fault {
+        None,
+        /// A byte of a frame flipped (the receiver NAKs), or an answer garbled (ignored).
+        Corrupt,
+        /// Lost entirely: the waiting side times out.
+        Lost,
+        /// The receiver's buffer refuses a completed message.
+        Refuse,
+    }
+
+    fn fault() -> impl Strategy<Value = Fault> {
+        prop_oneof![8 => Just(Fault::None), 1 => Just(Fault::Corrupt), 1 => Just(Fault::Lost), 1 => Just(Fault::Refuse)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// A sender and a receiver over a faulty link, the sender's caller retrying a failed
+        /// attempt: every message stored, in order; a message Delivered only once stored; a
+        /// message stored twice only when an attempt's final answer was lost (at least once).
+        #[test]
+        fn sender_and_receiver_deliver_every_message_in_order_through_faults(
+            messages in proptest::collection::vec(super::message(), 1..5),
+            faults in proptest::collection::vec(fault(), 200),
+        ) {
+            // Distinct messages, so that a repeat is told from the next message.
+            let messages: Vec<Vec<u8>> = messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut u = format!("H|{i}\r").into_bytes();
+                    u.extend_from_slice(&m[6..]);
+                    u
+                })
+                .collect();
+            let mut faults = faults.into_iter();
+            let mut next_fault = || faults.next().unwrap_or(Fault::None);
+            let mut r = Receiver::new(1 << 20);
+            let mut s = Sender::new();
+            let mut stored: Vec<Vec<u8>> = Vec::new();
+            for m in &messages {
+                let mut attempts = 0;
+                'attempt: loop {
+                    attempts += 1;
+                    prop_assert!(attempts < 50, "never delivered");
+                    let mut to_receiver = wire(&s.start(m));
+                    let mut steps = 0;
+                    loop {
+                        steps += 1;
+                        prop_assert!(steps < 10_000);
+                        // Sender → receiver.
+                        let mut answers = Vec::new();
+                        for mut bytes in to_receiver.drain(..) {
+                            match next_fault() {
+                                Fault::Lost => continue,
+                                Fault::Corrupt if bytes.len() > 7 => bytes[3] ^= 0x01,
+                                _ => {}
+                            }
+                            let mut actions = r.feed(&bytes);
+                            let asked: Vec<Vec<u8>> = actions.iter().filter_map(|a| if let Action::Store(x) = a { Some(x.clone()) } else { None }).collect();
+                            if !asked.is_empty() {
+                                if let Fault::Refuse = next_fault() {
+                                    actions.extend(r.refused());
+                                } else {
+                                    stored.extend(asked);
+                                    actions.extend(r.stored());
+                                }
+                            }
+                            answers.extend(super::sent(&actions));
+                        }
+                        // Receiver → sender.
+                        let reply = match next_fault() {
+                            Fault::Lost => Vec::new(),
+                            Fault::Corrupt => answers.iter().map(|b| b ^ 0x40).collect(),
+                            _ => answers,
+                        };
+                        let acts = if reply.is_empty() {
+                            // Silence: both sides' timers run out.
+                            let a = s.timed_out();
+                            r.timed_out();
+                            a
+                        } else {
+                            s.feed(&reply)
+                        };
+                        if acts.contains(&SendAction::Delivered) {
+                            prop_assert!(stored.last() == Some(m), "Delivered before it was stored");
+                            // The EOT that ends the transmission.
+                            for b in wire(&acts) { r.feed(&b); }
+                            break 'attempt;
+                        }
+                        if acts.iter().any(|a| matches!(a, SendAction::Failed(_))) {
+                            for b in wire(&acts) { r.feed(&b); }
+                            r.timed_out();
+                            continue 'attempt;
+                        }
+                        to_receiver = wire(&acts);
+                        if to_receiver.is_empty() && !s.busy() {
+                            continue 'attempt;
+                        }
+                    }
+                }
+            }
+            // Repeats only of the same message in a row (an attempt whose final ACK was lost).
+            let mut distinct = stored.clone();
+            distinct.dedup();
+            prop_assert_eq!(distinct, messages.clone());
+        }
+    }
+}
