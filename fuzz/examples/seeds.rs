@@ -261,7 +261,8 @@ fn hl7(seeds: &mut Seeds) -> Result<(), Error> {
 fn astm(seeds: &mut Seeds) -> Result<(), Error> {
     use iobp_codec::astm::{ENQ, EOT, frames_of};
     let mut input = vec![3, 1, ENQ];
-    for f in frames_of(b"H|\\^&|||Analyzer\rP|1\rO|1|S-100||^^^GLU\rR|1|^^^GLU|5.4|mmol/L\rL|1|N\r") {
+    for f in frames_of(b"H|\\^&|||Analyzer\rP|1\rO|1|S-100||^^^GLU\rR|1|^^^GLU|5.4|mmol/L\rL|1|N\r")
+    {
         input.extend_from_slice(&[0, u8::try_from(f.len())?]);
         input.extend_from_slice(&f);
     }
