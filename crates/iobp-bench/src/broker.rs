@@ -74,7 +74,7 @@ pub(crate) async fn run(
     let plain = || async move {
         let plain = plain_publisher(port, n.min(200_000), size)?;
         Ok(format!(
-            "{:<24}{plain:>12.0} msg/s  (QoS 1 from stdin, the broker's own figure on this machine)",
+            "{:<27}{plain:>12.0} msg/s  (QoS 1 from stdin, the broker's own figure on this machine)",
             "mosquitto_pub alone:"
         ))
     };

@@ -89,7 +89,7 @@ pub(crate) async fn run(
     let plain = || async {
         let plain = plain_publisher(&js, n.min(200_000), size).await?;
         Ok(format!(
-            "{:<24}{plain:>12.0} msg/s  (JetStream publishes, {WINDOW} PubAcks outstanding: the server's own figure here)",
+            "{:<27}{plain:>12.0} msg/s  (JetStream publishes, {WINDOW} PubAcks outstanding: the server's own figure here)",
             "async-nats alone:"
         ))
     };

@@ -94,10 +94,10 @@ where
     let (e2e, el) = throughput(&mut conn, &got, warm, n, size, epoch).await?;
     let into = n as f64 / into_task.await?.duration_since(t).as_secs_f64();
     let label = format!("{name} {}:", route.into);
-    println!("{label:<24}{into:>12.0} msg/s  ({}; {n} messages)", route.into_means);
+    println!("{label:<27}{into:>12.0} msg/s  ({}; {n} messages)", route.into_means);
     let label = format!("{name} end to end:");
     println!(
-        "{label:<24}{e2e:>12.0} msg/s  ({n} messages in {:.2} s: TCP -> instance -> {} -> instance -> TCP, durable on our side both ways)",
+        "{label:<27}{e2e:>12.0} msg/s  ({n} messages in {:.2} s: TCP -> instance -> {} -> instance -> TCP, durable on our side both ways)",
         el.as_secs_f64(),
         route.broker
     );

@@ -129,28 +129,44 @@ enum Run {
     From(u64, Vec<(u64, Bytes)>),
 }
 
+/// A run of messages and how many of the batch's messages it covers, of which how many are
+/// copies dropped inside the batch (older than what the run already holds).
+struct Covered {
+    run: Run,
+    messages: usize,
+    copies: u64,
+}
+
 /// Splits `messages` into runs, in order; with `drop_duplicates`, consecutive messages of one
-/// sender form a tagged run. Each run comes with how many messages it covers (a copy inside
-/// the batch, older than what its run already holds, is covered and dropped here).
-fn runs(messages: &[Incoming], drop_duplicates: bool, duplicates: &mut u64) -> Vec<(Run, usize)> {
-    let mut out: Vec<(Run, usize)> = Vec::new();
+/// sender form a tagged run.
+fn runs(messages: &[Incoming], drop_duplicates: bool) -> Vec<Covered> {
+    let mut out: Vec<Covered> = Vec::new();
     for m in messages {
         let payload = m.payload().clone();
-        match (drop_duplicates.then(|| m.sender_id()).flatten(), out.last_mut()) {
-            (Some((origin, tag)), Some((Run::From(o, records), covered))) if *o == origin => {
-                *covered += 1;
-                if records.last().is_some_and(|(last, _)| tag <= *last) {
-                    *duplicates += 1;
-                } else {
-                    records.push((tag, payload));
+        let sender = drop_duplicates.then(|| m.sender_id()).flatten();
+        match (sender, out.last_mut()) {
+            (Some((origin, tag)), Some(c)) if matches!(&c.run, Run::From(o, _) if *o == origin) => {
+                c.messages += 1;
+                if let Run::From(_, records) = &mut c.run {
+                    if records.last().is_some_and(|(last, _)| tag <= *last) {
+                        c.copies += 1;
+                    } else {
+                        records.push((tag, payload));
+                    }
                 }
             }
-            (Some((origin, tag)), _) => out.push((Run::From(origin, vec![(tag, payload)]), 1)),
-            (None, Some((Run::Plain(payloads), covered))) => {
+            (Some((origin, tag)), _) => out.push(Covered {
+                run: Run::From(origin, vec![(tag, payload)]),
+                messages: 1,
+                copies: 0,
+            }),
+            (None, Some(Covered { run: Run::Plain(payloads), messages, .. })) => {
                 payloads.push(payload);
-                *covered += 1;
+                *messages += 1;
             }
-            (None, _) => out.push((Run::Plain(vec![payload]), 1)),
+            (None, _) => {
+                out.push(Covered { run: Run::Plain(vec![payload]), messages: 1, copies: 0 });
+            }
         }
     }
     out
@@ -173,10 +189,9 @@ async fn store(
         shown: VecDeque::with_capacity(SHOWN),
         duplicates: 0,
     };
-    let runs = runs(&messages, drop_duplicates, &mut w.duplicates);
     let mut covered = 0;
     let mut reported = false;
-    for (run, n) in runs {
+    for Covered { run, messages: n, copies } in runs(&messages, drop_duplicates) {
         let (commit, new): (Commit, Vec<Bytes>) = loop {
             let queued = match &run {
                 Run::Plain(payloads) => ctx.intake(payloads).await.map(|c| (c, payloads.clone())),
@@ -212,6 +227,7 @@ async fn store(
             }
         };
         covered += n;
+        w.duplicates += copies;
         w.commits.push_back((commit, !new.is_empty()));
         w.stored += new.len() as u64;
         for p in new {
