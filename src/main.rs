@@ -4,6 +4,7 @@
 mod config_cmd;
 mod data_dir;
 mod run;
+mod simulate_cmd;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,10 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Device simulators for commissioning and tests: the other end of a channel pair before
+    /// the real device is wired.
+    #[command(subcommand)]
+    Simulate(simulate_cmd::SimulateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +144,7 @@ fn main() -> std::process::ExitCode {
             config_cmd::import(&file, data_dir, merge)
         }
         Command::Tls(TlsCommand::LabPki { out, names }) => lab_pki(&out, &names),
+        Command::Simulate(kind) => simulate_cmd::main(kind),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
