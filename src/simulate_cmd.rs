@@ -6,8 +6,7 @@ use clap::{Args, Subcommand};
 use iobp_simulate::Link;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum SimulateCommand {
-}
+pub(crate) enum SimulateCommand {}
 
 /// Where a simulator's peer is: exactly one of `--connect`, `--listen`, `--serial`.
 #[derive(Debug, Args)]
@@ -47,7 +46,5 @@ impl LinkArgs {
 /// Runs a simulator on a runtime of its own.
 pub(crate) fn main(kind: SimulateCommand) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async move {
-        match kind {}
-    })
+    rt.block_on(async move { match kind {} })
 }

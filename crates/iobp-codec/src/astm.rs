@@ -30,18 +30,25 @@
 //! ends the `L` record completes a message: the receiver emits [`Action::Store`] and holds that
 //! frame's `ACK` until the caller reports the message durable ([`Receiver::stored`]), or
 //! answers `NAK` when it could not be stored ([`Receiver::refused`]; the sender retransmits the
-//! frame and the message completes again). `EOT` ends the transmission: records received
-//! after the last `L` record (a sender that sends no terminator) are stored then, as a message
-//! of their own — already `ACK`ed frame by frame, the one case where an `ACK` comes before
-//! durability. Without a frame for [`RECEIVER_TIMEOUT`] the receiver returns to neutral and
-//! discards an unfinished message: the sender restarts it from its first record.
+//! frame and the message completes again). `EOT` ends the transmission. Records received
+//! after the last `L` record — a transmission the sender abandoned (it gave up after a
+//! timeout or six `NAK`s and sent `EOT`), or a sender that sends no terminator — are **not**
+//! a message: they are discarded ([`Action::Discard`], for the operator to see), as E1381
+//! asks, and an abandoned message comes again whole in the next transmission. So no `ACK`
+//! ever answers a stored message before it is durable. Without a frame for
+//! [`RECEIVER_TIMEOUT`] the receiver returns to neutral and discards an unfinished message
+//! the same way.
 //!
 //! ## Sender (a destination)
 //!
 //! One message per transmission, as an instrument sends: `ENQ`; on `ACK` the frames one by one,
 //! each answered before the next; a `NAK`ed frame is sent again, at most
 //! [`MAX_RETRANSMISSIONS`] times; then `EOT` and [`SendAction::Delivered`] — the message is Done
-//! only once its last frame was acknowledged. An `ENQ` answered `NAK`, a frame refused too
+//! only once its last frame was acknowledged. An answer that is neither `ACK`, `NAK` nor `EOT`
+//! (a garbled `ACK`) counts as a `NAK`, as E1381 asks — the receiver takes the repeated frame
+//! once — but only its first byte: the rest of the bytes read with it are dropped, so a burst
+//! of noise cannot make the sender run ahead of the receiver's answers. An `ENQ` answered
+//! `NAK`, a frame refused too
 //! often, or no answer within [`SENDER_TIMEOUT`] gives the attempt up
 //! ([`SendAction::Failed`]): the caller tries again later from the first frame. A lost final
 //! `ACK` therefore sends the message again: at least once, like every destination. On
@@ -147,6 +154,45 @@ fn records(message: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Why a message cannot be sent with the link protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Nothing to send.
+    #[error("an empty message")]
+    Empty,
+    /// A control character E1381 reserves for the link (it would end or corrupt a frame).
+    #[error(
+        "byte {byte:#04x} at offset {offset} is a link control character E1381 does not allow in a message's text"
+    )]
+    Restricted {
+        /// The byte.
+        byte: u8,
+        /// Where in the message.
+        offset: usize,
+    },
+}
+
+/// The control characters E1381 reserves: `SOH STX ETX EOT ENQ ACK DLE NAK SYN ETB LF DC1–DC4`.
+#[must_use]
+pub fn is_restricted(b: u8) -> bool {
+    matches!(b, 0x01..=0x06 | 0x10..=0x17 | LF)
+}
+
+/// Checks that `message` can be sent: not empty, no restricted character (records are
+/// separated by `CR`, which is allowed).
+///
+/// # Errors
+/// [`MessageError`] naming the first offending byte.
+pub fn check_message(message: &[u8]) -> Result<(), MessageError> {
+    if message.is_empty() {
+        return Err(MessageError::Empty);
+    }
+    match message.iter().position(|b| is_restricted(*b)) {
+        Some(offset) => Err(MessageError::Restricted { byte: message[offset], offset }),
+        None => Ok(()),
+    }
+}
+
 /// A frame read from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
@@ -232,6 +278,14 @@ pub enum Action {
     Arm(Duration),
     /// No timer is needed (neutral).
     Disarm,
+    /// Records that do not form a complete message (no terminator record before `EOT`, a new
+    /// header or the timeout): not stored; shown to the operator with the reason.
+    Discard {
+        /// The records received.
+        records: Vec<u8>,
+        /// Why they are not a message.
+        why: String,
+    },
     /// Something the operator should see: a frame refused, a timeout, bytes out of place.
     Note(String),
 }
@@ -290,6 +344,13 @@ impl Receiver {
     #[must_use]
     pub fn busy(&self) -> bool {
         self.state != State::Neutral
+    }
+
+    /// Whether the last [`Action::Store`] holds its frame's `ACK`: the receiver waits for
+    /// [`Receiver::stored`] or [`Receiver::refused`] and buffers what arrives meanwhile.
+    #[must_use]
+    pub fn awaits_answer(&self) -> bool {
+        self.state == State::Storing
     }
 
     /// Tells the receiver whether the buffer can take messages: while it cannot, an `ENQ` is
@@ -402,10 +463,12 @@ impl Receiver {
             out.push(Action::Store(message));
         } else {
             if record.first() == Some(&b'H') && !self.message.is_empty() {
-                // A new header without a terminator before it: the previous records form a
-                // message of their own.
-                out.push(Action::Note("a message without a terminator record".into()));
-                out.push(Action::Store(std::mem::take(&mut self.message)));
+                // A new header without a terminator before it: the previous records are no
+                // complete message.
+                out.push(Action::Discard {
+                    records: std::mem::take(&mut self.message),
+                    why: "a new header record before the terminator record".into(),
+                });
             }
             self.message.extend_from_slice(&record);
             self.expected = next_number(self.expected);
@@ -414,15 +477,17 @@ impl Receiver {
     }
 
     fn end_of_transmission(&mut self, out: &mut Vec<Action>) {
-        if !self.record.is_empty() {
-            out.push(Action::Note("EOT in the middle of a record: the record is dropped".into()));
-        }
-        let unterminated = std::mem::take(&mut self.message);
+        let mut unfinished = std::mem::take(&mut self.message);
+        unfinished.extend_from_slice(&self.record);
         self.reset();
         out.push(Action::Disarm);
-        if !unterminated.is_empty() {
-            out.push(Action::Note("a message without a terminator record".into()));
-            out.push(Action::Store(unterminated));
+        if !unfinished.is_empty() {
+            out.push(Action::Discard {
+                records: unfinished,
+                why: "EOT before the terminator record (the sender abandoned the message, or \
+                      sends no terminator)"
+                    .into(),
+            });
         }
     }
 
@@ -434,9 +499,8 @@ impl Receiver {
         self.expected = 1;
     }
 
-    /// The message of the last [`Action::Store`] is durable. Answers a held frame's `ACK`
-    /// and goes on with what arrived meanwhile. (After a Store at `EOT` or at a header,
-    /// nothing is held and this only goes on.)
+    /// The message of the last [`Action::Store`] is durable: answers its last frame's `ACK`
+    /// and goes on with what arrived meanwhile.
     pub fn stored(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
         if self.state == State::Storing {
@@ -474,15 +538,20 @@ impl Receiver {
         if self.state != State::Receiving {
             return Vec::new();
         }
-        let dropped = !self.message.is_empty() || !self.record.is_empty();
+        let mut unfinished = std::mem::take(&mut self.message);
+        unfinished.extend_from_slice(&self.record);
         self.reset();
         let mut out = vec![Action::Disarm];
-        out.push(Action::Note(if dropped {
-            "no frame for 30 s: the unfinished message is dropped (the sender sends it again)"
-                .into()
+        if unfinished.is_empty() {
+            out.push(Action::Note("no frame for 30 s: back to neutral".into()));
         } else {
-            "no frame for 30 s: back to neutral".into()
-        }));
+            out.push(Action::Discard {
+                records: unfinished,
+                why: "no frame for 30 s: the unfinished message is dropped (the sender sends \
+                      it again)"
+                    .into(),
+            });
+        }
         out
     }
 }
@@ -560,11 +629,16 @@ impl Sender {
         vec![SendAction::Send(vec![ENQ]), SendAction::Arm(SENDER_TIMEOUT)]
     }
 
-    /// Handles received bytes.
+    /// Handles received bytes. While a frame waits for its answer only the first byte
+    /// counts (see the module docs).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SendAction> {
         let mut out = Vec::new();
         for &b in bytes {
+            let waiting_for_frame_answer = matches!(self.state, Sending::Transfer { .. });
             self.byte(b, &mut out);
+            if waiting_for_frame_answer {
+                break;
+            }
         }
         out
     }
@@ -593,14 +667,15 @@ impl Sender {
                     out.push(SendAction::Delivered);
                 }
             }
-            (Sending::Transfer { index, retransmissions }, NAK) => {
+            // NAK, or any other character (a garbled answer): the frame goes again.
+            (Sending::Transfer { index, retransmissions }, _) => {
                 if retransmissions >= MAX_RETRANSMISSIONS {
                     self.give_up("a frame was refused (NAK) 7 times", true, out);
                 } else {
                     self.send_frame(index, retransmissions + 1, out);
                 }
             }
-            // Anything else (noise, a late answer) is ignored, as E1381 asks.
+            // Anything else while establishing or idle (noise, a late answer) is ignored.
             _ => {}
         }
     }
@@ -641,4 +716,37 @@ impl Sender {
         }
         out
     }
+}
+
+/// The record types of an E1394 message, in order (`"H P O R R L"`): what the Live View
+/// shows of an ASTM message at a glance.
+#[must_use]
+pub fn record_types(message: &[u8]) -> String {
+    let mut out = String::new();
+    for record in message.split(|b| *b == CR).filter(|r| !r.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        match record.first() {
+            Some(c) if c.is_ascii_alphabetic() => out.push(char::from(*c)),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// Field `field` (1-based, E1394 numbering: the record type is field 1) of the first record
+/// of type `record` in an E1394 message, without components split: `field(m, b'O', 3)` is the
+/// specimen (sample) id of the first order record. Fields are separated by the delimiter the
+/// message's header declares (its second byte), `|` without a header.
+#[must_use]
+pub fn field(message: &[u8], record: u8, field: usize) -> Option<&[u8]> {
+    let delimiter = match message {
+        [b'H', d, ..] => *d,
+        _ => b'|',
+    };
+    let rec = message
+        .split(|b| *b == CR)
+        .find(|r| r.first().is_some_and(|c| c.eq_ignore_ascii_case(&record)))?;
+    rec.split(|b| *b == delimiter).nth(field.checked_sub(1)?)
 }

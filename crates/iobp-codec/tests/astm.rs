@@ -181,15 +181,33 @@ fn a_transmission_that_stops_is_dropped_after_the_timeout_and_restarts_cleanly()
 }
 
 #[test]
-fn records_without_a_terminator_are_stored_at_eot() {
+fn records_without_a_terminator_are_discarded_at_eot_never_stored() {
     let mut r = Receiver::new(1 << 20);
     r.feed(&[ENQ]);
     for f in frames_of(b"H|\\^&\rR|1|^^^GLU|5.4\r") {
         assert_eq!(sent(&r.feed(&f)), [ACK]);
     }
     let a = r.feed(&[EOT]);
-    assert_eq!(stores(&a), [b"H|\\^&\rR|1|^^^GLU|5.4\r".to_vec()]);
+    assert!(stores(&a).is_empty(), "an abandoned transmission is no message");
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Discard { records, .. } if records == b"H|\\^&\rR|1|^^^GLU|5.4\r")),
+        "shown to the operator: {a:?}"
+    );
     assert!(!r.busy());
+}
+
+#[test]
+fn a_garbled_answer_counts_as_a_nak_once_per_read() {
+    use iobp_codec::astm::{SendAction, Sender};
+    let mut s = Sender::new();
+    s.start(MESSAGE.as_bytes());
+    let first = s.feed(&[ACK]);
+    let again = s.feed(b"?!#");
+    assert_eq!(
+        again.iter().filter(|a| matches!(a, SendAction::Send(_))).collect::<Vec<_>>(),
+        first.iter().filter(|a| matches!(a, SendAction::Send(_))).collect::<Vec<_>>(),
+        "the frame once more, not three times"
+    );
 }
 
 #[test]
@@ -478,4 +496,17 @@ mod sender {
             prop_assert_eq!(distinct, messages.clone());
         }
     }
+}
+
+#[test]
+fn e1394_record_types_and_fields_for_operators() {
+    use iobp_codec::astm::{field, record_types};
+    let m = b"H|\\^&|||Analyzer\rP|1||PAT7\rO|1|S0000042||^^^GLU\rR|1|^^^GLU|5.4|mmol/L\rL|1|N\r";
+    assert_eq!(record_types(m), "H P O R L");
+    assert_eq!(field(m, b'O', 3), Some(&b"S0000042"[..]), "the sample id");
+    assert_eq!(field(m, b'R', 4), Some(&b"5.4"[..]));
+    assert_eq!(field(m, b'C', 2), None, "no comment record");
+    assert_eq!(field(m, b'O', 0), None);
+    let custom = b"H!\\^&\rO!1!S9\rL!1\r";
+    assert_eq!(field(custom, b'O', 3), Some(&b"S9"[..]), "the header's own delimiter");
 }

@@ -722,6 +722,18 @@ pub enum FramingSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_message_bytes: Option<u32>,
     },
+    /// The ASTM E1381 (CLSI LIS1-A) link protocol of clinical analyzers: `ENQ`, numbered
+    /// frames with checksums answered `ACK`/`NAK`, `EOT`. The side speaks the protocol itself
+    /// (so `ack` stays `none`): a source answers the instrument, and acknowledges a message's
+    /// last frame only once the message is durable; a destination sends each message as one
+    /// transmission and marks it Done on the last frame's `ACK`. One message is one E1394
+    /// message: its records from the Header (`H`) through the Terminator (`L`), each ending
+    /// with `CR`, without the link framing.
+    Astm {
+        /// Largest message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_message_bytes: Option<u32>,
+    },
 }
 
 fn newline() -> ByteString {
@@ -749,6 +761,7 @@ impl FramingSpec {
             FramingSpec::LengthPrefixed { .. } => "length_prefixed",
             FramingSpec::Delimited { .. } => "delimited",
             FramingSpec::IdleGap { .. } => "idle_gap",
+            FramingSpec::Astm { .. } => "astm",
         }
     }
 
@@ -761,7 +774,8 @@ impl FramingSpec {
             | FramingSpec::StxEtx { max_message_bytes }
             | FramingSpec::LengthPrefixed { max_message_bytes, .. }
             | FramingSpec::Delimited { max_message_bytes, .. }
-            | FramingSpec::IdleGap { max_message_bytes, .. } => *max_message_bytes,
+            | FramingSpec::IdleGap { max_message_bytes, .. }
+            | FramingSpec::Astm { max_message_bytes } => *max_message_bytes,
         };
         m.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
     }

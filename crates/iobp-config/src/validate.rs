@@ -830,6 +830,13 @@ fn check_ack(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
     {
         c.fail(&format!("{p}.nak"), "must differ from ack");
     }
+    if !matches!(ack, AckSpec::None) && matches!(e.framing(), Some(FramingSpec::Astm { .. })) {
+        c.fail(
+            &p,
+            "must be `none` with `framing` of type astm: the ASTM link protocol acknowledges \
+             each frame itself",
+        );
+    }
     if let AckSpec::Mllp { .. } = ack
         && !matches!(e.framing(), Some(FramingSpec::Mllp { .. }))
     {

@@ -443,3 +443,27 @@ fn a_pair_id_that_breaks_a_nats_subject_or_consumer_name_is_refused_at_validatio
     let named = r#"{"type": "nats", "servers": ["nats://h"], "subject": "s", "stream": "S", "consumer": "line3"}"#;
     parse_pair(&pair("line.3", named, CLIENT)).expect("a named consumer");
 }
+
+#[test]
+fn astm_sides_speak_the_protocol_themselves_so_ack_stays_none() {
+    let ok = pair(
+        "lab",
+        r#"{"type": "serial", "port": "/dev/ttyUSB0", "baud_rate": 9600, "framing": {"type": "astm"}}"#,
+        r#"{"type": "tcp_client", "host": "lis", "port": 7000, "framing": {"type": "astm", "max_message_bytes": 65536}}"#,
+    );
+    let spec = parse_pair(&ok).expect("valid");
+    assert_eq!(spec.source.framing().map(FramingSpec::type_name), Some("astm"));
+    assert_eq!(spec.destination.framing().map(FramingSpec::max_message_bytes), Some(65536));
+    let doc = format!(
+        r#"{{"channel_pairs": [{}]}}"#,
+        pair(
+            "lab",
+            r#"{"type": "tcp_server", "host": "h", "port": 1, "framing": {"type": "astm"}, "ack": "byte"}"#,
+            r#"{"type": "tcp_client", "host": "h", "port": 2, "framing": {"type": "astm", "max_message_bytes": 0}}"#,
+        )
+    );
+    assert_eq!(
+        paths(&doc),
+        ["channel_pairs[0].source.ack", "channel_pairs[0].destination.framing.max_message_bytes"]
+    );
+}

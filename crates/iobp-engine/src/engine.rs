@@ -781,7 +781,7 @@ fn check_framings(spec: &ChannelPairSpec) -> Result<(), ConfigError> {
     let problems: Vec<iobp_config::Problem> = sides
         .filter_map(|(name, e)| {
             let f = e.framing()?;
-            crate::side::framing_of(f).validate().err().map(|err| iobp_config::Problem {
+            crate::side::framing_of(f)?.validate().err().map(|err| iobp_config::Problem {
                 path: format!("{name}.framing"),
                 message: err.to_string(),
             })

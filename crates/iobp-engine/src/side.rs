@@ -211,9 +211,11 @@ impl SideCtx {
     }
 }
 
-/// The codec's framing for a configured one.
-pub(crate) fn framing_of(spec: &FramingSpec) -> Framing {
-    match spec {
+/// The codec's framing for a configured one; `None` for the ASTM link protocol, which is a
+/// dialog rather than a framing (its sessions are [`crate::source::astm`] and
+/// [`crate::destination::astm`]).
+pub(crate) fn framing_of(spec: &FramingSpec) -> Option<Framing> {
+    Some(match spec {
         FramingSpec::Raw { .. } => Framing::Raw,
         FramingSpec::Line { delimiter, .. } => Framing::line(delimiter.as_bytes()),
         FramingSpec::Mllp { .. } => Framing::mllp(),
@@ -227,6 +229,15 @@ pub(crate) fn framing_of(spec: &FramingSpec) -> Framing {
         FramingSpec::IdleGap { gap_ms, .. } => {
             Framing::IdleGap { gap: Duration::from_millis(*gap_ms) }
         }
+        FramingSpec::Astm { .. } => return None,
+    })
+}
+
+/// Sleeps until `at`; never resolves without one (a `select!` branch for an optional timer).
+pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! reconnecting with backoff, and returns in-flight messages to Pending whenever a delivery
 //! attempt ends without confirmation.
 
+pub(crate) mod astm;
 mod failover;
 mod mqtt;
 mod nats;

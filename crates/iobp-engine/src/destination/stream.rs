@@ -65,7 +65,12 @@ where
         peer: &Arc<str>,
         _progress: &Progress,
     ) -> Result<Ended, SideError> {
-        deliver(ctx, io, peer, &self.framing, &self.ack, self.write_timeout).await
+        let Some(framing) = framing_of(&self.framing) else {
+            // The ASTM link protocol: a dialog with the receiver, not a framing.
+            let limit = Duration::from_millis(self.write_timeout.unwrap_or(WRITE_TIMEOUT_MS));
+            return super::astm::deliver(ctx, io, peer, limit).await;
+        };
+        deliver(ctx, io, peer, framing, &self.ack, self.write_timeout).await
     }
 }
 
@@ -74,13 +79,13 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &SideCtx,
     io: S,
     peer: &Arc<str>,
-    framing: &FramingSpec,
+    framing: Framing,
     ack: &AckSpec,
     write_timeout: Option<u64>,
 ) -> Result<Ended, SideError> {
     let write_timeout = Duration::from_millis(write_timeout.unwrap_or(WRITE_TIMEOUT_MS));
     let (mut rd, mut wr) = tokio::io::split(io);
-    let encoder = Encoder::new(framing_of(framing));
+    let encoder = Encoder::new(framing);
     let mut replies = Replies::new(ack);
     let mut batch = Batch::default();
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -175,7 +180,7 @@ async fn send_batch<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn write<W: AsyncWrite + Unpin>(
+pub(crate) async fn write<W: AsyncWrite + Unpin>(
     wr: &mut W,
     buf: &[u8],
     limit: Duration,

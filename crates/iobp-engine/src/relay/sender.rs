@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::{FrameReader, HANDSHAKE_TIMEOUT, RelayIo, fail, protocol, write_all};
 use crate::connector::{Ended, Progress, Session};
 use crate::destination::stream::undeliverable;
-use crate::side::{SideCtx, SideError};
+use crate::side::{SideCtx, SideError, sleep_until_opt};
 use crate::stats::Side;
 
 /// Frames sent and not yet acknowledged.
@@ -407,11 +407,4 @@ pub(crate) fn frame_name(f: &Frame<'_>) -> &'static str {
 
 fn iobp_relay_nonce() -> u64 {
     super::now_us()
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }

@@ -1,6 +1,7 @@
 //! Sources: where messages come from. Each runs as one supervised task per pair that keeps
 //! going — rebinding, reconnecting with backoff — until the pair stops.
 
+pub(crate) mod astm;
 mod mqtt;
 mod nats;
 mod remote;

@@ -35,14 +35,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use iobp_codec::{Decoded, Deframer, FlushReason};
+use iobp_codec::{Decoded, Deframer, FlushReason, Framing};
 use iobp_config::{AckSpec, FramingSpec};
 use iobp_log::Commit;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::connector::{Ended, Progress, Session};
-use crate::side::{IntakeError, SideCtx, SideError, framing_of};
+use crate::side::{IntakeError, SideCtx, SideError, framing_of, sleep_until_opt};
 use crate::stats::Side;
 
 /// Batches per connection waiting for their fdatasync while reading continues. Measured
@@ -97,7 +97,12 @@ where
         peer: &Arc<str>,
         _progress: &Progress,
     ) -> Result<Ended, SideError> {
-        serve(ctx, io, peer, &self.framing, &self.ack, self.idle_timeout, self.when_full).await
+        let Some(framing) = framing_of(&self.framing) else {
+            // The ASTM link protocol: a dialog with the instrument, not a framing.
+            let max = self.framing.max_message_bytes() as usize;
+            return super::astm::serve(ctx, io, peer, max, self.idle_timeout).await;
+        };
+        serve(ctx, io, peer, framing, self).await
     }
 }
 
@@ -157,13 +162,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &SideCtx,
     io: S,
     peer: &Arc<str>,
-    framing: &FramingSpec,
-    ack: &AckSpec,
-    idle_timeout: Option<Duration>,
-    when_full: WhenFull,
+    framing: Framing,
+    intake: &StreamIntake,
 ) -> Result<Ended, SideError> {
+    let StreamIntake { framing: spec, ack, idle_timeout, when_full } = intake;
+    let (idle_timeout, when_full) = (*idle_timeout, *when_full);
     let (mut rd, mut wr) = tokio::io::split(io);
-    let mut deframer = Deframer::new(framing_of(framing), framing.max_message_bytes() as usize);
+    let mut deframer = Deframer::new(framing, spec.max_message_bytes() as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut st = Intake {
         refusing: None,
@@ -337,13 +342,6 @@ fn not_stored(ctx: &SideCtx, frames: &[Bytes], count: u64, acks: &mut AckWriter,
         ctx.error(Side::Source, format!("{count} message(s) answered with a NAK: {why}"));
     } else {
         ctx.error(Side::Source, format!("{count} message(s) {why}"));
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
