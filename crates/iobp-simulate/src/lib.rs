@@ -9,6 +9,7 @@
 //! (`iobp_codec::astm`, MLLP framing): a simulator is I/O, timers and a script around them.
 
 pub mod astm;
+pub mod framed;
 
 use std::io;
 use std::pin::Pin;

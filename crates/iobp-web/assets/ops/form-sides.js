@@ -23,6 +23,7 @@ const FRAMINGS = [
   ['length_prefixed', 'Length-prefixed (big endian)'],
   ['delimited', 'Delimited – any start and end bytes'],
   ['idle_gap', 'Idle gap – ends after a silence'],
+  ['astm', 'ASTM E1381 – lab instruments (ENQ/ACK link protocol)'],
 ];
 const ACKS = [['none', 'None'], ['mllp', 'MLLP – HL7 ACK'], ['byte', 'Byte – ACK/NAK byte']];
 const CLIENT_AUTH = [
@@ -49,15 +50,33 @@ function framingBlock(prefix, f) {
       fs.push(field({ path: `${path}.end`, label: 'End bytes', kind: 'bytes', required: true, value: v.end !== undefined ? escapeBytes(v.end) : '', placeholder: '\\r\\n' }));
     } else if (type === 'idle_gap') {
       fs.push(field({ path: `${path}.gap_ms`, label: 'Silence that ends a message (ms)', kind: 'int', required: true, value: v.gap_ms }));
+    } else if (type === 'astm') {
+      fs.push(h('p', { class: 'muted small wide', text: 'The side speaks the ASTM E1381 link protocol itself: as a source it answers the analyzer (ENQ, frames, checksums, NAK and retransmission) and acknowledges a message only once it is on disk; as a destination it sends each message as one transmission to the LIS. One message is one E1394 message, Header (H) to Terminator (L). Acknowledgement stays None.' }));
     }
     fs.push(field({ path: `${path}.max_message_bytes`, label: 'Largest message (bytes)', kind: 'int', value: v.max_message_bytes, placeholder: '1048576', help: type === 'raw' ? 'Longer chunks are split, never dropped.' : 'Longer frames are rejected, counted and kept for inspection.' }));
     replace(box, fs);
   };
   const sel = field({ path: `${path}.type`, label: 'Framing', value: f.type, options: FRAMINGS, help: 'What one message is on the byte stream. Each side frames with its own setting (protocol translation).' });
-  $('select', sel).addEventListener('change', (ev) => fill(ev.target.value, {}));
+  $('select', sel).addEventListener('change', (ev) => { fill(ev.target.value, {}); astmAck(prefix, ev.target.value); });
   fill(f.type, f);
+  setTimeout(() => astmAck(prefix, f.type), 0);
   return h('fieldset', { class: 'framing', dataset: { block: `${prefix}-framing` } }, h('legend', { text: 'Framing' }),
     h('div', { class: 'fields' }, sel), box);
+}
+
+/**
+ * The ASTM link protocol acknowledges each frame itself: while a side's framing is astm its
+ * acknowledgement is None and cannot be changed (the server refuses anything else).
+ */
+function astmAck(prefix, framingType) {
+  const sel = document.querySelector(`[data-block="${prefix}-ack"] select`);
+  if (!sel) return;
+  const astm = framingType === 'astm';
+  if (astm && sel.value !== 'none') {
+    sel.value = 'none';
+    sel.dispatchEvent(new Event('change'));
+  }
+  sel.disabled = astm;
 }
 
 /** The acknowledgement sub-form of a side; `role` is 'source' or 'destination'. */

@@ -6,7 +6,7 @@ import * as fmt from '../common/format.js';
 
 export const FRAMING_NAMES = {
   raw: 'raw', line: 'line', mllp: 'MLLP', stx_etx: 'STX/ETX',
-  length_prefixed: 'length-prefixed', delimited: 'delimited', idle_gap: 'idle gap',
+  length_prefixed: 'length-prefixed', delimited: 'delimited', idle_gap: 'idle gap', astm: 'ASTM',
 };
 
 /** One line describing a side's configuration. */
