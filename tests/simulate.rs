@@ -198,5 +198,5 @@ fn a_verifying_receiver_fails_when_a_message_is_missing() {
     assert!(tx.status.success());
     let rx = finish(rx, 30, "receiver");
     assert!(!rx.status.success(), "a loss must fail the run: {}", stdout(&rx));
-    assert!(String::from_utf8_lossy(&rx.stderr).contains("1 message(s) missing"), "{:?}", rx);
+    assert!(String::from_utf8_lossy(&rx.stderr).contains("1 message(s) missing"), "{rx:?}");
 }
