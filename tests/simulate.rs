@@ -180,7 +180,10 @@ fn line_and_mllp_simulators_send_and_verify_through_pairs() {
         "MLLP",
     );
     assert!(summary.contains("300 in order, 0 repeated, 0 missing"), "{summary}");
-    assert!(inst.pair("hl7")["counts"]["retries"].as_u64().unwrap_or(0) > 0, "AE answers were retried");
+    assert!(
+        inst.pair("hl7")["counts"]["retries"].as_u64().unwrap_or(0) > 0,
+        "AE answers were retried"
+    );
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub(crate) struct Opened<Io> {
     pub warning: Option<String>,
     /// Held while the connection is in use and released when it ends (a serial port's
     /// advisory lock).
-    pub lock: Option<std::fs::File>,
+    pub lock: Option<crate::serial::PortHold>,
 }
 
 impl<Io> Opened<Io> {

@@ -47,7 +47,7 @@ pub use crate::engine::{
 pub use crate::feed::FeedEntry;
 pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{
-    Color, FailoverState, PairSnapshot, Rejected, RelayLag, Side, SideSnapshot,
+    Color, FailoverState, LineErrors, PairSnapshot, Rejected, RelayLag, Side, SideSnapshot,
 };
 
 /// Every `fdatasync`/`fsync` (files and directories) this process has asked the operating

@@ -10,6 +10,11 @@
 //!   open, so a second ioBufferPro or pair gets "in use" instead of a garbled stream.
 //! - RS-485 (Linux): the driver switches the transceiver with RTS; a driver without RS-485
 //!   support is a clear error.
+//! - Line health (Linux): while a port is open its UART's error counters (`TIOCGICOUNT`:
+//!   overrun, parity, framing, break, buffer overrun) are read every [`LINE_SAMPLE`]; new
+//!   errors are added to the side's counts (status, API, `/metrics`) and reported, so a wrong
+//!   baud rate or a noisy RS-485 bus shows instead of arriving as silent garbage. Drivers
+//!   without the counters (USB adapters often, pseudo-terminals) show none.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +24,103 @@ use serial2_tokio::{CharSize, SerialPort, Settings, StopBits};
 
 use crate::connector::{Opened, Opener, Shape};
 use crate::side::SideError;
-use crate::stats::Side;
+use crate::stats::{LineErrors, PairStats, Side};
+
+/// How often an open port's line error counters are read.
+pub(crate) const LINE_SAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a side holds while its port is open: the advisory lock on the device, and the task
+/// reading the line error counters (stopped when the port closes).
+#[derive(Debug)]
+pub(crate) struct PortHold {
+    _lock: std::fs::File,
+    sampler: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PortHold {
+    fn drop(&mut self) {
+        if let Some(t) = self.sampler.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The UART's error counters of the device `fd` is open on; `None` when its driver keeps
+/// none.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn line_counters(fd: &impl std::os::fd::AsRawFd) -> Option<LineErrors> {
+    /// `struct serial_icounter_struct` of `<linux/serial.h>`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Icount {
+        cts: i32,
+        dsr: i32,
+        rng: i32,
+        dcd: i32,
+        rx: i32,
+        tx: i32,
+        frame: i32,
+        overrun: i32,
+        parity: i32,
+        brk: i32,
+        buf_overrun: i32,
+        reserved: [i32; 9],
+    }
+    let mut c = Icount::default();
+    // SAFETY: TIOCGICOUNT writes one `serial_icounter_struct` to the pointer, which points at
+    // one, alive for the call; the descriptor is open (borrowed for the call).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGICOUNT, &raw mut c) };
+    if r != 0 {
+        return None;
+    }
+    // The kernel's counters are `int`s that wrap; read as unsigned they keep counting.
+    let n = |v: i32| u64::from(v.cast_unsigned());
+    Some(LineErrors {
+        overrun: n(c.overrun),
+        parity: n(c.parity),
+        framing: n(c.frame),
+        breaks: n(c.brk),
+        buffer_overrun: n(c.buf_overrun),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn line_counters<T>(_fd: &T) -> Option<LineErrors> {
+    None
+}
+
+/// Reads the counters of the port `file` is open on every [`LINE_SAMPLE`] and adds new errors
+/// to the side's counts, reporting them; ends at once when the driver keeps no counters.
+fn sample_line(
+    file: std::fs::File,
+    stats: Arc<PairStats>,
+    pair: Arc<str>,
+    side: Side,
+    port: Arc<str>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut last = line_counters(&file)?;
+    stats.side(side).add_line_errors(LineErrors::default());
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LINE_SAMPLE).await;
+            let Some(now) = line_counters(&file) else { return };
+            let new = now.since(last);
+            last = now;
+            if new.total() > 0 {
+                stats.side(side).add_line_errors(new);
+                stats.error(
+                    &pair,
+                    side,
+                    format!(
+                        "{port}: line errors {} (a wrong baud rate, parity or a noisy line?)",
+                        new.describe()
+                    ),
+                );
+            }
+        }
+    }))
+}
 
 /// An open port and what the operator should know about it.
 #[derive(Debug)]
@@ -191,17 +292,28 @@ pub(crate) fn ignored_settings(spec: &SerialSpec, got: &Settings) -> Vec<String>
 pub(crate) struct PortOpener {
     spec: SerialSpec,
     name: Arc<str>,
+    side: Side,
     /// "reading" (a source) or "writing to" (a destination).
     doing: &'static str,
+    /// Where the line error counts go.
+    stats: Arc<PairStats>,
+    pair: Arc<str>,
 }
 
 impl PortOpener {
-    pub(crate) fn new(spec: SerialSpec, side: Side) -> Self {
+    pub(crate) fn new(spec: SerialSpec, side: Side, ctx: &crate::side::SideCtx) -> Self {
         let doing = match side {
             Side::Source => "reading",
             Side::Destination => "writing to",
         };
-        PortOpener { name: spec.port.clone().into(), spec, doing }
+        PortOpener {
+            name: spec.port.clone().into(),
+            spec,
+            side,
+            doing,
+            stats: ctx.stats.clone(),
+            pair: ctx.pair.clone(),
+        }
     }
 }
 
@@ -232,7 +344,11 @@ impl Opener for PortOpener {
             detail = format!("{detail}; the driver did not apply {list}");
         }
         let warning = ignored.map(|list| format!("{}: the driver did not apply {list}", self.name));
-        Ok(Opened { io: port, peer: self.name.clone(), detail, warning, lock: Some(lock) })
+        let sampler = lock.try_clone().ok().and_then(|f| {
+            sample_line(f, self.stats.clone(), self.pair.clone(), self.side, self.name.clone())
+        });
+        let hold = PortHold { _lock: lock, sampler };
+        Ok(Opened { io: port, peer: self.name.clone(), detail, warning, lock: Some(hold) })
     }
 }
 
@@ -560,5 +676,49 @@ mod tests {
             r#"{"type": "serial", "port": "x", "baud_rate": 115200, "parity": "Even", "stop_bits": 2, "flow_control": "RTS/CTS"}"#,
         );
         assert_eq!(describe(&s), "115200 8E2, RTS/CTS");
+    }
+
+    #[test]
+    fn line_errors_count_what_is_new_and_survive_a_counter_reset() {
+        let then = LineErrors { framing: 10, parity: 2, ..LineErrors::default() };
+        let now = LineErrors { framing: 13, parity: 2, breaks: 1, ..LineErrors::default() };
+        let new = now.since(then);
+        assert_eq!(new, LineErrors { framing: 3, breaks: 1, ..LineErrors::default() });
+        assert_eq!(new.describe(), "3 framing, 1 break");
+        assert_eq!(new.total(), 4);
+        // The driver's counters started over (the device was reset): count from zero.
+        let reset = LineErrors { framing: 1, ..LineErrors::default() };
+        assert_eq!(reset.since(now).framing, 1);
+    }
+
+    /// A pseudo-terminal keeps no line counters: the side shows none (not zeros). A real
+    /// 8250-family UART — the `ttyS0` of a PC or a virtual machine, where this machine has
+    /// one — is read, and shows zero errors. (Inducing errors needs a second UART at another
+    /// baud rate; no such wiring exists here.)
+    #[tokio::test]
+    async fn line_counters_are_read_where_the_driver_keeps_them() {
+        let stats = Arc::new(PairStats::default());
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        assert_eq!(line_counters(&pty.slave), None);
+        let file = std::fs::File::from(pty.slave);
+        let sampler = sample_line(file, stats.clone(), "p".into(), Side::Source, "pty".into());
+        assert!(sampler.is_none(), "no counters, no sampler");
+        assert_eq!(stats.side_snapshots().0.line_errors, None);
+
+        let uart = std::fs::read_to_string("/proc/tty/driver/serial")
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with("0: uart:") && !l.contains("unknown")));
+        if !uart {
+            eprintln!("no 8250-family UART at ttyS0 on this machine: the pseudo-terminal half ran");
+            return;
+        }
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true);
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NONBLOCK | libc::O_NOCTTY);
+        let tty = o.open("/dev/ttyS0").expect("open ttyS0 (root)");
+        assert!(line_counters(&tty).is_some(), "a 16550 keeps counters");
+        let sampler =
+            sample_line(tty, stats.clone(), "p".into(), Side::Destination, "/dev/ttyS0".into());
+        assert!(sampler.is_some());
+        assert_eq!(stats.side_snapshots().1.line_errors, Some(LineErrors::default()));
     }
 }

@@ -88,6 +88,8 @@ pub struct SideStatus {
     peers: Mutex<Vec<String>>,
     connections: AtomicU64,
     lag: Mutex<Option<RelayLag>>,
+    /// A serial side whose driver counts line errors: the errors since the pair started.
+    line_errors: Mutex<Option<LineErrors>>,
     /// Woken whenever the colour or detail changes (failover watches the destination).
     changed: tokio::sync::Notify,
 }
@@ -140,6 +142,13 @@ impl SideStatus {
         *lock(&self.lag) = lag;
     }
 
+    /// A serial port's driver counts line errors: adds those it counted since the last call
+    /// (all zero the first time, which shows the counters as available).
+    pub(crate) fn add_line_errors(&self, more: LineErrors) {
+        let mut l = lock(&self.line_errors);
+        *l = Some(l.unwrap_or_default().plus(more));
+    }
+
     fn snapshot(&self) -> SideSnapshot {
         SideSnapshot {
             color: self.color(),
@@ -147,6 +156,7 @@ impl SideStatus {
             peers: lock(&self.peers).clone(),
             connections: self.connections(),
             lag: *lock(&self.lag),
+            line_errors: *lock(&self.line_errors),
         }
     }
 
@@ -259,6 +269,82 @@ pub struct SideSnapshot {
     pub connections: u64,
     /// A relay receiver: how far behind its sender it is.
     pub lag: Option<RelayLag>,
+    /// A serial side whose driver counts them (Linux `TIOCGICOUNT`): line errors since the
+    /// pair started. `None` for other sides and drivers without counters.
+    pub line_errors: Option<LineErrors>,
+}
+
+/// Errors a serial port's UART counted: what a wrong baud rate, parity or a noisy RS-485 bus
+/// leave behind. Without them such faults arrive as silent garbage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineErrors {
+    /// Characters lost because the UART's receive register was not read in time.
+    pub overrun: u64,
+    /// Characters with a wrong parity bit.
+    pub parity: u64,
+    /// Characters without a valid stop bit (typically a wrong baud rate).
+    pub framing: u64,
+    /// Break conditions (the line held low longer than a character).
+    pub breaks: u64,
+    /// Characters lost because the driver's buffer was full.
+    pub buffer_overrun: u64,
+}
+
+impl LineErrors {
+    /// Every error counted.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.overrun + self.parity + self.framing + self.breaks + self.buffer_overrun
+    }
+
+    /// Each kind with its count, in Prometheus label order.
+    #[must_use]
+    pub fn kinds(&self) -> [(&'static str, u64); 5] {
+        [
+            ("overrun", self.overrun),
+            ("parity", self.parity),
+            ("framing", self.framing),
+            ("break", self.breaks),
+            ("buffer_overrun", self.buffer_overrun),
+        ]
+    }
+
+    #[must_use]
+    pub(crate) fn plus(self, o: LineErrors) -> LineErrors {
+        LineErrors {
+            overrun: self.overrun + o.overrun,
+            parity: self.parity + o.parity,
+            framing: self.framing + o.framing,
+            breaks: self.breaks + o.breaks,
+            buffer_overrun: self.buffer_overrun + o.buffer_overrun,
+        }
+    }
+
+    /// What was counted since `earlier` (a counter that went back — a driver reset — counts
+    /// from zero).
+    #[must_use]
+    pub(crate) fn since(self, earlier: LineErrors) -> LineErrors {
+        let d = |now: u64, then: u64| if now >= then { now - then } else { now };
+        LineErrors {
+            overrun: d(self.overrun, earlier.overrun),
+            parity: d(self.parity, earlier.parity),
+            framing: d(self.framing, earlier.framing),
+            breaks: d(self.breaks, earlier.breaks),
+            buffer_overrun: d(self.buffer_overrun, earlier.buffer_overrun),
+        }
+    }
+
+    /// "3 framing, 1 parity": the kinds counted, for operators.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .kinds()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+            .collect();
+        parts.join(", ")
+    }
 }
 
 impl PairStats {

@@ -114,6 +114,22 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
     }
     let _ = writeln!(
         out,
+        "# HELP iobp_serial_line_errors_total Errors a serial side's UART counted (Linux drivers with counters): overrun, parity, framing, break, buffer_overrun.\n# TYPE iobp_serial_line_errors_total counter"
+    );
+    for p in &pairs {
+        for (side, s) in [("source", &p.source), ("destination", &p.destination)] {
+            let Some(errors) = s.line_errors else { continue };
+            for (kind, n) in errors.kinds() {
+                let _ = writeln!(
+                    out,
+                    "iobp_serial_line_errors_total{{pair=\"{}\",side=\"{side}\",kind=\"{kind}\"}} {n}",
+                    esc(&p.id)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP iobp_status Status colour: 0 white (stopped/empty), 1 green, 2 yellow, 3 red.\n# TYPE iobp_status gauge"
     );
     for p in &pairs {

@@ -17,6 +17,6 @@ pub(crate) async fn destination(ctx: SideCtx, spec: SerialSpec) {
         ack: spec.ack.clone(),
         write_timeout: spec.write_timeout_ms,
     };
-    let opener = PortOpener::new(spec, Side::Destination);
+    let opener = PortOpener::new(spec, Side::Destination, &ctx);
     crate::connector::run(ctx, Side::Destination, opener, session).await;
 }

@@ -23,5 +23,6 @@ pub(crate) async fn source(ctx: SideCtx, spec: SerialSpec) {
         idle_timeout: None,
         when_full,
     };
-    crate::connector::run(ctx, Side::Source, PortOpener::new(spec, Side::Source), session).await;
+    let opener = PortOpener::new(spec, Side::Source, &ctx);
+    crate::connector::run(ctx, Side::Source, opener, session).await;
 }

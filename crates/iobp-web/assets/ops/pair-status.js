@@ -34,6 +34,18 @@ const relayInfo = (which, side) => {
       h('dd', { dataset: { relayLag: '' }, text: lag })) : null);
 };
 
+/** A serial side's UART line errors, where its driver counts them (null otherwise). */
+const lineInfo = (which, side) => {
+  const e = side.line_errors;
+  if (!e) return null;
+  const kinds = [['framing', 'framing'], ['parity', 'parity'], ['overrun', 'overrun'], ['break', 'break'], ['buffer_overrun', 'buffer overrun']];
+  const counted = kinds.filter(([k]) => e[k] > 0).map(([k, label]) => `${fmt.num(e[k])} ${label}`);
+  return h('dl', { class: 'line-info', dataset: { lineErrors: which } },
+    h('div', null,
+      h('dt', { text: 'Line errors', title: 'Errors the serial port’s UART counted since the pair started: framing (often a wrong baud rate), parity, overrun, break, buffer overrun' }),
+      h('dd', { class: counted.length ? 'alert' : '', text: counted.length ? counted.join(', ') : 'none' })));
+};
+
 /** The destination a failover index names, from the configuration shown. */
 const destinationSpec = (pair, i) => (i === 0 ? pair.spec.destination : (pair.spec.failover || [])[i - 1]);
 
@@ -82,10 +94,11 @@ export function renderPairStatus(pair) {
     ? `Destination · ${activeDestinationText(f)}${activeDest ? ` · ${typeName(activeDest.type)}` : ''}`
     : `Destination · ${typeName(s.destination.type)}`;
   replace($('#indicators'),
-    indicator('source', 'connection', `Source · ${typeName(s.source.type)}`, s.source.status, s.source.detail + peers(s.source), relayInfo('source', s.source)),
+    indicator('source', 'connection', `Source · ${typeName(s.source.type)}`, s.source.status, s.source.detail + peers(s.source), relayInfo('source', s.source) || lineInfo('source', s.source)),
     indicator('buffer', 'buffer', 'Buffer state', s.buffer, bufferDetail(s)),
     indicator('destination', 'connection', destLabel, s.destination.status, s.destination.detail + peers(s.destination),
-      relayInfo('destination', f && f.active ? { ...s.destination, type: activeDest ? activeDest.type : s.destination.type } : s.destination)),
+      relayInfo('destination', f && f.active ? { ...s.destination, type: activeDest ? activeDest.type : s.destination.type } : s.destination)
+        || lineInfo('destination', s.destination)),
     indicator('channel', 'channel', 'Channel', s.channel, channelDetail(pair)));
   failoverBox(pair, f);
   replace($('#tiles'),

@@ -65,6 +65,25 @@ pub struct SideStatusDto {
     /// A relay source: how far behind its sender it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<RelayLagDto>,
+    /// A serial side whose driver counts them (Linux): line errors since the pair started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_errors: Option<LineErrorsDto>,
+}
+
+/// Errors a serial port's UART counted: a wrong baud rate or parity, a noisy line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineErrorsDto {
+    /// Characters lost: the UART was not read in time.
+    pub overrun: u64,
+    /// Characters with a wrong parity bit.
+    pub parity: u64,
+    /// Characters without a valid stop bit (typically a wrong baud rate).
+    pub framing: u64,
+    /// Break conditions.
+    #[serde(rename = "break")]
+    pub breaks: u64,
+    /// Characters lost: the driver's buffer was full.
+    pub buffer_overrun: u64,
 }
 
 /// Which destination delivers, for a pair with backup destinations.
@@ -102,6 +121,13 @@ impl SideStatusDto {
             peers: s.peers.clone(),
             connections: s.connections,
             lag: s.lag.map(|l| RelayLagDto { messages: l.messages, seconds: l.seconds }),
+            line_errors: s.line_errors.map(|e| LineErrorsDto {
+                overrun: e.overrun,
+                parity: e.parity,
+                framing: e.framing,
+                breaks: e.breaks,
+                buffer_overrun: e.buffer_overrun,
+            }),
         }
     }
 }
