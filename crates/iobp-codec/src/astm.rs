@@ -750,3 +750,23 @@ pub fn field(message: &[u8], record: u8, field: usize) -> Option<&[u8]> {
         .find(|r| r.first().is_some_and(|c| c.eq_ignore_ascii_case(&record)))?;
     rec.split(|b| *b == delimiter).nth(field.checked_sub(1)?)
 }
+
+/// What an operator should see of an E1394 message at a glance — its record types and the
+/// sample id of its first order record: `"H P O R R L · sample S00000042"`. `None` when
+/// `message` does not look like one (it does not start with a header record `H` and its
+/// delimiter, or has no `CR`-separated second record): other protocols' messages get no
+/// summary.
+#[must_use]
+pub fn summary(message: &[u8]) -> Option<String> {
+    let looks_like = matches!(message, [b'H', d, ..] if d.is_ascii_punctuation())
+        && message.iter().position(|b| *b == CR).is_some_and(|i| i + 1 < message.len());
+    if !looks_like {
+        return None;
+    }
+    let mut s = record_types(message);
+    if let Some(sample) = field(message, b'O', 3).filter(|s| !s.is_empty()) {
+        s.push_str(" · sample ");
+        s.push_str(&String::from_utf8_lossy(&sample[..sample.len().min(64)]));
+    }
+    Some(s)
+}

@@ -507,6 +507,9 @@ fn e1394_record_types_and_fields_for_operators() {
     assert_eq!(field(m, b'R', 4), Some(&b"5.4"[..]));
     assert_eq!(field(m, b'C', 2), None, "no comment record");
     assert_eq!(field(m, b'O', 0), None);
+    assert_eq!(iobp_codec::astm::summary(m).as_deref(), Some("H P O R L · sample S0000042"));
+    assert_eq!(iobp_codec::astm::summary(b"MSH|^~\\&|A\rPID|1\r"), None, "HL7 is no ASTM");
+    assert_eq!(iobp_codec::astm::summary(b"Hello world\n"), None);
     let custom = b"H!\\^&\rO!1!S9\rL!1\r";
     assert_eq!(field(custom, b'O', 3), Some(&b"S9"[..]), "the header's own delimiter");
 }

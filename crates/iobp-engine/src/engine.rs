@@ -26,7 +26,8 @@ use crate::stats::{Color, PairSnapshot, PairStats, Side};
 mod browse;
 
 pub use browse::{
-    BufferedMessage, MAX_PAGE, MessagePage, MessageQuery, MessageState, StorageFigures,
+    BufferedMessage, MAX_PAGE, MessageMatch, MessagePage, MessageQuery, MessageState, SEARCH_SCAN,
+    StorageFigures,
 };
 
 /// Errors of engine operations.

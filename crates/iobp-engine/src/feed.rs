@@ -37,6 +37,9 @@ pub struct FeedEntry {
     pub preview: Bytes,
     /// The peer it came from or went to.
     pub peer: Option<Arc<str>>,
+    /// What the message is at a glance, for protocols the feed knows (an ASTM E1394
+    /// message: its record types and sample id).
+    pub summary: Option<Arc<str>>,
 }
 
 /// The feed of one pair.
@@ -76,6 +79,7 @@ impl LiveFeed {
                 len: payload.len(),
                 preview: Bytes::copy_from_slice(&payload[..payload.len().min(PREVIEW_BYTES)]),
                 peer: peer.cloned(),
+                summary: iobp_codec::astm::summary(payload).map(Arc::from),
             };
             if self.tx.receiver_count() > 0 {
                 let _ = self.tx.send(entry.clone());

@@ -41,8 +41,8 @@ mod tls;
 mod write_behind;
 
 pub use crate::engine::{
-    BufferedMessage, Engine, EngineError, EngineOptions, MAX_PAGE, MessagePage, MessageQuery,
-    MessageState, StartReport, StorageFigures,
+    BufferedMessage, Engine, EngineError, EngineOptions, MAX_PAGE, MessageMatch, MessagePage,
+    MessageQuery, MessageState, SEARCH_SCAN, StartReport, StorageFigures,
 };
 pub use crate::feed::FeedEntry;
 pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMode, RelayRefusal};

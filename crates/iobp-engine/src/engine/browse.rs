@@ -84,7 +84,47 @@ pub struct MessageQuery {
     pub limit: usize,
     /// Payload bytes kept per message.
     pub preview_bytes: usize,
+    /// Only messages whose payload matches (the browser's search). Without a start
+    /// (`from_seq`, `since_us`), a search starts at the oldest message.
+    pub matching: Option<MessageMatch>,
 }
+
+/// A condition on a message's payload: the message browser's search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageMatch {
+    /// The payload contains these bytes.
+    Contains(Vec<u8>),
+    /// An ASTM E1394 field of the first record of a type equals a value: `record` `b'O'`,
+    /// `field` 3 is the order record's specimen (sample) id (E1394 numbering: the record type
+    /// is field 1).
+    AstmField {
+        /// The record type.
+        record: u8,
+        /// The field number.
+        field: usize,
+        /// The value, whole.
+        value: Vec<u8>,
+    },
+}
+
+impl MessageMatch {
+    /// Whether `payload` matches.
+    #[must_use]
+    pub fn matches(&self, payload: &[u8]) -> bool {
+        match self {
+            MessageMatch::Contains(needle) => {
+                needle.is_empty() || payload.windows(needle.len()).any(|w| w == needle.as_slice())
+            }
+            MessageMatch::AstmField { record, field, value } => {
+                iobp_codec::astm::field(payload, *record, *field) == Some(value.as_slice())
+            }
+        }
+    }
+}
+
+/// Messages a search examines per request at most: a search through a large buffer goes on
+/// page by page ([`MessagePage::scanned_to`]) instead of holding a request for long.
+pub const SEARCH_SCAN: usize = 20_000;
 
 /// Most messages in one page.
 pub const MAX_PAGE: usize = 500;
@@ -98,6 +138,9 @@ pub struct MessagePage {
     pub next_seq: u64,
     /// The messages.
     pub messages: Vec<BufferedMessage>,
+    /// The first sequence number not examined: where a filtered listing or a search goes on
+    /// (`next_seq` when it reached the newest message).
+    pub scanned_to: u64,
 }
 
 /// The storage budget's figures, as the health page and `/metrics` show them.
@@ -138,14 +181,15 @@ fn list(log: &iobp_log::Log, q: &MessageQuery) -> iobp_log::Result<MessagePage> 
     let start = match (q.from_seq, q.since_us) {
         (Some(f), _) => f.max(first),
         (None, Some(t)) => seq_at_time(log, first, next, t),
+        (None, None) if q.matching.is_some() => first,
         (None, None) => next.saturating_sub(limit as u64).max(first),
     };
     let mut messages = Vec::new();
     let mut from = start;
-    // Scan at most ten pages' worth when filtering by state.
-    let mut budget = limit * 10;
+    // Scan at most ten pages' worth when filtering by state, more for a search.
+    let mut budget = if q.matching.is_some() { SEARCH_SCAN } else { limit * 10 };
     while messages.len() < limit && budget > 0 && from < next {
-        let batch = log.read_range(from, limit.min(budget), 1 << 20)?;
+        let batch = log.read_range(from, limit.max(256).min(budget), 1 << 20)?;
         if batch.is_empty() {
             break;
         }
@@ -153,7 +197,14 @@ fn list(log: &iobp_log::Log, q: &MessageQuery) -> iobp_log::Result<MessagePage> 
             from = r.seq + 1;
             budget = budget.saturating_sub(1);
             let state = MessageState::from(log.state_of(r.seq));
-            if q.state.is_some_and(|w| w != state) || messages.len() == limit {
+            if messages.len() == limit {
+                // The page is full: what follows is examined by the next request.
+                from = r.seq;
+                break;
+            }
+            if q.state.is_some_and(|w| w != state)
+                || q.matching.as_ref().is_some_and(|m| !m.matches(r.payload))
+            {
                 continue;
             }
             messages.push(BufferedMessage {
@@ -166,7 +217,7 @@ fn list(log: &iobp_log::Log, q: &MessageQuery) -> iobp_log::Result<MessagePage> 
             });
         }
     }
-    Ok(MessagePage { first_seq: first, next_seq: next, messages })
+    Ok(MessagePage { first_seq: first, next_seq: next, messages, scanned_to: from.max(start) })
 }
 
 impl Engine {

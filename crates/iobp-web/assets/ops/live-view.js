@@ -46,7 +46,8 @@ export function liveView() {
           h('span', { class: 'seq', text: e.seq === null || e.seq === undefined ? '—' : `#${e.seq}` }),
           h('span', { text: fmt.clock(e.at_ms) }),
           h('span', { text: `${fmt.num(e.length)} bytes` }),
-          e.peer ? h('span', { text: `${e.side === 'source' ? 'from' : 'to'} ${e.peer}` }) : null),
+          e.peer ? h('span', { text: `${e.side === 'source' ? 'from' : 'to'} ${e.peer}` }) : null,
+          e.summary ? h('span', { class: 'summary', dataset: { summary: '' }, title: 'ASTM E1394 record types and sample id', text: e.summary }) : null),
         h('pre', { class: 'text', text: (e.text || '') + more }),
         h('pre', { class: 'hex', text: (e.hex || '') + (e.length > 64 ? ' …' : '') }));
     },

@@ -30,6 +30,16 @@ export function messageBrowser(pairId, canEdit) {
       const since = $('#msg-since').value;
       if (from !== '') params.set('from_seq', from);
       else if (since && !q.newest) params.set('since_ms', String(new Date(since).getTime()));
+      // Search: a text, or an ASTM E1394 field's value (O.3 = the sample id).
+      const contains = $('#msg-contains').value;
+      const astmField = $('#msg-astm-field').value.trim();
+      const astmValue = $('#msg-astm-value').value;
+      if (!q.newest && contains !== '') params.set('contains', contains);
+      if (!q.newest && astmField !== '') {
+        params.set('astm_field', astmField);
+        params.set('astm_value', astmValue);
+      }
+      this.searching = params.has('contains') || params.has('astm_field');
       const err = $('#msg-error');
       err.hidden = true;
       try {
@@ -44,7 +54,8 @@ export function messageBrowser(pairId, canEdit) {
       const pg = this.page;
       const box = $('#msg-table');
       if (!pg.messages.length) {
-        replace(box, h('div', { class: 'empty', id: 'msg-empty', text: pg.next_seq === pg.first_seq ? 'The buffer holds no messages.' : 'No message matches.' }));
+        const searched = this.searching && pg.scanned_to < pg.next_seq ? ` (searched up to #${pg.scanned_to - 1}; search further for more)` : '';
+        replace(box, h('div', { class: 'empty', id: 'msg-empty', text: pg.next_seq === pg.first_seq ? 'The buffer holds no messages.' : `No message matches${searched}.` }));
       } else {
         const tbody = h('tbody');
         for (const m of [...pg.messages].reverse()) {
@@ -68,14 +79,24 @@ export function messageBrowser(pairId, canEdit) {
       $('#msg-range').textContent = seqs.length
         ? `Showing #${lo}–#${hi} · the buffer holds #${pg.first_seq}–#${Math.max(pg.first_seq, pg.next_seq - 1)}`
         : `The buffer holds #${pg.first_seq}–#${Math.max(pg.first_seq, pg.next_seq - 1)}`;
+      const further = $('#msg-further');
+      further.hidden = !(this.searching && pg.scanned_to < pg.next_seq);
+      further.dataset.from = String(pg.scanned_to);
       $('#msg-older').disabled = lo === null || lo <= pg.first_seq;
       $('#msg-newer').disabled = hi === null || hi + 1 >= pg.next_seq;
     },
   };
   $('#msg-filter').addEventListener('submit', (ev) => { ev.preventDefault(); browser.search(); });
+  $('#msg-further').addEventListener('click', (ev) => {
+    $('#msg-from').value = ev.target.dataset.from;
+    browser.search();
+  });
   $('#msg-newest').addEventListener('click', () => {
     $('#msg-from').value = '';
     $('#msg-since').value = '';
+    $('#msg-contains').value = '';
+    $('#msg-astm-field').value = '';
+    $('#msg-astm-value').value = '';
     browser.search({ newest: true });
   });
   $('#msg-older').addEventListener('click', () => {

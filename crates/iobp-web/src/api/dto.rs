@@ -311,6 +311,10 @@ pub struct FeedEntryDto {
     pub hex: String,
     /// Where it came from or went to.
     pub peer: Option<String>,
+    /// What it is at a glance, for protocols ioBufferPro knows: an ASTM E1394 message's
+    /// record types and sample id (`H P O R R L · sample S00000042`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl From<&FeedEntry> for FeedEntryDto {
@@ -323,6 +327,7 @@ impl From<&FeedEntry> for FeedEntryDto {
             text: display_text(&e.preview, 256),
             hex: hex(&e.preview, 64),
             peer: e.peer.as_deref().map(str::to_string),
+            summary: e.summary.as_deref().map(str::to_string),
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct MessagePageDto {
     pub next_seq: u64,
     /// The messages.
     pub messages: Vec<MessageDto>,
+    /// The first sequence number not examined: a search (or a state filter) goes on from
+    /// here with `from_seq` (`next_seq`: it reached the newest message). A search examines
+    /// at most 20,000 messages per request.
+    pub scanned_to: u64,
 }
 
 /// One message in full.
@@ -92,6 +96,59 @@ pub(crate) struct ListQuery {
     since_ms: Option<u64>,
     /// At most this many (default 50, at most 500).
     limit: Option<usize>,
+    /// Search: only messages whose payload contains this text (at most 256 bytes). Without
+    /// `from_seq`/`since_ms` a search starts at the oldest message.
+    contains: Option<String>,
+    /// Search ASTM E1394 messages by a field: `<record type>.<field number>`, E1394
+    /// numbering (`O.3`: the order record's specimen id, `P.3`: the patient id); with
+    /// `astm_value`.
+    #[param(pattern = "^[A-Za-z]\\.[1-9][0-9]{0,2}$")]
+    astm_field: Option<String>,
+    /// The value the ASTM field must have, whole (at most 256 bytes).
+    astm_value: Option<String>,
+}
+
+/// The search a listing asks for, if any.
+fn matching(q: &ListQuery) -> ApiResult<Option<iobp_engine::MessageMatch>> {
+    const MAX: usize = 256;
+    let too_long =
+        |what: &str| ApiError::bad_request(format!("{what} must be at most {MAX} bytes"));
+    match (&q.contains, &q.astm_field, &q.astm_value) {
+        (None, None, None) => Ok(None),
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            Err(ApiError::bad_request("search by `contains` or by `astm_field`, not both"))
+        }
+        (Some(text), None, None) => {
+            if text.len() > MAX {
+                return Err(too_long("contains"));
+            }
+            Ok(Some(iobp_engine::MessageMatch::Contains(text.as_bytes().to_vec())))
+        }
+        (None, Some(f), Some(value)) => {
+            if value.len() > MAX {
+                return Err(too_long("astm_value"));
+            }
+            let parsed = f.split_once('.').and_then(|(r, n)| {
+                let record = match r.as_bytes() {
+                    [c] if c.is_ascii_alphabetic() => c.to_ascii_uppercase(),
+                    _ => return None,
+                };
+                let field = n.parse::<usize>().ok().filter(|n| (1..=999).contains(n))?;
+                Some((record, field))
+            });
+            let Some((record, field)) = parsed else {
+                return Err(ApiError::bad_request(format!(
+                    "astm_field must be a record type and a field number like `O.3`, not `{f}`"
+                )));
+            };
+            Ok(Some(iobp_engine::MessageMatch::AstmField {
+                record,
+                field,
+                value: value.as_bytes().to_vec(),
+            }))
+        }
+        (None, _, _) => Err(ApiError::bad_request("astm_field and astm_value go together")),
+    }
 }
 
 /// Browse buffered messages.
@@ -122,11 +179,13 @@ pub(crate) async fn list(
         since_us: q.since_ms.map(|t| t.saturating_mul(1000)),
         limit: q.limit.unwrap_or(50).clamp(1, iobp_engine::MAX_PAGE),
         preview_bytes: LIST_TEXT.max(LIST_HEX),
+        matching: matching(&q)?,
     };
     let page = s.engine.messages(id, query).await?;
     Ok(axum::Json(MessagePageDto {
         first_seq: page.first_seq,
         next_seq: page.next_seq,
+        scanned_to: page.scanned_to,
         messages: page
             .messages
             .iter()

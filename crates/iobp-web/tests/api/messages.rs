@@ -55,3 +55,66 @@ async fn messages_can_be_browsed_inspected_and_resent() {
         .await;
     assert_eq!(r.body["messages"][0]["seq"], 1);
 }
+
+/// The browser's search: by text, by an ASTM E1394 field (the sample id), page by page
+/// through a large buffer (`scanned_to`), and clear errors for a malformed search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_found_by_text_and_by_an_astm_field() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let port = ports::tcp();
+    let r = api.post("/api/v1/pairs").json(&pair_json("lab", port)).by(&otto).send().await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
+        }
+        tokio::time::sleep(wait::POLL).await;
+    };
+    // Line-framed: each E1394 record of a message on one line, records separated by CR.
+    let mut sent = Vec::new();
+    for n in 1..=25_000u32 {
+        sent.extend_from_slice(
+            format!(
+                "H|\\^&|||analyzer\rP|1||PAT{n}\rO|1|S{n:08}||^^^GLU\rR|1|^^^GLU|{n}\rL|1|N\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    s.write_all(&sent).await.expect("send");
+    drop(s);
+    wait::until_async(30, "all stored", || {
+        api.web.engine.snapshot("lab").is_some_and(|s| s.received == 25_000)
+    })
+    .await;
+    let get = |q: &str| api.get(format!("/api/v1/pairs/lab/messages?{q}")).by(&otto).send();
+    let r = get("astm_field=O.3&astm_value=S00000042").await;
+    let found = r.body["messages"].as_array().expect("messages");
+    assert_eq!(found.len(), 1, "{}", r.body);
+    assert_eq!(found[0]["seq"], 42);
+    assert!(found[0]["text"].as_str().is_some_and(|t| t.contains("PAT42")));
+    // Past the first 20,000 examined: the search says where to go on.
+    let r = get("astm_field=O.3&astm_value=S00024999").await;
+    assert_eq!(r.body["messages"].as_array().map(Vec::len), Some(0));
+    let scanned_to = r.body["scanned_to"].as_u64().expect("scanned_to");
+    assert!(scanned_to > 1 && scanned_to < 25_001, "{}", r.body);
+    let r = get(&format!("astm_field=O.3&astm_value=S00024999&from_seq={scanned_to}")).await;
+    assert_eq!(r.body["messages"][0]["seq"], 24_999, "{}", r.body);
+    assert_eq!(r.body["scanned_to"], r.body["next_seq"]);
+    // By text: every message with PAT1234 in it (PAT1234 and PAT12340..PAT12349).
+    let r = get("contains=PAT1234%0D&limit=500").await;
+    assert_eq!(r.body["messages"].as_array().map(Vec::len), Some(1), "{}", r.body);
+    let r = get("contains=PAT1234&limit=500").await;
+    assert_eq!(r.body["messages"].as_array().map(Vec::len), Some(11));
+    for (q, why) in [
+        ("astm_field=O3&astm_value=x", "like `O.3`"),
+        ("astm_field=O.3", "go together"),
+        ("contains=a&astm_field=O.3&astm_value=b", "not both"),
+    ] {
+        let r = get(q).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(r.body.to_string().contains(why), "{q}: {}", r.body);
+    }
+}
