@@ -148,3 +148,13 @@ fn round_trip_through_json_keeps_everything() {
         assert_eq!(parse_document(&json).expect("reparse"), doc, "{json}");
     }
 }
+
+#[test]
+fn the_readme_astm_example_is_a_valid_pair() {
+    let readme = include_str!("../../../README.md");
+    let at = readme.find(r#"{ "id": "chemistry""#).expect("the ASTM example");
+    let end = at + readme[at..].find("```").expect("closed");
+    let pair = iobp_config::parse_pair(&readme[at..end]).expect("the ASTM example parses");
+    assert_eq!(pair.source.framing().map(iobp_config::FramingSpec::type_name), Some("astm"));
+    assert_eq!(pair.destination.framing().map(iobp_config::FramingSpec::type_name), Some("astm"));
+}
