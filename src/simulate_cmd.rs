@@ -95,6 +95,9 @@ pub(crate) struct AnalyzerArgs {
     /// How long to wait for an answer (E1381: 15000).
     #[arg(long, default_value_t = 15_000)]
     timeout_ms: u64,
+    /// Send no faster than a serial line at this baud rate would (over TCP or a pty).
+    #[arg(long, value_name = "BAUD")]
+    line_baud: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +207,7 @@ async fn analyzer(a: AnalyzerArgs) -> anyhow::Result<()> {
         long_every: a.long_every,
         answer_timeout: Duration::from_millis(a.timeout_ms),
         rate: a.rate,
+        line_baud: a.line_baud,
         ..AnalyzerOptions::default()
     };
     let started = Instant::now();

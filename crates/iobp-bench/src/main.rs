@@ -40,6 +40,7 @@
 //! verifying receiving application), [`instance`] (the child instances and what `/metrics`
 //! and `/proc` say about them), [`report`] (percentiles and target lines).
 
+mod astm;
 mod broker;
 mod failover;
 mod idle;
@@ -128,6 +129,12 @@ struct BenchArgs {
     /// Skip the JetStream phase (through a nats-server the bench starts).
     #[arg(long)]
     skip_jetstream: bool,
+    /// Skip the ASTM phase (the analyzer and LIS simulators through an instance).
+    #[arg(long)]
+    skip_astm: bool,
+    /// Messages per run of the ASTM phase.
+    #[arg(long, default_value_t = 2_000)]
+    astm_messages: u64,
     /// Run only these phases (comma-separated), none of the others.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Only>,
@@ -144,6 +151,8 @@ enum Only {
     Mqtt,
     /// The JetStream phase.
     Jetstream,
+    /// The ASTM phase.
+    Astm,
 }
 
 /// Which of the scaling phases (each with instances of its own) run.
@@ -154,6 +163,7 @@ struct Scaling {
     idle: bool,
     mqtt: bool,
     jetstream: bool,
+    astm: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -208,6 +218,7 @@ async fn bench(args: &BenchArgs, binary: &Binary) -> anyhow::Result<()> {
         idle: picked(Only::Idle) && !args.skip_idle,
         mqtt: picked(Only::Mqtt) && !args.skip_mqtt,
         jetstream: picked(Only::Jetstream) && !args.skip_jetstream,
+        astm: picked(Only::Astm) && !args.skip_astm,
     };
     let result = if args.only.is_empty() {
         all_phases(args, binary, &data, epoch, scaling).await
@@ -328,6 +339,9 @@ async fn scaling_phases(
             jetstream::run(binary, data, n, args.latency_secs, args.size, epoch).await?;
         ok &= in_order;
         targets.extend(js_targets);
+    }
+    if phases.astm {
+        ok &= astm::run(binary, data, args.astm_messages).await?;
     }
     for t in targets {
         println!("{t}");

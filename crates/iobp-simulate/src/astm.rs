@@ -43,6 +43,9 @@ pub struct AnalyzerOptions {
     pub retry_after: Duration,
     /// Messages per second at most (`None`: as fast as the receiver answers).
     pub rate: Option<f64>,
+    /// Take as long to send as a serial line at this baud rate would (10 bit times per
+    /// byte, 8N1): a pseudo-terminal or TCP standing in for an RS-232 line.
+    pub line_baud: Option<u32>,
 }
 
 impl Default for AnalyzerOptions {
@@ -56,6 +59,7 @@ impl Default for AnalyzerOptions {
             answer_timeout: iobp_codec::astm::SENDER_TIMEOUT,
             retry_after: Duration::from_secs(1),
             rate: None,
+            line_baud: None,
         }
     }
 }
@@ -157,6 +161,7 @@ pub async fn analyzer_on<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 1024];
     let started = Instant::now();
     let mut answers = 0u64;
+    let mut line_free = Instant::now();
     while report.delivered < opts.count {
         if let Some(rate) = opts.rate.filter(|r| *r > 0.0) {
             #[allow(clippy::cast_precision_loss)]
@@ -197,6 +202,18 @@ pub async fn analyzer_on<S: AsyncRead + AsyncWrite + Unpin>(
             if !out.is_empty() {
                 io.write_all(&out).await.map_err(io_error)?;
                 io.flush().await.map_err(io_error)?;
+                if let Some(baud) = opts.line_baud.filter(|b| *b > 0) {
+                    // The line's own clock: a timer wakes late by up to a millisecond, so
+                    // a write starts where the line's previous one ended unless the line
+                    // was idle for longer (waiting for an answer).
+                    #[allow(clippy::cast_precision_loss)] // a delay
+                    let takes = Duration::from_secs_f64(out.len() as f64 * 10.0 / f64::from(baud));
+                    let now = Instant::now();
+                    let starts =
+                        if line_free + Duration::from_millis(2) < now { now } else { line_free };
+                    line_free = starts + takes;
+                    tokio::time::sleep_until(line_free).await;
+                }
             }
             if let Some(d) = ended {
                 break d;
