@@ -8,6 +8,8 @@
 //! (one peer at a time), or a serial port. The protocol state machines are the codecs' own
 //! (`iobp_codec::astm`, MLLP framing): a simulator is I/O, timers and a script around them.
 
+pub mod modbus;
+
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -117,7 +119,9 @@ impl Endpoint {
     /// The port cannot be bound.
     pub async fn new(link: Link) -> Result<Self, Error> {
         let listener = match &link {
-            Link::Listen(addr) => Some(TcpListener::bind(addr).await.map_err(|e| link_error(&link, e))?),
+            Link::Listen(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|e| link_error(&link, e))?)
+            }
             _ => None,
         };
         Ok(Endpoint { link, listener })
