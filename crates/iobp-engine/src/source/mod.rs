@@ -1,6 +1,7 @@
 //! Sources: where messages come from. Each runs as one supervised task per pair that keeps
 //! going — rebinding, reconnecting with backoff — until the pair stops.
 
+mod modbus;
 mod mqtt;
 mod nats;
 mod remote;
@@ -23,5 +24,6 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Remote(s) => remote::source(ctx, s).await,
         EndpointSpec::Mqtt(s) => mqtt::source(ctx, s).await,
         EndpointSpec::Nats(s) => nats::source(ctx, s).await,
+        EndpointSpec::Modbus(s) => modbus::source(ctx, s).await,
     }
 }

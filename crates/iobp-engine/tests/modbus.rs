@@ -1,0 +1,262 @@
+//! The `modbus` source against the project's Modbus device simulator (`iobp_simulate::modbus`)
+//! on real sockets and a real pseudo-terminal pair: readings arrive at a TCP receiver durable
+//! and in order, polls keep their schedule while the destination is down, an exception fails
+//! one poll (Yellow, counted, nothing stored for it), a device that stops answering is Red and
+//! reconnected.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use iobp_engine::Color;
+use iobp_simulate::modbus::{Control, ExceptionRange};
+use iobp_simulate::{Endpoint, Link};
+use iobp_testkit::ports;
+use iobp_testkit::receiver::AsyncReceiver;
+use serde_json::Value;
+
+/// A Modbus TCP device answering unit 1 on a fresh loopback port; runs until the test ends.
+async fn tcp_device(ip: &str) -> (u16, Arc<Control>) {
+    let port = ports::tcp_on(ip);
+    let control = Control::new(Some(1));
+    let endpoint = Endpoint::new(Link::Listen(format!("{ip}:{port}"))).await.expect("listen");
+    tokio::spawn(iobp_simulate::modbus::serve(endpoint, control.clone()));
+    (port, control)
+}
+
+fn pair(id: &str, transport: &str, polls: &str, dst: (&str, u16)) -> String {
+    format!(
+        r#"{{"id": "{id}", "retry": {{"initial_ms": 50, "max_ms": 300}},
+            "source": {{"type": "modbus", "transport": {transport}, "polls": [{polls}]}},
+            "destination": {{"type": "tcp_client", "host": "{}", "port": {},
+                             "framing": {{"type": "line"}}}}}}"#,
+        dst.0, dst.1
+    )
+}
+
+fn tcp(ip: &str, port: u16, timeout_ms: u64) -> String {
+    format!(r#"{{"type": "tcp", "host": "{ip}", "port": {port}, "timeout_ms": {timeout_ms}}}"#)
+}
+
+/// Register 0 counts the requests the device answered; 100–103 hold their own addresses.
+const COUNTER_AND_FIXED: &str = r#"
+    {"name": "counter", "unit": 1, "function": "holding_registers", "address": 0, "count": 1,
+     "interval_ms": 50, "fields": [{"name": "n", "offset": 0, "type": "u16"}]},
+    {"name": "fixed", "unit": 1, "function": "input_registers", "address": 100, "count": 4,
+     "interval_ms": 50, "fields": [
+        {"name": "a", "offset": 0, "type": "u16"},
+        {"name": "bc", "offset": 1, "type": "u32"},
+        {"name": "half", "offset": 3, "type": "u16", "scale": 0.5, "offset_value": -1}]},
+    {"name": "bits", "unit": 1, "function": "coils", "address": 0, "count": 10,
+     "interval_ms": 100}"#;
+
+fn parse(lines: &[String]) -> Vec<Value> {
+    lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+/// Every reading is well formed, per poll in time order, the counter grows, and the fixed
+/// registers decode as they should.
+fn check_readings(readings: &[Value]) {
+    let mut last_at = std::collections::HashMap::<String, String>::new();
+    let mut last_n = None;
+    for r in readings {
+        let poll = r["poll"].as_str().expect("poll").to_string();
+        let at = r["at"].as_str().expect("at").to_string();
+        assert!(at.ends_with('Z') && at.len() == 24, "{r}");
+        if let Some(before) = last_at.insert(poll.clone(), at.clone()) {
+            assert!(before < at, "`{poll}` out of order: {before} then {at}");
+        }
+        assert!(r["elapsed_ms"].as_f64().is_some_and(|e| e >= 0.0), "{r}");
+        match poll.as_str() {
+            "counter" => {
+                let n = r["values"]["n"].as_u64().expect("n");
+                assert_eq!(r["registers"][0].as_u64(), Some(n));
+                if let Some(before) = last_n {
+                    assert!(n > before, "the counter went from {before} to {n}");
+                }
+                last_n = Some(n);
+            }
+            "fixed" => {
+                assert_eq!(r["registers"], serde_json::json!([100, 101, 102, 103]), "{r}");
+                if r.get("values").is_some() {
+                    assert_eq!(r["values"]["a"], 100);
+                    assert_eq!(r["values"]["bc"], 101 * 65_536 + 102);
+                    assert_eq!(r["values"]["half"], 50.5);
+                }
+                assert_eq!(r["function"], "input_registers");
+                assert_eq!((r["address"].as_u64(), r["count"].as_u64()), (Some(100), Some(4)));
+            }
+            "bits" => {
+                let bits = r["bits"].as_array().expect("bits");
+                assert_eq!(bits.len(), 10);
+                assert!(r.get("values").is_none() && r.get("registers").is_none(), "{r}");
+            }
+            other => panic!("unexpected poll {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_from_a_tcp_device_arrive_durable_decoded_and_in_order() {
+    let ip = ports::loopback();
+    let (port, _device) = tcp_device(&ip).await;
+    let dst = ports::tcp_on(&ip);
+    let rx = AsyncReceiver::start((ip.as_str(), dst));
+    let h = Harness::new().await;
+    h.add(&pair("mb", &tcp(&ip, port, 1000), COUNTER_AND_FIXED, (&ip, dst))).await;
+    let lines = rx.wait_lines(100, 20).await;
+    let readings = parse(&lines);
+    check_readings(&readings);
+    for poll in ["counter", "fixed", "bits"] {
+        assert!(readings.iter().any(|r| r["poll"] == poll), "no `{poll}` reading");
+    }
+    let s = h.snap("mb");
+    assert_eq!(s.source.color, Color::Green, "{s:#?}");
+    assert_eq!((s.modbus_poll_errors, s.refused), (0, 0), "{s:#?}");
+    assert!(s.received >= 100, "{s:#?}");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_from_an_rtu_device_on_a_serial_line_arrive_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyMODBUS");
+    let device = iobp_testkit::pty::Device::plug(&link);
+    let control = Control::new(Some(1));
+    let c = control.clone();
+    let served = tokio::spawn(async move {
+        let mut device = device;
+        iobp_simulate::modbus::serve_rtu(&mut device.master, &c, 115_200).await
+    });
+    let ip = ports::loopback();
+    let dst = ports::tcp_on(&ip);
+    let rx = AsyncReceiver::start((ip.as_str(), dst));
+    let h = Harness::new().await;
+    let transport = format!(
+        r#"{{"type": "rtu", "port": "{}", "baud_rate": 115200, "parity": "Even",
+             "timeout_ms": 1000}}"#,
+        link.display()
+    );
+    h.add(&pair("rtu", &transport, COUNTER_AND_FIXED, (&ip, dst))).await;
+    let readings = parse(&rx.wait_lines(60, 20).await);
+    check_readings(&readings);
+    let s = h.snap("rtu");
+    assert_eq!(s.source.color, Color::Green, "{s:#?}");
+    assert_eq!(s.modbus_poll_errors, 0, "{s:#?}");
+    assert!(control.answered() >= 60);
+    served.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_keep_their_schedule_while_the_destination_is_down() {
+    let ip = ports::loopback();
+    let (port, _device) = tcp_device(&ip).await;
+    let dst = ports::tcp_on(&ip);
+    let mut rx = AsyncReceiver::start((ip.as_str(), dst));
+    rx.stop();
+    let h = Harness::new().await;
+    // Two polls every 50 ms: 40 readings a second.
+    let polls = r#"
+        {"name": "counter", "unit": 1, "function": "holding_registers", "address": 0, "count": 1,
+         "interval_ms": 50, "fields": [{"name": "n", "offset": 0, "type": "u16"}]},
+        {"name": "fixed", "unit": 1, "function": "input_registers", "address": 100, "count": 4,
+         "interval_ms": 50}"#;
+    h.add(&pair("down", &tcp(&ip, port, 1000), polls, (&ip, dst))).await;
+    h.wait_for("down", 10, "the first readings stored", |s| s.received >= 10).await;
+    let (r0, t0) = (h.snap("down").received, Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = h.snap("down");
+    let stored = s.received - r0;
+    #[allow(clippy::cast_precision_loss)]
+    let expected = t0.elapsed().as_secs_f64() * 40.0;
+    assert_ne!(s.destination.color, Color::Green, "the destination is down: {s:#?}");
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = stored as f64 / expected;
+    assert!(
+        (0.8..=1.1).contains(&ratio),
+        "{stored} readings stored in {:?} with the destination down; the schedule asks for \
+         {expected:.0}",
+        t0.elapsed()
+    );
+    assert_eq!(s.sent, 0, "{s:#?}");
+    // Back: everything stored arrives, in order, the oldest first.
+    rx.restart();
+    let want = usize::try_from(h.snap("down").received).expect("count");
+    let readings = parse(&rx.wait_lines(want, 20).await);
+    check_readings(&readings);
+    let counters: Vec<u64> =
+        readings.iter().filter_map(|r| r["values"]["n"].as_u64()).collect::<Vec<_>>();
+    assert!(counters.len() * 2 >= want - 2, "both polls stored alike");
+    h.wait_for("down", 10, "everything delivered", |s| s.pending == 0 && s.sent >= want as u64)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exception_fails_only_its_poll_counted_shown_and_never_stored() {
+    let ip = ports::loopback();
+    let (port, device) = tcp_device(&ip).await;
+    device.set_exception(Some(ExceptionRange { from: 200, to: 209, code: 2 }));
+    let dst = ports::tcp_on(&ip);
+    let rx = AsyncReceiver::start((ip.as_str(), dst));
+    let h = Harness::new().await;
+    let polls = r#"
+        {"name": "good", "unit": 1, "function": "holding_registers", "address": 100, "count": 2,
+         "interval_ms": 50},
+        {"name": "tank", "unit": 1, "function": "holding_registers", "address": 205, "count": 2,
+         "interval_ms": 50}"#;
+    h.add(&pair("exc", &tcp(&ip, port, 1000), polls, (&ip, dst))).await;
+    h.wait_for("exc", 10, "the failing poll shown", |s| {
+        s.source.color == Color::Yellow
+            && s.source.detail.contains("`tank` exception 2 (illegal data address)")
+            && s.modbus_poll_errors >= 10
+            && s.received >= 10
+    })
+    .await;
+    let s = h.snap("exc");
+    let (_, _, last) = s.last_error.clone().expect("last error");
+    assert!(last.contains("tank") && last.contains("illegal data address"), "{last}");
+    assert!(s.errors >= s.modbus_poll_errors, "{s:#?}");
+    let lines = rx.wait_lines(10, 10).await;
+    assert!(parse(&lines).iter().all(|r| r["poll"] == "good"), "{lines:#?}");
+    // The device is fixed: the poll stores again and the side is Green.
+    device.set_exception(None);
+    h.wait_for("exc", 10, "the poll healed", |s| s.source.color == Color::Green).await;
+    iobp_testkit::wait::poll_async(10, "a `tank` reading", || {
+        let lines = rx.lines();
+        if parse(&lines).iter().any(|r| r["poll"] == "tank") { Ok(()) } else { Err(String::new()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_answering_is_red_and_polled_again_when_it_answers() {
+    let ip = ports::loopback();
+    let (port, device) = tcp_device(&ip).await;
+    let dst = ports::tcp_on(&ip);
+    let rx = AsyncReceiver::start((ip.as_str(), dst));
+    let h = Harness::new().await;
+    let polls = r#"
+        {"name": "counter", "unit": 1, "function": "holding_registers", "address": 0, "count": 1,
+         "interval_ms": 50, "fields": [{"name": "n", "offset": 0, "type": "u16"}]}"#;
+    h.add(&pair("quiet", &tcp(&ip, port, 200), polls, (&ip, dst))).await;
+    h.wait_for("quiet", 10, "readings", |s| s.received >= 5).await;
+    device.set_silent(true);
+    h.wait_for("quiet", 10, "Red: no answer", |s| {
+        s.source.color == Color::Red && s.source.detail.contains("did not answer within 200 ms")
+    })
+    .await;
+    let during = h.snap("quiet");
+    assert!(during.modbus_poll_errors >= 1, "{during:#?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet = h.snap("quiet").received;
+    assert!(quiet <= during.received + 1, "nothing stored while the device is silent");
+    device.set_silent(false);
+    h.wait_for("quiet", 10, "polled again", |s| {
+        s.source.color == Color::Green && s.received >= quiet + 10
+    })
+    .await;
+    let want = usize::try_from(h.snap("quiet").received).expect("count");
+    check_readings(&parse(&rx.wait_lines(want, 10).await));
+}
