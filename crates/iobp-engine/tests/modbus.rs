@@ -260,3 +260,67 @@ async fn a_device_that_stops_answering_is_red_and_polled_again_when_it_answers()
     let want = usize::try_from(h.snap("quiet").received).expect("count");
     check_readings(&parse(&rx.wait_lines(want, 10).await));
 }
+
+/// A figure, not a check (performance is measured, never asserted): `IOBP_MODBUS_POLLS`
+/// (default 20) polls every 10 ms (2,000 requested per second) against the TCP simulator for
+/// `IOBP_MODBUS_SECS` (default 30) seconds, every reading stored and delivered to a receiver. Prints polls stored per second and
+/// the device's answer time (p50, p99, max) from the readings' `elapsed_ms`. Run with
+/// `cargo test -p iobp-engine --test modbus -- --ignored --nocapture polls_per_second`.
+#[ignore = "a measurement: run on demand"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_per_second_sustained() {
+    let secs: u64 =
+        std::env::var("IOBP_MODBUS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let ip = ports::loopback();
+    let (port, _device) = tcp_device(&ip).await;
+    let dst = ports::tcp_on(&ip);
+    let rx = AsyncReceiver::start((ip.as_str(), dst));
+    let h = Harness::new().await;
+    let n: u64 = std::env::var("IOBP_MODBUS_POLLS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let polls: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"name": "p{i}", "unit": 1, "function": "holding_registers",
+                     "address": {}, "count": 10, "interval_ms": 10}}"#,
+                100 + i * 10
+            )
+        })
+        .collect();
+    h.add(&pair("rate", &tcp(&ip, port, 1000), &polls.join(","), (&ip, dst))).await;
+    h.wait_for("rate", 10, "polling", |s| s.received >= 100).await;
+    let (r0, t0) = (h.snap("rate").received, Instant::now());
+    let skip = rx.line_count();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let s = h.snap("rate");
+    let elapsed = t0.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = (s.received - r0) as f64 / elapsed;
+    let lines = rx.lines();
+    let mut answer: Vec<f64> = parse(&lines[skip.min(lines.len())..])
+        .iter()
+        .filter_map(|r| r["elapsed_ms"].as_f64())
+        .collect();
+    answer.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((answer.len() as f64 - 1.0) * p).round() as usize;
+        answer.get(i).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "modbus: {n} polls x 10 ms ({}/s asked) for {elapsed:.1} s: {rate:.0} polls/s stored, \
+         {} delivered, errors {}, refused {}; answer time p50 {:.3} ms, p99 {:.3} ms, max {:.3} \
+         ms ({} readings)",
+        n * 100,
+        s.sent,
+        s.modbus_poll_errors,
+        s.refused,
+        q(0.5),
+        q(0.99),
+        answer.last().copied().unwrap_or(f64::NAN),
+        answer.len()
+    );
+}
