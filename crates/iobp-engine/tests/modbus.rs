@@ -120,7 +120,7 @@ async fn readings_from_a_tcp_device_arrive_durable_decoded_and_in_order() {
 
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readings_from_an_rtu_device_on_a_serial_line_arrive_in_order() {
+async fn readings_from_an_rtu_device_on_a_serial_line_arrive_in_order_and_resume_after_silence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("ttyMODBUS");
     let device = iobp_testkit::pty::Device::plug(&link);
@@ -146,6 +146,21 @@ async fn readings_from_an_rtu_device_on_a_serial_line_arrive_in_order() {
     assert_eq!(s.source.color, Color::Green, "{s:#?}");
     assert_eq!(s.modbus_poll_errors, 0, "{s:#?}");
     assert!(control.answered() >= 60);
+    // A device on the line that stops answering: Red, the port reopened after the backoff,
+    // readings again once it answers.
+    control.set_silent(true);
+    h.wait_for("rtu", 10, "Red: no answer on the line", |s| {
+        s.source.color == Color::Red && s.source.detail.contains("did not answer within 1000 ms")
+    })
+    .await;
+    let quiet = h.snap("rtu").received;
+    control.set_silent(false);
+    h.wait_for("rtu", 10, "polled again", |s| {
+        s.source.color == Color::Green && s.received >= quiet + 20
+    })
+    .await;
+    let want = usize::try_from(h.snap("rtu").received).expect("count");
+    check_readings(&parse(&rx.wait_lines(want, 10).await));
     served.abort();
 }
 
