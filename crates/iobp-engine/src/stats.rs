@@ -140,6 +140,11 @@ impl SideStatus {
         *lock(&self.lag) = lag;
     }
 
+    /// What the side is doing, as shown.
+    pub(crate) fn detail(&self) -> String {
+        lock(&self.detail).clone()
+    }
+
     fn snapshot(&self) -> SideSnapshot {
         SideSnapshot {
             color: self.color(),

@@ -188,9 +188,12 @@ impl Polling {
         peer: &Arc<str>,
         progress: &Progress,
     ) -> Result<Ended, SideError> {
+        // What the connector loop shows for the connection (Green, or Yellow with a serial
+        // driver's ignored settings), with the polls: shown again once no poll fails.
         let status = &ctx.stats.source;
-        let healthy = format!("polling {peer}: {} poll(s)", self.polls.len());
-        status.set(Color::Green, healthy.clone());
+        let healthy =
+            (status.color(), format!("{}; {} poll(s)", status.detail(), self.polls.len()));
+        status.set(healthy.0, healthy.1.clone());
         let start = Instant::now();
         let mut schedule: Vec<Scheduled> = self
             .polls
@@ -315,8 +318,9 @@ fn failed(ctx: &SideCtx, poll: &ModbusPoll, s: &mut Scheduled, why: &str) {
     }
 }
 
-/// The side's status: Yellow naming the failing polls, else Green.
-fn show(ctx: &SideCtx, polls: &[ModbusPoll], schedule: &[Scheduled], healthy: &str) {
+/// The side's status: Yellow naming the failing polls, else as the connection is shown.
+fn show(ctx: &SideCtx, polls: &[ModbusPoll], schedule: &[Scheduled], healthy: &(Color, String)) {
+    let (color, healthy) = healthy;
     let failing: Vec<String> = polls
         .iter()
         .zip(schedule)
@@ -325,7 +329,7 @@ fn show(ctx: &SideCtx, polls: &[ModbusPoll], schedule: &[Scheduled], healthy: &s
         })
         .collect();
     if failing.is_empty() {
-        ctx.stats.source.set(Color::Green, healthy);
+        ctx.stats.source.set(*color, healthy.as_str());
     } else {
         let shown: Vec<&str> = failing.iter().take(4).map(String::as_str).collect();
         let more = failing.len().saturating_sub(shown.len());
