@@ -1,6 +1,6 @@
 //! Both portals in a real headless Chromium, driven through `chromedriver` (the W3C
 //! `WebDriver` protocol), against the real binary: first login and password change, the
-//! Create Channel Pair form with the server's validation shown at the fields (and every TLS, serial, RS-485
+//! Create Channel Pair form with the server's validation shown at the fields (and every TLS, serial, RS-485, Modbus
 //! and backup-destination setting: created, stored, edited and saved unchanged), the Live View
 //! (Source and Destination views), stop and start, status colours following a receiver going
 //! down and coming back, the message browser and re-send, rejections, edit, delete with

@@ -1,4 +1,4 @@
-//! The Create/Edit Channel Pair form with every TLS, serial, RS-485, MQTT, NATS and
+//! The Create/Edit Channel Pair form with every TLS, serial, RS-485, MQTT, NATS, Modbus and
 //! backup-destination setting: created, stored, edited and saved unchanged.
 
 use std::path::Path;
@@ -844,6 +844,108 @@ async fn pair_form_nats_sides() {
         let exported = inst.exported_pair("jetstream-bridge");
         assert_eq!(exported["destination"]["auth"]["password"], "nats-password-1", "the stored password is kept");
         assert_eq!(exported["source"]["auth"]["token"], "nats-token-1", "the token too");
+
+        b.close().await;
+        let _ = inst.terminate();
+    })
+    .await;
+}
+
+/// A Modbus device connected through the form: Modbus is offered for a source and not for a
+/// destination, the transport shows its own fields (TCP: host and port; RTU: the serial line),
+/// a problem in a poll lands at the polls box naming the poll and field, the created pair's
+/// readings (from the project's simulator) arrive at a TCP receiver, and the edit form has
+/// everything back and saves it unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_form_modbus_source() {
+    let _turn = take_turn();
+    scenario("pair form modbus", async {
+        let dir = tempfile::tempdir().expect("tmp");
+        let device_port = ports::tcp();
+        let endpoint = iobp_simulate::Endpoint::new(iobp_simulate::Link::Listen(format!("127.0.0.1:{device_port}")))
+            .await
+            .expect("device listens");
+        tokio::spawn(iobp_simulate::modbus::serve(endpoint, iobp_simulate::modbus::Control::new(Some(1))));
+        let dst = ports::tcp();
+        let rx = Receiver::start(ports::localhost(dst));
+        let inst = Instance::start(dir.path(), &[]);
+        let ops = format!("http://{}", inst.ops);
+        let b = Browser::start("pair-form-modbus").await;
+        b.goto(&format!("{ops}/channels")).await;
+        b.login("admin", TEST_ADMIN_PASSWORD).await;
+        b.wait_path("/channels").await;
+        b.click("#create-pair").await;
+        b.wait_js("the pair form", "return document.querySelector('#pair-form') ? true : null").await;
+        b.fill("#pair-name-input", "PLC tank").await;
+
+        // Offered for a source only.
+        let types = |side: &str| format!("return Array.from(document.querySelectorAll('#pair-form select{} option')).map((o) => o.value)", dp(side));
+        let source_types = b.js(&types("source")).await;
+        assert!(source_types.as_array().expect("types").contains(&json!("modbus")), "{source_types}");
+        let destination_types = b.js(&types("destination")).await;
+        assert!(!destination_types.as_array().expect("types").contains(&json!("modbus")), "{destination_types}");
+
+        // Each transport shows its own fields.
+        b.select(&dp("source"), "modbus").await;
+        assert_eq!(
+            b.shown_paths("source.").await,
+            ["source.transport.type", "source.transport.timeout_ms", "source.transport.host", "source.transport.port", "source.polls"]
+        );
+        b.select(&dp("source.transport.type"), "rtu").await;
+        assert_eq!(
+            b.shown_paths("source.transport.").await,
+            [
+                "source.transport.type", "source.transport.timeout_ms", "source.transport.port", "source.transport.baud_rate",
+                "source.transport.data_bits", "source.transport.parity", "source.transport.stop_bits", "source.transport.rs485",
+            ]
+        );
+        b.select(&dp("source.transport.type"), "tcp").await;
+
+        // A poll too wide for the protocol: refused, shown at the polls, naming poll and field.
+        b.fill(&format!("#pair-form .modbus-tcp {}", dp("source.transport.host")), "127.0.0.1").await;
+        b.fill(&format!("#pair-form .modbus-tcp {}", dp("source.transport.port")), &device_port.to_string()).await;
+        b.fill(&dp("source.transport.timeout_ms"), "500").await;
+        let polls = |count: u32| {
+            json!([{"name": "tank", "unit": 1, "function": "holding_registers", "address": 100, "count": count,
+                    "interval_ms": 50, "fields": [{"name": "level", "offset": 1, "type": "u16", "scale": 0.5}]}])
+        };
+        b.fill(&dp("source.polls"), &polls(126).to_string()).await;
+        b.fill(&dp("destination.host"), "127.0.0.1").await;
+        b.fill(&dp("destination.port"), &dst.to_string()).await;
+        b.select(&dp("destination.framing.type"), "line").await;
+        b.click("#pair-submit").await;
+        b.wait_text(&field_error("source.polls"), "source.polls[0].count: must be between 1 and 125").await;
+        assert_eq!(inst.api("GET", "/api/v1/pairs", None).json(), json!([]), "the server refused it");
+
+        // Corrected: created, and the device's readings arrive.
+        b.fill(&dp("source.polls"), &polls(2).to_string()).await;
+        b.submit_pair_form().await;
+        wait_until("readings at the receiver", || rx.line_count() >= 5).await;
+        for line in rx.received().lines() {
+            let reading: serde_json::Value = serde_json::from_str(&line).expect("a JSON reading");
+            assert_eq!((reading["poll"].clone(), reading["registers"].clone()), (json!("tank"), json!([100, 101])), "{line}");
+            assert_eq!(reading["values"]["level"], 50.5, "{line}");
+        }
+        let spec = inst.api("GET", "/api/v1/pairs/plc-tank", None).json()["spec"].clone();
+        assert_eq!(
+            spec["source"],
+            json!({"type": "modbus", "transport": {"type": "tcp", "host": "127.0.0.1", "port": device_port, "timeout_ms": 500},
+                   "polls": polls(2)}),
+            "{spec}"
+        );
+        b.wait_text("tr[data-pair-id=\"plc-tank\"]", &format!("TCP 127.0.0.1:{device_port} · 1 poll")).await;
+
+        // The edit form has everything back; an unchanged save keeps it.
+        b.open_edit("plc-tank", "PLC tank").await;
+        assert_eq!(b.field_value("source").await, "modbus");
+        assert_eq!(b.field_value("source.transport.host").await, "127.0.0.1");
+        let shown: serde_json::Value =
+            serde_json::from_str(b.field_value("source.polls").await.as_str().expect("text")).expect("JSON polls");
+        assert_eq!(shown, polls(2));
+        assert!(!b.shown("#pair-hidden-settings").await, "the form shows every setting of a modbus side");
+        b.submit_pair_form().await;
+        let after = inst.api("GET", "/api/v1/pairs/plc-tank", None).json()["spec"].clone();
+        assert_eq!(after, spec, "an unchanged save keeps the stored configuration");
 
         b.close().await;
         let _ = inst.terminate();

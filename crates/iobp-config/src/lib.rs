@@ -33,11 +33,13 @@
 #![warn(missing_docs)]
 
 mod bytes;
+mod modbus;
 mod secrets;
 mod spec;
 mod validate;
 
 pub use crate::bytes::ByteString;
+pub use crate::modbus::*;
 pub use crate::secrets::PASSWORD_MASK;
 pub use crate::spec::*;
 pub use crate::validate::{

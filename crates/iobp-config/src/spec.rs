@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::ByteString;
+use crate::modbus::ModbusSpec;
 
 /// Default `max_message_bytes`: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
@@ -171,6 +172,9 @@ pub enum EndpointSpec {
     Mqtt(MqttSpec),
     /// NATS JetStream: a destination publishes to a subject, a source pulls from a stream.
     Nats(NatsSpec),
+    /// A Modbus device polled over TCP or RTU (a serial port): source only; one message per
+    /// executed poll.
+    Modbus(ModbusSpec),
 }
 
 /// Marks the inner path of an error raised inside a tagged value, so the parser can report
@@ -192,8 +196,16 @@ pub(crate) fn at_path<T: serde::de::DeserializeOwned, E: serde::de::Error>(
 impl<'de> Deserialize<'de> for EndpointSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        const TYPES: &[&str] =
-            &["tcp_server", "tcp_client", "serial", "remote_icombuffer", "udp", "mqtt", "nats"];
+        const TYPES: &[&str] = &[
+            "tcp_server",
+            "tcp_client",
+            "serial",
+            "remote_icombuffer",
+            "udp",
+            "mqtt",
+            "nats",
+            "modbus",
+        ];
         let serde_json::Value::Object(mut obj) = serde_json::Value::deserialize(d)? else {
             return Err(D::Error::custom("expected an object with a `type`"));
         };
@@ -211,6 +223,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
             "udp" => at_path(v).map(EndpointSpec::Udp),
             "mqtt" => at_path(v).map(EndpointSpec::Mqtt),
             "nats" => at_path(v).map(EndpointSpec::Nats),
+            "modbus" => at_path(v).map(EndpointSpec::Modbus),
             other => Err(D::Error::unknown_variant(other, TYPES)),
         }
     }
@@ -227,6 +240,7 @@ impl EndpointSpec {
             EndpointSpec::Udp(_) => "udp",
             EndpointSpec::Mqtt(_) => "mqtt",
             EndpointSpec::Nats(_) => "nats",
+            EndpointSpec::Modbus(_) => "modbus",
         }
     }
 
@@ -239,7 +253,8 @@ impl EndpointSpec {
             EndpointSpec::Remote(_)
             | EndpointSpec::Udp(_)
             | EndpointSpec::Mqtt(_)
-            | EndpointSpec::Nats(_) => None,
+            | EndpointSpec::Nats(_)
+            | EndpointSpec::Modbus(_) => None,
         }
     }
 
@@ -253,7 +268,8 @@ impl EndpointSpec {
             EndpointSpec::Remote(_)
             | EndpointSpec::Udp(_)
             | EndpointSpec::Mqtt(_)
-            | EndpointSpec::Nats(_) => NONE,
+            | EndpointSpec::Nats(_)
+            | EndpointSpec::Modbus(_) => NONE,
         }
     }
 }

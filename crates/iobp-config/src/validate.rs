@@ -278,34 +278,7 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
             }
         }
         EndpointSpec::Serial(s) => {
-            if s.port.trim().is_empty() {
-                c.fail(&p("port"), "must name a serial port (COM3, /dev/ttyUSB0)");
-            }
-            if s.baud_rate == 0 || s.baud_rate > 20_000_000 {
-                c.fail(&p("baud_rate"), "must be between 1 and 20000000");
-            }
-            if !(5..=8).contains(&s.data_bits) {
-                c.fail(&p("data_bits"), "must be 5, 6, 7 or 8");
-            }
-            if !(1..=2).contains(&s.stop_bits) {
-                c.fail(&p("stop_bits"), "must be 1 or 2");
-            }
-            if let Some(r) = &s.rs485 {
-                if s.flow_control == FlowControl::RtsCts {
-                    c.fail(
-                        &p("flow_control"),
-                        "RTS/CTS cannot be used with RS-485: RS-485 drives RTS to switch the transceiver",
-                    );
-                }
-                for (f, v) in [
-                    ("delay_before_send_ms", r.delay_before_send_ms),
-                    ("delay_after_send_ms", r.delay_after_send_ms),
-                ] {
-                    if v > 1000 {
-                        c.fail(&p(&format!("rs485.{f}")), "must be between 0 and 1000");
-                    }
-                }
-            }
+            check_serial_line(c, path, s);
             check_write_timeout(c, &p("write_timeout_ms"), s.write_timeout_ms, side);
         }
         EndpointSpec::Remote(r) => {
@@ -332,11 +305,180 @@ fn check_endpoint(c: &mut Check, path: &str, e: &EndpointSpec, side: Side) {
         }
         EndpointSpec::Mqtt(m) => check_mqtt(c, path, m, side),
         EndpointSpec::Nats(n) => check_nats(c, path, n, side),
+        EndpointSpec::Modbus(m) => check_modbus(c, path, m, side),
     }
     if let Some(f) = e.framing() {
         check_framing(c, &p("framing"), f);
     }
     check_ack(c, path, e, side);
+}
+
+/// The line settings of a serial port (a `serial` side, a `modbus` side's RTU transport).
+fn check_serial_line(c: &mut Check, path: &str, s: &crate::spec::SerialSpec) {
+    let p = |f: &str| format!("{path}.{f}");
+    if s.port.trim().is_empty() {
+        c.fail(&p("port"), "must name a serial port (COM3, /dev/ttyUSB0)");
+    }
+    if s.baud_rate == 0 || s.baud_rate > 20_000_000 {
+        c.fail(&p("baud_rate"), "must be between 1 and 20000000");
+    }
+    if !(5..=8).contains(&s.data_bits) {
+        c.fail(&p("data_bits"), "must be 5, 6, 7 or 8");
+    }
+    if !(1..=2).contains(&s.stop_bits) {
+        c.fail(&p("stop_bits"), "must be 1 or 2");
+    }
+    if let Some(r) = &s.rs485 {
+        if s.flow_control == FlowControl::RtsCts {
+            c.fail(
+                &p("flow_control"),
+                "RTS/CTS cannot be used with RS-485: RS-485 drives RTS to switch the transceiver",
+            );
+        }
+        for (f, v) in [
+            ("delay_before_send_ms", r.delay_before_send_ms),
+            ("delay_after_send_ms", r.delay_after_send_ms),
+        ] {
+            if v > 1000 {
+                c.fail(&p(&format!("rs485.{f}")), "must be between 0 and 1000");
+            }
+        }
+    }
+}
+
+/// A `modbus` side (sources only): the transport, and each poll's block, schedule and fields
+/// within the protocol's limits.
+fn check_modbus(c: &mut Check, path: &str, spec: &crate::modbus::ModbusSpec, side: Side) {
+    use crate::modbus::{MAX_MODBUS_POLLS, ModbusTransport};
+    let at = |f: &str| format!("{path}.{f}");
+    if side != Side::Source {
+        // A device is polled, never written to: there is nothing to deliver to.
+        c.fail(&at("type"), "modbus is a source only: a Modbus device is polled, not written to");
+        return;
+    }
+    let (rtu, timeout) = match &spec.transport {
+        ModbusTransport::Tcp(t) => {
+            check_host(c, &at("transport.host"), &t.host);
+            check_port(c, &at("transport.port"), t.port);
+            (false, t.timeout_ms)
+        }
+        ModbusTransport::Rtu(r) => {
+            check_serial_line(c, &at("transport"), &r.serial());
+            (true, r.timeout_ms)
+        }
+    };
+    if timeout.is_some_and(|t| !(10..=60_000).contains(&t)) {
+        c.fail(&at("transport.timeout_ms"), "must be between 10 and 60000");
+    }
+    if spec.polls.is_empty() {
+        c.fail(&at("polls"), "must list at least one poll");
+    }
+    if spec.polls.len() > MAX_MODBUS_POLLS {
+        c.fail(&at("polls"), format!("must list at most {MAX_MODBUS_POLLS} polls"));
+        return;
+    }
+    let mut names = HashMap::new();
+    for (i, poll) in spec.polls.iter().enumerate() {
+        let poll_path = format!("{path}.polls[{i}]");
+        check_modbus_poll(c, &poll_path, poll, rtu);
+        if let Some(first) = names.insert(poll.name.as_str(), i) {
+            c.fail(&format!("{poll_path}.name"), format!("is already the name of polls[{first}]"));
+        }
+    }
+}
+
+fn modbus_name_ok(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= crate::modbus::MAX_MODBUS_NAME
+}
+
+/// One poll of a `modbus` side: unit, block, interval and fields.
+fn check_modbus_poll(c: &mut Check, path: &str, poll: &crate::modbus::ModbusPoll, rtu: bool) {
+    use crate::modbus::{
+        MAX_MODBUS_BITS, MAX_MODBUS_FIELDS, MAX_MODBUS_INTERVAL_MS, MAX_MODBUS_NAME,
+        MAX_MODBUS_REGISTERS, MIN_MODBUS_INTERVAL_MS,
+    };
+    let at = |f: &str| format!("{path}.{f}");
+    if !modbus_name_ok(&poll.name) {
+        c.fail(&at("name"), format!("must be 1 to {MAX_MODBUS_NAME} characters"));
+    }
+    if rtu && !(1..=247).contains(&poll.unit) {
+        c.fail(
+            &at("unit"),
+            "must be between 1 and 247 on RTU (0 is broadcast, which no device answers)",
+        );
+    }
+    let (max, what) = if poll.function.reads_bits() {
+        (MAX_MODBUS_BITS, "bits")
+    } else {
+        (MAX_MODBUS_REGISTERS, "registers")
+    };
+    if poll.count == 0 || poll.count > max {
+        c.fail(
+            &at("count"),
+            format!("must be between 1 and {max} {what} for {}", poll.function.as_str()),
+        );
+    } else if u32::from(poll.address) + u32::from(poll.count) > 65_536 {
+        c.fail(&at("count"), "reaches past address 65535 (address + count must be at most 65536)");
+    }
+    if !(MIN_MODBUS_INTERVAL_MS..=MAX_MODBUS_INTERVAL_MS).contains(&poll.interval_ms) {
+        c.fail(
+            &at("interval_ms"),
+            format!(
+                "must be between {MIN_MODBUS_INTERVAL_MS} and {MAX_MODBUS_INTERVAL_MS} (one day)"
+            ),
+        );
+    }
+    if poll.fields.len() > MAX_MODBUS_FIELDS {
+        c.fail(&at("fields"), format!("must list at most {MAX_MODBUS_FIELDS} fields"));
+        return;
+    }
+    let mut names = HashMap::new();
+    for (j, field) in poll.fields.iter().enumerate() {
+        let field_path = format!("{path}.fields[{j}]");
+        check_modbus_field(c, &field_path, field, poll, what);
+        if let Some(first) = names.insert(field.name.as_str(), j) {
+            c.fail(
+                &format!("{field_path}.name"),
+                format!("is already the name of fields[{first}]"),
+            );
+        }
+    }
+}
+
+/// One decoded field of a poll: its name, type and place in the block, scaling.
+fn check_modbus_field(
+    c: &mut Check,
+    path: &str,
+    field: &crate::modbus::ModbusField,
+    poll: &crate::modbus::ModbusPoll,
+    what: &str,
+) {
+    use crate::modbus::{MAX_MODBUS_NAME, ModbusValueType};
+    let at = |x: &str| format!("{path}.{x}");
+    if !modbus_name_ok(&field.name) {
+        c.fail(&at("name"), format!("must be 1 to {MAX_MODBUS_NAME} characters"));
+    }
+    if poll.function.reads_bits() && field.kind != ModbusValueType::Bool {
+        c.fail(&at("type"), "must be bool: coils and discrete inputs are bits");
+    }
+    if u32::from(field.offset) + u32::from(field.kind.width()) > u32::from(poll.count) {
+        c.fail(
+            &at("offset"),
+            format!(
+                "reaches past the poll's {} {what} (offset + width must be at most count)",
+                poll.count
+            ),
+        );
+    }
+    for (x, v) in [("scale", field.scale), ("offset_value", field.offset_value)] {
+        match v {
+            Some(_) if field.kind == ModbusValueType::Bool => {
+                c.fail(&at(x), "applies to numbers only, not bool");
+            }
+            Some(d) if !d.0.is_finite() => c.fail(&at(x), "must be a finite number"),
+            _ => {}
+        }
+    }
 }
 
 /// An `mqtt` side: the broker url, the topic (a name to publish to, a filter to subscribe
@@ -890,6 +1032,10 @@ fn serial_ports_of(pair: &ChannelPairSpec, prefix: &str) -> Vec<(String, String)
             EndpointSpec::Serial(s) => {
                 Some((s.port.clone(), join(prefix, &format!("{side}.port"))))
             }
+            EndpointSpec::Modbus(crate::modbus::ModbusSpec {
+                transport: crate::modbus::ModbusTransport::Rtu(r),
+                ..
+            }) => Some((r.port.clone(), join(prefix, &format!("{side}.transport.port")))),
             _ => None,
         })
         .collect()

@@ -467,3 +467,107 @@ fn astm_sides_speak_the_protocol_themselves_so_ack_stays_none() {
         ["channel_pairs[0].source.ack", "channel_pairs[0].destination.framing.max_message_bytes"]
     );
 }
+
+fn modbus(transport: &str, polls: &str) -> String {
+    format!(r#"{{"type": "modbus", "transport": {transport}, "polls": [{polls}]}}"#)
+}
+
+const MB_TCP: &str = r#"{"type": "tcp", "host": "10.0.0.9"}"#;
+const MB_POLL: &str = r#"{"name": "tank", "unit": 1, "function": "holding_registers",
+    "address": 100, "count": 4, "interval_ms": 1000}"#;
+
+#[test]
+fn a_modbus_source_parses_with_its_defaults() {
+    let fields = r#"{"name": "tank", "unit": 1, "function": "holding_registers", "address": 100,
+        "count": 4, "interval_ms": 1000, "fields": [
+            {"name": "level", "offset": 0, "type": "f32", "word_order": "little", "scale": 0.1},
+            {"name": "alarm", "offset": 2, "type": "bool"}]}"#;
+    let p = parse_pair(&pair("mb", &modbus(MB_TCP, fields), CLIENT)).expect("valid");
+    let iobp_config::EndpointSpec::Modbus(m) = &p.source else { panic!("modbus") };
+    let iobp_config::ModbusTransport::Tcp(t) = &m.transport else { panic!("tcp") };
+    assert_eq!((t.port, m.transport.timeout_ms()), (502, 1000));
+    assert_eq!(m.polls[0].fields[0].word_order, iobp_config::WordOrder::Little);
+    // It round-trips as written (an export imports as the same pair).
+    let again = parse_pair(&serde_json::to_string(&p).expect("json")).expect("again");
+    assert_eq!(again, p);
+    let rtu = r#"{"type": "rtu", "port": "/dev/ttyUSB0", "baud_rate": 19200, "parity": "Even",
+        "rs485": {"rts_on_send": true}}"#;
+    parse_pair(&pair("rtu", &modbus(rtu, MB_POLL), CLIENT)).expect("rtu");
+}
+
+#[test]
+fn modbus_settings_are_checked_with_field_paths() {
+    let polls = r#"
+        {"name": "ok", "unit": 1, "function": "coils", "address": 0, "count": 2000, "interval_ms": 10},
+        {"name": "ok", "unit": 0, "function": "holding_registers", "address": 0, "count": 126, "interval_ms": 5},
+        {"name": "far", "unit": 1, "function": "input_registers", "address": 65530, "count": 10, "interval_ms": 100},
+        {"name": "f", "unit": 1, "function": "discrete_inputs", "address": 0, "count": 4, "interval_ms": 100,
+         "fields": [{"name": "x", "offset": 0, "type": "u16"}, {"name": "x", "offset": 4, "type": "bool", "scale": 2}]},
+        {"name": "g", "unit": 1, "function": "holding_registers", "address": 0, "count": 2, "interval_ms": 100,
+         "fields": [{"name": "y", "offset": 1, "type": "f32"}]}"#;
+    let rtu = r#"{"type": "rtu", "port": "/dev/ttyUSB0", "data_bits": 9, "timeout_ms": 5}"#;
+    let p =
+        paths(&format!(r#"{{"channel_pairs": [{}]}}"#, pair("mb", &modbus(rtu, polls), CLIENT)));
+    for want in [
+        "channel_pairs[0].source.transport.data_bits",
+        "channel_pairs[0].source.transport.timeout_ms",
+        "channel_pairs[0].source.polls[1].name",
+        "channel_pairs[0].source.polls[1].unit",
+        "channel_pairs[0].source.polls[1].count",
+        "channel_pairs[0].source.polls[1].interval_ms",
+        "channel_pairs[0].source.polls[2].count",
+        "channel_pairs[0].source.polls[3].fields[0].type",
+        "channel_pairs[0].source.polls[3].fields[1].name",
+        "channel_pairs[0].source.polls[3].fields[1].offset",
+        "channel_pairs[0].source.polls[3].fields[1].scale",
+        "channel_pairs[0].source.polls[4].fields[0].offset",
+    ] {
+        assert!(p.iter().any(|x| x == want), "missing {want} in {p:?}");
+    }
+    assert!(!p.iter().any(|x| x.contains("polls[0]")), "polls[0] is valid: {p:?}");
+    // Parse errors inside the transport and the polls name their path too.
+    for (doc, want) in [
+        (modbus(r#"{"type": "tcp", "host": "h", "prot": 1}"#, MB_POLL), "source.transport.prot"),
+        (modbus(r#"{"type": "bacnet"}"#, MB_POLL), "source.transport"),
+        (
+            modbus(
+                MB_TCP,
+                r#"{"name": "a", "unit": 1, "function": "registers", "address": 0, "count": 1, "interval_ms": 10}"#,
+            ),
+            "source.polls[0].function",
+        ),
+    ] {
+        let e = parse_pair(&pair("mb", &doc, CLIENT)).expect_err("refused");
+        assert!(e.problems[0].path.starts_with(want), "{want}: {e}");
+    }
+}
+
+#[test]
+fn modbus_is_a_source_only_and_needs_polls_within_bounds() {
+    let p = paths(&format!(
+        r#"{{"channel_pairs": [{}]}}"#,
+        pair("mb", TCP_5000, &modbus(MB_TCP, MB_POLL))
+    ));
+    assert_eq!(p, ["channel_pairs[0].destination.type"]);
+    let e = parse_pair(&pair("mb", &modbus(MB_TCP, ""), CLIENT)).expect_err("no polls");
+    assert_eq!(e.problems[0].path, "source.polls");
+    let many = vec![MB_POLL; 257].join(",");
+    let e = parse_pair(&pair("mb", &modbus(MB_TCP, &many), CLIENT)).expect_err("too many");
+    assert!(
+        e.problems.iter().any(|p| p.path == "source.polls" && p.message.contains("256")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_modbus_rtu_port_counts_as_a_serial_port_in_use() {
+    let rtu = r#"{"type": "rtu", "port": "/dev/ttyUSB0"}"#;
+    let serial = r#"{"type": "serial", "port": "/dev/ttyUSB0"}"#;
+    let doc = format!(
+        r#"{{"channel_pairs": [{}, {}]}}"#,
+        pair("a", &modbus(rtu, MB_POLL), CLIENT),
+        pair("b", serial, CLIENT)
+    );
+    let p = paths(&doc);
+    assert!(p.iter().any(|x| x.starts_with("channel_pairs[1].source.port")), "{p:?}");
+}

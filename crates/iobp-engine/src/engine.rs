@@ -941,6 +941,7 @@ fn snapshot_of(
         retries: stats.retries.load(Relaxed),
         connections_refused: stats.connections_refused.load(Relaxed),
         duplicates_dropped: stats.duplicates_dropped.load(Relaxed),
+        modbus_poll_errors: stats.modbus_poll_errors.load(Relaxed),
         failover: crate::stats::lock_failover(stats),
         oldest_pending_age: oldest,
         last_error: stats.last_error(),

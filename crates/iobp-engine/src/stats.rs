@@ -149,6 +149,11 @@ impl SideStatus {
         *l = Some(l.unwrap_or_default().plus(more));
     }
 
+    /// What the side is doing, as shown.
+    pub(crate) fn detail(&self) -> String {
+        lock(&self.detail).clone()
+    }
+
     fn snapshot(&self) -> SideSnapshot {
         SideSnapshot {
             color: self.color(),
@@ -212,6 +217,9 @@ pub struct PairStats {
     pub connections_refused: AtomicU64,
     /// Relayed records received again and dropped (the buffer had them already).
     pub duplicates_dropped: AtomicU64,
+    /// `modbus` sources: polls that failed (an exception, no answer, a transport error); none
+    /// of them stored anything. Also counted in `errors`.
+    pub modbus_poll_errors: AtomicU64,
     /// The buffer refused data recently (storage full).
     pub full: AtomicBool,
     /// Bytes the last refused append needed: storage counts as full while that much does not
@@ -478,6 +486,8 @@ pub struct PairSnapshot {
     pub connections_refused: u64,
     /// Relayed records received again and dropped.
     pub duplicates_dropped: u64,
+    /// `modbus` sources: failed polls (exceptions, timeouts, transport errors).
+    pub modbus_poll_errors: u64,
     /// Which destination delivers (pairs with backup destinations only).
     pub failover: Option<FailoverState>,
     /// Age of the oldest message not yet delivered.

@@ -7,6 +7,10 @@
 //! Each simulator talks over a [`Link`]: a TCP connection it opens, a TCP port it listens on
 //! (one peer at a time), or a serial port. The protocol state machines are the codecs' own
 //! (`iobp_codec::astm`, MLLP framing): a simulator is I/O, timers and a script around them.
+//! The Modbus device ([`modbus`]) is the exception: it speaks the protocol itself (its module
+//! docs say why), serving any TCP client side by side or one serial line.
+
+pub mod modbus;
 
 pub mod astm;
 pub mod framed;

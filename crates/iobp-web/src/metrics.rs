@@ -49,6 +49,11 @@ const COUNTERS: &[(&str, &str, Getter)] = &[
         |p| p.duplicates_dropped as f64,
     ),
     (
+        "iobp_modbus_poll_errors_total",
+        "A modbus source's failed polls: exception answers, timeouts, transport errors.",
+        |p| p.modbus_poll_errors as f64,
+    ),
+    (
         "iobp_buffer_heals_total",
         "Times the pair's buffer failed (write or sync error) and was reopened.",
         |p| p.buffer_heals as f64,

@@ -36,6 +36,14 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Remote(s) => remote::destination(ctx, s).await,
         EndpointSpec::Mqtt(s) => mqtt::destination(ctx, s).await,
         EndpointSpec::Nats(s) => nats::destination(ctx, s).await,
+        // Validation refuses it (a device is polled, not written to); a pair that got here
+        // anyway shows why and waits to be edited, rather than panicking.
+        EndpointSpec::Modbus(_) => {
+            let why = "modbus is a source only: a Modbus device cannot be a destination";
+            ctx.error(crate::stats::Side::Destination, why);
+            ctx.stats.destination.set(crate::stats::Color::Red, why);
+            ctx.cancel.cancelled().await;
+        }
     }
 }
 

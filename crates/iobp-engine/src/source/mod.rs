@@ -2,6 +2,7 @@
 //! going — rebinding, reconnecting with backoff — until the pair stops.
 
 pub(crate) mod astm;
+mod modbus;
 mod mqtt;
 mod nats;
 mod remote;
@@ -24,5 +25,6 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
         EndpointSpec::Remote(s) => remote::source(ctx, s).await,
         EndpointSpec::Mqtt(s) => mqtt::source(ctx, s).await,
         EndpointSpec::Nats(s) => nats::source(ctx, s).await,
+        EndpointSpec::Modbus(s) => modbus::source(ctx, s).await,
     }
 }

@@ -60,7 +60,8 @@ export const nextId = (what) => `f${++fieldSeq}-${what}`;
 
 /**
  * A labelled form field. o: {path, label, kind ('str', 'int', 'password', 'bytes', 'byte',
- * 'bool', 'presence', 'list': values separated by commas or spaces, sent as an array), value, required, mark (the required mark only: when the field is
+ * 'bool', 'presence', 'list': values separated by commas or spaces, sent as an array, 'json':
+ * a text area holding a JSON value, sent as it parses), value, required, mark (the required mark only: when the field is
  * required depends on other fields, which the server checks), keep (read even while hidden),
  * placeholder, help, options [[value, label]], wide, extra (nodes after the input)}.
  *
@@ -81,7 +82,17 @@ export function field(o) {
     return h('div', { class: `field check${o.wide ? ' wide' : ''}${o.danger ? ' danger' : ''}` }, input, h('label', { for: id, text: o.label }),
       o.help ? h('div', { class: 'help', text: o.help }) : null);
   }
-  if (o.options) {
+  if (kind === 'json') {
+    input = h('textarea', {
+      id,
+      rows: o.rows || 10,
+      spellcheck: 'false',
+      placeholder: o.placeholder,
+      required: o.required,
+      class: 'json',
+    });
+    input.value = o.value === undefined || o.value === null ? '' : JSON.stringify(o.value, null, 2);
+  } else if (o.options) {
     input = h('select', { id }, o.options.map(([v, l]) => h('option', { value: String(v), text: l })));
     if (o.value !== undefined && o.value !== null) input.value = String(o.value);
     if (input.selectedIndex < 0) input.selectedIndex = 0;
@@ -160,6 +171,10 @@ export function readFields(root) {
       try {
         setPath(value, path, bytesJson(parseEscapes(raw)));
       } catch (e) { fail(path, e.message); }
+    } else if (kind === 'json') {
+      try {
+        setPath(value, path, JSON.parse(raw));
+      } catch (e) { fail(path, `${label} is not valid JSON: ${e.message}`); }
     } else if (kind === 'list') {
       setPath(value, path, raw.split(/[\s,]+/).filter(Boolean));
     } else if (kind === 'byte') {

@@ -14,7 +14,15 @@ const TYPES = [
   ['remote_icombuffer', 'Remote ioBufferPro'],
   ['nats', 'NATS JetStream'],
   ['mqtt', 'MQTT broker'],
+  ['modbus', 'Modbus device (polled; source only)'],
 ];
+/** Types that can only be a source. */
+const SOURCE_ONLY = ['modbus'];
+/** A first poll for a new modbus side: an example to edit. */
+const EXAMPLE_POLLS = [{
+  name: 'tank', unit: 1, function: 'holding_registers', address: 0, count: 4, interval_ms: 1000,
+  fields: [{ name: 'level', offset: 0, type: 'u16', scale: 0.1 }],
+}];
 const FRAMINGS = [
   ['raw', 'Raw – byte-transparent, no framing'],
   ['line', 'Line – ends with a delimiter'],
@@ -387,6 +395,46 @@ function rs485Block(prefix, r) {
     h('div', { class: 'fields' }, toggle), box);
 }
 
+/**
+ * The settings of a `modbus` side (a source): the transport — Modbus TCP (host, port) or RTU
+ * on a serial port with the serial side's line settings and RS-485 — the response timeout,
+ * and the polls as JSON (a list of {name, unit, function, address, count, interval_ms,
+ * fields}); the server names a problem's poll and field (`source.polls[2].count`), shown at
+ * the polls box.
+ */
+function modbusFields(prefix, v, ctx, fields, out) {
+  const t = v.transport || { type: 'tcp', port: 502 };
+  const tp = (f) => `${prefix}.transport.${f}`;
+  const tcpBox = h('div', { class: 'fields modbus-tcp' },
+    field({ path: tp('host'), label: 'Device host', required: true, value: t.host, placeholder: 'host name or IP address of the device or gateway' }),
+    field({ path: tp('port'), label: 'Port', kind: 'int', value: t.port, placeholder: '502' }));
+  const bauds = ctx.bauds;
+  const rtuBox = h('div', { class: 'fields modbus-rtu' },
+    serialPortField(tp('port'), t.type === 'rtu' ? t.port : undefined, ctx),
+    field({ path: tp('baud_rate'), label: 'Baud rate', kind: 'int', value: t.baud_rate || 9600, options: bauds.map((b) => [b, String(b)]) }),
+    field({ path: tp('data_bits'), label: 'Data bits', kind: 'int', value: t.data_bits || 8, options: [[7, '7'], [8, '8']] }),
+    field({ path: tp('parity'), label: 'Parity', value: t.parity || 'Even', options: [['None', 'None'], ['Even', 'Even'], ['Odd', 'Odd']], help: 'Modbus RTU usually runs 8E1; set what the device uses.' }),
+    field({ path: tp('stop_bits'), label: 'Stop bits', kind: 'int', value: t.stop_bits || 1, options: [[1, '1'], [2, '2']] }),
+    rs485Block(`${prefix}.transport`, t.rs485));
+  const kind = field({ path: tp('type'), label: 'Transport', value: t.type || 'tcp', options: [['tcp', 'Modbus TCP'], ['rtu', 'Modbus RTU (serial port)']] });
+  const kindSel = $('select', kind);
+  const sync = () => {
+    tcpBox.hidden = kindSel.value !== 'tcp';
+    rtuBox.hidden = kindSel.value !== 'rtu';
+  };
+  kindSel.addEventListener('change', sync);
+  append(fields,
+    kind,
+    field({ path: tp('timeout_ms'), label: 'Response timeout (ms)', kind: 'int', value: t.timeout_ms, placeholder: '1000', help: 'A device that does not answer within this long shows Red and is reconnected.' }));
+  out.push(
+    h('fieldset', { class: 'modbus-transport', dataset: { block: `${prefix}-modbus` } }, h('legend', { text: 'Device' }), tcpBox, rtuBox),
+    h('fieldset', { class: 'modbus-polls' }, h('legend', { text: 'Polls' }),
+      h('p', { class: 'muted small', text: 'Each poll reads one block on its own schedule and stores one JSON message per reading. function: coils, discrete_inputs, holding_registers or input_registers; count: 1–125 registers or 1–2000 bits; interval_ms: at least 10. Optional fields decode values: type u16, i16, u32, i32, f32 or bool, word_order big or little, scale and offset_value.' }),
+      h('div', { class: 'fields' },
+        field({ path: `${prefix}.polls`, label: 'Polls (JSON)', kind: 'json', required: true, wide: true, rows: 12, value: v.polls || EXAMPLE_POLLS }))));
+  sync();
+}
+
 /** The fields of one side for its type; `role` is 'source' or 'destination'. */
 function endpointFields(prefix, role, type, v, ctx) {
   v = v || {};
@@ -500,6 +548,9 @@ function endpointFields(prefix, role, type, v, ctx) {
     case 'mqtt':
       mqttFields(p, prefix, src, v, fields, out);
       break;
+    case 'modbus':
+      modbusFields(prefix, v, ctx, fields, out);
+      break;
     default:
       break;
   }
@@ -512,7 +563,8 @@ function endpointFields(prefix, role, type, v, ctx) {
  */
 export function sideBlock(prefix, role, spec, ctx, typeId) {
   const box = h('div', { class: 'side-fields' });
-  const typeField = field({ path: prefix, label: 'Type', value: spec ? spec.type : (role === 'source' ? 'tcp_server' : 'tcp_client'), options: TYPES });
+  const types = role === 'source' ? TYPES : TYPES.filter(([t]) => !SOURCE_ONLY.includes(t));
+  const typeField = field({ path: prefix, label: 'Type', value: spec ? spec.type : (role === 'source' ? 'tcp_server' : 'tcp_client'), options: types });
   const sel = $('select', typeField);
   sel.dataset.kind = 'type';
   if (typeId) {

@@ -65,6 +65,7 @@ const KNOWN = {
   remote_icombuffer: ['type', 'url', 'channel_id', 'auth', 'tls'],
   nats: ['type', 'servers', 'subject', 'stream', 'consumer', 'auth', 'tls', 'in_flight', 'ack_wait_s'],
   mqtt: ['type', 'url', 'version', 'client_id', 'topic', 'qos', 'auth', 'tls', 'in_flight', 'keep_alive_s', 'connect_timeout_ms', 'drop_duplicates'],
+  modbus: ['type', 'transport', 'polls'],
   tls: ['enabled', 'cert', 'key', 'ca', 'client_auth', 'insecure_skip_verify', 'server_name'],
   // A relay or mqtt side's TLS follows its url, and it is always a client. The server answers
   // `enabled: false` with any other TLS setting; the form leaves it out (the same default)

@@ -30,6 +30,12 @@ export function endpointSummary(e) {
       const natsTls = tls || (servers.some((u) => u.startsWith('tls://')) ? ' · TLS' : '');
       return `${servers.join(', ')} · ${e.stream ? `stream ${e.stream} · ` : ''}subject ${e.subject}${natsTls}`;
     }
+    case 'modbus': {
+      const t = e.transport || {};
+      const where = t.type === 'rtu' ? `RTU ${t.port} · ${t.baud_rate || 9600} baud` : `TCP ${t.host}:${t.port || 502}`;
+      const polls = e.polls || [];
+      return `${where} · ${polls.length} poll${polls.length === 1 ? '' : 's'}`;
+    }
     case 'mqtt':
       return `${e.url} · topic ${e.topic} · QoS ${e.qos || 1}${e.version === '3.1.1' ? ' · MQTT 3.1.1' : ''}`;
     default: return '';

@@ -1,9 +1,9 @@
 //! How the OpenAPI document describes a channel pair's configuration (the body of create and
-//! edit, and `spec` of a pair): the pair's own settings, and its sides by `type`. The `mqtt`
-//! and `nats` sides are described field by field; the other types by their name, their
-//! settings being those of the README. The descriptions follow the doc comments of
-//! `iobp_config::spec`; `api::openapi` tests that every setting of an mqtt and a nats side is
-//! described.
+//! edit, and `spec` of a pair): the pair's own settings, and its sides by `type`. The `mqtt`,
+//! `nats` and `modbus` sides are described field by field; the other types by their name,
+//! their settings being those of the README. The descriptions follow the doc comments of
+//! `iobp_config::spec` and `iobp_config::modbus`; `api::openapi` tests that every setting of
+//! an mqtt, a nats and a modbus side is described.
 
 use serde_json::json;
 use utoipa::openapi::schema::{
@@ -127,6 +127,7 @@ impl PartialSchema for Endpoint {
             .description(Some("A source or destination; `type` names the connector."))
             .item(Ref::from_schema_name(MqttEndpoint::name()))
             .item(Ref::from_schema_name(NatsEndpoint::name()))
+            .item(Ref::from_schema_name(ModbusEndpoint::name()))
             .item(others)
             .into()
     }
@@ -136,6 +137,7 @@ impl ToSchema for Endpoint {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         schemas.push((MqttEndpoint::name().into(), MqttEndpoint::schema()));
         schemas.push((NatsEndpoint::name().into(), NatsEndpoint::schema()));
+        schemas.push((ModbusEndpoint::name().into(), ModbusEndpoint::schema()));
     }
 }
 
@@ -407,3 +409,215 @@ impl PartialSchema for NatsEndpoint {
 }
 
 impl ToSchema for NatsEndpoint {}
+
+fn number(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Number).description(Some(description))
+}
+
+fn one_of_strings<const N: usize>(description: &str, values: [&str; N]) -> ObjectBuilder {
+    string(description).enum_values(Some(values))
+}
+
+/// The response timeout of a modbus transport.
+fn modbus_timeout() -> ObjectBuilder {
+    integer(
+        "How long a request (and connecting) may take before the device counts as not \
+         answering: the source then shows Red and reconnects after the backoff (default 1000).",
+        10,
+        60_000,
+    )
+    .default(Some(json!(1000)))
+}
+
+/// The `transport` of a modbus side: TCP or RTU.
+fn modbus_transport() -> OneOfBuilder {
+    let tcp = ObjectBuilder::new()
+        .description(Some("Modbus TCP, to a device or a gateway."))
+        .property("type", one_of_strings("Modbus TCP.", ["tcp"]))
+        .property("host", string("Host name or IP address.").min_length(Some(1)))
+        .property("port", integer("Port (default 502).", 1, 65_535).default(Some(json!(502))))
+        .property("timeout_ms", modbus_timeout())
+        .required("type")
+        .required("host")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let rtu = ObjectBuilder::new()
+        .description(Some(
+            "Modbus RTU on a serial port, with a serial side's line settings (opened, checked \
+             and locked the same way). One request at a time on the line.",
+        ))
+        .property("type", one_of_strings("Modbus RTU.", ["rtu"]))
+        .property("port", string("`COM3` or `/dev/ttyUSB0`.").min_length(Some(1)))
+        .property(
+            "baud_rate",
+            integer("Line speed (default 9600).", 1, 20_000_000).default(Some(json!(9600))),
+        )
+        .property("data_bits", integer("5–8 (default 8).", 5, 8).default(Some(json!(8))))
+        .property(
+            "parity",
+            one_of_strings(
+                "Default `None` (Modbus RTU's usual is `Even`: set what the device uses).",
+                ["None", "Even", "Odd", "Mark", "Space"],
+            ),
+        )
+        .property("stop_bits", integer("1 or 2 (default 1).", 1, 2).default(Some(json!(1))))
+        .property(
+            "flow_control",
+            one_of_strings("Default `None`.", ["None", "RTS/CTS", "XON/XOFF"]),
+        )
+        .property(
+            "rs485",
+            object(
+                "RS-485 transceiver control, as on a serial side: `rts_on_send`, \
+                 `delay_before_send_ms`, `delay_after_send_ms`, `full_duplex`, `terminate_bus`.",
+            ),
+        )
+        .property("timeout_ms", modbus_timeout())
+        .required("type")
+        .required("port")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    OneOfBuilder::new()
+        .description(Some("How the device is reached: `tcp` or `rtu`."))
+        .item(tcp)
+        .item(rtu)
+}
+
+/// One decoded field of a modbus poll.
+fn modbus_field() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some(
+            "A named value decoded from the poll's block, in the reading's `values`.",
+        ))
+        .property(
+            "name",
+            string("Its key in `values`; unique within the poll.")
+                .min_length(Some(1))
+                .max_length(Some(64)),
+        )
+        .property(
+            "offset",
+            integer(
+                "Where it starts: a register (or bit) index from the poll's `address`.",
+                0,
+                65_535,
+            ),
+        )
+        .property(
+            "type",
+            one_of_strings(
+                "`u16`, `i16` (one register), `u32`, `i32`, `f32` (two registers), `bool` (a \
+                 bit; on registers: not zero). Coils and discrete inputs take `bool` only.",
+                ["u16", "i16", "u32", "i32", "f32", "bool"],
+            ),
+        )
+        .property(
+            "word_order",
+            one_of_strings(
+                "32-bit types: `big` (default, the first register holds the high word) or \
+                 `little`.",
+                ["big", "little"],
+            ),
+        )
+        .property("scale", number("Numbers only: `value = raw × scale + offset_value`."))
+        .property("offset_value", number("Numbers only: added after scaling."))
+        .required("name")
+        .required("offset")
+        .required("type")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// One poll of a modbus side.
+fn modbus_poll() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .description(Some("One block read on its own schedule; each executed poll is one message."))
+        .property(
+            "name",
+            string("Names the poll in readings, the status and errors; unique.")
+                .min_length(Some(1))
+                .max_length(Some(64)),
+        )
+        .property(
+            "unit",
+            integer("Unit (slave) id: RTU 1–247; TCP 0–255 (gateways route by it).", 0, 255),
+        )
+        .property(
+            "function",
+            one_of_strings(
+                "What is read: function 1, 2, 3 or 4.",
+                ["coils", "discrete_inputs", "holding_registers", "input_registers"],
+            ),
+        )
+        .property("address", integer("First address, 0-based as on the wire.", 0, 65_535))
+        .property(
+            "count",
+            integer(
+                "How many: 1–125 registers or 1–2000 bits; `address + count` at most 65536.",
+                1,
+                2000,
+            ),
+        )
+        .property(
+            "interval_ms",
+            integer(
+                "How often. A poll never runs twice at once; a late poll skips the cycles it \
+                 missed rather than running in a burst.",
+                10,
+                86_400_000,
+            ),
+        )
+        .property(
+            "fields",
+            ArrayBuilder::new()
+                .items(modbus_field())
+                .max_items(Some(125))
+                .description(Some("Named values decoded from the block (optional).")),
+        )
+        .required("name")
+        .required("unit")
+        .required("function")
+        .required("address")
+        .required("count")
+        .required("interval_ms")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// A `modbus` side (`iobp_config::ModbusSpec`), source only.
+pub(crate) enum ModbusEndpoint {}
+
+impl PartialSchema for ModbusEndpoint {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "A Modbus device polled over TCP or RTU (source only; refused as a \
+                 destination). Each executed poll stores one JSON message, counted only once \
+                 durable: `{\"poll\":\"tank\",\"unit\":1,\"function\":\"holding_registers\",\
+                 \"address\":100,\"count\":4,\"at\":\"2026-12-04T10:00:00.123Z\",\
+                 \"elapsed_ms\":3.141,\"registers\":[…],\"values\":{\"level\":12.5}}` — \
+                 `at` when the request was sent (UTC), `elapsed_ms` the answer's delay, \
+                 `registers` (words) or `bits` (booleans), `values` only with `fields`. An \
+                 exception answer is counted (`modbus_poll_errors`) and shown (Yellow, naming \
+                 the poll), never stored; no answer within `timeout_ms` is Red and reconnects. \
+                 Polls keep their schedule while the destination is down; a reading a full \
+                 buffer cannot take is counted as refused.",
+            ))
+            .property(
+                "type",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["modbus"])),
+            )
+            .property("transport", modbus_transport())
+            .property(
+                "polls",
+                ArrayBuilder::new()
+                    .items(modbus_poll())
+                    .min_items(Some(1))
+                    .max_items(Some(256))
+                    .description(Some("What is read, and how often: 1 to 256 polls.")),
+            )
+            .required("type")
+            .required("transport")
+            .required("polls")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for ModbusEndpoint {}

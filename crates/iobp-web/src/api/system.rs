@@ -255,8 +255,15 @@ pub(crate) async fn serial_ports(
         .collect();
     for pair in s.engine.list() {
         for side in [&pair.source, &pair.destination].into_iter().chain(pair.failover.iter()) {
-            let iobp_config::EndpointSpec::Serial(serial) = side else { continue };
-            let name = serial.port.as_str();
+            // A modbus side's RTU line is a serial port in use too.
+            let name = match side {
+                iobp_config::EndpointSpec::Serial(serial) => serial.port.as_str(),
+                iobp_config::EndpointSpec::Modbus(iobp_config::ModbusSpec {
+                    transport: iobp_config::ModbusTransport::Rtu(rtu),
+                    ..
+                }) => rtu.port.as_str(),
+                _ => continue,
+            };
             match ports.iter_mut().find(|p| p.path == name || p.device.as_deref() == Some(name)) {
                 Some(p) => p.used_by.push(pair.id.clone()),
                 None => ports.push(SerialPortDto {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod messages;
+mod modbus;
 mod mqtt;
 mod nats;
 mod openapi;

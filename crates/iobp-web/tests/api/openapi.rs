@@ -202,7 +202,8 @@ fn the_openapi_document_describes_every_mqtt_setting() {
             "{name}"
         );
     }
-    // Every connector type is named: mqtt and nats by their schemas, the others by their type.
+    // Every connector type is named: mqtt, nats and modbus by their schemas, the others by
+    // their type.
     let err = serde_json::from_value::<iobp_config::EndpointSpec>(json!({"type": "?"}))
         .expect_err("no such type")
         .to_string();
@@ -214,8 +215,10 @@ fn the_openapi_document_describes_every_mqtt_setting() {
     let endpoint = &schemas["Endpoint"]["oneOf"];
     assert_eq!(endpoint[0]["$ref"], "#/components/schemas/MqttEndpoint", "{endpoint}");
     assert_eq!(endpoint[1]["$ref"], "#/components/schemas/NatsEndpoint", "{endpoint}");
-    let mut named: BTreeSet<String> = BTreeSet::from(["mqtt".to_string(), "nats".to_string()]);
-    for t in endpoint[2]["properties"]["type"]["enum"].as_array().expect("the other types") {
+    assert_eq!(endpoint[2]["$ref"], "#/components/schemas/ModbusEndpoint", "{endpoint}");
+    let mut named: BTreeSet<String> =
+        ["mqtt", "nats", "modbus"].into_iter().map(String::from).collect();
+    for t in endpoint[3]["properties"]["type"]["enum"].as_array().expect("the other types") {
         named.insert(t.as_str().expect("a type name").to_string());
     }
     assert_eq!(named, types, "the document names every connector type");
@@ -276,4 +279,52 @@ fn the_openapi_document_describes_every_nats_setting() {
         );
     }
     assert_eq!(doc["components"]["schemas"]["NatsEndpoint"]["additionalProperties"], false);
+}
+
+/// Every setting of a modbus side is described, the transports' and the polls' and fields' too:
+/// a new field fails here until the document describes it.
+#[test]
+fn the_openapi_document_describes_every_modbus_setting() {
+    use std::collections::BTreeSet;
+    let doc: Value = serde_json::from_str(&iobp_web::openapi_json()).expect("openapi");
+    let modbus = &doc["components"]["schemas"]["ModbusEndpoint"]["properties"];
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object().unwrap_or_else(|| panic!("an object: {v}")).keys().cloned().collect()
+    };
+    let every = |transport: Value| {
+        iobp_config::parse_pair(
+            &json!({"id": "m", "destination": {"type": "udp", "host": "h", "port": 1},
+                "source": {"type": "modbus", "transport": transport, "polls": [
+                {"name": "p", "unit": 1, "function": "holding_registers", "address": 0, "count": 2,
+                 "interval_ms": 100, "fields": [{"name": "f", "offset": 0, "type": "f32",
+                 "word_order": "little", "scale": 0.1, "offset_value": 1.0}]}]}})
+            .to_string(),
+        )
+        .expect("valid")
+    };
+    let tcp = every(json!({"type": "tcp", "host": "h", "port": 502, "timeout_ms": 100}));
+    let rtu = every(json!({"type": "rtu", "port": "/dev/ttyS0", "baud_rate": 19200,
+        "data_bits": 8, "parity": "Even", "stop_bits": 1, "flow_control": "None",
+        "rs485": {"rts_on_send": true}, "timeout_ms": 100}));
+    let (tcp, rtu) = (
+        serde_json::to_value(&tcp.source).expect("json"),
+        serde_json::to_value(&rtu.source).expect("json"),
+    );
+    assert_eq!(keys(&tcp), keys(modbus), "every setting of a modbus side, nothing else");
+    let transports = &modbus["transport"]["oneOf"];
+    assert_eq!(keys(&tcp["transport"]), keys(&transports[0]["properties"]));
+    assert_eq!(keys(&rtu["transport"]), keys(&transports[1]["properties"]));
+    let poll = &modbus["polls"]["items"]["properties"];
+    assert_eq!(keys(&tcp["polls"][0]), keys(poll));
+    assert_eq!(keys(&tcp["polls"][0]["fields"][0]), keys(&poll["fields"]["items"]["properties"]));
+    for props in
+        [modbus, poll, &poll["fields"]["items"]["properties"], &transports[1]["properties"]]
+    {
+        for (name, p) in props.as_object().expect("properties") {
+            assert!(
+                p["description"].as_str().is_some_and(|d| !d.is_empty()) || name == "type",
+                "{name}"
+            );
+        }
+    }
 }
