@@ -24,10 +24,14 @@ use crate::side::SideCtx;
 use crate::stats::{Color, PairSnapshot, PairStats, Side};
 
 mod browse;
+mod replay;
 
 pub use browse::{
     BufferedMessage, MAX_PAGE, MessageMatch, MessagePage, MessageQuery, MessageState, SEARCH_SCAN,
     StorageFigures,
+};
+pub use replay::{
+    MAX_REPLAY, REPLAY_PREVIEW, ReplayOutcome, ReplayPlan, ReplaySelection, Retention,
 };
 
 /// Errors of engine operations.
@@ -73,6 +77,14 @@ pub enum EngineError {
         seq: u64,
         /// Where it is.
         state: MessageState,
+    },
+    /// A replay selects more messages than one replay takes.
+    #[error("the selection holds {count} messages; a replay takes at most {max}: narrow it")]
+    ReplayTooLarge {
+        /// Messages selected.
+        count: u64,
+        /// The limit.
+        max: u64,
     },
     /// The buffer (or the storage budget) has no room for the message now.
     #[error("cannot store the copy: {detail}")]

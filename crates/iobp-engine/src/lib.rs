@@ -44,6 +44,9 @@ pub use crate::engine::{
     BufferedMessage, Engine, EngineError, EngineOptions, MAX_PAGE, MessageMatch, MessagePage,
     MessageQuery, MessageState, SEARCH_SCAN, StartReport, StorageFigures,
 };
+pub use crate::engine::{
+    MAX_REPLAY, REPLAY_PREVIEW, ReplayOutcome, ReplayPlan, ReplaySelection, Retention,
+};
 pub use crate::feed::FeedEntry;
 pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{

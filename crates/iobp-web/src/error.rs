@@ -169,6 +169,7 @@ impl From<iobp_engine::EngineError> for ApiError {
             E::AlreadyExists(_) | E::NotDelivered { .. } | E::BufferFull { .. } => {
                 ApiError::conflict(e.to_string())
             }
+            E::ReplayTooLarge { .. } => ApiError::bad_request(e.to_string()),
             E::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             other => ApiError::internal(other),
         }

@@ -160,7 +160,7 @@ pub struct StorageFigures {
 
 /// The first sequence number stored at or after `t_us` (binary search; timestamps follow
 /// append order).
-fn seq_at_time(log: &iobp_log::Log, first: u64, next: u64, t_us: u64) -> u64 {
+pub(super) fn seq_at_time(log: &iobp_log::Log, first: u64, next: u64, t_us: u64) -> u64 {
     let (mut lo, mut hi) = (first, next);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -221,7 +221,7 @@ fn list(log: &iobp_log::Log, q: &MessageQuery) -> iobp_log::Result<MessagePage> 
 }
 
 impl Engine {
-    fn log_of(&self, id: &str) -> Result<iobp_log::Log, EngineError> {
+    pub(super) fn log_of(&self, id: &str) -> Result<iobp_log::Log, EngineError> {
         read(&self.inner.pairs)
             .get(id)
             .map(|e| e.log.clone())

@@ -7,8 +7,8 @@ use iobp_engine::{MessageQuery, MessageState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::responses::{Malformed, Session, SessionWrite};
-use super::{ApiPath, ApiQuery, display_text, hex, pair_id};
+use super::responses::{Malformed, Session, SessionWrite, TooLarge};
+use super::{ApiJson, ApiPath, ApiQuery, display_text, hex, pair_id};
 use crate::WebState;
 use crate::auth::{Auth, Operator, Viewer, now_ms};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -110,10 +110,19 @@ pub(crate) struct ListQuery {
 
 /// The search a listing asks for, if any.
 fn matching(q: &ListQuery) -> ApiResult<Option<iobp_engine::MessageMatch>> {
+    search(q.contains.as_ref(), q.astm_field.as_ref(), q.astm_value.as_ref())
+}
+
+/// A search from its three settings (a text, or an ASTM field and its value).
+fn search(
+    contains: Option<&String>,
+    astm_field: Option<&String>,
+    astm_value: Option<&String>,
+) -> ApiResult<Option<iobp_engine::MessageMatch>> {
     const MAX: usize = 256;
     let too_long =
         |what: &str| ApiError::bad_request(format!("{what} must be at most {MAX} bytes"));
-    match (&q.contains, &q.astm_field, &q.astm_value) {
+    match (contains, astm_field, astm_value) {
         (None, None, None) => Ok(None),
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             Err(ApiError::bad_request("search by `contains` or by `astm_field`, not both"))
@@ -249,4 +258,194 @@ pub(crate) async fn resend(
         now_ms(),
     )?;
     Ok(axum::Json(ResendDto { seq: new_seq }))
+}
+
+/// Which messages to replay, and where to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The first sequence number (included).
+    pub from_seq: Option<u64>,
+    /// The last sequence number (included).
+    pub to_seq: Option<u64>,
+    /// Messages stored at or after this time (ms since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Messages stored before this time (ms since the Unix epoch).
+    pub until_ms: Option<u64>,
+    /// Only messages whose payload contains this text (at most 256 bytes).
+    pub contains: Option<String>,
+    /// Only ASTM E1394 messages whose field `<record>.<number>` (`O.3`: the sample id) …
+    pub astm_field: Option<String>,
+    /// … has this value.
+    pub astm_value: Option<String>,
+    /// The pair the copies go into (default: this pair, i.e. to its own destination again).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    pub into: Option<String>,
+    /// Only count and show the selection; store nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a replay selected and did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayDto {
+    /// Messages selected (at most 100,000 are replayed at once).
+    pub count: u64,
+    /// The first and last selected sequence numbers.
+    pub first_seq: Option<u64>,
+    /// The last selected sequence number.
+    pub last_seq: Option<u64>,
+    /// The first few selected messages.
+    pub preview: Vec<MessageDto>,
+    /// What the selection asked for that retention has removed already.
+    pub not_retained: Option<NotRetainedDto>,
+    /// Nothing was stored: the selection only.
+    pub dry_run: bool,
+    /// The pair the copies went into.
+    pub into: String,
+    /// Copies stored (durable, counted as received).
+    pub replayed: u64,
+    /// The copies' first sequence number in `into`.
+    pub new_first_seq: Option<u64>,
+    /// The copies' last sequence number in `into`.
+    pub new_last_seq: Option<u64>,
+    /// The replay stopped early: why (`into`'s buffer is full).
+    pub stopped: Option<String>,
+    /// The replay stopped early: the first original sequence number not replayed (replay
+    /// again from it).
+    pub resume_from_seq: Option<u64>,
+}
+
+/// Part of a selection that is no longer retained.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotRetainedDto {
+    /// The oldest message still retained.
+    pub oldest_seq: u64,
+    /// When it was stored (ms since the Unix epoch).
+    pub oldest_ms: Option<u64>,
+    /// Messages the selection asked for that are gone (for a time range: every removed
+    /// message, whose times are gone with them).
+    pub removed: u64,
+}
+
+/// Replays messages: those of a sequence or time range (and, optionally, a search) are
+/// stored again as new messages, in their original order, after everything already
+/// buffered — for this pair's destination or into another pair. `dry_run` shows the
+/// selection without storing anything.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/replay", tag = "messages", operation_id = "replay_messages",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    request_body = ReplayRequest,
+    responses(
+        SessionWrite, Malformed, TooLarge,
+        (status = 200, body = ReplayDto),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(crate) async fn replay(
+    State(s): State<WebState>,
+    auth: Auth<Operator>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> ApiResult<axum::Json<ReplayDto>> {
+    let id = pair_id(&id)?.to_string();
+    let into = match &req.into {
+        Some(p) => Some(pair_id(p)?.to_string()),
+        None => None,
+    };
+    if req.from_seq.is_some() && req.since_ms.is_some()
+        || req.to_seq.is_some() && req.until_ms.is_some()
+    {
+        return Err(ApiError::bad_request(
+            "select by sequence numbers (from_seq, to_seq) or by time (since_ms, until_ms) at each end, not both",
+        ));
+    }
+    let sel = iobp_engine::ReplaySelection {
+        from_seq: req.from_seq,
+        to_seq: req.to_seq,
+        since_us: req.since_ms.map(|t| t.saturating_mul(1000)),
+        until_us: req.until_ms.map(|t| t.saturating_mul(1000)),
+        matching: search(req.contains.as_ref(), req.astm_field.as_ref(), req.astm_value.as_ref())?,
+    };
+    let (plan, outcome) = if req.dry_run {
+        (s.engine.replay_plan(&id, sel).await?, None)
+    } else {
+        if let Some(target) = &into {
+            // Refused before anything is read when the target does not exist.
+            s.engine.snapshot(target).ok_or_else(|| {
+                ApiError::not_found(format!("no channel pair with id `{target}`"))
+            })?;
+        }
+        let o = s.engine.replay(&id, sel, into.as_deref()).await?;
+        (o.plan.clone(), Some(o))
+    };
+    let dto = ReplayDto {
+        count: plan.count,
+        first_seq: plan.seqs.map(|x| x.0),
+        last_seq: plan.seqs.map(|x| x.1),
+        preview: plan
+            .first
+            .iter()
+            .map(|m| MessageDto {
+                seq: m.seq,
+                timestamp_ms: m.timestamp_us / 1000,
+                state: m.state.as_str().into(),
+                length: m.length,
+                text: display_text(&m.payload, LIST_TEXT),
+                hex: hex(&m.payload, LIST_HEX),
+            })
+            .collect(),
+        not_retained: plan.not_retained.map(|n| NotRetainedDto {
+            oldest_seq: n.oldest_seq,
+            oldest_ms: n.oldest_us.map(|u| u / 1000),
+            removed: n.removed,
+        }),
+        dry_run: req.dry_run,
+        into: into.clone().unwrap_or_else(|| id.clone()),
+        replayed: outcome.as_ref().map_or(0, |o| o.replayed),
+        new_first_seq: outcome.as_ref().and_then(|o| o.new_seqs.map(|x| x.0)),
+        new_last_seq: outcome.as_ref().and_then(|o| o.new_seqs.map(|x| x.1)),
+        stopped: outcome.as_ref().and_then(|o| o.stopped.as_ref().map(|x| x.0.clone())),
+        resume_from_seq: outcome.as_ref().and_then(|o| o.stopped.as_ref().map(|x| x.1)),
+    };
+    if !req.dry_run {
+        let selection = replay_selection_text(&req);
+        let detail = format!(
+            "replayed {} of {} selected message(s) ({selection}) into `{}`{}{}",
+            dto.replayed,
+            dto.count,
+            dto.into,
+            match (dto.first_seq, dto.last_seq, dto.new_first_seq, dto.new_last_seq) {
+                (Some(from), Some(to), Some(new_from), Some(new_to)) => {
+                    format!(": #{from}–#{to} as #{new_from}–#{new_to}")
+                }
+                _ => String::new(),
+            },
+            dto.stopped.as_ref().map_or(String::new(), |w| format!("; stopped: {w}")),
+        );
+        s.store.audit(&auth.audit("message.replay", Some(&id), Some(detail)), now_ms())?;
+    }
+    Ok(axum::Json(dto))
+}
+
+/// The selection as the audit trail records it.
+fn replay_selection_text(r: &ReplayRequest) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = r.from_seq {
+        parts.push(format!("from #{v}"));
+    }
+    if let Some(v) = r.to_seq {
+        parts.push(format!("to #{v}"));
+    }
+    if let Some(v) = r.since_ms {
+        parts.push(format!("since {v} ms"));
+    }
+    if let Some(v) = r.until_ms {
+        parts.push(format!("until {v} ms"));
+    }
+    if let Some(v) = &r.contains {
+        parts.push(format!("containing {v:?}"));
+    }
+    if let (Some(f), Some(v)) = (&r.astm_field, &r.astm_value) {
+        parts.push(format!("ASTM {f} = {v:?}"));
+    }
+    if parts.is_empty() { "every retained message".into() } else { parts.join(", ") }
 }

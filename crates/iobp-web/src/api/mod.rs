@@ -66,6 +66,7 @@ pub(crate) fn router() -> OpenApiRouter<WebState> {
         .routes(routes!(messages::list))
         .routes(routes!(messages::get_one))
         .routes(routes!(messages::resend))
+        .routes(routes!(messages::replay))
         .routes(routes!(events::events))
         .routes(routes!(settings::get_settings, settings::put_settings))
         .routes(routes!(users::list, users::create))

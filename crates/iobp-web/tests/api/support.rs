@@ -296,6 +296,12 @@ pub fn routes(existing_pair: &str, new_pair_body: &str) -> Vec<Route> {
         (Method::GET, format!("/api/v1/pairs/{p}/messages?state=all"), None, Some(Role::Viewer)),
         (Method::GET, format!("/api/v1/pairs/{p}/messages/1"), None, Some(Role::Viewer)),
         (Method::POST, format!("/api/v1/pairs/{p}/messages/1/resend"), None, Some(Role::Operator)),
+        (
+            Method::POST,
+            format!("/api/v1/pairs/{p}/replay"),
+            Some(json!({"dry_run": true}).to_string()),
+            Some(Role::Operator),
+        ),
         (Method::GET, "/api/v1/settings".into(), None, Some(Role::Viewer)),
         (
             Method::PUT,
