@@ -2,7 +2,7 @@
 //! Channel Pair form with ASTM framing on both sides (the acknowledgement locked to None),
 //! the analyzer and LIS simulators (`iobufferpro simulate astm-analyzer` / `astm-lis`, real
 //! processes) on either end, the Live View showing each message's record types and sample
-//! id, and the message browser finding one sample by its id.
+//! id, the message browser finding one sample by its id, and a range of samples replayed.
 
 use std::process::{Command, Stdio};
 
@@ -110,6 +110,32 @@ async fn a_lab_analyzer_is_commissioned_through_the_form_and_its_samples_are_fou
         b.click("#msg-search").await;
         b.wait_text("#msg-empty", "No message matches").await;
         b.screenshot("astm-message-search", false).await;
+
+        // ---- Replay: samples 41–45 previewed, then stored again after everything else.
+        b.click("#msg-replay").await;
+        b.wait_js("the replay dialog", "return document.querySelector('#replay-dialog') ? true : null").await;
+        b.fill("#replay-from", "41").await;
+        b.fill("#replay-to", "45").await;
+        b.js("document.querySelector('#replay-astm-field').value = ''; document.querySelector('#replay-astm-value').value = '';").await;
+        assert_eq!(b.js("return document.querySelector('#replay-dialog [data-value=\"replayed\"]').disabled").await, true, "preview first");
+        b.click("#replay-dialog [data-value=\"preview\"]").await;
+        b.wait_text("#replay-count", "5 message(s) selected, #41–#45").await;
+        b.wait_text("#replay-preview", "S00000041").await;
+        b.screenshot("replay-preview", true).await;
+        b.click("#replay-dialog [data-value=\"replayed\"]").await;
+        b.wait_js("the dialog closed", "return document.querySelector('#replay-dialog') ? null : true").await;
+        b.wait_count("#tiles", "received", 65).await;
+        let page = inst.api("GET", "/api/v1/pairs/chem-1/messages?from_seq=61", None).json();
+        let samples: Vec<String> = page["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(samples.len(), 5, "{page:#}");
+        for (i, t) in samples.iter().enumerate() {
+            assert!(t.contains(&format!("S{:08}", 41 + i)), "copy {i} in order: {t}");
+        }
         b.close().await;
     })
     .await;

@@ -87,6 +87,10 @@ export function messageBrowser(pairId, canEdit) {
     },
   };
   $('#msg-filter').addEventListener('submit', (ev) => { ev.preventDefault(); browser.search(); });
+  if (canEdit) {
+    $('#msg-replay').hidden = false;
+    $('#msg-replay').addEventListener('click', () => replayDialog());
+  }
   $('#msg-further').addEventListener('click', (ev) => {
     $('#msg-from').value = ev.target.dataset.from;
     browser.search();
@@ -111,6 +115,115 @@ export function messageBrowser(pairId, canEdit) {
     $('#msg-from').value = String(Math.max(...seqs) + 1);
     browser.search();
   });
+
+  /**
+   * Replay: the selection (prefilled from the filter), a preview — how many, the first five,
+   * what is no longer retained — then the replay itself, into this pair or another.
+   */
+  async function replayDialog() {
+    let pairs = [];
+    try { pairs = (await api('GET', '/api/v1/pairs')).map((p) => p.id); } catch (e) { notify(e.message, 'error'); return; }
+    const input = (id, label, type, value, extra) => h('div', { class: 'field' },
+      h('label', { for: id, text: label }),
+      h('input', { id, type, value: value || '', ...(extra || {}) }));
+    const into = h('select', { id: 'replay-into' }, pairs.map((p) => h('option', { value: p, text: p === pairId ? `${p} (this pair: its destination again)` : p, selected: p === pairId })));
+    const result = h('div', { id: 'replay-preview', class: 'replay-preview' });
+    const body = h('div', null,
+      h('p', { class: 'muted small', text: 'The selected messages are stored again as new messages, in their original order, after everything already buffered. The originals stay as they are. Select by sequence numbers or by time at each end; a text or an ASTM field narrows it.' }),
+      h('div', { class: 'fields' },
+        input('replay-from', 'From sequence', 'number', $('#msg-from').value, { min: '0', step: '1' }),
+        input('replay-to', 'To sequence (included)', 'number', '', { min: '0', step: '1' }),
+        input('replay-since', 'Stored since', 'datetime-local', $('#msg-since').value, { step: '1' }),
+        input('replay-until', 'Stored before', 'datetime-local', '', { step: '1' }),
+        input('replay-contains', 'Text contains', 'search', $('#msg-contains').value, { maxlength: '256' }),
+        input('replay-astm-field', 'ASTM field', 'text', $('#msg-astm-field').value, { placeholder: 'O.3', size: '5' }),
+        input('replay-astm-value', 'equals', 'search', $('#msg-astm-value').value),
+        h('div', { class: 'field' }, h('label', { for: 'replay-into', text: 'Into' }), into)),
+      result);
+    const selection = () => {
+      const v = (id) => $(`#${id}`).value.trim();
+      const sel = {};
+      if (v('replay-from') !== '') sel.from_seq = Number(v('replay-from'));
+      if (v('replay-to') !== '') sel.to_seq = Number(v('replay-to'));
+      if (v('replay-since')) sel.since_ms = new Date(v('replay-since')).getTime();
+      if (v('replay-until')) sel.until_ms = new Date(v('replay-until')).getTime();
+      if ($('#replay-contains').value !== '') sel.contains = $('#replay-contains').value;
+      if (v('replay-astm-field') !== '') { sel.astm_field = v('replay-astm-field'); sel.astm_value = $('#replay-astm-value').value; }
+      if (into.value !== pairId) sel.into = into.value;
+      return sel;
+    };
+    const run = (dryRun) => api('POST', `${pairUrl(pairId)}/replay`, { ...selection(), dry_run: dryRun });
+    let previewed = null;
+    await dialog({
+      title: 'Replay messages',
+      body,
+      wide: true,
+      id: 'replay-dialog',
+      buttons: [
+        {
+          label: 'Preview',
+          value: 'preview',
+          action: async (dlg, btn) => {
+            btn.disabled = true;
+            try {
+              const r = await run(true);
+              previewed = r;
+              const gone = r.not_retained
+                ? h('div', { class: 'notice warn', id: 'replay-not-retained', text: `${fmt.num(r.not_retained.removed)} message(s) of this range are no longer retained (the oldest kept is #${r.not_retained.oldest_seq}${r.not_retained.oldest_ms ? `, stored ${fmt.time(r.not_retained.oldest_ms)}` : ''}): they cannot be replayed.` })
+                : null;
+              replace(result,
+                h('p', { id: 'replay-count', text: r.count ? `${fmt.num(r.count)} message(s) selected, #${r.first_seq}–#${r.last_seq}.` : 'No message is selected.' }),
+                gone,
+                r.preview.length ? h('ol', { class: 'list' }, r.preview.map((m) => h('li', { text: `#${m.seq} · ${fmt.time(m.timestamp_ms)} · ${m.text.length > 120 ? `${m.text.slice(0, 120)} …` : m.text}` }))) : null);
+              const go = dlg.querySelector('[data-value="replayed"]');
+              go.disabled = !r.count;
+              go.textContent = r.count ? `↻ Replay ${fmt.num(r.count)} message(s)` : '↻ Replay';
+            } catch (e) {
+              replace(result, h('div', { class: 'notice error', id: 'replay-error', text: e.message }));
+            }
+            btn.disabled = false;
+            return false;
+          },
+        },
+        {
+          label: '↻ Replay',
+          class: 'primary',
+          value: 'replayed',
+          disabled: true,
+          action: async (dlg, btn) => {
+            btn.disabled = true;
+            try {
+              const r = await run(false);
+              const where = r.into === pairId ? 'this pair' : `\`${r.into}\``;
+              if (r.stopped) {
+                notify(`Replayed ${fmt.num(r.replayed)} of ${fmt.num(r.count)} into ${where}, then stopped: ${r.stopped}. Replay again from #${r.resume_from_seq}.`, 'error');
+              } else {
+                notify(`Replayed ${fmt.num(r.replayed)} message(s) into ${where}${r.new_first_seq ? ` as #${r.new_first_seq}–#${r.new_last_seq}` : ''}.`, 'ok');
+              }
+              browser.search();
+              return true;
+            } catch (e) {
+              replace(result, h('div', { class: 'notice error', id: 'replay-error', text: e.message }));
+              btn.disabled = !previewed;
+              return false;
+            }
+          },
+        },
+        { label: 'Close', value: null },
+      ],
+      onOpen: (dlg) => {
+        // A changed selection must be previewed again before it is replayed.
+        dlg.addEventListener('input', () => {
+          const go = dlg.querySelector('[data-value="replayed"]');
+          go.disabled = true;
+          go.textContent = '↻ Replay';
+        });
+        dlg.addEventListener('change', (ev) => {
+          if (ev.target === into) dlg.querySelector('[data-value="replayed"]').disabled = true;
+        });
+      },
+    });
+  }
 
   async function openMessage(seq) {
     let m;
