@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod data_dir;
+mod replay_cmd;
 mod run;
 mod simulate_cmd;
 
@@ -33,6 +34,10 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Replay messages of a pair on a running instance (through its API, as an operator):
+    /// a sequence or time range, optionally a search, stored again in order for the pair's
+    /// destination or into another pair.
+    Replay(replay_cmd::ReplayArgs),
     /// Device simulators for commissioning and tests: the other end of a channel pair before
     /// the real device is wired.
     #[command(subcommand)]
@@ -145,6 +150,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Tls(TlsCommand::LabPki { out, names }) => lab_pki(&out, &names),
         Command::Simulate(kind) => simulate_cmd::main(kind),
+        Command::Replay(args) => replay_cmd::main(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
