@@ -26,6 +26,14 @@ use crate::stats::{Color, PairSnapshot, PairStats, Side};
 mod browse;
 mod replay;
 
+/// Now, µs since the Unix epoch, as the buffer stamps records (tests of time selections).
+#[cfg(test)]
+pub(crate) fn browse_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 pub use browse::{
     BufferedMessage, MAX_PAGE, MessageMatch, MessagePage, MessageQuery, MessageState, SEARCH_SCAN,
     StorageFigures,
