@@ -22,7 +22,7 @@
 //! browser and the instance are stopped however a test ends. The scenarios take turns (a
 //! file lock), so that two browsers never compete for the CPU of a small CI machine.
 //!
-//! One module per story: `ops_portal`, `viewer`, `pair_form`, `relay`, `failover`, `astm`,
+//! One module per story: `ops_portal`, `viewer`, `pair_form`, `relay`, `failover`, `astm`, `dead_letter`,
 //! `mgmt_portal`, `login`, `figures`, and `firefox` (the main story of each portal again in
 //! Firefox); `support` holds the `WebDriver` session and what every story uses.
 
@@ -32,6 +32,7 @@
 mod util;
 
 mod astm;
+mod dead_letter;
 mod failover;
 mod figures;
 mod firefox;

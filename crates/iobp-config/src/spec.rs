@@ -105,6 +105,20 @@ pub struct ChannelPairSpec {
     /// This pair's own storage limit in MiB, within the global one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_storage_mb: Option<u64>,
+    /// Poison messages: park a message the destination refused this many times and go on
+    /// with the next. Without it (the default) a refused message is retried forever and
+    /// holds everything behind it (strict FIFO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterSpec>,
+}
+
+/// The dead-letter policy of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    /// Explicit refusals of the same message (an HL7 `AE`/`AR`, a NAK byte) after which it is
+    /// parked. Timeouts and connection errors never count. 1–1000.
+    pub after_rejections: u32,
 }
 
 impl ChannelPairSpec {

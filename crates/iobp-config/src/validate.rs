@@ -201,6 +201,11 @@ impl ChannelPairSpec {
         if self.max_storage_mb == Some(0) {
             c.fail("max_storage_mb", "must be at least 1");
         }
+        if let Some(d) = self.dead_letter
+            && !(1..=1000).contains(&d.after_rejections)
+        {
+            c.fail("dead_letter.after_rejections", "must be between 1 and 1000");
+        }
         check_relay_record_size(&mut c, self);
         c.finish()
     }

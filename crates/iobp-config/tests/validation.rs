@@ -571,3 +571,17 @@ fn a_modbus_rtu_port_counts_as_a_serial_port_in_use() {
     let p = paths(&doc);
     assert!(p.iter().any(|x| x.starts_with("channel_pairs[1].source.port")), "{p:?}");
 }
+
+#[test]
+fn a_dead_letter_policy_takes_1_to_1000_refusals() {
+    let with = |n: u32| {
+        format!(
+            r#"{{"channel_pairs": [{{"id": "p", "dead_letter": {{"after_rejections": {n}}}, "source": {TCP_5000}, "destination": {CLIENT}}}]}}"#
+        )
+    };
+    parse_document(&with(3)).expect("valid");
+    assert_eq!(paths(&with(0)), ["channel_pairs[0].dead_letter.after_rejections"]);
+    assert_eq!(paths(&with(1001)), ["channel_pairs[0].dead_letter.after_rejections"]);
+    let p = parse_pair(&pair("p", TCP_5000, CLIENT)).expect("valid");
+    assert_eq!(p.dead_letter, None, "default: retry forever, strict FIFO");
+}

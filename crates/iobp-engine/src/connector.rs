@@ -645,6 +645,7 @@ mod tests {
             cancel: CancellationToken::new(),
             retry: BackoffSpec { initial_ms: 100, max_ms: 800, jitter_percent: 0 },
             relay_hub: Arc::default(),
+            parked: None,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::side::SideCtx;
 use crate::stats::{Color, PairSnapshot, PairStats, Side};
 
 mod browse;
+mod dead_letter;
 mod replay;
 
 /// Now, µs since the Unix epoch, as the buffer stamps records (tests of time selections).
@@ -86,6 +87,14 @@ pub enum EngineError {
         /// Where it is.
         state: MessageState,
     },
+    /// No such parked message.
+    #[error("no parked message {parked} in `{id}`")]
+    ParkedNotFound {
+        /// The pair.
+        id: String,
+        /// The parked message's id.
+        parked: u64,
+    },
     /// A replay selects more messages than one replay takes.
     #[error("the selection holds {count} messages; a replay takes at most {max}: narrow it")]
     ReplayTooLarge {
@@ -136,6 +145,10 @@ struct Running {
 struct Entry {
     spec: ChannelPairSpec,
     log: Log,
+    /// The pair's parked (dead-letter) messages: a log of its own under `parked/<id>/`,
+    /// open while the pair has a dead-letter policy or holds parked messages. Pending =
+    /// parked; Done = re-sent or discarded.
+    parked: Option<Log>,
     stats: Arc<PairStats>,
     feed: Arc<LiveFeed>,
     running: Option<Running>,
@@ -206,16 +219,24 @@ impl Engine {
         if let Err(e) = iobp_log::remove_retired(&*log_fs, &logs_dir) {
             tracing::error!("could not clear deleted buffers: {e}");
         }
+        // Parked (dead-letter) messages live beside the buffers, in logs of the same group.
+        let parked_root = opts.data_dir.join("parked");
+        if log_fs.dir_exists(&parked_root)
+            && let Err(e) = iobp_log::remove_retired(&*log_fs, &parked_root)
+        {
+            tracing::error!("could not clear deleted parked messages: {e}");
+        }
         let mut report = StartReport::default();
         let group_opts = GroupOptions { fs: log_fs, ..GroupOptions::default() };
         let journal_dir = opts.data_dir.join("journal");
         let (root, fs_dir) = (logs_dir.clone(), journal_dir.clone());
         // Replaying a journal reads and writes the disk: off the async workers.
-        let opened =
-            tokio::task::spawn_blocking(move || CommitGroup::open(fs_dir, &[root], group_opts))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+        let opened = tokio::task::spawn_blocking(move || {
+            CommitGroup::open(fs_dir, &[root, parked_root], group_opts)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         let (group, journal_problem) = match opened {
             Ok((group, replay)) => {
                 if replay.entries > 0 {
@@ -267,6 +288,13 @@ impl Engine {
                 report.skipped.push((spec.id.clone(), e.to_string()));
                 continue;
             }
+            let parked = match engine.open_parked(&spec).await {
+                Ok(p) => p,
+                Err(e) => {
+                    report.skipped.push((spec.id.clone(), e.to_string()));
+                    continue;
+                }
+            };
             match engine.open_log(&spec).await {
                 Ok(log) => {
                     let r = log.open_report();
@@ -276,7 +304,7 @@ impl Engine {
                     {
                         report.recovered.push((spec.id.clone(), format!("{r:?}")));
                     }
-                    engine.insert(spec, log);
+                    engine.insert(spec, log, parked);
                 }
                 Err(e) => report.skipped.push((spec.id.clone(), e.to_string())),
             }
@@ -337,6 +365,32 @@ impl Engine {
         self.inner.logs_dir.join(id)
     }
 
+    /// Where pair `id`'s parked messages live (beside `logs/`, so that no pair id can name
+    /// it).
+    fn parked_dir(&self, id: &str) -> PathBuf {
+        self.inner.logs_dir.parent().unwrap_or(&self.inner.logs_dir).join("parked").join(id)
+    }
+
+    /// Opens the parked-message log of `spec` if it has a dead-letter policy or parked
+    /// messages from before.
+    async fn open_parked(&self, spec: &ChannelPairSpec) -> Result<Option<Log>, EngineError> {
+        let dir = self.parked_dir(&spec.id);
+        let fs: Arc<dyn FileSystem> =
+            self.inner.log_fs.clone().unwrap_or_else(|| Arc::new(iobp_log::fs::StdFs));
+        if spec.dead_letter.is_none() && !fs.dir_exists(&dir) {
+            return Ok(None);
+        }
+        let mut opts = self.log_options(spec);
+        // Parked messages are few; small segments free discarded ones sooner.
+        opts.segment_bytes = 64 * 1024;
+        opts.max_bytes = None;
+        let id = spec.id.clone();
+        blocking(move || Log::open(dir, opts))
+            .await
+            .map(Some)
+            .map_err(|source| EngineError::Buffer { id, source })
+    }
+
     async fn open_log(&self, spec: &ChannelPairSpec) -> Result<Log, EngineError> {
         let dir = self.log_dir(&spec.id);
         if self.inner.group.is_none() {
@@ -365,12 +419,19 @@ impl Engine {
             .map_err(|source| EngineError::Buffer { id, source })
     }
 
-    fn insert(&self, spec: ChannelPairSpec, log: Log) {
+    fn insert(&self, spec: ChannelPairSpec, log: Log, parked: Option<Log>) {
         let stats = Arc::new(PairStats::default());
         stats.mark_stopped();
+        if let Some(p) = &parked {
+            match crate::parked::list(p) {
+                Ok(l) => stats.parked.store(l.len() as u64, Ordering::Relaxed),
+                Err(e) => tracing::error!(pair = spec.id, "reading its parked messages: {e}"),
+            }
+        }
         let entry = Entry {
             spec,
             log,
+            parked,
             stats,
             feed: Arc::new(LiveFeed::default()),
             running: None,
@@ -398,6 +459,7 @@ impl Engine {
             cancel: cancel.clone(),
             retry: e.spec.retry,
             relay_hub: self.inner.relay_hub.clone(),
+            parked: e.parked.clone().zip(e.spec.dead_letter.map(|d| d.after_rejections)),
         };
         let spec = Arc::new(e.spec.clone());
         let src = supervise(ctx.clone(), Side::Source, spec.clone());
@@ -463,9 +525,10 @@ impl Engine {
         check_framings(&spec)?;
         crate::tls::check_pair(&spec)?;
         let log = self.open_log(&spec).await?;
+        let parked = self.open_parked(&spec).await?;
         self.inner.repo.save_pair(&spec)?;
         let id = spec.id.clone();
-        self.insert(spec, log);
+        self.insert(spec, log, parked);
         self.start_runtime(&id);
         Ok(())
     }
@@ -480,11 +543,16 @@ impl Engine {
         check_pair_among(&spec, &self.list(), &self.settings())?;
         check_framings(&spec)?;
         crate::tls::check_pair(&spec)?;
+        let has_parked = read(&self.inner.pairs).get(&spec.id).is_some_and(|e| e.parked.is_some());
+        let parked = if has_parked { None } else { self.open_parked(&spec).await? };
         self.inner.repo.save_pair(&spec)?;
         let id = spec.id.clone();
         self.stop_runtime(&id).await;
         if let Some(e) = write(&self.inner.pairs).get_mut(&id) {
             e.log.set_max_bytes(spec.max_storage_mb.map(|mb| mb.saturating_mul(MIB)));
+            if e.parked.is_none() {
+                e.parked = parked;
+            }
             e.spec = spec;
         }
         self.start_runtime(&id);
@@ -544,6 +612,18 @@ impl Engine {
         // workers, which run every other pair. Once the buffer is moved aside no start opens
         // it again; a crash before it is removed leaves a directory the next start clears.
         let retired = blocking(move || entry.log.retire()).await;
+        if let Some(parked) = entry.parked {
+            match blocking(move || parked.retire()).await {
+                Ok(r) => {
+                    if let Err(e) = blocking(move || r.remove()).await {
+                        tracing::error!(pair = id, "could not remove its parked messages: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(pair = id, "could not move its parked messages aside: {e}");
+                }
+            }
+        }
         self.inner.repo.delete_pair(id)?;
         match retired {
             Ok(retired) => {
@@ -676,7 +756,10 @@ impl Engine {
         for id in &ids {
             self.stop_runtime(id).await;
         }
-        let logs: Vec<Log> = read(&self.inner.pairs).values().map(|e| e.log.clone()).collect();
+        let logs: Vec<Log> = read(&self.inner.pairs)
+            .values()
+            .flat_map(|e| std::iter::once(e.log.clone()).chain(e.parked.clone()))
+            .collect();
         for log in logs {
             let dir = log.dir().to_path_buf();
             if let Err(e) = tokio::task::spawn_blocking(move || log.close()).await.unwrap_or(Ok(()))
@@ -864,7 +947,11 @@ async fn maintenance(engine: std::sync::Weak<Inner>) {
             }
         }
         if n.is_multiple_of(60) {
-            for (id, log) in logs {
+            let parked: Vec<(String, Log)> = read(&engine.inner.pairs)
+                .iter()
+                .filter_map(|(id, e)| Some((id.clone(), e.parked.clone()?)))
+                .collect();
+            for (id, log) in logs.into_iter().chain(parked) {
                 let r =
                     tokio::task::spawn_blocking(move || log.enforce_retention(SystemTime::now()))
                         .await;
@@ -932,6 +1019,8 @@ fn snapshot_of(
         || destination.color == Color::Yellow
         // Degraded: delivering through a backup destination.
         || lock_active_backup(stats)
+        // Messages are parked (dead-letter): someone must look at them.
+        || stats.parked.load(Relaxed) > 0
     {
         Color::Yellow
     } else {
@@ -962,6 +1051,7 @@ fn snapshot_of(
         connections_refused: stats.connections_refused.load(Relaxed),
         duplicates_dropped: stats.duplicates_dropped.load(Relaxed),
         modbus_poll_errors: stats.modbus_poll_errors.load(Relaxed),
+        parked: stats.parked.load(Relaxed),
         failover: crate::stats::lock_failover(stats),
         oldest_pending_age: oldest,
         last_error: stats.last_error(),

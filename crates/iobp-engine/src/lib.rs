@@ -32,6 +32,7 @@ mod feed;
 mod mqtt;
 mod nats;
 mod net;
+mod parked;
 mod relay;
 pub mod serial;
 mod side;
@@ -48,6 +49,7 @@ pub use crate::engine::{
     MAX_REPLAY, REPLAY_PREVIEW, ReplayOutcome, ReplayPlan, ReplaySelection, Retention,
 };
 pub use crate::feed::FeedEntry;
+pub use crate::parked::{MAX_PARKED, ParkedMessage};
 pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMode, RelayRefusal};
 pub use crate::stats::{
     Color, FailoverState, LineErrors, PairSnapshot, Rejected, RelayLag, Side, SideSnapshot,

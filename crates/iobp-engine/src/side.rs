@@ -25,6 +25,9 @@ pub(crate) struct SideCtx {
     pub retry: BackoffSpec,
     /// Where relay connections opened by remote instances are handed to.
     pub relay_hub: Arc<crate::relay::RelayHub>,
+    /// The dead-letter policy: the parked-message log and after how many explicit refusals
+    /// of the same message it is parked (`None`: retried forever, strict FIFO).
+    pub parked: Option<(Log, u32)>,
 }
 
 /// Why frames could not be queued into the buffer.

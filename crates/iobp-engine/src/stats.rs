@@ -227,6 +227,8 @@ pub struct PairStats {
     pub full_need: AtomicU64,
     /// Times the buffer failed (write or sync error) and was reopened.
     pub heals: AtomicU64,
+    /// Messages parked now (dead-letter policy): refused too often, set aside.
+    pub parked: AtomicU64,
     /// Source side status.
     pub source: SideStatus,
     /// Destination side status.
@@ -486,6 +488,8 @@ pub struct PairSnapshot {
     pub connections_refused: u64,
     /// Relayed records received again and dropped.
     pub duplicates_dropped: u64,
+    /// Messages parked now (the dead-letter policy set them aside).
+    pub parked: u64,
     /// `modbus` sources: failed polls (exceptions, timeouts, transport errors).
     pub modbus_poll_errors: u64,
     /// Which destination delivers (pairs with backup destinations only).

@@ -68,6 +68,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     module!("ops/pair-text.js"),
     module!("ops/pair.js"),
     module!("ops/rejections.js"),
+    module!("ops/parked.js"),
 ];
 
 const LOGIN: &str = include_str!("../assets/common/login.html");

@@ -165,7 +165,9 @@ impl From<iobp_engine::EngineError> for ApiError {
         use iobp_engine::EngineError as E;
         match e {
             E::Invalid(c) => ApiError::invalid(&c),
-            E::NotFound(_) | E::MessageNotFound { .. } => ApiError::not_found(e.to_string()),
+            E::NotFound(_) | E::MessageNotFound { .. } | E::ParkedNotFound { .. } => {
+                ApiError::not_found(e.to_string())
+            }
             E::AlreadyExists(_) | E::NotDelivered { .. } | E::BufferFull { .. } => {
                 ApiError::conflict(e.to_string())
             }

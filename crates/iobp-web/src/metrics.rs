@@ -66,6 +66,11 @@ const GAUGES: &[(&str, &str, Getter)] = &[
     ("iobp_messages_pending", "Stored messages waiting for delivery.", |p| p.pending as f64),
     ("iobp_messages_in_flight", "Messages being delivered.", |p| p.in_flight as f64),
     ("iobp_messages_done", "Delivered messages still retained.", |p| p.done as f64),
+    (
+        "iobp_messages_parked",
+        "Messages parked by the dead-letter policy, waiting to be re-sent or discarded.",
+        |p| p.parked as f64,
+    ),
     ("iobp_buffer_bytes", "Bytes of the pair's buffer on disk.", |p| p.buffer_bytes as f64),
     ("iobp_oldest_pending_age_seconds", "Age of the oldest message not yet delivered.", |p| {
         p.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64())

@@ -90,6 +90,9 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     let mut batch = Batch::default();
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut nak_backoff = Backoff::new(ctx.retry);
+    // Explicit refusals of the message at the head of the queue: (its sequence number, how
+    // many), for the dead-letter policy.
+    let mut refusals: (u64, u32) = (u64::MAX, 0);
     loop {
         match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
             Ok(()) => {}
@@ -130,6 +133,12 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
                 Reply::Stopped => return Ok(Ended::Cancelled),
                 Reply::Accepted => nak_backoff.reset(),
                 Reply::Rejected(why) => {
+                    let n = if refusals.0 == r.seq { refusals.1 + 1 } else { 1 };
+                    refusals = (r.seq, n);
+                    if park_if_due(ctx, r.seq, r.payload, n, &why).await? {
+                        nak_backoff.reset();
+                        continue;
+                    }
                     ctx.log.requeue_from(r.seq).map_err(SideError::buffer("buffer"))?;
                     ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
                     ctx.error(
@@ -149,6 +158,50 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// The dead-letter policy: after the configured number of explicit refusals of the same
+/// message, it is parked (durably, in the pair's parked log) and marked Done here, and
+/// delivery goes on with the next. Returns whether it was parked. A full parked list holds the
+/// message (retried, strict FIFO) and says so.
+async fn park_if_due(
+    ctx: &SideCtx,
+    seq: u64,
+    payload: &[u8],
+    refusals: u32,
+    why: &str,
+) -> Result<bool, SideError> {
+    let Some((parked, after)) = &ctx.parked else { return Ok(false) };
+    if refusals < *after {
+        return Ok(false);
+    }
+    if ctx.stats.parked.load(Ordering::Relaxed) >= crate::parked::MAX_PARKED as u64 {
+        ctx.error(
+            Side::Destination,
+            format!(
+                "message {seq} was refused {refusals} times ({why}) but {} messages are parked \
+                 already: it is retried until some are re-sent or discarded",
+                crate::parked::MAX_PARKED
+            ),
+        );
+        return Ok(false);
+    }
+    // Durable among the parked first, then Done here: a crash between parks it twice at
+    // worst, never loses it.
+    parked
+        .append(&crate::parked::park_record(seq, payload))
+        .await
+        .map_err(SideError::buffer("parking a message"))?;
+    ctx.log.ack(seq).map_err(SideError::buffer("buffer"))?;
+    ctx.stats.parked.fetch_add(1, Ordering::Relaxed);
+    ctx.error(
+        Side::Destination,
+        format!(
+            "message {seq} parked after {refusals} refusals by the receiver ({why}); delivery \
+             goes on with the next"
+        ),
+    );
+    Ok(true)
 }
 
 /// `ack: none`: frame the whole batch into one buffer, write it, mark it Done.

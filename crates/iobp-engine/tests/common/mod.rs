@@ -50,6 +50,25 @@ impl Harness {
         Harness { engine, dir }
     }
 
+    /// Shuts the engine down and starts a new one on the same data directory with the same
+    /// pairs (as a restart of the process would, from the store).
+    pub async fn restart(self) -> Harness {
+        let pairs = self.engine.list();
+        self.engine.shutdown().await;
+        let (engine, report) = Engine::start(
+            EngineOptions {
+                data_dir: self.dir.path().to_path_buf(),
+                settings: Settings::default(),
+                repository: Arc::new(NoRepository),
+                log_fs: None,
+            },
+            pairs,
+        )
+        .await;
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        Harness { engine, dir: self.dir }
+    }
+
     /// The buffer directory of pair `id`.
     pub fn log_dir(&self, id: &str) -> std::path::PathBuf {
         self.dir.path().join("logs").join(id)

@@ -57,7 +57,7 @@ function placeServerProblems(form, problems) {
  * newer version or by hand): an edit keeps them rather than dropping them silently.
  */
 const KNOWN = {
-  pair: ['id', 'name', 'enabled', 'source', 'destination', 'failover', 'failback', 'failover_policy', 'retry', 'max_storage_mb'],
+  pair: ['id', 'name', 'enabled', 'source', 'destination', 'failover', 'failback', 'failover_policy', 'retry', 'max_storage_mb', 'dead_letter'],
   tcp_server: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'max_connections', 'idle_timeout_s', 'write_timeout_ms'],
   tcp_client: ['type', 'host', 'port', 'tls', 'framing', 'ack', 'connect_timeout_ms', 'write_timeout_ms'],
   udp: ['type', 'host', 'port', 'receive_buffer_bytes'],
@@ -168,14 +168,18 @@ export function pairForm(pair, ctx, { onDone, onCancel }) {
         field({ path: 'enabled', label: editing ? 'Enabled (running)' : 'Start it when created', kind: 'bool', value: editing ? spec.enabled : true }))),
     h('div', { class: 'grid grid-2' }, mainSide('source', spec.source, ctx), mainSide('destination', spec.destination, ctx)),
     backupsBlock(spec, ctx),
-    h('details', { class: 'advanced', open: editing && (spec.retry || spec.max_storage_mb) ? true : undefined },
-      h('summary', { text: 'Retry and storage' }),
+    h('details', { class: 'advanced', open: editing && (spec.retry || spec.max_storage_mb || spec.dead_letter) ? true : undefined },
+      h('summary', { text: 'Retry, storage and poison messages' }),
       h('fieldset', null, h('legend', { text: 'Reconnect and retry (exponential backoff)' }),
         h('div', { class: 'fields' },
           field({ path: 'retry.initial_ms', label: 'First wait (ms)', kind: 'int', value: retry.initial_ms, placeholder: '1000' }),
           field({ path: 'retry.max_ms', label: 'Longest wait (ms)', kind: 'int', value: retry.max_ms, placeholder: '60000' }),
           field({ path: 'retry.jitter_percent', label: 'Jitter (%)', kind: 'int', value: retry.jitter_percent, placeholder: '20' }),
-          field({ path: 'max_storage_mb', label: 'Storage limit of this pair (MiB)', kind: 'int', value: spec.max_storage_mb, placeholder: 'global limit only' })))),
+          field({ path: 'max_storage_mb', label: 'Storage limit of this pair (MiB)', kind: 'int', value: spec.max_storage_mb, placeholder: 'global limit only' }))),
+      h('fieldset', null, h('legend', { text: 'Poison messages (dead-letter)' }),
+        h('p', { class: 'muted small', text: 'By default a message the receiving application refuses (an HL7 AE/AR, a NAK byte) is retried forever, and every message behind it waits: strict order, nothing skipped. With a number here, a message refused that many times in a row is parked — kept, counted, shown on the pair page to re-send or discard — and delivery goes on with the next, so order is broken around it. Timeouts and connection errors never count.' }),
+        h('div', { class: 'fields' },
+          field({ path: 'dead_letter.after_rejections', label: 'Park a message after this many refusals', kind: 'int', value: spec.dead_letter ? spec.dead_letter.after_rejections : undefined, placeholder: 'never: retry forever' })))),
     h('div', { class: 'form-actions' }, submit, cancel,
       editing ? h('span', { class: 'muted small', text: 'Saving restarts the pair with the new settings; its buffered messages are kept.' }) : null));
 
@@ -203,6 +207,7 @@ export function pairForm(pair, ctx, { onDone, onCancel }) {
     if (value.failover_policy && Object.keys(value.failover_policy).length) body.failover_policy = value.failover_policy;
     if (value.retry) body.retry = value.retry;
     if (value.max_storage_mb !== undefined) body.max_storage_mb = value.max_storage_mb;
+    if (value.dead_letter && value.dead_letter.after_rejections !== undefined) body.dead_letter = value.dead_letter;
     if (editing) {
       for (const [k, v] of unknownSettings(spec, KNOWN.pair, '')) if (!(k in body)) body[k] = v;
       for (const [k, v] of unknownSettings(spec.failover_policy, KNOWN.failover_policy, '')) {

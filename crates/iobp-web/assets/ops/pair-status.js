@@ -109,6 +109,7 @@ export function renderPairStatus(pair) {
     tile('Delivered, kept', c.done, 'done'),
     tile('Rejected', c.rejected, 'rejected', true),
     tile('Refused (full)', c.refused, 'refused', true),
+    c.parked ? tile('Parked', c.parked, 'parked', true, undefined, 'Refused too often by the receiver and set aside (dead-letter policy): see the Parked tab') : null,
     tile('Errors', c.errors, 'errors'),
     tile('Retries', c.retries, 'retries'),
     c.duplicates_dropped || isRelay(s.source)
@@ -122,6 +123,7 @@ export function renderPairStatus(pair) {
     s.last_error ? h('div', { class: 'last-error', id: 'pair-last-error' }, h('strong', { text: 'Last error: ' }), lastErrorText(s.last_error))
       : h('div', { class: 'muted small', id: 'pair-last-error', text: 'No errors since ioBufferPro started.' }));
   $('#rej-count').textContent = c.rejected + c.refused ? `(${fmt.num(c.rejected + c.refused)})` : '';
+  $('#parked-count').textContent = c.parked ? `(${fmt.num(c.parked)})` : '';
   const t = $('#pair-toggle');
   if (t) setToggle(t, pair.enabled);
 }

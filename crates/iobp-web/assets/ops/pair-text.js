@@ -111,6 +111,9 @@ export function channelDetail(p) {
   if (s.channel === 'yellow' && s.failover && s.failover.active) {
     return `degraded: delivering to ${activeDestinationText(s.failover)}`;
   }
+  if (s.channel === 'yellow' && s.counts && s.counts.parked) {
+    return `${s.counts.parked} message(s) parked: refused by the receiver, see the Parked tab`;
+  }
   return {
     green: 'running',
     yellow: 'degraded, e.g. delivering to a backup destination',

@@ -13,6 +13,7 @@ import { deletePair, pairUrl, setToggle, startStop } from './pair-actions.js';
 import { pairCharts } from './pair-charts.js';
 import { renderPairStatus } from './pair-status.js';
 import { endpointSummary } from './pair-text.js';
+import { parkedTab } from './parked.js';
 import { rejectionsTab } from './rejections.js';
 
 const enc = encodeURIComponent;
@@ -63,7 +64,8 @@ runPage(async () => {
   const feed = liveView();
   const browser = messageBrowser(pair.id, canEdit);
   const rejections = rejectionsTab(pair.id);
-  const tabs = ['live', 'messages', 'rejections'];
+  const parked = parkedTab(pair.id, canEdit);
+  const tabs = ['live', 'messages', 'rejections', 'parked'];
   const showTab = (name) => {
     for (const t of tabs) {
       $(`#tab-${t}`).setAttribute('aria-selected', String(t === name));
@@ -71,6 +73,7 @@ runPage(async () => {
     }
     if (name === 'messages' && !browser.loaded) browser.search();
     if (name === 'rejections') rejections.load();
+    if (name === 'parked') parked.load();
     history.replaceState(null, '', name === 'live' ? location.pathname : `${location.pathname}#${name}`);
   };
   for (const t of tabs) $(`#tab-${t}`).addEventListener('click', () => showTab(t));
@@ -86,12 +89,14 @@ runPage(async () => {
         return;
       }
       const prevRejected = pair.status.counts.rejected + pair.status.counts.refused;
+      const prevParked = pair.status.counts.parked;
       pair.status = s.status;
       pair.enabled = s.enabled;
       pair.name = s.name;
       renderPairStatus(pair);
       sample(pair.status.counts);
       if (rejections.loaded && s.status.counts.rejected + s.status.counts.refused !== prevRejected) rejections.load();
+      if (parked.loaded && s.status.counts.parked !== prevParked) parked.load();
     },
     message: (e) => feed.add(e, true),
     skipped: (d) => { feed.skipped += d.messages || 0; feed.note(); },

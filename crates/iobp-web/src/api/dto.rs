@@ -161,6 +161,9 @@ pub struct CountsDto {
     pub connections_refused: u64,
     /// Relayed messages received again and dropped (this buffer had them already).
     pub duplicates_dropped: u64,
+    /// Messages parked now: the destination refused them `dead_letter.after_rejections`
+    /// times; they wait for an operator to re-send or discard them.
+    pub parked: u64,
     /// A `modbus` source's failed polls: exception answers, timeouts, transport errors (none
     /// stored anything; also counted in `errors`).
     pub modbus_poll_errors: u64,
@@ -230,6 +233,7 @@ impl From<&PairSnapshot> for PairStatusDto {
                 retries: p.retries,
                 connections_refused: p.connections_refused,
                 duplicates_dropped: p.duplicates_dropped,
+                parked: p.parked,
                 modbus_poll_errors: p.modbus_poll_errors,
             },
             buffer_bytes: p.buffer_bytes,

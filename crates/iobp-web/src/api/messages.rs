@@ -449,3 +449,86 @@ fn replay_selection_text(r: &ReplayRequest) -> String {
     }
     if parts.is_empty() { "every retained message".into() } else { parts.join(", ") }
 }
+
+/// A parked message (dead-letter policy).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParkedDto {
+    /// Its id among the pair's parked messages.
+    pub id: u64,
+    /// Its sequence number in the pair's buffer when it was parked.
+    pub original_seq: u64,
+    /// When it was parked, ms since the Unix epoch.
+    pub parked_ms: u64,
+    /// Payload length.
+    pub length: usize,
+    /// The first 200 bytes as text.
+    pub text: String,
+    /// The first 32 bytes in hex.
+    pub hex: String,
+}
+
+/// The pair's parked messages, oldest first: those its destination refused
+/// `dead_letter.after_rejections` times.
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/parked", tag = "messages", operation_id = "list_parked",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    responses(Session, Malformed, (status = 200, body = Vec<ParkedDto>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn parked(
+    State(s): State<WebState>,
+    _auth: Auth<Viewer>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<Vec<ParkedDto>>> {
+    let list = s.engine.parked(pair_id(&id)?).await?;
+    Ok(axum::Json(
+        list.iter()
+            .map(|m| ParkedDto {
+                id: m.id,
+                original_seq: m.original_seq,
+                parked_ms: m.parked_us / 1000,
+                length: m.payload.len(),
+                text: display_text(&m.payload, LIST_TEXT),
+                hex: hex(&m.payload, LIST_HEX),
+            })
+            .collect(),
+    ))
+}
+
+/// Re-sends a parked message: stored again in the pair's buffer (delivered after everything
+/// already buffered), and no longer parked.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/parked/{parked}/resend", tag = "messages", operation_id = "resend_parked",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), ("parked" = u64, Path)),
+    responses(SessionWrite, Malformed, (status = 200, body = ResendDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn resend_parked(
+    State(s): State<WebState>,
+    auth: Auth<Operator>,
+    ApiPath((id, parked)): ApiPath<(String, u64)>,
+) -> ApiResult<axum::Json<ResendDto>> {
+    let id = pair_id(&id)?.to_string();
+    let new_seq = s.engine.resend_parked(&id, parked).await?;
+    let detail = format!("parked message {parked} re-sent as {new_seq}");
+    s.store.audit(&auth.audit("message.parked.resend", Some(&id), Some(detail)), now_ms())?;
+    Ok(axum::Json(ResendDto { seq: new_seq }))
+}
+
+/// Discards a parked message for good.
+#[utoipa::path(post, path = "/api/v1/pairs/{id}/parked/{parked}/discard", tag = "messages", operation_id = "discard_parked",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), ("parked" = u64, Path)),
+    responses(SessionWrite, Malformed, (status = 204, description = "Discarded"), (status = 404, body = ErrorBody)))]
+pub(crate) async fn discard_parked(
+    State(s): State<WebState>,
+    auth: Auth<Operator>,
+    ApiPath((id, parked)): ApiPath<(String, u64)>,
+) -> ApiResult<axum::http::StatusCode> {
+    let id = pair_id(&id)?.to_string();
+    let m = s.engine.parked(&id).await?.into_iter().find(|m| m.id == parked);
+    s.engine.discard_parked(&id, parked).await?;
+    let detail = format!(
+        "parked message {parked} discarded{}",
+        m.map_or(String::new(), |m| format!(
+            " (originally #{}, {} bytes)",
+            m.original_seq,
+            m.payload.len()
+        ))
+    );
+    s.store.audit(&auth.audit("message.parked.discard", Some(&id), Some(detail)), now_ms())?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -93,6 +93,15 @@ impl PartialSchema for ChannelPairSpec {
                     "This pair's own storage limit in MiB, within the global one.",
                 )),
             )
+            .property(
+                "dead_letter",
+                object(
+                    "Poison messages: `after_rejections` (1–1000) explicit refusals of the same \
+                     message by the destination (HL7 AE/AR, a NAK byte; never timeouts or \
+                     connection errors) park it and delivery goes on with the next. Without it a \
+                     refused message is retried forever, holding everything behind it.",
+                ),
+            )
             .required("id")
             .required("source")
             .required("destination")

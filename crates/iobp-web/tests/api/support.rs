@@ -296,6 +296,9 @@ pub fn routes(existing_pair: &str, new_pair_body: &str) -> Vec<Route> {
         (Method::GET, format!("/api/v1/pairs/{p}/messages?state=all"), None, Some(Role::Viewer)),
         (Method::GET, format!("/api/v1/pairs/{p}/messages/1"), None, Some(Role::Viewer)),
         (Method::POST, format!("/api/v1/pairs/{p}/messages/1/resend"), None, Some(Role::Operator)),
+        (Method::GET, format!("/api/v1/pairs/{p}/parked"), None, Some(Role::Viewer)),
+        (Method::POST, format!("/api/v1/pairs/{p}/parked/1/resend"), None, Some(Role::Operator)),
+        (Method::POST, format!("/api/v1/pairs/{p}/parked/1/discard"), None, Some(Role::Operator)),
         (
             Method::POST,
             format!("/api/v1/pairs/{p}/replay"),
@@ -341,6 +344,7 @@ pub fn template_of(path: &str) -> String {
     path.split('?')
         .next()
         .unwrap_or_default()
+        .replace("/parked/1", "/parked/{parked}")
         .replace("/1", "/{seq}")
         .replace("newbie", "{username}")
 }
