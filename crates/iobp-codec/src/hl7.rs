@@ -445,6 +445,28 @@ fn hex_bytes(hex: &[u8]) -> Option<Vec<u8>> {
     hex.chunks_exact(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
+/// Field `n` of the first `segment` segment of an HL7 v2 message, whole (components not
+/// split), with HL7 numbering: `field(m, "MSH", 10)` is the message control id (MSH-1 is the
+/// field separator itself, MSH-2 the encoding characters), `field(m, "PID", 3)` the patient
+/// identifier list. `None` when the message is not HL7, or has no such segment or field.
+#[must_use]
+pub fn field<'a>(message: &'a [u8], segment: &str, n: usize) -> Option<&'a [u8]> {
+    let msh = raw_msh(message)?;
+    let sep = msh.field_sep;
+    let seg = segments(message).find(|s| {
+        s.len() > segment.len() && s.starts_with(segment.as_bytes()) && s[segment.len()] == sep
+    })?;
+    if segment == "MSH" {
+        // MSH-1 is the separator, so MSH-n is the n-1-th piece after splitting.
+        return match n {
+            0 => None,
+            1 => Some(&seg[3..4]),
+            _ => seg.split(|&b| b == sep).nth(n - 1),
+        };
+    }
+    seg.split(|&b| b == sep).nth(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

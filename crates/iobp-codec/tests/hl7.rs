@@ -251,3 +251,22 @@ proptest! {
         prop_assert!(Encoder::new(Framing::mllp()).encode(&ack, &mut Vec::new()).is_ok());
     }
 }
+
+#[test]
+fn fields_by_segment_and_hl7_number() {
+    use iobp_codec::hl7::field;
+    let m = b"MSH|^~\\&|LAB|A|HIS|B|20261204||ORU^R01|CTRL42|P|2.5\rPID|1||12345^^^HOSP^MR||Doe^Jane\rOBX|1|ST|GLU||5.4\r";
+    assert_eq!(field(m, "MSH", 10), Some(&b"CTRL42"[..]), "the control id");
+    assert_eq!(field(m, "MSH", 9), Some(&b"ORU^R01"[..]));
+    assert_eq!(field(m, "MSH", 1), Some(&b"|"[..]));
+    assert_eq!(field(m, "PID", 3), Some(&b"12345^^^HOSP^MR"[..]));
+    assert_eq!(field(m, "OBX", 5), Some(&b"5.4"[..]));
+    assert_eq!(field(m, "NTE", 1), None, "no such segment");
+    assert_eq!(field(m, "PID", 40), None, "no such field");
+    assert_eq!(field(b"H|\\^&\rO|1|S1\r", "MSH", 10), None, "not HL7");
+    assert_eq!(
+        field(b"MSH#^~\\&#A#B#C#D#T##ADT^A01#77#P#2.5\r", "MSH", 10),
+        Some(&b"77"[..]),
+        "its own separator"
+    );
+}

@@ -105,6 +105,16 @@ pub enum MessageMatch {
         /// The value, whole.
         value: Vec<u8>,
     },
+    /// An HL7 v2 field of the first segment of a type equals a value: `MSH` 10 is the
+    /// message's own control id (HL7 numbering).
+    Hl7Field {
+        /// The segment id (`MSH`, `PID`, …).
+        segment: String,
+        /// The field number.
+        field: usize,
+        /// The value, whole.
+        value: Vec<u8>,
+    },
 }
 
 impl MessageMatch {
@@ -117,6 +127,9 @@ impl MessageMatch {
             }
             MessageMatch::AstmField { record, field, value } => {
                 iobp_codec::astm::field(payload, *record, *field) == Some(value.as_slice())
+            }
+            MessageMatch::Hl7Field { segment, field, value } => {
+                iobp_codec::hl7::field(payload, segment, *field) == Some(value.as_slice())
             }
         }
     }

@@ -8,6 +8,8 @@ import { dialog, notify } from '../common/ui.js';
 import { pairUrl } from './pair-actions.js';
 
 const STATE_LABELS = { pending: 'Pending', in_flight: 'In flight', done: 'Done', unconfirmed: 'Unconfirmed', absent: 'Absent' };
+/** Which kind of field a search names: `hl7` for a segment id (`MSH.10`), else `astm` (`O.3`). */
+const fieldKind = (f) => (/^[A-Za-z][A-Za-z0-9]{2}\./.test(f) ? 'hl7' : 'astm');
 const stateTag = (s) => h('span', { class: `tag state-${s}`, text: STATE_LABELS[s] || s });
 
 /**
@@ -36,10 +38,11 @@ export function messageBrowser(pairId, canEdit) {
       const astmValue = $('#msg-astm-value').value;
       if (!q.newest && contains !== '') params.set('contains', contains);
       if (!q.newest && astmField !== '') {
-        params.set('astm_field', astmField);
-        params.set('astm_value', astmValue);
+        const kind = fieldKind(astmField);
+        params.set(`${kind}_field`, astmField);
+        params.set(`${kind}_value`, astmValue);
       }
-      this.searching = params.has('contains') || params.has('astm_field');
+      this.searching = params.has('contains') || params.has('astm_field') || params.has('hl7_field');
       const err = $('#msg-error');
       err.hidden = true;
       try {
@@ -136,7 +139,7 @@ export function messageBrowser(pairId, canEdit) {
         input('replay-since', 'Stored since', 'datetime-local', $('#msg-since').value, { step: '1' }),
         input('replay-until', 'Stored before', 'datetime-local', '', { step: '1' }),
         input('replay-contains', 'Text contains', 'search', $('#msg-contains').value, { maxlength: '256' }),
-        input('replay-astm-field', 'ASTM field', 'text', $('#msg-astm-field').value, { placeholder: 'O.3', size: '5' }),
+        input('replay-astm-field', 'Field (ASTM O.3, HL7 MSH.10)', 'text', $('#msg-astm-field').value, { placeholder: 'O.3', size: '7' }),
         input('replay-astm-value', 'equals', 'search', $('#msg-astm-value').value),
         h('div', { class: 'field' }, h('label', { for: 'replay-into', text: 'Into' }), into)),
       result);
@@ -148,7 +151,11 @@ export function messageBrowser(pairId, canEdit) {
       if (v('replay-since')) sel.since_ms = new Date(v('replay-since')).getTime();
       if (v('replay-until')) sel.until_ms = new Date(v('replay-until')).getTime();
       if ($('#replay-contains').value !== '') sel.contains = $('#replay-contains').value;
-      if (v('replay-astm-field') !== '') { sel.astm_field = v('replay-astm-field'); sel.astm_value = $('#replay-astm-value').value; }
+      if (v('replay-astm-field') !== '') {
+        const kind = fieldKind(v('replay-astm-field'));
+        sel[`${kind}_field`] = v('replay-astm-field');
+        sel[`${kind}_value`] = $('#replay-astm-value').value;
+      }
       if (into.value !== pairId) sel.into = into.value;
       return sel;
     };

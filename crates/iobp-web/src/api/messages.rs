@@ -106,11 +106,66 @@ pub(crate) struct ListQuery {
     astm_field: Option<String>,
     /// The value the ASTM field must have, whole (at most 256 bytes).
     astm_value: Option<String>,
+    /// Search HL7 v2 messages by a field: `<segment>.<field number>`, HL7 numbering
+    /// (`MSH.10`: the message control id, `PID.3`: the patient identifiers); with
+    /// `hl7_value`.
+    #[param(pattern = "^[A-Z][A-Z0-9]{2}\\.[1-9][0-9]{0,2}$")]
+    hl7_field: Option<String>,
+    /// The value the HL7 field must have, whole (at most 256 bytes).
+    hl7_value: Option<String>,
 }
 
 /// The search a listing asks for, if any.
 fn matching(q: &ListQuery) -> ApiResult<Option<iobp_engine::MessageMatch>> {
-    search(q.contains.as_ref(), q.astm_field.as_ref(), q.astm_value.as_ref())
+    let hl7 = hl7_search(q.hl7_field.as_ref(), q.hl7_value.as_ref())?;
+    let other = search(q.contains.as_ref(), q.astm_field.as_ref(), q.astm_value.as_ref())?;
+    one_search(hl7, other)
+}
+
+/// At most one kind of search at a time.
+fn one_search(
+    hl7: Option<iobp_engine::MessageMatch>,
+    other: Option<iobp_engine::MessageMatch>,
+) -> ApiResult<Option<iobp_engine::MessageMatch>> {
+    match (hl7, other) {
+        (Some(_), Some(_)) => {
+            Err(ApiError::bad_request("search by one of contains, astm_field or hl7_field"))
+        }
+        (h, o) => Ok(h.or(o)),
+    }
+}
+
+/// An HL7 field search: `MSH.10` and a value.
+fn hl7_search(
+    field: Option<&String>,
+    value: Option<&String>,
+) -> ApiResult<Option<iobp_engine::MessageMatch>> {
+    match (field, value) {
+        (None, None) => Ok(None),
+        (Some(f), Some(value)) => {
+            if value.len() > 256 {
+                return Err(ApiError::bad_request("hl7_value must be at most 256 bytes"));
+            }
+            let parsed = f.split_once('.').and_then(|(seg, n)| {
+                let ok = seg.len() == 3
+                    && seg.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+                    && seg.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+                let n = n.parse::<usize>().ok().filter(|n| (1..=999).contains(n))?;
+                ok.then(|| (seg.to_string(), n))
+            });
+            let Some((segment, field)) = parsed else {
+                return Err(ApiError::bad_request(format!(
+                    "hl7_field must be a segment and a field number like `MSH.10`, not `{f}`"
+                )));
+            };
+            Ok(Some(iobp_engine::MessageMatch::Hl7Field {
+                segment,
+                field,
+                value: value.as_bytes().to_vec(),
+            }))
+        }
+        _ => Err(ApiError::bad_request("hl7_field and hl7_value go together")),
+    }
 }
 
 /// A search from its three settings (a text, or an ASTM field and its value).
@@ -278,6 +333,10 @@ pub struct ReplayRequest {
     pub astm_field: Option<String>,
     /// … has this value.
     pub astm_value: Option<String>,
+    /// Only HL7 v2 messages whose field `<segment>.<number>` (`MSH.10`: the control id) …
+    pub hl7_field: Option<String>,
+    /// … has this value.
+    pub hl7_value: Option<String>,
     /// The pair the copies go into (default: this pair, i.e. to its own destination again).
     #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub into: Option<String>,
@@ -363,7 +422,10 @@ pub(crate) async fn replay(
         to_seq: req.to_seq,
         since_us: req.since_ms.map(|t| t.saturating_mul(1000)),
         until_us: req.until_ms.map(|t| t.saturating_mul(1000)),
-        matching: search(req.contains.as_ref(), req.astm_field.as_ref(), req.astm_value.as_ref())?,
+        matching: one_search(
+            hl7_search(req.hl7_field.as_ref(), req.hl7_value.as_ref())?,
+            search(req.contains.as_ref(), req.astm_field.as_ref(), req.astm_value.as_ref())?,
+        )?,
     };
     let (plan, outcome) = if req.dry_run {
         (s.engine.replay_plan(&id, sel).await?, None)
@@ -446,6 +508,9 @@ fn replay_selection_text(r: &ReplayRequest) -> String {
     }
     if let (Some(f), Some(v)) = (&r.astm_field, &r.astm_value) {
         parts.push(format!("ASTM {f} = {v:?}"));
+    }
+    if let (Some(f), Some(v)) = (&r.hl7_field, &r.hl7_value) {
+        parts.push(format!("HL7 {f} = {v:?}"));
     }
     if parts.is_empty() { "every retained message".into() } else { parts.join(", ") }
 }

@@ -195,3 +195,48 @@ async fn a_range_is_previewed_then_replayed_in_order_into_another_pair_and_audit
     let r = replay(json!({"form_seq": 1})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "a misspelt field: {}", r.body);
 }
+
+/// A message found by its own id: HL7 MSH-10, the control id (and any other HL7 field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_messages_are_found_by_their_control_id() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let port = ports::tcp();
+    let r = api.post("/api/v1/pairs").json(&pair_json("his", port)).by(&otto).send().await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
+        }
+        tokio::time::sleep(wait::POLL).await;
+    };
+    let messages: Vec<String> = (1..=50)
+        .map(|n| {
+            format!("MSH|^~\\&|LAB|A|HIS|B|20261204||ADT^A01|CTRL{n}|P|2.5\rPID|1||MRN{n}\r\n")
+        })
+        .collect();
+    s.write_all(messages.concat().as_bytes()).await.expect("send");
+    drop(s);
+    wait::until_async(10, "stored", || {
+        api.web.engine.snapshot("his").is_some_and(|s| s.received == 50)
+    })
+    .await;
+    let get = |q: &str| api.get(format!("/api/v1/pairs/his/messages?{q}")).by(&otto).send();
+    let r = get("hl7_field=MSH.10&hl7_value=CTRL17").await;
+    let found = r.body["messages"].as_array().expect("messages");
+    assert_eq!(found.len(), 1, "{}", r.body);
+    assert_eq!(found[0]["seq"], 17);
+    let r = get("hl7_field=PID.3&hl7_value=MRN42").await;
+    assert_eq!(r.body["messages"][0]["seq"], 42, "{}", r.body);
+    for (q, why) in [
+        ("hl7_field=MSH10&hl7_value=x", "like `MSH.10`"),
+        ("hl7_field=MSH.10", "go together"),
+        ("hl7_field=MSH.10&hl7_value=x&contains=y", "one of"),
+    ] {
+        let r = get(q).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert!(r.body.to_string().contains(why), "{q}: {}", r.body);
+    }
+}
