@@ -69,6 +69,25 @@ impl Harness {
         Harness { engine, dir: self.dir }
     }
 
+    /// A new engine on the file system `fs` (what survived a power cut of this harness's
+    /// simulated file system), on the same data directory and with the same pairs. The old
+    /// engine is left as a crash leaves a process: its file system is dead.
+    pub async fn restart_after_power_cut(self, fs: &iobp_log::sim::SimFs) -> Harness {
+        let pairs = self.engine.list();
+        let (engine, report) = Engine::start(
+            EngineOptions {
+                data_dir: self.dir.path().to_path_buf(),
+                settings: Settings::default(),
+                repository: Arc::new(NoRepository),
+                log_fs: Some(Arc::new(fs.clone())),
+            },
+            pairs,
+        )
+        .await;
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        Harness { engine, dir: self.dir }
+    }
+
     /// The buffer directory of pair `id`.
     pub fn log_dir(&self, id: &str) -> std::path::PathBuf {
         self.dir.path().join("logs").join(id)
