@@ -138,6 +138,27 @@ impl SideCtx {
         self.stats.error(&self.pair, side, message);
     }
 
+    /// Hands the next Pending records (at most `records`, about `bytes`) to a destination in
+    /// `batch`. Damaged records are reported once and skipped: `Ok(false)`, read again (the
+    /// next read continues after the damage; a relay receiver sees a gap in the numbers). A
+    /// read error can repeat: the connector loop backs off, or waits for the engine if the
+    /// buffer failed or closed.
+    pub(crate) fn next_batch(
+        &self,
+        batch: &mut iobp_log::Batch,
+        records: usize,
+        bytes: usize,
+    ) -> Result<bool, SideError> {
+        match self.log.read_batch_into(batch, records, bytes) {
+            Ok(()) => Ok(true),
+            Err(iobp_log::Error::Corrupt(c)) => {
+                self.error(Side::Destination, format!("buffer damage skipped: {c}"));
+                Ok(false)
+            }
+            Err(e) => Err(SideError::Buffer { doing: "reading the buffer", source: e }),
+        }
+    }
+
     /// Queues frames into the buffer, waiting while the append queue is full. The frames are
     /// accepted only once the returned commit resolves.
     pub(crate) async fn intake(&self, frames: &[Bytes]) -> Result<Commit, IntakeError> {

@@ -54,13 +54,8 @@ pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 1024];
     let mut backoff = Backoff::new(ctx.retry);
     loop {
-        match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
-            Ok(()) => {}
-            Err(iobp_log::Error::Corrupt(c)) => {
-                ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
-                continue;
-            }
-            Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
+        if !ctx.next_batch(&mut batch, BATCH_RECORDS, BATCH_BYTES)? {
+            continue;
         }
         if batch.is_empty() {
             tokio::select! {

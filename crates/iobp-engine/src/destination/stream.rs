@@ -94,13 +94,8 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     // many), for the dead-letter policy.
     let mut refusals: (u64, u32) = (u64::MAX, 0);
     loop {
-        match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
-            Ok(()) => {}
-            Err(iobp_log::Error::Corrupt(c)) => {
-                ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
-                continue;
-            }
-            Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
+        if !ctx.next_batch(&mut batch, BATCH_RECORDS, BATCH_BYTES)? {
+            continue;
         }
         if batch.is_empty() {
             // Idle: wait for data, while watching the connection.

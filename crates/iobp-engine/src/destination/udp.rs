@@ -64,16 +64,8 @@ impl Session<UdpSocket> for Datagrams {
     ) -> Result<Ended, SideError> {
         let mut batch = Batch::default();
         loop {
-            match ctx.log.read_batch_into(&mut batch, BATCH_RECORDS, BATCH_BYTES) {
-                Ok(()) => {}
-                // Reported once; the next read continues after the damage.
-                Err(iobp_log::Error::Corrupt(c)) => {
-                    ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
-                    continue;
-                }
-                // A read error can repeat: the loop backs off (observing the stop), or waits
-                // for the engine if the buffer failed or closed.
-                Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
+            if !ctx.next_batch(&mut batch, BATCH_RECORDS, BATCH_BYTES)? {
+                continue;
             }
             if batch.is_empty() {
                 tokio::select! {

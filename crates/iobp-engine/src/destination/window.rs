@@ -68,13 +68,8 @@ pub(crate) async fn deliver<P: Publisher>(
     loop {
         // Publish while the window and the buffer allow.
         while waiting.len() < window {
-            match ctx.log.read_batch_into(&mut batch, window - waiting.len(), READ_BYTES) {
-                Ok(()) => {}
-                Err(iobp_log::Error::Corrupt(c)) => {
-                    ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
-                    continue;
-                }
-                Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
+            if !ctx.next_batch(&mut batch, window - waiting.len(), READ_BYTES)? {
+                continue;
             }
             if batch.is_empty() {
                 break;

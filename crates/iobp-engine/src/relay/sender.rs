@@ -217,14 +217,8 @@ impl Sending {
         peer: &Arc<str>,
     ) -> Result<usize, SideError> {
         loop {
-            match ctx.log.read_batch_into(&mut self.batch, FRAME_RECORDS, FRAME_BYTES) {
-                Ok(()) => {}
-                Err(iobp_log::Error::Corrupt(c)) => {
-                    // Lost to damage here; the receiver sees a gap in the numbers.
-                    ctx.error(Side::Destination, format!("buffer damage skipped: {c}"));
-                    continue;
-                }
-                Err(e) => return Err(SideError::Buffer { doing: "reading the buffer", source: e }),
+            if !ctx.next_batch(&mut self.batch, FRAME_RECORDS, FRAME_BYTES)? {
+                continue;
             }
             if self.batch.is_empty() {
                 return Ok(0);
