@@ -33,13 +33,24 @@ fn pair(id: &str, extra: &str, source: &str, destination: &str) -> String {
 /// Messages the LIS received, in order.
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
 
-/// A LIS listening on a loopback port, collecting until `count` messages arrived.
+/// A LIS listening on a free loopback port, collecting until `count` messages arrived.
 async fn lis(
     ip: &str,
     opts: LisOptions,
     count: usize,
 ) -> (u16, Received, tokio::task::JoinHandle<LisReport>) {
     let port = ports::tcp_on(ip);
+    let (received, task) = lis_on_port(ip, port, opts, count).await;
+    (port, received, task)
+}
+
+/// A LIS listening on `port`, collecting until `count` messages arrived.
+async fn lis_on_port(
+    ip: &str,
+    port: u16,
+    opts: LisOptions,
+    count: usize,
+) -> (Received, tokio::task::JoinHandle<LisReport>) {
     let endpoint = Endpoint::new(Link::Listen(format!("{ip}:{port}"))).await.expect("bind LIS");
     let received: Received = Arc::default();
     let into = received.clone();
@@ -52,7 +63,7 @@ async fn lis(
         .await
         .expect("LIS")
     });
-    (port, received, task)
+    (received, task)
 }
 
 /// Every message 1..=count exactly once, in order, byte for byte.
@@ -210,18 +221,8 @@ async fn a_full_buffer_naks_the_analyzer_which_retries_and_nothing_is_lost() {
     assert!(full.received < COUNT, "{full:#?}");
     assert!(full.storage_alarm.is_some(), "{full:#?}");
     // The LIS comes up: delivery frees room, the analyzer's retries get in.
-    let endpoint = Endpoint::new(Link::Listen(format!("{ip}:{lis_port}"))).await.expect("bind LIS");
-    let received: Received = Arc::default();
-    let into = received.clone();
-    let lis_task = tokio::spawn(async move {
-        run_lis(&endpoint, &LisOptions::default(), move |m| {
-            let mut r = into.lock().expect("lock");
-            r.push(m);
-            r.len() < COUNT as usize
-        })
-        .await
-        .expect("LIS")
-    });
+    let (received, lis_task) =
+        lis_on_port(&ip, lis_port, LisOptions::default(), COUNT as usize).await;
     let report = tokio::time::timeout(Duration::from_secs(300), sending)
         .await
         .expect("the analyzer finished in time")

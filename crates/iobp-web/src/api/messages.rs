@@ -39,6 +39,20 @@ pub struct MessageDto {
     pub hex: String,
 }
 
+impl MessageDto {
+    /// A buffered message as a list shows it.
+    fn listed(m: &iobp_engine::BufferedMessage) -> Self {
+        MessageDto {
+            seq: m.seq,
+            timestamp_ms: m.timestamp_us / 1000,
+            state: m.state.as_str().into(),
+            length: m.length,
+            text: display_text(&m.payload, LIST_TEXT),
+            hex: hex(&m.payload, LIST_HEX),
+        }
+    }
+}
+
 /// A page of messages, in sequence order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessagePageDto {
@@ -250,18 +264,7 @@ pub(crate) async fn list(
         first_seq: page.first_seq,
         next_seq: page.next_seq,
         scanned_to: page.scanned_to,
-        messages: page
-            .messages
-            .iter()
-            .map(|m| MessageDto {
-                seq: m.seq,
-                timestamp_ms: m.timestamp_us / 1000,
-                state: m.state.as_str().into(),
-                length: m.length,
-                text: display_text(&m.payload, LIST_TEXT),
-                hex: hex(&m.payload, LIST_HEX),
-            })
-            .collect(),
+        messages: page.messages.iter().map(MessageDto::listed).collect(),
     }))
 }
 
@@ -443,18 +446,7 @@ pub(crate) async fn replay(
         count: plan.count,
         first_seq: plan.seqs.map(|x| x.0),
         last_seq: plan.seqs.map(|x| x.1),
-        preview: plan
-            .first
-            .iter()
-            .map(|m| MessageDto {
-                seq: m.seq,
-                timestamp_ms: m.timestamp_us / 1000,
-                state: m.state.as_str().into(),
-                length: m.length,
-                text: display_text(&m.payload, LIST_TEXT),
-                hex: hex(&m.payload, LIST_HEX),
-            })
-            .collect(),
+        preview: plan.first.iter().map(MessageDto::listed).collect(),
         not_retained: plan.not_retained.map(|n| NotRetainedDto {
             oldest_seq: n.oldest_seq,
             oldest_ms: n.oldest_us.map(|u| u / 1000),

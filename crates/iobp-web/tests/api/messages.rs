@@ -10,6 +10,18 @@ use tokio::io::AsyncWriteExt;
 
 use crate::support::{pair_json, setup};
 
+/// Connects to a pair's TCP source, waiting while it binds.
+async fn connect_source(port: u16) -> tokio::net::TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => return s,
+            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
+        }
+        tokio::time::sleep(wait::POLL).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_can_be_browsed_inspected_and_resent() {
     let api = setup().await;
@@ -17,14 +29,7 @@ async fn messages_can_be_browsed_inspected_and_resent() {
     let port = ports::tcp();
     let r = api.post("/api/v1/pairs").json(&pair_json("m", port)).by(&otto).send().await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
-        }
-        tokio::time::sleep(wait::POLL).await;
-    };
+    let mut s = connect_source(port).await;
     s.write_all(b"hello\nbinary \xff\x00 bytes\n").await.expect("send");
     drop(s);
     wait::until_async(5, "both messages stored", || {
@@ -65,14 +70,7 @@ async fn messages_are_found_by_text_and_by_an_astm_field() {
     let port = ports::tcp();
     let r = api.post("/api/v1/pairs").json(&pair_json("lab", port)).by(&otto).send().await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
-        }
-        tokio::time::sleep(wait::POLL).await;
-    };
+    let mut s = connect_source(port).await;
     // Line-framed: each E1394 record of a message on one line, records separated by CR.
     let mut sent = Vec::new();
     for n in 1..=25_000u32 {
@@ -131,14 +129,7 @@ async fn a_range_is_previewed_then_replayed_in_order_into_another_pair_and_audit
         let r = api.post("/api/v1/pairs").json(&pair_json(id, p)).by(&otto).send().await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
-        }
-        tokio::time::sleep(wait::POLL).await;
-    };
+    let mut s = connect_source(port).await;
     let lines: Vec<String> = (1..=100).map(|i| format!("result {i:03}\n")).collect();
     s.write_all(lines.concat().as_bytes()).await.expect("send");
     drop(s);
@@ -204,14 +195,7 @@ async fn hl7_messages_are_found_by_their_control_id() {
     let port = ports::tcp();
     let r = api.post("/api/v1/pairs").json(&pair_json("his", port)).by(&otto).send().await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => break s,
-            Err(e) => assert!(Instant::now() < deadline, "the source never listened: {e}"),
-        }
-        tokio::time::sleep(wait::POLL).await;
-    };
+    let mut s = connect_source(port).await;
     let messages: Vec<String> = (1..=50)
         .map(|n| {
             format!("MSH|^~\\&|LAB|A|HIS|B|20261204||ADT^A01|CTRL{n}|P|2.5\rPID|1||MRN{n}\r\n")
