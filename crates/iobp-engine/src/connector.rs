@@ -265,7 +265,7 @@ where
                 let (moved, began) = (messages_moved(ctx, side), tokio::time::Instant::now());
                 let ended = session.run(ctx, io, &peer, &progress).await;
                 drop(lock);
-                down(ctx, side, &peer, counted);
+                down(ctx, side, &peer, counted, Some(&ended));
                 // Opening proves little: a peer that takes the connection and refuses the
                 // first message (a broker's ACL or quota, a receiver that closes at once)
                 // must meet a growing backoff, not a reconnection every `initial_ms`.
@@ -382,7 +382,7 @@ fn ended<Io, S: Session<Io>>(
         Err(e) => (e.id(), None),
     };
     let peer = peers.remove(&id)?;
-    down(ctx, side, &peer, true);
+    down(ctx, side, &peer, true, outcome.as_ref());
     match outcome {
         Some(Ok(Ended::IdleTimeout)) => {
             tracing::info!(pair = &*ctx.pair, %peer, "closed idle connection");
@@ -442,7 +442,7 @@ where
             }
         };
         drop(lock);
-        down(ctx, side, &peer, true);
+        down(ctx, side, &peer, true, outcome.as_ref());
         match outcome {
             Some(Ok(Ended::Cancelled)) => return,
             Some(Ok(Ended::PeerClosed | Ended::IdleTimeout)) => {
@@ -500,15 +500,29 @@ fn up(ctx: &SideCtx, side: Side, peer: &Arc<str>, counted: bool, warning: Option
     }
 }
 
-/// A connection ended: no longer counted; a destination's unconfirmed messages go back to
-/// Pending (first in line again); without connections there is no relay lag to show.
-fn down(ctx: &SideCtx, side: Side, peer: &Arc<str>, counted: bool) {
+/// A connection ended (`outcome`: how; `None`: a newer one took over, or its session
+/// crashed): no longer counted; a destination's unconfirmed messages go back to Pending
+/// (first in line again, their trace saying why); without connections there is no relay lag
+/// to show.
+fn down(
+    ctx: &SideCtx,
+    side: Side,
+    peer: &Arc<str>,
+    counted: bool,
+    outcome: Option<&Result<Ended, SideError>>,
+) {
     let status = ctx.stats.side(side);
     if counted {
         status.peer_down(peer);
     }
     if side == Side::Destination {
-        crate::destination::return_in_flight(ctx);
+        crate::destination::return_in_flight(ctx, Some(peer), || match outcome {
+            Some(Ok(Ended::Cancelled)) => "the pair stopped".to_string(),
+            Some(Ok(Ended::PeerClosed)) => "the receiver closed the connection".to_string(),
+            Some(Ok(Ended::IdleTimeout)) => "the connection was idle too long".to_string(),
+            Some(Err(e)) => e.to_string(),
+            None => "the connection ended (taken over, or its session failed)".to_string(),
+        });
     }
     if status.connections() == 0 {
         status.set_lag(None);
@@ -646,6 +660,8 @@ mod tests {
             retry: BackoffSpec { initial_ms: 100, max_ms: 800, jitter_percent: 0 },
             relay_hub: Arc::default(),
             parked: None,
+            trace: crate::trace::Tracer::start(dir.join("trace")).pair("p", 1, 1 << 30),
+            route: None,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::feed::LiveFeed;
 use crate::relay::{HandOverError, RelayIo, RelayMode, RelayRefusal};
 use crate::side::SideCtx;
 use crate::stats::{Color, PairSnapshot, PairStats, Side};
+use crate::trace::{PairTrace, TraceEvent, TraceKind, Tracer};
 
 mod browse;
 mod dead_letter;
@@ -103,6 +104,9 @@ pub enum EngineError {
         /// The limit.
         max: u64,
     },
+    /// A message's trace could not be read.
+    #[error("the trace cannot be read: {0}")]
+    Trace(String),
     /// The buffer (or the storage budget) has no room for the message now.
     #[error("cannot store the copy: {detail}")]
     BufferFull {
@@ -151,6 +155,8 @@ struct Entry {
     parked: Option<Log>,
     stats: Arc<PairStats>,
     feed: Arc<LiveFeed>,
+    /// What happened to each message (`trace/<id>-<buffer id>/`).
+    trace: Arc<PairTrace>,
     running: Option<Running>,
     /// The buffer failed and reopening it did not succeed yet: when to try again.
     heal: Option<Heal>,
@@ -184,6 +190,8 @@ struct Inner {
     group: Option<CommitGroup>,
     maintenance: std::sync::Mutex<Option<JoinHandle<()>>>,
     relay_hub: Arc<crate::relay::RelayHub>,
+    /// Writes every pair's per-message trace.
+    tracer: Arc<Tracer>,
 }
 
 /// The running set of channel pairs. Cheap to clone.
@@ -274,6 +282,7 @@ impl Engine {
             group,
             maintenance: std::sync::Mutex::new(None),
             relay_hub: Arc::default(),
+            tracer: Tracer::start(opts.data_dir.join("trace")),
         });
         let engine = Engine { inner };
         // Each stored pair alone and against the ones before it, all at once: checking each
@@ -309,9 +318,15 @@ impl Engine {
                 Err(e) => report.skipped.push((spec.id.clone(), e.to_string())),
             }
         }
+        // Traces of pairs deleted (or buffers recreated) while no engine ran.
+        if journal_problem.is_none() {
+            let keep: Vec<PathBuf> =
+                read(&engine.inner.pairs).values().map(|e| e.trace.dir().to_path_buf()).collect();
+            engine.inner.tracer.remove_others(&keep);
+        }
         let ids: Vec<String> = read(&engine.inner.pairs).keys().cloned().collect();
         for id in ids {
-            engine.start_runtime(&id);
+            engine.start_runtime_because(&id, "the instance started");
         }
         let handle = tokio::spawn(maintenance(Arc::downgrade(&engine.inner)));
         *engine.inner.maintenance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
@@ -420,6 +435,12 @@ impl Engine {
     }
 
     fn insert(&self, spec: ChannelPairSpec, log: Log, parked: Option<Log>) {
+        let storage_limit = spec
+            .max_storage_mb
+            .unwrap_or(u64::MAX)
+            .min(self.settings().max_storage_mb)
+            .saturating_mul(MIB);
+        let trace = self.inner.tracer.pair(&spec.id, log.id(), storage_limit);
         let stats = Arc::new(PairStats::default());
         stats.mark_stopped();
         if let Some(p) = &parked {
@@ -434,6 +455,7 @@ impl Engine {
             parked,
             stats,
             feed: Arc::new(LiveFeed::default()),
+            trace,
             running: None,
             heal: None,
         };
@@ -442,6 +464,12 @@ impl Engine {
 
     /// Starts the tasks of an enabled pair that is not running.
     fn start_runtime(&self, id: &str) {
+        self.start_runtime_because(id, "the pair started");
+    }
+
+    /// Starts the tasks of an enabled pair that is not running; the trace of the messages
+    /// that wait for delivery says `why`.
+    fn start_runtime_because(&self, id: &str, why: &str) {
         let mut pairs = write(&self.inner.pairs);
         let Some(e) = pairs.get_mut(id) else { return };
         if e.running.is_some()
@@ -460,7 +488,16 @@ impl Engine {
             retry: e.spec.retry,
             relay_hub: self.inner.relay_hub.clone(),
             parked: e.parked.clone().zip(e.spec.dead_letter.map(|d| d.after_rejections)),
+            trace: e.trace.clone(),
+            route: None,
         };
+        // Delivery resumes with what is not Done: the trace of those messages says so.
+        let ls = e.log.stats();
+        if ls.durable_seq > ls.done_seq {
+            let mut ev = TraceEvent::new(TraceKind::Started, ls.done_seq + 1, ls.durable_seq);
+            ev.err = Some(why.to_string());
+            e.trace.record(ev);
+        }
         let spec = Arc::new(e.spec.clone());
         let src = supervise(ctx.clone(), Side::Source, spec.clone());
         let dst = supervise(ctx, Side::Destination, spec);
@@ -555,7 +592,7 @@ impl Engine {
             }
             e.spec = spec;
         }
-        self.start_runtime(&id);
+        self.start_runtime_because(&id, "the pair was edited");
         Ok(())
     }
 
@@ -608,6 +645,7 @@ impl Engine {
         let Some(entry) = write(&self.inner.pairs).remove(id) else {
             return Err(EngineError::NotFound(id.to_string()));
         };
+        entry.trace.forget();
         // Closing (a final checkpoint), the rename and the syncs are disk work: off the async
         // workers, which run every other pair. Once the buffer is moved aside no start opens
         // it again; a crash before it is removed leaves a directory the next start clears.
@@ -767,6 +805,9 @@ impl Engine {
                 tracing::error!("closing buffer {}: {e}", dir.display());
             }
         }
+        // The last deliveries' trace, on disk before the process ends.
+        let tracer = self.inner.tracer.clone();
+        let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
         tracing::info!("all channel pairs stopped and buffers closed");
     }
 
@@ -826,7 +867,7 @@ impl Engine {
                 if let Some(s) = &stats {
                     s.heals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                self.start_runtime(id);
+                self.start_runtime_because(id, "the buffer was reopened after a write failure");
             }
             Err(e) => {
                 let retry = {
@@ -947,6 +988,10 @@ async fn maintenance(engine: std::sync::Weak<Inner>) {
             }
         }
         if n.is_multiple_of(60) {
+            // Trace files about messages retention removed go with them.
+            for e in read(&engine.inner.pairs).values() {
+                e.trace.retain(e.log.stats().first_seq);
+            }
             let parked: Vec<(String, Log)> = read(&engine.inner.pairs)
                 .iter()
                 .filter_map(|(id, e)| Some((id.clone(), e.parked.clone()?)))

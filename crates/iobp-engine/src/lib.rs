@@ -39,6 +39,7 @@ mod side;
 mod source;
 mod stats;
 mod tls;
+mod trace;
 mod write_behind;
 
 pub use crate::engine::{
@@ -54,6 +55,7 @@ pub use crate::relay::{HandOverError, MAX_SESSIONS_PER_CHANNEL, RelayIo, RelayMo
 pub use crate::stats::{
     Color, FailoverState, LineErrors, PairSnapshot, Rejected, RelayLag, Side, SideSnapshot,
 };
+pub use crate::trace::{MAX_EVENTS as MAX_TRACE_EVENTS, MessageTrace, TraceEvent, TraceKind};
 
 /// Every `fdatasync`/`fsync` (files and directories) this process has asked the operating
 /// system for on behalf of the buffers, successful or not: the load the buffers put on the

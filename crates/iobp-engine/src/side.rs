@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::feed::LiveFeed;
 use crate::stats::{PairStats, Rejected, Side, hex_preview};
+use crate::trace::{PairTrace, TraceEvent, TraceKind};
 
 /// Everything one side's task needs.
 #[derive(Debug, Clone)]
@@ -28,6 +29,11 @@ pub(crate) struct SideCtx {
     /// The dead-letter policy: the parked-message log and after how many explicit refusals
     /// of the same message it is parked (`None`: retried forever, strict FIFO).
     pub parked: Option<(Log, u32)>,
+    /// What happened to each message: the pair's trace.
+    pub trace: Arc<PairTrace>,
+    /// A destination with backups: which one this is ("backup destination 1 (tcp_client)");
+    /// `None` for a pair without backups.
+    pub route: Option<Arc<str>>,
 }
 
 /// Why frames could not be queued into the buffer.
@@ -209,9 +215,39 @@ impl SideCtx {
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.received.fetch_add(count, Relaxed);
         self.stats.received_bytes.fetch_add(bytes, Relaxed);
+        // The shown frames are the batch's last: the batch ends where they end.
+        if count > 0 {
+            let last = (first_shown_seq + shown.len() as u64).saturating_sub(1);
+            self.trace_stored((last + 1).saturating_sub(count), last, peer);
+        }
         let items =
             shown.iter().enumerate().map(|(i, f)| (Some(first_shown_seq + i as u64), f.as_ref()));
         self.feed.record(Side::Source, peer, items);
+    }
+
+    /// Messages `first..=last` are durable: received from `peer`.
+    pub(crate) fn trace_stored(&self, first: u64, last: u64, peer: Option<&Arc<str>>) {
+        let mut ev = TraceEvent::new(TraceKind::Stored, first, last);
+        ev.peer = peer.map(ToString::to_string);
+        self.trace.record(ev);
+    }
+
+    /// A destination's event about messages `first..=last`: which destination (with backups),
+    /// which receiver, its answer, the error.
+    pub(crate) fn trace_delivery(
+        &self,
+        kind: TraceKind,
+        (first, last): (u64, u64),
+        peer: Option<&str>,
+        ack: Option<String>,
+        err: Option<String>,
+    ) {
+        let mut ev = TraceEvent::new(kind, first, last);
+        ev.peer = peer.map(ToString::to_string);
+        ev.route = self.route.as_deref().map(ToString::to_string);
+        ev.ack = ack;
+        ev.err = err;
+        self.trace.record(ev);
     }
 
     /// Keeps and logs a frame the source's framing rejected.

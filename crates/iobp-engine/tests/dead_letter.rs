@@ -119,6 +119,16 @@ async fn a_poison_message_is_parked_after_its_refusals_and_the_rest_goes_on_in_o
     })
     .await;
     assert_eq!(got.lock().expect("lock").last().map(String::as_str), Some("7"));
+    // The trace tells the story: stored, refused three times, parked, re-sent as 21.
+    use iobp_engine::TraceKind as K;
+    let t7 = h.engine.trace("lab", 7).await.expect("trace").events;
+    let kinds: Vec<K> = t7.iter().map(|e| e.k).collect();
+    assert_eq!(kinds, [K::Stored, K::Refused, K::Refused, K::Refused, K::Parked, K::ParkedResent]);
+    assert_eq!(t7[4].n, Some(3));
+    assert_eq!(t7[5].seq, Some(21));
+    let t21 = h.engine.trace("lab", 21).await.expect("trace").events;
+    assert_eq!((t21[0].k, t21[0].seq), (K::CopyOf, Some(7)), "{t21:#?}");
+    assert_eq!(t21.last().map(|e| e.k), Some(K::Delivered));
     assert!(h.engine.parked("lab").await.expect("parked").is_empty());
     h.wait_for("lab", 10, "nothing parked, Green", |s| s.parked == 0 && s.channel == Color::Green)
         .await;

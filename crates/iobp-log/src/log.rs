@@ -100,6 +100,9 @@ pub struct LogStats {
     pub durable_seq: u64,
     /// Everything up to this is Done.
     pub done_seq: u64,
+    /// The next record the reader hands out (those from `done_seq + 1` to this are in
+    /// flight, but for any confirmed out of order).
+    pub read_seq: u64,
     /// The Done position last written to the checkpoint file.
     pub checkpoint_seq: u64,
     /// Durable records waiting for delivery.

@@ -526,6 +526,7 @@ pub(crate) fn stats(shared: &Arc<Shared>) -> LogStats {
         next_seq,
         durable_seq: durable,
         done_seq,
+        read_seq,
         checkpoint_seq,
         pending,
         in_flight,

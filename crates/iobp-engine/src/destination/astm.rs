@@ -30,6 +30,7 @@ use crate::backoff::Backoff;
 use crate::connector::Ended;
 use crate::side::{SideCtx, SideError, pause, sleep_until_opt};
 use crate::stats::Side;
+use crate::trace::TraceKind;
 
 /// Messages read from the buffer at a time: each is one transmission anyway.
 const BATCH_RECORDS: usize = 64;
@@ -86,11 +87,20 @@ pub(crate) async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
                     backoff.reset();
                     ctx.log.ack(r.seq).map_err(SideError::buffer("buffer"))?;
                     let items = [(Some(r.seq), r.payload)].into_iter();
-                    delivered(ctx, 1, r.payload.len() as u64, items, peer);
+                    let answer = Some("ACK (last frame)".to_string());
+                    delivered(ctx, (r.seq, r.seq), r.payload.len() as u64, items, peer, answer);
                 }
                 // Unacknowledged, it returns to Pending with whatever else is in flight.
                 Outcome::Stopped => return Ok(Ended::Cancelled),
                 Outcome::Failed(why) => {
+                    let range = (r.seq, r.seq);
+                    ctx.trace_delivery(
+                        TraceKind::Returned,
+                        range,
+                        Some(peer),
+                        None,
+                        Some(why.clone()),
+                    );
                     ctx.log.requeue_from(r.seq).map_err(SideError::buffer("buffer"))?;
                     ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
                     ctx.error(

@@ -127,7 +127,8 @@ pub(crate) async fn run(ctx: SideCtx, pair: Arc<ChannelPairSpec>) {
         // The previous destination's Red must not count against this one.
         status.set(Color::Yellow, format!("starting {}", name(active)));
         let child = ctx.cancel.child_token();
-        let sub = SideCtx { cancel: child.clone(), ..ctx.clone() };
+        let route = format!("{} ({})", name(active), endpoints[active].type_name());
+        let sub = SideCtx { cancel: child.clone(), route: Some(route.into()), ..ctx.clone() };
         let mut task = tokio::spawn(super::run(sub, endpoints[active].clone()));
         let Some((switch, delivered)) =
             watch(&ctx, &pair, &endpoints, active, &mut task, &mut backoff).await

@@ -16,6 +16,7 @@ pub(crate) mod window;
 use iobp_config::EndpointSpec;
 
 use crate::side::SideCtx;
+use crate::trace::TraceKind;
 
 /// Runs the pair's destination (with its backups, if it has any) until the pair stops.
 pub(crate) async fn run_pair(ctx: SideCtx, pair: std::sync::Arc<iobp_config::ChannelPairSpec>) {
@@ -48,11 +49,14 @@ pub(crate) async fn run(ctx: SideCtx, spec: EndpointSpec) {
 }
 
 /// After a delivery attempt: everything handed out but not confirmed goes back to Pending,
-/// counted as possible duplicates if it may have reached the receiver.
-pub(crate) fn return_in_flight(ctx: &SideCtx) {
-    let in_flight = ctx.log.stats().in_flight;
-    if in_flight > 0 {
-        ctx.stats.retries.fetch_add(in_flight, std::sync::atomic::Ordering::Relaxed);
+/// counted as possible duplicates if it may have reached the receiver; their trace says why
+/// the attempt ended (`why`, asked only if something was in flight).
+pub(crate) fn return_in_flight(ctx: &SideCtx, peer: Option<&str>, why: impl FnOnce() -> String) {
+    let ls = ctx.log.stats();
+    if ls.in_flight > 0 {
+        ctx.stats.retries.fetch_add(ls.in_flight, std::sync::atomic::Ordering::Relaxed);
+        let range = (ls.done_seq + 1, ls.read_seq.saturating_sub(1).max(ls.done_seq + 1));
+        ctx.trace_delivery(TraceKind::Returned, range, peer, None, Some(why()));
     }
     ctx.log.requeue_all();
 }

@@ -32,6 +32,7 @@ use crate::backoff::Backoff;
 use crate::connector::{Ended, Progress, Session};
 use crate::side::{SideCtx, SideError, framing_of, pause};
 use crate::stats::{Rejected, Side, hex_preview};
+use crate::trace::{TraceEvent, TraceKind};
 
 /// Records per batch read from the buffer.
 pub(crate) const BATCH_RECORDS: usize = 4096;
@@ -122,14 +123,24 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             write(&mut wr, &out, write_timeout).await?;
-            match replies.wait(ctx, &mut rd, r.payload).await? {
-                Reply::None => {}
+            let answer = match replies.wait(ctx, &mut rd, r.payload).await? {
+                Reply::None => None,
                 // Unacknowledged, it returns to Pending with whatever else is in flight.
                 Reply::Stopped => return Ok(Ended::Cancelled),
-                Reply::Accepted => nak_backoff.reset(),
+                Reply::Accepted(answer) => {
+                    nak_backoff.reset();
+                    Some(answer)
+                }
                 Reply::Rejected(why) => {
                     let n = if refusals.0 == r.seq { refusals.1 + 1 } else { 1 };
                     refusals = (r.seq, n);
+                    ctx.trace_delivery(
+                        TraceKind::Refused,
+                        (r.seq, r.seq),
+                        Some(peer),
+                        Some(why.clone()),
+                        None,
+                    );
                     if park_if_due(ctx, r.seq, r.payload, n, &why).await? {
                         nak_backoff.reset();
                         continue;
@@ -145,9 +156,10 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     break;
                 }
-            }
+            };
             ctx.log.ack(r.seq).map_err(SideError::buffer("buffer"))?;
-            delivered(ctx, 1, r.payload.len() as u64, [(Some(r.seq), r.payload)].into_iter(), peer);
+            let one = [(Some(r.seq), r.payload)].into_iter();
+            delivered(ctx, (r.seq, r.seq), r.payload.len() as u64, one, peer, answer);
             if let Some(gap) = encoder.gap() {
                 tokio::time::sleep(gap).await;
             }
@@ -189,6 +201,10 @@ async fn park_if_due(
         .map_err(SideError::buffer("parking a message"))?;
     ctx.log.ack(seq).map_err(SideError::buffer("buffer"))?;
     ctx.stats.parked.fetch_add(1, Ordering::Relaxed);
+    let mut ev = TraceEvent::new(TraceKind::Parked, seq, seq);
+    ev.err = Some(why.to_string());
+    ev.n = Some(u64::from(refusals));
+    ctx.trace.record_surely(ev);
     ctx.error(
         Side::Destination,
         format!(
@@ -211,20 +227,33 @@ async fn send_batch<W: AsyncWrite + Unpin>(
 ) -> Result<(), SideError> {
     out.clear();
     let mut bytes = 0u64;
-    let mut count = 0u64;
+    // Runs of consecutive records written (one, unless some were undeliverable).
+    let mut runs: Vec<(u64, u64)> = Vec::new();
     for r in batch.iter() {
         if let Err(e) = encoder.encode(r.payload, out) {
             undeliverable(ctx, r.seq, r.payload, &e)?;
             continue;
         }
         bytes += r.payload.len() as u64;
-        count += 1;
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == r.seq => run.1 = r.seq,
+            _ => runs.push((r.seq, r.seq)),
+        }
     }
     write(wr, out, write_timeout).await?;
     if let Some(last) = batch.last_seq() {
         ctx.log.ack_through(last).map_err(SideError::buffer("buffer"))?;
     }
-    delivered(ctx, count, bytes, batch.iter().map(|r| (Some(r.seq), r.payload)), peer);
+    let shown = batch.iter().map(|r| (Some(r.seq), r.payload));
+    let mut runs = runs.into_iter();
+    if let Some(first) = runs.next() {
+        // The bytes and the feed once; the count and the trace per run.
+        delivered(ctx, first, bytes, shown, peer, None);
+        for run in runs {
+            ctx.stats.sent.fetch_add(run.1 + 1 - run.0, Ordering::Relaxed);
+            ctx.trace_delivery(TraceKind::Delivered, run, Some(peer), None, None);
+        }
+    }
     Ok(())
 }
 
@@ -247,16 +276,20 @@ pub(crate) async fn write<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Messages `first..=last` are delivered and Done (`answer`: the receiver's, where it
+/// acknowledges): counted, shown (`items`), traced.
 pub(crate) fn delivered<'a>(
     ctx: &SideCtx,
-    count: u64,
+    (first, last): (u64, u64),
     bytes: u64,
     items: impl ExactSizeIterator<Item = (Option<u64>, &'a [u8])>,
     peer: &Arc<str>,
+    answer: Option<String>,
 ) {
-    ctx.stats.sent.fetch_add(count, Ordering::Relaxed);
+    ctx.stats.sent.fetch_add(last + 1 - first, Ordering::Relaxed);
     ctx.stats.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
     ctx.feed.record(Side::Destination, Some(peer), items);
+    ctx.trace_delivery(TraceKind::Delivered, (first, last), Some(peer), answer, None);
 }
 
 /// Reports a message this side cannot carry and marks it Done so the queue moves on.
@@ -278,7 +311,11 @@ pub(crate) fn undeliverable(
             peer: None,
         },
     );
-    ctx.log.ack(seq).map_err(SideError::buffer("buffer"))
+    ctx.log.ack(seq).map_err(SideError::buffer("buffer"))?;
+    let mut ev = TraceEvent::new(TraceKind::Undeliverable, seq, seq);
+    ev.err = Some(why.to_string());
+    ctx.trace.record(ev);
+    Ok(())
 }
 
 /// An answer from the receiver that is neither an acknowledgement nor a refusal.
@@ -295,7 +332,8 @@ enum Reply {
     None,
     /// The pair is stopping: the answer will not be waited for.
     Stopped,
-    Accepted,
+    /// What the receiver answered (`ACK 0x06`, `AA`).
+    Accepted(String),
     Rejected(String),
 }
 
@@ -375,9 +413,9 @@ impl Replies {
                 let b = self.buf[0];
                 let _ = self.buf.split_to(1);
                 if b == *ack {
-                    Ok(Some(Reply::Accepted))
+                    Ok(Some(Reply::Accepted(format!("ACK 0x{b:02x}"))))
                 } else if b == *nak {
-                    Ok(Some(Reply::Rejected("NAK".into())))
+                    Ok(Some(Reply::Rejected(format!("NAK 0x{b:02x}"))))
                 } else {
                     Err(ReplyError(format!(
                         "expected ACK 0x{ack:02x} or NAK 0x{nak:02x}, got 0x{b:02x}"
@@ -403,13 +441,12 @@ impl Replies {
                             reply.control_id
                         )));
                     }
+                    let text = reply.text.unwrap_or_default();
+                    let answer = format!("{} {text}", reply.code.as_str()).trim().to_string();
                     if reply.code.is_accept() {
-                        Ok(Some(Reply::Accepted))
+                        Ok(Some(Reply::Accepted(answer)))
                     } else {
-                        let text = reply.text.unwrap_or_default();
-                        Ok(Some(Reply::Rejected(
-                            format!("{} {text}", reply.code.as_str()).trim().to_string(),
-                        )))
+                        Ok(Some(Reply::Rejected(answer)))
                     }
                 }
             },

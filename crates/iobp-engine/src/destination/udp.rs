@@ -74,27 +74,43 @@ impl Session<UdpSocket> for Datagrams {
                 }
                 continue;
             }
+            // Datagrams sent since the last one set aside: counted, shown and traced together.
+            let mut run: Option<(u64, u64)> = None;
+            let mut bytes = 0u64;
             for r in batch.iter() {
                 if r.payload.len() > MAX_DATAGRAM {
+                    sent(ctx, &batch, run.take(), std::mem::take(&mut bytes), peer);
                     let why = format!("{} bytes do not fit in one UDP datagram", r.payload.len());
                     if undeliverable(ctx, r.seq, r.payload, &why).is_err() {
-                        crate::destination::return_in_flight(ctx);
+                        crate::destination::return_in_flight(ctx, Some(peer), || {
+                            "the buffer failed".to_string()
+                        });
                     }
                     continue;
                 }
-                socket.send(r.payload).await.map_err(|e| SideError::Peer(e.to_string()))?;
+                if let Err(e) = socket.send(r.payload).await {
+                    sent(ctx, &batch, run, bytes, peer);
+                    return Err(SideError::Peer(e.to_string()));
+                }
                 let _ = ctx.log.ack(r.seq);
-                delivered(
-                    ctx,
-                    1,
-                    r.payload.len() as u64,
-                    [(Some(r.seq), r.payload)].into_iter(),
-                    peer,
-                );
+                run = Some(run.map_or((r.seq, r.seq), |(a, _)| (a, r.seq)));
+                bytes += r.payload.len() as u64;
             }
+            sent(ctx, &batch, run, bytes, peer);
             progress.made();
         }
     }
+}
+
+/// Datagrams `run` of `batch` were sent (and marked Done).
+fn sent(ctx: &SideCtx, batch: &Batch, run: Option<(u64, u64)>, bytes: u64, peer: &Arc<str>) {
+    let Some((a, b)) = run else { return };
+    let shown: Vec<(Option<u64>, &[u8])> = batch
+        .iter()
+        .filter(|r| (a..=b).contains(&r.seq))
+        .map(|r| (Some(r.seq), r.payload))
+        .collect();
+    delivered(ctx, (a, b), bytes, shown.into_iter(), peer, None);
 }
 
 async fn open(target: &str) -> std::io::Result<UdpSocket> {

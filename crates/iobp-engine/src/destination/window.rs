@@ -21,6 +21,7 @@ use iobp_log::Batch;
 use crate::connector::{Ended, Progress};
 use crate::side::{SideCtx, SideError};
 use crate::stats::Side;
+use crate::trace::TraceKind;
 
 /// Payload bytes read from the buffer at once (at least one record).
 const READ_BYTES: usize = 1024 * 1024;
@@ -99,7 +100,7 @@ pub(crate) async fn deliver<P: Publisher>(
             e = publisher.lost() => return Err(e),
             r = first_confirmed(&mut waiting) => {
                 r?;
-                confirm_ready(ctx, &mut waiting)?;
+                confirm_ready(ctx, &mut waiting, peer)?;
                 progress.made();
             }
             r = ctx.log.readable(), if room => {
@@ -120,7 +121,11 @@ async fn first_confirmed(waiting: &mut VecDeque<Unconfirmed>) -> Result<(), Side
 /// Marks Done the confirmed publishes at the front (the first has just been confirmed; later
 /// ones confirmed meanwhile follow without waiting), then fails with the first refusal among
 /// them, if any, after marking Done what came before it.
-fn confirm_ready(ctx: &SideCtx, waiting: &mut VecDeque<Unconfirmed>) -> Result<(), SideError> {
+fn confirm_ready(
+    ctx: &SideCtx,
+    waiting: &mut VecDeque<Unconfirmed>,
+    peer: &Arc<str>,
+) -> Result<(), SideError> {
     let Some(first) = waiting.pop_front() else { return Ok(()) };
     let (mut through, mut n, mut bytes) = (first.seq, 1u64, first.bytes);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -143,5 +148,6 @@ fn confirm_ready(ctx: &SideCtx, waiting: &mut VecDeque<Unconfirmed>) -> Result<(
     ctx.log.ack_through(through).map_err(SideError::buffer("buffer"))?;
     ctx.stats.sent.fetch_add(n, Ordering::Relaxed);
     ctx.stats.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+    ctx.trace_delivery(TraceKind::Delivered, (first.seq, through), Some(peer), None, None);
     refused.map_or(Ok(()), Err)
 }

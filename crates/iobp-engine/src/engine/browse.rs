@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::{Engine, EngineError, blocking, read};
 use crate::feed::FeedEntry;
 use crate::stats::{Rejected, Side};
+use crate::trace::{MessageTrace, record_copies};
 
 /// Where a buffered message is on its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +308,28 @@ impl Engine {
             Some(&origin),
             std::iter::once((Some(new_seq), record.payload.as_slice())),
         );
+        if let Some(trace) = self.trace_of(id) {
+            let id = id.to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                record_copies((&trace, &id), (&trace, &id), [(seq, new_seq)], "re-send");
+            })
+            .await;
+        }
         Ok(new_seq)
+    }
+
+    /// What happened to message `seq` of pair `id`: its trace, oldest event first (see
+    /// [`crate::trace`]: persisted, kept as long as the message is retained).
+    pub async fn trace(&self, id: &str, seq: u64) -> Result<MessageTrace, EngineError> {
+        let trace = self.trace_of(id).ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        tokio::task::spawn_blocking(move || trace.lookup(seq))
+            .await
+            .map_err(|e| EngineError::Trace(e.to_string()))?
+            .map_err(|e| EngineError::Trace(e.to_string()))
+    }
+
+    pub(crate) fn trace_of(&self, id: &str) -> Option<std::sync::Arc<crate::trace::PairTrace>> {
+        read(&self.inner.pairs).get(id).map(|e| e.trace.clone())
     }
 
     /// A pair's recent messages on one side, newest first.

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{Engine, EngineError, blocking, read};
 use crate::parked::{ParkedMessage, list, release_all, resolve_record};
 use crate::stats::Side;
+use crate::trace::{TraceEvent, TraceKind};
 
 impl Engine {
     fn parked_log(&self, id: &str) -> Result<Option<iobp_log::Log>, EngineError> {
@@ -52,14 +53,32 @@ impl Engine {
             std::iter::once((Some(new_seq), m.payload.as_slice())),
         );
         self.resolve(id, &log, parked_id).await?;
+        if let Some(trace) = self.trace_of(id) {
+            let mut ev = TraceEvent::new(TraceKind::ParkedResent, m.original_seq, m.original_seq);
+            ev.seq = Some(new_seq);
+            let mut copy = TraceEvent::new(TraceKind::CopyOf, new_seq, new_seq);
+            copy.pair = Some(id.to_string());
+            copy.seq = Some(m.original_seq);
+            copy.err = Some("re-send of a parked message".into());
+            let _ = tokio::task::spawn_blocking(move || {
+                trace.record_surely(ev);
+                trace.record_surely(copy);
+            })
+            .await;
+        }
         Ok(new_seq)
     }
 
     /// Discards parked message `parked_id` of pair `id` for good.
     pub async fn discard_parked(&self, id: &str, parked_id: u64) -> Result<(), EngineError> {
         let _admin = self.inner.admin.lock().await;
-        let (_, log) = self.find_parked(id, parked_id).await?;
-        self.resolve(id, &log, parked_id).await
+        let (m, log) = self.find_parked(id, parked_id).await?;
+        self.resolve(id, &log, parked_id).await?;
+        if let Some(trace) = self.trace_of(id) {
+            let ev = TraceEvent::new(TraceKind::ParkedDiscarded, m.original_seq, m.original_seq);
+            let _ = tokio::task::spawn_blocking(move || trace.record_surely(ev)).await;
+        }
+        Ok(())
     }
 
     async fn find_parked(

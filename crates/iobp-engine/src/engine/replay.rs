@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::browse::{MessageMatch, seq_at_time};
 use super::{Engine, EngineError, blocking, read};
 use crate::stats::Side;
+use crate::trace::record_copies;
 
 /// Most messages one replay takes.
 pub const MAX_REPLAY: u64 = 100_000;
@@ -192,10 +193,11 @@ impl Engine {
     ) -> Result<ReplayOutcome, EngineError> {
         let log = self.log_of(id)?;
         let into = into.unwrap_or(id).to_string();
-        let (target, counters, feed) = {
+        let (target, counters, feed, traces) = {
             let pairs = read(&self.inner.pairs);
             let e = pairs.get(&into).ok_or_else(|| EngineError::NotFound(into.clone()))?;
-            (e.log.clone(), e.stats.clone(), e.feed.clone())
+            let from = pairs.get(id).ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+            (e.log.clone(), e.stats.clone(), e.feed.clone(), (from.trace.clone(), e.trace.clone()))
         };
         let plan = self.replay_plan(id, sel.clone()).await?;
         if plan.count > MAX_REPLAY {
@@ -240,6 +242,20 @@ impl Engine {
                     outcome.replayed += payloads.len() as u64;
                     outcome.new_seqs =
                         Some((outcome.new_seqs.map_or(*seqs.start(), |s| s.0), *seqs.end()));
+                    let copies = records.iter().map(|(orig, _)| *orig).zip(seqs.clone());
+                    let (from_trace, into_trace) = (traces.0.clone(), traces.1.clone());
+                    let (from_id, into_id) = (id.to_string(), outcome.into.clone());
+                    let pairs: Vec<(u64, u64)> = copies.collect();
+                    // Waiting for room in the trace queue is blocking.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        record_copies(
+                            (&from_trace, &from_id),
+                            (&into_trace, &into_id),
+                            pairs,
+                            "replay",
+                        );
+                    })
+                    .await;
                     // The Live View shows the last few of each batch, as for any source.
                     let shown = records.len().saturating_sub(8);
                     for ((orig, payload), new) in records.iter().zip(seqs.clone()).skip(shown) {

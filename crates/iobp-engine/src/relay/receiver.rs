@@ -348,6 +348,9 @@ async fn complete<W: tokio::io::AsyncWrite + Unpin>(
     if w.count > 0 {
         ctx.stats.received.fetch_add(w.count, Ordering::Relaxed);
         ctx.stats.received_bytes.fetch_add(w.bytes, Ordering::Relaxed);
+        if let Some(last) = last_local {
+            ctx.trace_stored((last + 1).saturating_sub(w.count), last, Some(peer));
+        }
         // The shown records are the frame's last ones: this buffer's last numbers.
         let first = last_local.map(|l| l + 1 - w.shown.len() as u64);
         let items =

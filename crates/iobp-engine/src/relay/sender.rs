@@ -26,6 +26,7 @@ use crate::connector::{Ended, Progress, Session};
 use crate::destination::stream::undeliverable;
 use crate::side::{SideCtx, SideError, sleep_until_opt};
 use crate::stats::Side;
+use crate::trace::TraceKind;
 
 /// Frames sent and not yet acknowledged.
 pub(crate) const WINDOW: usize = 8;
@@ -235,6 +236,15 @@ impl Sending {
                     .fold((0u64, 0u64), |(n, b), r| (n + 1, b + r.payload.len() as u64));
                 ctx.stats.sent.fetch_add(n, Ordering::Relaxed);
                 ctx.stats.sent_bytes.fetch_add(b, Ordering::Relaxed);
+                if let Some(first) = self.batch.first_seq() {
+                    ctx.trace_delivery(
+                        TraceKind::Delivered,
+                        (first, last_skipped),
+                        Some(peer),
+                        None,
+                        Some("the receiving instance had it already".into()),
+                    );
+                }
                 if self.batch.last_seq() == Some(last_skipped) {
                     continue;
                 }
@@ -299,6 +309,13 @@ impl Sending {
             return Ok(());
         }
         ctx.log.ack_through(through).map_err(SideError::buffer("buffer"))?;
+        ctx.trace_delivery(
+            TraceKind::Delivered,
+            (self.acked + 1, through),
+            None,
+            Some("stored by the receiving instance".into()),
+            None,
+        );
         self.acked = through;
         let (mut n, mut b) = (0, 0);
         while let Some(f) = self.unacked.front_mut() {
