@@ -290,6 +290,114 @@ pub(crate) async fn get_one(
     }))
 }
 
+/// One event of a message's trace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TraceEventDto {
+    /// When, µs since the Unix epoch.
+    pub at_us: u64,
+    /// `stored` (received and durable: when its commit resolved; `peer` sent it),
+    /// `delivered` (Done: `route`, `peer`, the receiver's `answer`), `refused` (the receiver
+    /// refused it: `answer`), `returned` (an attempt ended without confirmation: `error`;
+    /// sent again), `undeliverable`, `parked` (`count` refusals), `parked_resent`
+    /// (`other_seq`: the copy), `parked_discarded`, `copied` (replayed or re-sent into
+    /// `other_pair` as `other_seq`), `copy_of` (a copy of `other_pair`'s `other_seq`),
+    /// `started` (the pair started while it waited: `error` says why) or `trimmed` (older
+    /// events were removed to keep the trace within its size).
+    pub kind: String,
+    /// The batch it was part of: the first sequence number …
+    pub from_seq: u64,
+    /// … and the last.
+    pub to_seq: u64,
+    /// The sender (`stored`) or receiver (delivery events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Which destination, for a pair with backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The receiver's answer: `AA`, `AE text`, `ACK 0x06`, `NAK 0x15`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Why (an error, a reason, which kind of copy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The other pair of a copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_pair: Option<String>,
+    /// The copy's (or the original's) sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_seq: Option<u64>,
+    /// Refusals before it was parked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+/// What happened to one message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageTraceDto {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Where it is now: `pending`, `in_flight`, `done`, or `absent` (removed by retention,
+    /// or never stored).
+    pub state: String,
+    /// When it was received (its record's time), ms since the Unix epoch, while retained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_ms: Option<u64>,
+    /// Its events, oldest first (at most 1,000: the first 500 and the latest 500).
+    pub events: Vec<TraceEventDto>,
+    /// Events left out of a longer trace.
+    pub events_omitted: u64,
+    /// Trace events of this pair the instance could not write (overload): the trace may be
+    /// incomplete. Messages are never affected.
+    pub events_lost: u64,
+}
+
+/// What happened to a message: received (when, from whom), durable, every delivery attempt
+/// (where, the receiver's answer, the error), Done, parked, re-sent, replayed. Kept as long
+/// as the message is retained; it survives restarts.
+#[utoipa::path(get, path = "/api/v1/pairs/{id}/messages/{seq}/trace", tag = "messages", operation_id = "trace_message",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"), ("seq" = u64, Path)),
+    responses(Session, Malformed, (status = 200, body = MessageTraceDto), (status = 404, body = ErrorBody)))]
+pub(crate) async fn trace(
+    State(s): State<WebState>,
+    _auth: Auth<Viewer>,
+    ApiPath((id, seq)): ApiPath<(String, u64)>,
+) -> ApiResult<axum::Json<MessageTraceDto>> {
+    let id = pair_id(&id)?;
+    let t = s.engine.trace(id, seq).await?;
+    let (state, received_ms) = match s.engine.message(id, seq).await {
+        Ok(m) => (m.state.as_str().to_string(), Some(m.timestamp_us / 1000)),
+        Err(iobp_engine::EngineError::MessageNotFound { .. }) => {
+            (MessageState::Absent.as_str().to_string(), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let events = t
+        .events
+        .into_iter()
+        .map(|e| TraceEventDto {
+            at_us: e.t,
+            kind: e.k.as_str().to_string(),
+            from_seq: e.a,
+            to_seq: e.b,
+            peer: e.peer,
+            route: e.route,
+            answer: e.ack,
+            error: e.err,
+            other_pair: e.pair,
+            other_seq: e.seq,
+            count: e.n,
+        })
+        .collect();
+    Ok(axum::Json(MessageTraceDto {
+        seq,
+        state,
+        received_ms,
+        events,
+        events_omitted: t.events_omitted,
+        events_lost: t.events_lost,
+    }))
+}
+
 /// Re-sends a delivered (Done) message: a copy is stored and delivered after everything
 /// already buffered.
 #[utoipa::path(post, path = "/api/v1/pairs/{id}/messages/{seq}/resend", tag = "messages",

@@ -65,6 +65,7 @@ pub(crate) fn router() -> OpenApiRouter<WebState> {
         .routes(routes!(pairs::rejections))
         .routes(routes!(messages::list))
         .routes(routes!(messages::get_one))
+        .routes(routes!(messages::trace))
         .routes(routes!(messages::resend))
         .routes(routes!(messages::replay))
         .routes(routes!(messages::parked))

@@ -61,6 +61,45 @@ async fn messages_can_be_browsed_inspected_and_resent() {
     assert_eq!(r.body["messages"][0]["seq"], 1);
 }
 
+/// A message's trace through the API: stored (with the sender), waiting; then, once a
+/// re-send copied it, both the original and the copy name each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_trace_says_what_happened_to_it() {
+    let api = setup().await;
+    let otto = api.login(Portal::Ops, "otto").await;
+    let vic = api.login(Portal::Ops, "vic").await;
+    let port = ports::tcp();
+    let r = api.post("/api/v1/pairs").json(&pair_json("t", port)).by(&otto).send().await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let mut s = connect_source(port).await;
+    s.write_all(b"first\nsecond\n").await.expect("send");
+    drop(s);
+    wait::until_async(5, "both stored", || {
+        api.web.engine.snapshot("t").is_some_and(|s| s.received == 2)
+    })
+    .await;
+    // A viewer may read it.
+    let r = api.get("/api/v1/pairs/t/messages/2/trace").by(&vic).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["seq"], 2);
+    assert_eq!(r.body["state"], "pending");
+    let events = r.body["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{}", r.body);
+    assert_eq!(events[0]["kind"], "stored");
+    assert_eq!((events[0]["from_seq"].as_u64(), events[0]["to_seq"].as_u64()), (Some(1), Some(2)));
+    assert!(events[0]["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")));
+    assert!(r.body["received_ms"].as_u64().is_some());
+    assert_eq!(r.body["events_lost"], 0);
+    // Never stored: no events, absent; an unknown pair: 404; garbage: 400.
+    let r = api.get("/api/v1/pairs/t/messages/99/trace").by(&vic).send().await;
+    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("absent")));
+    assert_eq!(r.body["events"].as_array().map(Vec::len), Some(0));
+    let r = api.get("/api/v1/pairs/nope/messages/1/trace").by(&vic).send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api.get("/api/v1/pairs/t/messages/x/trace").by(&vic).send().await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
 /// The browser's search: by text, by an ASTM E1394 field (the sample id), page by page
 /// through a large buffer (`scanned_to`), and clear errors for a malformed search.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
