@@ -79,6 +79,22 @@ async fn a_parked_message_is_shown_and_re_sent_from_the_pair_page() {
         assert_eq!(got.lock().expect("lock")[2], "order 2 POISON");
         let audit = inst.api("GET", "/api/v1/audit?limit=5", None);
         assert!(audit.body.contains("message.parked.resend"), "{}", audit.body);
+        // What happened to it, in the message browser's inspect dialog: its trace.
+        b.click("#tab-messages").await;
+        b.click("#msg-search").await;
+        b.click("#msg-list tr[data-seq=\"2\"] td.preview").await;
+        let kinds = b
+            .wait_js(
+                "the message's trace",
+                "const r = document.querySelectorAll('#message-trace tr[data-kind]'); return r.length >= 5 ? Array.from(r).map((x) => x.dataset.kind).join(',') : null",
+            )
+            .await;
+        assert_eq!(kinds.as_str(), Some("stored,refused,refused,parked,parked_resent"));
+        let trace = b.text("#message-trace").await;
+        assert!(trace.contains("answer: NAK 0x15"), "{trace}");
+        assert!(trace.contains("after 2 refusals"), "{trace}");
+        assert!(trace.contains("stored again as #4"), "{trace}");
+        b.screenshot("message-trace", false).await;
         b.close().await;
     })
     .await;

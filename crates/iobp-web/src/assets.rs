@@ -60,6 +60,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     module!("ops/form-sides.js"),
     module!("ops/live-view.js"),
     module!("ops/message-browser.js"),
+    module!("ops/message-trace.js"),
     module!("ops/overview.js"),
     module!("ops/pair-actions.js"),
     module!("ops/pair-charts.js"),

@@ -1,11 +1,13 @@
 // The Message Browser of a pair's page: the buffered messages by state, sequence or time,
-// page by page; a message's text, hex and download; re-sending a delivered one (operators).
+// page by page; a message's text, hex, trace and download; re-sending a delivered one
+// (operators).
 
 import { $, h, replace } from '../common/dom.js';
 import { api } from '../common/api.js';
 import * as fmt from '../common/format.js';
 import { dialog, notify } from '../common/ui.js';
 import { pairUrl } from './pair-actions.js';
+import { traceSection } from './message-trace.js';
 
 const STATE_LABELS = { pending: 'Pending', in_flight: 'In flight', done: 'Done', unconfirmed: 'Unconfirmed', absent: 'Absent' };
 /** Which kind of field a search names: `hl7` for a segment id (`MSH.10`), else `astm` (`O.3`). */
@@ -242,6 +244,7 @@ export function messageBrowser(pairId, canEdit) {
         h('dt', { text: 'Length' }), h('dd', { text: `${fmt.num(m.length)} bytes${m.truncated ? ' (the views below show the start)' : ''}` })),
       h('h3', { text: 'Text' }), h('pre', { class: 'payload', id: 'message-text', text: m.text }),
       h('h3', { text: 'Hex' }), h('pre', { class: 'payload', id: 'message-hex', text: m.hex }),
+      traceSection(pairId, seq),
       m.state !== 'done' ? h('p', { class: 'muted small', text: 'Only delivered (Done) messages can be re-sent; this one will be delivered anyway.' }) : null);
     const buttons = [
       {
