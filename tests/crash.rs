@@ -79,3 +79,47 @@ fn kill_9_without_acks_delivers_everything_counted_as_received() {
     }
     check_delivery(&receiver.lines(), last_received);
 }
+
+/// A message's trace survives `kill -9` (it is written within milliseconds, before the page
+/// cache is all a killed process leaves) and tells the whole story after the restart:
+/// stored, still waiting when the instance started again, delivered.
+#[test]
+fn a_message_trace_survives_kill_9_and_shows_the_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (src, dst) = (ports::tcp(), ports::tcp());
+    let config = tmp.path().join("config.json");
+    let doc = format!(
+        r#"{{"channel_pairs": [{{"id": "traced", "retry": {{"initial_ms": 50, "max_ms": 300}},
+            "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line"}}}},
+            "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}}}}]}}"#
+    );
+    std::fs::write(&config, doc).expect("config");
+    let data = tmp.path().join("data");
+    let inst = Instance::start(&data, &["--config", config.to_str().expect("utf8")]);
+    send_lines(src, (1..=10).map(|n| format!("reading {n}")));
+    inst.wait_for("traced", 10, "10 stored", |s| s["counts"]["received"] == 10);
+    let trace =
+        |inst: &Instance| inst.api("GET", "/api/v1/pairs/traced/messages/7/trace", None).json();
+    let before = trace(&inst);
+    assert_eq!(before["events"][0]["kind"], "stored", "{before:#}");
+    inst.kill9();
+
+    // Restarted with the receiver up: the backlog goes out.
+    let receiver = Receiver::start(ports::localhost(dst));
+    let inst = Instance::start(&data, &[]);
+    wait_distinct(&receiver, 10, 20);
+    // Delivery is traced just after the write the receiver has already read.
+    let mut after = serde_json::Value::Null;
+    iobp_testkit::wait::poll(10, "the delivery in the trace", || {
+        after = trace(&inst);
+        let kinds: Vec<&str> = after["events"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
+            .unwrap_or_default();
+        if kinds == ["stored", "started", "delivered"] { Ok(()) } else { Err(format!("{after:#}")) }
+    });
+    assert_eq!(after["events"][0], before["events"][0], "the same event, read back after the kill");
+    assert_eq!(after["events"][1]["error"], "the instance started");
+    assert_eq!(after["state"], "done");
+    assert_eq!(after["events_lost"], 0);
+}
