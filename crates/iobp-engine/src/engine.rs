@@ -288,6 +288,7 @@ impl Engine {
         // Each stored pair alone and against the ones before it, all at once: checking each
         // against a copy of all the others made a thousand pairs take seconds to start.
         let checks = iobp_config::check_pairs_in_order(&pairs, &engine.settings());
+        let configured: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
         for (spec, check) in pairs.into_iter().zip(checks) {
             if let Some(why) = &journal_problem {
                 report.skipped.push((spec.id.clone(), why.clone()));
@@ -319,11 +320,11 @@ impl Engine {
             }
         }
         // Traces of pairs deleted (or buffers recreated) while no engine ran.
-        if journal_problem.is_none() {
-            let keep: Vec<PathBuf> =
-                read(&engine.inner.pairs).values().map(|e| e.trace.dir().to_path_buf()).collect();
-            engine.inner.tracer.remove_others(&keep);
-        }
+        let open: Vec<(String, PathBuf)> = read(&engine.inner.pairs)
+            .iter()
+            .map(|(id, e)| (id.clone(), e.trace.dir().to_path_buf()))
+            .collect();
+        engine.inner.tracer.remove_stale(&configured, &open);
         let ids: Vec<String> = read(&engine.inner.pairs).keys().cloned().collect();
         for id in ids {
             engine.start_runtime_because(&id, "the instance started");

@@ -259,13 +259,22 @@ impl Tracer {
         })
     }
 
-    /// Removes trace directories that belong to no current pair (`keep`: the directories of
-    /// the pairs there are), left by a deletion a crash interrupted or a buffer recreated.
-    pub(crate) fn remove_others(&self, keep: &[PathBuf]) {
+    /// Removes trace directories left by pairs deleted (a deletion a crash interrupted) or
+    /// buffers created anew: those of no `configured` pair, and those of an `open` pair
+    /// (id, its trace directory) other than its own. A configured pair whose buffer could not
+    /// be opened keeps its trace.
+    pub(crate) fn remove_stale(&self, configured: &[String], open: &[(String, PathBuf)]) {
         let Ok(entries) = std::fs::read_dir(&self.root) else { return };
         for e in entries.flatten() {
             let path = e.path();
-            if path.is_dir() && !keep.contains(&path) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `<pair id>-<16 hex digits>`; pair ids may contain `-` themselves.
+            let Some(pair) = name.len().checked_sub(17).and_then(|i| name.get(..i)) else {
+                continue;
+            };
+            let stale = !configured.iter().any(|c| c == pair)
+                || open.iter().any(|(id, dir)| id == pair && *dir != path);
+            if stale && path.is_dir() {
                 if let Err(err) = std::fs::remove_dir_all(&path) {
                     tracing::warn!(dir = %path.display(), "removing an old trace: {err}");
                 }
@@ -824,6 +833,24 @@ mod tests {
         let tr = p.lookup(1).expect("lookup");
         assert_eq!(tr.events_lost, 3);
         assert_eq!(tr.events.len(), 1);
+    }
+
+    #[test]
+    fn stale_traces_go_and_a_configured_pair_keeps_its_own() {
+        let (_d, t) = tracer();
+        let dirs: Vec<PathBuf> = [("a-b", 1), ("a-b", 2), ("gone", 3), ("unopened", 4)]
+            .iter()
+            .map(|(id, log)| {
+                let p = t.pair(id, *log, 1 << 30);
+                p.record(TraceEvent::new(TraceKind::Stored, 1, 1));
+                p.flush();
+                p.dir().to_path_buf()
+            })
+            .collect();
+        let configured = ["a-b".to_string(), "unopened".to_string()];
+        t.remove_stale(&configured, &[("a-b".to_string(), dirs[1].clone())]);
+        let left: Vec<bool> = dirs.iter().map(|d| d.exists()).collect();
+        assert_eq!(left, [false, true, false, true]);
     }
 
     #[test]
