@@ -39,7 +39,10 @@ function detail(e, seq) {
   if (e.kind === 'copy_of') parts.push(`of #${e.other_seq + (seq - e.from_seq)} of ${e.other_pair}`);
   if (e.kind === 'parked_resent') parts.push(`stored again as #${e.other_seq}`);
   if (e.error) parts.push(e.error);
-  if (e.from_seq !== e.to_seq) parts.push(`(with #${e.from_seq}–#${e.to_seq})`);
+  if (e.from_seq !== e.to_seq) {
+    const span = e.until_us ? `, over ${((e.until_us - e.at_us) / 1000).toFixed(1)} ms` : '';
+    parts.push(`(with #${e.from_seq}–#${e.to_seq}${span})`);
+  }
   return parts.join(' · ');
 }
 

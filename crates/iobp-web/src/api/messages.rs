@@ -295,6 +295,10 @@ pub(crate) async fn get_one(
 pub struct TraceEventDto {
     /// When, µs since the Unix epoch.
     pub at_us: u64,
+    /// Events alike about consecutive messages within 100 ms are one: the time of the last
+    /// of them (`at_us` is the first's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_us: Option<u64>,
     /// `stored` (received and durable: when its commit resolved; `peer` sent it),
     /// `delivered` (Done: `route`, `peer`, the receiver's `answer`), `refused` (the receiver
     /// refused it: `answer`), `returned` (an attempt ended without confirmation: `error`;
@@ -376,6 +380,7 @@ pub(crate) async fn trace(
         .into_iter()
         .map(|e| TraceEventDto {
             at_us: e.t,
+            until_us: e.u,
             kind: e.k.as_str().to_string(),
             from_seq: e.a,
             to_seq: e.b,
