@@ -285,46 +285,7 @@ impl Engine {
             tracer: Tracer::start(opts.data_dir.join("trace")),
         });
         let engine = Engine { inner };
-        // Each stored pair alone and against the ones before it, all at once: checking each
-        // against a copy of all the others made a thousand pairs take seconds to start.
-        let checks = iobp_config::check_pairs_in_order(&pairs, &engine.settings());
-        let configured: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
-        for (spec, check) in pairs.into_iter().zip(checks) {
-            if let Some(why) = &journal_problem {
-                report.skipped.push((spec.id.clone(), why.clone()));
-                continue;
-            }
-            if let Err(e) = check {
-                report.skipped.push((spec.id.clone(), e.to_string()));
-                continue;
-            }
-            let parked = match engine.open_parked(&spec).await {
-                Ok(p) => p,
-                Err(e) => {
-                    report.skipped.push((spec.id.clone(), e.to_string()));
-                    continue;
-                }
-            };
-            match engine.open_log(&spec).await {
-                Ok(log) => {
-                    let r = log.open_report();
-                    if r.truncated_bytes > 0
-                        || !r.quarantined.is_empty()
-                        || !r.corruption.is_empty()
-                    {
-                        report.recovered.push((spec.id.clone(), format!("{r:?}")));
-                    }
-                    engine.insert(spec, log, parked);
-                }
-                Err(e) => report.skipped.push((spec.id.clone(), e.to_string())),
-            }
-        }
-        // Traces of pairs deleted (or buffers recreated) while no engine ran.
-        let open: Vec<(String, PathBuf)> = read(&engine.inner.pairs)
-            .iter()
-            .map(|(id, e)| (id.clone(), e.trace.dir().to_path_buf()))
-            .collect();
-        engine.inner.tracer.remove_stale(&configured, &open);
+        engine.open_stored(pairs, journal_problem.as_deref(), &mut report).await;
         let ids: Vec<String> = read(&engine.inner.pairs).keys().cloned().collect();
         for id in ids {
             engine.start_runtime_because(&id, "the instance started");
@@ -333,6 +294,60 @@ impl Engine {
         *engine.inner.maintenance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(handle);
         (engine, report)
+    }
+
+    /// Opens the buffers of the stored pairs (`journal_problem`: none may open) and reports
+    /// what could not open or what recovery found; then clears traces no pair owns.
+    async fn open_stored(
+        &self,
+        pairs: Vec<ChannelPairSpec>,
+        journal_problem: Option<&str>,
+        report: &mut StartReport,
+    ) {
+        // Each stored pair alone and against the ones before it, all at once: checking each
+        // against a copy of all the others made a thousand pairs take seconds to start.
+        let checks = iobp_config::check_pairs_in_order(&pairs, &self.settings());
+        let configured: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
+        for (spec, check) in pairs.into_iter().zip(checks) {
+            if let Some(why) = journal_problem {
+                report.skipped.push((spec.id.clone(), why.to_string()));
+                continue;
+            }
+            if let Err(e) = check {
+                report.skipped.push((spec.id.clone(), e.to_string()));
+                continue;
+            }
+            let parked = match self.open_parked(&spec).await {
+                Ok(p) => p,
+                Err(e) => {
+                    report.skipped.push((spec.id.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            match self.open_log(&spec).await {
+                Ok(log) => {
+                    let r = log.open_report();
+                    if r.truncated_bytes > 0
+                        || !r.quarantined.is_empty()
+                        || !r.corruption.is_empty()
+                    {
+                        report.recovered.push((spec.id.clone(), format!("{r:?}")));
+                    }
+                    self.insert(spec, log, parked);
+                }
+                Err(e) => report.skipped.push((spec.id.clone(), e.to_string())),
+            }
+        }
+        self.remove_stale_traces(&configured);
+    }
+
+    /// Removes the traces of pairs deleted (or of buffers created anew) while no engine ran.
+    fn remove_stale_traces(&self, configured: &[String]) {
+        let open: Vec<(String, PathBuf)> = read(&self.inner.pairs)
+            .iter()
+            .map(|(id, e)| (id.clone(), e.trace.dir().to_path_buf()))
+            .collect();
+        self.inner.tracer.remove_stale(configured, &open);
     }
 
     fn log_options(&self, spec: &ChannelPairSpec) -> LogOptions {

@@ -31,7 +31,7 @@ pub(crate) struct SideCtx {
     pub parked: Option<(Log, u32)>,
     /// What happened to each message: the pair's trace.
     pub trace: Arc<PairTrace>,
-    /// A destination with backups: which one this is ("backup destination 1 (tcp_client)");
+    /// A destination with backups: which one this is (`backup destination 1 (tcp_client)`);
     /// `None` for a pair without backups.
     pub route: Option<Arc<str>>,
 }

@@ -305,10 +305,11 @@ impl Tracer {
             };
             let stale = !configured.iter().any(|c| c == pair)
                 || open.iter().any(|(id, dir)| id == pair && *dir != path);
-            if stale && path.is_dir() {
-                if let Err(err) = std::fs::remove_dir_all(&path) {
-                    tracing::warn!(dir = %path.display(), "removing an old trace: {err}");
-                }
+            if stale
+                && path.is_dir()
+                && let Err(err) = std::fs::remove_dir_all(&path)
+            {
+                tracing::warn!(dir = %path.display(), "removing an old trace: {err}");
             }
         }
     }
@@ -442,16 +443,16 @@ pub(crate) fn record_copies(
     why: &str,
 ) {
     let emit = |(a, b, new_a): (u64, u64, u64)| {
-        let mut copied = TraceEvent::new(TraceKind::Copied, a, b);
-        copied.pair = Some(into_id.to_string());
-        copied.seq = Some(new_a);
-        copied.err = Some(why.to_string());
-        from.record_surely(copied);
-        let mut copy = TraceEvent::new(TraceKind::CopyOf, new_a, new_a + (b - a));
-        copy.pair = Some(from_id.to_string());
-        copy.seq = Some(a);
-        copy.err = Some(why.to_string());
-        into.record_surely(copy);
+        let mut on_original = TraceEvent::new(TraceKind::Copied, a, b);
+        on_original.pair = Some(into_id.to_string());
+        on_original.seq = Some(new_a);
+        on_original.err = Some(why.to_string());
+        from.record_surely(on_original);
+        let mut on_copy = TraceEvent::new(TraceKind::CopyOf, new_a, new_a + (b - a));
+        on_copy.pair = Some(from_id.to_string());
+        on_copy.seq = Some(a);
+        on_copy.err = Some(why.to_string());
+        into.record_surely(on_copy);
     };
     let mut run: Option<(u64, u64, u64)> = None;
     for (orig, new) in copies {

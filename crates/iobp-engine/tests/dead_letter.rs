@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use common::Harness;
 use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
 use iobp_codec::{Decoded, Deframer, Encoder, Framing};
-use iobp_engine::Color;
+use iobp_engine::{Color, TraceKind as K};
 use iobp_testkit::ports;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -120,7 +120,6 @@ async fn a_poison_message_is_parked_after_its_refusals_and_the_rest_goes_on_in_o
     .await;
     assert_eq!(got.lock().expect("lock").last().map(String::as_str), Some("7"));
     // The trace tells the story: stored, refused three times, parked, re-sent as 21.
-    use iobp_engine::TraceKind as K;
     let t7 = h.engine.trace("lab", 7).await.expect("trace").events;
     let kinds: Vec<K> = t7.iter().map(|e| e.k).collect();
     assert_eq!(kinds, [K::Stored, K::Refused, K::Refused, K::Refused, K::Parked, K::ParkedResent]);
