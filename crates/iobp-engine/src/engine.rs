@@ -586,7 +586,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Replaces a pair's configuration; the pair restarts with it and keeps its buffer.
+    /// Replaces a pair's configuration; the pair restarts with it and keeps its buffer. The
+    /// same configuration again changes nothing (the pair is not restarted).
     pub async fn update(&self, spec: ChannelPairSpec) -> Result<(), EngineError> {
         let _admin = self.inner.admin.lock().await;
         self.check_open()?;
@@ -596,6 +597,12 @@ impl Engine {
         check_pair_among(&spec, &self.list(), &self.settings())?;
         check_framings(&spec)?;
         crate::tls::check_pair(&spec)?;
+        // Nothing changed (`run --config` applies its document at every start): the pair keeps
+        // running and keeps its connections.
+        if read(&self.inner.pairs).get(&spec.id).is_some_and(|e| e.spec == spec) {
+            self.start_runtime(&spec.id);
+            return Ok(());
+        }
         let has_parked = read(&self.inner.pairs).get(&spec.id).is_some_and(|e| e.parked.is_some());
         let parked = if has_parked { None } else { self.open_parked(&spec).await? };
         self.inner.repo.save_pair(&spec)?;

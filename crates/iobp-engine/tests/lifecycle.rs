@@ -10,7 +10,7 @@ use iobp_config::parse_pair;
 use iobp_engine::{Color, EngineError};
 use iobp_testkit::ports;
 use iobp_testkit::receiver::AsyncReceiver;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends numbered lines continuously (one connection, reconnecting if the source restarts)
 /// until told to stop; returns how many were written.
@@ -191,4 +191,37 @@ async fn an_invalid_edit_leaves_the_running_pair_alone() {
         .expect_err("clash");
     let text = err.to_string();
     assert!(text.contains("source.port") && text.contains("keep"), "{text}");
+}
+
+/// Applying a document whose pair is unchanged (what `run --config` does at every start) leaves
+/// the running pair alone: a sender's connection survives it and its next message arrives. A
+/// changed pair restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_an_unchanged_pair_does_not_restart_it() {
+    let h = Harness::new().await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    let receiver = AsyncReceiver::start((ip.as_str(), dst));
+    let spec = h.add(&line_pair("same", (&ip, src), (&ip, dst))).await;
+    let mut sender = common::connect((&ip, src)).await;
+    sender.write_all(b"before\n").await.expect("send");
+    receiver.wait_lines(1, 10).await;
+    let doc = iobp_config::ConfigDocument { settings: None, channel_pairs: vec![spec.clone()] };
+    h.engine.apply(&doc).await.expect("apply");
+    sender.write_all(b"after\n").await.expect("send on the same connection");
+    assert_eq!(receiver.wait_lines(2, 10).await, ["before", "after"]);
+    let connections = h.snap("same").source.connections;
+    assert_eq!(connections, 1, "the sender's connection was never dropped");
+
+    // A changed pair does restart (and drops its connections).
+    let mut changed = spec;
+    changed.name = "renamed".into();
+    h.engine.apply(&iobp_config::ConfigDocument { settings: None, channel_pairs: vec![changed] })
+        .await
+        .expect("apply");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), sender.read(&mut buf))
+        .await
+        .expect("the restart closes the connection");
+    assert!(matches!(n, Ok(0) | Err(_)), "closed: {n:?}");
 }
