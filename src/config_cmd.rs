@@ -1,9 +1,12 @@
-//! `config check`, `config export`, `config import`.
+//! `config check`, `config export`, `config import`, `config diff`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use iobp_config::{ConfigDocument, parse_document};
+use clap::Args;
+use iobp_config::{
+    ApplyMode, ChannelPairSpec, ConfigDiff, ConfigDocument, Settings, parse_document,
+};
 use iobp_store::Store;
 
 fn read_document(file: &Path) -> anyhow::Result<ConfigDocument> {
@@ -72,7 +75,10 @@ pub fn import(file: &Path, data_dir: Option<PathBuf>, merge: bool) -> anyhow::Re
     // Validate the configuration as it will be after the import.
     let after = ConfigDocument { settings: doc.settings.clone(), channel_pairs: merged_pairs };
     after.validate(&current).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mode = if merge { ApplyMode::Merge } else { ApplyMode::Replace };
+    let diff = ConfigDiff::between(&current, &store.load_pairs()?.pairs, &doc, mode);
     store.import(&doc, !merge)?;
+    println!("{}", diff.render());
     println!(
         "imported {} channel pair(s){} into {}",
         doc.channel_pairs.len(),
@@ -80,4 +86,104 @@ pub fn import(file: &Path, data_dir: Option<PathBuf>, merge: bool) -> anyhow::Re
         dir.display()
     );
     Ok(())
+}
+
+/// `config diff`: what applying a document would change, on a running instance (through its
+/// API) or a data directory; changes nothing.
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The JSON document.
+    file: PathBuf,
+    /// Compare with this data directory (the default, when no `--url` is given).
+    #[arg(long, env = "IOBP_DATA_DIR", conflicts_with = "url")]
+    data_dir: Option<PathBuf>,
+    /// Compare with a running instance: its Operations Portal, `http://HOST:PORT` or
+    /// `https://HOST:PORT` (relay passwords are then not compared: the API never shows them).
+    #[arg(long)]
+    url: Option<String>,
+    /// The user to log in as (any role may read the configuration).
+    #[arg(long, default_value = "admin", requires = "url")]
+    user: String,
+    /// The environment variable holding the password.
+    #[arg(long, default_value = "IOBP_PASSWORD", requires = "url")]
+    password_env: String,
+    /// HTTPS: trust this CA (PEM) instead of the system's roots.
+    #[arg(long, requires = "url")]
+    ca: Option<PathBuf>,
+    /// As `config import` applies a document: pairs it does not mention are deleted (default:
+    /// as `run --config` and `config import --merge`, which keep them).
+    #[arg(long)]
+    replace: bool,
+}
+
+pub(crate) fn diff(args: &DiffArgs) -> anyhow::Result<()> {
+    let mut doc = read_document(&args.file)?;
+    let (settings, pairs) = if let Some(url) = &args.url {
+        let password = std::env::var(&args.password_env).with_context(|| {
+            format!("set the password in the environment variable {}", args.password_env)
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let current = rt.block_on(running_configuration(url, args, &password))?;
+        // The API shows passwords masked: compare masked with masked.
+        doc.mask_passwords();
+        current
+    } else {
+        stored_configuration(args, &mut doc)?
+    };
+    let mode = if args.replace { ApplyMode::Replace } else { ApplyMode::Merge };
+    let diff = ConfigDiff::between(&settings, &pairs, &doc, mode);
+    // What the configuration would be after: it must be valid to be applied at all.
+    let after = ConfigDocument {
+        settings: doc.settings.clone(),
+        channel_pairs: pairs
+            .iter()
+            .filter(|p| mode == ApplyMode::Merge && !doc.channel_pairs.iter().any(|d| d.id == p.id))
+            .chain(&doc.channel_pairs)
+            .cloned()
+            .collect(),
+    };
+    after.validate(&settings).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    println!("{}", diff.render());
+    Ok(())
+}
+
+/// The settings and pairs stored in the data directory; masked passwords of the document
+/// take the stored ones, as an import would.
+fn stored_configuration(
+    args: &DiffArgs,
+    doc: &mut ConfigDocument,
+) -> anyhow::Result<(Settings, Vec<ChannelPairSpec>)> {
+    let dir = crate::data_dir::resolve(args.data_dir.clone());
+    if !dir.join(iobp_store::DB_FILE).exists() {
+        bail!("no configuration in {} (nothing was ever stored there)", dir.display());
+    }
+    let store = Store::open(&dir)?;
+    let pairs = store.load_pairs()?.pairs;
+    let problems = doc.restore_masked_passwords(&pairs);
+    if !problems.is_empty() {
+        let e = iobp_config::ConfigError { problems };
+        bail!("{}: {e}", args.file.display());
+    }
+    Ok((store.load_settings()?, pairs))
+}
+
+/// The settings and pairs of a running instance, read through its API.
+async fn running_configuration(
+    url: &str,
+    args: &DiffArgs,
+    password: &str,
+) -> anyhow::Result<(Settings, Vec<ChannelPairSpec>)> {
+    let portal = crate::api_client::Portal::parse(url, args.ca.as_deref())?;
+    let session = portal.login(&args.user, password).await?;
+    let s = session.call("GET", "/api/v1/settings", "").await?;
+    let settings: Settings =
+        serde_json::from_value(s["settings"].clone()).context("the instance's settings")?;
+    let listed = session.call("GET", "/api/v1/pairs", "").await?;
+    let mut pairs = Vec::new();
+    for p in listed.as_array().context("the instance's pairs")? {
+        let spec = iobp_config::parse_pair(&p["spec"].to_string())
+            .map_err(|e| anyhow::anyhow!("pair {} of the instance: {e}", p["id"]))?;
+        pairs.push(spec);
+    }
+    Ok((settings, pairs))
 }

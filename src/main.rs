@@ -1,6 +1,7 @@
 //! `iobufferpro`: the binary. Command line, wiring and process concerns only; the work lives
 //! in the crates under `crates/` (see ARCHITECTURE.md).
 
+mod api_client;
 mod config_cmd;
 mod data_dir;
 mod replay_cmd;
@@ -75,6 +76,10 @@ enum ConfigCommand {
         #[arg(long)]
         include_secrets: bool,
     },
+    /// Show what applying a document would change — settings, pairs added, removed, changed
+    /// field by field, which pairs restart — on a data directory or a running instance
+    /// (`--url`); changes nothing.
+    Diff(config_cmd::DiffArgs),
     /// Store a configuration document (ioBufferPro must not be running on this directory).
     Import {
         /// The JSON document.
@@ -145,6 +150,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(ConfigCommand::Export { data_dir, include_secrets }) => {
             config_cmd::export(data_dir, include_secrets)
         }
+        Command::Config(ConfigCommand::Diff(args)) => config_cmd::diff(&args),
         Command::Config(ConfigCommand::Import { file, data_dir, merge }) => {
             config_cmd::import(&file, data_dir, merge)
         }

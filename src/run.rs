@@ -180,6 +180,13 @@ fn load_configuration(
         let e = iobp_config::ConfigError { problems };
         anyhow::bail!("{}: {e}", f.display());
     }
+    let diff = iobp_config::ConfigDiff::between(
+        &settings,
+        &store.load_pairs()?.pairs,
+        &doc,
+        iobp_config::ApplyMode::Merge,
+    );
+    say(&format!("applying {}:\n{}", f.display(), diff.render()));
     if let Some(s) = &doc.settings {
         // Check the portal certificate before storing settings that could not start.
         if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {

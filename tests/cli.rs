@@ -272,3 +272,74 @@ fn replay_from_the_command_line_through_the_api() {
     assert!(!ok);
     assert!(err.contains("login as admin: 401"), "{err}");
 }
+
+/// `config diff` shows what a document would change — on a data directory and on the running
+/// instance, through its API — and changes nothing; `config import` prints the same summary.
+#[test]
+fn config_diff_shows_the_changes_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("utf8");
+    let pair = |id: &str, src: u16, dst: u16| {
+        format!(
+            r#"{{"id": "{id}", "source": {{"type": "tcp_server", "host": "127.0.0.1", "port": {src}, "framing": {{"type": "line"}}}},
+                "destination": {{"type": "tcp_client", "host": "127.0.0.1", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
+        )
+    };
+    let (a, b, c) = (ports::tcp(), ports::tcp(), ports::tcp());
+    let write = |name: &str, pairs: &[String]| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, format!(r#"{{"channel_pairs": [{}]}}"#, pairs.join(",")))
+            .expect("write");
+        path.to_str().expect("utf8").to_string()
+    };
+    let first = write("first.json", &[pair("a", a, 7001), pair("b", b, 7002)]);
+    let (code, out, err) = run_cli(&["config", "import", &first, "--data-dir", d]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("+ a: added") && out.contains("+ b: added"), "{out}");
+    let (_, exported, _) = run_cli(&["config", "export", "--data-dir", d]);
+
+    // a unchanged, b's destination port changed, c new.
+    let second =
+        write("second.json", &[pair("a", a, 7001), pair("b", b, 7003), pair("c", c, 7004)]);
+    let (code, out, err) = run_cli(&["config", "diff", &second, "--data-dir", d]);
+    assert_eq!(code, 0, "{err}");
+    let want = [
+        "= a: unchanged, keeps running",
+        "~ b: changed, restarts\n    destination.port: 7002 → 7003",
+        "+ c: added",
+        "1 added, 1 changed (1 restart), 0 removed, 1 unchanged",
+    ];
+    for w in want {
+        assert!(out.contains(w), "{w:?} in:\n{out}");
+    }
+    // As `config import` would apply it (replacing), a pair not in the document goes.
+    let only_c = write("only-c.json", &[pair("c", c, 7004)]);
+    let (_, out, _) = run_cli(&["config", "diff", &only_c, "--data-dir", d, "--replace"]);
+    assert!(out.contains("- a: removed, with every message in its buffer"), "{out}");
+    let (_, out, _) = run_cli(&["config", "diff", &only_c, "--data-dir", d]);
+    assert!(out.contains("  a: not in the document, kept"), "{out}");
+    // An invalid document is refused with its problem.
+    let clash = write("clash.json", &[pair("x", a, 7009)]);
+    let (code, _, err) = run_cli(&["config", "diff", &clash, "--data-dir", d]);
+    assert_ne!(code, 0);
+    assert!(err.contains("port"), "{err}");
+    // Nothing changed.
+    let (_, after, _) = run_cli(&["config", "export", "--data-dir", d]);
+    assert_eq!(after, exported);
+
+    // The same through the API of the running instance.
+    let inst = Instance::start(&data, &[]);
+    let url = format!("http://{}", inst.ops);
+    let out = std::process::Command::new(util::bin())
+        .args(["config", "diff", &second, "--url", &url, "--user", "admin"])
+        .env("IOBP_PASSWORD", util::TEST_ADMIN_PASSWORD)
+        .output()
+        .expect("run diff");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for w in want {
+        assert!(text.contains(w), "{w:?} in:\n{text}");
+    }
+    assert_eq!(inst.pairs().as_array().map(Vec::len), Some(2), "nothing applied");
+}

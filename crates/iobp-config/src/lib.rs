@@ -33,12 +33,14 @@
 #![warn(missing_docs)]
 
 mod bytes;
+mod diff;
 mod modbus;
 mod secrets;
 mod spec;
 mod validate;
 
 pub use crate::bytes::ByteString;
+pub use crate::diff::{ApplyMode, ConfigDiff, FieldChange, PairChange};
 pub use crate::modbus::*;
 pub use crate::secrets::PASSWORD_MASK;
 pub use crate::spec::*;

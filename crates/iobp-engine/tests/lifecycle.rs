@@ -216,7 +216,8 @@ async fn applying_an_unchanged_pair_does_not_restart_it() {
     // A changed pair does restart (and drops its connections).
     let mut changed = spec;
     changed.name = "renamed".into();
-    h.engine.apply(&iobp_config::ConfigDocument { settings: None, channel_pairs: vec![changed] })
+    h.engine
+        .apply(&iobp_config::ConfigDocument { settings: None, channel_pairs: vec![changed] })
         .await
         .expect("apply");
     let mut buf = [0u8; 16];
