@@ -31,6 +31,7 @@ pub fn export(data_dir: Option<PathBuf>, include_secrets: bool) -> anyhow::Resul
     if !dir.join(iobp_store::DB_FILE).exists() {
         bail!("no configuration in {} (nothing was ever stored there)", dir.display());
     }
+    crate::data_dir::check_format(&dir)?;
     let store = Store::open(&dir)?;
     let mut doc = store.export()?;
     if include_secrets {
@@ -52,6 +53,7 @@ pub fn export(data_dir: Option<PathBuf>, include_secrets: bool) -> anyhow::Resul
 pub fn import(file: &Path, data_dir: Option<PathBuf>, merge: bool) -> anyhow::Result<()> {
     let mut doc = read_document(file)?;
     let dir = crate::data_dir::resolve(data_dir);
+    crate::data_dir::check_format(&dir)?;
     crate::data_dir::private_from_now_on();
     // A running instance keeps its configuration in memory and would not see (and could
     // overwrite) an import; refuse rather than surprise.
@@ -157,6 +159,7 @@ fn stored_configuration(
     if !dir.join(iobp_store::DB_FILE).exists() {
         bail!("no configuration in {} (nothing was ever stored there)", dir.display());
     }
+    crate::data_dir::check_format(&dir)?;
     let store = Store::open(&dir)?;
     let pairs = store.load_pairs()?.pairs;
     let problems = doc.restore_masked_passwords(&pairs);
@@ -186,4 +189,34 @@ async fn running_configuration(
         pairs.push(spec);
     }
     Ok((settings, pairs))
+}
+
+/// `backup DIR`: a consistent copy of the store (settings, pairs, users, audit trail) — taken
+/// with `SQLite`'s online backup API, so the instance may keep running — as the data directory
+/// `out` (the store and its format record; the buffers' messages are not copied).
+pub fn backup(out: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = crate::data_dir::resolve(data_dir);
+    if !dir.join(iobp_store::DB_FILE).exists() {
+        bail!("no configuration in {} (nothing was ever stored there)", dir.display());
+    }
+    crate::data_dir::check_format(&dir)?;
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty: a backup goes into a new directory", out.display());
+    }
+    crate::data_dir::private_from_now_on();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let store = Store::open(&dir)?;
+    let copy = out.join(iobp_store::DB_FILE);
+    store.backup_to(&copy)?;
+    crate::data_dir::record_format(out)?;
+    let backed_up = Store::open(out)?;
+    println!(
+        "backed up {} channel pair(s) and {} user(s) from {} to {} (the buffers' messages are \
+         not part of a backup)",
+        backed_up.load_pairs()?.pairs.len(),
+        backed_up.list_users()?.len(),
+        dir.display(),
+        copy.display()
+    );
+    Ok(())
 }

@@ -129,3 +129,98 @@ pub fn lock(dir: &Path) -> anyhow::Result<DataDirLock> {
         }
     }
 }
+
+/// The data directory's format: what this binary writes and reads. A data directory records
+/// its format in [`FORMAT_FILE`]; the history:
+/// - **1** — every release before the file existed: the store (`iobufferpro.db`, its schema
+///   versioned by `SQLite`'s `user_version` and migrated by the store itself), the buffers
+///   (`logs/`, each segment with its own header version), the commit journal (`journal/`),
+///   parked messages (`parked/`).
+/// - **2** — adds [`FORMAT_FILE`] and the per-message trace (`trace/`, created on demand).
+///   From 1 nothing is converted: the file is written once everything opened.
+pub const FORMAT: u32 = 2;
+/// The file that records a data directory's format.
+pub const FORMAT_FILE: &str = "FORMAT";
+
+/// What a data directory's format asks of this binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Nothing there yet: it will be written in this format.
+    Empty,
+    /// An older format: opened (and migrated where a step needs it), then recorded as
+    /// [`FORMAT`].
+    Older(u32),
+    /// This binary's format.
+    Current,
+}
+
+/// Reads `dir`'s format before anything touches the directory. A newer format is refused —
+/// with nothing written, not even the lock file — so that an older binary started by mistake
+/// (a downgrade) cannot damage what a newer one wrote.
+pub fn check_format(dir: &Path) -> anyhow::Result<Format> {
+    let path = dir.join(FORMAT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let used = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+            return Ok(if used { Format::Older(1) } else { Format::Empty });
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let found: u32 =
+        text.split_whitespace().last().and_then(|n| n.parse().ok()).with_context(|| {
+            format!("{} does not say a format: {:?}", path.display(), text.trim())
+        })?;
+    match found.cmp(&FORMAT) {
+        std::cmp::Ordering::Greater => bail!(
+            "data directory {} has format {found}, written by a newer ioBufferPro; this one \
+             ({}) reads formats up to {FORMAT}. Nothing was changed: run the newer version, or \
+             restore a backup taken before the upgrade",
+            dir.display(),
+            env!("CARGO_PKG_VERSION")
+        ),
+        std::cmp::Ordering::Less => Ok(Format::Older(found)),
+        std::cmp::Ordering::Equal => Ok(Format::Current),
+    }
+}
+
+/// Records that `dir` is in this binary's format: written to a temporary file, synced,
+/// renamed over, and the directory synced, so a crash leaves the old record or the new one.
+pub fn record_format(dir: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = dir.join(FORMAT_FILE);
+    let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        writeln!(f, "iobufferpro data format {FORMAT}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        #[cfg(unix)]
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_read_refused_when_newer_and_recorded_atomically() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("d");
+        std::fs::create_dir(&dir).expect("dir");
+        assert_eq!(check_format(&dir).expect("empty"), Format::Empty);
+        std::fs::write(dir.join("iobufferpro.db"), b"x").expect("write");
+        assert_eq!(check_format(&dir).expect("old"), Format::Older(1));
+        record_format(&dir).expect("record");
+        assert_eq!(check_format(&dir).expect("current"), Format::Current);
+        assert!(!dir.join("FORMAT.tmp").exists());
+        std::fs::write(dir.join(FORMAT_FILE), "iobufferpro data format 99\n").expect("write");
+        let e = check_format(&dir).expect_err("newer").to_string();
+        assert!(e.contains("format 99") && e.contains("Nothing was changed"), "{e}");
+        std::fs::write(dir.join(FORMAT_FILE), "garbage").expect("write");
+        assert!(check_format(&dir).is_err());
+    }
+}

@@ -29,6 +29,15 @@ struct Cli {
 enum Command {
     /// Run ioBufferPro (the default when no command is given).
     Run(run::RunArgs),
+    /// A consistent copy of the store — settings, pairs, users, audit trail — into a new
+    /// directory, while ioBufferPro runs or not (the buffers' messages are not copied).
+    Backup {
+        /// Where the copy goes (a new or empty directory).
+        out: PathBuf,
+        /// Data directory.
+        #[arg(long, env = "IOBP_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Check, export or import the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -157,6 +166,7 @@ fn main() -> std::process::ExitCode {
         Command::Tls(TlsCommand::LabPki { out, names }) => lab_pki(&out, &names),
         Command::Simulate(kind) => simulate_cmd::main(kind),
         Command::Replay(args) => replay_cmd::main(&args),
+        Command::Backup { out, data_dir } => config_cmd::backup(&out, data_dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

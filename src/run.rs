@@ -67,6 +67,8 @@ fn init_logging(level: &str, buffer: &LogBuffer) {
 
 async fn run(args: RunArgs, nofile: Option<u64>) -> anyhow::Result<()> {
     let dir = crate::data_dir::resolve(args.data_dir.clone());
+    // A newer format is refused before anything here is touched.
+    let format = crate::data_dir::check_format(&dir)?;
     crate::data_dir::private_from_now_on();
     let _lock = crate::data_dir::lock(&dir)?;
     let made_private = crate::data_dir::make_private(&dir)
@@ -111,6 +113,18 @@ async fn run(args: RunArgs, nofile: Option<u64>) -> anyhow::Result<()> {
         engine.shutdown().await;
         let file = args.config.unwrap_or_default();
         return Err(anyhow::anyhow!("applying {}: {e}", file.display()));
+    }
+    // Everything opened (the store migrated itself, the buffers recovered): the directory is
+    // in this binary's format from now on.
+    if format != crate::data_dir::Format::Current {
+        crate::data_dir::record_format(&dir)?;
+        if let crate::data_dir::Format::Older(old) = format {
+            tracing::info!(
+                "data directory {} upgraded from format {old} to {}",
+                dir.display(),
+                crate::data_dir::FORMAT
+            );
+        }
     }
     let limits = portal_limits(nofile);
     let web = WebShared::with_limits(engine.clone(), store.clone(), dir.clone(), logs, limits);

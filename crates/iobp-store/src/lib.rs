@@ -184,6 +184,34 @@ impl Store {
         &self.path
     }
 
+    /// Writes a consistent copy of the database to `dest` (a new file) with `SQLite`'s online
+    /// backup API: a running instance may go on writing meanwhile; the copy is one
+    /// committed state. The copy is synced before this returns.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        let err = |source| StoreError::Sqlite { path: dest.to_path_buf(), source };
+        if dest.exists() {
+            return Err(StoreError::Io {
+                path: dest.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists already"),
+            });
+        }
+        let mut copy = Connection::open(dest).map_err(err)?;
+        {
+            let conn = self.conn();
+            let backup = rusqlite::backup::Backup::new(&conn, &mut copy).map_err(err)?;
+            // Pages in steps, pausing between them, so a writer is never shut out for long.
+            backup
+                .run_to_completion(256, std::time::Duration::from_millis(5), None)
+                .map_err(err)?;
+        }
+        // The copy in one file (no WAL beside it), on disk before this returns.
+        copy.pragma_update(None, "journal_mode", "DELETE").map_err(err)?;
+        drop(copy);
+        std::fs::File::open(dest)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| StoreError::Io { path: dest.to_path_buf(), source })
+    }
+
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the connection leaves SQLite consistent (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
