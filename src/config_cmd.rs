@@ -26,6 +26,23 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stored configuration is valid and the data directory's format readable (nothing is
+/// written; a directory with nothing stored yet passes).
+pub fn check_stored(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = crate::data_dir::resolve(data_dir);
+    crate::data_dir::check_format(&dir)?;
+    if !dir.join(iobp_store::DB_FILE).exists() {
+        println!("{}: nothing stored yet", dir.display());
+        return Ok(());
+    }
+    let store = Store::open(&dir)?;
+    let settings = store.load_settings()?;
+    let doc = ConfigDocument { settings: None, channel_pairs: store.load_pairs()?.pairs };
+    doc.validate(&settings).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    println!("{}: valid ({} channel pair(s))", dir.display(), doc.channel_pairs.len());
+    Ok(())
+}
+
 pub fn export(data_dir: Option<PathBuf>, include_secrets: bool) -> anyhow::Result<()> {
     let dir = crate::data_dir::resolve(data_dir);
     if !dir.join(iobp_store::DB_FILE).exists() {

@@ -6,6 +6,7 @@ mod config_cmd;
 mod data_dir;
 mod replay_cmd;
 mod run;
+mod service;
 mod simulate_cmd;
 
 use std::path::PathBuf;
@@ -70,10 +71,15 @@ enum TlsCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a configuration document without applying it.
+    /// Validate a configuration document without applying it; without a document, the
+    /// stored configuration and the data directory's format (the systemd unit's
+    /// `ExecStartPre=`).
     Check {
         /// The JSON document (`{"settings": {...}, "channel_pairs": [...]}`).
-        file: PathBuf,
+        file: Option<PathBuf>,
+        /// Data directory (when no document is given).
+        #[arg(long, env = "IOBP_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Print the stored configuration as a JSON document. Relay passwords are shown as
     /// `********` (an import of the document on the same data directory keeps the stored ones).
@@ -155,7 +161,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(args) => run::main(args),
-        Command::Config(ConfigCommand::Check { file }) => config_cmd::check(&file),
+        Command::Config(ConfigCommand::Check { file: Some(file), .. }) => config_cmd::check(&file),
+        Command::Config(ConfigCommand::Check { file: None, data_dir }) => {
+            config_cmd::check_stored(data_dir)
+        }
         Command::Config(ConfigCommand::Export { data_dir, include_secrets }) => {
             config_cmd::export(data_dir, include_secrets)
         }

@@ -266,6 +266,8 @@ async fn serve(
     let mgmt_task = serve_one(mgmt_l, Portal::Mgmt);
     let housekeeping = tokio::spawn(housekeeping(web.clone()));
     web.set_ready(true);
+    crate::service::ready(&engine);
+    let telling = tokio::spawn(crate::service::keep_telling(engine.clone()));
     say(&format!(
         "ioBufferPro {} running: data {}, Operations Portal {scheme}://{ops_addr}, Management Dashboard {scheme}://{mgmt_addr}, {} channel pair(s)",
         env!("CARGO_PKG_VERSION"),
@@ -276,6 +278,8 @@ async fn serve(
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new messages are accepted");
+    crate::service::stopping();
+    telling.abort();
     web.set_ready(false);
     housekeeping.abort();
     let _ = stop.send(true);

@@ -29,6 +29,19 @@ fn config_check_accepts_valid_documents_and_names_the_field_of_invalid_ones() {
     let (code, _, err) = run_cli(&["config", "check", "/no/such/file.json"]);
     assert_ne!(code, 0);
     assert!(err.contains("cannot read"), "{err}");
+
+    // Without a document: the stored configuration (the systemd unit's ExecStartPre).
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("utf8");
+    let (code, out, _) = run_cli(&["config", "check", "--data-dir", d]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing stored yet"), "{out}");
+    let (code, _, err) =
+        run_cli(&["config", "import", good.to_str().expect("utf8"), "--data-dir", d]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run_cli(&["config", "check", "--data-dir", d]);
+    assert_eq!(code, 0);
+    assert!(out.contains("valid (1 channel pair(s))"), "{out}");
 }
 
 #[test]

@@ -101,6 +101,13 @@ const NEEDS: &[Need] = &[
         tiers: &[Tier::Fast, Tier::Slow],
     },
     Need {
+        // The shipped systemd unit is verified and its exposure scored.
+        what: "systemd-analyze",
+        probe: &["systemd-analyze", "--version"],
+        source: Source::Apt("systemd"),
+        tiers: &[Tier::Fast, Tier::Slow],
+    },
+    Need {
         what: "chromium",
         probe: &["chromium", "--version"],
         source: Source::Apt("chromium"),
