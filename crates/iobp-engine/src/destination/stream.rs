@@ -189,6 +189,7 @@ async fn park_if_due(
         .map_err(SideError::buffer("parking a message"))?;
     ctx.log.ack(seq).map_err(SideError::buffer("buffer"))?;
     ctx.stats.parked.fetch_add(1, Ordering::Relaxed);
+    ctx.stats.parked_total.fetch_add(1, Ordering::Relaxed);
     ctx.error(
         Side::Destination,
         format!(
@@ -278,7 +279,11 @@ pub(crate) fn undeliverable(
             peer: None,
         },
     );
-    ctx.log.ack(seq).map_err(SideError::buffer("buffer"))
+    ctx.log.ack(seq).map_err(SideError::buffer("buffer"))?;
+    // Counted only once Done, as `sent` is: the pair's accounting adds both up against the
+    // buffer's Done records.
+    ctx.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// An answer from the receiver that is neither an acknowledgement nor a refusal.
