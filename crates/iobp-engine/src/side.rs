@@ -233,6 +233,28 @@ impl SideCtx {
             },
         );
     }
+
+    /// A batch whose commit the source stopped waiting for (its session ended and the commit
+    /// took longer than the wind-down): it was not acknowledged, yet if the commit still
+    /// completes the messages are in the buffer and will be delivered — so they are counted
+    /// as received then, or the pair's accounting would hold stored messages counted nowhere.
+    /// They stay counted as refused too: that is what the sender was told.
+    pub(crate) fn count_if_stored_later(
+        &self,
+        commit: impl std::future::Future<Output = iobp_log::Result<()>> + Send + 'static,
+        count: u64,
+        bytes: u64,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.stats.clone();
+        // A failed or closed buffer resolves the commit with an error, so this ends.
+        tokio::spawn(async move {
+            if commit.await.is_ok() {
+                stats.received.fetch_add(count, Relaxed);
+                stats.received_bytes.fetch_add(bytes, Relaxed);
+            }
+        });
+    }
 }
 
 /// The codec's framing for a configured one; `None` for the ASTM link protocol, which is a

@@ -320,3 +320,67 @@ async fn under_traffic_no_false_alarm_and_exact_at_the_end() {
     let r = settled(&h.engine, "p").await;
     assert_eq!((r.received, r.delivered, r.pending), (n as u64, n as u64, 0), "{r:#?}");
 }
+
+/// A pair stopped while its fsyncs take longer than the source waits for them (3 s): the
+/// waiting messages are answered with a NAK, and their commit still completes afterwards.
+/// They are in the buffer and will be delivered, so they are counted as received then
+/// (before, they were stored and counted nowhere). A stream source and a UDP source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_durable_only_after_the_source_gave_up_on_them_are_counted_once_stored() {
+    stream_source_gave_up().await;
+    udp_source_gave_up().await;
+}
+
+async fn udp_source_gave_up() {
+    let fs = SimFs::new();
+    let h = Harness::with_fs(&fs).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::udp_on(&ip), ports::tcp_on(&ip));
+    h.add(&format!(
+        r#"{{"id": "u",
+            "source": {{"type": "udp", "host": "{ip}", "port": {src}}},
+            "destination": {{"type": "tcp_client", "host": "{ip}", "port": {dst}, "framing": {{"type": "line"}}}}}}"#
+    ))
+    .await;
+    h.wait_for("u", 10, "listening", |s| s.source.color == iobp_engine::Color::Green).await;
+    fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(4500)), ..Faults::default() });
+    let sock = std::net::UdpSocket::bind((ip.as_str(), 0)).expect("bind");
+    for i in 0..10 {
+        sock.send_to(format!("datagram-{i}").as_bytes(), (ip.as_str(), src)).expect("send");
+    }
+    // The datagrams arrive and wait for their (slow) commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.engine.stop_pair("u").await.expect("stop");
+    wait::until_async(60, "the slow commits completed (a few rounds of 4.5 s)", || {
+        h.engine.reconciliation("u").expect("pair").stored == 10
+    })
+    .await;
+    fs.set_faults(Faults::default());
+    let r = settled(&h.engine, "u").await;
+    assert_eq!((r.received, r.stored, r.pending), (10, 10, 10), "{r:#?}");
+}
+
+async fn stream_source_gave_up() {
+    let fs = SimFs::new();
+    let h = Harness::with_fs(&fs).await;
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    h.add(&byte_ack_pair("p", &ip, src, dst, "")).await;
+    fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(4500)), ..Faults::default() });
+    let mut s = connect((&ip, src)).await;
+    let lines = (0..20).map(|i| format!("slow-{i:03}")).collect::<Vec<_>>().join("\n") + "\n";
+    s.write_all(lines.as_bytes()).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.engine.stop_pair("p").await.expect("stop");
+    let mut answers = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut answers)).await;
+    assert!(!answers.contains(&ACK), "nothing was durable within the wind-down: {answers:?}");
+    wait::until_async(20, "the slow commit completed", || {
+        h.engine.reconciliation("p").expect("pair").stored == 20
+    })
+    .await;
+    fs.set_faults(Faults::default());
+    let r = settled(&h.engine, "p").await;
+    assert_eq!((r.received, r.stored, r.pending), (20, 20, 20), "{r:#?}");
+    assert_eq!(r.refused, 20, "the sender was told they were not stored: {r:#?}");
+}
