@@ -15,28 +15,12 @@ use bytes::BytesMut;
 use common::*;
 use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
 use iobp_codec::{Decoded, Deframer, Encoder, Framing};
-use iobp_engine::{Engine, Reconciliation, ReplaySelection};
+use iobp_engine::ReplaySelection;
 use iobp_log::sim::{Faults, SimFs};
 use iobp_testkit::receiver::AsyncReceiver;
 use iobp_testkit::{ports, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// Waits for a settled reading of pair `id` and checks that every identity holds in it.
-async fn settled(engine: &Engine, id: &str) -> Reconciliation {
-    let r = wait::poll_async(20, "a settled reading", || {
-        let r = engine.reconciliation(id).expect("pair");
-        if r.settled { Ok(r) } else { Err(format!("{r:#?}")) }
-    })
-    .await;
-    assert_eq!(
-        (r.stored_difference, r.done_difference, r.buffer_difference, r.pair_difference),
-        (0, 0, 0, 0),
-        "every identity holds: {r:#?}"
-    );
-    assert_eq!(r.discrepancy, 0, "{r:#?}");
-    r
-}
 
 fn hl7(n: u32, poison: bool) -> Vec<u8> {
     let kind = if poison { "POISON" } else { "OK" };
@@ -125,7 +109,7 @@ async fn refusals_retries_parking_resends_and_a_discard_add_up() {
     let messages: Vec<Vec<u8>> = (1..=20).map(|n| hl7(n, n == 7 || n == 9)).collect();
     send_mllp(&ip, src, &messages).await;
     wait::until_async(20, "18 delivered", || got.lock().expect("lock").len() >= 18).await;
-    let r = settled(&h.engine, "lab").await;
+    let r = reconciled(&h.engine, "lab").await;
     assert_eq!((r.received, r.delivered, r.parked, r.parked_now), (20, 18, 2, 2), "{r:#?}");
     assert_eq!((r.pending, r.in_flight, r.done, r.stored), (0, 0, 20, 20), "{r:#?}");
     assert!(h.snap("lab").retries >= 4, "refused first attempts were retried");
@@ -139,7 +123,7 @@ async fn refusals_retries_parking_resends_and_a_discard_add_up() {
     h.engine.discard_parked("lab", parked[1].id).await.expect("discard");
     h.engine.resend("lab", 1).await.expect("re-send a delivered message");
     wait::until_async(20, "20 delivered", || got.lock().expect("lock").len() >= 20).await;
-    let r = settled(&h.engine, "lab").await;
+    let r = reconciled(&h.engine, "lab").await;
     assert_eq!((r.received, r.delivered, r.parked, r.parked_now), (22, 20, 2, 0), "{r:#?}");
     assert_eq!((r.stored, r.done, r.pending, r.refused), (22, 22, 0, 0), "{r:#?}");
 }
@@ -170,7 +154,7 @@ async fn undeliverable_messages_and_replays_into_the_same_and_another_pair_add_u
         })
         .collect();
     send_mllp(&ip, src, &messages).await;
-    let r = settled(&h.engine, "a").await;
+    let r = reconciled(&h.engine, "a").await;
     assert_eq!((r.received, r.delivered, r.undeliverable), (10, 8, 2), "{r:#?}");
     assert_eq!(got.line_count(), 8, "the other eight delivered");
 
@@ -180,9 +164,9 @@ async fn undeliverable_messages_and_replays_into_the_same_and_another_pair_add_u
     // Everything `a` holds now: the originals and their copies.
     let o = h.engine.replay("a", all, Some("b")).await.expect("replay into b");
     assert_eq!(o.replayed, 20);
-    let r = settled(&h.engine, "a").await;
+    let r = reconciled(&h.engine, "a").await;
     assert_eq!((r.received, r.delivered, r.undeliverable, r.stored), (20, 16, 4, 20), "{r:#?}");
-    let b = settled(&h.engine, "b").await;
+    let b = reconciled(&h.engine, "b").await;
     assert_eq!((b.received, b.pending, b.delivered, b.backlog_at_start), (20, 20, 0, 0), "{b:#?}");
 }
 
@@ -231,17 +215,17 @@ async fn a_full_buffer_refuses_beside_the_sum_and_a_restart_takes_the_backlog_ov
     let count = |b: u8| answers.iter().fold(0u64, |n, a| n + u64::from(*a == b));
     let (acked, naked) = (count(ACK), count(NAK));
     assert!(naked > 0, "the buffer never filled");
-    let r = settled(&h.engine, "p").await;
+    let r = reconciled(&h.engine, "p").await;
     assert_eq!((r.received, r.stored, r.pending), (acked, acked, acked), "{r:#?}");
     assert!(r.refused >= naked, "refused messages are counted beside the sum: {r:#?}");
 
     // A new process: its counters start at 0 and the buffer it finds is its backlog.
     let h = h.restart().await;
-    let r = settled(&h.engine, "p").await;
+    let r = reconciled(&h.engine, "p").await;
     assert_eq!((r.received, r.backlog_at_start, r.pending), (0, acked, acked), "{r:#?}");
     let got = AsyncReceiver::start((ip.as_str(), dst));
     got.wait_lines(usize::try_from(acked).expect("count"), 30).await;
-    let r = settled(&h.engine, "p").await;
+    let r = reconciled(&h.engine, "p").await;
     assert_eq!((r.delivered, r.pending, r.done), (acked, 0, acked), "{r:#?}");
 }
 
@@ -271,7 +255,7 @@ async fn a_buffer_healed_after_write_and_fsync_faults_keeps_the_books() {
         let after = send_and_collect((&ip, src), &batch(200), Duration::from_secs(10)).await;
         assert_eq!(after, vec![ACK; 100], "{what}: accepting again");
         got.wait_lines(200, 20).await;
-        let r = settled(&h.engine, "p").await;
+        let r = reconciled(&h.engine, "p").await;
         assert_eq!(
             (r.received, r.stored, r.pending, r.in_flight),
             (200, 200, 0, 0),
@@ -317,7 +301,7 @@ async fn under_traffic_no_false_alarm_and_exact_at_the_end() {
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert!(readings < 100_000, "traffic never ended");
     }
-    let r = settled(&h.engine, "p").await;
+    let r = reconciled(&h.engine, "p").await;
     assert_eq!((r.received, r.delivered, r.pending), (n as u64, n as u64, 0), "{r:#?}");
 }
 
@@ -356,7 +340,7 @@ async fn udp_source_gave_up() {
     })
     .await;
     fs.set_faults(Faults::default());
-    let r = settled(&h.engine, "u").await;
+    let r = reconciled(&h.engine, "u").await;
     assert_eq!((r.received, r.stored, r.pending), (10, 10, 10), "{r:#?}");
 }
 
@@ -380,7 +364,7 @@ async fn stream_source_gave_up() {
     })
     .await;
     fs.set_faults(Faults::default());
-    let r = settled(&h.engine, "p").await;
+    let r = reconciled(&h.engine, "p").await;
     assert_eq!((r.received, r.stored, r.pending), (20, 20, 20), "{r:#?}");
     assert_eq!(r.refused, 20, "the sender was told they were not stored: {r:#?}");
 }

@@ -139,6 +139,12 @@ async fn exactly_once_and_in_order_across_cut_connections() {
         "everything Done at the sender only once it is at the receiver"
     );
     assert!(cuts >= 5);
+    // Each side's books add up: resends counted once at the sender, duplicates never stored
+    // (nor counted) at the receiver.
+    let ra = common::reconciled(&a.engine, "out").await;
+    let rb = common::reconciled(&b.engine, "in").await;
+    assert_eq!((ra.received, ra.delivered), (N as u64, N as u64), "{ra:#?}");
+    assert_eq!((rb.received, rb.stored), (N as u64, N as u64), "{rb:#?}");
     eprintln!(
         "{cuts} cuts; the sender resent {} record(s), the receiver dropped {} duplicate(s)",
         sa.retries, sb.duplicates_dropped
@@ -178,6 +184,9 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     let got = AsyncReceiver::start((ip.as_str(), dst));
     check_exactly_once(&all_delivered(&b, &got, N).await, N);
     a.wait_for("out", 20, "all Done at the sender", |s| s.sent == N as u64 && s.pending == 0).await;
+    common::reconciled(&a.engine, "out").await;
+    let rb = common::reconciled(&b.engine, "in").await;
+    assert_eq!((rb.received, rb.refused), (N as u64, 0), "{rb:#?}");
 }
 
 /// A peer that does not speak the protocol gets an error, never a crash; the side keeps
