@@ -323,3 +323,36 @@ async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     let s = a.snap("out");
     assert_eq!(s.rejected, 1, "the large record is reported: {s:?}");
 }
+
+/// The link is cut while the receiver's fsyncs are slower than its wind-down (5 s): the
+/// records it appended still become durable afterwards and are counted as received then —
+/// the count never depends on the connection that can no longer take the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_durable_after_the_link_was_cut_are_counted_once_stored() {
+    use iobp_log::sim::{Faults, SimFs};
+    let fs = SimFs::new();
+    let (a, b) = (Harness::new().await, Harness::with_fs(&fs).await);
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    a.add(&pair_a((&ip, src), "slow")).await;
+    b.add(&pair_b((&ip, dst), "slow", "")).await;
+    b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
+    send_lines((&ip, src), (0..100).map(|i| format!("{i:07} slow"))).await;
+    a.wait_for("out", 10, "stored at the sender", |s| s.received == 100).await;
+    fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(6500)), ..Faults::default() });
+    let link = Link::connect(&a, &b, "slow").await;
+    wait::until_async(10, "the records queued at the receiver", || {
+        b.engine.reconciliation("in").expect("pair").buffer_total == 0
+            && b.snap("in").source.connections == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    link.cut();
+    wait::until_async(60, "the slow commit completed", || {
+        b.engine.reconciliation("in").expect("pair").stored == 100
+    })
+    .await;
+    fs.set_faults(Faults::default());
+    let r = common::reconciled(&b.engine, "in").await;
+    assert_eq!((r.received, r.stored), (100, 100), "{r:#?}");
+}
