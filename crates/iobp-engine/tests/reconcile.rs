@@ -335,13 +335,17 @@ async fn udp_source_gave_up() {
     // The datagrams arrive and wait for their (slow) commit.
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.engine.stop_pair("u").await.expect("stop");
-    wait::until_async(60, "the slow commits completed (a few rounds of 4.5 s)", || {
-        h.engine.reconciliation("u").expect("pair").stored == 10
+    // The first commit outlives the wind-down. Datagrams the source had not read yet (it
+    // stops reading while its window of batches waits for their commits) went with the
+    // socket: UDP.
+    wait::until_async(20, "the slow commit completed", || {
+        h.engine.reconciliation("u").expect("pair").stored >= 1
     })
     .await;
     fs.set_faults(Faults::default());
     let r = reconciled(&h.engine, "u").await;
-    assert_eq!((r.received, r.stored, r.pending), (10, 10, 10), "{r:#?}");
+    assert!(r.stored >= 1 && r.received == r.stored && r.pending == r.stored, "{r:#?}");
+    assert!(r.refused >= 1, "the sender's datagrams were counted refused at the stop: {r:#?}");
 }
 
 async fn stream_source_gave_up() {
