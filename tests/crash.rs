@@ -41,6 +41,10 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
     eprintln!(
         "{acked_total} acknowledged, {distinct} delivered, {dups} duplicate deliveries across 6 kills"
     );
+    // This process received nothing; it delivered exactly the backlog it opened with.
+    let r = inst.reconciled("crash", 30);
+    assert_eq!((r["received"].as_u64(), r["pending"].as_u64()), (Some(0), Some(0)), "{r:#}");
+    assert_eq!(r["delivered"], r["backlog_at_start"], "{r:#}");
 }
 
 #[test]

@@ -295,6 +295,10 @@ fn kill_9_at_a_hundred_random_points_with_stop_edit_and_start_in_between() {
             kills()
         );
         assert!(s.acked.len() > 100, "{id}: the load acknowledged too little to prove anything");
+        // The last process's books: it took over what the kills left buffered and delivered it.
+        let r = inst.reconciled(id, 30);
+        assert_eq!((r["pending"].as_u64(), r["received"].as_u64()), (Some(0), Some(0)), "{r:#}");
+        assert_eq!(r["delivered"], r["backlog_at_start"], "{id}: {r:#}");
     }
     eprintln!("{stops} stop/start and {edits} edits in {:?}", started.elapsed());
 }
@@ -485,6 +489,11 @@ fn a_real_full_disk_is_backpressure_and_the_pair_recovers_by_itself() {
             std::thread::sleep(Duration::from_millis(50));
         }
         let (distinct, dups) = check_delivery(Kind::Byte, &rx.lines(), &s.acked);
+        // Every stored message is accounted for; the refused ones beside, never in the sum.
+        let r = inst.reconciled("full", 30);
+        assert!(r["refused"].as_u64() > Some(0), "{kind}: {r:#}");
+        assert!(r["received"].as_u64() >= Some(s.acked.len() as u64), "{kind}: {r:#}");
+        assert_eq!(r["received"], r["delivered"], "{kind}: drained: {r:#}");
         eprintln!(
             "{kind} {mib} MiB: {} MiB offered, {} acknowledged, {distinct} delivered, {dups} dups; alarm: {alarm}",
             s.offered >> 20,

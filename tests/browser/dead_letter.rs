@@ -1,7 +1,7 @@
 //! Poison messages in the Operations Portal: a pair with a dead-letter policy whose receiver
 //! refuses one message (NAK byte) forever; the message is parked, the rest delivered; the
 //! pair page shows the Parked count and tab, and an operator re-sends it once the receiver
-//! takes it.
+//! takes it; the Accounting panel adds it all up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -77,7 +77,13 @@ async fn a_parked_message_is_shown_and_re_sent_from_the_pair_page() {
         b.wait_text("#parked-empty", "No message is parked").await;
         wait_until("the re-sent message delivered", || got.lock().expect("lock").len() >= 3).await;
         assert_eq!(got.lock().expect("lock")[2], "order 2 POISON");
-        let audit = inst.api("GET", "/api/v1/audit?limit=5", None);
+        // The Accounting panel adds it up: 3 received and 1 re-sent = 3 delivered + 1 parked.
+        b.wait_text("#acc-exact", "Every message is accounted for").await;
+        b.wait_text("#acc-received", "4 received").await;
+        b.wait_text("#acc-delivered", "3 delivered").await;
+        b.wait_text("#acc-parked", "1 parked").await;
+        b.wait_text("#acc-refused", "0 refused at the source").await;
+                let audit = inst.api("GET", "/api/v1/audit?limit=5", None);
         assert!(audit.body.contains("message.parked.resend"), "{}", audit.body);
         // What happened to it, in the message browser's inspect dialog: its trace.
         b.click("#tab-messages").await;

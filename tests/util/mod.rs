@@ -531,3 +531,26 @@ pub fn wait_distinct(receiver: &iobp_testkit::receiver::Receiver, n: u64, secs: 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---- The pair's accounting (tests/crash.rs, tests/faults.rs).
+
+impl Instance {
+    /// Waits (up to `secs`) for a settled reading of pair `id`'s accounting through the API
+    /// and checks that every identity holds in it exactly; returns the reading. The counters
+    /// of this process start at its start; the buffer it opened is its baseline.
+    pub fn reconciled(&self, id: &str, secs: u64) -> serde_json::Value {
+        let r = iobp_testkit::wait::poll(secs, "a settled reading of the accounting", || {
+            let r = self.api("GET", &format!("/api/v1/pairs/{id}/reconciliation"), None);
+            let v = r.json();
+            if r.status == 200 && v["settled"] == true { Ok(v) } else { Err(r.body) }
+        });
+        for f in ["stored_difference", "done_difference", "buffer_difference", "pair_difference"] {
+            assert_eq!(r[f], 0, "{id}: {f} in {r:#}");
+        }
+        assert_eq!(r["discrepancy"], 0, "{id}: {r:#}");
+        let metrics = http_get(self.ops, "/metrics").1;
+        let gauge = format!("iobp_reconciliation_discrepancy{{pair=\"{id}\"}} 0\n");
+        assert!(metrics.contains(&gauge), "{id}: {metrics}");
+        r
+    }
+}

@@ -26,6 +26,7 @@ use crate::trace::{PairTrace, TraceEvent, TraceKind, Tracer};
 
 mod browse;
 mod dead_letter;
+mod reconcile;
 mod replay;
 
 /// Now, µs since the Unix epoch, as the buffer stamps records (tests of time selections).
@@ -40,6 +41,7 @@ pub use browse::{
     BufferedMessage, MAX_PAGE, MessageMatch, MessagePage, MessageQuery, MessageState, SEARCH_SCAN,
     StorageFigures,
 };
+pub use reconcile::{Reconciliation, SETTLE as RECONCILIATION_SETTLE};
 pub use replay::{
     MAX_REPLAY, REPLAY_PREVIEW, ReplayOutcome, ReplayPlan, ReplaySelection, Retention,
 };
@@ -160,6 +162,9 @@ struct Entry {
     running: Option<Running>,
     /// The buffer failed and reopening it did not succeed yet: when to try again.
     heal: Option<Heal>,
+    /// The pair's accounting: the buffer's baseline for `stats`, which live as long as this
+    /// entry (`reconcile.rs`).
+    books: Arc<std::sync::Mutex<reconcile::Books>>,
 }
 
 /// Reopening a failed buffer, with backoff while the disk stays sick.
@@ -465,6 +470,8 @@ impl Engine {
                 Err(e) => tracing::error!(pair = spec.id, "reading its parked messages: {e}"),
             }
         }
+        // The counters start now: the buffer as it is now is their baseline.
+        let books = Arc::new(std::sync::Mutex::new(reconcile::Books::new(&log)));
         let entry = Entry {
             spec,
             log,
@@ -474,6 +481,7 @@ impl Engine {
             trace,
             running: None,
             heal: None,
+            books,
         };
         write(&self.inner.pairs).insert(entry.spec.id.clone(), entry);
     }
@@ -865,6 +873,9 @@ impl Engine {
             }
         }
         self.stop_runtime(id).await;
+        // The failed buffer's figures once its sides stopped: what the accounting carries
+        // over to the reopened one.
+        let before = old.stats();
         match blocking(move || old.reopen()).await {
             Ok(log) => {
                 let r = log.open_report();
@@ -876,6 +887,7 @@ impl Engine {
                     r.resume_seq
                 );
                 if let Some(e) = write(&self.inner.pairs).get_mut(id) {
+                    reconcile::lock(&e.books).reopened(&before, &log.stats());
                     e.log = log;
                     let retry = e.spec.retry;
                     let h = e.heal.get_or_insert_with(|| Heal {
@@ -1010,6 +1022,9 @@ async fn maintenance(engine: std::sync::Weak<Inner>) {
                 engine.recover_failed(id).await;
             }
         }
+        // A reading a second: a pair that stays still is settled by the next one, so the
+        // accounting's discrepancy is current even when nobody asks for it in between.
+        let _ = engine.reconciliations();
         if n.is_multiple_of(60) {
             // Trace files about messages retention removed go with them.
             for e in read(&engine.inner.pairs).values() {

@@ -47,7 +47,8 @@ pub use crate::engine::{
     MessageQuery, MessageState, SEARCH_SCAN, StartReport, StorageFigures,
 };
 pub use crate::engine::{
-    MAX_REPLAY, REPLAY_PREVIEW, ReplayOutcome, ReplayPlan, ReplaySelection, Retention,
+    MAX_REPLAY, RECONCILIATION_SETTLE, REPLAY_PREVIEW, Reconciliation, ReplayOutcome, ReplayPlan,
+    ReplaySelection, Retention,
 };
 pub use crate::feed::FeedEntry;
 pub use crate::parked::{MAX_PARKED, ParkedMessage};

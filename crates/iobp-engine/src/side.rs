@@ -269,6 +269,40 @@ impl SideCtx {
             },
         );
     }
+
+    /// A batch whose commit the source stopped waiting for (its session ended and the commit
+    /// took longer than the wind-down): it was not acknowledged, yet if the commit still
+    /// completes the messages are in the buffer and will be delivered — so they are counted
+    /// as received then, or the pair's accounting would hold stored messages counted nowhere.
+    /// They stay counted as refused too: that is what the sender was told.
+    pub(crate) fn count_if_stored_later(
+        &self,
+        commit: impl std::future::Future<
+            Output = iobp_log::Result<Option<std::ops::RangeInclusive<u64>>>,
+        > + Send
+        + 'static,
+        count: u64,
+        bytes: u64,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (stats, trace) = (self.stats.clone(), self.trace.clone());
+        // A failed or closed buffer resolves the commit with an error, so this ends.
+        tokio::spawn(async move {
+            if let Ok(seqs) = commit.await {
+                stats.received.fetch_add(count, Relaxed);
+                stats.received_bytes.fetch_add(bytes, Relaxed);
+                if let Some(seqs) = seqs {
+                    let mut ev = TraceEvent::new(TraceKind::Stored, *seqs.start(), *seqs.end());
+                    ev.err = Some(
+                        "durable only after the source stopped waiting: the sender was told it \
+                         was not stored"
+                            .into(),
+                    );
+                    trace.record(ev);
+                }
+            }
+        });
+    }
 }
 
 /// The codec's framing for a configured one; `None` for the ASTM link protocol, which is a

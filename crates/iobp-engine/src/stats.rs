@@ -237,6 +237,15 @@ pub struct PairStats {
     pub failover: Mutex<Option<FailoverState>>,
     last_error: Mutex<Option<(SystemTime, Side, String)>>,
     rejected_log: Mutex<VecDeque<Rejected>>,
+    /// Messages marked Done without delivery because this destination cannot carry them
+    /// (see `destination::stream::undeliverable`), since the pair's counters started. Also
+    /// counted in `rejected`, which mixes them with the source's framing rejections; the
+    /// pair's accounting needs them apart.
+    pub undeliverable: AtomicU64,
+    /// Messages parked (dead-letter policy) since the pair's counters started: `parked` is
+    /// how many are parked *now*, which re-sends and discards lower, so the accounting needs
+    /// this one.
+    pub parked_total: AtomicU64,
 }
 
 /// Which destination delivers, for a pair with backup destinations.

@@ -238,4 +238,6 @@ async fn a_full_buffer_naks_the_analyzer_which_retries_and_nothing_is_lost() {
     let s = h.snap("astm-full");
     assert_eq!(s.received, COUNT, "every acknowledged message stored once");
     assert!(s.refused > 0);
+    let r = common::reconciled(&h.engine, "astm-full").await;
+    assert_eq!((r.received, r.delivered, r.pending), (COUNT, COUNT, 0), "{r:#?}");
 }

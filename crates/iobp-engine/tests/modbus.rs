@@ -116,6 +116,10 @@ async fn readings_from_a_tcp_device_arrive_durable_decoded_and_in_order() {
     assert_eq!(s.source.color, Color::Green, "{s:#?}");
     assert_eq!((s.modbus_poll_errors, s.refused), (0, 0), "{s:#?}");
     assert!(s.received >= 100, "{s:#?}");
+    // Stopped, so the polls stand still: every reading stored is accounted for.
+    h.engine.stop_pair("mb").await.expect("stop");
+    let r = common::reconciled(&h.engine, "mb").await;
+    assert_eq!(r.received, r.stored, "{r:#?}");
 }
 
 #[cfg(target_os = "linux")]

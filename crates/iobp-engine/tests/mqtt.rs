@@ -148,7 +148,11 @@ async fn a_broker_killed_with_a_backlog_loses_nothing_it_saved_and_we_send_what_
     })
     .await;
     let got = rx.wait_lines(10_000, 60).await;
-    assert_in_order_complete(&sent, &got);
+    assert_in_order_complete(&sent, &got); // Both pairs' books add up: the publishing one (re-sent after the kill, counted once)
+    // and the subscribing one.
+    let r = common::reconciled(&h.engine, "to").await;
+    assert_eq!((r.received, r.delivered), (10_000, 10_000), "{r:#?}");
+    common::reconciled(&h.engine, "from").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,12 @@ async fn exactly_once_and_in_order_across_cut_connections() {
         "everything Done at the sender only once it is at the receiver"
     );
     assert!(cuts >= 5);
+    // Each side's books add up: resends counted once at the sender, duplicates never stored
+    // (nor counted) at the receiver.
+    let ra = common::reconciled(&a.engine, "out").await;
+    let rb = common::reconciled(&b.engine, "in").await;
+    assert_eq!((ra.received, ra.delivered), (N as u64, N as u64), "{ra:#?}");
+    assert_eq!((rb.received, rb.stored), (N as u64, N as u64), "{rb:#?}");
     eprintln!(
         "{cuts} cuts; the sender resent {} record(s), the receiver dropped {} duplicate(s)",
         sa.retries, sb.duplicates_dropped
@@ -178,6 +184,9 @@ async fn a_full_receiver_makes_the_sender_wait_and_loses_nothing() {
     let got = AsyncReceiver::start((ip.as_str(), dst));
     check_exactly_once(&all_delivered(&b, &got, N).await, N);
     a.wait_for("out", 20, "all Done at the sender", |s| s.sent == N as u64 && s.pending == 0).await;
+    common::reconciled(&a.engine, "out").await;
+    let rb = common::reconciled(&b.engine, "in").await;
+    assert_eq!((rb.received, rb.refused), (N as u64, 0), "{rb:#?}");
 }
 
 /// A peer that does not speak the protocol gets an error, never a crash; the side keeps
@@ -313,4 +322,37 @@ async fn a_record_too_large_to_relay_is_set_aside_not_a_stuck_pair() {
     a.wait_for("out", 10, "everything Done", |s| s.pending + s.in_flight == 0).await;
     let s = a.snap("out");
     assert_eq!(s.rejected, 1, "the large record is reported: {s:?}");
+}
+
+/// The link is cut while the receiver's fsyncs are slower than its wind-down (5 s): the
+/// records it appended still become durable afterwards and are counted as received then —
+/// the count never depends on the connection that can no longer take the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_durable_after_the_link_was_cut_are_counted_once_stored() {
+    use iobp_log::sim::{Faults, SimFs};
+    let fs = SimFs::new();
+    let (a, b) = (Harness::new().await, Harness::with_fs(&fs).await);
+    let ip = ports::loopback();
+    let (src, dst) = (ports::tcp_on(&ip), ports::tcp_on(&ip));
+    a.add(&pair_a((&ip, src), "slow")).await;
+    b.add(&pair_b((&ip, dst), "slow", "")).await;
+    b.wait_for("in", 10, "waiting for pushes", |s| s.source.color == Color::Green).await;
+    send_lines((&ip, src), (0..100).map(|i| format!("{i:07} slow"))).await;
+    a.wait_for("out", 10, "stored at the sender", |s| s.received == 100).await;
+    fs.set_faults(Faults { sync_delay: Some(Duration::from_millis(6500)), ..Faults::default() });
+    let link = Link::connect(&a, &b, "slow").await;
+    wait::until_async(10, "the records queued at the receiver", || {
+        b.engine.reconciliation("in").expect("pair").buffer_total == 0
+            && b.snap("in").source.connections == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    link.cut();
+    wait::until_async(60, "the slow commit completed", || {
+        b.engine.reconciliation("in").expect("pair").stored == 100
+    })
+    .await;
+    fs.set_faults(Faults::default());
+    let r = common::reconciled(&b.engine, "in").await;
+    assert_eq!((r.received, r.stored), (100, 100), "{r:#?}");
 }

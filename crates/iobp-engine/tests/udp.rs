@@ -97,7 +97,8 @@ async fn datagrams_the_kernel_drops_are_counted_never_silent() {
     assert!(
         s.last_error.as_ref().is_some_and(|e| e.2.contains("dropped by the kernel")),
         "the loss is shown with its reason: {s:#?}"
-    );
+    ); // What was dropped is refused, beside the sum; what was stored adds up.
+    common::reconciled(&h.engine, "u").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

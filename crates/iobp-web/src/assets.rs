@@ -70,6 +70,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     module!("ops/pair.js"),
     module!("ops/rejections.js"),
     module!("ops/parked.js"),
+    module!("ops/reconciliation.js"),
 ];
 
 const LOGIN: &str = include_str!("../assets/common/login.html");

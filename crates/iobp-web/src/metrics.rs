@@ -122,6 +122,7 @@ pub(crate) async fn metrics(State(s): State<WebState>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{{pair=\"{}\"}} {}", esc(&p.id), get(p));
         }
     }
+    accounting(&s.engine, &mut out);
     let _ = writeln!(
         out,
         "# HELP iobp_serial_line_errors_total Errors a serial side's UART counted (Linux drivers with counters): overrun, parity, framing, break, buffer_overrun.\n# TYPE iobp_serial_line_errors_total counter"
@@ -241,4 +242,38 @@ fn portal_metrics(s: &WebState, out: &mut String) {
         "# HELP iobp_sse_streams Live event streams open.\n# TYPE iobp_sse_streams gauge\niobp_sse_streams {}",
         s.streams.open_streams()
     );
+}
+
+type BooksGetter = fn(&iobp_engine::Reconciliation) -> u64;
+
+/// The pairs' accounting (`Engine::reconciliation`): the discrepancy gauge that must stay 0,
+/// and the counters of messages settled without delivery.
+fn accounting(engine: &iobp_engine::Engine, out: &mut String) {
+    let books = engine.reconciliations();
+    let series: [(&str, &str, &str, BooksGetter); 3] = [
+        (
+            "iobp_reconciliation_discrepancy",
+            "gauge",
+            "Messages not accounted for in the pair's last settled reading (received = delivered + parked + undeliverable + lost + pending + in flight, less the backlog at start); 0 when exact.",
+            |r| r.discrepancy,
+        ),
+        (
+            "iobp_messages_undeliverable_total",
+            "counter",
+            "Messages the destination cannot carry, set aside (Done without delivery).",
+            |r| r.undeliverable,
+        ),
+        (
+            "iobp_messages_parked_total",
+            "counter",
+            "Messages parked by the dead-letter policy since the pair's counters started.",
+            |r| r.parked,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (id, r) in &books {
+            let _ = writeln!(out, "{name}{{pair=\"{}\"}} {}", esc(id), get(r));
+        }
+    }
 }

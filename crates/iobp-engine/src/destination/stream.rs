@@ -205,6 +205,7 @@ async fn park_if_due(
     ev.err = Some(why.to_string());
     ev.n = Some(u64::from(refusals));
     ctx.trace.record_surely(ev);
+    ctx.stats.parked_total.fetch_add(1, Ordering::Relaxed);
     ctx.error(
         Side::Destination,
         format!(
@@ -315,6 +316,9 @@ pub(crate) fn undeliverable(
     let mut ev = TraceEvent::new(TraceKind::Undeliverable, seq, seq);
     ev.err = Some(why.to_string());
     ctx.trace.record(ev);
+    // Counted only once Done, as `sent` is: the pair's accounting adds both up against the
+    // buffer's Done records.
+    ctx.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 

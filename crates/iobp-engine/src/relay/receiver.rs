@@ -86,13 +86,25 @@ async fn receive<S: RelayIo>(ctx: &SideCtx, io: S, peer: &Arc<str>) -> Result<En
     let result = session(ctx, stream, &mut frames, &mut wr, &mut out, &mut waiting, peer).await;
     // Whatever ended the session, what was appended is counted once durable; its
     // acknowledgement goes out if the connection still takes it (bounded wait). A sender that
-    // missed it resumes from what is durable here.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(w) = waiting.pop_front() {
-            let _ = complete(ctx, w, &mut wr, &mut out, peer).await;
+    // missed it resumes from what is durable here. The count never waits on the connection:
+    // a commit slower than the bound is counted when it resolves (the records are in the
+    // buffer all the same), and `complete` counts before it writes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Some(mut w) = waiting.pop_front() {
+        let durable = w.resolved
+            || match w.commit.as_mut() {
+                None => true,
+                Some(c) => matches!(tokio::time::timeout_at(deadline, c).await, Ok(Ok(_))),
+            };
+        if durable {
+            w.resolved = true;
+            // Polled once even past the deadline: the count comes before the first write.
+            let _ =
+                tokio::time::timeout_at(deadline, complete(ctx, w, &mut wr, &mut out, peer)).await;
+        } else if let Some(c) = w.commit.take().filter(|_| w.count > 0) {
+            ctx.count_if_stored_later(async move { c.await.map(Some) }, w.count, w.bytes);
         }
-    })
-    .await;
+    }
     result
 }
 

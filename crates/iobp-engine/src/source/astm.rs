@@ -243,7 +243,8 @@ impl Link {
             ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
         let Some((mut commit, message)) = self.committing.take() else { return };
-        if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, &mut commit).await {
+        let durable = tokio::time::timeout_at(deadline, &mut commit).await;
+        if let Ok(Ok(_)) = durable {
             let seq = *commit.seqs().start();
             ctx.accepted_counts(1, message.len() as u64, &[message], seq, Some(peer));
             // Its ACK goes; nothing after it is taken.
@@ -264,6 +265,10 @@ impl Link {
                     WIND_DOWN.as_secs()
                 ),
             );
+            if durable.is_err() {
+                let bytes = message.len() as u64;
+                ctx.count_if_stored_later(async move { commit.await.map(Some) }, 1, bytes);
+            }
         }
     }
 }

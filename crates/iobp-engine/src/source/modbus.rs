@@ -546,6 +546,8 @@ async fn wind_down(ctx: &SideCtx, waiting: &mut VecDeque<Waiting>, peer: &Arc<st
                     "a poll reading was not confirmed durable when the session ended; it may \
                      still be delivered",
                 );
+                let (commit, bytes) = (w.commit, w.reading.len() as u64);
+                ctx.count_if_stored_later(async move { commit.await.map(Some) }, 1, bytes);
             }
         }
     }

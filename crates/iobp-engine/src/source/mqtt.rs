@@ -283,12 +283,17 @@ async fn durable(w: &mut Waiting) -> iobp_log::Result<()> {
 async fn wind_down(ctx: &SideCtx, conn: &Conn, waiting: &mut VecDeque<Waiting>, peer: &Arc<str>) {
     let deadline = Instant::now() + crate::source::stream::WIND_DOWN;
     while let Some(mut w) = waiting.pop_front() {
-        match tokio::time::timeout_at(deadline, durable(&mut w)).await {
-            Ok(Ok(())) => {
-                // Counted even if the acknowledgement cannot leave: the message is stored.
-                let _ = acknowledge(ctx, conn, &w, peer);
-            }
-            Ok(Err(_)) | Err(_) => break,
+        if let Ok(Ok(())) = tokio::time::timeout_at(deadline, durable(&mut w)).await {
+            // Counted even if the acknowledgement cannot leave: the message is stored.
+            let _ = acknowledge(ctx, conn, &w, peer);
+            continue;
         }
+        // Not acknowledged: the broker sends these again. What still becomes durable is in
+        // the buffer all the same, and counted as received then.
+        for mut w in std::iter::once(w).chain(waiting.drain(..)) {
+            let (n, b) = (w.stored, w.bytes);
+            ctx.count_if_stored_later(async move { durable(&mut w).await.map(|()| None) }, n, b);
+        }
+        break;
     }
 }

@@ -315,6 +315,11 @@ async fn wind_down<W: AsyncWrite + Unpin>(
                             WIND_DOWN.as_secs()
                         );
                         not_stored(ctx, &frames, count, &mut st.acks, &reason);
+                        ctx.count_if_stored_later(
+                            async move { commit.await.map(Some) },
+                            count,
+                            bytes,
+                        );
                     }
                 }
             }

@@ -203,11 +203,15 @@ async fn wind_down(ctx: &SideCtx, waiting: &mut std::collections::VecDeque<Waiti
                 ctx.accepted_counts(w.count, w.bytes, &w.shown, first_shown, w.peer.as_ref());
             }
             Ok(Err(e)) => refused(ctx, w.count, &format!("not stored when the pair stopped: {e}")),
-            Err(_) => refused(
-                ctx,
-                w.count,
-                "not confirmed durable when the pair stopped; they may still be delivered",
-            ),
+            Err(_) => {
+                refused(
+                    ctx,
+                    w.count,
+                    "not confirmed durable when the pair stopped; they may still be delivered",
+                );
+                let commit = w.commit;
+                ctx.count_if_stored_later(async move { commit.await.map(Some) }, w.count, w.bytes);
+            }
         }
     }
 }

@@ -195,3 +195,20 @@ pub fn payloads_on(fs: &iobp_log::sim::SimFs, dir: &std::path::Path) -> Vec<Vec<
     let all = log.read_range(1, usize::MAX, usize::MAX).expect("browse");
     all.iter().map(|r| r.payload.to_vec()).collect()
 }
+
+/// Waits for a settled reading of pair `id`'s accounting (`Engine::reconciliation`) and checks
+/// that every identity holds in it exactly; returns it for the terms a test expects.
+pub async fn reconciled(engine: &Engine, id: &str) -> iobp_engine::Reconciliation {
+    let r = iobp_testkit::wait::poll_async(20, "a settled reading of the accounting", || {
+        let r = engine.reconciliation(id).expect("pair");
+        if r.settled { Ok(r) } else { Err(format!("{r:#?}")) }
+    })
+    .await;
+    assert_eq!(
+        (r.stored_difference, r.done_difference, r.buffer_difference, r.pair_difference),
+        (0, 0, 0, 0),
+        "{id}: every identity holds: {r:#?}"
+    );
+    assert_eq!(r.discrepancy, 0, "{id}: {r:#?}");
+    r
+}

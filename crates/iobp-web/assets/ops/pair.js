@@ -15,6 +15,7 @@ import { renderPairStatus } from './pair-status.js';
 import { endpointSummary } from './pair-text.js';
 import { parkedTab } from './parked.js';
 import { rejectionsTab } from './rejections.js';
+import { accountingPanel } from './reconciliation.js';
 
 const enc = encodeURIComponent;
 
@@ -59,6 +60,7 @@ runPage(async () => {
   renderPairStatus(pair);
   const sample = pairCharts();
   sample(pair.status.counts);
+  accountingPanel(pair.id).start();
 
   // ---- Live View, Message Browser, rejections and the tabs between them
   const feed = liveView();

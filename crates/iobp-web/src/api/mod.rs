@@ -5,6 +5,7 @@ mod dto;
 mod events;
 mod messages;
 mod pairs;
+mod reconciliation;
 mod relay;
 mod responses;
 mod session;
@@ -63,6 +64,7 @@ pub(crate) fn router() -> OpenApiRouter<WebState> {
         .routes(routes!(pairs::stop))
         .routes(routes!(pairs::live))
         .routes(routes!(pairs::rejections))
+        .routes(routes!(reconciliation::reconciliation))
         .routes(routes!(messages::list))
         .routes(routes!(messages::get_one))
         .routes(routes!(messages::trace))

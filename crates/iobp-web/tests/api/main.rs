@@ -16,6 +16,7 @@ mod mqtt;
 mod nats;
 mod openapi;
 mod pairs;
+mod reconciliation;
 mod relay;
 mod support;
 mod system;

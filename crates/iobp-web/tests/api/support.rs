@@ -293,6 +293,7 @@ pub fn routes(existing_pair: &str, new_pair_body: &str) -> Vec<Route> {
         (Method::POST, format!("/api/v1/pairs/{p}/start"), None, Some(Role::Operator)),
         (Method::GET, format!("/api/v1/pairs/{p}/live?side=destination"), None, Some(Role::Viewer)),
         (Method::GET, format!("/api/v1/pairs/{p}/rejections"), None, Some(Role::Viewer)),
+        (Method::GET, format!("/api/v1/pairs/{p}/reconciliation"), None, Some(Role::Viewer)),
         (Method::GET, format!("/api/v1/pairs/{p}/messages?state=all"), None, Some(Role::Viewer)),
         (Method::GET, format!("/api/v1/pairs/{p}/messages/1"), None, Some(Role::Viewer)),
         (Method::GET, format!("/api/v1/pairs/{p}/messages/1/trace"), None, Some(Role::Viewer)),
