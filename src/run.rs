@@ -200,7 +200,7 @@ fn load_configuration(
         &doc,
         iobp_config::ApplyMode::Merge,
     );
-    say(&format!("applying {}:\n{}", f.display(), diff.render()));
+    say(&format!("applying {}:\n{}", f.display(), diff.render_changes()));
     if let Some(s) = &doc.settings {
         // Check the portal certificate before storing settings that could not start.
         if let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) {

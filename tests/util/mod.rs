@@ -366,7 +366,9 @@ impl Instance {
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        for _ in 0..5 {
+        // Before the banner: the first-start password, and with `--config` what it applies
+        // (a line per pair).
+        for _ in 0..10_000 {
             line.clear();
             reader.read_line(&mut line).expect("read banner");
             if line.contains("running") || line.is_empty() {

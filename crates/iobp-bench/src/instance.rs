@@ -79,7 +79,9 @@ impl Binary {
         let inst = Instance { child, ops };
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        for _ in 0..5 {
+        // Before the banner: the first-start password and what `--config` applies (a line
+        // per pair).
+        for _ in 0..100_000 {
             line.clear();
             reader.read_line(&mut line)?;
             if line.contains("running") || line.is_empty() {

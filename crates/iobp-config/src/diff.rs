@@ -129,6 +129,17 @@ impl ConfigDiff {
     /// The summary operators read: one line per pair (and per changed field), then a count.
     #[must_use]
     pub fn render(&self) -> String {
+        self.render_lines(true)
+    }
+
+    /// The summary without the pairs that stay as they are (only counted): what `run --config`
+    /// prints at every start, where thousands of unchanged pairs would bury a change.
+    #[must_use]
+    pub fn render_changes(&self) -> String {
+        self.render_lines(false)
+    }
+
+    fn render_lines(&self, all: bool) -> String {
         let mut s = String::new();
         if !self.settings.is_empty() {
             s.push_str("settings:\n");
@@ -150,8 +161,11 @@ impl ConfigDiff {
                     }
                     Ok(())
                 }
-                PairChange::Unchanged(id) => writeln!(s, "= {id}: unchanged, keeps running"),
-                PairChange::Kept(id) => writeln!(s, "  {id}: not in the document, kept"),
+                PairChange::Unchanged(id) if all => {
+                    writeln!(s, "= {id}: unchanged, keeps running")
+                }
+                PairChange::Kept(id) if all => writeln!(s, "  {id}: not in the document, kept"),
+                PairChange::Unchanged(_) | PairChange::Kept(_) => Ok(()),
             };
         }
         let count = |f: fn(&PairChange) -> bool| self.pairs.iter().filter(|p| f(p)).count();
@@ -289,6 +303,9 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("1 added, 1 changed (1 restart), 0 removed, 2 unchanged"), "{text}");
+        let short = d.render_changes();
+        assert!(!short.contains("= a") && !short.contains("  c:"), "{short}");
+        assert!(short.contains("~ b: changed") && short.contains("2 unchanged"), "{short}");
         // Replacing, the pair not in the document goes.
         let d = ConfigDiff::between(&Settings::default(), &before, &doc, ApplyMode::Replace);
         assert!(d.pairs.contains(&PairChange::Removed("c".into())));
