@@ -1,7 +1,7 @@
 //! What applying a configuration document would change: settings field by field, pairs added,
 //! removed, changed (field by field) or unchanged, and which pairs would restart. `config
-//! diff` prints it without changing anything; `run --config` and `config import` print the
-//! same summary when they apply.
+//! diff` prints it without changing anything; `config import` prints it when it applies, and
+//! `run --config` prints the changes (unchanged pairs only counted).
 //!
 //! Fields are named by their JSON path in the pair (`destination.port`, `failover[0].host`).
 //! A field whose name holds `password` is never shown: only that it changed.
