@@ -101,6 +101,14 @@ const NEEDS: &[Need] = &[
         tiers: &[Tier::Fast, Tier::Slow],
     },
     Need {
+        // A second MQTT client beside ours: the tests publish as another instance would
+        // (mosquitto_pub) and watch the broker (mosquitto_sub). A fresh machine found it missing.
+        what: "mosquitto_pub and mosquitto_sub",
+        probe: &["sh", "-c", "command -v mosquitto_pub && command -v mosquitto_sub"],
+        source: Source::Apt("mosquitto-clients"),
+        tiers: &[Tier::Fast, Tier::Slow],
+    },
+    Need {
         // The shipped systemd unit is verified and its exposure scored.
         what: "systemd-analyze",
         probe: &["systemd-analyze", "--version"],
