@@ -23,7 +23,7 @@
 //! file lock), so that two browsers never compete for the CPU of a small CI machine.
 //!
 //! One module per story: `ops_portal`, `viewer`, `pair_form`, `relay`, `failover`, `astm`, `dead_letter`,
-//! `mgmt_portal`, `login`, `figures`, and `firefox` (the main story of each portal again in
+//! `mgmt_portal`, `login`, `manual` (the manual at `/docs`), `figures`, and `firefox` (the main story of each portal again in
 //! Firefox); `support` holds the `WebDriver` session and what every story uses.
 
 #![allow(clippy::too_many_lines)] // each scenario reads best as one story, step by step
@@ -37,6 +37,7 @@ mod failover;
 mod figures;
 mod firefox;
 mod login;
+mod manual;
 mod mgmt_portal;
 mod ops_portal;
 mod pair_form;

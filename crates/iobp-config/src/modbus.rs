@@ -29,7 +29,7 @@ pub const MAX_MODBUS_BITS: u16 = 2000;
 pub const MAX_MODBUS_NAME: usize = 64;
 
 /// A Modbus device polled by a source. One message per executed poll (the JSON shape is in the
-/// engine's `source/modbus.rs` docs and the README); an exception or timeout is counted and
+/// engine's `source/modbus.rs` docs and the manual's field-protocols chapter); an exception or timeout is counted and
 /// shown in the status, never stored as a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,6 @@
 //! Every JSON example of the product documents (shared/seeds: sources and destinations pages)
-//! loads as written, and the README's example document is valid.
+//! loads as written, the README's example document is valid, and so is the manual's ASTM pair
+//! (`docs/manual/field-protocols.md`).
 
 use iobp_config::{EndpointSpec, FlowControl, Parity, parse_document, parse_endpoint};
 
@@ -150,11 +151,11 @@ fn round_trip_through_json_keeps_everything() {
 }
 
 #[test]
-fn the_readme_astm_example_is_a_valid_pair() {
-    let readme = include_str!("../../../README.md");
-    let at = readme.find(r#"{ "id": "chemistry""#).expect("the ASTM example");
-    let end = at + readme[at..].find("```").expect("closed");
-    let pair = iobp_config::parse_pair(&readme[at..end]).expect("the ASTM example parses");
+fn the_manual_astm_example_is_a_valid_pair() {
+    let chapter = include_str!("../../../docs/manual/field-protocols.md");
+    let at = chapter.find(r#"{ "id": "chemistry""#).expect("the ASTM example");
+    let end = at + chapter[at..].find("```").expect("closed");
+    let pair = iobp_config::parse_pair(&chapter[at..end]).expect("the ASTM example parses");
     assert_eq!(pair.source.framing().map(iobp_config::FramingSpec::type_name), Some("astm"));
     assert_eq!(pair.destination.framing().map(iobp_config::FramingSpec::type_name), Some("astm"));
 }

@@ -105,7 +105,7 @@ async fn messages_go_through_mosquitto_in_order_mqtt311() {
 async fn a_broker_killed_with_a_backlog_loses_nothing_it_saved_and_we_send_what_it_missed() {
     // mosquitto acknowledges a publish before it saves its store (at the end of its loop
     // iteration, even with autosave on every change), so a SIGKILL in between loses what it
-    // acknowledged — the broker's guarantee, not ours (README, "Fleets"). This test kills it
+    // acknowledged — the broker's guarantee, not ours (the manual, `docs/manual/fleets.md`). This test kills it
     // where its store holds everything it acknowledged: a backlog of 2,000 messages queued
     // for our stopped subscriber's persistent session (mosquitto writes its whole store at
     // every change, so a larger backlog only slows it); more messages arrive at our instance

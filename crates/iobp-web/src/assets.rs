@@ -11,6 +11,7 @@
 //!
 //! Caching: pages `no-cache` (a new version's pages are fetched at once), assets an hour.
 
+mod docs;
 mod layout;
 
 use axum::Router;
@@ -148,6 +149,7 @@ pub(crate) fn pages(portal: Portal) -> Router<WebState> {
     let login = rendered(LOGIN, portal);
     let password = rendered(PASSWORD, portal);
     let mut r = asset_routes()
+        .merge(docs::routes(portal))
         .route("/login", get(move || async move { html(login) }))
         .route("/password", get(move || async move { html(password) }));
     for (path, file) in pages_of(portal) {

@@ -40,7 +40,7 @@
 //!   request's.
 //!
 //! # The message
-//! One JSON object per executed poll (the README and the API description show the same):
+//! One JSON object per executed poll (the manual, `docs/manual/field-protocols.md`, and the API description show the same):
 //!
 //! ```json
 //! {"poll":"tank","unit":1,"function":"holding_registers","address":100,"count":4,

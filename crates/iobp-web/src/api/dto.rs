@@ -272,7 +272,7 @@ pub struct PairDto {
     pub name: String,
     /// Configured to run.
     pub enabled: bool,
-    /// The configuration, in the format of the README (passwords masked).
+    /// The configuration, in the configuration format of the manual (passwords masked).
     #[schema(value_type = super::spec_doc::ChannelPairSpec)]
     pub spec: serde_json::Value,
     /// Live status.

@@ -40,7 +40,7 @@ use crate::error::ApiError;
             port in the Host header; without one, no suffix). Every \
             state-changing request needs the session's CSRF token in the X-CSRF-Token header. \
             Roles: admin ⊇ operator ⊇ viewer. Channel pair bodies use the configuration format \
-            of the README (`{\"id\", \"name\", \"source\", \"destination\", ...}`).",
+            of the manual (`/docs/channel-pairs`: `{\"id\", \"name\", \"source\", \"destination\", ...}`).",
     ),
     tags(
         (name = "session", description = "Login, logout, password change"),

@@ -1,7 +1,7 @@
 //! How the OpenAPI document describes a channel pair's configuration (the body of create and
 //! edit, and `spec` of a pair): the pair's own settings, and its sides by `type`. The `mqtt`,
 //! `nats` and `modbus` sides are described field by field; the other types by their name,
-//! their settings being those of the README. The descriptions follow the doc comments of
+//! their settings being those of the manual (`/docs/connectors`). The descriptions follow the doc comments of
 //! `iobp_config::spec` and `iobp_config::modbus`; `api::openapi` tests that every setting of
 //! an mqtt, a nats and a modbus side is described.
 
@@ -12,7 +12,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-/// The connector types described only by name here (their settings: the README).
+/// The connector types described only by name here (their settings: the manual, `/docs/connectors`).
 const OTHER_TYPES: [&str; 5] = ["tcp_server", "tcp_client", "udp", "serial", "remote_icombuffer"];
 
 fn string(description: &str) -> ObjectBuilder {
@@ -31,7 +31,7 @@ fn boolean(description: &str) -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Boolean).description(Some(description))
 }
 
-/// A free-form object (settings described in the README).
+/// A free-form object (settings described in the manual, `/docs/connectors`).
 fn object(description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Object)
@@ -39,7 +39,7 @@ fn object(description: &str) -> ObjectBuilder {
         .description(Some(description))
 }
 
-/// A channel pair in the configuration format (README, "Configuration").
+/// A channel pair in the configuration format (the manual, `/docs/channel-pairs`).
 pub(crate) enum ChannelPairSpec {}
 
 impl PartialSchema for ChannelPairSpec {
@@ -47,7 +47,7 @@ impl PartialSchema for ChannelPairSpec {
         let side = || Ref::from_schema_name(Endpoint::name());
         ObjectBuilder::new()
             .description(Some(
-                "A channel pair in the configuration format of the README: a source, its own \
+                "A channel pair in the configuration format of the manual (/docs/channel-pairs): a source, its own \
                  durable buffer, a destination. Unknown settings are refused, naming the field.",
             ))
             .property(
@@ -124,7 +124,7 @@ impl PartialSchema for Endpoint {
         let others = ObjectBuilder::new()
             .description(Some(
                 "A TCP server or client, UDP, a serial port or another ioBufferPro instance: \
-                 their settings are those of the README (host, port, tls, framing, ack, …).",
+                 their settings are those of the manual, /docs/connectors (host, port, tls, framing, ack, …).",
             ))
             .property(
                 "type",

@@ -169,25 +169,12 @@ pub(crate) fn render(file: &str, portal: Portal) -> Result<String, LayoutError> 
     let (body_attributes, header, main_class) = match page.layout {
         Layout::App => {
             let current = page.nav.unwrap_or_default();
-            let nav = nav_of(portal);
-            if !nav.iter().any(|e| e.key == current) {
+            if !nav_of(portal).iter().any(|e| e.key == current) {
                 return Err(LayoutError::UnknownNav(current.to_string()));
             }
-            let mut links = String::new();
-            for e in nav {
-                let mark = if e.key == current { " aria-current=\"page\"" } else { "" };
-                let _ = writeln!(
-                    links,
-                    "    <a href=\"{}\" data-nav=\"{}\"{mark}>{}</a>",
-                    escape(e.href),
-                    escape(e.key),
-                    escape(e.label)
-                );
-            }
-            let header = fill(TOPBAR, &[("portal_name", name), ("nav_links", &links)])?;
             let attrs =
                 format!(" data-portal=\"{}\" data-page=\"{}\"", portal.as_str(), escape(page.page));
-            (attrs, header, "page")
+            (attrs, topbar(portal, current)?, "page")
         }
         Layout::Auth => {
             let attrs = format!(
@@ -198,18 +185,61 @@ pub(crate) fn render(file: &str, portal: Portal) -> Result<String, LayoutError> 
             (attrs, String::new(), "auth-box")
         }
     };
+    let script = format!("<script type=\"module\" src=\"{}\"></script>\n", escape(page.script));
     fill(
         LAYOUT,
         &[
             ("title", &escape(page.title)),
             ("portal_name", name),
-            ("script", &escape(page.script)),
+            ("script", &script),
             ("body_attributes", &body_attributes),
             ("header", &header),
             ("main_class", main_class),
             ("content", &content),
         ],
     )
+}
+
+/// A page of the manual for `portal`: the portal's header (its navigation, *Manual* marked
+/// current), no script — the manual works without JavaScript — and `content` (HTML, already
+/// escaped where it must be) in `<main>`.
+pub(crate) fn render_docs(
+    portal: Portal,
+    title: &str,
+    content: &str,
+) -> Result<String, LayoutError> {
+    let attrs = format!(" data-portal=\"{}\" data-page=\"docs\"", portal.as_str());
+    fill(
+        LAYOUT,
+        &[
+            ("title", &escape(title)),
+            ("portal_name", portal_name(portal)),
+            ("script", ""),
+            ("body_attributes", &attrs),
+            ("header", &topbar(portal, MANUAL_NAV.key)?),
+            ("main_class", "page docs-page"),
+            ("content", content),
+        ],
+    )
+}
+
+/// The entry every portal's navigation ends with: the manual the binary serves.
+pub(crate) const MANUAL_NAV: NavEntry = NavEntry { key: "manual", href: "/docs", label: "Manual" };
+
+/// The header of an app page: the portal's navigation and the manual, `current` marked.
+fn topbar(portal: Portal, current: &str) -> Result<String, LayoutError> {
+    let mut links = String::new();
+    for e in nav_of(portal).iter().chain(std::iter::once(&MANUAL_NAV)) {
+        let mark = if e.key == current { " aria-current=\"page\"" } else { "" };
+        let _ = writeln!(
+            links,
+            "    <a href=\"{}\" data-nav=\"{}\"{mark}>{}</a>",
+            escape(e.href),
+            escape(e.key),
+            escape(e.label)
+        );
+    }
+    fill(TOPBAR, &[("portal_name", portal_name(portal)), ("nav_links", &links)])
 }
 
 /// Replaces every `{{name}}` in `template` with its value in `vars` (values are not scanned
@@ -236,7 +266,7 @@ fn fill(template: &str, vars: &[(&str, &str)]) -> Result<String, LayoutError> {
 }
 
 /// Text for HTML text and attribute values.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -278,6 +308,29 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("{{"), "{html}");
+    }
+
+    #[test]
+    fn every_app_page_links_the_manual_and_a_manual_page_has_no_script() {
+        let html = render(PAGE, Portal::Ops).expect("renders");
+        assert!(html.contains("<a href=\"/docs\" data-nav=\"manual\">Manual</a>"), "{html}");
+        let docs = render_docs(Portal::Mgmt, "Connectors · Manual", "<p>x</p>").expect("renders");
+        assert!(!docs.contains("<script"), "{docs}");
+        assert!(
+            docs.contains("<title>Connectors · Manual · ioBufferPro Management Dashboard</title>")
+        );
+        assert!(
+            docs.contains("<a href=\"/docs\" data-nav=\"manual\" aria-current=\"page\">Manual</a>"),
+            "{docs}"
+        );
+        assert!(
+            docs.contains("<a href=\"/settings\" data-nav=\"settings\">Settings</a>"),
+            "{docs}"
+        );
+        assert!(
+            docs.contains("<main class=\"page docs-page\" id=\"main\">\n<p>x</p></main>"),
+            "{docs}"
+        );
     }
 
     #[test]
