@@ -70,12 +70,17 @@ pub fn export(data_dir: Option<PathBuf>, include_secrets: bool) -> anyhow::Resul
 pub fn import(file: &Path, data_dir: Option<PathBuf>, merge: bool) -> anyhow::Result<()> {
     let mut doc = read_document(file)?;
     let dir = crate::data_dir::resolve(data_dir);
-    crate::data_dir::check_format(&dir)?;
+    let format = crate::data_dir::check_format(&dir)?;
     crate::data_dir::private_from_now_on();
     // A running instance keeps its configuration in memory and would not see (and could
     // overwrite) an import; refuse rather than surprise.
     let _lock = crate::data_dir::lock(&dir)?;
     let store = Store::open(&dir)?;
+    // A directory this import creates is in this binary's format; an older one is left for
+    // `run` to migrate and record once everything in it opened.
+    if format == crate::data_dir::Format::Empty {
+        crate::data_dir::record_format(&dir)?;
+    }
     // A redacted export keeps the passwords stored here; elsewhere they must be given.
     let problems = doc.restore_masked_passwords(&store.load_pairs()?.pairs);
     if !problems.is_empty() {

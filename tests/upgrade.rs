@@ -111,6 +111,27 @@ fn a_newer_format_is_refused_and_nothing_is_touched() {
     assert!(!out.exists());
 }
 
+/// `config import` into a new data directory makes it in this binary's format: its first
+/// start is no upgrade (the .deb's test saw "upgraded from format 1 to 2" on a directory an
+/// import had just created).
+#[test]
+fn an_import_into_a_new_data_directory_records_the_current_format() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let doc = tmp.path().join("pairs.json");
+    std::fs::write(&doc, r#"{"channel_pairs": []}"#).expect("write");
+    let (code, out, err) = run_cli(&[
+        "config",
+        "import",
+        doc.to_str().expect("utf8"),
+        "--data-dir",
+        data.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let format = std::fs::read_to_string(data.join("FORMAT")).expect("FORMAT written");
+    assert_eq!(format.trim(), "iobufferpro data format 2");
+}
+
 #[test]
 fn backup_copies_the_store_of_a_running_instance() {
     let tmp = tempfile::tempdir().expect("tmp");
