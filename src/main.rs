@@ -53,6 +53,10 @@ enum Command {
     /// the real device is wired.
     #[command(subcommand)]
     Simulate(simulate_cmd::SimulateCommand),
+    /// ioBufferPro as a Windows service: install, uninstall, start, stop (as Administrator).
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Service(service::windows::ServiceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +180,8 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(kind) => simulate_cmd::main(kind),
         Command::Replay(args) => replay_cmd::main(&args),
         Command::Backup { out, data_dir } => config_cmd::backup(&out, data_dir),
+        #[cfg(windows)]
+        Command::Service(cmd) => service::windows::main(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

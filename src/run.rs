@@ -1,6 +1,7 @@
 //! `iobufferpro run`: start the engine with the stored configuration (plus `--config`),
-//! serve the two portal ports, and shut down cleanly on SIGINT/SIGTERM: stop accepting, let
-//! running appends finish their fdatasync, checkpoint every buffer, exit 0.
+//! serve the two portal ports, and shut down cleanly on SIGINT/SIGTERM (on Windows: Ctrl-C, or
+//! the service manager's Stop or Shutdown): stop accepting, let running appends finish their
+//! fdatasync, checkpoint every buffer, exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use iobp_web::{LogBuffer, Portal, WebShared, ensure_admin, router};
 pub struct RunArgs {
     /// Data directory (buffers and the configuration database).
     #[arg(long, env = "IOBP_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// A configuration document to apply at start: pairs are created or replaced by id,
     /// settings replaced; the result is stored.
     #[arg(long)]
@@ -245,7 +246,8 @@ async fn start_engine(dir: &std::path::Path, settings: Settings, store: &Arc<Sto
     engine
 }
 
-/// Serves both portals until SIGINT/SIGTERM, then shuts everything down cleanly.
+/// Serves both portals until SIGINT/SIGTERM (or a Windows service stop), then shuts everything
+/// down cleanly.
 async fn serve(
     web: &Arc<WebShared>,
     ops_l: tokio::net::TcpListener,
@@ -396,6 +398,19 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No Ctrl-C to wait for (a process without a console, such as a service): an
+                // error here must not stop the instance the moment it is ready.
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(windows)]
+        tokio::select! {
+            () = ctrl_c => {}
+            () = crate::service::windows::stop_requested() => {}
+        }
+        #[cfg(not(windows))]
+        ctrl_c.await;
     }
 }

@@ -3,14 +3,21 @@
 //! listen, a `STATUS=` line (`systemctl status`: pairs running and in error), watchdog pings at
 //! half the unit's `WatchdogSec=` from the runtime that runs the pairs (so a wedged runtime is
 //! restarted), and `STOPPING=1` when a stop begins. Without systemd (`NOTIFY_SOCKET` unset)
-//! nothing is sent. Linux only; elsewhere these do nothing.
+//! nothing is sent. Under the Windows service control manager (`service::windows`,
+//! `service run`): Running once ready, `StopPending` when a stop begins. Elsewhere these do
+//! nothing.
 
 use std::time::Duration;
 
-use iobp_engine::{Color, Engine};
+use iobp_engine::Engine;
+
+#[cfg(windows)]
+pub mod windows;
 
 /// `running 3 pair(s), 1 in error, 1 stopped`: what `systemctl status` shows.
+#[cfg(target_os = "linux")]
 pub fn status_line(engine: &Engine) -> String {
+    use iobp_engine::Color;
     let snaps = engine.snapshots();
     let running = snaps.iter().filter(|s| s.channel != Color::White).count();
     let failing = snaps.iter().filter(|s| s.channel == Color::Red).count();
@@ -22,6 +29,8 @@ pub fn status_line(engine: &Engine) -> String {
 pub fn ready(engine: &Engine) {
     #[cfg(target_os = "linux")]
     send(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status_line(engine))]);
+    #[cfg(windows)]
+    windows::running();
     #[cfg(not(target_os = "linux"))]
     let _ = engine;
 }
@@ -30,6 +39,8 @@ pub fn ready(engine: &Engine) {
 pub fn stopping() {
     #[cfg(target_os = "linux")]
     send(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
+    #[cfg(windows)]
+    windows::stopping();
 }
 
 /// Until the process ends: the status line every 10 s, with a watchdog ping (at half the

@@ -449,6 +449,8 @@ fn set_rs485(_port: &SerialPort, _r: &iobp_config::Rs485Spec) -> Result<(), Side
 /// A path that names no port is the side's settings, not a device that may come back.
 fn check_terminal(f: &std::fs::File, path: &str) -> Result<(), SideError> {
     use std::io::IsTerminal;
+    // What the device is (its type, numbers and owner) is read only where it is checked.
+    #[cfg(unix)]
     let meta = f
         .metadata()
         .map_err(|e| SideError::Peer(format!("cannot open serial port {path}: {e}")))?;
