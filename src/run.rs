@@ -46,14 +46,15 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn init_logging(level: &str, buffer: &LogBuffer) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
-    let default: LevelFilter = level.parse().unwrap_or(LevelFilter::INFO);
-    // IOBP_LOG overrides, in `target=level,...` form (e.g. `info,iobp_engine=debug`).
-    let filter = std::env::var("IOBP_LOG")
-        .ok()
-        .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(default));
+    // IOBP_LOG overrides the setting, in `target=level,...` form (e.g.
+    // `info,iobp_engine=debug`), for this run: a changed `log_level` then changes nothing.
+    let fixed = std::env::var("IOBP_LOG").ok().and_then(|s| s.parse::<Targets>().ok());
+    if !buffer.set_level(level) {
+        buffer.set_level("info");
+    }
+    let level_layer = fixed.is_none().then(|| buffer.level_layer());
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -62,7 +63,8 @@ fn init_logging(level: &str, buffer: &LogBuffer) {
                 .with_target(false),
         )
         .with(buffer.layer())
-        .with(filter)
+        .with(fixed)
+        .with(level_layer)
         .try_init();
 }
 

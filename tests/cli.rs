@@ -356,3 +356,56 @@ fn config_diff_shows_the_changes_and_changes_nothing() {
     }
     assert_eq!(inst.pairs().as_array().map(Vec::len), Some(2), "nothing applied");
 }
+
+/// The log level of the settings applies at once, as the settings page says: a debug event
+/// reaches the log viewer right after `log_level: debug` is saved, and no longer once `info`
+/// is saved again (it used to apply only at the next start).
+#[test]
+fn the_log_level_of_the_settings_applies_at_once() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().expect("tmp");
+    // No IOBP_LOG: the stored setting is in force.
+    let mut inst = Instance::start_fresh(tmp.path(), &[], "");
+    inst.login_api();
+    // A request hyper cannot parse: the portal logs its end at debug level.
+    let garbage = |inst: &Instance| {
+        let mut s = std::net::TcpStream::connect(inst.ops).expect("connect");
+        s.write_all(b"\x16\x03\x01 not http\r\n\r\n").expect("write");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    };
+    let debug_lines = |inst: &Instance| {
+        let r = inst.api("GET", "/api/v1/logs?level=debug&limit=2000", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+            .as_array()
+            .expect("lines")
+            .iter()
+            .filter(|l| {
+                l["level"] == "DEBUG"
+                    && l["message"].as_str().is_some_and(|m| m.contains("portal connection ended"))
+            })
+            .count()
+    };
+    let set_level = |inst: &Instance, level: &str| {
+        let mut settings = inst.api("GET", "/api/v1/settings", None).json()["settings"].clone();
+        settings["log_level"] = level.into();
+        let r = inst.api("PUT", "/api/v1/settings", Some(&settings.to_string()));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["restart_required"], serde_json::json!([]), "{}", r.body);
+    };
+    garbage(&inst);
+    assert_eq!(debug_lines(&inst), 0, "info: no debug lines");
+    set_level(&inst, "debug");
+    garbage(&inst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while debug_lines(&inst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no debug line after log_level debug");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    set_level(&inst, "info");
+    let before = debug_lines(&inst);
+    garbage(&inst);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(debug_lines(&inst), before, "back to info: no more debug lines");
+}

@@ -326,7 +326,8 @@ pub fn connect(port: u16) -> TcpStream {
 impl Instance {
     /// Starts `iobufferpro run` like [`Instance::start`] but does not log in: `admin` keeps
     /// the first-start password (see [`Instance::initial_password`]), for tests that do the
-    /// first login themselves. `log` is the `IOBP_LOG` filter (e.g. `info`).
+    /// first login themselves. `log` is the `IOBP_LOG` filter (e.g. `info`; empty: none, the
+    /// stored `log_level` applies).
     pub fn start_fresh(data: &Path, extra: &[&str], log: &str) -> Instance {
         Self::spawn(data, ANY_PORT, ANY_PORT, extra, log, Stdio::null(), None)
     }
@@ -352,13 +353,18 @@ impl Instance {
             }
             None => Command::new(bin()),
         };
+        // An empty `log`: no IOBP_LOG, so the stored `log_level` setting is in force.
+        if log.is_empty() {
+            cmd.env_remove("IOBP_LOG");
+        } else {
+            cmd.env("IOBP_LOG", log);
+        }
         let mut child = cmd
             .arg("run")
             .arg("--data-dir")
             .arg(data)
             .args(["--ops-listen", &ops.to_string(), "--mgmt-listen", &mgmt.to_string()])
             .args(extra)
-            .env("IOBP_LOG", log)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -1,13 +1,20 @@
 //! The last log lines, in memory, for the Management Dashboard's log viewer: a `tracing`
-//! layer that keeps the newest [`LOG_LINES`] events (oldest dropped first).
+//! layer that keeps the newest [`LOG_LINES`] events (oldest dropped first). And the level in
+//! force: [`LogBuffer::level_layer`] filters every layer of the process by the `log_level`
+//! setting, which [`LogBuffer::set_level`] changes at once (the settings say it applies
+//! without a restart). The filter answers per call site and is asked again only when the level
+//! changes, so a disabled `debug!` costs what it costs under a fixed filter.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::Context;
 
 /// Lines kept.
@@ -24,10 +31,44 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// The shared buffer.
-#[derive(Debug, Clone, Default)]
+/// The shared buffer, and the level in force.
+#[derive(Debug, Clone)]
 pub struct LogBuffer {
     lines: Arc<Mutex<VecDeque<LogLine>>>,
+    /// The most verbose level let through, as [`level_code`] numbers it.
+    level: Arc<AtomicU8>,
+}
+
+impl Default for LogBuffer {
+    fn default() -> Self {
+        Self {
+            lines: Arc::default(),
+            level: Arc::new(AtomicU8::new(level_code(LevelFilter::INFO))),
+        }
+    }
+}
+
+/// A level as a number that grows with verbosity (off 0, error 1, …, trace 5).
+fn level_code(level: LevelFilter) -> u8 {
+    match level.into_level() {
+        None => 0,
+        Some(tracing::Level::ERROR) => 1,
+        Some(tracing::Level::WARN) => 2,
+        Some(tracing::Level::INFO) => 3,
+        Some(tracing::Level::DEBUG) => 4,
+        Some(tracing::Level::TRACE) => 5,
+    }
+}
+
+fn level_of(code: u8) -> LevelFilter {
+    match code {
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::ERROR,
+        2 => LevelFilter::WARN,
+        3 => LevelFilter::INFO,
+        4 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
 }
 
 impl LogBuffer {
@@ -42,12 +83,62 @@ impl LogBuffer {
         LogLayer { buffer: self.clone() }
     }
 
+    /// A layer that lets through only events and spans at the level in force (for every
+    /// layer of the subscriber it is part of).
+    pub fn level_layer(&self) -> LevelLayer {
+        LevelLayer { level: self.level.clone() }
+    }
+
+    /// The level in force.
+    pub fn level(&self) -> LevelFilter {
+        level_of(self.level.load(Ordering::Acquire))
+    }
+
+    /// Puts `level` (`error`, `warn`, `info`, `debug`, `trace`) in force at once; false (and
+    /// nothing changed) if it is none of these.
+    pub fn set_level(&self, level: &str) -> bool {
+        let Ok(level) = level.parse::<LevelFilter>() else {
+            return false;
+        };
+        if self.level.swap(level_code(level), Ordering::AcqRel) != level_code(level) {
+            // Call sites cached their answer (and the global maximum level): ask them again.
+            tracing::callsite::rebuild_interest_cache();
+        }
+        true
+    }
+
     fn push(&self, line: LogLine) {
         let mut lines = self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if lines.len() == LOG_LINES {
             lines.pop_front();
         }
         lines.push_back(line);
+    }
+}
+
+/// The level filter of a [`LogBuffer`].
+#[derive(Debug)]
+pub struct LevelLayer {
+    level: Arc<AtomicU8>,
+}
+
+impl LevelLayer {
+    fn lets_through(&self, level: tracing::Level) -> bool {
+        level_of(self.level.load(Ordering::Acquire)) >= level
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for LevelLayer {
+    fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> Interest {
+        if self.lets_through(*metadata.level()) { Interest::always() } else { Interest::never() }
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.lets_through(*metadata.level())
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(level_of(self.level.load(Ordering::Acquire)))
     }
 }
 
@@ -93,5 +184,38 @@ impl<S: tracing::Subscriber> Layer<S> for LogLayer {
             level: *event.metadata().level(),
             message: format!("{}{}", c.message, c.fields),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_new_level_applies_at_once_to_call_sites_already_seen() {
+        let logs = LogBuffer::default();
+        let subscriber =
+            tracing_subscriber::Registry::default().with(logs.layer()).with(logs.level_layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let say = |n: u32| {
+                tracing::debug!("debug {n}");
+                tracing::info!("info {n}");
+            };
+            say(1);
+            assert!(logs.set_level("debug"));
+            say(2);
+            assert!(logs.set_level("warn"));
+            say(3);
+            assert!(!logs.set_level("loud"), "not a level");
+            assert_eq!(logs.level(), LevelFilter::WARN, "unchanged by a bad level");
+            assert!(logs.set_level("info"));
+            say(4);
+        });
+        let mut seen: Vec<String> =
+            logs.recent(tracing::Level::TRACE, 100).into_iter().map(|l| l.message).collect();
+        seen.reverse();
+        assert_eq!(seen, ["info 1", "debug 2", "info 2", "info 4"]);
     }
 }

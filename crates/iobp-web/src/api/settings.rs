@@ -97,6 +97,8 @@ pub(crate) async fn put_settings(
     in_force.mgmt_listen = current.mgmt_listen;
     s.engine.update_settings(in_force.clone())?;
     s.store.save_settings(&new)?;
+    // Validated above: one of the levels the log filter knows.
+    s.logs.set_level(&new.log_level);
     let restart_required: Vec<String> = [
         ("ops_listen", old.ops_listen != new.ops_listen),
         ("mgmt_listen", old.mgmt_listen != new.mgmt_listen),
