@@ -100,8 +100,25 @@ pub fn import(file: &Path, data_dir: Option<PathBuf>, merge: bool) -> anyhow::Re
     let after = ConfigDocument { settings: doc.settings.clone(), channel_pairs: merged_pairs };
     after.validate(&current).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mode = if merge { ApplyMode::Merge } else { ApplyMode::Replace };
-    let diff = ConfigDiff::between(&current, &store.load_pairs()?.pairs, &doc, mode);
+    let stored = store.load_pairs()?.pairs;
+    let diff = ConfigDiff::between(&current, &stored, &doc, mode);
+    let removed: Vec<&str> = if merge {
+        Vec::new()
+    } else {
+        stored
+            .iter()
+            .filter(|p| !doc.channel_pairs.iter().any(|d| d.id == p.id))
+            .map(|p| p.id.as_str())
+            .collect()
+    };
     store.import(&doc, !merge)?;
+    // The configuration first: should this fail half-way, a pair never loses its buffer while
+    // it is still configured. What stays behind is named, to be removed by hand.
+    for id in removed {
+        iobp_engine::Engine::remove_buffers_offline(&dir, id).with_context(|| {
+            format!("pair {id} was removed, but its buffer under {} was not", dir.display())
+        })?;
+    }
     println!("{}", diff.render());
     println!(
         "imported {} channel pair(s){} into {}",

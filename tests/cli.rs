@@ -409,3 +409,44 @@ fn the_log_level_of_the_settings_applies_at_once() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(debug_lines(&inst), before, "back to info: no more debug lines");
 }
+
+/// A pair that `config import` removes goes with its buffer, as the import's summary says: a
+/// pair created later under the same id starts empty, and never delivers the old pair's
+/// messages to its own destination (they stayed behind, and came back with the id).
+#[test]
+fn a_pair_removed_by_an_import_takes_its_buffer_with_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("utf8").to_string();
+    let (src, dst) = (ports::tcp(), ports::tcp());
+    let config = tmp.path().join("c.json");
+    std::fs::write(&config, line_pair_doc("reused", src, dst, r#""none""#)).expect("write");
+    let inst = Instance::start(&data, &["--config", config.to_str().expect("utf8")]);
+    // Destination down: three messages wait in the buffer.
+    let mut s = connect(src);
+    s.write_all(b"\x02old-0\x03\x02old-1\x03\x02old-2\x03").expect("send");
+    inst.wait_for("reused", 10, "stored", |p| p["counts"]["received"] == 3);
+    assert_eq!(inst.terminate().code(), Some(0));
+
+    let empty = tmp.path().join("empty.json");
+    std::fs::write(&empty, r#"{"channel_pairs": []}"#).expect("write");
+    let (code, out, err) =
+        run_cli(&["config", "import", empty.to_str().expect("utf8"), "--data-dir", &d]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("reused"), "the summary names the removed pair: {out}");
+    assert!(!data.join("logs").join("reused").exists(), "its buffer is gone");
+
+    // The same id again, now with a receiver: nothing old arrives.
+    let (code, out, err) =
+        run_cli(&["config", "import", config.to_str().expect("utf8"), "--data-dir", &d]);
+    assert_eq!(code, 0, "{out}{err}");
+    let receiver = Receiver::start(ports::localhost(dst));
+    let inst = Instance::start(&data, &[]);
+    let mut s = connect(src);
+    s.write_all(b"\x02new-0\x03").expect("send");
+    assert_eq!(receiver.wait_lines(1, 10), vec!["new-0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.lines(), vec!["new-0"], "none of the removed pair's messages");
+    assert_eq!(inst.pair("reused")["counts"]["pending"], 0);
+    assert_eq!(inst.terminate().code(), Some(0));
+}

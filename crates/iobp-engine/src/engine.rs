@@ -4,7 +4,7 @@
 //! validation.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -223,6 +223,30 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 const MIB: u64 = 1024 * 1024;
 
 impl Engine {
+    /// Removes pair `id`'s buffer and parked messages from `data_dir` while no engine runs on
+    /// it: what a configuration import that removes the pair promises ("removed with its
+    /// buffer"), so that a pair created later under the same id starts empty instead of
+    /// delivering the old pair's messages. The caller holds the data directory's lock. Each
+    /// directory is moved aside first (crash-safe: a crash leaves a `.deleted-` directory the
+    /// next start clears, and a journal never replays into it), then removed. Returns whether
+    /// anything was there. The trace goes at the next start, with every trace of a pair no
+    /// longer configured.
+    pub fn remove_buffers_offline(data_dir: &Path, id: &str) -> Result<bool, EngineError> {
+        let fs: Arc<dyn iobp_log::fs::FileSystem> = Arc::new(iobp_log::fs::StdFs);
+        let buffer = |source| EngineError::Buffer { id: id.to_string(), source };
+        let mut found = false;
+        for root in ["logs", "parked"] {
+            if let Some(retired) =
+                iobp_log::retire_closed(fs.clone(), &data_dir.join(root).join(id))
+                    .map_err(buffer)?
+            {
+                found = true;
+                retired.remove().map_err(buffer)?;
+            }
+        }
+        Ok(found)
+    }
+
     /// Starts the engine with the stored pairs: opens every buffer and starts the enabled
     /// pairs. Must be called inside a tokio runtime.
     pub async fn start(opts: EngineOptions, pairs: Vec<ChannelPairSpec>) -> (Engine, StartReport) {

@@ -167,7 +167,7 @@ pub use crate::log::{Log, LogOptions, LogStats, MessageState};
 pub use crate::reader::{Batch, Record, RecordRef};
 pub use crate::recovery::OpenReport;
 pub use crate::retention::{RetentionReport, StorageBudget, WARNING_RATIO};
-pub use crate::retire::{Retired, remove_retired};
+pub use crate::retire::{Retired, remove_retired, retire_closed};
 pub use crate::wait::{Commit, Durable, Ready, block_on};
 pub use crate::writer::TaggedAppend;
 

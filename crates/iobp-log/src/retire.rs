@@ -64,6 +64,16 @@ pub(crate) fn move_aside(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Retired>
     Ok(Retired { fs, path })
 }
 
+/// Moves the directory of a log that is not open (no process has it: an offline tool holding
+/// the data directory's lock) aside for deletion, like [`crate::Log::retire`] does for an open
+/// one; `None` if there is no such directory.
+pub fn retire_closed(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Option<Retired>> {
+    if !fs.dir_exists(dir) {
+        return Ok(None);
+    }
+    move_aside(fs, dir).map(Some)
+}
+
 /// Whether a directory name under a logs root is a deletion in progress.
 pub(crate) fn is_retired(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with(RETIRED_PREFIX)
@@ -87,4 +97,27 @@ pub fn remove_retired(fs: &dyn FileSystem, root: &Path) -> Result<usize> {
         fs.sync_dir(root).map_err(|e| Error::io("sync directory", root, e))?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::StdFs;
+
+    #[test]
+    fn a_closed_log_directory_is_moved_aside_then_removed_and_a_missing_one_is_none() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+        let dir = tmp.path().join("pair-a");
+        assert!(retire_closed(fs.clone(), &dir).expect("no directory").is_none());
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("00000000000000000000.seg"), b"x").expect("write");
+        let retired = retire_closed(fs.clone(), &dir).expect("retire").expect("moved");
+        assert!(!dir.exists());
+        let name = retired.path().file_name().expect("name").to_string_lossy().into_owned();
+        assert!(name.starts_with(".deleted-pair-a-"), "{name}");
+        // Not removed yet: what a crash here leaves, the next start clears.
+        assert_eq!(remove_retired(&StdFs, tmp.path()).expect("clear"), 1);
+        assert!(!retired.path().exists());
+    }
 }
