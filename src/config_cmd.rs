@@ -259,3 +259,28 @@ pub fn backup(out: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `user reset-password [USER]`: a new random password for a user locked out (by default
+/// `admin`), to be changed at the next login, printed once. The instance must be stopped: it
+/// keeps sessions in memory, and the command's trust is that of reading the data directory.
+pub fn reset_password(username: &str, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = crate::data_dir::resolve(data_dir);
+    if !dir.join(iobp_store::DB_FILE).exists() {
+        bail!("no users in {} (nothing was ever stored there)", dir.display());
+    }
+    crate::data_dir::check_format(&dir)?;
+    crate::data_dir::private_from_now_on();
+    let _lock = crate::data_dir::lock(&dir)?;
+    let store = Store::open(&dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let passwords = iobp_web::Passwords::new();
+    let password = runtime.block_on(iobp_web::reset_password(&store, &passwords, username))?;
+    println!("new password for {username}: {password}");
+    println!(
+        "(shown once; it must be changed at the next login; every session of {username} was ended)"
+    );
+    Ok(())
+}

@@ -49,6 +49,9 @@ enum Command {
     /// a sequence or time range, optionally a search, stored again in order for the pair's
     /// destination or into another pair.
     Replay(replay_cmd::ReplayArgs),
+    /// Users, from the command line (ioBufferPro must not be running on the data directory).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Device simulators for commissioning and tests: the other end of a channel pair before
     /// the real device is wired.
     #[command(subcommand)]
@@ -57,6 +60,20 @@ enum Command {
     #[cfg(windows)]
     #[command(subcommand)]
     Service(service::windows::ServiceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Give a user locked out a new random password (printed once, to be changed at the next
+    /// login) and end their sessions; for when no admin can log in any more.
+    ResetPassword {
+        /// The user.
+        #[arg(default_value = "admin")]
+        username: String,
+        /// Data directory.
+        #[arg(long, env = "IOBP_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +197,9 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(kind) => simulate_cmd::main(kind),
         Command::Replay(args) => replay_cmd::main(&args),
         Command::Backup { out, data_dir } => config_cmd::backup(&out, data_dir),
+        Command::User(UserCommand::ResetPassword { username, data_dir }) => {
+            config_cmd::reset_password(&username, data_dir)
+        }
         #[cfg(windows)]
         Command::Service(cmd) => service::windows::main(cmd),
     };

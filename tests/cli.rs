@@ -450,3 +450,66 @@ fn a_pair_removed_by_an_import_takes_its_buffer_with_it() {
     assert_eq!(inst.pair("reused")["counts"]["pending"], 0);
     assert_eq!(inst.terminate().code(), Some(0));
 }
+
+/// An operator locked out of every admin account resets one from the command line, with the
+/// instance stopped (the same trust as reading the data directory): a new random password,
+/// to be changed at the next login, the old one refused, audited — and nothing else changed,
+/// buffered messages included.
+#[test]
+fn a_locked_out_admin_is_reset_from_the_command_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("utf8").to_string();
+    let inst = Instance::start(&data, &[]);
+    // Refused while the instance runs on the directory.
+    let (code, _, err) = run_cli(&["user", "reset-password", "admin", "--data-dir", &d]);
+    assert_ne!(code, 0);
+    assert!(err.contains("another ioBufferPro is running"), "{err}");
+    assert_eq!(inst.terminate().code(), Some(0));
+
+    let (code, _, err) = run_cli(&["user", "reset-password", "nobody", "--data-dir", &d]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no user `nobody`"), "{err}");
+
+    let (code, out, err) = run_cli(&["user", "reset-password", "--data-dir", &d]);
+    assert_eq!(code, 0, "{out}{err}");
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("new password for admin: "))
+        .unwrap_or_else(|| panic!("the new password is printed: {out}"))
+        .trim()
+        .to_string();
+    assert_eq!(password.len(), 20, "{password}");
+
+    let inst = Instance::start_fresh(&data, &[], "error");
+    let login = |pw: &str| {
+        let body = format!(r#"{{"username": "admin", "password": "{pw}"}}"#);
+        http(inst.ops, "POST", "/api/v1/session", Some(&body), None, None)
+    };
+    assert_eq!(login(TEST_ADMIN_PASSWORD).status, 401, "the old password no longer works");
+    let r = login(&password);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["must_change_password"], true, "to be changed at the next login");
+    let (cookie, csrf) = (r.cookie.clone().expect("cookie"), r.json()["csrf_token"].clone());
+    let body =
+        format!(r#"{{"current_password": "{password}", "new_password": "{TEST_ADMIN_PASSWORD}"}}"#);
+    let changed = http(
+        inst.ops,
+        "POST",
+        "/api/v1/session/password",
+        Some(&body),
+        Some(&cookie),
+        csrf.as_str(),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let mut inst = inst;
+    inst.login_api();
+    let audit = inst.api("GET", "/api/v1/audit", None).json();
+    assert!(
+        audit.as_array().expect("entries").iter().any(|e| e["action"] == "user.password_reset"
+            && e["target"] == "admin"
+            && e["detail"].as_str().is_some_and(|d| d.contains("command line"))),
+        "{audit:#}"
+    );
+    assert_eq!(inst.terminate().code(), Some(0));
+}

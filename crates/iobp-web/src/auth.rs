@@ -612,6 +612,55 @@ pub async fn ensure_admin(
     Ok(Some(password))
 }
 
+/// Why a password could not be reset.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// No such user.
+    #[error("no user `{0}`")]
+    NoUser(String),
+    /// A relay account (its password is held by a remote instance).
+    #[error(
+        "`{0}` is a relay account: a remote instance holds its password; give it a new one on the \
+         Users page and on that instance"
+    )]
+    RelayAccount(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] iobp_store::StoreError),
+    /// No randomness or no hash.
+    #[error("cannot make a new password: {0}")]
+    Password(String),
+}
+
+/// Gives `username` a new random password, to be changed at the next login, revokes their
+/// sessions and records it in the audit trail: for an operator locked out of every admin
+/// account (`iobufferpro user reset-password`, run on the data directory while no instance
+/// runs on it — the same trust as reading its files). Returns the password, to be shown once.
+pub async fn reset_password(
+    store: &Store,
+    passwords: &Passwords,
+    username: &str,
+) -> Result<String, ResetError> {
+    let user = store.get_user(username)?.ok_or_else(|| ResetError::NoUser(username.into()))?;
+    if user.role == Role::Relay {
+        return Err(ResetError::RelayAccount(username.into()));
+    }
+    let password = random_password().map_err(|e| ResetError::Password(format!("{e:?}")))?;
+    let hash =
+        passwords.hash(&password).await.map_err(|e| ResetError::Password(format!("{e:?}")))?;
+    store.set_password(username, &hash, true)?;
+    store.audit(
+        &NewAuditEntry {
+            action: "user.password_reset".into(),
+            target: Some(username.into()),
+            detail: Some("on the command line (iobufferpro user reset-password)".into()),
+            ..NewAuditEntry::default()
+        },
+        now_ms(),
+    )?;
+    Ok(password)
+}
+
 /// 20 characters from an alphabet without look-alikes (about 110 bits).
 fn random_password() -> Result<String, ApiError> {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";

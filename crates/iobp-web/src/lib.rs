@@ -49,7 +49,9 @@ use axum::routing::get;
 use iobp_engine::Engine;
 use iobp_store::Store;
 
-pub use crate::auth::{FREE_FAILURES, INITIAL_PASSWORD_FILE, Passwords, ensure_admin};
+pub use crate::auth::{
+    FREE_FAILURES, INITIAL_PASSWORD_FILE, Passwords, ResetError, ensure_admin, reset_password,
+};
 pub use crate::error::{ApiError, ApiResult, ErrorBody, ProblemDto};
 pub use crate::limits::{ConnectionGate, PortalLimits, StreamSlots};
 pub use crate::logbuf::{LogBuffer, LogLayer};
