@@ -102,6 +102,28 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Connects over TCP, refusing a connection to itself. With nothing listening on a loopback
+/// port in the system's ephemeral range, the system may pick that same port as the
+/// connection's own, and TCP's simultaneous open joins the socket to itself: every write would
+/// come back to it — and count as delivered where no acknowledgement is asked for. Every
+/// outgoing TCP connection of a side (and a failover probe, which would see a dead primary as
+/// alive) goes through here.
+pub(crate) async fn connect_tcp<A: tokio::net::ToSocketAddrs>(
+    addr: A,
+) -> std::io::Result<TcpStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    if let (Ok(local), Ok(peer)) = (tcp.local_addr(), tcp.peer_addr())
+        && local == peer
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connected to itself: nothing listens there, and the system chose that port for the \
+             connection's own end",
+        ));
+    }
+    Ok(tcp)
+}
+
 /// Turns on TCP keepalive so that a peer that vanished (power loss, cable pulled) is noticed
 /// within about a minute and a half even when no data flows.
 pub(crate) fn keepalive(stream: &TcpStream) {
@@ -153,7 +175,7 @@ impl Opener for Dial {
         // connection.
         let tls = crate::tls::connector(&self.tls, &self.host)
             .map_err(|e| e.within(&format!("TLS for {addr}")))?;
-        let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+        let tcp = match tokio::time::timeout(self.timeout, connect_tcp(addr.as_str())).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(SideError::Peer(format!("cannot connect to {addr}: {e}"))),
             Err(_) => {

@@ -207,7 +207,7 @@ async fn probe(e: &EndpointSpec) -> bool {
         matches!(
             tokio::time::timeout(
                 Duration::from_secs(2),
-                tokio::net::TcpStream::connect((host.as_str(), port))
+                crate::net::connect_tcp((host.as_str(), port))
             )
             .await,
             Ok(Ok(_))

@@ -13,7 +13,6 @@ use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use iobp_config::{RemoteSpec, TlsSpec};
-use tokio::net::TcpStream;
 
 use super::{RelayIo, RelayMode};
 use crate::net::{Stream, keepalive};
@@ -140,7 +139,7 @@ impl Client {
     async fn connect(&self) -> Result<Stream, SideError> {
         let addr = (self.target.host.as_str(), self.target.port);
         let authority = &self.target.authority;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, crate::net::connect_tcp(addr))
             .await
             .map_err(|_| SideError::Peer(format!("cannot connect to {authority}: timed out")))?
             .map_err(|e| SideError::Peer(format!("cannot connect to {authority}: {e}")))?;
