@@ -9,7 +9,7 @@
 //! query is bounded (`iobp_manual::MAX_QUERY_CHARS`) and escaped.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,7 +27,9 @@ use crate::Portal;
 /// The most hits a search page lists.
 const MAX_HITS: usize = 30;
 
-/// The manual, rendered once for both portals.
+/// The manual, rendered once for both portals — at its first request, not at start: most
+/// instances run for months without anyone opening it, and the rendered chapters of both
+/// portals take about half a megabyte.
 static MANUAL: LazyLock<Manual> = LazyLock::new(|| {
     let manual = Manual::load();
     for problem in manual.problems() {
@@ -36,21 +38,21 @@ static MANUAL: LazyLock<Manual> = LazyLock::new(|| {
     manual
 });
 
+/// A portal's chapter pages: (slug, page), in reading order.
+type Pages = Vec<(&'static str, Option<Bytes>)>;
+
 /// The routes of the manual for `portal`.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router<S> {
-    let manual = &*MANUAL;
-    let pages: Arc<Vec<(&'static str, Option<Bytes>)>> = Arc::new(
-        manual
-            .chapters()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.slug, page(portal, manual, i)))
-            .collect(),
-    );
-    let first = pages.first().and_then(|(_, b)| b.clone());
-    let chapters = pages.clone();
+    let pages: Arc<OnceLock<Pages>> = Arc::new(OnceLock::new());
+    let first = pages.clone();
+    let chapters = pages;
     Router::new()
-        .route("/docs", get(move || async move { html(first) }))
+        .route(
+            "/docs",
+            get(move || async move {
+                html(chapter_pages(&first, portal).first().and_then(|(_, b)| b.clone()))
+            }),
+        )
         .route(
             "/docs/search",
             get(move |Query(q): Query<SearchQuery>| async move { search(portal, &q.q) }),
@@ -58,12 +60,25 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(portal: Portal) -> Router
         .route(
             "/docs/{chapter}",
             get(move |Path(slug): Path<String>| async move {
-                match chapters.iter().find(|(s, _)| *s == slug) {
+                match chapter_pages(&chapters, portal).iter().find(|(s, _)| *s == slug) {
                     Some((_, body)) => html(body.clone()),
                     None => not_found(portal),
                 }
             }),
         )
+}
+
+/// The chapter pages of `portal`, rendered at the first request.
+fn chapter_pages(cell: &OnceLock<Pages>, portal: Portal) -> &Pages {
+    cell.get_or_init(|| {
+        let manual = &*MANUAL;
+        manual
+            .chapters()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.slug, page(portal, manual, i)))
+            .collect()
+    })
 }
 
 #[derive(Debug, Deserialize)]
