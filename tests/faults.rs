@@ -444,19 +444,26 @@ fn a_real_full_disk_is_backpressure_and_the_pair_recovers_by_itself() {
         };
         // Offer until five times the disk went by (most of it refused with NAKs while full);
         // the alarm must show meanwhile, on the pair and in the metrics.
-        let (mut alarm, mut disk_bound) = (None, false);
+        let (mut alarm, mut disk_bound, mut red) = (None, false, false);
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let st = inst.pair("full");
             if let Some(a) = st["storage_alarm"].as_str() {
                 alarm.get_or_insert_with(|| a.to_string());
             }
+            // Red while the disk is full. Once the senders stop, the instance may free a little
+            // (journal files flushed and deleted), and the buffer is then only nearly full
+            // (Yellow): read while it is being filled, not after.
+            red |= st["buffer"] == "red";
             disk_bound |= http_get(inst.ops, "/metrics").1.contains("iobp_storage_disk_bound 1");
             let refused = st["counts"]["refused"].as_u64().unwrap_or(0);
-            if refused * 1000 > 4 * mib * (1 << 20) && alarm.is_some() && disk_bound {
+            if refused * 1000 > 4 * mib * (1 << 20) && alarm.is_some() && disk_bound && red {
                 break;
             }
-            assert!(Instant::now() < deadline, "{kind}: {st:#} (disk bound metric: {disk_bound})");
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: {st:#} (disk bound metric: {disk_bound}, red seen: {red})"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         stop.store(true, Ordering::Relaxed);
@@ -465,7 +472,7 @@ fn a_real_full_disk_is_backpressure_and_the_pair_recovers_by_itself() {
         assert!(alarm.contains("disk"), "{kind}: the alarm names the disk: {alarm}");
         let st = inst.pair("full");
         assert!(st["buffer_failure"].is_null(), "{kind}: a full disk is not a failure: {st:#}");
-        assert_eq!(st["buffer"], "red", "{kind}: {st:#}");
+        assert_ne!(st["buffer"], "green", "{kind}: still (nearly) full: {st:#}");
         // The destination comes: delivery frees space, the alarm clears, the pair accepts again.
         let rx = Receiver::start(ports::localhost(dst));
         inst.wait_for("full", 120, "drained and the alarm cleared", |s| {
