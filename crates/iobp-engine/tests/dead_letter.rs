@@ -9,56 +9,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use common::Harness;
-use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
-use iobp_codec::{Decoded, Deframer, Encoder, Framing};
+use common::{Harness, Hl7Answer};
+use iobp_codec::{Encoder, Framing};
 use iobp_engine::{Color, TraceKind as K};
 use iobp_testkit::ports;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
 
 fn hl7(n: u32, poison: bool) -> Vec<u8> {
-    let kind = if poison { "POISON" } else { "OK" };
-    format!("MSH|^~\\&|LAB|A|HIS|B|20261204||ORU^R01|{n}|P|2.5\rOBX|1|ST|{kind}\r").into_bytes()
+    common::hl7_message(n, poison)
 }
 
 /// An MLLP receiver that answers `AE` to messages containing `POISON` while `refusing`, `AA`
 /// otherwise; it keeps the control ids it accepted, in order.
 async fn receiver(ip: &str, port: u16, refusing: Arc<AtomicBool>) -> Arc<Mutex<Vec<String>>> {
-    let listener = TcpListener::bind((ip, port)).await.expect("bind");
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let into = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let (into, refusing) = (into.clone(), refusing.clone());
-            tokio::spawn(async move {
-                let mut d = Deframer::new(Framing::mllp(), 1 << 20);
-                let enc = Encoder::new(Framing::mllp());
-                let mut buf = BytesMut::new();
-                while s.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
-                    while let Some(Decoded::Frame(f)) = d.decode(&mut buf) {
-                        let poison = f.windows(6).any(|w| w == b"POISON");
-                        let refuse = poison && refusing.load(Ordering::SeqCst);
-                        let code = if refuse { AckCode::AE } else { AckCode::AA };
-                        let ack =
-                            build_ack(&f, code, refuse.then_some("cannot file"), "20261204", "A1");
-                        let mut out = Vec::new();
-                        enc.encode(&ack, &mut out).expect("encode");
-                        if !refuse {
-                            let id = parse_msh(&f).map(|m| m.control_id).unwrap_or_default();
-                            into.lock().expect("lock").push(id);
-                        }
-                        if s.write_all(&out).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+    common::hl7_receiver(ip, port, move |_, f| {
+        if f.windows(6).any(|w| w == b"POISON") && refusing.load(Ordering::SeqCst) {
+            Hl7Answer::Refuse("cannot file")
+        } else {
+            Hl7Answer::Accept
         }
-    });
-    got
+    })
+    .await
 }
 
 fn pair(id: &str, ip: &str, src: u16, dst: u16, policy: &str) -> String {

@@ -13,59 +13,33 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
-use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
 use iobp_codec::{Decoded, Deframer, Encoder, Framing};
 use iobp_engine::ReplaySelection;
 use iobp_log::sim::{Faults, SimFs};
 use iobp_testkit::receiver::AsyncReceiver;
 use iobp_testkit::{ports, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 fn hl7(n: u32, poison: bool) -> Vec<u8> {
-    let kind = if poison { "POISON" } else { "OK" };
-    format!("MSH|^~\\&|LAB|A|HIS|B|20261204||ORU^R01|{n}|P|2.5\rOBX|1|ST|{kind}\r").into_bytes()
+    common::hl7_message(n, poison)
 }
 
 /// An MLLP receiver answering `AE` to `POISON` messages while `refusing`, and `AE` once to
 /// the first attempt of every fifth message (retries must not count twice); `AA` otherwise.
 async fn hl7_receiver(ip: &str, port: u16, refusing: Arc<AtomicBool>) -> Arc<Mutex<Vec<String>>> {
-    let listener = TcpListener::bind((ip, port)).await.expect("bind");
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let into = got.clone();
-    let refused_once: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let (into, refusing, once) = (into.clone(), refusing.clone(), refused_once.clone());
-            tokio::spawn(async move {
-                let mut d = Deframer::new(Framing::mllp(), 1 << 20);
-                let enc = Encoder::new(Framing::mllp());
-                let mut buf = BytesMut::new();
-                while s.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
-                    while let Some(Decoded::Frame(f)) = d.decode(&mut buf) {
-                        let id = parse_msh(&f).map(|m| m.control_id).unwrap_or_default();
-                        let poison = f.windows(6).any(|w| w == b"POISON");
-                        let fifth = id.parse::<u32>().is_ok_and(|n| n % 5 == 0);
-                        let refuse = (poison && refusing.load(Ordering::SeqCst))
-                            || (fifth && once.lock().expect("lock").insert(id.clone()));
-                        let code = if refuse { AckCode::AE } else { AckCode::AA };
-                        let ack =
-                            build_ack(&f, code, refuse.then_some("not now"), "20261204", "A1");
-                        let mut out = Vec::new();
-                        enc.encode(&ack, &mut out).expect("encode");
-                        if !refuse {
-                            into.lock().expect("lock").push(id);
-                        }
-                        if s.write_all(&out).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+    let refused_once: Mutex<std::collections::HashSet<String>> = Mutex::default();
+    common::hl7_receiver(ip, port, move |id, f| {
+        let poison = f.windows(6).any(|w| w == b"POISON");
+        let fifth = id.parse::<u32>().is_ok_and(|n| n % 5 == 0);
+        if (poison && refusing.load(Ordering::SeqCst))
+            || (fifth && refused_once.lock().expect("lock").insert(id.to_string()))
+        {
+            Hl7Answer::Refuse("not now")
+        } else {
+            Hl7Answer::Accept
         }
-    });
-    got
+    })
+    .await
 }
 
 async fn send_mllp(ip: &str, port: u16, messages: &[Vec<u8>]) {

@@ -8,14 +8,11 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
-use common::Harness;
-use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
-use iobp_codec::{Decoded, Deframer, Encoder, Framing};
+use common::{Harness, Hl7Answer};
+use iobp_codec::{Encoder, Framing};
 use iobp_engine::{ReplaySelection, TraceEvent, TraceKind};
 use iobp_testkit::ports;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 fn hl7(n: u32) -> Vec<u8> {
     format!("MSH|^~\\&|LAB|A|HIS|B|20261204||ORU^R01|{n}|P|2.5\rOBX|1|ST|GLU^{n}\r").into_bytes()
@@ -29,48 +26,20 @@ struct Receiver {
 }
 
 async fn receiver(ip: &str, port: u16, refuse_once: Option<u32>) -> Receiver {
-    let listener = TcpListener::bind((ip, port)).await.expect("bind");
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
     let silent = Arc::new(AtomicBool::new(false));
-    let refused = Arc::new(AtomicU32::new(0));
-    let (into, quiet) = (got.clone(), silent.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let (into, quiet, refused) = (into.clone(), quiet.clone(), refused.clone());
-            tokio::spawn(async move {
-                let mut d = Deframer::new(Framing::mllp(), 1 << 20);
-                let enc = Encoder::new(Framing::mllp());
-                let mut buf = BytesMut::new();
-                while s.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
-                    while let Some(Decoded::Frame(f)) = d.decode(&mut buf) {
-                        if quiet.load(Ordering::SeqCst) {
-                            continue;
-                        }
-                        let id = parse_msh(&f).map(|m| m.control_id).unwrap_or_default();
-                        let refuse = refuse_once.is_some_and(|r| r.to_string() == id)
-                            && refused.fetch_add(1, Ordering::SeqCst) == 0;
-                        let code = if refuse { AckCode::AE } else { AckCode::AA };
-                        let ack = build_ack(
-                            &f,
-                            code,
-                            refuse.then_some("no such patient"),
-                            "20261204",
-                            "R",
-                        );
-                        let mut out = Vec::new();
-                        enc.encode(&ack, &mut out).expect("encode");
-                        if !refuse {
-                            into.lock().expect("lock").push(id);
-                        }
-                        if s.write_all(&out).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+    let (quiet, refused) = (silent.clone(), AtomicU32::new(0));
+    let got = common::hl7_receiver(ip, port, move |id, _| {
+        if quiet.load(Ordering::SeqCst) {
+            Hl7Answer::Silent
+        } else if refuse_once.is_some_and(|r| r.to_string() == id)
+            && refused.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            Hl7Answer::Refuse("no such patient")
+        } else {
+            Hl7Answer::Accept
         }
-    });
+    })
+    .await;
     Receiver { got, silent }
 }
 
@@ -93,6 +62,21 @@ fn kinds(events: &[TraceEvent]) -> Vec<TraceKind> {
 
 async fn trace(h: &Harness, pair: &str, seq: u64) -> Vec<TraceEvent> {
     h.engine.trace(pair, seq).await.expect("trace").events
+}
+
+/// The trace of a message a receiver already has: its `Delivered` follows once the receiver's
+/// ACK is back, a moment after the receiver kept the message.
+async fn trace_delivered(h: &Harness, pair: &str, seq: u64) -> Vec<TraceEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = trace(h, pair, seq).await;
+        if events.last().is_some_and(|e| e.k == TraceKind::Delivered)
+            || std::time::Instant::now() > deadline
+        {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +114,7 @@ async fn a_trace_follows_a_message_through_a_refusal_a_failover_a_replay_and_a_r
         first.got.lock().expect("lock").len() >= 5
     })
     .await;
-    let t3 = trace(&h, "lab", 3).await;
+    let t3 = trace_delivered(&h, "lab", 3).await;
     assert_eq!(
         kinds(&t3),
         [TraceKind::Stored, TraceKind::Refused, TraceKind::Delivered],
@@ -151,7 +135,7 @@ async fn a_trace_follows_a_message_through_a_refusal_a_failover_a_replay_and_a_r
         second.got.lock().expect("lock").contains(&"6".to_string())
     })
     .await;
-    let t6 = trace(&h, "lab", 6).await;
+    let t6 = trace_delivered(&h, "lab", 6).await;
     let k6 = kinds(&t6);
     assert_eq!(k6.first(), Some(&TraceKind::Stored), "{t6:#?}");
     assert_eq!(k6.last(), Some(&TraceKind::Delivered), "{t6:#?}");
@@ -169,7 +153,7 @@ async fn a_trace_follows_a_message_through_a_refusal_a_failover_a_replay_and_a_r
     let sel = ReplaySelection { from_seq: Some(3), to_seq: Some(3), ..Default::default() };
     let out = h.engine.replay("lab", sel, Some("copy")).await.expect("replay");
     let (copy_seq, _) = out.new_seqs.expect("replayed");
-    let t3 = trace(&h, "lab", 3).await;
+    let t3 = trace_delivered(&h, "lab", 3).await;
     let copied = t3.last().expect("events");
     assert_eq!(copied.k, TraceKind::Copied, "{t3:#?}");
     assert_eq!((copied.pair.as_deref(), copied.seq), (Some("copy"), Some(copy_seq)));

@@ -212,3 +212,66 @@ pub async fn reconciled(engine: &Engine, id: &str) -> iobp_engine::Reconciliatio
     assert_eq!(r.discrepancy, 0, "{id}: {r:#?}");
     r
 }
+
+/// An HL7 v2 result message with control id `n`; `poison` marks one a receiver may refuse.
+pub fn hl7_message(n: u32, poison: bool) -> Vec<u8> {
+    let kind = if poison { "POISON" } else { "OK" };
+    format!("MSH|^~\\&|LAB|A|HIS|B|20261204||ORU^R01|{n}|P|2.5\rOBX|1|ST|{kind}\r").into_bytes()
+}
+
+/// What an [`hl7_receiver`] does with one message.
+pub enum Hl7Answer {
+    /// `AA`: the control id is kept.
+    Accept,
+    /// `AE` with this text.
+    Refuse(&'static str),
+    /// No answer at all.
+    Silent,
+}
+
+/// An MLLP receiver on `(ip, port)` that asks `answer(control id, message)` what to do with
+/// each HL7 message it reads, on every connection; returns the control ids it accepted, in
+/// order.
+pub async fn hl7_receiver(
+    ip: &str,
+    port: u16,
+    answer: impl Fn(&str, &[u8]) -> Hl7Answer + Send + Sync + 'static,
+) -> Arc<std::sync::Mutex<Vec<String>>> {
+    use iobp_codec::hl7::{AckCode, build_ack, parse_msh};
+    use iobp_codec::{Decoded, Deframer, Encoder, Framing};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind((ip, port)).await.expect("bind");
+    let got: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (into, answer) = (got.clone(), Arc::new(answer));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let (into, answer) = (into.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut d = Deframer::new(Framing::mllp(), 1 << 20);
+                let enc = Encoder::new(Framing::mllp());
+                let mut buf = bytes::BytesMut::new();
+                while s.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+                    while let Some(Decoded::Frame(f)) = d.decode(&mut buf) {
+                        let id = parse_msh(&f).map(|m| m.control_id).unwrap_or_default();
+                        let (code, text) = match answer(&id, &f) {
+                            Hl7Answer::Silent => continue,
+                            Hl7Answer::Accept => (AckCode::AA, None),
+                            Hl7Answer::Refuse(text) => (AckCode::AE, Some(text)),
+                        };
+                        let ack = build_ack(&f, code, text, "20261204", "A1");
+                        let mut out = Vec::new();
+                        enc.encode(&ack, &mut out).expect("encode");
+                        if code == AckCode::AA {
+                            into.lock().expect("lock").push(id);
+                        }
+                        if s.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    got
+}
